@@ -1,0 +1,173 @@
+"""Reading the two inputs of an evaluation and matching their rows.
+
+FEATURES is a ``.npy`` array (N × D) or a feature-store directory. CONCEPTS is a concept-bank directory, a
+long table (``image_id, concept[, group]`` as CSV, TSV or parquet) or a dense 0/1 ``.npy`` (N × M) whose
+concept names come from a names file (one concept a line, ``group<TAB>name``; a line without a tab is a
+concept of the group ``Labels``).
+
+Rows are matched by ``image_id`` when both sides have ids (the two id sets must be equal; the concept rows are
+re-ordered to the features' order), and by position when neither has. When only one side has ids, rows are
+matched by position if the counts agree (recorded as ``matched_by: "position"``). A long table lists only the
+images that show some concept, so features' images missing from it get an all-zero concept row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..concepts.bank import DEFAULT_GROUP, ConceptBank, read_table
+from ..errors import QRProbeInputError
+from ..features.store import FeatureStore
+
+_TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".txt")
+
+
+@dataclass
+class Features:
+    """Features in memory: ``array`` (N, D), ``image_ids`` (N,) or None, ``paths`` (N,) or None, provenance."""
+
+    array: np.ndarray
+    image_ids: np.ndarray | None
+    paths: np.ndarray | None
+    provenance: dict
+
+
+def load_features(source: str | os.PathLike | np.ndarray | FeatureStore) -> Features:
+    """Read FEATURES: an array, a ``.npy`` file or a feature-store directory."""
+    if isinstance(source, FeatureStore):
+        store = source
+    elif isinstance(source, np.ndarray):
+        return Features(_check_2d(source, "features"), None, None, {"kind": "array"})
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise QRProbeInputError(f"FEATURES: file not found: {str(path)!r}")
+        if path.is_dir():
+            store = FeatureStore.open(path)
+        elif path.suffix == ".npy":
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError as exc:
+                raise QRProbeInputError(f"FEATURES {str(path)!r}: not a readable .npy array ({exc})") from exc
+            return Features(_check_2d(array, f"FEATURES {str(path)!r}"), None, None,
+                            {"kind": "npy", "path": str(path)})
+        else:
+            raise QRProbeInputError(f"FEATURES {str(path)!r}: expected a .npy file or a feature-store directory")
+    array = store.load(np.float32)
+    prov = {"kind": "feature-store", "path": str(store.path), "model": store.manifest.get("model"),
+            "layer": store.manifest.get("layer"), "content_hash": store.manifest.get("content_hash")}
+    return Features(array, store.image_ids, store.paths, prov)
+
+
+def _check_2d(array: np.ndarray, what: str) -> np.ndarray:
+    if array.ndim != 2:
+        raise QRProbeInputError(f"{what}: expected a 2-D array (images x dimensions), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise QRProbeInputError(f"{what}: expected numbers, got dtype {array.dtype}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise QRProbeInputError(f"{what}: empty array of shape {array.shape}")
+    return array
+
+
+def read_concept_names(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Read a names file: one concept a line, ``group<TAB>name`` (no tab: group ``Labels``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise QRProbeInputError(f"--concept-names: file not found: {str(path)!r}")
+    names, groups = [], []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        group, _, name = line.rpartition("\t") if "\t" in line else (DEFAULT_GROUP, "", line)
+        if not name.strip() or not group.strip():
+            raise QRProbeInputError(f"{path}:{lineno}: expected 'group<TAB>name', got {line!r}")
+        names.append(name.strip())
+        groups.append(group.strip())
+    return names, groups
+
+
+def load_concepts(source: str | os.PathLike | ConceptBank, *, concept_names: str | os.PathLike | None = None,
+                  image_ids: np.ndarray | None = None, n_images: int | None = None) -> ConceptBank:
+    """Read CONCEPTS (see the module docstring).
+
+    ``image_ids`` (the features' ids, if any) fix the rows of a long table; ``n_images`` lets a long table be
+    matched to id-less features when its ids are the row numbers ``0 … N-1``.
+    """
+    if isinstance(source, ConceptBank):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise QRProbeInputError(f"CONCEPTS: file not found: {str(path)!r}")
+    if path.is_dir():
+        return ConceptBank.load(path)
+    if path.suffix == ".npy":
+        if concept_names is None:
+            raise QRProbeInputError(
+                f"CONCEPTS {str(path)!r} is a dense matrix: pass --concept-names FILE (one 'group<TAB>name' a line)")
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise QRProbeInputError(f"CONCEPTS {str(path)!r}: not a readable .npy array ({exc})") from exc
+        if matrix.ndim != 2:
+            raise QRProbeInputError(f"CONCEPTS {str(path)!r}: expected a 2-D 0/1 matrix, got shape {matrix.shape}")
+        names, groups = read_concept_names(concept_names)
+        if len(names) != matrix.shape[1]:
+            raise QRProbeInputError(
+                f"--concept-names {str(concept_names)!r} lists {len(names)} concepts but CONCEPTS "
+                f"{str(path)!r} has {matrix.shape[1]} columns")
+        try:
+            return ConceptBank.from_matrix(matrix, names, groups, info={"source": str(path)})
+        except QRProbeInputError as exc:
+            raise QRProbeInputError(f"CONCEPTS {str(path)!r}: {exc}") from exc
+    if path.suffix.lower() in _TABLE_SUFFIXES:
+        table = read_table(path)
+        rows = image_ids
+        if rows is None and n_images is not None:
+            positional = [str(i) for i in range(n_images)]
+            if not table.get("image_id", pd.Series(dtype=str)).astype(str).isin(positional).all():
+                raise QRProbeInputError(
+                    f"CONCEPTS {str(path)!r}: the features have no image ids, so the long table's image_id "
+                    f"column must hold row numbers 0 … {n_images - 1}")
+            rows = np.asarray(positional, dtype=object)
+        try:
+            bank = ConceptBank.from_long_table(table, image_ids=rows)
+        except QRProbeInputError as exc:
+            raise QRProbeInputError(f"CONCEPTS {str(path)!r}: {exc}") from exc
+        bank.info["source"] = str(path)
+        return bank
+    raise QRProbeInputError(
+        f"CONCEPTS {str(path)!r}: expected a concept-bank directory, a long table (.csv/.tsv/.parquet) "
+        "or a dense .npy matrix")
+
+
+def align(features: Features, bank: ConceptBank) -> tuple[Features, ConceptBank, str]:
+    """Match concept rows to feature rows; return both (concept rows re-ordered) and how they were matched."""
+    n = features.array.shape[0]
+    if features.image_ids is not None and bank.image_ids is not None:
+        ids = pd.Index(bank.image_ids)
+        if not ids.is_unique:
+            raise QRProbeInputError("duplicate image ids in CONCEPTS")
+        feat_ids = pd.Index(features.image_ids)
+        if not feat_ids.is_unique:
+            raise QRProbeInputError("duplicate image ids in FEATURES")
+        missing = feat_ids.difference(ids, sort=False)
+        extra = ids.difference(feat_ids, sort=False)
+        if len(missing) or len(extra):
+            raise QRProbeInputError(
+                f"image ids differ: {len(missing)} feature images have no concept row (e.g. "
+                f"{list(missing[:3])}) and {len(extra)} concept rows have no features (e.g. {list(extra[:3])})")
+        order = ids.get_indexer(feat_ids)
+        return features, bank.select_rows(order), "image_id"
+    if bank.n_images != n:
+        raise QRProbeInputError(
+            f"row count mismatch: FEATURES has {n} rows but CONCEPTS has {bank.n_images} "
+            "(rows are matched by position when the inputs carry no common image ids)")
+    how = "position"
+    if features.image_ids is None and bank.image_ids is not None:
+        features = Features(features.array, bank.image_ids, features.paths, features.provenance)
+    return features, bank, how

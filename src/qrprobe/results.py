@@ -1,0 +1,166 @@
+"""The result of a reverse-probing evaluation, and its directory on disk.
+
+``results.json`` holds the scores, the resolved configuration, the seeds and the library versions; the arrays
+that later analyses need (cluster ids, splits, probe predictions and coefficients, centroids and the
+standardization) sit beside it as ``.npy`` files. ``docs/CONTRACTS.md`` lists every file and shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._atomic import atomic_directory
+from .errors import QRProbeInputError
+
+FORMAT = "qrprobe.result/1"
+METRICS = ("nmi", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits", "cross_entropy_bits", "mi_ratio")
+HEADLINE = ("nmi", "ami", "top1", "map", "mi_bits")
+LABELS = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": "MI (bits)",
+          "cluster_entropy_bits": "H (bits)", "cross_entropy_bits": "CE (bits)", "mi_ratio": "MI/H (%)"}
+STD_NOTE = "population standard deviation over clusterings (numpy ddof=0)"
+_ARRAYS = ("clusterings", "splits", "predictions", "coef", "bias", "centroids")
+
+
+def summarize(per_clustering: list[dict], metrics: tuple[str, ...] = METRICS) -> dict[str, dict]:
+    """``{metric: {"mean", "std", "values"}}`` over clusterings (std: population, ddof=0)."""
+    out = {}
+    for m in metrics:
+        values = [float(r[m]) for r in per_clustering if m in r]
+        if values:
+            out[m] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+    return out
+
+
+@dataclass
+class Result:
+    """Scores of R clusterings of one representation, with everything needed to reproduce and analyse them.
+
+    Attributes
+    ----------
+    summary : ``{metric: {"mean", "std", "values"}}``; percentages ×100, information in bits
+    per_clustering : one dict per clustering (seed, scores, inertia, best epoch, split sizes, small clusters)
+    config : the resolved protocol configuration; seeds : one per clustering; versions : library versions
+    inputs : provenance of the features and concepts; name : a label for tables (e.g. the model)
+    clusterings : (R, N) int32 cluster ids; splits : (R, N) int8 (0 train, 1 val, 2 test)
+    predictions : (R, N) int32 probe argmax; coef : (R, M, K) float32; bias : (R, K) float32
+    centroids : (R, K, D) float32 in standardized space; standardizer : {"mean", "scale"}, (D,) each
+    image_ids, paths : (N,) str or None; concepts : the concept table (M rows) or None
+    """
+
+    summary: dict
+    per_clustering: list[dict]
+    config: dict
+    seeds: list[int]
+    versions: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    name: str = ""
+    clusterings: np.ndarray | None = None
+    splits: np.ndarray | None = None
+    predictions: np.ndarray | None = None
+    coef: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    centroids: np.ndarray | None = None
+    standardizer: dict | None = None
+    image_ids: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    concepts: pd.DataFrame | None = None
+
+    def mean(self, metric: str) -> float:
+        return self.summary[metric]["mean"]
+
+    def to_dict(self) -> dict:
+        """The JSON-serialisable part (everything but the arrays)."""
+        return {"format": FORMAT, "name": self.name, "summary": self.summary, "std": STD_NOTE,
+                "per_clustering": self.per_clustering, "config": self.config, "seeds": self.seeds,
+                "inputs": self.inputs, "versions": self.versions}
+
+    def to_markdown(self, metrics: tuple[str, ...] = HEADLINE) -> str:
+        """A one-row Markdown table of mean ± std."""
+        return markdown_table([self], metrics)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``results.json`` and the arrays to the directory ``path`` (atomically)."""
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            for name in _ARRAYS:
+                value = getattr(self, name)
+                if value is not None:
+                    np.save(tmp / f"{name}.npy", value)
+            if self.standardizer is not None:
+                np.savez(tmp / "standardizer.npz", **self.standardizer)
+            if self.image_ids is not None:
+                index = {"image_id": np.asarray(self.image_ids, dtype=str)}
+                if self.paths is not None:
+                    index["path"] = np.asarray(self.paths, dtype=str)
+                pd.DataFrame(index).to_parquet(tmp / "index.parquet", index=False)
+            if self.concepts is not None:
+                self.concepts.to_parquet(tmp / "concepts.parquet", index=False)
+            (tmp / "results.json").write_text(json.dumps(_json_safe(self.to_dict()), indent=2))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, arrays: bool = True) -> Result:
+        """Read a result directory (``arrays=False`` reads only ``results.json``; ``.npy`` are memory-mapped)."""
+        path = Path(path)
+        rpath = path / "results.json" if path.is_dir() else path
+        if not rpath.is_file():
+            raise QRProbeInputError(f"{str(path)!r} is not a result directory (no results.json)")
+        data = json.loads(rpath.read_text())
+        if data.get("format") != FORMAT:
+            raise QRProbeInputError(f"{rpath}: format {data.get('format')!r}, expected {FORMAT!r}")
+        res = cls(summary=data["summary"], per_clustering=data["per_clustering"], config=data["config"],
+                  seeds=data["seeds"], versions=data.get("versions", {}), inputs=data.get("inputs", {}),
+                  name=data.get("name", ""))
+        base = rpath.parent
+        if arrays:
+            for name in _ARRAYS:
+                if (base / f"{name}.npy").is_file():
+                    setattr(res, name, np.load(base / f"{name}.npy", mmap_mode="r"))
+            if (base / "standardizer.npz").is_file():
+                with np.load(base / "standardizer.npz") as z:
+                    res.standardizer = {k: z[k] for k in z.files}
+            if (base / "index.parquet").is_file():
+                index = pd.read_parquet(base / "index.parquet")
+                res.image_ids = index["image_id"].to_numpy(dtype=object)
+                res.paths = index["path"].to_numpy(dtype=object) if "path" in index else None
+            if (base / "concepts.parquet").is_file():
+                res.concepts = pd.read_parquet(base / "concepts.parquet")
+        return res
+
+
+def _json_safe(obj):
+    """Replace NaN/inf (not valid JSON) by None, recursively; numpy scalars by Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def format_mean_std(entry: dict, digits: int = 2) -> str:
+    mean, std = entry["mean"], entry["std"]
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE) -> str:
+    """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics``."""
+    head = ["representation", "K", "R", *[LABELS.get(m, m) for m in metrics]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r.name or "-", str(r.config.get("k", "")), str(len(r.seeds))]
+        for m in metrics:
+            cells.append(format_mean_std(r.summary[m], 3 if m.endswith("bits") else 2) if m in r.summary else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""``qrprobe evaluate``: outputs, row matching, and bad input (exit 2, a clear message, no partial output)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import combination_dataset
+from qrprobe.cli.main import main
+from qrprobe.concepts import ConceptBank
+from qrprobe.features import write_feature_store
+
+FAST = ["--k", "4", "--clusterings", "2", "--iters", "20", "--restarts", "2", "--epochs", "5",
+        "--kmeans-init", "k-means++", "--device", "cpu", "--quiet"]
+METRICS = ("nmi", "ami", "top1", "map", "mi_bits")
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    features, concepts, _ = combination_dataset(n=400, n_bits=2, seed=0)
+    np.save(tmp_path / "features.npy", features)
+    np.save(tmp_path / "concepts.npy", concepts)
+    (tmp_path / "names.txt").write_text("Objects\tcat\nScene\tbeach\n")
+    ids = [f"img{i:04d}" for i in range(400)]
+    write_feature_store(tmp_path / "store", features, ids, model="toy")
+    bank = ConceptBank.from_matrix(concepts, ["cat", "beach"], ["Objects", "Scene"], image_ids=ids)
+    bank.save(tmp_path / "bank")
+    rows, cols = np.nonzero(concepts)
+    pd.DataFrame({"image_id": np.asarray(ids)[rows], "concept": np.array(["cat", "beach"])[cols],
+                  "group": np.array(["Objects", "Scene"])[cols]}).to_csv(tmp_path / "long.csv", index=False)
+    return tmp_path
+
+
+def _run(*argv: str) -> int:
+    return main(["evaluate", *map(str, argv)])
+
+
+def test_npy_inputs_write_results_json_and_print_markdown(inputs, capsys):
+    out = inputs / "out"
+    assert _run(inputs / "features.npy", inputs / "concepts.npy", "--concept-names", inputs / "names.txt",
+                "-o", out, *FAST) == 0
+    results = json.loads((out / "results.json").read_text())
+    for metric in METRICS:
+        entry = results["summary"][metric]
+        assert set(entry) >= {"mean", "std", "values"} and len(entry["values"]) == 2
+    assert results["summary"]["top1"]["mean"] > 95
+    assert results["config"]["k"] == 4 and results["seeds"] == [0, 1]
+    assert results["inputs"]["matched_by"] == "position"
+    printed = capsys.readouterr().out
+    assert printed.startswith("| representation | K | R | NMI |") and "| features | 4 | 2 |" in printed
+    assert (out / "results.md").read_text().strip() == printed.strip()
+
+
+def test_store_with_bank_and_long_table_match_by_image_id(inputs):
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(400)
+    bank = ConceptBank.load(inputs / "bank")
+    bank.select_rows(perm).save(inputs / "shuffled")  # same images, other order: must be re-aligned
+    scores = []
+    for concepts in ("bank", "shuffled", "long.csv"):
+        out = inputs / f"out-{concepts}"
+        assert _run(inputs / "store", inputs / concepts, "-o", out, *FAST) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert results["inputs"]["matched_by"] == "image_id"
+        assert results["name"] == "toy"
+        scores.append(results["summary"]["nmi"]["values"])
+    assert scores[0] == scores[1] == scores[2]
+
+
+def test_group_selection(inputs):
+    out = inputs / "objects"
+    assert _run(inputs / "store", inputs / "bank", "--groups", "Objects", "-o", out, *FAST) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["inputs"]["concepts"]["groups"] == ["Objects"]
+    assert results["summary"]["top1"]["mean"] < 75  # one of the two defining concepts is gone
+
+
+def _bad(tmp_path, name, array):
+    np.save(tmp_path / name, array)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("case", [
+    "nan", "inf", "rows", "ids", "k1", "kbig", "empty", "zeros", "nonbinary", "dupnames", "dupids", "group",
+    "missing-features", "missing-concepts", "names-count", "no-names",
+])
+def test_bad_input_exits_2_with_a_clear_message_and_no_output(inputs, case, capsys):
+    f, c, names = inputs / "features.npy", inputs / "concepts.npy", inputs / "names.txt"
+    extra: list = ["--concept-names", names]
+    features = np.load(f)
+    expected = {
+        "nan": "non-finite value nan at row 5", "inf": "non-finite value inf", "rows": "row count mismatch",
+        "ids": "image ids differ", "k1": "≥ 2", "kbig": "exceeds the number of images", "empty": "no concepts",
+        "zeros": "all zeros", "nonbinary": "binary", "dupnames": "duplicate concept names",
+        "dupids": "duplicate image ids", "group": "unknown concept group", "missing-features": "file not found",
+        "missing-concepts": "file not found", "names-count": "lists 1 concepts but", "no-names": "--concept-names",
+    }[case]
+    k_args = list(FAST)
+    if case == "nan":
+        features[5, 3] = np.nan
+        f = _bad(inputs, "bad.npy", features)
+    elif case == "inf":
+        features[7, 0] = np.inf
+        f = _bad(inputs, "bad.npy", features)
+    elif case == "rows":
+        f = _bad(inputs, "bad.npy", features[:-3])
+    elif case == "ids":
+        ids = [f"other{i}" for i in range(400)]
+        write_feature_store(inputs / "store2", features, ids)
+        f, c, extra = inputs / "store2", inputs / "bank", []
+    elif case == "k1":
+        k_args[1] = "1"
+    elif case == "kbig":
+        k_args[1] = "401"
+    elif case == "empty":
+        c = _bad(inputs, "empty.npy", np.zeros((400, 0), np.uint8))
+        (inputs / "none.txt").write_text("")
+        extra = ["--concept-names", inputs / "none.txt"]
+    elif case == "zeros":
+        c = _bad(inputs, "zeros.npy", np.zeros((400, 2), np.uint8))
+    elif case == "nonbinary":
+        c = _bad(inputs, "nb.npy", np.full((400, 2), 2, np.uint8))
+    elif case == "dupnames":
+        (inputs / "dup.txt").write_text("Objects\tcat\nScene\tcat\n")
+        extra = ["--concept-names", inputs / "dup.txt"]
+    elif case == "dupids":
+        features_small = features[:2]
+        write_feature_store(inputs / "store3", features_small, ["a", "b"])
+        pd.DataFrame({"image_id": ["a", "a"], "path": ["", ""]}).to_parquet(inputs / "store3" / "index.parquet")
+        f, c, extra = inputs / "store3", inputs / "bank", []
+    elif case == "group":
+        extra += ["--groups", "Material"]
+    elif case == "missing-features":
+        f = inputs / "nope.npy"
+    elif case == "missing-concepts":
+        c = inputs / "nope"
+    elif case == "names-count":
+        (inputs / "one.txt").write_text("Objects\tcat\n")
+        extra = ["--concept-names", inputs / "one.txt"]
+    elif case == "no-names":
+        extra = []
+    out = inputs / "out-bad"
+    assert _run(f, c, *extra, "-o", out, *k_args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qrprobe evaluate: error:")
+    assert expected in err
+    assert not out.exists()
+    assert not [p for p in inputs.iterdir() if p.name.startswith(".out-bad")]
+
+
+def test_existing_output_is_not_overwritten_without_flag(inputs, capsys):
+    out = inputs / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert _run(inputs / "features.npy", inputs / "concepts.npy", "--concept-names", inputs / "names.txt",
+                "-o", out, *FAST) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_console_script_exit_code(inputs):
+    proc = subprocess.run([sys.executable, "-m", "qrprobe", "evaluate", str(inputs / "nope.npy"),
+                           str(inputs / "concepts.npy"), "-o", str(inputs / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "file not found" in proc.stderr
+    help_text = subprocess.run([sys.executable, "-m", "qrprobe", "evaluate", "--help"], capture_output=True,
+                               text=True).stdout
+    for flag in ("--k", "--clusterings", "--seed", "--out", "--concept-names", "--groups", "--lr", "--epochs"):
+        assert flag in help_text

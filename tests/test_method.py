@@ -1,0 +1,106 @@
+"""Known-answer tests of quantized reverse probing: each fails if the method is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from conftest import combination_dataset
+from qrprobe.concepts import ConceptBank
+from qrprobe.engine.evaluate import ProtocolConfig, ReverseProbing, evaluate
+from qrprobe.engine.probe import ProbeConfig
+
+FAST_PROBE = ProbeConfig(epochs=30, milestones=(20, 25))
+
+
+def _config(k: int, **kwargs) -> ProtocolConfig:
+    base = {"k": k, "n_clusterings": 2, "seed": 0, "n_iter": 50, "device": "cpu", "probe": FAST_PROBE}
+    return ProtocolConfig(**{**base, **kwargs})
+
+
+def test_clusters_determined_by_concept_combinations_are_recovered():
+    features, concepts, _ = combination_dataset(n=3000, n_bits=4, seed=1)
+    noise = (np.random.default_rng(2).random((3000, 6)) < 0.3).astype(np.uint8)
+    bank = ConceptBank.from_matrix(np.hstack([concepts, noise]), [f"c{i}" for i in range(10)])
+    # k-means++ seeding, so that K-means itself recovers the 16 groups in every clustering and the test is
+    # about the probe and the scores; random initialisation (the default) is tested in test_quantize.py
+    result = evaluate(features, bank, config=_config(16, kmeans_init="k-means++"))
+    for r in result.per_clustering:
+        assert r["top1"] >= 99.0
+        assert r["nmi"] >= 99.0
+        assert r["mi_bits"] == pytest.approx(4.0, abs=0.1)  # log2(16) bits: the concepts explain everything
+        assert r["mi_bits"] <= r["cluster_entropy_bits"]
+
+
+def test_concepts_independent_of_the_clusters_explain_nothing():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(4000, 8)).astype(np.float32)
+    concepts = (rng.random((4000, 12)) < 0.3).astype(np.uint8)
+    bank = ConceptBank.from_matrix(concepts, [f"n{i}" for i in range(12)])
+    result = evaluate(features, bank, config=_config(10))
+    for r in result.per_clustering:
+        assert abs(r["ami"]) < 1.0
+        assert abs(r["mi_bits"]) < 0.05
+        assert r["mi_bits"] <= r["cluster_entropy_bits"]
+
+
+def test_figure_2_reverse_probe_recovers_what_a_forward_probe_cannot():
+    """Colour is an XOR of the feature coordinates (not linearly separable), yet colour x shape form the
+    clusters: a forward linear probe for colour stays at chance, the reverse probe recovers the clusters."""
+    rng = np.random.default_rng(4)
+    n = 2000
+    red = rng.random(n) < 0.5
+    square = rng.random(n) < 0.5
+    corner = np.stack([red ^ square, square], axis=1).astype(float)  # red iff the corner lies on the diagonal
+    features = (10.0 * corner + rng.normal(size=(n, 2))).astype(np.float32)
+    forward = cross_val_score(LogisticRegression(), features, red, cv=5).mean()
+    assert forward < 0.6
+    concepts = np.stack([red, ~red, ~square, square], axis=1).astype(np.uint8)
+    bank = ConceptBank.from_matrix(concepts, ["red", "blue", "circle", "square"],
+                                   groups=["Colour", "Colour", "Shape", "Shape"])
+    result = evaluate(features, bank, config=_config(4, kmeans_init="k-means++"))
+    assert result.summary["top1"]["mean"] >= 99.0
+    assert result.summary["nmi"]["mean"] >= 99.0
+    # without the shape group, colour alone cannot tell the clusters apart beyond its two halves
+    colour_only = evaluate(features, bank.select_groups(["Colour"]), config=_config(4, kmeans_init="k-means++"))
+    assert colour_only.summary["top1"]["mean"] < 60.0
+
+
+def test_same_seed_same_result_different_seed_different_clustering():
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(1500, 6)).astype(np.float32)
+    bank = ConceptBank.from_matrix((rng.random((1500, 8)) < 0.3).astype(np.uint8), list("abcdefgh"))
+    cfg = _config(12, n_clusterings=2, probe=ProbeConfig(epochs=5))
+    a, b = evaluate(features, bank, config=cfg), evaluate(features, bank, config=cfg)
+    assert a.per_clustering == b.per_clustering
+    for name in ("clusterings", "splits", "predictions", "coef"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.clusterings[0], a.clusterings[1])  # seeds 0 and 1
+    c = evaluate(features, bank, config=ProtocolConfig(**{**cfg.to_dict(), "seed": 10}))
+    assert not np.array_equal(a.clusterings[0], c.clusterings[0])
+    assert c.seeds == [10, 11]
+
+
+def test_result_summary_and_estimator_api(tmp_path):
+    features, concepts, _ = combination_dataset(n=800, n_bits=2, seed=6)
+    bank = ConceptBank.from_matrix(concepts, ["a", "b"])
+    est = ReverseProbing(k=4, n_clusterings=3, seed=0, n_iter=20, kmeans_init="k-means++",
+                         probe=ProbeConfig(epochs=5), device="cpu").fit(features, bank, name="toy")
+    res = est.result_
+    for metric in ("nmi", "ami", "top1", "map", "mi_bits"):
+        values = [r[metric] for r in res.per_clustering]
+        assert res.summary[metric]["values"] == values
+        assert res.summary[metric]["mean"] == pytest.approx(np.mean(values))
+        assert res.summary[metric]["std"] == pytest.approx(np.std(values))
+    assert est.score() == res.summary["nmi"]["mean"]
+    assert res.clusterings.shape == (3, 800) and res.coef.shape == (3, 2, 4) and res.centroids.shape == (3, 4, 16)
+    assert res.config["probe"]["lr"] == 3.5 and res.config["k"] == 4
+    assert "torch" in res.versions and "numpy" in res.versions
+    res.save(tmp_path / "r")
+    from qrprobe.results import Result
+
+    back = Result.load(tmp_path / "r")
+    assert back.summary == res.summary and back.name == "toy"
+    np.testing.assert_array_equal(back.coef, res.coef)
