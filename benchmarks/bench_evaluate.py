@@ -46,6 +46,15 @@ def _stage(args: argparse.Namespace) -> dict:
     data = Path(args.data)
     device = torch.device(args.device)
     out: dict = {"stage": args.stage}
+    if args.stage == "generate":
+        from qrprobe.synthetic import make_imagenet_shaped
+
+        t = time.perf_counter()
+        features, concepts = make_imagenet_shaped(args.n, args.dim, args.concepts, args.ones, args.k)
+        np.save(data / "features.npy", features)
+        sp.save_npz(data / "concepts.npz", concepts, compressed=False)
+        out["seconds"] = time.perf_counter() - t
+        return out
     if args.stage in ("standardize", "kmeans-ours", "kmeans-faiss"):
         x = np.load(data / "features.npy", mmap_mode="r")
     if args.stage == "standardize":
@@ -168,9 +177,12 @@ def _dense_probe(concepts, labels, split, cfg, k, device):
 
 
 def _run_stage(stage: str, args: argparse.Namespace, data: Path) -> dict:
+    # Each stage runs in a fresh interpreter: on Linux a child inherits its parent's peak RSS, so the parent
+    # never holds the data itself.
     cmd = [sys.executable, __file__, "--stage", stage, "--data", str(data), "--k", str(args.k),
            "--iters", str(args.iters), "--restarts", str(args.restarts), "--epochs", str(args.epochs),
-           "--device", args.device, "--threads", str(args.threads)]
+           "--device", args.device, "--threads", str(args.threads), "--n", str(args.n), "--dim", str(args.dim),
+           "--concepts", str(args.concepts), "--ones", str(args.ones)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"stage": stage, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -198,20 +210,13 @@ def main() -> None:
         print(json.dumps(_stage(args)))
         return
 
-    import numpy as np
-    import scipy.sparse as sp
-
-    from qrprobe.synthetic import make_imagenet_shaped
-
     with tempfile.TemporaryDirectory(prefix="qrprobe-bench-") as tmp:
         data = Path(tmp)
-        t = time.perf_counter()
-        features, concepts = make_imagenet_shaped(args.n, args.dim, args.concepts, args.ones, args.k)
-        np.save(data / "features.npy", features)
-        sp.save_npz(data / "concepts.npz", concepts, compressed=False)
-        del features
+        gen = _run_stage("generate", args, data)
+        if "error" in gen:
+            raise SystemExit(f"data generation failed: {gen['error']}")
         print(f"data: N={args.n} D={args.dim} K={args.k} M={args.concepts} ones/row={args.ones} "
-              f"(generated in {time.perf_counter() - t:.1f} s); K-means {args.iters} iterations x "
+              f"(generated in {gen['seconds']:.1f} s); K-means {args.iters} iterations x "
               f"{args.restarts} restarts; probe {args.epochs} epochs; device {args.device}; "
               f"{os.cpu_count()} CPUs", flush=True)
         pairs = [("standardize", None), ("kmeans-ours", "kmeans-faiss"), ("split", None),

@@ -172,3 +172,24 @@ def test_console_script_exit_code(inputs):
                                text=True).stdout
     for flag in ("--k", "--clusterings", "--seed", "--out", "--concept-names", "--groups", "--lr", "--epochs"):
         assert flag in help_text
+
+
+def test_sharded_store_streams_and_scores_like_the_array(inputs):
+    from qrprobe.engine.evaluate import ProtocolConfig, evaluate
+    from qrprobe.engine.inputs import ShardedRows, load_features
+    from qrprobe.engine.probe import ProbeConfig
+
+    features = np.load(inputs / "features.npy")
+    ids = [f"img{i:04d}" for i in range(400)]
+    store = write_feature_store(inputs / "sharded", features, ids, shard_rows=64)
+    assert len(store.manifest["shards"]) == 7
+    rows = load_features(inputs / "sharded").array
+    assert isinstance(rows, ShardedRows) and rows.shape == (400, 16)
+    np.testing.assert_array_equal(rows[60:130], features[60:130])
+    np.testing.assert_array_equal(np.asarray(rows), features)
+    cfg = ProtocolConfig(k=4, n_clusterings=1, n_iter=10, kmeans_init="k-means++", device="cpu",
+                         probe=ProbeConfig(epochs=3))
+    bank = ConceptBank.load(inputs / "bank")
+    a = evaluate(inputs / "sharded", bank, config=cfg)
+    b = evaluate(features, bank.select_rows(np.arange(400)), config=cfg)
+    assert a.per_clustering[0]["nmi"] == b.per_clustering[0]["nmi"]

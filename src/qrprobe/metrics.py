@@ -105,14 +105,20 @@ def average_precision(is_positive: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(recall_gain * precision))
 
 
-def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+def mean_average_precision(y_true: np.ndarray, scores: np.ndarray, block_columns: int = 64) -> float:
     """Macro mean over the classes present in ``y_true`` of one-vs-rest AP, in [0, 1].
 
-    ``scores`` has shape (n, K); column ``c`` scores class ``c`` (classes are 0 … K-1).
+    ``scores`` has shape (n, K); column ``c`` scores class ``c`` (classes are 0 … K-1). Columns are copied
+    to contiguous memory ``block_columns`` at a time, so a large (n, K) array is read efficiently.
     """
     y_true = np.asarray(y_true)
     present = np.unique(y_true)
-    return float(np.mean([average_precision(y_true == c, scores[:, c]) for c in present]))
+    aps = []
+    for b in range(0, len(present), block_columns):
+        cols = present[b:b + block_columns]
+        block = np.ascontiguousarray(np.asarray(scores)[:, cols].T)
+        aps.extend(average_precision(y_true == c, row) for c, row in zip(cols, block, strict=True))
+    return float(np.mean(aps))
 
 
 def cross_entropy_bits(y_true: np.ndarray, log_proba: np.ndarray) -> float:

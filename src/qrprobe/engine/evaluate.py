@@ -123,7 +123,7 @@ def evaluate(features: np.ndarray | FeatureStore | str | os.PathLike | Features,
            init=cfg.kmeans_init, max_train_points=cfg.max_train_points)._check(n)
 
     standardizer = Standardizer().fit(x)
-    z = standardizer.transform(x)
+    z = standardizer.transform(x)  # the only N x D array held in memory: x is an array, memory map or shards
     seeds = [cfg.seed + r for r in range(cfg.n_clusterings)]
     per, arrays = [], {name: [] for name in ("clusterings", "splits", "predictions", "coef", "bias", "centroids")}
     for r, s in enumerate(seeds):

@@ -27,11 +27,46 @@ from ..features.store import FeatureStore
 _TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".txt")
 
 
+class ShardedRows:
+    """The shards of a feature store seen as one (N, D) array that is read slice by slice, never whole.
+
+    Supports ``shape``, ``dtype``, ``len()`` and row slicing ``rows[a:b]`` (a new float array), which is all the
+    standardization and the finiteness check need: a store larger than memory is streamed.
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
+        self._shards = list(store.iter_shards())
+        self._starts = np.cumsum([0] + [len(s) for s in self._shards])
+        self.shape = (int(self._starts[-1]), store.dim)
+        self.dtype = self._shards[0].dtype if self._shards else np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Materialise all rows (``np.asarray(rows)``); prefer slicing for large stores."""
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("ShardedRows supports contiguous row slices only")
+        start, stop, _ = rows.indices(self.shape[0])
+        parts = []
+        for i, shard in enumerate(self._shards):
+            lo, hi = max(start, self._starts[i]), min(stop, self._starts[i + 1])
+            if lo < hi:
+                parts.append(np.asarray(shard[lo - self._starts[i]:hi - self._starts[i]]))
+        return np.concatenate(parts) if parts else np.empty((0, self.shape[1]), self.dtype)
+
+
 @dataclass
 class Features:
-    """Features in memory: ``array`` (N, D), ``image_ids`` (N,) or None, ``paths`` (N,) or None, provenance."""
+    """Features: ``array`` (N, D) (an ndarray, a memory map or :class:`ShardedRows`), ``image_ids`` (N,) or None,
+    ``paths`` (N,) or None, provenance."""
 
-    array: np.ndarray
+    array: np.ndarray | ShardedRows
     image_ids: np.ndarray | None
     paths: np.ndarray | None
     provenance: dict
@@ -58,7 +93,7 @@ def load_features(source: str | os.PathLike | np.ndarray | FeatureStore) -> Feat
                             {"kind": "npy", "path": str(path)})
         else:
             raise QRProbeInputError(f"FEATURES {str(path)!r}: expected a .npy file or a feature-store directory")
-    array = store.load(np.float32)
+    array = ShardedRows(store)
     prov = {"kind": "feature-store", "path": str(store.path), "model": store.manifest.get("model"),
             "layer": store.manifest.get("layer"), "content_hash": store.manifest.get("content_hash")}
     return Features(array, store.image_ids, store.paths, prov)

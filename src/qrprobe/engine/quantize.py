@@ -33,25 +33,30 @@ _CHUNK_BYTES = 256 * 2**20  # bound on one chunk's distance block
 class Standardizer:
     """Per-dimension standardization: ``(x − mean) / std`` over the collection it is fitted on.
 
-    A dimension with zero variance maps to 0. Statistics are accumulated in float64 over row chunks, so a
-    memory-mapped float16 array is never copied whole.
+    A dimension with zero variance maps to 0. Statistics are accumulated in float64 over row chunks (of at
+    most 64 MiB unless ``chunk_rows`` says otherwise), so a memory-mapped or sharded array is never copied
+    whole.
 
     Attributes (after ``fit``): ``mean_`` and ``scale_``, float64 arrays of shape (D,).
     """
 
-    def __init__(self, chunk_rows: int = 65536) -> None:
+    def __init__(self, chunk_rows: int | None = None) -> None:
         self.chunk_rows = chunk_rows
+
+    def _rows(self, d: int) -> int:
+        return self.chunk_rows or _rows_per_block(d)
 
     def fit(self, features: np.ndarray) -> Standardizer:
         n, d = features.shape
+        step = self._rows(d)
         total = np.zeros(d)
         total_sq = np.zeros(d)
-        for start in range(0, n, self.chunk_rows):
-            block = np.asarray(features[start:start + self.chunk_rows], dtype=np.float64)
+        for start in range(0, n, step):
+            block = np.asarray(features[start:start + step], dtype=np.float64)
             total += block.sum(axis=0)
         mean = total / n
-        for start in range(0, n, self.chunk_rows):
-            block = np.asarray(features[start:start + self.chunk_rows], dtype=np.float64) - mean
+        for start in range(0, n, step):
+            block = np.asarray(features[start:start + step], dtype=np.float64) - mean
             total_sq += np.square(block).sum(axis=0)
         std = np.sqrt(total_sq / n)
         self.mean_ = mean
@@ -64,17 +69,26 @@ class Standardizer:
         if d != len(self.mean_):
             raise QRProbeInputError(f"features have {d} dimensions, the standardizer was fitted on {len(self.mean_)}")
         out = np.empty((n, d), dtype=dtype)
-        for start in range(0, n, self.chunk_rows):
-            block = np.asarray(features[start:start + self.chunk_rows], dtype=np.float64)
-            out[start:start + len(block)] = (block - self.mean_) / self.scale_
+        step = self._rows(d)
+        for start in range(0, n, step):
+            block = np.asarray(features[start:start + step], dtype=np.float64)
+            block -= self.mean_
+            block /= self.scale_
+            out[start:start + len(block)] = block
         return out
 
     def fit_transform(self, features: np.ndarray, dtype=np.float32) -> np.ndarray:
         return self.fit(features).transform(features, dtype)
 
 
-def check_finite(features: np.ndarray, what: str = "features", chunk_rows: int = 65536) -> None:
+def _rows_per_block(d: int, block_bytes: int = 64 * 2**20) -> int:
+    """Rows of a (rows, d) float64 block of at most ``block_bytes``."""
+    return max(1, block_bytes // (8 * max(d, 1)))
+
+
+def check_finite(features: np.ndarray, what: str = "features", chunk_rows: int | None = None) -> None:
     """Raise naming the first row with a NaN or infinite value."""
+    chunk_rows = chunk_rows or _rows_per_block(features.shape[1])
     for start in range(0, features.shape[0], chunk_rows):
         block = np.asarray(features[start:start + chunk_rows])
         bad = ~np.isfinite(block)
@@ -186,8 +200,19 @@ def _chunk_rows(chunk_rows: int | None, k: int) -> int:
     return chunk_rows or max(1024, _CHUNK_BYTES // (4 * k))
 
 
-def _assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centroid of each row: labels (N,) int64 and squared distances (N,) float32."""
+def _row_norms(x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Squared norm of each row, (N,) float32, computed in chunks."""
+    return torch.cat([(b * b).sum(dim=1) for b in torch.split(x, chunk)]) if len(x) else x.new_zeros(0)
+
+
+def _assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int,
+            x_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centroid of each row: labels (N,) int64 and squared distances (N,) float32.
+
+    ``x_sq`` are the rows' squared norms (computed here when not given; pass them to reuse across iterations).
+    """
+    if x_sq is None:
+        x_sq = _row_norms(x, chunk)
     c_sq = (centroids * centroids).sum(dim=1)
     labels = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     dist = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
@@ -197,11 +222,12 @@ def _assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> tuple[torch
         d = torch.addmm(c_sq, block, centroids.T, beta=1.0, alpha=-2.0)
         best, idx = d.min(dim=1)
         labels[start:start + chunk] = idx
-        dist[start:start + chunk] = (best + (block * block).sum(dim=1)).clamp_min_(0)
+        dist[start:start + chunk] = (best + x_sq[start:start + chunk]).clamp_min_(0)
     return labels, dist
 
 
-def _lloyd(x: torch.Tensor, init: torch.Tensor, n_iter: int, chunk: int, bar) -> tuple[torch.Tensor, int, int]:
+def _lloyd(x: torch.Tensor, init: torch.Tensor, n_iter: int, chunk: int, bar,
+           x_sq: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     """Run Lloyd from ``init`` (K, D); return centroids, iterations done, empty clusters re-seeded."""
     k = init.shape[0]
     centroids = init.clone()
@@ -209,7 +235,7 @@ def _lloyd(x: torch.Tensor, init: torch.Tensor, n_iter: int, chunk: int, bar) ->
     n_reseeded = 0
     it = 0
     for it in range(1, n_iter + 1):  # noqa: B007 - ``it`` is returned
-        labels, dist = _assign(x, centroids, chunk)
+        labels, dist = _assign(x, centroids, chunk, x_sq)
         if bar is not None:
             bar.update(1)
         if previous is not None and torch.equal(labels, previous):
@@ -253,6 +279,7 @@ def _fit_torch(km: KMeans, features: np.ndarray, train_idx: np.ndarray | None, r
     x_all = torch.from_numpy(features).to(dev)
     x_train = x_all if train_idx is None else x_all[torch.from_numpy(train_idx).to(dev)]
     chunk = _chunk_rows(km.chunk_rows, km.n_clusters)
+    train_sq = _row_norms(x_train, chunk)
     best = None
     inertias = []
     total_reseeded = 0
@@ -267,15 +294,15 @@ def _fit_torch(km: KMeans, features: np.ndarray, train_idx: np.ndarray | None, r
             else:
                 init_idx = rng.choice(x_train.shape[0], km.n_clusters, replace=False)
                 init = x_train[torch.from_numpy(init_idx).to(dev)]
-            centroids, n_done, n_reseeded = _lloyd(x_train, init, km.n_iter, chunk, bar)
+            centroids, n_done, n_reseeded = _lloyd(x_train, init, km.n_iter, chunk, bar, train_sq)
             total_reseeded += n_reseeded
-            _, dist = _assign(x_train, centroids, chunk)
+            _, dist = _assign(x_train, centroids, chunk, train_sq)
             inertia = float(dist.double().sum())
             inertias.append(inertia)
             if best is None or inertia < best[0]:
                 best = (inertia, centroids, n_done)
         _, centroids, n_done = best
-        labels, dist = _assign(x_all, centroids, chunk)
+        labels, dist = _assign(x_all, centroids, chunk, train_sq if train_idx is None else None)
     return KMeansResult(labels.cpu().numpy(), centroids.cpu().numpy().astype(np.float32),
                         float(dist.double().sum()), n_done, tuple(inertias), total_reseeded)
 
