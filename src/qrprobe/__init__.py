@@ -3,7 +3,10 @@
 The public API is imported lazily, so ``import qrprobe`` stays light (torch is loaded on first use)::
 
     import qrprobe as qrp
-    result = qrp.evaluate(features, qrp.ConceptBank.from_long_table("concepts.csv"), k=1000)
+    feats = qrp.extract("timm:resnet50", "images/", "feats/")          # a FeatureStore
+    bank = qrp.label("images/", ["labels", "color", "text"])           # a ConceptBank
+    result = qrp.evaluate(feats, bank, k=1000, n_clusterings=5)        # a Result
+    qrp.report([result], "report.html")
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ _EXPORTS = {
     "stratified_split": "qrprobe.engine.split",
     "Result": "qrprobe.results",
     "QRProbeInputError": "qrprobe.errors",
+    "extract": "qrprobe.features.extract",
+    "open_images": "qrprobe.images",
+    "create_representation": "qrprobe.models",
+    "label": ("qrprobe.experts.label", "label_images"),
+    "report": "qrprobe.report",
+    "load_study": "qrprobe.study.config",
+    "run_study": "qrprobe.study.runner",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -34,5 +44,6 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'qrprobe' has no attribute {name!r}")

@@ -49,10 +49,16 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
                    help="torch (CPU/GPU, default) or faiss (needs qrprobe[faiss])")
     q.add_argument("--kmeans-init", choices=("random", "k-means++"), default="random",
                    help="initial centroids: random points as faiss does (default) or k-means++")
-    s = parser.add_argument_group("split")
+    add_split_and_probe_arguments(parser)
+
+
+def add_split_and_probe_arguments(parser: argparse.ArgumentParser, split_title: str = "split",
+                                  probe_title: str = "reverse probe (SGD)") -> None:
+    """The split and probe flags (also used by commands that probe a given labelling: no K-means)."""
+    s = parser.add_argument_group(split_title)
     s.add_argument("--test-fraction", type=float, default=0.2, help="share of each cluster held out for test")
     s.add_argument("--val-fraction", type=float, default=0.2, help="share of train held out for validation")
-    p = parser.add_argument_group("reverse probe (SGD)")
+    p = parser.add_argument_group(probe_title)
     p.add_argument("--lr", type=float, default=3.5, help="initial learning rate (paper: 3.5)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper: 0.9)")
     p.add_argument("--batch-size", type=int, default=512, help="batch size (paper: 512)")
@@ -66,13 +72,19 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda or cuda:N")
 
 
-def protocol_from_args(args: argparse.Namespace):
-    from ..engine.evaluate import ProtocolConfig
+def probe_config_from_args(args: argparse.Namespace):
+    """The :class:`~qrprobe.engine.probe.ProbeConfig` of the probe flags."""
     from ..engine.probe import ProbeConfig
 
-    probe = ProbeConfig(lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
-                        milestones=args.milestones, gamma=args.lr_decay, weight_decay=args.weight_decay,
-                        select=args.select)
+    return ProbeConfig(lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
+                       milestones=args.milestones, gamma=args.lr_decay, weight_decay=args.weight_decay,
+                       select=args.select)
+
+
+def protocol_from_args(args: argparse.Namespace):
+    from ..engine.evaluate import ProtocolConfig
+
+    probe = probe_config_from_args(args)
     return ProtocolConfig(k=args.k, n_clusterings=args.clusterings, seed=args.seed, n_iter=args.iters,
                           n_restarts=args.restarts, max_train_points=args.max_train_points,
                           kmeans_backend=args.kmeans_backend, kmeans_init=args.kmeans_init,

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from ..errors import QRProbeError
 
 # Sub-command modules, in the order ``qrprobe --help`` lists them.
-COMMANDS: tuple[str, ...] = ("evaluate", "example")
+COMMANDS: tuple[str, ...] = (
+    "run", "extract", "models", "label", "experts", "evaluate", "example", "analyze", "report",
+)
 
 DESCRIPTION = """\
 Quantized reverse probing (Laina, Asano & Vedaldi, ICLR 2022): how interpretable is a representation?

@@ -270,7 +270,10 @@ class ConceptBank:
                 raise QRProbeInputError("cannot concatenate concept banks whose image ids differ")
         matrix = sp.hstack([b.matrix for b in banks], format="csr")
         table = pd.concat([b.concepts for b in banks], ignore_index=True)
-        return ConceptBank(matrix, table, first.image_ids, {"parts": [b.info for b in banks]})
+        info = {"parts": [b.info for b in banks],
+                # the experts of all parts, so provenance checks (e.g. circularity) see every expert
+                "experts": [e for b in banks for e in b.info.get("experts", [])]}
+        return ConceptBank(matrix, table, first.image_ids, info)
 
     # ------------------------------------------------------------------ checks
     def check_usable(self) -> None:

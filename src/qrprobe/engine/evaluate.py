@@ -149,6 +149,9 @@ def evaluate(features: np.ndarray | FeatureStore | str | os.PathLike | Features,
             arrays["bias"].append(outcome.probe.intercept_)
             arrays["centroids"].append(km.cluster_centers_)
 
+    warnings = _provenance_warnings(bank, feats.provenance)
+    for message in warnings:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
     result = Result(
         summary=summarize(per), per_clustering=per, config=cfg.to_dict(), seeds=seeds,
         versions=library_versions(), name=name or _default_name(feats.provenance),
@@ -156,7 +159,7 @@ def evaluate(features: np.ndarray | FeatureStore | str | os.PathLike | Features,
                 "concepts": {"source": bank.info.get("source"), "n_concepts": bank.n_concepts,
                              "groups": bank.groups, "nnz": int(bank.matrix.nnz),
                              "content_hash": bank.content_hash()},
-                "matched_by": matched_by},
+                "matched_by": matched_by, "warnings": warnings},
         image_ids=feats.image_ids, paths=feats.paths, concepts=bank.concepts.copy(),
         standardizer={"mean": standardizer.mean_, "scale": np.where(np.isinf(standardizer.scale_), 0.0,
                                                                     standardizer.scale_)},
@@ -165,6 +168,15 @@ def evaluate(features: np.ndarray | FeatureStore | str | os.PathLike | Features,
         for key, values in arrays.items():
             setattr(result, key, np.stack(values))
     return result
+
+
+def _provenance_warnings(bank: ConceptBank, provenance: dict) -> list[str]:
+    """Warnings about the inputs' provenance: an expert that is the network under test (circularity)."""
+    if not provenance.get("model") or not bank.info.get("experts"):
+        return []
+    from ..experts.label import circularity_warnings
+
+    return circularity_warnings(bank, provenance["model"])
 
 
 def _default_name(provenance: dict) -> str:

@@ -198,8 +198,9 @@ class ReverseProbe:
         """A fitted probe from saved weights ``coef`` (M, K) and ``intercept`` (K,) (e.g. for transfer)."""
         probe = cls(device=device)
         dev = resolve_device(device)
-        probe.coef_ = np.asarray(coef, dtype=np.float32)
-        probe.intercept_ = np.asarray(intercept, dtype=np.float32)
+        # copies: saved results are memory-mapped read-only, which torch cannot wrap
+        probe.coef_ = np.array(coef, dtype=np.float32)
+        probe.intercept_ = np.array(intercept, dtype=np.float32)
         probe._weight = torch.from_numpy(probe.coef_).to(dev)
         probe._bias = torch.from_numpy(probe.intercept_).to(dev)
         probe._device = dev

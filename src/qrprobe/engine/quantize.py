@@ -173,7 +173,7 @@ class KMeans:
 
     def fit(self, features: np.ndarray) -> KMeans:
         """Cluster ``features`` (N, D), already standardized, float32."""
-        features = np.ascontiguousarray(features, dtype=np.float32)
+        features = np.require(features, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])  # torch cannot wrap read-only
         n = features.shape[0]
         self._check(n)
         rng = np.random.default_rng(self.seed)
@@ -190,8 +190,8 @@ class KMeans:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Nearest centroid of each row of ``features`` (N, D) → (N,) int64."""
         dev = resolve_device(self.device)
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(dev)
-        c = torch.from_numpy(self.cluster_centers_).to(dev)
+        x = torch.from_numpy(np.require(features, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])).to(dev)
+        c = torch.from_numpy(np.array(self.cluster_centers_, dtype=np.float32)).to(dev)  # a copy: may be read-only
         labels, _ = _assign(x, c, _chunk_rows(self.chunk_rows, self.n_clusters))
         return labels.cpu().numpy()
 

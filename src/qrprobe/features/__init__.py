@@ -1,5 +1,7 @@
 """Feature stores: one feature vector per image, from a frozen model."""
 
-from .store import FeatureStore, write_feature_store
+from .extract import ExtractionStats, extract, run_extraction
+from .store import FeatureStore, FeatureStoreWriter, write_feature_store
 
-__all__ = ["FeatureStore", "write_feature_store"]
+__all__ = ["ExtractionStats", "FeatureStore", "FeatureStoreWriter", "extract", "run_extraction",
+           "write_feature_store"]

@@ -1,0 +1,165 @@
+"""Model comparison (paper Table 2) and its correlation with an external score (paper Fig. 3).
+
+:func:`compare_results` ranks several Results by a metric and lists mean ± std of each headline metric, with
+optional external columns (e.g. each model's linear-probe accuracy) joined by model name from a user table
+(:func:`read_external`). :func:`fit_line` fits ``y = slope·x + intercept`` by least squares and reports the
+Pearson and Spearman correlations, for the Fig. 3 scatter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..concepts.bank import read_table
+from ..errors import QRProbeInputError
+from ..results import HEADLINE, Result
+
+_KEY_COLUMNS = ("model", "name", "representation")
+
+
+def result_name(result: Result, fallback: str = "") -> str:
+    """The label of a Result in tables: its ``name``, else ``fallback`` (e.g. its directory name)."""
+    return str(result.name or fallback or "result")
+
+
+def compare_results(results: Sequence[Result], names: Sequence[str] | None = None, *,
+                    external: pd.DataFrame | None = None, external_columns: Sequence[str] | None = None,
+                    keys: Sequence[str] | None = None, sort_by: str = "nmi",
+                    metrics: Sequence[str] = HEADLINE) -> pd.DataFrame:
+    """A ranked comparison table, one row per Result.
+
+    Parameters
+    ----------
+    results : the Results to compare.
+    names : their labels (default: each Result's ``name``); must be unique.
+    external : optional table with a ``model`` column (names as in ``names``) and numeric columns.
+    external_columns : which columns of ``external`` to add (default: all but ``model``).
+    keys : the names matched against ``external``'s ``model`` column (default: ``names``); e.g. the model
+        name when ``names`` also say which K.
+    sort_by : metric ranking the rows (descending mean).
+    metrics : the metrics listed, as ``<metric>_mean`` / ``<metric>_std`` columns.
+
+    Returns
+    -------
+    DataFrame with ``rank``, ``model``, ``k``, ``clusterings``, the metric columns and the external columns
+    (NaN where a model is absent from ``external``).
+    """
+    if not results:
+        raise QRProbeInputError("no results to compare")
+    names = [result_name(r) for r in results] if names is None else [str(n) for n in names]
+    if len(names) != len(results):
+        raise QRProbeInputError(f"{len(names)} names for {len(results)} results")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise QRProbeInputError(f"results must have distinct names to be compared; repeated: {dup}")
+    keys = names if keys is None else [str(k) for k in keys]
+    if len(keys) != len(results):
+        raise QRProbeInputError(f"{len(keys)} keys for {len(results)} results")
+    rows = []
+    for name, key, res in zip(names, keys, results, strict=True):
+        row = {"model": name, "_key": key, "k": res.config.get("k"), "clusterings": len(res.seeds)}
+        for m in metrics:
+            entry = res.summary.get(m)
+            row[f"{m}_mean"] = np.nan if entry is None or entry["mean"] is None else float(entry["mean"])
+            row[f"{m}_std"] = np.nan if entry is None or entry["std"] is None else float(entry["std"])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if external is not None:
+        table = _join_external(table, external, external_columns)
+    table = table.drop(columns="_key")
+    if f"{sort_by}_mean" not in table.columns:
+        raise QRProbeInputError(f"--sort-by: unknown metric {sort_by!r}; expected one of {list(metrics)}")
+    table = table.sort_values(f"{sort_by}_mean", ascending=False, kind="stable", na_position="last")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table.reset_index(drop=True)
+
+
+def _join_external(table: pd.DataFrame, external: pd.DataFrame, columns: Sequence[str] | None) -> pd.DataFrame:
+    key = next((c for c in _KEY_COLUMNS if c in external.columns), None)
+    if key is None:
+        raise QRProbeInputError(
+            f"external table: needs a column naming the models ({' or '.join(_KEY_COLUMNS)}); "
+            f"found {list(external.columns)}")
+    ext = external.rename(columns={key: "_key"})
+    columns = [c for c in ext.columns if c != "_key"] if columns is None else list(columns)
+    missing = [c for c in columns if c not in ext.columns]
+    if missing:
+        raise QRProbeInputError(f"external table: no column(s) {missing}; it has {list(external.columns)}")
+    ext = ext[["_key", *columns]].copy()
+    ext["_key"] = ext["_key"].astype(str)
+    if ext["_key"].duplicated().any():
+        raise QRProbeInputError(f"external table: model {ext['_key'][ext['_key'].duplicated()].iloc[0]!r} "
+                                "is listed twice")
+    for c in columns:
+        values = pd.to_numeric(ext[c].replace({"": np.nan, "—": np.nan, "-": np.nan}), errors="coerce")
+        bad = values.isna() & ext[c].notna() & ~ext[c].astype(str).isin(["", "—", "-", "nan"])
+        if bad.any():
+            raise QRProbeInputError(
+                f"external table: column {c!r} must hold numbers; found {ext[c][bad].iloc[0]!r}")
+        ext[c] = values
+    clash = [c for c in columns if c in table.columns]
+    if clash:
+        raise QRProbeInputError(f"external table: column(s) {clash} clash with the comparison's own columns")
+    return table.merge(ext, on="_key", how="left")
+
+
+def read_external(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a user table (CSV/TSV/parquet) with a ``model`` column and numeric score columns."""
+    table = read_table(Path(path))
+    key = next((c for c in _KEY_COLUMNS if c in table.columns), None)
+    if key is None:
+        raise QRProbeInputError(
+            f"--external {str(path)!r}: needs a column naming the models ({' or '.join(_KEY_COLUMNS)}); "
+            f"found {list(table.columns)}")
+    if columns is not None:
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise QRProbeInputError(f"--external-column: {str(path)!r} has no column(s) {missing}; "
+                                    f"it has {list(table.columns)}")
+    return table
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Least-squares line ``y = slope·x + intercept`` over ``n`` points, with Pearson r and Spearman rho."""
+
+    x: str
+    y: str
+    slope: float
+    intercept: float
+    pearson_r: float
+    spearman_rho: float
+    n: int
+
+    def as_row(self) -> dict:
+        return {"x": self.x, "y": self.y, "n": self.n, "slope": self.slope, "intercept": self.intercept,
+                "pearson_r": self.pearson_r, "spearman_rho": self.spearman_rho}
+
+
+def fit_line(table: pd.DataFrame, x: str, y: str = "top1_mean") -> LineFit:
+    """Fit ``y`` against ``x`` over the rows where both are finite (at least 2 are needed for a line)."""
+    for col in (x, y):
+        if col not in table.columns:
+            raise QRProbeInputError(f"no column {col!r} to correlate; columns are {list(table.columns)}")
+    xs = pd.to_numeric(table[x], errors="coerce").to_numpy(float)
+    ys = pd.to_numeric(table[y], errors="coerce").to_numpy(float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    n = len(xs)
+    if n < 2 or np.ptp(xs) == 0:
+        return LineFit(x, y, float("nan"), float("nan"), float("nan"), float("nan"), n)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    from scipy import stats
+
+    if np.ptp(ys) == 0:
+        r = rho = float("nan")
+    else:
+        r = float(stats.pearsonr(xs, ys)[0])
+        rho = float(stats.spearmanr(xs, ys)[0])
+    return LineFit(x, y, float(slope), float(intercept), r, rho, n)

@@ -1,0 +1,451 @@
+"""Cluster explanations (paper Fig. 5, 8-11): which cluster pairs a concept group disambiguates, and why.
+
+Two reverse probes trained on the *same* clustering, one with a base concept set (e.g. the ground-truth
+labels) and one with a concept group added, are compared through their test confusion matrices. The pairs of
+clusters whose confusion drops most are the ones the added concepts explain; for each pair, the concepts whose
+probe coefficients differ most between the two clusters say what separates them (a positive difference favours
+the first cluster of the pair, a negative one the second).
+
+Pair confusion (decided): for clusters ``a`` and ``b`` with test confusion matrix ``C`` (rows: true cluster,
+columns: predicted), ``(C[a, b] + C[b, a]) / (n_a + n_b)`` where ``n_a`` is the number of test images of
+``a``: the share of the pair's test images that the probe assigns to the other cluster of the pair.
+
+Coefficients are compared as they are: a softmax probe's logits are unchanged when a concept's row of
+coefficients is shifted by a constant, so only differences between clusters (and coefficients centred over
+clusters, for per-cluster summaries) carry meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import QRProbeInputError
+
+
+# ---------------------------------------------------------------------- confusion
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Counts ``C[t, p]`` of images of true cluster ``t`` predicted as ``p``, shape (K, K), int64."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise QRProbeInputError(f"true and predicted clusters differ in shape: {y_true.shape} vs {y_pred.shape}")
+    if len(y_true) and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= n_clusters):
+        raise QRProbeInputError(f"cluster ids must lie in 0 … {n_clusters - 1}")
+    flat = np.bincount(y_true * n_clusters + y_pred, minlength=n_clusters * n_clusters)
+    return flat.reshape(n_clusters, n_clusters)
+
+
+def pair_confusion(cm: np.ndarray) -> np.ndarray:
+    """Symmetric pair confusion, shape (K, K), float64, zero diagonal (see the module docstring)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    sizes = cm.sum(axis=1)
+    mutual = cm + cm.T
+    denom = sizes[:, None] + sizes[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(denom > 0, mutual / denom, 0.0)
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def most_confused_pairs(cm: np.ndarray, top: int = 10) -> pd.DataFrame:
+    """The ``top`` cluster pairs with the highest pair confusion.
+
+    Returns a DataFrame with columns ``cluster_a``, ``cluster_b`` (``a < b``), ``confusion`` (0-1),
+    ``n_a``, ``n_b`` (test images), sorted by decreasing confusion.
+    """
+    conf = pair_confusion(cm)
+    sizes = np.asarray(cm).sum(axis=1)
+    a, b = np.triu_indices(len(conf), k=1)
+    values = conf[a, b]
+    order = np.lexsort((b, a, -values))[:top]
+    order = order[values[order] > 0]
+    return pd.DataFrame({"cluster_a": a[order], "cluster_b": b[order], "confusion": values[order],
+                         "n_a": sizes[a[order]], "n_b": sizes[b[order]]})
+
+
+def confusion_drops(y_true: np.ndarray, pred_base: np.ndarray, pred_added: np.ndarray, n_clusters: int,
+                    top: int = 10) -> pd.DataFrame:
+    """Cluster pairs whose pair confusion drops most from the base probe to the probe with more concepts.
+
+    Parameters
+    ----------
+    y_true : (n,) true cluster of each test image.
+    pred_base, pred_added : (n,) predictions of the base probe and of the probe with the added group.
+    n_clusters : K.
+    top : number of pairs returned.
+
+    Returns
+    -------
+    DataFrame with ``cluster_a``, ``cluster_b``, ``confusion_base``, ``confusion_added``, ``drop``
+    (``confusion_base − confusion_added``, 0-1), ``n_a``, ``n_b``; only pairs with a positive drop, largest
+    first.
+    """
+    cm_base = confusion_matrix(y_true, pred_base, n_clusters)
+    cm_added = confusion_matrix(y_true, pred_added, n_clusters)
+    base, added = pair_confusion(cm_base), pair_confusion(cm_added)
+    sizes = cm_base.sum(axis=1)
+    a, b = np.triu_indices(n_clusters, k=1)
+    drop = base[a, b] - added[a, b]
+    order = np.lexsort((b, a, -drop))
+    order = order[drop[order] > 0][:top]
+    return pd.DataFrame({"cluster_a": a[order], "cluster_b": b[order], "confusion_base": base[a, b][order],
+                         "confusion_added": added[a, b][order], "drop": drop[order],
+                         "n_a": sizes[a[order]], "n_b": sizes[b[order]]})
+
+
+# ---------------------------------------------------------------------- coefficients
+def coefficient_differences(coef: np.ndarray, cluster_a: int, cluster_b: int, concepts: pd.DataFrame,
+                            top: int = 15, groups: Sequence[str] | None = None,
+                            min_relative: float = 0.02) -> pd.DataFrame:
+    """Concepts whose probe coefficients differ most between two clusters.
+
+    Parameters
+    ----------
+    coef : (M, K) probe coefficients (concept → cluster logit).
+    cluster_a, cluster_b : the two clusters.
+    concepts : concept table with ``name`` and ``group`` columns, M rows.
+    top : number of concepts returned (largest ``|difference|`` first).
+    groups : only concepts of these groups (None: all).
+    min_relative : leave out concepts whose ``|difference|`` is below this share of the largest one.
+
+    Returns
+    -------
+    DataFrame with ``concept``, ``group``, ``difference`` (``coef[:, a] − coef[:, b]``, logit units) and
+    ``favours`` (the cluster id the concept pushes towards).
+    """
+    coef = np.asarray(coef)
+    if coef.ndim != 2 or coef.shape[0] != len(concepts):
+        raise QRProbeInputError(f"coefficients of shape {coef.shape} do not match {len(concepts)} concepts")
+    diff = coef[:, cluster_a].astype(np.float64) - coef[:, cluster_b].astype(np.float64)
+    keep = np.ones(len(diff), bool)
+    if groups is not None:
+        keep = concepts["group"].isin(list(groups)).to_numpy()
+    strongest = float(np.abs(diff[keep]).max()) if keep.any() else 0.0
+    idx = np.flatnonzero(keep & (np.abs(diff) > min_relative * strongest) & (diff != 0))
+    idx = idx[np.lexsort((idx, -np.abs(diff[idx])))][:top]
+    return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx], "group": concepts["group"].to_numpy()[idx],
+                         "difference": diff[idx],
+                         "favours": np.where(diff[idx] > 0, cluster_a, cluster_b).astype(np.int64)})
+
+
+def top_concepts(coef: np.ndarray, cluster: int, concepts: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """Concepts with the largest coefficient for ``cluster`` after centring each concept over clusters.
+
+    Returns a DataFrame with ``concept``, ``group`` and ``weight`` (centred coefficient, logit units).
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    centred = coef[:, cluster] - coef.mean(axis=1)
+    idx = np.flatnonzero(centred > 0)
+    idx = idx[np.lexsort((idx, -centred[idx]))][:top]
+    return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx],
+                         "group": concepts["group"].to_numpy()[idx], "weight": centred[idx]})
+
+
+def example_rows(labels: np.ndarray, cluster: int, n: int, seed: int = 0,
+                 candidates: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``n`` row indices of images in ``cluster`` (a seeded random sample, sorted)."""
+    labels = np.asarray(labels)
+    rows = np.flatnonzero(labels == cluster)
+    if candidates is not None:
+        rows = np.intersect1d(rows, candidates)
+    if len(rows) > n:
+        rows = np.sort(np.random.default_rng([seed, int(cluster)]).choice(rows, n, replace=False))
+    return rows
+
+
+# ---------------------------------------------------------------------- explanations
+@dataclass
+class PairExplanation:
+    """One pair of clusters and the concepts that separate them.
+
+    ``concepts`` has columns ``concept``, ``group``, ``difference``, ``favours`` (see
+    :func:`coefficient_differences`); ``rows_a`` / ``rows_b`` are example image rows of each cluster.
+    """
+
+    cluster_a: int
+    cluster_b: int
+    confusion_base: float
+    confusion_added: float
+    concepts: pd.DataFrame
+    rows_a: np.ndarray
+    rows_b: np.ndarray
+
+    @property
+    def drop(self) -> float:
+        return self.confusion_base - self.confusion_added
+
+
+@dataclass
+class ClusterSummary:
+    """One cluster: its size, its top concepts (centred coefficients), its most frequent concepts, examples."""
+
+    cluster: int
+    size: int
+    top_concepts: pd.DataFrame
+    frequent_concepts: pd.DataFrame
+    rows: np.ndarray
+
+
+@dataclass
+class Explanation:
+    """Explanations of one clustering: confused pairs and per-cluster summaries.
+
+    Attributes
+    ----------
+    pairs : list of PairExplanation, largest confusion drop (or confusion) first
+    clusters : list of ClusterSummary
+    base_label, added_label : names of the base concept set and of the added group ("" for a single probe)
+    clustering : which clustering (0 … R-1) of the Result(s)
+    n_clusters : K
+    notes : remarks (e.g. missing image paths)
+    image_ids, paths : (N,) per-row image ids and paths, or None
+    labels : (N,) the explained clustering (cluster of every image), or None
+    """
+
+    pairs: list[PairExplanation]
+    clusters: list[ClusterSummary]
+    base_label: str = ""
+    added_label: str = ""
+    clustering: int = 0
+    n_clusters: int = 0
+    notes: list[str] = field(default_factory=list)
+    image_ids: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def pairs_table(self) -> pd.DataFrame:
+        """One row per pair: clusters, confusions, and the top concepts favouring each cluster."""
+        rows = []
+        for p in self.pairs:
+            c = p.concepts
+            rows.append({
+                "cluster_a": p.cluster_a, "cluster_b": p.cluster_b,
+                "confusion_base": 100 * p.confusion_base, "confusion_added": 100 * p.confusion_added,
+                "drop": 100 * p.drop,
+                "favours_a": ", ".join(c.loc[c["favours"] == p.cluster_a, "concept"].head(5)),
+                "favours_b": ", ".join(c.loc[c["favours"] == p.cluster_b, "concept"].head(5)),
+            })
+        cols = ["cluster_a", "cluster_b", "confusion_base", "confusion_added", "drop", "favours_a", "favours_b"]
+        table = pd.DataFrame(rows, columns=cols)
+        if not self.added_label:
+            table = table.drop(columns=["confusion_added", "drop"]).rename(columns={"confusion_base": "confusion"})
+        return table
+
+    def concepts_table(self) -> pd.DataFrame:
+        """All pairs' coefficient differences, long format."""
+        parts = [p.concepts.assign(cluster_a=p.cluster_a, cluster_b=p.cluster_b) for p in self.pairs]
+        if not parts:
+            return pd.DataFrame(columns=["cluster_a", "cluster_b", "concept", "group", "difference", "favours"])
+        df = pd.concat(parts, ignore_index=True)
+        return df[["cluster_a", "cluster_b", "concept", "group", "difference", "favours"]]
+
+    def clusters_table(self) -> pd.DataFrame:
+        """One row per summarised cluster: size, top concepts, most frequent concepts (when known)."""
+        table = pd.DataFrame([{
+            "cluster": s.cluster, "size": s.size,
+            "top_concepts": ", ".join(s.top_concepts["concept"]),
+            "frequent_concepts": ", ".join(f"{n} ({100 * f:.0f}%)" for n, f in zip(
+                s.frequent_concepts["concept"], s.frequent_concepts["frequency"], strict=True)),
+        } for s in self.clusters], columns=["cluster", "size", "top_concepts", "frequent_concepts"])
+        if len(table) and (table["frequent_concepts"] == "").all():  # no concept matrix was available
+            table = table.drop(columns="frequent_concepts")
+        return table
+
+
+def _frequent_concepts(matrix, rows: np.ndarray, concepts: pd.DataFrame, top: int) -> pd.DataFrame:
+    if matrix is None or len(rows) == 0:
+        return pd.DataFrame(columns=["concept", "frequency"])
+    freq = np.asarray(matrix[rows].mean(axis=0)).ravel()
+    idx = np.flatnonzero(freq > 0)
+    idx = idx[np.lexsort((idx, -freq[idx]))][:top]
+    return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx], "frequency": freq[idx]})
+
+
+def summarize_clusters(labels: np.ndarray, coef: np.ndarray, concepts: pd.DataFrame, *,
+                       clusters: Sequence[int] | None = None, matrix=None, top: int = 8,
+                       n_examples: int = 8, seed: int = 0) -> list[ClusterSummary]:
+    """Per-cluster summaries: size, top concepts by centred coefficient, most frequent concepts, examples.
+
+    Parameters
+    ----------
+    labels : (N,) cluster of every image.
+    coef : (M, K) probe coefficients.
+    concepts : concept table (M rows, ``name``, ``group``).
+    clusters : which clusters (None: all, largest first).
+    matrix : optional (N, M) concept matrix, for concept frequencies inside each cluster.
+    """
+    labels = np.asarray(labels)
+    k = coef.shape[1]
+    sizes = np.bincount(labels, minlength=k)
+    if clusters is None:
+        clusters = [int(c) for c in np.argsort(-sizes, kind="stable")]
+    out = []
+    for c in clusters:
+        members = np.flatnonzero(labels == c)
+        out.append(ClusterSummary(int(c), int(sizes[c]), top_concepts(coef, c, concepts, top),
+                                  _frequent_concepts(matrix, members, concepts, top),
+                                  example_rows(labels, c, n_examples, seed)))
+    return out
+
+
+def explain_pairs(labels: np.ndarray, test_rows: np.ndarray, coef: np.ndarray, concepts: pd.DataFrame, *,
+                  pred_added: np.ndarray, pred_base: np.ndarray | None = None, top_pairs: int = 6,
+                  top_concepts_per_pair: int = 12, groups: Sequence[str] | None = None,
+                  n_examples: int = 6, seed: int = 0, matrix=None) -> tuple[list[PairExplanation],
+                                                                             list[ClusterSummary]]:
+    """Explain the cluster pairs of one clustering.
+
+    With ``pred_base``, the pairs are those whose test confusion drops most from the base probe to the probe
+    that produced ``pred_added`` and ``coef``; without it, the pairs the probe confuses most.
+
+    Parameters
+    ----------
+    labels : (N,) true cluster of every image.
+    test_rows : indices of the test images (confusions are measured on them).
+    coef : (M, K) coefficients of the probe with the added concepts.
+    concepts : its concept table (M rows).
+    pred_added, pred_base : (N,) predictions of the two probes for every image.
+    groups : restrict the explaining concepts to these groups (e.g. the added group).
+    matrix : optional (N, M) concept matrix, for per-cluster concept frequencies.
+
+    Returns
+    -------
+    (pairs, summaries of the clusters that appear in the pairs)
+    """
+    labels = np.asarray(labels)
+    k = coef.shape[1]
+    test_rows = np.asarray(test_rows)
+    y = labels[test_rows]
+    if pred_base is not None:
+        table = confusion_drops(y, np.asarray(pred_base)[test_rows], np.asarray(pred_added)[test_rows], k,
+                                top_pairs)
+    else:
+        table = most_confused_pairs(confusion_matrix(y, np.asarray(pred_added)[test_rows], k), top_pairs)
+        table = table.rename(columns={"confusion": "confusion_base"}).assign(confusion_added=np.nan)
+    pairs = []
+    for row in table.itertuples(index=False):
+        a, b = int(row.cluster_a), int(row.cluster_b)
+        pairs.append(PairExplanation(
+            a, b, float(row.confusion_base), float(row.confusion_added),
+            coefficient_differences(coef, a, b, concepts, top_concepts_per_pair, groups),
+            example_rows(labels, a, n_examples, seed), example_rows(labels, b, n_examples, seed)))
+    involved = list(dict.fromkeys(c for p in pairs for c in (p.cluster_a, p.cluster_b)))
+    summaries = summarize_clusters(labels, coef, concepts, clusters=involved, matrix=matrix,
+                                   n_examples=n_examples, seed=seed)
+    return pairs, summaries
+
+
+# ---------------------------------------------------------------------- from Results / from inputs
+def _check_arrays(result, what: str) -> None:
+    missing = [n for n in ("clusterings", "splits", "predictions", "coef", "concepts") if getattr(result, n) is None]
+    if missing:
+        raise QRProbeInputError(f"{what} lacks {', '.join(missing)}: explanations need a result saved with "
+                                "its arrays")
+
+
+def _check_clustering(result, clustering: int, what: str) -> None:
+    r = result.clusterings.shape[0]
+    if not 0 <= clustering < r:
+        raise QRProbeInputError(f"--clustering {clustering}: {what} has clusterings 0 … {r - 1}")
+
+
+def explain_result(result, *, clustering: int = 0, top_pairs: int = 6, top_concepts_per_pair: int = 12,
+                   n_examples: int = 6, seed: int = 0, matrix=None) -> Explanation:
+    """Explain one Result: the pairs its probe confuses most and the concepts that separate them.
+
+    ``result`` is a :class:`qrprobe.results.Result` loaded with its arrays; ``matrix`` its (N, M) concept
+    matrix, optional, for per-cluster concept frequencies.
+    """
+    _check_arrays(result, "the result")
+    _check_clustering(result, clustering, "the result")
+    labels = np.asarray(result.clusterings[clustering])
+    test = np.flatnonzero(np.asarray(result.splits[clustering]) == 2)
+    pairs, summaries = explain_pairs(labels, test, np.asarray(result.coef[clustering]), result.concepts,
+                                     pred_added=np.asarray(result.predictions[clustering]),
+                                     top_pairs=top_pairs, top_concepts_per_pair=top_concepts_per_pair,
+                                     n_examples=n_examples, seed=seed, matrix=matrix)
+    return Explanation(pairs, summaries, base_label=result.name or "probe", clustering=clustering,
+                       n_clusters=result.coef.shape[2], image_ids=result.image_ids, paths=result.paths,
+                       labels=labels)
+
+
+def explain_results(base, added, *, clustering: int = 0, groups: Sequence[str] | None = None,
+                    top_pairs: int = 6, top_concepts_per_pair: int = 12, n_examples: int = 6, seed: int = 0,
+                    matrix=None) -> Explanation:
+    """Explain what the concepts of ``added`` (a Result with more concept groups) add over ``base``.
+
+    Both Results must share their clusterings and splits (same features, K and seeds: ``evaluate`` is
+    deterministic). ``groups`` restricts the explaining concepts (default: the groups ``added`` has and
+    ``base`` lacks; all concepts when there are none).
+    """
+    _check_arrays(base, "the base result")
+    _check_arrays(added, "the added result")
+    _check_clustering(base, clustering, "the base result")
+    _check_clustering(added, clustering, "the added result")
+    if not (np.array_equal(base.clusterings[clustering], added.clusterings[clustering])
+            and np.array_equal(base.splits[clustering], added.splits[clustering])):
+        raise QRProbeInputError(
+            "the two results do not share clustering and split "
+            f"{clustering}: evaluate both on the same features with the same K and seed")
+    base_groups = list(pd.unique(base.concepts["group"]))
+    added_groups = [g for g in pd.unique(added.concepts["group"]) if g not in base_groups]
+    if groups is None:
+        groups = added_groups or None
+    labels = np.asarray(added.clusterings[clustering])
+    test = np.flatnonzero(np.asarray(added.splits[clustering]) == 2)
+    pairs, summaries = explain_pairs(labels, test, np.asarray(added.coef[clustering]), added.concepts,
+                                     pred_added=np.asarray(added.predictions[clustering]),
+                                     pred_base=np.asarray(base.predictions[clustering]), top_pairs=top_pairs,
+                                     top_concepts_per_pair=top_concepts_per_pair, groups=groups,
+                                     n_examples=n_examples, seed=seed, matrix=matrix)
+    return Explanation(pairs, summaries, base_label=" + ".join(base_groups),
+                       added_label=" + ".join(added_groups) or (added.name or "added"), clustering=clustering,
+                       n_clusters=added.coef.shape[2], image_ids=added.image_ids, paths=added.paths,
+                       labels=labels)
+
+
+def explain_groups(features, concepts, base_groups: Sequence[str], added_groups: Sequence[str], *,
+                   config=None, clustering: int = 0, only_added: bool = True, top_pairs: int = 6,
+                   top_concepts_per_pair: int = 12, n_examples: int = 6, progress: bool = False) -> Explanation:
+    """Quantize the features once and compare a probe on ``base_groups`` with one on base + ``added_groups``.
+
+    ``config`` is the protocol (:class:`qrprobe.engine.evaluate.ProtocolConfig`); clustering ``clustering``
+    (seed ``config.seed + clustering``) is explained. ``only_added``: explain with the added groups' concepts
+    only (as the paper's word clouds do); else with all concepts.
+    """
+    from dataclasses import replace
+
+    from ..engine.evaluate import ProtocolConfig
+    from ._protocol import load_inputs, probe_all, quantize
+
+    cfg = config or ProtocolConfig()
+    base_groups, added_groups = [str(g) for g in base_groups], [str(g) for g in added_groups]
+    if not base_groups or not added_groups:
+        raise QRProbeInputError("--base and --add must each name at least one concept group")
+    overlap = set(base_groups) & set(added_groups)
+    if overlap:
+        raise QRProbeInputError(f"group(s) {sorted(overlap)} are both in --base and --add")
+    feats, bank = load_inputs(features, concepts)
+    one = replace(cfg, seed=cfg.seed + clustering, n_clusterings=1)
+    quant = quantize(feats, one, progress)
+    base_bank = bank.select_groups(base_groups)
+    added_bank = bank.select_groups([*base_groups, *added_groups])
+    base_out = probe_all(quant, base_bank, progress)[0]
+    added_out = probe_all(quant, added_bank, progress)[0]
+    labels = quant.labels[0]
+    pairs, summaries = explain_pairs(labels, base_out.split.test, added_out.probe.coef_, added_bank.concepts,
+                                     pred_added=added_out.predictions, pred_base=base_out.predictions,
+                                     top_pairs=top_pairs, top_concepts_per_pair=top_concepts_per_pair,
+                                     groups=added_groups if only_added else None, n_examples=n_examples,
+                                     seed=cfg.seed, matrix=added_bank.matrix)
+    expl = Explanation(pairs, summaries, base_label=" + ".join(base_groups), added_label=" + ".join(added_groups),
+                       clustering=clustering, n_clusters=cfg.k, image_ids=feats.image_ids, paths=feats.paths,
+                       labels=labels)
+    expl.notes.append(
+        f"clustering {clustering} (seed {one.seed}); test NMI {base_out.scores['nmi']:.2f} with "
+        f"{expl.base_label}, {added_out.scores['nmi']:.2f} with {expl.added_label} added")
+    return expl

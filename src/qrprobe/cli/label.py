@@ -1,0 +1,165 @@
+"""``qrprobe label IMAGES --experts a,b,... -o DIR``: label an image collection with experts into a concept bank."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import QRProbeInputError
+
+HELP = "label images with concept experts (labels, colours, text, faces, ImageNet classes, ...)"
+DESCRIPTION = """\
+Run the chosen EXPERTS over IMAGES (each image is decoded once for all of them) and write a concept bank
+(DIR): a sparse binary matrix images x concepts, a concept table (name, group, expert, threshold, rule) and a
+manifest with every expert's configuration, the images that could not be decoded, and timings.
+
+IMAGES   a folder (class sub-folders become the `labels` expert's concepts), a file list
+         (.csv/.txt: image_id,path[,label]) or webdataset tar shards
+EXPERTS  comma-separated names; `qrprobe experts` lists them, their groups and what each needs
+
+Options of an expert: --set EXPERT.OPTION=VALUE (e.g. --set color.min_fraction=0.1); its weights:
+--weights EXPERT=PATH; its concept group: --group EXPERT=GROUP. A CLIP vocabulary of your own becomes an
+expert with --vocab NAME=FILE (one concept per line; --set NAME.template="a photo of {}.").
+An interrupted run resumes where it stopped when the same command is run again."""
+
+
+def _pairs(values: list[str] | None, flag: str, sep: str = "=") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        key, eq, value = v.partition(sep)
+        if not eq or not key.strip():
+            raise QRProbeInputError(f"{flag}: expected EXPERT{sep}VALUE, got {v!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _options(values: list[str] | None) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for v in values or []:
+        key, eq, value = v.partition("=")
+        expert, dot, option = key.partition(".")
+        if not eq or not dot or not expert.strip() or not option.strip():
+            raise QRProbeInputError(f"--set: expected EXPERT.OPTION=VALUE, got {v!r}")
+        out.setdefault(expert.strip(), {})[option.strip()] = value
+    return out
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("label", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", metavar="IMAGES", help="folder, file list or tar shards")
+    p.add_argument("--experts", required=True, metavar="A,B,...", help="experts to run (see `qrprobe experts`)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="concept-bank directory to write")
+    e = p.add_argument_group("experts")
+    e.add_argument("--set", action="append", metavar="EXPERT.OPTION=VALUE", help="an expert option (repeatable)")
+    e.add_argument("--weights", action="append", metavar="EXPERT=PATH", help="an expert's weights file (repeatable)")
+    e.add_argument("--group", action="append", metavar="EXPERT=GROUP",
+                   help="put an expert's concepts in another group (repeatable)")
+    e.add_argument("--vocab", action="append", metavar="NAME=FILE",
+                   help="a CLIP zero-shot expert NAME over your own concepts (repeatable; added to --experts)")
+    e.add_argument("--labels-table", metavar="FILE",
+                   help="ground truth for the `labels` expert from a table image_id,concept[,group]")
+    e.add_argument("--device", default=None,
+                   help="device of the torch experts (cpu, cuda, auto); default cpu")
+    r = p.add_argument_group("run")
+    r.add_argument("--batch-size", type=int, default=64, help="images decoded and labelled together")
+    r.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--chunk-size", type=int, default=2048, help="images per resume step")
+    r.add_argument("--max-side", type=int, default=None, metavar="PX",
+                   help="downscale images whose longer side exceeds PX before labelling (default: keep)")
+    r.add_argument("--limit", type=int, default=None, metavar="N", help="label only the first N images")
+    r.add_argument("--save-scores", action="store_true", help="also write raw expert scores (scores/*.npy)")
+    r.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="ignore the finished chunks of an interrupted run")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def build_request(args: argparse.Namespace) -> dict:
+    """Turn the command line into :func:`qrprobe.experts.label.run_labelling` keyword arguments."""
+    from ..experts.registry import expert_class, parse_expert_list
+
+    names = parse_expert_list(args.experts)
+    options = _options(args.set)
+    kinds: dict[str, str] = {}
+    for name, path in _pairs(args.vocab, "--vocab").items():
+        kinds[name] = "clip"
+        options.setdefault(name, {})["vocab"] = path
+        if name not in names:
+            names.append(name)
+    if args.labels_table:
+        if "labels" not in names:
+            raise QRProbeInputError("--labels-table needs the `labels` expert in --experts")
+        options.setdefault("labels", {})["table"] = args.labels_table
+    if args.device:
+        from ..experts.registry import expert_parameters
+
+        for name in names:
+            if "device" in expert_parameters(expert_class(kinds.get(name, name))):
+                options.setdefault(name, {}).setdefault("device", args.device)
+    return {"experts": names, "options": options, "weights": _pairs(args.weights, "--weights"),
+            "groups": _pairs(args.group, "--group"), "kinds": kinds}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experts.label import run_labelling
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    request = build_request(args)
+    try:
+        result = run_labelling(args.images, request.pop("experts"), output=args.out, batch_size=args.batch_size,
+                               workers=args.workers, chunk_size=args.chunk_size, max_side=args.max_side,
+                               progress=args.progress, resume=args.resume, overwrite=args.overwrite,
+                               save_scores=args.save_scores, limit=args.limit, **request)
+    except KeyboardInterrupt:
+        print(f"qrprobe label: interrupted; the finished chunks are kept, run the same command again to resume "
+              f"into {args.out}", file=sys.stderr)
+        return 130
+    bank, report = result.bank, result.report
+    if report.reused:
+        print(f"reused the complete concept bank {args.out} ({bank.n_images} images x {bank.n_concepts} concepts; "
+              "same images and experts)")
+    else:
+        print(f"wrote a concept bank of {bank.n_images} images x {bank.n_concepts} concepts to {args.out}"
+              + (f" (resumed {report.resumed_images} images)" if report.resumed_images else ""))
+    _print_summary(bank, report)
+    return 0
+
+
+def _print_summary(bank, report) -> None:
+    freq = bank.frequencies()
+    table = bank.concepts.assign(freq=freq)
+    speeds = report.images_per_second() if report.images_this_run else {}
+    for (expert, group), part in table.groupby(["expert", "group"], sort=False):
+        rate = speeds.get(expert)
+        speed = f", {rate:.1f} images/s" if rate is not None and rate != float("inf") else ""
+        top = part.sort_values("freq", ascending=False).head(3)
+        common = ", ".join(f"{n} {f:.0%}" for n, f in zip(top["name"], top["freq"], strict=True))
+        print(f"  [{group}/{expert}] {len(part)} concepts, mean frequency {part['freq'].mean():.1%} "
+              f"(most common: {common}){speed}")
+    for e in bank.info.get("experts", []):
+        if (e.get("config") or {}).get("pretrained") == "random" and not (e.get("config") or {}).get("weights"):
+            print(f"warning: expert {e['name']!r} ran with random weights (pretrained=random): its concepts "
+                  "carry no meaning; use it for tests only", file=sys.stderr)
+    if report.never_present:
+        print(f"note: {len(report.never_present)} concept(s) are present in no image, e.g. "
+              f"{report.never_present[:5]}", file=sys.stderr)
+    if report.always_present:
+        print(f"note: {len(report.always_present)} concept(s) are present in every image, e.g. "
+              f"{report.always_present[:5]}", file=sys.stderr)
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} image(s) that could not be read (listed in the manifest under "
+              "info.labelling.skipped):", file=sys.stderr)
+        for item in report.skipped[:10]:
+            print(f"  {item['path'] or item['image_id']}: {item['reason']}", file=sys.stderr)
+        if len(report.skipped) > 10:
+            print(f"  ... and {len(report.skipped) - 10} more", file=sys.stderr)
+    if report.rejected:
+        print(f"ignored {len(report.rejected)} file(s) that are not images, e.g. "
+              f"{[r['image_id'] for r in report.rejected[:3]]}", file=sys.stderr)

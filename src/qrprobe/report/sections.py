@@ -1,0 +1,281 @@
+"""Turn analysis outputs into report sections (tables + figures + thumbnails + notes).
+
+One builder per analysis; each returns a :class:`~qrprobe.report.section.Section`, which an analysis command
+saves as a directory and ``qrprobe report`` renders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..results import HEADLINE, Result
+from . import figures as F
+from .section import Block, FigureData, Section, ThumbnailRow
+from .tables import METRIC_LABELS, Table
+from .thumbnails import decode, thumbnails_for_rows
+
+_DELTAS = tuple(f"delta_{m}" for m in HEADLINE)
+
+
+def _metric_columns(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> list[str]:
+    return [c for m in metrics for c in (f"{m}_mean", f"{m}_std") if c in df.columns]
+
+
+# ---------------------------------------------------------------------- comparison (Table 2, Fig. 3)
+_METRIC_NAMES = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": "MI (bits)"}
+
+
+def comparison_section(table: pd.DataFrame, *, fit=None, x_column: str | None = None,
+                       notes: Sequence[str] = (), sort_by: str = "nmi") -> Section:
+    """Ranked comparison (``compare_results`` output) and, with ``fit`` (a LineFit), the Fig. 3 scatter."""
+    block = Block(tables=[Table("comparison", table, "Model comparison",
+                                "Reverse-probing scores, mean ± std over clusterings (test split; NMI, AMI, "
+                                f"top-1 and mAP ×100, MI in bits), ranked by {_METRIC_NAMES.get(sort_by, sort_by)}.")])
+    section = Section("comparison", "Model comparison", "Ranking of the representations (paper Table 2).",
+                      [block], list(notes))
+    if fit is not None and x_column is not None:
+        rows = table[np.isfinite(pd.to_numeric(table[x_column], errors="coerce").to_numpy(float))]
+        if fit.n >= 2 and np.isfinite(fit.slope):
+            fig = F.comparison_scatter(rows[x_column], rows["top1_mean"], list(rows["model"]), slope=fit.slope,
+                                       intercept=fit.intercept, r=fit.pearson_r, xlabel=x_column)
+            corr = pd.DataFrame([fit.as_row()])
+            section.blocks.append(Block(
+                f"Top-1 against {x_column}",
+                f"Least-squares line over {fit.n} models; Pearson r = {fit.pearson_r:.3f}, "
+                f"Spearman ρ = {fit.spearman_rho:.3f} (paper Fig. 3).",
+                [Table("correlation", corr, f"Top-1 against {x_column}", digits=3)],
+                [FigureData.from_figure(fig, "comparison-scatter", f"Reverse-probe top-1 against {x_column}")]))
+        else:
+            section.notes.append(f"The scatter against {x_column!r} needs at least two models with a value "
+                                 f"(found {fit.n}); it is omitted.")
+    return section
+
+
+# ---------------------------------------------------------------------- breakdown (Fig. 4, Table 3)
+def breakdown_section(breakdown, metric: str = "nmi") -> Section:
+    """Cumulative bars with/without the label group and the single-group deltas."""
+    section = Section("breakdown", f"Concept-group breakdown{_of(breakdown.name)}",
+                      "Every probe is trained on the same clusterings; a difference between rows is the concepts' "
+                      "doing (paper Fig. 4 and Table 3).", config=breakdown.config)
+    cum = breakdown.cumulative
+    if len(cum):
+        shown = cum[["step", "groups", "with_labels", "n_concepts", *_metric_columns(cum)]]
+        section.blocks.append(Block(
+            "Cumulative groups",
+            f"Groups accumulated in the order {', '.join(breakdown.order)}"
+            + (f", with the label group {breakdown.label_group!r} first and without it." if breakdown.label_group
+               else "."),
+            [Table("breakdown-cumulative", shown, "Cumulative concept groups",
+                   "Each row: a probe trained on the groups listed (mean ± std over clusterings).")],
+            [FigureData.from_figure(F.breakdown_bars(cum, metric), "breakdown-cumulative",
+                                    f"{METRIC_LABELS.get(metric, metric)} for cumulative concept groups")]))
+    single = breakdown.single
+    if len(single):
+        cols = ["group", "n_concepts", *_metric_columns(single, (metric,)),
+                *_metric_columns(single, _DELTAS)]
+        section.blocks.append(Block(
+            "Each group on top of the label group",
+            "Δ: mean over clusterings of the paired difference to the label group alone (same clustering and "
+            "split), ± its std. A group that carries no information about the clusters adds ≈ 0 and can lose "
+            "a little on the test split.",
+            [Table("breakdown-single", single[cols], "Single groups added to the label group",
+                   "Scores with the label group plus one group, and the change against the label group alone.",
+                   signed=_DELTAS)],
+            [FigureData.from_figure(F.delta_bars(single.iloc[1:], metric), "breakdown-deltas",
+                                    f"Δ{METRIC_LABELS.get(metric, metric)} of each group")]
+            if len(single) > 1 else []))
+    elif breakdown.label_group is None:
+        section.notes.append("No label group was given, so no single-group deltas were computed.")
+    return section
+
+
+def _of(name: str) -> str:
+    return f" — {name}" if name else ""
+
+
+# ---------------------------------------------------------------------- K sweep (Fig. 6, 7)
+def ksweep_section(table: pd.DataFrame, notes: Sequence[str] = ()) -> Section:
+    """K curves of MI and NMI/AMI/top-1, one line per model."""
+    cols = ["model", "k", "clusterings", *_metric_columns(table, ("mi_bits", "cluster_entropy_bits", "nmi", "ami",
+                                                                 "top1", "map"))]
+    cols = [c for c in cols if c in table.columns]
+    fig = F.k_curves(table)
+    return Section("ksweep", "Scores against K",
+                   "MI (bits) is a lower bound of I(f_K(x); y(x)) and should grow with K (paper Fig. 6); "
+                   "NMI/AMI/top-1 rank models across K (Fig. 7).",
+                   [Block(tables=[Table("ksweep", table[cols], "Scores against K", digits=3)],
+                          figures=[FigureData.from_figure(fig, "ksweep", "Scores as K grows, one line per model")])],
+                   list(notes))
+
+
+# ---------------------------------------------------------------------- explanations (Fig. 5, 8-11)
+def explanation_section(expl, *, title: str | None = None, thumbnail_size: int = 96,
+                        export_panels: bool = True) -> Section:
+    """One block per explained pair (word cloud, thumbnails of both clusters, concept differences) and one
+    per summarised cluster (top concepts, example images)."""
+    if expl.added_label:
+        heading = title or f"What {expl.added_label} explains beyond {expl.base_label}"
+        intro = (f"Pairs of clusters whose test confusion drops most when {expl.added_label} is added to "
+                 f"{expl.base_label} (clustering {expl.clustering}, K = {expl.n_clusters}). Word clouds: the "
+                 "concepts whose probe coefficients differ most between the two clusters; blue favours the first "
+                 "cluster (a), red the second (b); size ∝ |difference| (paper Fig. 5, 8-11).")
+    else:
+        heading = title or f"Cluster explanations — {expl.base_label}"
+        intro = (f"The pairs of clusters that the probe confuses most (clustering {expl.clustering}, "
+                 f"K = {expl.n_clusters}), with the concepts that separate them (blue favours cluster a, red "
+                 "cluster b), and per-cluster summaries.")
+    section = Section("explain", heading, intro, notes=list(expl.notes))
+    pairs = expl.pairs_table()
+    if len(pairs):
+        section.blocks.append(Block("Pairs", tables=[Table("explain-pairs", pairs, "Explained cluster pairs",
+                                                           "Pair confusion on the test split (%).", digits=1)]))
+    paths = expl.paths
+    has_paths = paths is not None and any(bool(p) for p in np.asarray(paths, dtype=object))
+    if not has_paths:
+        section.notes.append("No image paths are recorded with these results: thumbnails are omitted.")
+    missing_total = [0, 0]
+
+    def thumbs(rows, caption, colour):
+        if not has_paths:
+            return []
+        items, missing = thumbnails_for_rows(rows, paths, expl.image_ids, thumbnail_size)
+        missing_total[0] += missing
+        missing_total[1] += len(items)
+        return [ThumbnailRow(caption, items, colour)]
+
+    for i, p in enumerate(expl.pairs):
+        a, b = p.cluster_a, p.cluster_b
+        weights = dict(zip(p.concepts["concept"], p.concepts["difference"], strict=True))
+        cloud = F.word_cloud(weights)
+        if np.isfinite(p.confusion_added):
+            text = (f"Pair confusion {100 * p.confusion_base:.1f}% with {expl.base_label} → "
+                    f"{100 * p.confusion_added:.1f}% with {expl.added_label} added.")
+        else:
+            text = f"Pair confusion {100 * p.confusion_base:.1f}%."
+        if len(p.concepts):
+            text += f" Largest coefficient difference: {p.concepts['difference'].abs().max():.3g} (logit units)."
+        rows = thumbs(p.rows_a, f"cluster {a} (a)", F.FAVOURS_A) + thumbs(p.rows_b, f"cluster {b} (b)",
+                                                                            F.FAVOURS_B)
+        figs = [FigureData.from_figure(cloud, f"pair-{i + 1}-cloud", f"Concepts separating cluster {a} (blue) "
+                                                                    f"from cluster {b} (red)")]
+        if export_panels:
+            images_a = [decode(t.jpeg) for r in rows[:1] for t in r.thumbnails if t.jpeg is not None]
+            images_b = [decode(t.jpeg) for r in rows[1:] for t in r.thumbnails if t.jpeg is not None]
+            panel = F.pair_figure(weights, images_a[:8], images_b[:8], label_a=f"cluster {a}",
+                                  label_b=f"cluster {b}", title=text)
+            figs.append(FigureData.from_figure(panel, f"pair-{i + 1}-panel", "Fig. 5-style panel", embed=False))
+        concepts = p.concepts.rename(columns={"difference": "coef_difference"})
+        section.blocks.append(Block(f"Pair {i + 1}: cluster {a} vs cluster {b}", text,
+                                    [Table(f"pair-{i + 1}-concepts", concepts, f"Cluster {a} vs {b}",
+                                           "Coefficient difference a − b (logit units); favours: the cluster "
+                                           "the concept pushes towards.", digits=3, signed=("coef_difference",))],
+                                    figs, rows))
+    if expl.clusters:
+        block = Block("Cluster summaries", "Top concepts (coefficient centred over clusters) and the most "
+                      "frequent concepts of each cluster, with example images.",
+                      [Table("explain-clusters", expl.clusters_table(), "Cluster summaries")])
+        for s in expl.clusters:
+            block.thumbnail_rows += thumbs(s.rows, f"cluster {s.cluster} ({s.size} images): "
+                                                   f"{', '.join(s.top_concepts['concept'].head(4))}", "")
+        section.blocks.append(block)
+    if missing_total[0]:
+        section.notes.append(f"{missing_total[0]} of {missing_total[1]} example images could not be read "
+                             "(missing or unreadable files) and are shown as empty boxes.")
+    if not expl.pairs:
+        section.notes.append("No pair of clusters is confused on the test split (or no confusion dropped).")
+    return section
+
+
+# ---------------------------------------------------------------------- single Results (self-labels, D.1)
+def result_section(result: Result, kind: str, title: str, intro: str) -> Section:
+    """A one-row table of a Result's mean ± std (e.g. self-labels, concepts → labels)."""
+    row = {"model": result.name, "k": result.config.get("k"), "repeats": len(result.seeds)}
+    for m in HEADLINE:
+        if m in result.summary:
+            row[f"{m}_mean"] = result.summary[m]["mean"]
+            row[f"{m}_std"] = result.summary[m]["std"]
+    return Section(kind, title, intro, [Block(tables=[Table(kind, pd.DataFrame([row]), title)])],
+                   config=result.config)
+
+
+def transfer_section(tr, source_summary: dict | None = None) -> Section:
+    """Scores of a transferred quantizer + probe, beside the source's own scores when known (Table 7)."""
+    metrics = ("top1", "top5", "nmi", "ami", "map", "mi_bits")
+    rows = [{"evaluated_on": "target (transfer)", **{f"{m}_{s}": tr.summary[m][s] for m in metrics
+                                                      if m in tr.summary for s in ("mean", "std")}}]
+    if source_summary:
+        rows.append({"evaluated_on": "source (test split)",
+                     **{f"{m}_{s}": source_summary[m][s] for m in metrics if m in source_summary
+                        for s in ("mean", "std")}})
+    table = pd.DataFrame(rows)
+    notes = list(tr.notes)
+    if tr.dropped_groups:
+        notes.append(f"Probes retrained on the source images without {', '.join(tr.dropped_groups)}.")
+    return Section("transfer", f"Transfer{_of(tr.name)}",
+                   "The source quantizer (standardization + centroids) and probe applied to other images without "
+                   "retraining (paper Table 7); scores against the target images' nearest source centroids.",
+                   [Block(tables=[Table("transfer", table, "Transfer", "Mean ± std over the source clusterings.")])],
+                   notes)
+
+
+def forward_probe_section(fp, reverse: Result | None = None, top: int = 40) -> Section:
+    """Per-concept forward linear probes beside the cluster readout (and the reverse probe's scores)."""
+    summary = pd.DataFrame([fp.summary()])
+    blocks = [Block("Summary", "Mean over the probed concepts (balanced accuracy and AP, ×100).",
+                    [Table("forward-summary", summary, "Forward probes: means")])]
+    if reverse is not None:
+        blocks[0].tables.append(Table("reverse-summary", pd.DataFrame([{
+            f"{m}_{s}": reverse.summary[m][s] for m in HEADLINE if m in reverse.summary for s in ("mean", "std")}]),
+            "Reverse probe on the same representation"))
+    blocks.append(Block("Per concept", "Sorted by gap (cluster readout − linear), largest first: concepts the "
+                        "clusters capture but a linear probe on the features does not come first.",
+                        [Table("forward-concepts", fp.table.head(top), "Forward probe per concept",
+                               signed=("gap_bacc",))]))
+    notes = []
+    if fp.skipped:
+        notes.append(f"{len(fp.skipped)} concepts skipped (too few positives or negatives).")
+    return Section("forward-probe", "Forward linear probes",
+                   "Features → concept linear classifiers (paper Fig. 2), beside a readout of the same concept "
+                   "from the clusters.", blocks, notes, fp.config)
+
+
+# ---------------------------------------------------------------------- configuration
+def configuration_section(results: Sequence[Result], names: Sequence[str]) -> Section:
+    """The resolved configuration, inputs, seeds and library versions of every Result, side by side."""
+    flat = [_flatten({"config": r.config, "inputs": r.inputs, "seeds": r.seeds, "versions": r.versions})
+            for r in results]
+    settings = list(dict.fromkeys(k for f in flat for k in f))
+    data = {"setting": settings}
+    for name, values in zip(_unique(names), flat, strict=True):
+        data[name] = [_setting_text(values[k]) if k in values else "" for k in settings]
+    table = Table("configuration", pd.DataFrame(data), "Configuration of each result")
+    return Section("configuration", "Run configuration", "Everything needed to reproduce each result.",
+                   [Block(tables=[table])])
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        label, i = n, 2
+        while label in out or label == "setting":
+            label, i = f"{n} ({i})", i + 1
+        out.append(label)
+    return out
+
+
+def _setting_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = obj
+    return out

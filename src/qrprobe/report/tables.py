@@ -1,0 +1,266 @@
+"""Tables of results, rendered as CSV, JSON, Markdown and LaTeX.
+
+A :class:`Table` wraps a :class:`pandas.DataFrame` whose numeric columns keep full precision (CSV and JSON
+are for machines). Columns named ``<metric>_mean`` / ``<metric>_std`` are merged into one ``mean ± std``
+column in the human views (Markdown, LaTeX, HTML). Every text cell is escaped for its target format, because
+concept names, model names and paths come from user files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._atomic import atomic_write_text
+from ..errors import QRProbeInputError
+
+# Display names of the metrics qrprobe reports (``mi_bits`` etc. are not ×100).
+METRIC_LABELS = {
+    "nmi": "NMI",
+    "ami": "AMI",
+    "top1": "Top-1",
+    "top5": "Top-5",
+    "map": "mAP",
+    "mi_bits": "MI (bits)",
+    "cluster_entropy_bits": "H(cluster) (bits)",
+    "cross_entropy_bits": "CE (bits)",
+    "mi_ratio": "MI / H",
+}
+
+TABLE_FORMATS = ("csv", "json", "md", "tex")
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
+# Symbols that qrprobe's own captions and headers use, typeset without extra packages.
+_LATEX_UNICODE = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": "-", "×": r"$\times$", "–": "--", "—": "---",
+                  "→": r"$\rightarrow$", "←": r"$\leftarrow$", "≈": r"$\approx$", "∝": r"$\propto$",
+                  "ρ": r"$\rho$", "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\dots{}"}
+_LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIALS))
+
+
+def latex_escape(text: object) -> str:
+    """Escape LaTeX special characters so ``text`` typesets literally (``±`` becomes ``$\\pm$`` etc.)."""
+    escaped = _LATEX_RE.sub(lambda m: _LATEX_SPECIALS[m.group(0)], str(text))
+    for char, command in _LATEX_UNICODE.items():
+        escaped = escaped.replace(char, command)
+    return escaped
+
+
+def markdown_escape(text: object) -> str:
+    """Escape a Markdown table cell: pipes, backslashes, HTML brackets and line breaks."""
+    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    s = s.replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(s.splitlines())
+
+
+def slugify(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, ``-`` and ``_``)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-").lower()
+    return slug or "table"
+
+
+def _format_number(value: float, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+@dataclass
+class Table:
+    """A named table of results.
+
+    Attributes
+    ----------
+    name : str
+        Short identifier, used for file names (``<name>.csv`` ...).
+    data : pandas.DataFrame
+        The values; numeric columns at full precision. ``<m>_mean`` / ``<m>_std`` pairs are shown as one
+        ``mean ± std`` column in the human-readable views.
+    title : str
+        One-line heading.
+    caption : str
+        What the table shows and how the numbers were obtained.
+    digits : int
+        Decimals shown in the human-readable views.
+    signed : tuple of str
+        Columns shown with an explicit sign (deltas such as ΔNMI).
+    """
+
+    name: str
+    data: pd.DataFrame
+    title: str = ""
+    caption: str = ""
+    digits: int = 2
+    signed: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, pd.DataFrame):
+            raise QRProbeInputError(f"table {self.name!r}: data must be a pandas DataFrame")
+        self.data = self.data.reset_index(drop=True)
+
+    # ------------------------------------------------------------------ human-readable view
+    def display_frame(self) -> pd.DataFrame:
+        """The table as strings: numbers rounded, mean/std pairs merged, metric columns renamed."""
+        df = self.data
+        out: dict[str, list[str]] = {}
+        done: set[str] = set()
+        for col in df.columns:
+            if col in done:
+                continue
+            if col.endswith("_mean") and f"{col[:-5]}_std" in df.columns:
+                base = col[:-5]
+                std_col = f"{base}_std"
+                out[_column_label(base)] = [
+                    self._cell(m, base) + ("" if _isnan(s) else f" ± {_format_number(float(s), self.digits)}")
+                    for m, s in zip(df[col], df[std_col], strict=True)
+                ]
+                done.update({col, std_col})
+            else:
+                out[_column_label(col)] = [self._cell(v, col) for v in df[col]]
+                done.add(col)
+        return pd.DataFrame(out, columns=list(out))
+
+    def _cell(self, value: object, column: str) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return "yes" if value else "no"
+        if isinstance(value, (int, np.integer)):
+            return f"{int(value):+d}" if column in self.signed else str(int(value))
+        if isinstance(value, (float, np.floating)):
+            if math.isnan(float(value)):
+                return "–"
+            if column in self.signed:
+                return f"{float(value):+.{self.digits}f}"
+            return _format_number(float(value), self.digits)
+        if value is None:
+            return "–"
+        return str(value)
+
+    # ------------------------------------------------------------------ renderers
+    def to_csv(self) -> str:
+        """Full-precision CSV (one header row)."""
+        return self.data.to_csv(index=False)
+
+    def to_json(self) -> str:
+        """JSON object with ``name``, ``title``, ``caption``, ``columns`` and ``rows`` (records)."""
+        records = json.loads(self.data.to_json(orient="records", double_precision=15))
+        payload = {"name": self.name, "title": self.title, "caption": self.caption,
+                   "digits": self.digits, "signed": list(self.signed),
+                   "columns": [str(c) for c in self.data.columns], "rows": records}
+        return json.dumps(payload, indent=2, ensure_ascii=False)
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured Markdown table, preceded by the title and followed by the caption."""
+        disp = self.display_frame()
+        lines = []
+        if self.title:
+            lines += [f"**{markdown_escape(self.title)}**", ""]
+        header = [markdown_escape(c) for c in disp.columns]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("| " + " | ".join("---" for _ in header) + " |")
+        for row in disp.itertuples(index=False):
+            lines.append("| " + " | ".join(markdown_escape(v) for v in row) + " |")
+        if self.caption:
+            lines += ["", markdown_escape(self.caption)]
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self) -> str:
+        """A ``table`` environment with a ``tabular`` (booktabs rules), every cell LaTeX-escaped."""
+        disp = self.display_frame()
+        align = "".join("l" if _is_text_column(self.data, c) else "r" for c in _source_columns(self.data))
+        align = align or "l"
+        lines = [r"\begin{table}[t]", r"\centering"]
+        if self.caption or self.title:
+            lines.append(r"\caption{" + latex_escape(self.caption or self.title) + "}")
+        lines.append(r"\label{tab:" + slugify(self.name) + "}")
+        lines.append(r"\begin{tabular}{" + align + "}")
+        lines.append(r"\toprule")
+        lines.append(" & ".join(latex_escape(c) for c in disp.columns) + r" \\")
+        lines.append(r"\midrule")
+        for row in disp.itertuples(index=False):
+            lines.append(" & ".join(latex_escape(v) for v in row) + r" \\")
+        lines.append(r"\bottomrule")
+        lines += [r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines) + "\n"
+
+    def render(self, fmt: str) -> str:
+        """Render in one of :data:`TABLE_FORMATS`."""
+        renderers = {"csv": self.to_csv, "json": self.to_json, "md": self.to_markdown, "tex": self.to_latex}
+        if fmt not in renderers:
+            raise QRProbeInputError(f"unknown table format {fmt!r}; expected one of {list(renderers)}")
+        return renderers[fmt]()
+
+    def save(self, directory: str | os.PathLike, formats: tuple[str, ...] = TABLE_FORMATS) -> list[Path]:
+        """Write ``<directory>/<name>.<fmt>`` for every format (each file atomically); return the paths."""
+        directory = Path(directory)
+        paths = []
+        for fmt in formats:
+            path = directory / f"{slugify(self.name)}.{fmt}"
+            atomic_write_text(path, self.render(fmt))
+            paths.append(path)
+        return paths
+
+    @classmethod
+    def from_json(cls, text: str) -> Table:
+        """Rebuild a table written by :meth:`to_json`."""
+        payload = json.loads(text)
+        data = pd.DataFrame(payload["rows"], columns=payload["columns"])
+        return cls(payload["name"], data, payload.get("title", ""), payload.get("caption", ""),
+                   int(payload.get("digits", 2)), tuple(payload.get("signed", ())))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Table:
+        """Read a table's ``.json`` file."""
+        path = Path(path)
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, KeyError, ValueError) as exc:
+            raise QRProbeInputError(f"{str(path)!r}: not a qrprobe table JSON file ({exc})") from exc
+
+
+def _isnan(value: object) -> bool:
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _column_label(column: str) -> str:
+    if column in METRIC_LABELS:
+        return METRIC_LABELS[column]
+    if column.startswith("delta_") and column[6:] in METRIC_LABELS:
+        return "Δ" + METRIC_LABELS[column[6:]]
+    return column
+
+
+def _source_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of ``df`` that survive :meth:`Table.display_frame` (std columns merged away)."""
+    cols = []
+    for col in df.columns:
+        if col.endswith("_std") and f"{col[:-4]}_mean" in df.columns:
+            continue
+        cols.append(col)
+    return cols
+
+
+def _is_text_column(df: pd.DataFrame, column: str) -> bool:
+    return not pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column])

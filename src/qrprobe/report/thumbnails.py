@@ -1,0 +1,55 @@
+"""Thumbnails of images named by path (from a Result's or feature store's ``index.parquet``).
+
+A path that is empty, missing or unreadable gives ``None`` rather than an error: reports on results whose
+images have moved still render, and say how many images were skipped.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+from .section import Thumbnail
+
+
+def load_thumbnail(path: str | None, size: int = 96, quality: int = 85) -> bytes | None:
+    """JPEG bytes of the image at ``path`` fitted into a ``size`` × ``size`` square, or None if unreadable."""
+    if not path:
+        return None
+    p = Path(str(path))
+    if not p.is_file():
+        return None
+    image_mod = require("PIL.Image", "report", "image thumbnails")
+    try:
+        with image_mod.open(p) as img:
+            img = img.convert("RGB")
+            img.thumbnail((size, size))
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=quality)
+            return buf.getvalue()
+    except (OSError, ValueError, image_mod.DecompressionBombError):
+        return None
+
+
+def thumbnails_for_rows(rows: Sequence[int], paths: np.ndarray | None, image_ids: np.ndarray | None = None,
+                        size: int = 96) -> tuple[list[Thumbnail], int]:
+    """Thumbnails of the images at ``rows``; returns them and the number that could not be read."""
+    thumbs, missing = [], 0
+    for row in rows:
+        row = int(row)
+        path = None if paths is None else paths[row]
+        label = str(image_ids[row]) if image_ids is not None else (str(path) if path else f"row {row}")
+        jpeg = load_thumbnail(path, size)
+        missing += jpeg is None
+        thumbs.append(Thumbnail(label, jpeg))
+    return thumbs, missing
+
+
+def decode(jpeg: bytes):
+    """A thumbnail's pixels as a PIL image (for matplotlib figures)."""
+    image_mod = require("PIL.Image", "report", "image thumbnails")
+    return image_mod.open(io.BytesIO(jpeg)).convert("RGB")

@@ -1,0 +1,141 @@
+"""Checking a parsed config against dataclasses: unknown keys, wrong types and missing files, with locations.
+
+``build(cls, value, path, locations)`` turns a plain mapping into an instance of the dataclass ``cls``,
+recursively. Each field's type annotation says what is accepted (``int``, ``float``, ``str``, ``bool``,
+``X | None``, ``list[X]``, ``dict[str, X]``, a nested dataclass); a field whose metadata has ``"file": True``
+must name an existing file or directory (relative paths are resolved against ``base_dir``). Every error names
+the location (``file:line:column``), the key path and what was expected; all errors are collected and
+reported together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+from ..errors import QRProbeInputError
+
+
+class ConfigError(QRProbeInputError):
+    """One or more config errors, each with its location."""
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Checker:
+    def __init__(self, locations: dict, base_dir: Path) -> None:
+        self.locations = locations
+        self.base_dir = base_dir
+        self.errors: list[str] = []
+
+    def where(self, path: tuple) -> str:
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.locations:
+                return self.locations[path[:cut]]
+        return "config"
+
+    def fail(self, path: tuple, message: str) -> None:
+        self.errors.append(f"{self.where(path)}: {_dotted(path)}: {message}")
+
+    def build(self, cls, value, path: tuple):
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping with keys {sorted(fields)}, got {type(value).__name__}")
+            return None
+        kwargs = {}
+        for key, item in value.items():
+            if key not in fields:
+                self.fail((*path, key), f"unknown key {key!r}; valid keys: {', '.join(sorted(fields))}")
+                continue
+            kwargs[key] = self.convert(hints[key], item, (*path, key), fields[key].metadata)
+        for name, f in fields.items():
+            if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                self.fail(path, f"missing required key {name!r}")
+        if self.errors:
+            return None
+        try:
+            return cls(**kwargs)
+        except QRProbeInputError as exc:
+            self.fail(path, str(exc))
+            return None
+
+    def convert(self, hint, value, path: tuple, metadata=None):
+        metadata = metadata or {}
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            options = [a for a in args if a is not type(None)]
+            if len(options) == 1:
+                return self.convert(options[0], value, path, metadata)
+            for option in options:  # e.g. int | list[int]: the first that accepts the value
+                probe = _Checker(self.locations, self.base_dir)
+                out = probe.convert(option, value, path, metadata)
+                if not probe.errors:
+                    return out
+            self.fail(path, f"expected {_type_name(hint)}, got {value!r}")
+            return None
+        if dataclasses.is_dataclass(hint):
+            return self.build(hint, value, path)
+        if origin in (list, tuple):
+            if not isinstance(value, list):
+                self.fail(path, f"expected a list of {_type_name(args[0])}, got {value!r}")
+                return None
+            items = [self.convert(args[0], v, (*path, i), metadata) for i, v in enumerate(value)]
+            return tuple(items) if origin is tuple else items
+        if origin is dict:
+            if not isinstance(value, dict):
+                self.fail(path, f"expected a mapping, got {value!r}")
+                return None
+            return {str(k): self.convert(args[1], v, (*path, k)) for k, v in value.items()}
+        if hint is typing.Any:
+            return value
+        if hint is bool:
+            if not isinstance(value, bool):
+                self.fail(path, f"expected true or false, got {value!r}")
+            return value
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(path, f"expected an integer, got {value!r}")
+            return value
+        if hint is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(path, f"expected a number, got {value!r}")
+                return value
+            return float(value)
+        if hint is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                self.fail(path, f"expected a string, got {value!r}")
+                return value
+            value = str(value)
+            if metadata.get("file"):
+                resolved = Path(value) if Path(value).is_absolute() else self.base_dir / value
+                if not resolved.exists():
+                    self.fail(path, f"file not found: {value!r} (looked at {resolved})")
+                return str(resolved)
+            return value
+        raise TypeError(f"unsupported config type {hint!r}")  # a bug in a schema, not a user error
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", str(hint)).replace("typing.", "")
+
+
+def build(cls, value, locations: dict, base_dir: Path):
+    """Validate ``value`` against the dataclass ``cls``; raise :class:`ConfigError` listing every problem."""
+    checker = _Checker(locations, base_dir)
+    out = checker.build(cls, value, ())
+    if checker.errors:
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(checker.errors))
+    return out

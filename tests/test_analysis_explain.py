@@ -1,0 +1,93 @@
+"""Cluster explanations: confusion pairs, coefficient differences, and the known-structure check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import confusion_matrix as sk_confusion
+
+from _analysis_synth import SCENES, fast_config, make_object_scene
+from qrprobe.analysis.explain import (
+    coefficient_differences,
+    confusion_drops,
+    confusion_matrix,
+    explain_groups,
+    most_confused_pairs,
+    pair_confusion,
+    top_concepts,
+)
+from qrprobe.errors import QRProbeInputError
+
+
+def test_confusion_matrix_matches_sklearn(rng) -> None:
+    y = rng.integers(0, 7, 500)
+    p = rng.integers(0, 7, 500)
+    np.testing.assert_array_equal(confusion_matrix(y, p, 7), sk_confusion(y, p, labels=range(7)))
+    with pytest.raises(QRProbeInputError):
+        confusion_matrix(y, p, 5)
+
+
+def test_pair_confusion_and_ranking() -> None:
+    # cluster 0 and 1 swap 4 of their 20 images; cluster 2 is clean
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    p = y.copy()
+    p[[0, 1, 2]] = 1
+    p[10] = 0
+    conf = pair_confusion(confusion_matrix(y, p, 3))
+    assert conf[0, 1] == conf[1, 0] == pytest.approx(4 / 20)
+    assert np.all(np.diag(conf) == 0)
+    pairs = most_confused_pairs(confusion_matrix(y, p, 3))
+    assert pairs[["cluster_a", "cluster_b"]].values.tolist() == [[0, 1]]
+    drops = confusion_drops(y, p, y, 3)
+    assert drops["drop"].tolist() == [pytest.approx(0.2)]
+    assert confusion_drops(y, y, p, 3).empty  # confusion rose: nothing dropped
+
+
+def test_coefficient_differences_signed() -> None:
+    concepts = pd.DataFrame({"name": ["sand", "road", "tree", "dog"], "group": ["S", "S", "S", "L"]})
+    coef = np.array([[3.0, -1.0], [-2.0, 2.0], [0.001, 0.0], [5.0, 5.0]])
+    diff = coefficient_differences(coef, 0, 1, concepts)
+    assert diff["concept"].tolist() == ["sand", "road"]  # dog: no difference; tree: negligible
+    assert diff["favours"].tolist() == [0, 1]
+    assert diff["difference"].tolist() == [4.0, -4.0]
+    only = coefficient_differences(coef, 0, 1, concepts, groups=["L"])
+    assert only.empty
+    assert top_concepts(coef, 1, concepts)["concept"].tolist() == ["road"]
+
+
+def test_explanations_name_the_separating_scene() -> None:
+    """Clusters are object x scene; with the object labels alone, same-object clusters are confused; adding
+    the scene group removes the confusion, and the word-cloud concepts are exactly the two scenes."""
+    data = make_object_scene(n=1500)
+    expl = explain_groups(data.features, data.bank, ["Labels"], ["Scene"], config=fast_config(n_clusterings=1),
+                          top_pairs=5)
+    assert len(expl.pairs) == 5
+    for pair in expl.pairs:
+        rows_a = np.flatnonzero(expl.labels == pair.cluster_a)
+        rows_b = np.flatnonzero(expl.labels == pair.cluster_b)
+        obj_a, obj_b = _majority(data.objects[rows_a]), _majority(data.objects[rows_b])
+        scene_a, scene_b = _majority(data.scenes[rows_a]), _majority(data.scenes[rows_b])
+        assert obj_a == obj_b and scene_a != scene_b  # confused: same label, different scene
+        assert pair.confusion_base > 0.3 and pair.confusion_added < 0.05
+        top = pair.concepts.set_index("concept")
+        assert top.index[0] in (f"scene:{SCENES[scene_a]}", f"scene:{SCENES[scene_b]}")
+        assert top.loc[f"scene:{SCENES[scene_a]}", "favours"] == pair.cluster_a
+        assert top.loc[f"scene:{SCENES[scene_b]}", "favours"] == pair.cluster_b
+        assert set(pair.concepts["group"]) == {"Scene"}
+    table = expl.pairs_table()
+    assert list(table.columns[:5]) == ["cluster_a", "cluster_b", "confusion_base", "confusion_added", "drop"]
+    summary = expl.clusters_table()
+    assert set(summary["cluster"]) == {c for p in expl.pairs for c in (p.cluster_a, p.cluster_b)}
+
+
+def _majority(values: np.ndarray) -> int:
+    return int(np.bincount(values).argmax())
+
+
+def test_explain_groups_rejects_bad_groups() -> None:
+    data = make_object_scene(n=300)
+    with pytest.raises(QRProbeInputError, match="both"):
+        explain_groups(data.features, data.bank, ["Labels"], ["Labels"], config=fast_config())
+    with pytest.raises(QRProbeInputError, match="unknown concept group"):
+        explain_groups(data.features, data.bank, ["Labels"], ["Texture"], config=fast_config())

