@@ -104,3 +104,19 @@ def test_result_summary_and_estimator_api(tmp_path):
     back = Result.load(tmp_path / "r")
     assert back.summary == res.summary and back.name == "toy"
     np.testing.assert_array_equal(back.coef, res.coef)
+
+
+def test_an_expert_that_is_the_network_under_test_is_flagged(tmp_path):
+    """Circularity: the concepts of an expert that is the probed network are flagged in the result."""
+    from qrprobe.features import write_feature_store
+
+    features, concepts, _ = combination_dataset(n=300, n_bits=2, seed=7)
+    ids = [f"i{i}" for i in range(300)]
+    store = write_feature_store(tmp_path / "feats", features, ids, model="efficientnet-lite0")
+    bank = ConceptBank.from_matrix(concepts, ["tabby cat", "espresso"], "Objects", "imagenet", image_ids=ids,
+                                   info={"experts": [{"name": "imagenet", "config": {"model": "efficientnet-lite0"}}]})
+    cfg = _config(4, n_clusterings=1, probe=ProbeConfig(epochs=2))
+    flagged = evaluate(store, bank, config=cfg)
+    assert any("circularity" in w and "imagenet" in w for w in flagged.inputs["warnings"])
+    other = write_feature_store(tmp_path / "other", features, ids, model="timm:resnet50")
+    assert evaluate(other, bank, config=cfg).inputs["warnings"] == []

@@ -43,18 +43,20 @@ def make_concept_clusters(n: int = 5000, *, dim: int = 64, n_objects: int = 8, n
 
 
 def make_imagenet_shaped(n: int = 100_000, dim: int = 2048, n_concepts: int = 2500, ones_per_row: int = 30,
-                         n_latent: int = 1000, seed: int = 0) -> tuple[np.ndarray, sp.csr_matrix]:
+                         n_latent: int = 1000, seed: int = 0, noise: float = 0.8) -> tuple[np.ndarray, sp.csr_matrix]:
     """Large random data shaped like the paper's ImageNet setting, for benchmarks.
 
-    Features are drawn around ``n_latent`` centres; each image's ~``ones_per_row`` active concepts are drawn
-    partly from its centre's preferred concepts, so the probe has something to learn. Returns
+    Features are drawn around ``n_latent`` centres (unit-variance coordinates) with Gaussian ``noise`` of that
+    standard deviation per dimension (larger: more overlap, more Lloyd iterations); each image's
+    ~``ones_per_row`` active concepts are drawn partly from its centre's preferred concepts, so the probe has
+    something to learn. Returns
     ``(features (n, dim) float32, concepts (n, n_concepts) CSR uint8)``.
     """
     rng = np.random.default_rng(seed)
     latent = rng.integers(0, n_latent, n)
     centres = rng.standard_normal((n_latent, dim), dtype=np.float32)
     features = centres[latent]
-    features += 0.8 * rng.standard_normal((n, dim), dtype=np.float32)
+    features += noise * rng.standard_normal((n, dim), dtype=np.float32)
     preferred = rng.integers(0, n_concepts, (n_latent, ones_per_row))
     half = ones_per_row // 2
     cols = np.concatenate([preferred[latent][:, :half], rng.integers(0, n_concepts, (n, ones_per_row - half))],

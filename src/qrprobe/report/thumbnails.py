@@ -1,12 +1,15 @@
 """Thumbnails of images named by path (from a Result's or feature store's ``index.parquet``).
 
-A path that is empty, missing or unreadable gives ``None`` rather than an error: reports on results whose
-images have moved still render, and say how many images were skipped.
+A path is a file, or ``SHARD.tar::MEMBER`` for an image inside a tar shard (how ``qrprobe.images`` names
+webdataset samples). A path that is empty, missing or unreadable gives ``None`` rather than an error: reports
+on results whose images have moved still render, and say how many images were skipped.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,16 +19,40 @@ from ..errors import require
 from .section import Thumbnail
 
 
+@functools.lru_cache(maxsize=8)
+def _tar_members(shard: str) -> dict[str, tuple[int, int]]:
+    """``{member name: (data offset, size)}`` of a tar shard, read once per shard."""
+    with tarfile.open(shard, "r:") as tar:
+        return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+
+
+def read_image_bytes(path: str) -> bytes | None:
+    """The bytes of a file path or of a ``SHARD.tar::MEMBER`` path, or None when they cannot be read."""
+    try:
+        if "::" in path:
+            shard, member = path.split("::", 1)
+            where = _tar_members(shard).get(member)
+            if where is None:
+                return None
+            with open(shard, "rb") as f:
+                f.seek(where[0])
+                return f.read(where[1])
+        p = Path(path)
+        return p.read_bytes() if p.is_file() else None
+    except (OSError, tarfile.TarError):
+        return None
+
+
 def load_thumbnail(path: str | None, size: int = 96, quality: int = 85) -> bytes | None:
     """JPEG bytes of the image at ``path`` fitted into a ``size`` × ``size`` square, or None if unreadable."""
     if not path:
         return None
-    p = Path(str(path))
-    if not p.is_file():
+    data = read_image_bytes(str(path))
+    if data is None:
         return None
     image_mod = require("PIL.Image", "report", "image thumbnails")
     try:
-        with image_mod.open(p) as img:
+        with image_mod.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
             img.thumbnail((size, size))
             buf = io.BytesIO()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The engine's GPU checks and timings, as one script for a machine with a CUDA GPU (run from the repo root).
+# Writes logs to $OUT (default: ./gpu-checks). Needs torch with CUDA, scikit-learn, scipy, pandas, pyarrow,
+# tqdm, pytest and hypothesis; faiss-cpu for the K-means reference (wheels in .whl/ are installed if present).
+set -uo pipefail
+OUT=${OUT:-gpu-checks}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+{ nvidia-smi -L; nproc; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'; } | tee "$OUT/machine.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu_engine.py tests/test_probe.py tests/test_quantize.py tests/test_method.py 2>&1 | tail -5 | tee "$OUT/tests.txt"
+# the paper's full protocol at the ImageNet shape, on the GPU (ours only)
+python3 benchmarks/bench_evaluate.py --n 100000 --dim 2048 --k 1000 --concepts 2500 --ones 30 \
+  --iters 100 --restarts 5 --epochs 100 --device cuda --skip-reference 2>&1 | tee "$OUT/bench-gpu-full.txt"
+# side by side, reduced schedule: ours on the GPU vs faiss-cpu K-means and a dense torch probe on the GPU
+python3 benchmarks/bench_evaluate.py --n 100000 --dim 2048 --k 1000 --concepts 2500 --ones 30 \
+  --iters 10 --restarts 1 --epochs 10 --device cuda 2>&1 | tee "$OUT/bench-gpu-ref.txt"
+# side by side on the CPU cores of the same machine
+python3 benchmarks/bench_evaluate.py --n 100000 --dim 2048 --k 1000 --concepts 2500 --ones 30 \
+  --iters 10 --restarts 1 --epochs 3 --device cpu 2>&1 | tee "$OUT/bench-cpu16-ref.txt"
