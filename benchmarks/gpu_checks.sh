@@ -7,7 +7,8 @@ OUT=${OUT:-gpu-checks}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+  SITE=${SITE:-$(mktemp -d)}  # where the carried wheels are installed
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl && export PYTHONPATH="$SITE:$PYTHONPATH"
 fi
 { nvidia-smi -L; nproc; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'; } | tee "$OUT/machine.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_engine.py tests/test_probe.py tests/test_quantize.py tests/test_method.py 2>&1 | tail -5 | tee "$OUT/tests.txt"

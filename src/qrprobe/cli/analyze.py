@@ -20,6 +20,7 @@ from .evaluate import (
     load_inputs,
     probe_config_from_args,
     protocol_from_args,
+    select_groups_from_args,
 )
 
 
@@ -312,11 +313,7 @@ def _run_self_labels(args: argparse.Namespace) -> int:
     from ..engine.inputs import load_concepts
 
     out = _check_out(args)
-    bank = load_concepts(args.concepts, concept_names=args.concept_names)
-    if args.groups:
-        bank = bank.select_groups(args.groups)
-    if args.drop_groups:
-        bank = bank.drop_groups(args.drop_groups)
+    bank = select_groups_from_args(load_concepts(args.concepts, concept_names=args.concept_names), args)
     labels = read_labels(args.labels, bank.image_ids, column=args.label_column)
     result = self_labels(labels, bank, repeats=args.repeats, seed=args.seed, probe=probe_config_from_args(args),
                          test_fraction=args.test_fraction, val_fraction=args.val_fraction, device=args.device,

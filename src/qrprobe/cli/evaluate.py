@@ -109,11 +109,16 @@ def load_inputs(args: argparse.Namespace):
     feats = load_features(args.features)
     bank = load_concepts(args.concepts, concept_names=args.concept_names, image_ids=feats.image_ids,
                          n_images=feats.array.shape[0])
+    return feats, select_groups_from_args(bank, args)
+
+
+def select_groups_from_args(bank, args: argparse.Namespace):
+    """Apply ``--groups`` and ``--drop-groups`` to a ConceptBank (unknown group names are an error)."""
     if args.groups:
         bank = bank.select_groups(args.groups)
     if args.drop_groups:
         bank = bank.drop_groups(args.drop_groups)
-    return feats, bank
+    return bank
 
 
 def add_parser(subparsers) -> None:

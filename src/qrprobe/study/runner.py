@@ -92,10 +92,13 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
               for m in study.models}
     bank = _label(study, source, images_key, out, "label" in force, progress, log)
     protocol = study.protocol.to_protocol(study.device)
-    results = {m.name: _evaluate(m, stores[m.name], bank, protocol, out, "evaluate" in force, progress, log)
+    bank_hash = bank.content_hash()  # once: it is part of every downstream stage key
+    results = {m.name: _evaluate(m, stores[m.name], bank, bank_hash, protocol, out, "evaluate" in force,
+                                 progress, log)
                for m in study.models}
     outcome.results = {name: path for name, (path, _) in results.items()}
-    outcome.analyses = _analyses(study, stores, bank, protocol, out, "analyses" in force, progress, log)
+    outcome.analyses = _analyses(study, stores, bank, bank_hash, protocol, out, "analyses" in force, progress,
+                                 log)
     loaded = [res for _, res in results.values()]
     outcome.ranking = _ranking(loaded, study)
     atomic_write_text(out / "ranking.md", outcome.ranking + "\n")
@@ -176,12 +179,12 @@ def _label(study: StudyConfig, source, images_key: str, out: Path, force: bool, 
     return ConceptBank.concat([ConceptBank.load(paths[e.name]) for e in study.experts])
 
 
-def _evaluate(model: ModelSpec, store, bank: ConceptBank, protocol, out: Path, force: bool, progress: bool,
-              log: _Log) -> tuple[Path, Result]:
+def _evaluate(model: ModelSpec, store, bank: ConceptBank, bank_hash: str, protocol, out: Path, force: bool,
+              progress: bool, log: _Log) -> tuple[Path, Result]:
     from ..engine.evaluate import evaluate
     from ..engine.inputs import load_features
 
-    key = stage_key({"features": store.manifest.get("content_hash"), "concepts": bank.content_hash(),
+    key = stage_key({"features": store.manifest.get("content_hash"), "concepts": bank_hash,
                      "protocol": protocol.to_dict()})
     path = out / "results" / f"{slug(model.name)}-{key}"
     if force and path.exists():
@@ -217,8 +220,8 @@ def _common_rows(feats, bank: ConceptBank):
     return feats, bank.select_rows(np.array([order[i] for i in feats.image_ids]))
 
 
-def _analyses(study: StudyConfig, stores: dict, bank: ConceptBank, protocol, out: Path, force: bool,
-              progress: bool, log: _Log) -> list[Path]:
+def _analyses(study: StudyConfig, stores: dict, bank: ConceptBank, bank_hash: str, protocol, out: Path,
+              force: bool, progress: bool, log: _Log) -> list[Path]:
     from ..engine.inputs import load_features
 
     spec = study.analyses
@@ -236,7 +239,7 @@ def _analyses(study: StudyConfig, stores: dict, bank: ConceptBank, protocol, out
                 continue
             store = stores[model.name]
             key = stage_key({"kind": kind, "spec": cfg, "features": store.manifest.get("content_hash"),
-                             "concepts": bank.content_hash(), "protocol": protocol.to_dict()})
+                             "concepts": bank_hash, "protocol": protocol.to_dict()})
             path = out / "analyses" / f"{kind}-{slug(model.name)}-{key}"
             if force and path.exists():
                 shutil.rmtree(path)
