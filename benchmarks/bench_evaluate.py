@@ -99,7 +99,7 @@ def _stage(args: argparse.Namespace) -> dict:
         out["seconds"] = time.perf_counter() - t
         np.savez(data / "split.npz", train=split.train, val=split.val, test=split.test)
     elif args.stage in ("probe-ours", "probe-dense"):
-        from qrprobe.engine.probe import ProbeConfig
+        from qrprobe.engine.config import ProbeConfig
 
         labels = np.load(data / "labels.npy")
         split = np.load(data / "split.npz")
@@ -155,7 +155,7 @@ def _dense_probe(concepts, labels, split, cfg, k, device):
     y_val = torch.from_numpy(labels[split["val"]]).to(device)
     layer = torch.nn.Linear(x_train.shape[1], k).to(device)
     opt = torch.optim.SGD(layer.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.lr_decay)
     best = (float("inf"), None)
     for _ in range(cfg.epochs):
         perm = torch.randperm(len(y_train), device=device)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qrprobe.concepts.bank import ConceptBank
-from qrprobe.engine.evaluate import ProtocolConfig
-from qrprobe.engine.probe import ProbeConfig
+from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 
 OBJECTS = ("dog", "car", "boat", "<script>alert(1)</script>")
 SCENES = ("beach", "street", "forest")
@@ -47,7 +46,7 @@ def make_object_scene(n: int = 2400, dim: int = 12, n_noise: int = 4, seed: int 
 
 
 def fast_config(k: int = 12, n_clusterings: int = 2, seed: int = 0, epochs: int = 15) -> ProtocolConfig:
-    return ProtocolConfig(k=k, n_clusterings=n_clusterings, seed=seed, n_iter=30, n_restarts=2,
+    return ProtocolConfig(k=k, clusterings=n_clusterings, seed=seed, iters=30, restarts=2,
                           probe=ProbeConfig(epochs=epochs, milestones=(10, 13)), device="cpu")
 
 

@@ -9,7 +9,7 @@ import pytest
 from _analysis_synth import OBJECTS, make_object_scene
 from qrprobe.analysis.concepts_to_labels import concepts_to_labels, labels_from_group
 from qrprobe.analysis.self_labels import encode_labels, read_labels, self_labels
-from qrprobe.engine.probe import ProbeConfig
+from qrprobe.engine.config import ProbeConfig
 from qrprobe.errors import QRProbeInputError
 
 FAST = ProbeConfig(epochs=20, milestones=(12, 16))

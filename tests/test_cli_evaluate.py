@@ -175,9 +175,9 @@ def test_console_script_exit_code(inputs):
 
 
 def test_sharded_store_streams_and_scores_like_the_array(inputs):
-    from qrprobe.engine.evaluate import ProtocolConfig, evaluate
+    from qrprobe.engine.config import ProbeConfig, ProtocolConfig
+    from qrprobe.engine.evaluate import evaluate
     from qrprobe.engine.inputs import ShardedRows, load_features
-    from qrprobe.engine.probe import ProbeConfig
 
     features = np.load(inputs / "features.npy")
     ids = [f"img{i:04d}" for i in range(400)]
@@ -187,7 +187,7 @@ def test_sharded_store_streams_and_scores_like_the_array(inputs):
     assert isinstance(rows, ShardedRows) and rows.shape == (400, 16)
     np.testing.assert_array_equal(rows[60:130], features[60:130])
     np.testing.assert_array_equal(np.asarray(rows), features)
-    cfg = ProtocolConfig(k=4, n_clusterings=1, n_iter=10, kmeans_init="k-means++", device="cpu",
+    cfg = ProtocolConfig(k=4, clusterings=1, iters=10, kmeans_init="k-means++", device="cpu",
                          probe=ProbeConfig(epochs=3))
     bank = ConceptBank.load(inputs / "bank")
     a = evaluate(inputs / "sharded", bank, config=cfg)

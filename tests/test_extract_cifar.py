@@ -54,7 +54,7 @@ def test_trained_lite0_beats_random_twin_and_pixels(cifar_subset, tmp_path):
     for spec in ("efficientnet-lite0", "efficientnet-lite0-random", "pixels"):
         store = extract(spec, cifar_subset, tmp_path / spec, workers=1, progress=False)
         assert store.n == len(cifar_subset) and list(store.labels) == list(labels)
-        result = evaluate(store, bank, k=10, n_clusterings=3, seed=0)
+        result = evaluate(store, bank, k=10, clusterings=3, seed=0)
         nmi[spec] = result.summary["nmi"]["mean"]
     print("CIFAR-10 NMI (K=10, 3 clusterings):", nmi)
     assert nmi["efficientnet-lite0"] > nmi["efficientnet-lite0-random"] + 10

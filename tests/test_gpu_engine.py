@@ -8,8 +8,9 @@ import torch
 
 from conftest import combination_dataset
 from qrprobe.concepts import ConceptBank
-from qrprobe.engine.evaluate import ProtocolConfig, evaluate
-from qrprobe.engine.probe import ProbeConfig, ReverseProbe
+from qrprobe.engine.config import ProbeConfig, ProtocolConfig
+from qrprobe.engine.evaluate import evaluate
+from qrprobe.engine.probe import ReverseProbe
 from qrprobe.engine.quantize import KMeans
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
@@ -46,7 +47,7 @@ def test_probe_gpu_matches_cpu():
 def test_evaluate_end_to_end_on_gpu():
     features, concepts, _ = combination_dataset(n=4000, n_bits=4, seed=2)
     bank = ConceptBank.from_matrix(concepts, ["a", "b", "c", "d"])
-    res = evaluate(features, bank, config=ProtocolConfig(k=16, n_clusterings=2, kmeans_init="k-means++",
+    res = evaluate(features, bank, config=ProtocolConfig(k=16, clusterings=2, kmeans_init="k-means++",
                                                          device="cuda", probe=ProbeConfig(epochs=30)))
     assert res.summary["top1"]["mean"] >= 99.0
     assert res.config["device"] == "cuda"

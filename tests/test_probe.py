@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from qrprobe.engine.probe import ProbeConfig, ReverseProbe
+from qrprobe.engine.config import ProbeConfig
+from qrprobe.engine.probe import ReverseProbe
 from qrprobe.errors import QRProbeInputError
 
 
@@ -27,7 +28,7 @@ def _dense_reference(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig, seed: int, 
     w = torch.zeros(x.shape[1], k, requires_grad=True)
     b = torch.zeros(k, requires_grad=True)
     opt = torch.optim.SGD([w, b], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.lr_decay)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(cfg.epochs):
         perm = torch.randperm(len(y), generator=gen)

@@ -5,7 +5,7 @@ The public API is imported lazily, so ``import qrprobe`` stays light (torch is l
     import qrprobe as qrp
     feats = qrp.extract("timm:resnet50", "images/", "feats/")          # a FeatureStore
     bank = qrp.label("images/", ["labels", "color", "text"])           # a ConceptBank
-    result = qrp.evaluate(feats, bank, k=1000, n_clusterings=5)        # a Result
+    result = qrp.evaluate(feats, bank, k=1000, clusterings=5)          # a Result
     qrp.report([result], "report.html")
 """
 
@@ -20,10 +20,11 @@ _EXPORTS = {
     "FeatureStore": "qrprobe.features.store",
     "write_feature_store": "qrprobe.features.store",
     "evaluate": "qrprobe.engine.evaluate",
-    "probe_labels": "qrprobe.engine.evaluate",
-    "ProtocolConfig": "qrprobe.engine.evaluate",
-    "ReverseProbing": "qrprobe.engine.evaluate",
-    "ProbeConfig": "qrprobe.engine.probe",
+    "probe_labels": "qrprobe.engine.protocol",
+    "quantize": "qrprobe.engine.protocol",
+    "ProtocolConfig": "qrprobe.engine.config",
+    "ReverseProbing": "qrprobe.engine.estimator",
+    "ProbeConfig": "qrprobe.engine.config",
     "ReverseProbe": "qrprobe.engine.probe",
     "KMeans": "qrprobe.engine.quantize",
     "Standardizer": "qrprobe.engine.quantize",

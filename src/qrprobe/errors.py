@@ -16,6 +16,20 @@ class QRProbeInputError(QRProbeError, ValueError):
     """Bad input: a missing file, a malformed artifact, an invalid argument or data value."""
 
 
+class ParameterError(QRProbeInputError):
+    """A bad value of a named parameter. ``str()`` is ``"name: message"``; front ends re-label the name (the
+    CLI as its flag ``--name``, the study loader as its location in the file) through :meth:`relabel`."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+    def relabel(self, label: str) -> str:
+        """The message with the parameter called ``label`` (e.g. ``"--lr"``)."""
+        return f"{label}: {self.message}"
+
+
 class MissingExtraError(QRProbeError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

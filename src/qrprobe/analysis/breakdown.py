@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..concepts.bank import ConceptBank
-from ..engine.evaluate import ProtocolConfig
+from ..engine.config import ProtocolConfig
+from ..engine.evaluate import protocol_config
+from ..engine.protocol import Quantization, prepare_inputs, probe_all, quantize
 from ..errors import QRProbeInputError
 from ..results import HEADLINE
-from ._protocol import Quantization, load_inputs, probe_all, quantize
 
 BREAKDOWN_METRICS = HEADLINE  # nmi, ami, top1, map, mi_bits
 
@@ -85,7 +86,7 @@ def resolve_order(bank: ConceptBank, order: Sequence[str] | None, label_group: s
 def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | None = None,
                     label_group: str | None = None, config: ProtocolConfig | None = None,
                     cumulative: bool = True, single: bool = True, without_labels: bool = True,
-                    name: str = "", progress: bool = False) -> Breakdown:
+                    name: str = "", progress: bool = False, **params) -> Breakdown:
     """Cumulative and single-group breakdown of one representation.
 
     Parameters
@@ -103,8 +104,9 @@ def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | N
     -------
     Breakdown
     """
-    cfg = config or ProtocolConfig()
-    feats, bank = load_inputs(features, concepts)
+    cfg = protocol_config(config, params)
+    inputs = prepare_inputs(features, concepts)
+    feats, bank = inputs.features, inputs.concepts
     order = resolve_order(bank, order, label_group)
     quant = quantize(feats, cfg, progress)
     cache: dict[tuple[str, ...], dict] = {}

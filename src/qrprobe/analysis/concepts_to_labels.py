@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..concepts.bank import ConceptBank
-from ..engine.probe import ProbeConfig
+from ..engine.config import ProbeConfig
 from ..errors import QRProbeInputError
 from ..results import Result
 from .self_labels import self_labels

@@ -410,27 +410,29 @@ def explain_results(base, added, *, clustering: int = 0, groups: Sequence[str] |
 
 def explain_groups(features, concepts, base_groups: Sequence[str], added_groups: Sequence[str], *,
                    config=None, clustering: int = 0, only_added: bool = True, top_pairs: int = 6,
-                   top_concepts_per_pair: int = 12, n_examples: int = 6, progress: bool = False) -> Explanation:
+                   top_concepts_per_pair: int = 12, n_examples: int = 6, progress: bool = False,
+                   **params) -> Explanation:
     """Quantize the features once and compare a probe on ``base_groups`` with one on base + ``added_groups``.
 
-    ``config`` is the protocol (:class:`qrprobe.engine.evaluate.ProtocolConfig`); clustering ``clustering``
-    (seed ``config.seed + clustering``) is explained. ``only_added``: explain with the added groups' concepts
-    only (as the paper's word clouds do); else with all concepts.
+    ``config`` is the protocol (:class:`qrprobe.engine.config.ProtocolConfig`, or its fields as keywords);
+    clustering ``clustering`` (seed ``config.seed + clustering``) is explained. ``only_added``: explain with the
+    added groups' concepts only (as the paper's word clouds do); else with all concepts.
     """
     from dataclasses import replace
 
-    from ..engine.evaluate import ProtocolConfig
-    from ._protocol import load_inputs, probe_all, quantize
+    from ..engine.evaluate import protocol_config
+    from ..engine.protocol import prepare_inputs, probe_all, quantize
 
-    cfg = config or ProtocolConfig()
+    cfg = protocol_config(config, params)
     base_groups, added_groups = [str(g) for g in base_groups], [str(g) for g in added_groups]
     if not base_groups or not added_groups:
         raise QRProbeInputError("--base and --add must each name at least one concept group")
     overlap = set(base_groups) & set(added_groups)
     if overlap:
         raise QRProbeInputError(f"group(s) {sorted(overlap)} are both in --base and --add")
-    feats, bank = load_inputs(features, concepts)
-    one = replace(cfg, seed=cfg.seed + clustering, n_clusterings=1)
+    inputs = prepare_inputs(features, concepts)
+    feats, bank = inputs.features, inputs.concepts
+    one = replace(cfg, seed=cfg.seed + clustering, clusterings=1)
     quant = quantize(feats, one, progress)
     base_bank = bank.select_groups(base_groups)
     added_bank = bank.select_groups([*base_groups, *added_groups])

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from ..concepts.bank import ConceptBank
+from ..engine.protocol import prepare_inputs
 from ..engine.quantize import Standardizer
 from ..errors import QRProbeInputError
 from ..metrics import adjusted_mutual_info, average_precision, normalized_mutual_info, top1_accuracy
-from ._protocol import load_inputs
 
 
 @dataclass
@@ -88,7 +88,8 @@ def forward_probe(features, concepts: ConceptBank, *, clusterings: np.ndarray | 
     """
     from sklearn.linear_model import LogisticRegression
 
-    feats, bank = load_inputs(features, concepts)
+    inputs = prepare_inputs(features, concepts)
+    feats, bank = inputs.features, inputs.concepts
     if groups is not None:
         bank = bank.select_groups(groups)
     z = Standardizer().fit_transform(feats.array)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from ..concepts.bank import ConceptBank
-from ..engine.evaluate import ProtocolConfig, evaluate
+from ..engine.config import ProtocolConfig
+from ..engine.evaluate import evaluate, protocol_config
+from ..engine.protocol import prepare_inputs
 from ..errors import QRProbeInputError
 from ..results import METRICS, Result
-from ._protocol import load_inputs
 from .compare import result_name
 
 
@@ -58,7 +59,7 @@ def k_sweep_table(results: Sequence[Result], names: Sequence[str] | None = None)
 
 
 def k_sweep(features, concepts: ConceptBank, ks: Sequence[int], *, config: ProtocolConfig | None = None,
-            name: str = "", progress: bool = False) -> KSweep:
+            name: str = "", progress: bool = False, **params) -> KSweep:
     """Evaluate one representation at every K of ``ks`` (other protocol settings from ``config``).
 
     Parameters
@@ -74,8 +75,9 @@ def k_sweep(features, concepts: ConceptBank, ks: Sequence[int], *, config: Proto
     KSweep with the table and one Result per K.
     """
     ks = parse_ks(ks)
-    cfg = config or ProtocolConfig()
-    feats, bank = load_inputs(features, concepts)
+    cfg = protocol_config(config, params)
+    inputs = prepare_inputs(features, concepts)
+    feats, bank = inputs.features, inputs.concepts
     n = feats.array.shape[0]
     if max(ks) > n:
         raise QRProbeInputError(f"--k: K={max(ks)} exceeds the number of images N={n}")

@@ -2,7 +2,7 @@
 
 Any labelling works: a self-labelling model's pseudo-labels (SeLa, SCAN), ground-truth classes (see
 :mod:`qrprobe.analysis.concepts_to_labels`), or clusters made elsewhere. The labelling is probed with the
-engine's :func:`~qrprobe.engine.evaluate.probe_labels` ``repeats`` times (split and probe seeds ``seed + r``),
+engine's :func:`~qrprobe.engine.protocol.probe_labels` ``repeats`` times (split and probe seeds ``seed + r``),
 and the outcome is a regular :class:`~qrprobe.results.Result` (``config["labelling"]`` says where the labels
 came from), so it can be saved, compared with K-means Results and put in a report.
 """
@@ -18,8 +18,8 @@ import pandas as pd
 
 from .._versions import library_versions
 from ..concepts.bank import ConceptBank, read_table
-from ..engine.evaluate import ProbeOutcome, probe_labels
-from ..engine.probe import ProbeConfig
+from ..engine.config import ProbeConfig
+from ..engine.protocol import ProbeOutcome, probe_labels
 from ..errors import QRProbeInputError
 from ..results import Result, summarize
 
@@ -123,7 +123,7 @@ def self_labels(labels: Sequence, concepts: ConceptBank, *, repeats: int = 5, se
     outcomes = [probe_labels(codes, concepts, seed=s, n_classes=len(classes), probe=probe,
                              test_fraction=test_fraction, val_fraction=val_fraction, device=device,
                              progress=progress) for s in seeds]
-    config = {"k": len(classes), "n_clusterings": repeats, "seed": seed, "test_fraction": test_fraction,
+    config = {"k": len(classes), "clusterings": repeats, "seed": seed, "test_fraction": test_fraction,
               "val_fraction": val_fraction, "probe": probe.to_dict(), "device": device,
               "labelling": {"kind": "given", "source": source, "n_classes": len(classes),
                             "classes": classes[:50]}}

@@ -25,12 +25,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..concepts.bank import ConceptBank
-from ..engine.probe import ProbeConfig, ReverseProbe
-from ..engine.quantize import KMeans
+from ..engine.config import ProbeConfig
+from ..engine.probe import ReverseProbe
+from ..engine.protocol import prepare_inputs
+from ..engine.quantize import KMeans, apply_standardization
 from ..errors import QRProbeInputError
 from ..metrics import score_predictions
 from ..results import Result, summarize
-from ._protocol import load_inputs, standardize_with
 
 TRANSFER_METRICS = ("nmi", "ami", "top1", "top5", "map", "mi_bits", "cluster_entropy_bits",
                     "cross_entropy_bits", "mi_ratio")
@@ -111,8 +112,7 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
     labels = np.asarray(result.clusterings[r], dtype=np.int64)
     codes = np.asarray(result.splits[r])
     train, val = np.flatnonzero(codes == 0), np.flatnonzero(codes == 1)
-    probe_cfg = ProbeConfig(**{k: (tuple(v) if k == "milestones" else v)
-                               for k, v in result.config.get("probe", {}).items()})
+    probe_cfg = ProbeConfig.from_dict(result.config.get("probe", {}))
     seed = int(result.seeds[r])
     probe = ReverseProbe(probe_cfg, seed=seed, device=result.config.get("device", "auto"))
     k = int(result.config["k"])
@@ -140,7 +140,8 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
     TransferResult
     """
     _require(result, "centroids", "standardizer", "coef", "bias", "concepts")
-    feats, bank = load_inputs(features, concepts)
+    inputs = prepare_inputs(features, concepts)
+    feats, bank = inputs.features, inputs.concepts
     drop = [str(g) for g in drop_groups]
     if drop:
         known = list(pd.unique(result.concepts["group"]))
@@ -151,7 +152,7 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
             raise QRProbeInputError(
                 "--drop-group needs --source-concepts: the stored probe was trained with that group, so it is "
                 "retrained on the source images without it")
-    z = standardize_with(feats.array, result.standardizer["mean"], result.standardizer["scale"])
+    z = apply_standardization(feats.array, result.standardizer["mean"], result.standardizer["scale"])
     n = z.shape[0]
     scored = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     if len(scored) == 0:

@@ -13,15 +13,8 @@ import sys
 from pathlib import Path
 
 from ..errors import QRProbeInputError
-from .evaluate import (
-    add_concept_arguments,
-    add_protocol_arguments,
-    add_split_and_probe_arguments,
-    load_inputs,
-    probe_config_from_args,
-    protocol_from_args,
-    select_groups_from_args,
-)
+from .evaluate import add_concept_arguments, load_inputs, select_groups_from_args
+from .options import add_protocol_arguments, protocol_from_args
 
 
 def _names(text: str) -> list[str]:
@@ -49,10 +42,9 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
 
 def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     """Repetition, split and probe flags (for commands that probe a given labelling: no K-means)."""
-    g = parser.add_argument_group("repetitions")
-    g.add_argument("--repeats", type=int, default=5, help="(split, probe) repetitions, seeds seed + r")
-    g.add_argument("--seed", type=int, default=0, help="first seed")
-    add_split_and_probe_arguments(parser, "split (per class)", "reverse probe (SGD)")
+    add_protocol_arguments(parser, quantization=False)
+    parser.add_argument("--repeats", type=int, dest="clusterings", default=argparse.SUPPRESS,
+                        help="deprecated spelling of --clusterings")
 
 
 def _check_out(args: argparse.Namespace) -> Path:
@@ -315,7 +307,7 @@ def _run_self_labels(args: argparse.Namespace) -> int:
     out = _check_out(args)
     bank = select_groups_from_args(load_concepts(args.concepts, concept_names=args.concept_names), args)
     labels = read_labels(args.labels, bank.image_ids, column=args.label_column)
-    result = self_labels(labels, bank, repeats=args.repeats, seed=args.seed, probe=probe_config_from_args(args),
+    result = self_labels(labels, bank, repeats=args.clusterings, seed=args.seed, probe=protocol_from_args(args).probe,
                          test_fraction=args.test_fraction, val_fraction=args.val_fraction, device=args.device,
                          name=args.name or Path(args.labels).stem, source=str(args.labels))
     return _save_result(result, out, args.overwrite)
@@ -347,7 +339,7 @@ def _run_concepts_to_labels(args: argparse.Namespace) -> int:
     bank = load_concepts(args.concepts, concept_names=args.concept_names)
     labels = read_labels(args.labels, bank.image_ids, column=args.label_column) if args.labels else None
     result = concepts_to_labels(bank, labels, label_group=args.label_group, exclude_groups=args.exclude or (),
-                                repeats=args.repeats, seed=args.seed, probe=probe_config_from_args(args),
+                                repeats=args.clusterings, seed=args.seed, probe=protocol_from_args(args).probe,
                                 test_fraction=args.test_fraction, val_fraction=args.val_fraction,
                                 device=args.device, name=args.name)
     return _save_result(result, out, args.overwrite)

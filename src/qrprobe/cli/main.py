@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import QRProbeError
+from ..errors import ParameterError, QRProbeError
 
 # Sub-command modules, in the order ``qrprobe --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -44,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ParameterError as exc:  # a library parameter: name it as the flag the user typed
+        from .options import flag
+
+        print(f"qrprobe {args.command}: error: {exc.relabel(flag(exc.param))}", file=sys.stderr)
+        return 2
     except QRProbeError as exc:
         print(f"qrprobe {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -13,47 +13,13 @@ is kept. Weights start at zero (the problem is convex); the shuffle order is dra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ..errors import QRProbeInputError
-from .device import resolve_device
-
-SELECTIONS = ("val_loss", "last")
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """Training schedule of the reverse probe (defaults: the paper's)."""
-
-    lr: float = 3.5
-    momentum: float = 0.9
-    batch_size: int = 512
-    epochs: int = 100
-    milestones: tuple[int, ...] = (60, 80)
-    gamma: float = 0.1
-    weight_decay: float = 3e-6
-    select: str = "val_loss"
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise QRProbeInputError(f"--lr must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise QRProbeInputError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise QRProbeInputError("--batch-size and --epochs must be at least 1")
-        if self.weight_decay < 0:
-            raise QRProbeInputError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
-        if self.select not in SELECTIONS:
-            raise QRProbeInputError(f"probe selection must be one of {SELECTIONS}, got {self.select!r}")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from ..device import resolve_device
+from .config import ProbeConfig
 
 
 class SparseRows:
@@ -124,7 +90,7 @@ class ReverseProbe:
         weight = torch.zeros(m, k, device=dev, requires_grad=True)
         bias = torch.zeros(k, device=dev, requires_grad=True)
         opt = torch.optim.SGD([weight, bias], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.lr_decay)
         gen = torch.Generator().manual_seed(int(self.seed))
         n = len(labels)
         best = (float("inf"), None, None, 0)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import QRProbeInputError, require
-from .device import resolve_device
+from ..device import resolve_device
+from ..errors import ParameterError, QRProbeInputError, require
 
 BACKENDS = ("torch", "faiss")
 INITS = ("random", "k-means++")
@@ -79,6 +79,21 @@ class Standardizer:
 
     def fit_transform(self, features: np.ndarray, dtype=np.float32) -> np.ndarray:
         return self.fit(features).transform(features, dtype)
+
+
+def apply_standardization(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Apply saved statistics (``mean``, ``scale`` of shape (D,); ``scale`` 0 marks a constant dimension, mapped
+    to 0) to ``features`` (N, D), block by block; returns float32 (N, D)."""
+    mean = np.asarray(mean, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64)
+    if features.shape[1] != len(mean):
+        raise QRProbeInputError(
+            f"features have {features.shape[1]} dimensions but the saved standardization has {len(mean)} "
+            "(features of the same model and layer are needed)")
+    standardizer = Standardizer()
+    standardizer.mean_ = mean
+    standardizer.scale_ = np.where(scale > 0, scale, np.inf)
+    return standardizer.transform(features)
 
 
 def _rows_per_block(d: int, block_bytes: int = 64 * 2**20) -> int:
@@ -150,32 +165,34 @@ class KMeans:
         self.chunk_rows = chunk_rows
         self.progress = progress
 
-    def _check(self, n: int) -> None:
+    def check(self, n: int) -> None:
+        """Raise :class:`~qrprobe.errors.ParameterError` when these parameters cannot cluster ``n`` points."""
         k = self.n_clusters
-        if not isinstance(k, (int, np.integer)) or k < 2:
-            raise QRProbeInputError(f"--k: the number of clusters must be an integer ≥ 2, got {k!r}")
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
+            raise ParameterError("k", f"the number of clusters must be an integer ≥ 2, got {k!r}")
         if k > n:
-            raise QRProbeInputError(f"--k: K={k} clusters exceeds the number of images N={n}")
-        if self.n_iter < 1 or self.n_restarts < 1:
-            raise QRProbeInputError("K-means needs at least 1 iteration and 1 restart")
+            raise ParameterError("k", f"K={k} clusters exceeds the number of images N={n}")
+        if self.n_iter < 1:
+            raise ParameterError("iters", f"K-means needs at least 1 iteration, got {self.n_iter!r}")
+        if self.n_restarts < 1:
+            raise ParameterError("restarts", f"K-means needs at least 1 restart, got {self.n_restarts!r}")
         if self.backend not in BACKENDS:
-            raise QRProbeInputError(f"--kmeans-backend: unknown backend {self.backend!r}, expected one of {BACKENDS}")
+            raise ParameterError("kmeans_backend", f"unknown backend {self.backend!r}, expected one of {BACKENDS}")
         if isinstance(self.init, np.ndarray):
             if self.init.shape[0] != k:
-                raise QRProbeInputError(f"initial centroids have {self.init.shape[0]} rows, expected K={k}")
+                raise ParameterError("init", f"initial centroids have {self.init.shape[0]} rows, expected K={k}")
         elif self.init not in INITS:
-            raise QRProbeInputError(f"--kmeans-init: unknown initialisation {self.init!r}, expected one of {INITS}")
+            raise ParameterError("kmeans_init", f"unknown initialisation {self.init!r}, expected one of {INITS}")
         if not (isinstance(self.init, str) and self.init == "random") and self.backend == "faiss":
-            raise QRProbeInputError("the faiss backend supports only the random initialisation")
+            raise ParameterError("kmeans_init", "the faiss backend supports only the random initialisation")
         if self.max_train_points is not None and self.max_train_points < k:
-            raise QRProbeInputError(
-                f"--max-train-points={self.max_train_points} is smaller than K={k}")
+            raise ParameterError("max_train_points", f"{self.max_train_points} is smaller than K={k}")
 
     def fit(self, features: np.ndarray) -> KMeans:
         """Cluster ``features`` (N, D), already standardized, float32."""
         features = np.require(features, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])  # torch cannot wrap read-only
         n = features.shape[0]
-        self._check(n)
+        self.check(n)
         rng = np.random.default_rng(self.seed)
         train_idx = None
         if self.max_train_points is not None and self.max_train_points < n:
@@ -324,3 +341,30 @@ def _fit_faiss(km: KMeans, features: np.ndarray, train_idx: np.ndarray | None, r
     return KMeansResult(labels[:, 0].astype(np.int64), np.asarray(kmeans.centroids, dtype=np.float32),
                         float(np.clip(dist[:, 0], 0, None).astype(np.float64).sum()), km.n_iter,
                         (float(obj[-1]),), 0)
+
+
+def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_restarts: int = 5,
+                    max_train_points: int | None = None, init: str = "random", backend: str = "torch",
+                    device: str = "auto", progress: bool = False) -> tuple[Standardizer, list[KMeansResult]]:
+    """Standardize raw ``features`` once and run K-means once per seed: the quantization of the protocol.
+
+    Parameters
+    ----------
+    features : (N, D) raw features: an ndarray, a memory map or a sharded store read slice by slice
+        (``qrprobe.engine.inputs.ShardedRows``); never modified.
+    k, n_iter, n_restarts, max_train_points, init, backend, device, progress : as :class:`KMeans`.
+    seeds : one K-means seed per clustering.
+
+    Returns
+    -------
+    The fitted :class:`Standardizer` and one :class:`KMeansResult` per seed (labels, centroids in standardized
+    space, inertia). Parameters are checked before any work.
+    """
+    def make(seed: int) -> KMeans:
+        return KMeans(k, n_iter=n_iter, n_restarts=n_restarts, seed=seed, max_train_points=max_train_points,
+                      init=init, backend=backend, device=device, progress=progress)
+
+    make(seeds[0] if seeds else 0).check(features.shape[0])
+    standardizer = Standardizer().fit(features)
+    z = standardizer.transform(features)  # the only N × D array held in memory
+    return standardizer, [make(s).fit(z).result_ for s in seeds]

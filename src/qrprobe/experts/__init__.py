@@ -39,7 +39,7 @@ __all__ = [
     "register_expert",
 ]
 
-_LAZY = {"label_images": ".label", "LabelReport": ".label", "circularity_warnings": ".label"}
+_LAZY = {"label_images": ".label", "LabelReport": ".label", "circularity_warnings": "..concepts.provenance"}
 
 
 def __getattr__(name: str):

@@ -15,16 +15,6 @@ def torch_module():
     return require("torch", "vision", "model-based experts")
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; other values are passed through."""
-    torch = torch_module()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise QRProbeInputError(f"device {device!r} requested but CUDA is not available")
-    return device
-
-
 def preprocess_batch(images: Sequence[np.ndarray], preprocess: Callable):
     """Stack ``preprocess(PIL image)`` of every RGB array into a (B, 3, H, W) float tensor."""
     from PIL import Image

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..device import resolve_device
 from ..errors import QRProbeInputError, require
 from ..models.preprocess import ImagePreprocess
-from ._torch import load_weights_into, preprocess_batch, resolve_device, run_batched, torch_module
+from ._torch import load_weights_into, preprocess_batch, run_batched, torch_module
 from .base import Expert, ExpertOutput
 from .categories import places365_display_name, read_class_list
 from .rules import softmax, threshold_multilabel, top1_onehot, topk_multilabel
@@ -162,7 +163,7 @@ class TorchClassifierExpert(Expert):
             model = self._build()
             self.load_report = load_weights_into(model, path, self.name, f"{self.arch}, {len(self._names)} classes")
             self.weights_file = path
-            self.device = resolve_device(self.device)
+            self.device = str(resolve_device(self.device))
             self._model = model.eval().to(self.device)
             squash = bool(self.preset and self.preset.squash)
             self._preprocess = (ImagePreprocess(resize=224, crop=0, resize_mode="squash") if squash

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device import resolve_device
 from ..errors import QRProbeInputError, require
-from ._torch import preprocess_batch, resolve_device, torch_module
+from ._torch import preprocess_batch, torch_module
 from .base import Expert, ExpertOutput
 from .rules import softmax, zero_shot_with_background
 from .weights import file_identity
@@ -152,7 +153,7 @@ class ClipExpert(Expert):
                     f"expert {self.name!r}: cannot load CLIP {arch} with {source} ({type(exc).__name__}: "
                     f"{first}); without internet pass a local open_clip checkpoint with --weights "
                     f"{self.name}=PATH") from None
-            self.device = resolve_device(self.device)
+            self.device = str(resolve_device(self.device))
             model = model.eval().to(self.device)
             tokenizer = open_clip.get_tokenizer(arch)
             with torch.inference_mode():

@@ -19,8 +19,9 @@ import os
 
 import numpy as np
 
+from ..device import resolve_device
 from ..errors import QRProbeInputError, require
-from ._torch import load_weights_into, resolve_device, torch_module
+from ._torch import load_weights_into, torch_module
 from .base import Expert, ExpertOutput
 from .categories import read_class_list
 from .rules import detections_to_presence, segmentation_to_presence
@@ -113,7 +114,7 @@ class CocoDetectionExpert(_TorchvisionCocoExpert):
     def prepare(self, image_ids=None, labels=None) -> None:
         if self._model is None:
             model = self._build(num_classes=91)
-            self.device = resolve_device(self.device)
+            self.device = str(resolve_device(self.device))
             self._model = model.eval().to(self.device)
         self._prepared = True
 
@@ -163,7 +164,7 @@ class CocoSegmentationExpert(_TorchvisionCocoExpert):
             if not self.arch.startswith("lraspp"):
                 kwargs["aux_loss"] = True  # torchvision's COCO checkpoints carry the auxiliary head
             model = self._build(**kwargs)
-            self.device = resolve_device(self.device)
+            self.device = str(resolve_device(self.device))
             self._model = model.eval().to(self.device)
             from ..models.preprocess import ImagePreprocess
 

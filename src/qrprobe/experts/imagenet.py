@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 import os
 
+from ..device import resolve_device
 from ..errors import QRProbeInputError, require
-from ._torch import load_weights_into, preprocess_batch, resolve_device, run_batched
+from ._torch import load_weights_into, preprocess_batch, run_batched
 from .base import Expert, ExpertOutput
 from .rules import softmax, threshold_multilabel, top1_onehot
 from .weights import file_identity
@@ -82,7 +83,7 @@ class ImageNetExpert(Expert):
             if self.weights is not None and not os.path.isfile(self.weights):
                 raise QRProbeInputError(f"expert {self.name!r}: weights file {self.weights!r} not found")
             net, preprocess = self._build()
-            self.device = resolve_device(self.device)
+            self.device = str(resolve_device(self.device))
             self._net = net.eval().to(self.device)
             self._preprocess = preprocess
         self._prepared = True

@@ -129,7 +129,7 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
     import torch
     from torch.utils.data import DataLoader
 
-    from ..engine.device import resolve_device
+    from ..device import resolve_device
     from ..images.dataset import ImageDataset, collate_skipping
     from ..models.base import Representation
     from ..models.registry import create_representation

@@ -14,7 +14,7 @@ starts (:func:`load_study`). Example::
       - {name: labels}
       - {name: color}
       - {name: my-style, kind: clip, group: Other, options: {vocabulary: styles.txt}}
-    protocol: {k: 1000, clusterings: 5, seed: 0, probe: {epochs: 100}}
+    protocol: {k: 1000, clusterings: 5, seed: 0, probe: {epochs: 100}}   # `qrprobe evaluate --help` names every key
     analyses:
       breakdown: {order: [Labels, Objects, Scene, Texture, Other], label_group: Labels}
       ksweep: {k: [500, 1000, 2000]}
@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.evaluate import ProtocolConfig
-from ..engine.probe import ProbeConfig
+from ..engine.config import ProtocolConfig
 from ..errors import QRProbeInputError
 from .schema import build
 from .yamlsrc import load_located
@@ -74,43 +73,6 @@ class ExpertSpec:
     group: str | None = None
     weights: str | None = field(default=None, metadata=FILE)
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    lr: float = 3.5
-    momentum: float = 0.9
-    batch_size: int = 512
-    epochs: int = 100
-    milestones: list[int] = field(default_factory=lambda: [60, 80])
-    gamma: float = 0.1
-    weight_decay: float = 3e-6
-    select: str = "val_loss"
-
-
-@dataclass(frozen=True)
-class ProtocolSpec:
-    k: int = 1000
-    clusterings: int = 5
-    seed: int = 0
-    iters: int = 100
-    restarts: int = 5
-    max_train_points: int | None = None
-    kmeans_backend: str = "torch"
-    kmeans_init: str = "random"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.2
-    probe: ProbeSpec = field(default_factory=ProbeSpec)
-
-    def to_protocol(self, device: str) -> ProtocolConfig:
-        p = self.probe
-        return ProtocolConfig(
-            k=self.k, n_clusterings=self.clusterings, seed=self.seed, n_iter=self.iters, n_restarts=self.restarts,
-            max_train_points=self.max_train_points, kmeans_backend=self.kmeans_backend,
-            kmeans_init=self.kmeans_init, test_fraction=self.test_fraction, val_fraction=self.val_fraction,
-            device=device, probe=ProbeConfig(lr=p.lr, momentum=p.momentum, batch_size=p.batch_size,
-                                             epochs=p.epochs, milestones=tuple(p.milestones), gamma=p.gamma,
-                                             weight_decay=p.weight_decay, select=p.select))
 
 
 @dataclass(frozen=True)
@@ -164,7 +126,7 @@ class StudyConfig:
     images: ImagesSpec
     models: list[ModelSpec]
     experts: list[ExpertSpec]
-    protocol: ProtocolSpec = field(default_factory=ProtocolSpec)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     analyses: AnalysesSpec = field(default_factory=AnalysesSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
     output: str | None = None
@@ -173,6 +135,10 @@ class StudyConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def protocol_config(self) -> ProtocolConfig:
+        """The protocol with the study's device."""
+        return dataclasses.replace(self.protocol, device=self.device)
 
 
 def load_study(path: str | os.PathLike, *, overrides: dict | None = None) -> StudyConfig:
@@ -217,7 +183,7 @@ def _semantic_problems(study: StudyConfig) -> list[str]:
         if unknown:
             problems.append(f"analyses.{kind}.models: unknown model(s) {unknown}; models are {sorted(names)}")
     try:
-        study.protocol.to_protocol(study.device)
+        study.protocol_config()
     except QRProbeInputError as exc:
-        problems.append(f"protocol: {exc}")
+        problems.append(f"device: {exc}")
     return problems

@@ -91,7 +91,7 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     stores = {m.name: _extract(m, study, source, images_key, out, "extract" in force, progress, log)
               for m in study.models}
     bank = _label(study, source, images_key, out, "label" in force, progress, log)
-    protocol = study.protocol.to_protocol(study.device)
+    protocol = study.protocol_config()
     bank_hash = bank.content_hash()  # once: it is part of every downstream stage key
     results = {m.name: _evaluate(m, stores[m.name], bank, bank_hash, protocol, out, "evaluate" in force,
                                  progress, log)
@@ -272,7 +272,7 @@ def _run_analysis(kind: str, cfg, feats, bank: ConceptBank, protocol, name: str,
     else:
         from ..analysis.ksweep import k_sweep
 
-        config = protocol if cfg.clusterings is None else replace(protocol, n_clusterings=cfg.clusterings)
+        config = protocol if cfg.clusterings is None else replace(protocol, clusterings=cfg.clusterings)
         section = sections.ksweep_section(k_sweep(feats, bank, cfg.k, config=config, name=name,
                                                   progress=progress).table)
     section.title = f"{section.title} — {name}" if name not in section.title else section.title

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from pathlib import Path
 
-from ..errors import QRProbeInputError
+from ..errors import ParameterError, QRProbeInputError
 
 
 class ConfigError(QRProbeInputError):
@@ -34,6 +35,7 @@ class _Checker:
         self.locations = locations
         self.base_dir = base_dir
         self.errors: list[str] = []
+        self.deprecated: list[str] = []
 
     def where(self, path: tuple) -> str:
         for cut in range(len(path), -1, -1):
@@ -46,7 +48,8 @@ class _Checker:
 
     def build(self, cls, value, path: tuple):
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("study", True)}
+        aliases = {a: f.name for f in fields.values() for a in f.metadata.get("aliases", ())}
         if value is None:
             value = {}
         if not isinstance(value, dict):
@@ -54,10 +57,17 @@ class _Checker:
             return None
         kwargs = {}
         for key, item in value.items():
-            if key not in fields:
+            name = aliases.get(key, key)
+            if name not in fields:
                 self.fail((*path, key), f"unknown key {key!r}; valid keys: {', '.join(sorted(fields))}")
                 continue
-            kwargs[key] = self.convert(hints[key], item, (*path, key), fields[key].metadata)
+            if name in kwargs:
+                self.fail((*path, key), f"{key!r} is a deprecated name of {name!r}, which is also given")
+                continue
+            if name != key:
+                self.deprecated.append(f"{self.where((*path, key))}: {_dotted((*path, key))}: "
+                                       f"{key!r} is deprecated, use {name!r}")
+            kwargs[name] = self.convert(hints[name], item, (*path, key), fields[name].metadata)
         for name, f in fields.items():
             if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 self.fail(path, f"missing required key {name!r}")
@@ -65,6 +75,9 @@ class _Checker:
             return None
         try:
             return cls(**kwargs)
+        except ParameterError as exc:
+            self.fail((*path, exc.param), exc.message)
+            return None
         except QRProbeInputError as exc:
             self.fail(path, str(exc))
             return None
@@ -138,4 +151,6 @@ def build(cls, value, locations: dict, base_dir: Path):
     out = checker.build(cls, value, ())
     if checker.errors:
         raise ConfigError("invalid study config:\n  " + "\n  ".join(checker.errors))
+    for message in checker.deprecated:
+        warnings.warn(message, FutureWarning, stacklevel=3)
     return out

@@ -1,10 +1,10 @@
-"""Choice of the torch device."""
+"""Choice of the torch device: the one resolver of the whole package (engine, extraction, experts)."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import QRProbeInputError
+from .errors import QRProbeInputError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
