@@ -8,15 +8,9 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from _analysis_synth import SCENES, fast_config, make_object_scene
-from qrprobe.analysis.explain import (
-    coefficient_differences,
-    confusion_drops,
-    confusion_matrix,
-    explain_groups,
-    most_confused_pairs,
-    pair_confusion,
-    top_concepts,
-)
+from qrprobe.analysis.coefficients import coefficient_differences, top_concepts
+from qrprobe.analysis.confusion import confusion_drops, confusion_matrix, most_confused_pairs, pair_confusion
+from qrprobe.analysis.explain import explain_groups
 from qrprobe.errors import QRProbeInputError
 
 

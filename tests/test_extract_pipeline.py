@@ -46,7 +46,7 @@ def _same_store(a: FeatureStore, b: FeatureStore) -> None:
 def test_folder_with_corrupt_and_non_image_files(tmp_path):
     root = image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
     store, stats = run_extraction("pixels", root, tmp_path / "feats", batch_size=2, **FAST)
-    assert store.n == 5 and store.dim == 768 and store.dtype == "float16"
+    assert store.n == 5 and store.dim == 768 and store.dtype == "float32"
     assert list(store.labels) == ["cat"] * 3 + ["dog"] * 2
     assert "cat/broken.jpg" not in set(store.image_ids)
     skipped = {s["image_id"]: s["reason"] for s in store.manifest["skipped"]}
@@ -58,7 +58,7 @@ def test_folder_with_corrupt_and_non_image_files(tmp_path):
     assert m["preprocessing"]["kind"] == "pixels" and "torch" in m["versions"]
     assert m["source"]["kind"] == "folder" and m["source"]["n_images"] == 6
     # the content hash is the same as write_feature_store's for the same array
-    again = write_feature_store(tmp_path / "copy", store.load(np.float32), dtype="float16")
+    again = write_feature_store(tmp_path / "copy", store.load(np.float32), dtype="float32")
     assert again.manifest["content_hash"] == m["content_hash"]
 
 
@@ -115,9 +115,9 @@ def test_finished_store_is_reused_and_conflicts_are_errors(tmp_path, monkeypatch
     assert stats.reused and store.manifest == first.manifest
     monkeypatch.undo()
     with pytest.raises(QRProbeInputError, match="another configuration"):
-        extract("pixels", root, tmp_path / "f", dtype="float32", **FAST)
-    store = extract("pixels", root, tmp_path / "f", dtype="float32", overwrite=True, **FAST)
-    assert store.dtype == "float32"
+        extract("pixels", root, tmp_path / "f", dtype="float16", **FAST)
+    store = extract("pixels", root, tmp_path / "f", dtype="float16", overwrite=True, **FAST)
+    assert store.dtype == "float16"
 
 
 def test_tar_shards_and_file_list(tmp_path):
@@ -147,7 +147,7 @@ def test_cli_extract_and_models(tmp_path, capsys):
     out = tmp_path / "feats"
     assert main(["extract", "pixels", str(root), "-o", str(out), "--no-progress", "--workers", "0"]) == 0
     captured = capsys.readouterr()
-    assert "wrote 3 feature vectors (768-d, float16" in captured.out and "images/s" in captured.out
+    assert "wrote 3 feature vectors (768-d, float32" in captured.out and "images/s" in captured.out
     assert "skipped 2 file(s)" in captured.err and "broken.jpg" in captured.err
     assert main(["extract", "pixels", str(root), "-o", str(out), "--no-progress"]) == 0
     assert "reused the complete feature store" in capsys.readouterr().out

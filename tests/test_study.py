@@ -152,3 +152,27 @@ def test_study_report_is_written(study_file):
     assert "Model comparison" in html and "pixels" in html
     again = run_study(load_study(study_file(report=True)), progress=False, echo=lambda _: None)
     assert again.ran("report") == []
+
+
+def test_study_reference_doc_is_generated_from_the_schema():
+    from pathlib import Path
+
+    from qrprobe.study.reference import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "study-reference.md"
+    assert doc.read_text(encoding="utf-8") == reference_markdown(), \
+        "docs/study-reference.md is stale: python -m qrprobe.study.reference > docs/study-reference.md"
+    for key in ("`clusterings`", "`lr_decay`", "`explain_groups`", "`drop_groups`", "`concepts_per_pair`"):
+        assert key in doc.read_text(encoding="utf-8")
+
+
+def test_the_study_template_is_a_valid_study(tmp_path):
+    from qrprobe.cli.main import main
+    from qrprobe.study.config import load_study
+
+    path = tmp_path / "study.yaml"
+    assert main(["example", "--study", "-o", str(path)]) == 0
+    (tmp_path / "images").mkdir()
+    study = load_study(path)
+    assert study.protocol.k == 1000 and study.analyses.breakdown.label_group == "Labels"
+    assert main(["example", "--study", "-o", str(path)]) == 2  # exists: needs --overwrite

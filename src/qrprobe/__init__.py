@@ -1,12 +1,28 @@
 """qrprobe: quantized reverse probing of image representations (Laina, Asano & Vedaldi, ICLR 2022).
 
-The public API is imported lazily, so ``import qrprobe`` stays light (torch is loaded on first use)::
+How interpretable is a representation? Quantize a frozen model's features with K-means, label every image
+with human-nameable concepts, and measure how well a linear probe predicts an image's cluster from its
+concepts (NMI, AMI, top-1, mAP, mutual information in bits).
+
+The public API (imported lazily, so ``import qrprobe`` stays light)::
 
     import qrprobe as qrp
     feats = qrp.extract("timm:resnet50", "images/", "feats/")          # a FeatureStore
     bank = qrp.label("images/", ["labels", "color", "text"])           # a ConceptBank
     result = qrp.evaluate(feats, bank, k=1000, clusterings=5)          # a Result
+    result.to_frame(); result.summary_frame()                          # scores as DataFrames
     qrp.report([result], "report.html")
+
+Inputs and artifacts: ``open_images``, ``extract``, ``FeatureStore``, ``write_feature_store``,
+``create_representation``, ``label``, ``ConceptBank``.
+The protocol: ``evaluate``, ``ProtocolConfig``, ``ProbeConfig``, ``ReverseProbing`` (a scikit-learn
+estimator), ``quantize`` and ``probe_labels`` (its steps), ``KMeans``, ``Standardizer``, ``ReverseProbe``,
+``stratified_split``, ``Result``.
+Analyses and reports: ``run_analysis`` (any analysis of the paper by name: ``compare``, ``breakdown``,
+``explain``, ``explain-groups``, ``ksweep``, ``transfer``, ``forward-probe``, ``self-labels``,
+``concepts-to-labels``), ``analysis`` (the functions themselves), ``report``.
+Studies: ``load_study``, ``run_study``. Generated data with a known answer: ``synthetic``.
+Errors: ``QRProbeInputError`` (bad input), ``ParameterError`` (a bad parameter value).
 """
 
 from __future__ import annotations
@@ -31,20 +47,29 @@ _EXPORTS = {
     "stratified_split": "qrprobe.engine.split",
     "Result": "qrprobe.results",
     "QRProbeInputError": "qrprobe.errors",
+    "ParameterError": "qrprobe.errors",
     "extract": "qrprobe.features.extract",
     "open_images": "qrprobe.images",
     "create_representation": "qrprobe.models",
     "label": ("qrprobe.experts.label", "label_images"),
+    "run_analysis": "qrprobe.workflow.analyses",
     "report": "qrprobe.report",
     "load_study": "qrprobe.study.config",
     "run_study": "qrprobe.study.runner",
 }
+_MODULES = ("analysis", "synthetic")
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS, *_MODULES]
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
         return getattr(importlib.import_module(module), attr)
+    if name in _MODULES:
+        return importlib.import_module(f"qrprobe.{name}")
     raise AttributeError(f"module 'qrprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,24 @@ class Result:
     def mean(self, metric: str) -> float:
         return self.summary[metric]["mean"]
 
+    def __repr__(self) -> str:
+        scores = ", ".join(f"{LABELS[m]} {format_mean_std(self.summary[m], 3 if m.endswith('bits') else 2)}"
+                           for m in HEADLINE if m in self.summary)
+        arrays = [n for n in _ARRAYS if getattr(self, n) is not None]
+        return (f"Result(name={self.name!r}, K={self.config.get('k')}, R={len(self.seeds)}: {scores}; "
+                f"arrays: {', '.join(arrays) or 'none'})")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per clustering: seed and every score (``nmi`` … ``mi_bits``, entropy, cross-entropy …)."""
+        columns = ["clustering", "seed", *[m for m in METRICS if any(m in r for r in self.per_clustering)]]
+        return pd.DataFrame([{c: r.get(c) for c in columns} for r in self.per_clustering], columns=columns)
+
+    def summary_frame(self) -> pd.DataFrame:
+        """One row per metric: ``mean``, ``std`` over clusterings and the number of clusterings ``n``."""
+        rows = [{"metric": m, "mean": e["mean"], "std": e["std"], "n": len(e.get("values", []))}
+                for m, e in self.summary.items()]
+        return pd.DataFrame(rows).set_index("metric")
+
     def to_dict(self) -> dict:
         """The JSON-serialisable part (everything but the arrays)."""
         return {"format": FORMAT, "name": self.name, "summary": self.summary, "std": STD_NOTE,
@@ -85,9 +104,15 @@ class Result:
         """A one-row Markdown table of mean ± std."""
         return markdown_table([self], metrics)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``results.json`` and the arrays to the directory ``path`` (atomically)."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False,
+             extra: Callable[[Path], None] | None = None) -> Path:
+        """Write ``results.json`` and the arrays to the directory ``path`` (atomically).
+
+        ``extra(tmp)`` may add files (e.g. ``results.md``) before the directory is renamed into place.
+        """
         with atomic_directory(path, overwrite=overwrite) as tmp:
+            if extra is not None:
+                extra(tmp)
             for name in _ARRAYS:
                 value = getattr(self, name)
                 if value is not None:

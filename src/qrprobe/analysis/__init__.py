@@ -15,18 +15,11 @@
 from __future__ import annotations
 
 from .breakdown import Breakdown, group_breakdown
+from .coefficients import summarize_clusters
 from .compare import LineFit, compare_results, fit_line, read_external
 from .concepts_to_labels import concepts_to_labels, labels_from_group
-from .explain import (
-    Explanation,
-    confusion_drops,
-    confusion_matrix,
-    explain_groups,
-    explain_result,
-    explain_results,
-    most_confused_pairs,
-    summarize_clusters,
-)
+from .confusion import confusion_drops, confusion_matrix, most_confused_pairs
+from .explain import Explanation, explain_groups, explain_result, explain_results
 from .forward_probe import ForwardProbe, forward_probe, forward_probe_labels
 from .ksweep import KSweep, k_sweep, k_sweep_table
 from .self_labels import read_labels, self_labels

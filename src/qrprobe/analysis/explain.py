@@ -6,13 +6,8 @@ clusters whose confusion drops most are the ones the added concepts explain; for
 probe coefficients differ most between the two clusters say what separates them (a positive difference favours
 the first cluster of the pair, a negative one the second).
 
-Pair confusion (decided): for clusters ``a`` and ``b`` with test confusion matrix ``C`` (rows: true cluster,
-columns: predicted), ``(C[a, b] + C[b, a]) / (n_a + n_b)`` where ``n_a`` is the number of test images of
-``a``: the share of the pair's test images that the probe assigns to the other cluster of the pair.
-
-Coefficients are compared as they are: a softmax probe's logits are unchanged when a concept's row of
-coefficients is shifted by a constant, so only differences between clusters (and coefficients centred over
-clusters, for per-cluster summaries) carry meaning.
+Pair confusion is defined in :mod:`qrprobe.analysis.confusion`; what the coefficients mean, in
+:mod:`qrprobe.analysis.coefficients`.
 """
 
 from __future__ import annotations
@@ -24,137 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import QRProbeInputError
-
-
-# ---------------------------------------------------------------------- confusion
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Counts ``C[t, p]`` of images of true cluster ``t`` predicted as ``p``, shape (K, K), int64."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    if y_true.shape != y_pred.shape:
-        raise QRProbeInputError(f"true and predicted clusters differ in shape: {y_true.shape} vs {y_pred.shape}")
-    if len(y_true) and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= n_clusters):
-        raise QRProbeInputError(f"cluster ids must lie in 0 … {n_clusters - 1}")
-    flat = np.bincount(y_true * n_clusters + y_pred, minlength=n_clusters * n_clusters)
-    return flat.reshape(n_clusters, n_clusters)
-
-
-def pair_confusion(cm: np.ndarray) -> np.ndarray:
-    """Symmetric pair confusion, shape (K, K), float64, zero diagonal (see the module docstring)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    sizes = cm.sum(axis=1)
-    mutual = cm + cm.T
-    denom = sizes[:, None] + sizes[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(denom > 0, mutual / denom, 0.0)
-    np.fill_diagonal(out, 0.0)
-    return out
-
-
-def most_confused_pairs(cm: np.ndarray, top: int = 10) -> pd.DataFrame:
-    """The ``top`` cluster pairs with the highest pair confusion.
-
-    Returns a DataFrame with columns ``cluster_a``, ``cluster_b`` (``a < b``), ``confusion`` (0-1),
-    ``n_a``, ``n_b`` (test images), sorted by decreasing confusion.
-    """
-    conf = pair_confusion(cm)
-    sizes = np.asarray(cm).sum(axis=1)
-    a, b = np.triu_indices(len(conf), k=1)
-    values = conf[a, b]
-    order = np.lexsort((b, a, -values))[:top]
-    order = order[values[order] > 0]
-    return pd.DataFrame({"cluster_a": a[order], "cluster_b": b[order], "confusion": values[order],
-                         "n_a": sizes[a[order]], "n_b": sizes[b[order]]})
-
-
-def confusion_drops(y_true: np.ndarray, pred_base: np.ndarray, pred_added: np.ndarray, n_clusters: int,
-                    top: int = 10) -> pd.DataFrame:
-    """Cluster pairs whose pair confusion drops most from the base probe to the probe with more concepts.
-
-    Parameters
-    ----------
-    y_true : (n,) true cluster of each test image.
-    pred_base, pred_added : (n,) predictions of the base probe and of the probe with the added group.
-    n_clusters : K.
-    top : number of pairs returned.
-
-    Returns
-    -------
-    DataFrame with ``cluster_a``, ``cluster_b``, ``confusion_base``, ``confusion_added``, ``drop``
-    (``confusion_base − confusion_added``, 0-1), ``n_a``, ``n_b``; only pairs with a positive drop, largest
-    first.
-    """
-    cm_base = confusion_matrix(y_true, pred_base, n_clusters)
-    cm_added = confusion_matrix(y_true, pred_added, n_clusters)
-    base, added = pair_confusion(cm_base), pair_confusion(cm_added)
-    sizes = cm_base.sum(axis=1)
-    a, b = np.triu_indices(n_clusters, k=1)
-    drop = base[a, b] - added[a, b]
-    order = np.lexsort((b, a, -drop))
-    order = order[drop[order] > 0][:top]
-    return pd.DataFrame({"cluster_a": a[order], "cluster_b": b[order], "confusion_base": base[a, b][order],
-                         "confusion_added": added[a, b][order], "drop": drop[order],
-                         "n_a": sizes[a[order]], "n_b": sizes[b[order]]})
-
-
-# ---------------------------------------------------------------------- coefficients
-def coefficient_differences(coef: np.ndarray, cluster_a: int, cluster_b: int, concepts: pd.DataFrame,
-                            top: int = 15, groups: Sequence[str] | None = None,
-                            min_relative: float = 0.02) -> pd.DataFrame:
-    """Concepts whose probe coefficients differ most between two clusters.
-
-    Parameters
-    ----------
-    coef : (M, K) probe coefficients (concept → cluster logit).
-    cluster_a, cluster_b : the two clusters.
-    concepts : concept table with ``name`` and ``group`` columns, M rows.
-    top : number of concepts returned (largest ``|difference|`` first).
-    groups : only concepts of these groups (None: all).
-    min_relative : leave out concepts whose ``|difference|`` is below this share of the largest one.
-
-    Returns
-    -------
-    DataFrame with ``concept``, ``group``, ``difference`` (``coef[:, a] − coef[:, b]``, logit units) and
-    ``favours`` (the cluster id the concept pushes towards).
-    """
-    coef = np.asarray(coef)
-    if coef.ndim != 2 or coef.shape[0] != len(concepts):
-        raise QRProbeInputError(f"coefficients of shape {coef.shape} do not match {len(concepts)} concepts")
-    diff = coef[:, cluster_a].astype(np.float64) - coef[:, cluster_b].astype(np.float64)
-    keep = np.ones(len(diff), bool)
-    if groups is not None:
-        keep = concepts["group"].isin(list(groups)).to_numpy()
-    strongest = float(np.abs(diff[keep]).max()) if keep.any() else 0.0
-    idx = np.flatnonzero(keep & (np.abs(diff) > min_relative * strongest) & (diff != 0))
-    idx = idx[np.lexsort((idx, -np.abs(diff[idx])))][:top]
-    return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx], "group": concepts["group"].to_numpy()[idx],
-                         "difference": diff[idx],
-                         "favours": np.where(diff[idx] > 0, cluster_a, cluster_b).astype(np.int64)})
-
-
-def top_concepts(coef: np.ndarray, cluster: int, concepts: pd.DataFrame, top: int = 10) -> pd.DataFrame:
-    """Concepts with the largest coefficient for ``cluster`` after centring each concept over clusters.
-
-    Returns a DataFrame with ``concept``, ``group`` and ``weight`` (centred coefficient, logit units).
-    """
-    coef = np.asarray(coef, dtype=np.float64)
-    centred = coef[:, cluster] - coef.mean(axis=1)
-    idx = np.flatnonzero(centred > 0)
-    idx = idx[np.lexsort((idx, -centred[idx]))][:top]
-    return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx],
-                         "group": concepts["group"].to_numpy()[idx], "weight": centred[idx]})
-
-
-def example_rows(labels: np.ndarray, cluster: int, n: int, seed: int = 0,
-                 candidates: np.ndarray | None = None) -> np.ndarray:
-    """Up to ``n`` row indices of images in ``cluster`` (a seeded random sample, sorted)."""
-    labels = np.asarray(labels)
-    rows = np.flatnonzero(labels == cluster)
-    if candidates is not None:
-        rows = np.intersect1d(rows, candidates)
-    if len(rows) > n:
-        rows = np.sort(np.random.default_rng([seed, int(cluster)]).choice(rows, n, replace=False))
-    return rows
+from .coefficients import ClusterSummary, coefficient_differences, example_rows, summarize_clusters
+from .confusion import confusion_drops, confusion_matrix, most_confused_pairs
 
 
 # ---------------------------------------------------------------------- explanations
@@ -177,17 +43,6 @@ class PairExplanation:
     @property
     def drop(self) -> float:
         return self.confusion_base - self.confusion_added
-
-
-@dataclass
-class ClusterSummary:
-    """One cluster: its size, its top concepts (centred coefficients), its most frequent concepts, examples."""
-
-    cluster: int
-    size: int
-    top_concepts: pd.DataFrame
-    frequent_concepts: pd.DataFrame
-    rows: np.ndarray
 
 
 @dataclass
@@ -254,42 +109,6 @@ class Explanation:
         if len(table) and (table["frequent_concepts"] == "").all():  # no concept matrix was available
             table = table.drop(columns="frequent_concepts")
         return table
-
-
-def _frequent_concepts(matrix, rows: np.ndarray, concepts: pd.DataFrame, top: int) -> pd.DataFrame:
-    if matrix is None or len(rows) == 0:
-        return pd.DataFrame(columns=["concept", "frequency"])
-    freq = np.asarray(matrix[rows].mean(axis=0)).ravel()
-    idx = np.flatnonzero(freq > 0)
-    idx = idx[np.lexsort((idx, -freq[idx]))][:top]
-    return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx], "frequency": freq[idx]})
-
-
-def summarize_clusters(labels: np.ndarray, coef: np.ndarray, concepts: pd.DataFrame, *,
-                       clusters: Sequence[int] | None = None, matrix=None, top: int = 8,
-                       n_examples: int = 8, seed: int = 0) -> list[ClusterSummary]:
-    """Per-cluster summaries: size, top concepts by centred coefficient, most frequent concepts, examples.
-
-    Parameters
-    ----------
-    labels : (N,) cluster of every image.
-    coef : (M, K) probe coefficients.
-    concepts : concept table (M rows, ``name``, ``group``).
-    clusters : which clusters (None: all, largest first).
-    matrix : optional (N, M) concept matrix, for concept frequencies inside each cluster.
-    """
-    labels = np.asarray(labels)
-    k = coef.shape[1]
-    sizes = np.bincount(labels, minlength=k)
-    if clusters is None:
-        clusters = [int(c) for c in np.argsort(-sizes, kind="stable")]
-    out = []
-    for c in clusters:
-        members = np.flatnonzero(labels == c)
-        out.append(ClusterSummary(int(c), int(sizes[c]), top_concepts(coef, c, concepts, top),
-                                  _frequent_concepts(matrix, members, concepts, top),
-                                  example_rows(labels, c, n_examples, seed)))
-    return out
 
 
 def explain_pairs(labels: np.ndarray, test_rows: np.ndarray, coef: np.ndarray, concepts: pd.DataFrame, *,

@@ -6,9 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import QRProbeInputError
 from ..results import markdown_table
-from .options import add_protocol_arguments, name_list, protocol_from_args
+from .options import (
+    add_concept_arguments,
+    add_output,
+    add_protocol_arguments,
+    add_quiet,
+    check_output,
+    protocol_from_args,
+)
 
 HELP = "quantize features with K-means and score how well concepts predict the clusters"
 DESCRIPTION = """\
@@ -22,16 +28,6 @@ FEATURES  a .npy array (N x D) or a feature-store directory (`qrprobe extract`).
 CONCEPTS  a concept-bank directory (`qrprobe label`), a long table image_id,concept[,group] (.csv/.tsv/.parquet),
           or a dense 0/1 .npy (N x M) with --concept-names.
 Rows are matched by image_id when both inputs have ids, else by position."""
-
-
-def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
-    """CONCEPTS-related flags: names of a dense matrix and group selection."""
-    parser.add_argument("--concept-names", metavar="FILE",
-                        help="names of a dense .npy concept matrix: one 'group<TAB>name' a line")
-    parser.add_argument("--groups", type=name_list, metavar="G1,G2",
-                        help="use only the concepts of these groups")
-    parser.add_argument("--drop-groups", type=name_list, metavar="G1,G2",
-                        help="leave out the concepts of these groups")
 
 
 def load_inputs(args: argparse.Namespace):
@@ -58,11 +54,9 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("features", metavar="FEATURES", help=".npy (N x D) or feature-store directory")
     parser.add_argument("concepts", metavar="CONCEPTS", help="concept-bank directory, long table or dense .npy")
-    parser.add_argument("-o", "--out", required=True, metavar="DIR",
-                        help="result directory: results.json, results.md and the arrays for later analyses")
-    parser.add_argument("--name", default="", help="name of the representation in tables (default: the model)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing result directory")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output(parser, "result directory: results.json, results.md and the arrays for later analyses")
+    parser.add_argument("--name", default="", help="name of the representation in tables [default: the model]")
+    add_quiet(parser)
     add_concept_arguments(parser)
     add_protocol_arguments(parser)
     parser.set_defaults(func=run)
@@ -71,15 +65,16 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise QRProbeInputError(f"--out {str(out)!r} already exists and is not empty (pass --overwrite)")
+    out = check_output(args)
     config = protocol_from_args(args)
     feats, bank = load_inputs(args)
-    result = evaluate(feats, bank, config=config, name=args.name, progress=not args.quiet)
+    result = evaluate(feats, bank, config, name=args.name, progress=not args.quiet)
     table = markdown_table([result])
-    result.save(out, overwrite=args.overwrite)
-    (out / "results.md").write_text(table + "\n")
+
+    def add_markdown(tmp: Path) -> None:
+        (tmp / "results.md").write_text(table + "\n", encoding="utf-8")
+
+    result.save(out, overwrite=args.overwrite, extra=add_markdown)
     print(table)
     print(f"\nresults: {out / 'results.json'}", file=sys.stderr)
     return 0

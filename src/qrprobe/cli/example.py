@@ -7,26 +7,35 @@ import sys
 from pathlib import Path
 
 from .._atomic import atomic_directory
+from ..errors import QRProbeInputError
+from .options import add_output, check_output
 
 DESCRIPTION = """\
 Write a generated example to DIR: features.npy (N x 64) clustered by object x scene combinations, and a
 concept bank (DIR/concepts) with the groups Objects, Scene, Texture (weakly informative colours) and Other
 (pure noise). Then try:
 
-  qrprobe evaluate DIR/features.npy DIR/concepts --k 32 --clusterings 3 -o DIR/results"""
+  qrprobe evaluate DIR/features.npy DIR/concepts --k 32 --clusterings 3 -o DIR/results
+
+With --study, write a commented study template instead (qrprobe run FILE)."""
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("example", help="write a small generated dataset to try qrprobe on",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--out", required=True, metavar="DIR", help="directory to create")
-    parser.add_argument("--n", type=int, default=5000, help="number of images (default 5000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing directory")
+    add_output(parser, "directory (with --study: the template file)")
+    parser.add_argument("--n", type=int, default=5000, help="number of images [default: 5000]")
+    parser.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
+    parser.add_argument("--study", action="store_true",
+                        help="write a commented study template (YAML) instead of a dataset")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.study:
+        return _write_study_template(args)
+    if args.n < 20:
+        raise QRProbeInputError(f"--n: a dataset needs at least 20 images, got {args.n}")
     import numpy as np
 
     from ..synthetic import make_concept_clusters
@@ -38,4 +47,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"wrote {out / 'features.npy'} ({features.shape[0]} x {features.shape[1]}) and {out / 'concepts'} "
           f"({bank.n_concepts} concepts in groups {', '.join(bank.groups)})", file=sys.stderr)
+    return 0
+
+
+def _write_study_template(args: argparse.Namespace) -> int:
+    from .._atomic import atomic_write_text
+    from ..study.reference import template_yaml
+
+    out = check_output(args, file=True)
+    atomic_write_text(out, template_yaml())
+    print(f"wrote a study template to {out}; edit it, then `qrprobe run {out}`", file=sys.stderr)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import add_device, add_output, add_quiet
+
 HELP = "extract the features of a frozen model over a folder, file list or tar shards of images"
 DESCRIPTION = """\
 Run a frozen model over IMAGES and write its features to a feature store (DIR): memory-mappable shards,
@@ -45,38 +47,40 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model to probe (see above)")
     p.add_argument("images", metavar="IMAGES", help="folder, file list or tar shards")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="feature-store directory to write")
+    add_output(p, "feature-store directory")
     m = p.add_argument_group("model")
     m.add_argument("--layer", default=None,
                    help="intermediate layer (module name, optional pooling: 'layer3', 'blocks.6:cls', "
-                        "'features.5:max'), globally pooled; default: the paper's features")
+                        "'features.5:max'), globally pooled [default: the paper's features]")
     m.add_argument("--weights", default=None, metavar="PATH",
                    help="local checkpoint (.pth/.pt/.safetensors), loaded weights-only; prefixes such as "
                         "module., backbone., encoder_q. are stripped; implies no download")
     m.add_argument("--strict-weights", action="store_true",
-                   help="fail when the checkpoint has missing or unexpected keys (default: report them)")
+                   help="fail when the checkpoint has missing or unexpected keys [default: report them]")
     m.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random weights instead of downloading the library's pretrained ones")
     m.add_argument("--image-size", type=int, default=None, metavar="N",
-                   help="override the input size (centre crop N, resize N/0.875)")
-    m.add_argument("--mean", type=_floats3, default=None, metavar="R,G,B", help="override normalisation mean")
-    m.add_argument("--std", type=_floats3, default=None, metavar="R,G,B", help="override normalisation std")
+                   help="override the input size (centre crop N, resize N/0.875) [default: the model's]")
+    m.add_argument("--mean", type=_floats3, default=None, metavar="R,G,B",
+                   help="override normalisation mean [default: the model's]")
+    m.add_argument("--std", type=_floats3, default=None, metavar="R,G,B",
+                   help="override normalisation std [default: the model's]")
     r = p.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=None,
-                   help=f"images per forward pass (default: {GPU_BATCH_SIZE} on a GPU, {CPU_BATCH_SIZE} on the CPU, "
-                        f"where small batches run faster, {CLASSICAL_BATCH_SIZE} for classical representations)")
-    r.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, cuda:N")
+                   help=f"images per forward pass [default: {GPU_BATCH_SIZE} on a GPU, {CPU_BATCH_SIZE} on the CPU, "
+                        f"where small batches run faster, {CLASSICAL_BATCH_SIZE} for classical representations]")
+    add_device(r)
     r.add_argument("--dtype", choices=("float16", "float32"), default=DEFAULT_DTYPE,
-                   help="storage type of the features (computation is float32)")
+                   help="storage type of the features (computation is float32; float16 halves the store for "
+                        f"large collections) [default: {DEFAULT_DTYPE}]")
     r.add_argument("--workers", type=int, default=None,
-                   help="image-decoding worker processes (default: one per spare CPU core, at most 8)")
+                   help="image-decoding worker processes [default: one per spare CPU core, at most 8]")
     r.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for the model (default: torch's, one per core); on a machine "
-                        "shared with other jobs, fewer threads avoid stalls")
+                        "shared with other jobs, fewer threads avoid stalls [default: torch's]")
     r.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
-                   help="images per shard and per resume step")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
-    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+                   help=f"images per shard and per resume step [default: {DEFAULT_CHUNK_SIZE}]")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.images, args.out, layer=args.layer, weights=args.weights,
             pretrained=args.pretrained, strict_weights=args.strict_weights, batch_size=args.batch_size,
             device=args.device, dtype=args.dtype, workers=args.workers, chunk_size=args.chunk_size,
-            overwrite=args.overwrite, progress=args.progress, image_size=args.image_size, mean=args.mean,
+            overwrite=args.overwrite, progress=not args.quiet, image_size=args.image_size, mean=args.mean,
             std=args.std)
     except KeyboardInterrupt:
         print(f"qrprobe extract: interrupted; the finished chunks are kept, run the same command again to "

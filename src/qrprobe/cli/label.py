@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import QRProbeInputError
+from .options import add_device, add_output, add_quiet
 
 HELP = "label images with concept experts (labels, colours, text, faces, ImageNet classes, ...)"
 DESCRIPTION = """\
@@ -49,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGES", help="folder, file list or tar shards")
     p.add_argument("--experts", required=True, metavar="A,B,...", help="experts to run (see `qrprobe experts`)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="concept-bank directory to write")
+    add_output(p, "concept-bank directory")
     e = p.add_argument_group("experts")
     e.add_argument("--set", action="append", metavar="EXPERT.OPTION=VALUE", help="an expert option (repeatable)")
     e.add_argument("--weights", action="append", metavar="EXPERT=PATH", help="an expert's weights file (repeatable)")
@@ -59,21 +60,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a CLIP zero-shot expert NAME over your own concepts (repeatable; added to --experts)")
     e.add_argument("--labels-table", metavar="FILE",
                    help="ground truth for the `labels` expert from a table image_id,concept[,group]")
-    e.add_argument("--device", default=None,
-                   help="device of the torch experts (cpu, cuda, auto); default cpu")
+    add_device(e)
     r = p.add_argument_group("run")
-    r.add_argument("--batch-size", type=int, default=64, help="images decoded and labelled together")
-    r.add_argument("--workers", type=int, default=2, help="image-decoding threads")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.add_argument("--chunk-size", type=int, default=2048, help="images per resume step")
+    r.add_argument("--batch-size", type=int, default=64, help="images decoded and labelled together [default: 64]")
+    r.add_argument("--workers", type=int, default=2, help="image-decoding threads [default: 2]")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's]")
+    r.add_argument("--chunk-size", type=int, default=2048, help="images per resume step [default: 2048]")
     r.add_argument("--max-side", type=int, default=None, metavar="PX",
-                   help="downscale images whose longer side exceeds PX before labelling (default: keep)")
-    r.add_argument("--limit", type=int, default=None, metavar="N", help="label only the first N images")
+                   help="downscale images whose longer side exceeds PX before labelling [default: keep]")
+    r.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="label only the first N images [default: all]")
     r.add_argument("--save-scores", action="store_true", help="also write raw expert scores (scores/*.npy)")
     r.add_argument("--no-resume", dest="resume", action="store_false",
                    help="ignore the finished chunks of an interrupted run")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
-    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_labelling(args.images, request.pop("experts"), output=args.out, batch_size=args.batch_size,
                                workers=args.workers, chunk_size=args.chunk_size, max_side=args.max_side,
-                               progress=args.progress, resume=args.resume, overwrite=args.overwrite,
+                               progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
                                save_scores=args.save_scores, limit=args.limit, **request)
     except KeyboardInterrupt:
         print(f"qrprobe label: interrupted; the finished chunks are kept, run the same command again to resume "

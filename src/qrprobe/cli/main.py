@@ -16,7 +16,7 @@ from ..errors import ParameterError, QRProbeError
 
 # Sub-command modules, in the order ``qrprobe --help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "run", "extract", "models", "label", "experts", "evaluate", "example", "analyze", "report",
+    "run", "extract", "models", "label", "experts", "evaluate", "example", "analyses", "report",
 )
 
 DESCRIPTION = """\
@@ -35,13 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)
+    for subparser in sub.choices.values():
+        subparser.set_defaults(_parser=subparser)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag is reported with the sub-command's usage, not the top-level one."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         return int(args.func(args) or 0)
     except ParameterError as exc:  # a library parameter: name it as the flag the user typed

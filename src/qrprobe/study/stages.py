@@ -1,0 +1,164 @@
+"""The cached stages of a study: extract (per model), label (per expert), evaluate (per model).
+
+Each stage item lives in a directory named by a hash of everything it depends on (``cache.stage_key``); a
+complete directory is reused, so re-running a study only computes what changed. A stage writes under a
+temporary name or keeps a resumable work folder, so a killed run never leaves a complete-looking item.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..concepts.bank import ConceptBank
+from ..engine.config import ProtocolConfig
+from ..features.store import FeatureStore
+from ..results import Result
+from .cache import file_identity, slug, stage_key
+from .config import ModelSpec, StudyConfig
+
+Log = Callable[..., None]  # log(stage, item, reused, seconds, path)
+
+
+@dataclass
+class ImageSet:
+    """An image collection of the study: the source, the hash that keys its stages, its label table."""
+
+    source: object
+    key: str
+    labels: str | None = None
+
+    @classmethod
+    def open(cls, spec: str, labels: str | None = None) -> ImageSet:
+        from ..errors import QRProbeInputError
+        from ..images import open_images
+
+        source = open_images(spec)
+        if len(source) == 0:
+            raise QRProbeInputError(f"images: no images found in {spec!r}")
+        return cls(source, source.inputs_hash(), labels)
+
+
+@dataclass
+class StageContext:
+    """What every stage needs: the study, its output folder, which stages to recompute, progress and the log."""
+
+    study: StudyConfig
+    out: Path
+    log: Log
+    force: frozenset[str] = field(default_factory=frozenset)
+    progress: bool = True
+    echo: Callable[[str], None] = print
+
+    def fresh(self, stage: str, path: Path) -> None:
+        """Remove ``path`` when ``stage`` is forced, so that it is recomputed."""
+        if stage in self.force and path.exists():
+            shutil.rmtree(path)
+
+
+def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> FeatureStore:
+    """The feature store of ``model`` on ``images`` (computed, resumed or reused)."""
+    from ..features.extract import extract
+
+    key = stage_key({"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
+                     "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
+                     "images": images.key})
+    path = ctx.out / "features" / f"{slug(model.name)}-{key}"
+    ctx.fresh("extract", path)
+    done = (path / "manifest.json").is_file()
+    t = time.perf_counter()
+    options = {"layer": model.layer, "weights": model.weights, "pretrained": model.pretrained,
+               "device": ctx.study.device, "dtype": model.dtype, "progress": ctx.progress}
+    if model.batch_size:
+        options["batch_size"] = model.batch_size
+    if model.image_size:
+        options["image_size"] = model.image_size
+    store = FeatureStore.open(path) if done else extract(model.model, images.source, path, **options)
+    ctx.log("extract", model.name, done, time.perf_counter() - t, path)
+    return store
+
+
+def _expert_key(spec, images: ImageSet) -> str:
+    return stage_key({"name": spec.name, "kind": spec.kind, "group": spec.group, "options": spec.options,
+                      "weights": file_identity(spec.weights), "images": images.key,
+                      "labels": file_identity(images.labels) if (spec.kind or spec.name) == "labels" else None})
+
+
+def label_stage(ctx: StageContext, images: ImageSet) -> ConceptBank:
+    """The study's concept bank on ``images``: one cached bank per expert, concatenated."""
+    from ..experts.label import run_labelling
+    from ..experts.registry import expert_class, expert_parameters
+
+    experts = ctx.study.experts
+    paths = {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{_expert_key(e, images)}" for e in experts}
+    for p in paths.values():
+        ctx.fresh("label", p)
+    missing = [e for e in experts if not (paths[e.name] / "manifest.json").is_file()]
+    for e in experts:
+        if e not in missing:
+            ctx.log("label", e.name, True, 0.0, paths[e.name])
+    if missing:
+        options = {e.name: dict(e.options) for e in missing}
+        for e in missing:
+            if "device" in expert_parameters(expert_class(e.kind or e.name)):
+                options[e.name].setdefault("device", ctx.study.device)  # torch experts follow the study's device
+            if (e.kind or e.name) == "labels" and images.labels and "table" not in options[e.name]:
+                options[e.name]["table"] = images.labels
+        work = ctx.out / "concepts" / f".pass-{stage_key(sorted(str(paths[e.name]) for e in missing))}"
+        labelled = run_labelling(
+            images.source, [e.name for e in missing], output=work, options=options,
+            groups={e.name: e.group for e in missing if e.group},
+            weights={e.name: e.weights for e in missing if e.weights},
+            kinds={e.name: e.kind for e in missing if e.kind}, progress=ctx.progress, overwrite=False)
+        seconds = labelled.report.seconds
+        for e in missing:
+            mask = (labelled.bank.concepts["expert"] == e.name).to_numpy()
+            part = labelled.bank.select_columns(mask)
+            part.info = {**labelled.bank.info,
+                         "experts": [x for x in labelled.bank.info.get("experts", []) if x.get("name") == e.name]}
+            part.save(paths[e.name], overwrite=True)
+            ctx.log("label", e.name, False, float(seconds.get(e.name, 0.0)), paths[e.name])
+        if seconds.get("decode"):
+            ctx.echo(f"[label] decoding images (not hidden by the experts): {seconds['decode']:.1f} s")
+        shutil.rmtree(work, ignore_errors=True)
+    return ConceptBank.concat([ConceptBank.load(paths[e.name]) for e in experts])
+
+
+def matched_inputs(ctx: StageContext, store: FeatureStore, bank: ConceptBank, what: str):
+    """The store's features and the bank's rows for the images both have; what is dropped is logged."""
+    from ..engine.inputs import intersect_rows, load_features
+
+    feats, rows, dropped = intersect_rows(load_features(store), bank)
+    if dropped.n_dropped:
+        ctx.echo(f"warning: {what}: " + dropped.message(f"the features of {what}", "the concept bank"))
+    return feats, rows, dropped
+
+
+def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, bank: ConceptBank, bank_hash: str,
+                   protocol: ProtocolConfig) -> tuple[Path, Result]:
+    """``evaluate`` of one model (cached by its features, the concept bank and the protocol)."""
+    from ..engine.evaluate import evaluate
+
+    key = stage_key({"features": store.manifest.get("content_hash"), "concepts": bank_hash,
+                     "protocol": protocol.to_dict()})
+    path = ctx.out / "results" / f"{slug(model.name)}-{key}"
+    ctx.fresh("evaluate", path)
+    t = time.perf_counter()
+    if (path / "results.json").is_file():
+        result = Result.load(path)
+        ctx.log("evaluate", model.name, True, time.perf_counter() - t, path)
+        return path, result
+    feats, rows, dropped = matched_inputs(ctx, store, bank, model.name)
+    result = evaluate(feats, rows, protocol, name=model.name, progress=ctx.progress)
+    if dropped.n_dropped:
+        result.inputs["dropped_rows"] = {"from_features": dropped.dropped_from_features,
+                                         "from_concepts": dropped.dropped_from_concepts}
+    result.save(path)
+    ctx.log("evaluate", model.name, False, time.perf_counter() - t, path)
+    return path, result
+
+
+__all__ = ["ImageSet", "StageContext", "evaluate_stage", "extract_stage", "label_stage", "matched_inputs"]

@@ -1,0 +1,342 @@
+"""The analysis registry: each analysis of the paper as (name, options, inputs, run → output).
+
+The CLI (``qrprobe <kind> …``, one sub-command per entry, flags generated from its options) and the study
+runner (``analyses: <kind>: {…}``, keys generated from the same options) both dispatch through
+:func:`run_analysis`; neither knows an analysis by name. An entry says which inputs it reads
+(:class:`AnalysisInputs`), which part of the protocol applies (K-means and probe, probe only, or none), and
+whether it writes a report section (an analysis directory) or a result directory (self-labels, concepts →
+labels, which rank beside K-means results).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..concepts.bank import ConceptBank
+from ..engine.config import ProtocolConfig
+from ..engine.inputs import Features
+from ..errors import QRProbeInputError
+from ..report.section import Section
+from ..results import Result, markdown_table
+from . import specs
+
+
+@dataclass
+class AnalysisInputs:
+    """What an analysis reads; each kind uses the fields its ``needs`` name.
+
+    features, concepts : one representation's features and its concept bank (rows matched by image id)
+    result : a result directory's Result (explain, transfer, forward probe); versus : a base Result (explain)
+    results, result_keys : several Results and their directory names (compare)
+    target_features, target_concepts : the images a result is transferred to; source_concepts : its own bank
+    external : external scores per model (compare; a study passes its models' ``external`` values)
+    name : the representation's name in tables
+    """
+
+    features: Features | None = None
+    concepts: ConceptBank | None = None
+    result: Result | None = None
+    versus: Result | None = None
+    results: list[Result] = field(default_factory=list)
+    result_keys: list[str] = field(default_factory=list)
+    target_features: Features | None = None
+    target_concepts: ConceptBank | None = None
+    source_concepts: ConceptBank | None = None
+    external: pd.DataFrame | None = None
+    name: str = ""
+
+
+@dataclass
+class AnalysisOutput:
+    """What an analysis produced: a report section (with files to add beside it) or a Result."""
+
+    section: Section | None = None
+    result: Result | None = None
+    extra: Callable[[Path], None] | None = None
+
+    def markdown(self) -> str:
+        """The output's main table(s) as Markdown (printed by the CLI)."""
+        if self.result is not None:
+            return markdown_table([self.result])
+        assert self.section is not None
+        return "\n\n".join(t.to_markdown() for t in self.section.tables()[:2])
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the analysis directory (``section.json`` …) or the result directory, atomically."""
+        if self.result is not None:
+            table = self.markdown()
+
+            def add_markdown(tmp: Path) -> None:
+                (tmp / "results.md").write_text(table + "\n", encoding="utf-8")
+
+            return self.result.save(path, overwrite=overwrite, extra=add_markdown)
+        assert self.section is not None
+        return self.section.save(path, overwrite=overwrite, extra=self.extra)
+
+
+Run = Callable[[AnalysisInputs, Any, ProtocolConfig, bool], AnalysisOutput]
+
+
+@dataclass(frozen=True)
+class AnalysisKind:
+    """One analysis: its CLI sub-command / study key, options, inputs and run function.
+
+    ``needs``: the inputs, among ``features``, ``concepts`` (with group selection), ``result``, ``results``,
+    ``target`` (features and concepts of other images) and ``labels`` (a labelling file, positional on the
+    command line). ``protocol``: ``"kmeans"`` (the whole protocol applies), ``"probe"`` (repetitions, split
+    and probe only) or ``None`` (only the device). ``per_model``: a study runs it once per model.
+    """
+
+    name: str
+    help: str
+    description: str
+    spec: type
+    needs: tuple[str, ...]
+    protocol: str | None
+    run: Run
+    per_model: bool = True
+    protocol_skip: tuple[str, ...] = ()  # protocol fields the analysis sets itself (a K sweep's K)
+
+    @property
+    def key(self) -> str:
+        """The study-file key: the name with ``_`` for ``-``."""
+        return self.name.replace("-", "_")
+
+    @property
+    def writes_result(self) -> bool:
+        return self.spec in (specs.SelfLabelsSpec, specs.ConceptsToLabelsSpec)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def _compare(inputs: AnalysisInputs, spec: specs.CompareSpec, protocol: ProtocolConfig,
+             progress: bool) -> AnalysisOutput:
+    from ..analysis.compare import compare_results, fit_line, read_external
+    from ..report.build import display_names
+    from ..report.sections import comparison_section
+
+    results = inputs.results
+    keys = inputs.result_keys or [r.name for r in results]
+    names = display_names(results, keys)
+    ids = [r.name or key for r, key in zip(results, keys, strict=True)]
+    external = read_external(spec.external, spec.external_columns) if spec.external else inputs.external
+    table = compare_results(results, names, external=external, external_columns=spec.external_columns, keys=ids,
+                            sort_by=spec.sort_by)
+    fit = x_column = None
+    if external is not None:
+        extra = [c for c in table.columns if c not in compare_results(results, names).columns]
+        if extra:
+            x_column = extra[0]
+            fit = fit_line(table, x_column, "top1_mean")
+    return AnalysisOutput(comparison_section(table, fit=fit, x_column=x_column))
+
+
+def _breakdown(inputs: AnalysisInputs, spec: specs.BreakdownSpec, protocol: ProtocolConfig,
+               progress: bool) -> AnalysisOutput:
+    from ..analysis.breakdown import group_breakdown
+    from ..report.sections import breakdown_section
+
+    result = group_breakdown(inputs.features, inputs.concepts, order=spec.order, label_group=spec.label_group,
+                             config=protocol, without_labels=spec.without_labels, name=inputs.name,
+                             progress=progress)
+    return AnalysisOutput(_titled(breakdown_section(result, metric=spec.metric), inputs.name))
+
+
+def _explain(inputs: AnalysisInputs, spec: specs.ExplainSpec, protocol: ProtocolConfig,
+             progress: bool) -> AnalysisOutput:
+    from ..analysis.explain import explain_result, explain_results
+    from ..report.sections import explanation_section
+
+    kwargs = {"clustering": spec.clustering, "top_pairs": spec.pairs,
+              "top_concepts_per_pair": spec.concepts_per_pair, "n_examples": spec.examples}
+    added = inputs.result
+    if inputs.versus is not None:
+        expl = explain_results(inputs.versus, added, groups=spec.explain_groups, **kwargs)
+    else:
+        expl = explain_result(added, **kwargs)
+        expl.base_label = inputs.name or added.name
+    return AnalysisOutput(_titled(explanation_section(expl), inputs.name))
+
+
+def _explain_groups(inputs: AnalysisInputs, spec: specs.ExplainGroupsSpec, protocol: ProtocolConfig,
+                    progress: bool) -> AnalysisOutput:
+    from ..analysis.explain import explain_groups
+    from ..report.sections import explanation_section
+
+    expl = explain_groups(inputs.features, inputs.concepts, spec.base, spec.added, config=protocol,
+                          clustering=spec.clustering, only_added=not spec.all_concepts, top_pairs=spec.pairs,
+                          top_concepts_per_pair=spec.concepts_per_pair, n_examples=spec.examples,
+                          progress=progress)
+    title = f"What separates clusters of {inputs.name}" if inputs.name else None
+    return AnalysisOutput(explanation_section(expl, title=title))
+
+
+def _ksweep(inputs: AnalysisInputs, spec: specs.KSweepSpec, protocol: ProtocolConfig,
+            progress: bool) -> AnalysisOutput:
+    from ..analysis.ksweep import k_sweep
+    from ..report.sections import ksweep_section
+
+    if spec.clusterings is not None:
+        protocol = replace(protocol, clusterings=spec.clusterings)
+    sweep = k_sweep(inputs.features, inputs.concepts, spec.k, config=protocol, name=inputs.name,
+                    progress=progress)
+
+    def save_results(tmp: Path) -> None:
+        for res in sweep.results:
+            res.save(tmp / "results" / f"k-{res.config['k']}")
+
+    return AnalysisOutput(_titled(ksweep_section(sweep.table), inputs.name), extra=save_results)
+
+
+def _transfer(inputs: AnalysisInputs, spec: specs.TransferSpec, protocol: ProtocolConfig,
+              progress: bool) -> AnalysisOutput:
+    from ..analysis.transfer import transfer
+    from ..report.sections import transfer_section
+
+    tr = transfer(inputs.result, inputs.target_features, inputs.target_concepts, drop_groups=spec.drop_groups or (),
+                  source_concepts=inputs.source_concepts, device=protocol.device)
+    section = transfer_section(tr, None if spec.drop_groups else inputs.result.summary)
+
+    def save_arrays(tmp: Path) -> None:
+        np.save(tmp / "clusterings.npy", tr.clusterings)
+        np.save(tmp / "predictions.npy", tr.predictions)
+
+    return AnalysisOutput(_titled(section, inputs.name), extra=save_arrays)
+
+
+def _forward_probe(inputs: AnalysisInputs, spec: specs.ForwardProbeSpec, protocol: ProtocolConfig,
+                   progress: bool) -> AnalysisOutput:
+    from ..analysis.forward_probe import forward_probe
+    from ..report.sections import forward_probe_section
+
+    reverse = inputs.result
+    clusterings = None
+    if reverse is not None:
+        if reverse.clusterings is None:
+            raise QRProbeInputError("the result was saved without its clusterings")
+        clusterings = np.asarray(reverse.clusterings)
+        ids = inputs.features.image_ids if inputs.features is not None else None
+        if reverse.image_ids is not None and ids is not None:
+            order = pd.Index([str(i) for i in reverse.image_ids]).get_indexer([str(i) for i in ids])
+            if (order < 0).any():
+                raise QRProbeInputError("the result does not cover the images of FEATURES")
+            clusterings = clusterings[:, order]
+    fp = forward_probe(inputs.features, inputs.concepts, clusterings=clusterings, max_concepts=spec.max_concepts,
+                       min_positives=spec.min_positives, test_fraction=spec.test_fraction, seed=spec.seed, c=spec.c)
+    return AnalysisOutput(_titled(forward_probe_section(fp, reverse), inputs.name))
+
+
+def _self_labels(inputs: AnalysisInputs, spec: specs.SelfLabelsSpec, protocol: ProtocolConfig,
+                 progress: bool) -> AnalysisOutput:
+    from ..analysis.self_labels import read_labels, self_labels
+
+    if spec.labels is None:
+        raise QRProbeInputError("self-labels needs the labels file")
+    bank = inputs.concepts
+    labels = read_labels(spec.labels, bank.image_ids, column=spec.label_column)
+    result = self_labels(labels, bank, repeats=protocol.clusterings, seed=protocol.seed, probe=protocol.probe,
+                         test_fraction=protocol.test_fraction, val_fraction=protocol.val_fraction,
+                         device=protocol.device, name=inputs.name or Path(spec.labels).stem, source=str(spec.labels),
+                         progress=progress)
+    return AnalysisOutput(result=result)
+
+
+def _concepts_to_labels(inputs: AnalysisInputs, spec: specs.ConceptsToLabelsSpec, protocol: ProtocolConfig,
+                        progress: bool) -> AnalysisOutput:
+    from ..analysis.concepts_to_labels import concepts_to_labels
+    from ..analysis.self_labels import read_labels
+
+    if (spec.labels is None) == (spec.label_group is None):
+        raise QRProbeInputError("give exactly one of labels (a file) and label_group (a concept group)")
+    bank = inputs.concepts
+    labels = read_labels(spec.labels, bank.image_ids, column=spec.label_column) if spec.labels else None
+    result = concepts_to_labels(bank, labels, label_group=spec.label_group, exclude_groups=spec.drop_groups or (),
+                                repeats=protocol.clusterings, seed=protocol.seed, probe=protocol.probe,
+                                test_fraction=protocol.test_fraction, val_fraction=protocol.val_fraction,
+                                device=protocol.device, name=inputs.name or "concepts → labels", progress=progress)
+    return AnalysisOutput(result=result)
+
+
+def _titled(section: Section, name: str) -> Section:
+    """Add the representation's name to a section's title (once)."""
+    if name and name not in section.title:
+        section.title = f"{section.title} — {name}"
+    return section
+
+
+# ------------------------------------------------------------------------------------------------ registry
+ANALYSES: dict[str, AnalysisKind] = {k.name: k for k in (
+    AnalysisKind("compare", "rank several results (paper Table 2) and correlate with an external score",
+                 "Ranked table of mean ± std NMI, AMI, top-1, mAP and MI over several result directories, with\n"
+                 "optional external columns (a CSV with a 'model' column) and the Fig. 3 scatter of top-1\n"
+                 "against the first external column.",
+                 specs.CompareSpec, ("results",), None, _compare, per_model=False),
+    AnalysisKind("breakdown", "scores of cumulative and single concept groups (paper Fig. 4, Table 3)",
+                 "Quantize FEATURES once, then train one probe per concept-group combination on the same\n"
+                 "clusterings: the groups accumulated in --order (with the --label-group first, and without it),\n"
+                 "and each group added alone on top of the label group (ΔNMI etc., paired over clusterings).",
+                 specs.BreakdownSpec, ("features", "concepts"), "kmeans", _breakdown),
+    AnalysisKind("explain", "explain confused cluster pairs of a result (paper Fig. 5, 8-11)",
+                 "Pairs of clusters that a result's probe confuses most on the test split, the concepts whose\n"
+                 "coefficients differ most between them (signed: which cluster each favours), word clouds,\n"
+                 "thumbnails from both clusters (when the result records image paths) and per-cluster summaries.\n"
+                 "With --versus BASE (a result on the same features, K and seeds, with fewer concept groups):\n"
+                 "the pairs whose confusion drops most from BASE to RESULT, explained by the added groups.",
+                 specs.ExplainSpec, ("result",), None, _explain),
+    AnalysisKind("explain-groups", "which cluster pairs an added concept group disambiguates (paper Fig. 5)",
+                 "Quantize FEATURES (one clustering), train a probe on the --base groups and one on base +\n"
+                 "--added groups, and explain the cluster pairs whose test confusion drops most.",
+                 specs.ExplainGroupsSpec, ("features", "concepts"), "kmeans", _explain_groups),
+    AnalysisKind("ksweep", "scores and MI as the number of clusters K varies (paper Fig. 6, 7)",
+                 "Run the protocol at every K of --k (e.g. 500,1000,2000) and tabulate/plot MI (bits), NMI, AMI\n"
+                 "and top-1 against K. Each K's result directory is kept under OUT/results/k-K/.",
+                 specs.KSweepSpec, ("features", "concepts"), "kmeans", _ksweep, protocol_skip=("k",)),
+    AnalysisKind("transfer", "apply a result's quantizer and probe to other images (paper Tables 4, 7)",
+                 "Standardize the target FEATURES with the result's statistics, assign them to its centroids,\n"
+                 "predict their clusters from the target CONCEPTS with its probes (no retraining; concepts matched\n"
+                 "by name, absent ones fed as 0) and score. --drop-groups G retrains the source probes without the\n"
+                 "groups G (needs --source-concepts, the source concept bank).",
+                 specs.TransferSpec, ("result", "target"), None, _transfer),
+    AnalysisKind("forward-probe", "forward linear probes features → concept, beside the clusters (paper Fig. 2)",
+                 "Train one linear classifier per concept from the standardized FEATURES (balanced accuracy, AP)\n"
+                 "and, with --result (same images), read each concept out of that result's clusters: a concept\n"
+                 "the clusters capture but a linear probe does not has a large positive gap.",
+                 specs.ForwardProbeSpec, ("features", "concepts"), None, _forward_probe),
+    AnalysisKind("self-labels", "reverse-probe a given labelling instead of K-means (paper Table 6)",
+                 "Train and score the reverse probe on LABELS (e.g. a self-labelling model's pseudo-labels): a\n"
+                 "1-D .npy, or a table with a label column (and image_id to match the concept rows). Writes a\n"
+                 "result directory, comparable with K-means results in `qrprobe compare` / `qrprobe report`.",
+                 specs.SelfLabelsSpec, ("labels", "concepts"), "probe", _self_labels, per_model=False),
+    AnalysisKind("concepts-to-labels", "how well the concepts predict ground-truth labels (App. D.1)",
+                 "Train the reverse probe to predict each image's ground-truth label from its concepts. Labels\n"
+                 "come from --labels FILE or from a one-hot --label-group of CONCEPTS (then left out of the\n"
+                 "inputs); --drop-groups G1,G2 leaves out further groups (e.g. objects overlapping the labels).",
+                 specs.ConceptsToLabelsSpec, ("concepts",), "probe", _concepts_to_labels, per_model=False),
+)}
+
+
+def analysis_kind(name: str) -> AnalysisKind:
+    """The registry entry of ``name`` (CLI spelling or study key)."""
+    kind = ANALYSES.get(name) or ANALYSES.get(name.replace("_", "-"))
+    if kind is None:
+        raise QRProbeInputError(f"unknown analysis {name!r}; analyses are {', '.join(ANALYSES)}")
+    return kind
+
+
+def run_analysis(kind: str | AnalysisKind, inputs: AnalysisInputs, spec: Any = None,
+                 protocol: ProtocolConfig | None = None, progress: bool = False) -> AnalysisOutput:
+    """Run one analysis; ``spec`` defaults to the kind's default options, ``protocol`` to the paper's."""
+    entry = kind if isinstance(kind, AnalysisKind) else analysis_kind(kind)
+    spec = spec if spec is not None else entry.spec()
+    if not isinstance(spec, entry.spec):
+        raise TypeError(f"{entry.name}: expected {entry.spec.__name__} options, got {type(spec).__name__}")
+    return entry.run(inputs, spec, protocol or ProtocolConfig(), progress)
+
+
+__all__ = ["ANALYSES", "AnalysisInputs", "AnalysisKind", "AnalysisOutput", "analysis_kind", "run_analysis"]

@@ -1,0 +1,175 @@
+"""One schema: the library, the CLI, the study YAML and the estimator agree on names, defaults and help."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+
+import pytest
+from sklearn.base import clone
+
+from qrprobe.cli.main import build_parser
+from qrprobe.engine.config import ProbeConfig, ProtocolConfig, config_fields, flat_defaults, flat_params
+from qrprobe.engine.estimator import ReverseProbing
+from qrprobe.errors import ParameterError
+from qrprobe.study.config import study_from_dict
+from qrprobe.workflow.analyses import ANALYSES
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {opt: a for a in parser._actions for opt in a.option_strings if a.help != argparse.SUPPRESS}
+
+
+def test_library_cli_yaml_and_estimator_defaults_are_the_same_values():
+    library = flat_defaults()
+    assert library == flat_params(ProtocolConfig())
+    evaluate_cli = _subparsers()["evaluate"]
+    cli = {name: evaluate_cli.get_default(name) for name in library}
+    assert cli == library
+    study = study_from_dict({"name": "s", "images": {"source": "."}, "models": [{"name": "m", "model": "pixels"}],
+                             "experts": [{"name": "color"}]}, {}, __import__("pathlib").Path("."))
+    assert flat_params(study.protocol_config()) == library
+    estimator = ReverseProbing().get_params()
+    estimator.pop("progress")
+    assert estimator == library
+
+
+def test_estimator_parameters_are_exactly_the_protocol_fields():
+    params = inspect.signature(ReverseProbing.__init__).parameters
+    names = [n for n in params if n not in ("self", "progress")]
+    assert sorted(names) == sorted(flat_defaults())
+    for name in names:
+        assert params[name].default == flat_defaults()[name], name
+
+
+def test_estimator_clones_and_sets_params_like_scikit_learn():
+    est = ReverseProbing(k=50, clusterings=3, lr_decay=0.5)
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    twin.set_params(k=100, epochs=7)
+    assert twin.protocol().k == 100 and twin.protocol().probe.epochs == 7 and est.k == 50
+    with pytest.raises(ParameterError, match=r"^k: "):
+        ReverseProbing(k=1).protocol()
+
+
+def test_deprecated_names_still_work_with_a_warning():
+    with pytest.warns(FutureWarning, match="n_clusterings"):
+        cfg = ProtocolConfig.from_params(n_clusterings=3, gamma=0.5)
+    assert cfg.clusterings == 3 and cfg.probe.lr_decay == 0.5
+    assert ProbeConfig.from_dict({"gamma": 0.2}).lr_decay == 0.2  # results written before 0.2
+    with pytest.raises(TypeError, match="did you mean 'clusterings'"):
+        ProtocolConfig.from_params(clusterngs=3)
+
+
+@pytest.mark.parametrize(("field", "value"), [("lr", float("nan")), ("lr", 1e308), ("weight_decay", float("inf")),
+                                              ("milestones", (9, 1)), ("lr_decay", -1.0), ("epochs", 0)])
+def test_bad_probe_values_name_the_field(field, value):
+    with pytest.raises(ParameterError) as info:
+        ProbeConfig(**{field: value})
+    assert info.value.param == field and str(info.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("field", "value"), [("seed", -1), ("seed", 2**40), ("k", 1), ("clusterings", 0),
+                                              ("test_fraction", 1.0), ("kmeans_backend", "sklearn")])
+def test_bad_protocol_values_name_the_field(field, value):
+    with pytest.raises(ParameterError) as info:
+        ProtocolConfig(**{field: value})
+    assert info.value.param == field
+
+
+def test_every_protocol_field_has_a_flag_named_after_it():
+    evaluate_cli = _options(_subparsers()["evaluate"])
+    for cls in (ProtocolConfig, ProbeConfig):
+        for f in config_fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            assert flag in evaluate_cli, flag
+            assert f.metadata["help"] in evaluate_cli[flag].help
+
+
+SHARED = ("-o", "--out", "--overwrite", "--quiet", "--device", "--groups", "--drop-groups", "--concept-names",
+          "--clusterings", "--seed", "--k", "--lr", "--name")
+OWN_HELP = ("-o", "--out", "--name", "--seed", "--drop-groups")  # same flag, what it writes/seeds/drops differs
+OWN_DEFAULT = ("-o", "--out", "--device", "--name")
+
+
+def test_shared_flags_agree_across_every_command():
+    seen: dict[str, tuple] = {}
+    for command, parser in _subparsers().items():
+        for flag, action in _options(parser).items():
+            if flag not in SHARED or (command, flag) == ("ksweep", "--k"):  # a K sweep's --k lists the Ks
+                continue
+            signature = (action.dest, action.help if flag not in OWN_HELP else None,
+                         action.default if flag not in OWN_DEFAULT else None)
+            if flag in seen and command not in ("run", "demo"):
+                assert signature == seen[flag][0], (flag, command, seen[flag][1])
+            elif command not in ("run", "demo"):
+                seen[flag] = (signature, command)
+    assert {"--quiet", "--out", "--drop-groups", "--clusterings", "--device"} <= set(seen)
+
+
+def test_no_old_spelling_is_advertised_and_every_default_is_shown():
+    old = {"--output", "--no-progress", "--without", "--exclude", "--repeats", "--add", "--concepts", "--C"}
+    for command, parser in _subparsers().items():
+        shown = _options(parser)
+        assert not old & set(shown), (command, old & set(shown))
+        for flag, action in shown.items():
+            if flag in ("-h", "--help", "--version") or isinstance(action, argparse._HelpAction):
+                continue
+            on_off = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
+            if action.default not in (None, False, argparse.SUPPRESS) and not on_off:
+                assert "default" in (action.help or ""), (command, flag)
+
+
+def test_old_spellings_keep_working_with_a_deprecation_message(capsys):
+    parsers = _subparsers()
+    args = parsers["transfer"].parse_args(["r", "f", "c", "-o", "x", "--without", "Labels"])
+    assert args.drop_groups == ["Labels"]
+    args = parsers["concepts-to-labels"].parse_args(["c", "-o", "x", "--exclude", "A,B", "--repeats", "3"])
+    assert args.drop_groups == ["A", "B"] and args.clusterings == 3
+    args = parsers["extract"].parse_args(["pixels", "imgs", "-o", "x", "--no-progress"])
+    assert args.quiet is True
+    args = parsers["run"].parse_args(["study.yaml", "--output", "o"])
+    assert args.out == "o"
+    err = capsys.readouterr().err
+    for old in ("--without", "--exclude", "--repeats", "--no-progress", "--output"):
+        assert f"{old} is deprecated" in err
+
+
+def test_a_wrong_flag_prints_the_subcommands_usage(capsys):
+    from qrprobe.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["breakdown", "f.npy", "c", "-o", "x", "--bogus"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: qrprobe breakdown" in err and "unrecognized arguments: --bogus" in err
+
+
+def test_every_analysis_has_a_command_and_a_study_key():
+    commands = _subparsers()
+    from qrprobe.study.config import AnalysesSpec
+
+    keys = {f.name for f in dataclasses.fields(AnalysesSpec)}
+    for kind in ANALYSES.values():
+        assert kind.name in commands
+        assert kind.key in keys
+        options = _options(commands[kind.name])
+        for f in config_fields(kind.spec):
+            if f.metadata.get("cli", True) and f.name != "labels":
+                assert "--" + f.name.replace("_", "-") in options, (kind.name, f.name)
+
+
+def test_cli_parameter_errors_name_the_flag(tmp_path, capsys):
+    from qrprobe.cli.main import main
+
+    assert main(["evaluate", "f.npy", "c", "-o", str(tmp_path / "o"), "--lr", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr: expected a finite number" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
