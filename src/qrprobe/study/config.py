@@ -62,6 +62,15 @@ class ModelSpec:
     dtype: str = "float32"
     image_size: int | None = None
     external: dict[str, float] = field(default_factory=dict)
+    # The transform the model was trained/evaluated with: a preset name (imagenet, imagenet-bicubic) or a
+    # mapping {preset, resize, crop, interpolation, mean, std}; None: the model family's own.
+    preprocess: str | dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.preprocess is not None:
+            from ..models.preprocess import parse_preprocess
+
+            parse_preprocess(self.preprocess)  # a ParameterError names the field
 
 
 @dataclass(frozen=True)

@@ -114,9 +114,12 @@ def _extract(model: ModelSpec, study: StudyConfig, source, images_key: str, out:
     from ..features.extract import extract
     from ..features.store import FeatureStore
 
-    key = stage_key({"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
-                     "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
-                     "images": images_key})
+    key_items = {"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
+                 "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
+                 "images": images_key}
+    if model.preprocess is not None:  # only when stated: the keys of earlier runs stay valid
+        key_items["preprocess"] = model.preprocess
+    key = stage_key(key_items)
     path = out / "features" / f"{slug(model.name)}-{key}"
     if force and path.exists():
         shutil.rmtree(path)
@@ -128,6 +131,8 @@ def _extract(model: ModelSpec, study: StudyConfig, source, images_key: str, out:
         options["batch_size"] = model.batch_size
     if model.image_size:
         options["image_size"] = model.image_size
+    if model.preprocess is not None:
+        options["preprocess"] = model.preprocess
     store = FeatureStore.open(path) if done else extract(model.model, source, path, **options)
     log("extract", model.name, done, time.perf_counter() - t, path)
     return store
