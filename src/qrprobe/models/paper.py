@@ -51,7 +51,8 @@ class PaperModel:
     ----------
     name : the row's name in Table 2 (and the model's name in the example study)
     backbone : ``"ResNet-50"`` or ``"ViT-B/16"``
-    block : the pre-training-length block of Table 2 the row sits in (``"200 ep"``, ``"800 ep"``, ...)
+    block : the block of Table 2 the row sits in (ResNet-50 rows by pre-training epochs: ``"200 ep"``, ...;
+        ``"ViT-B/16"``; ``"—"`` for the supervised ResNet-50)
     reference : the citation Table 2 gives for the method
     linear_top1 : ImageNet linear-probe top-1 (%) as Table 2 reports it; None for the supervised rows ("—")
     model : the MODEL string qrprobe builds
@@ -136,15 +137,15 @@ PAPER_MODELS: tuple[PaperModel, ...] = (
                "resnet50.tv_in1k", "resnet50-0676ba61.pth",
                "torchvision's original weights (IMAGENET1K_V1, 76.13% top-1), through timm's hub", "imagenet",
                BILINEAR, "hub weights"),
-    _ckpt("MoCo-v3 (ViT-B/16)", "ViT 300 ep", "Chen et al., 2021", 76.70, "vit-b-300ep.pth.tar",
+    _ckpt("MoCo-v3 (ViT-B/16)", "ViT-B/16", "Chen et al., 2021", 76.70, "vit-b-300ep.pth.tar",
           "facebookresearch/moco-v3",
           "loads as released into timm's ViT-B/16: `state_dict` → `module.base_encoder.*` (the MLP `head` "
           "unused)", model="timm:vit_base_patch16_224", backbone="ViT-B/16"),
-    PaperModel("DINO (ViT-B/16)", "ViT-B/16", "ViT", "Caron et al., 2021", 78.20, "timm:vit_base_patch16_224.dino",
+    PaperModel("DINO (ViT-B/16)", "ViT-B/16", "ViT-B/16", "Caron et al., 2021", 78.20, "timm:vit_base_patch16_224.dino",
                None, "vit_base_patch16_224.dino", "dino_vitbase16_pretrain.pth",
                "facebookresearch/dino's ViT-B/16, through timm's hub", "imagenet-bicubic", BICUBIC,
                "hub weights (timm's own transform for this tag crops 224 of 248: stated instead)"),
-    PaperModel("Supervised (ViT-B/16)", "ViT-B/16", "—", "Touvron et al., 2021", None,
+    PaperModel("Supervised (ViT-B/16)", "ViT-B/16", "ViT-B/16", "Touvron et al., 2021", None,
                "timm:deit_base_patch16_224.fb_in1k", None, "deit_base_patch16_224.fb_in1k",
                "deit_base_patch16_224-b5f2ef4d.pth", "DeiT-B (facebookresearch/deit, 81.8% top-1), through timm's "
                "hub", "imagenet-bicubic", BICUBIC,
