@@ -20,7 +20,7 @@ import yaml
 from qrprobe.errors import ParameterError, QRProbeInputError
 from qrprobe.models import create_representation
 from qrprobe.models.paper import PAPER_MODELS, Transform, paper_model, paper_models_markdown
-from qrprobe.models.preprocess import ImagePreprocess, parse_preprocess
+from qrprobe.models.preprocess import ImagePreprocess, parse_preprocess, preprocess_check
 
 pytest.importorskip("timm")
 tv = pytest.importorskip("torchvision")
@@ -231,6 +231,8 @@ def test_preprocess_specs_and_their_errors():
         assert err.value.param == "preprocess"
     with pytest.raises(QRProbeInputError, match="not applicable"):
         create_representation("pixels-4", preprocess="imagenet")
+    assert preprocess_check(None) is None and preprocess_check({"crop": 192}) is None
+    assert "(crop: expected a positive number of pixels" in preprocess_check({"crop": -1})
 
 
 STUDY = """\

@@ -182,6 +182,19 @@ def parse_preprocess(spec: str | Mapping | ImagePreprocess) -> ImagePreprocess:
     return ImagePreprocess(**fields)
 
 
+def preprocess_check(spec) -> str | None:
+    """A config check (``param(check=...)``): None when ``spec`` is None or valid, else what was expected."""
+    from ..errors import ParameterError
+
+    if spec is None:
+        return None
+    try:
+        parse_preprocess(spec)
+    except ParameterError as exc:
+        return f"a preset {sorted(PREPROCESS_PRESETS)} or a mapping of {list(_SPEC_KEYS)} ({exc.message})"
+    return None
+
+
 def with_overrides(base: ImagePreprocess, *, image_size: int | None = None,
                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                    interpolation: str | None = None) -> ImagePreprocess:
