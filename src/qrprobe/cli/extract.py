@@ -34,6 +34,18 @@ def _floats3(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _preprocess_spec(text: str):
+    """A preset name, or a JSON mapping of the transform's settings."""
+    if not text.lstrip().startswith("{"):
+        return text
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a preset name or a JSON mapping, got {text!r} ({exc})") from exc
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from ..features.extract import (
         CLASSICAL_BATCH_SIZE,
@@ -61,6 +73,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="random weights instead of downloading the library's pretrained ones")
     m.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="override the input size (centre crop N, resize N/0.875) [default: the model's]")
+    m.add_argument("--preprocess", type=_preprocess_spec, default=None, metavar="SPEC",
+                   help="the transform the model was trained/evaluated with: a preset (imagenet, imagenet-bicubic) "
+                        "or JSON {\"resize\": 256, \"crop\": 224, \"interpolation\": \"bicubic\", \"mean\": [...], "
+                        "\"std\": [...]} [default: the model family's own]")
     m.add_argument("--mean", type=_floats3, default=None, metavar="R,G,B",
                    help="override normalisation mean [default: the model's]")
     m.add_argument("--std", type=_floats3, default=None, metavar="R,G,B",
@@ -98,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             pretrained=args.pretrained, strict_weights=args.strict_weights, batch_size=args.batch_size,
             device=args.device, dtype=args.dtype, workers=args.workers, chunk_size=args.chunk_size,
             overwrite=args.overwrite, progress=not args.quiet, image_size=args.image_size, mean=args.mean,
-            std=args.std)
+            std=args.std, preprocess=args.preprocess)
     except KeyboardInterrupt:
         print(f"qrprobe extract: interrupted; the finished chunks are kept, run the same command again to "
               f"resume into {args.out}", file=sys.stderr)

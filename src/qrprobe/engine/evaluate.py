@@ -15,6 +15,7 @@ import numpy as np
 
 from .._versions import library_versions
 from ..concepts.bank import ConceptBank
+from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings
 from ..results import Result, summarize
 from .config import ProtocolConfig
@@ -94,8 +95,11 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
             print(f"clustering {r + 1}/{cfg.clusterings} (seed {s}): NMI {sc['nmi']:.2f}  "
                   f"top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits", file=sys.stderr, flush=True)
     warnings = provenance_warnings(bank, feats.provenance)
+    notes = provenance_notes(bank)
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr, flush=True)
+    for message in notes if progress else ():
+        print(f"note: {message}", file=sys.stderr, flush=True)
     result = Result(
         summary=summarize(per), per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
@@ -103,7 +107,7 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
                 "concepts": {"source": bank.info.get("source"), "n_concepts": bank.n_concepts,
                              "groups": bank.groups, "nnz": int(bank.matrix.nnz),
                              "content_hash": bank.content_hash()},
-                "matched_by": inputs.matched_by, "warnings": warnings},
+                "matched_by": inputs.matched_by, "warnings": warnings, "notes": notes},
         image_ids=feats.image_ids, paths=feats.paths, concepts=bank.concepts.copy(),
         standardizer={"mean": quant.mean, "scale": quant.scale},
     )
@@ -122,6 +126,16 @@ def provenance_warnings(bank: ConceptBank, provenance: dict) -> list[str]:
     if not provenance.get("model") or not bank.info.get("experts"):
         return []
     return circularity_warnings(bank, provenance["model"])
+
+
+def provenance_notes(bank: ConceptBank) -> list[str]:
+    """Notes about the concepts: how the bank's expert battery differs from the paper's (when it was labelled
+    by qrprobe's experts; a user's own concept table gets no note)."""
+    experts = bank.info.get("experts")
+    if not experts:
+        return []
+    note = battery_note(experts)
+    return [note] if note else []
 
 
 def default_name(provenance: dict) -> str:

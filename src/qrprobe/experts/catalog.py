@@ -56,13 +56,16 @@ _BUILTIN = (
                "detection score > 0.5", "vision", "torchvision hub or --weights", "the 80 COCO thing categories"),
     ExpertInfo("coco-seg", "coco:CocoSegmentationExpert", "Objects", 20,
                "COCO semantic segmentation, VOC categories (torchvision)", "every predicted class", "vision",
-               "torchvision hub or --weights", "the 20 Pascal-VOC categories of torchvision's COCO segmenters"),
+               "torchvision hub or --weights",
+               "the 20 Pascal-VOC categories of torchvision's COCO segmenters; a COCO-Stuff checkpoint with "
+               "classes=coco-things-91 or coco-stuff"),
     ExpertInfo("onnx-detector", "onnx_detector:OnnxDetectorExpert", "Objects", None, "any exported detector",
                "detection score > 0.5", "experts", "--weights model.onnx",
                "an ONNX detector with its class list and output layout"),
     ExpertInfo("onnx-segmenter", "onnx_detector:OnnxSegmenterExpert", "Material", None,
                "any exported semantic segmenter", "every predicted class (optional minimum area)", "experts",
-               "--weights model.onnx", "an ONNX segmenter (e.g. COCO-Stuff with classes=coco-stuff)"),
+               "--weights model.onnx",
+               "an ONNX segmenter (COCO-Stuff: classes=coco-things-91 or coco-stuff, use_ids, first_id=1)"),
 )
 
 for _info in _BUILTIN:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from importlib import resources
+
+import numpy as np
 
 from ..errors import QRProbeInputError
 
@@ -15,6 +18,7 @@ BUILTIN_LISTS = {
     "minc": "minc.txt",
     "dtd": "dtd.txt",
     "coco-things": "coco_things.txt",
+    "coco-things-91": "coco_things_91.txt",
     "coco-stuff": "coco_stuff.txt",
     "coco-voc": "coco_voc.txt",
     "sentiment": "sentiment.txt",
@@ -67,6 +71,37 @@ def read_class_list(spec: str) -> tuple[list[int] | None, list[str]]:
                                 f"or one of {sorted(BUILTIN_LISTS)})")
     with open(path, encoding="utf-8-sig") as f:
         return _parse(f.read(), path)
+
+
+def channel_columns(ids: Sequence[int] | None, n_names: int, n_channels: int, first_id: int = 0,
+                    what: str = "class list") -> np.ndarray:
+    """Map a model's output channel -> concept column (-1: a channel no concept is read from).
+
+    Parameters
+    ----------
+    ids : the class list's ids (None: positional, channel j is concept j)
+    n_names : number of concepts M
+    n_channels : the model's number of output channels C
+    first_id : the class id of channel 0 (channel = id - first_id); e.g. 1 for a COCO-Stuff model whose
+        channel 0 is ``person`` (id 1), 0 for a model whose channel 0 is background
+
+    Returns
+    -------
+    int64 array (C,)
+    """
+    if ids is None:
+        if n_names > n_channels:
+            raise QRProbeInputError(f"{what}: {n_names} classes but the model has {n_channels} output channels")
+        channels = np.arange(n_names)
+    else:
+        channels = np.asarray(ids, dtype=np.int64) - int(first_id)
+        bad = [int(i) for i, c in zip(ids, channels, strict=True) if not 0 <= c < n_channels]
+        if bad:
+            raise QRProbeInputError(f"{what}: class ids {bad[:5]} fall outside the model's {n_channels} output "
+                                    f"channels with first_id={first_id} (channel = id - first_id)")
+    col = np.full(n_channels, -1, dtype=np.int64)
+    col[channels] = np.arange(len(channels))
+    return col
 
 
 def places365_display_name(raw: str) -> str:

@@ -7,10 +7,15 @@ present when one of its detections scores above ``threshold`` (0.5, as the paper
 ``coco-seg``: a torchvision segmentation model trained on the COCO subset with the 20 Pascal-VOC categories
 (default ``deeplabv3_resnet50``; also ``deeplabv3_resnet101``, ``deeplabv3_mobilenet_v3_large``,
 ``fcn_resnet50``, ``fcn_resnet101``, ``lraspp_mobilenet_v3_large``); a category is present when it covers more
-than ``min_fraction`` of the pixels (0: any pixel, the paper's choice). torchvision has no COCO-Stuff model;
-the stuff categories are shipped (``coco-stuff``) for the ``onnx-segmenter`` expert.
+than ``min_fraction`` of the pixels (0: any pixel, the paper's choice). torchvision publishes no COCO-Stuff
+model, but one of these architectures trained on COCO-Stuff (a user's state dict) gives the paper's two
+segmentation experts through the shipped class lists: ``classes=coco-things-91`` (the 91 things, group
+Objects) and ``classes=coco-stuff`` (the 91 stuff categories, group Material), with ``first_id`` the class id
+of output channel 0 and ``num_classes`` the model's number of channels (182 for COCO-Stuff-164k with channel 0
+= person). The same lists serve the ``onnx-segmenter`` expert for an exported model (e.g. DeepLab-v2).
 
-Weights: ``--weights EXPERT=PATH`` (a torchvision state dict), else torchvision's own download (internet).
+Weights: ``--weights EXPERT=PATH`` (a torchvision state dict), else torchvision's own download (internet;
+VOC categories only).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..device import resolve_device
 from ..errors import QRProbeInputError, require
 from ._torch import load_weights_into, torch_module
 from .base import Expert, ExpertOutput
-from .categories import read_class_list
+from .categories import channel_columns, read_class_list
 from .rules import detections_to_presence, segmentation_to_presence
 from .weights import downloads_allowed, file_identity
 
@@ -43,7 +48,7 @@ class _TorchvisionCocoExpert(Expert):
     classes_list = ""
 
     def __init__(self, *, arch: str, weights: str | None, download: bool, device: str, batch_size: int,
-                 name: str | None, group: str | None) -> None:
+                 name: str | None, group: str | None, classes: str | None = None) -> None:
         super().__init__(name=name, group=group)
         if arch not in self.architectures:
             raise QRProbeInputError(f"{self.name}.arch must be one of {list(self.architectures)}, got {arch!r}")
@@ -51,7 +56,11 @@ class _TorchvisionCocoExpert(Expert):
         self.weights = None if weights is None else os.fspath(weights)
         self.download = bool(download)
         self.device, self.batch_size = device, int(batch_size)
+        self.classes_list = classes or self.classes_list
         ids, names = read_class_list(self.classes_list)
+        if ids is None:
+            raise QRProbeInputError(f"{self.name}.classes: {self.classes_list!r} needs 'id<TAB>name' lines "
+                                    "(the ids are the model's class numbers)")
         self.class_ids = np.asarray(ids, dtype=np.int64)
         self._names = names
         self._model = None
@@ -138,19 +147,38 @@ class CocoDetectionExpert(_TorchvisionCocoExpert):
 
 
 class CocoSegmentationExpert(_TorchvisionCocoExpert):
-    """The 20 Pascal-VOC categories of torchvision's COCO-trained segmenters, present when they cover pixels."""
+    """Classes present when they cover pixels: the 20 Pascal-VOC categories of torchvision's COCO segmenters,
+    or (``classes=coco-things-91`` / ``coco-stuff``, user weights) those of a COCO-Stuff segmenter.
+
+    Parameters
+    ----------
+    classes : an ``id<TAB>name`` class list (shipped name or file); ``coco-voc`` by default
+    first_id : the class id of output channel 0 (channel = id - first_id): 0 for ``coco-voc`` (channel 0 is
+        background), 1 for a COCO-Stuff model whose channel 0 is person
+    num_classes : the model's output channels; default ``max(id) - first_id + 1`` (21 for ``coco-voc``)
+    """
 
     registry_name = "coco-seg"
     architectures = SEGMENTERS
     classes_list = "coco-voc"
 
     def __init__(self, *, arch: str = "deeplabv3_resnet50", weights: str | None = None,
-                 min_fraction: float = 0.0, resize: int = 520, download: bool = True, device: str = "cpu",
+                 min_fraction: float = 0.0, resize: int = 520, classes: str = "coco-voc", first_id: int = 0,
+                 num_classes: int | None = None, download: bool = True, device: str = "cpu",
                  batch_size: int = 4, name: str | None = None, group: str | None = None) -> None:
         super().__init__(arch=arch, weights=weights, download=download, device=device, batch_size=batch_size,
-                         name=name, group=group)
+                         name=name, group=group, classes=classes)
         if not 0.0 <= float(min_fraction) < 1.0:
             raise QRProbeInputError(f"{self.name}.min_fraction must be in [0, 1), got {min_fraction}")
+        self.first_id = int(first_id)
+        self.num_classes = (int(num_classes) if num_classes is not None
+                            else int(self.class_ids.max()) - self.first_id + 1)
+        self._channel_column = channel_columns(self.class_ids, len(self._names), self.num_classes, self.first_id,
+                                               f"{self.name}.classes")
+        if self.classes_list != "coco-voc" and self.weights is None:
+            raise QRProbeInputError(f"expert {self.name!r}: torchvision publishes segmenters for the VOC "
+                                    f"categories only; classes={self.classes_list!r} needs a checkpoint trained "
+                                    f"for them: --weights {self.name}=PATH")
         self.min_fraction = float(min_fraction)
         self.resize = int(resize)
         self.rule = f"pixel share > {self.min_fraction:g}"
@@ -160,7 +188,7 @@ class CocoSegmentationExpert(_TorchvisionCocoExpert):
 
     def prepare(self, image_ids=None, labels=None) -> None:
         if self._model is None:
-            kwargs = {"num_classes": 21}
+            kwargs = {"num_classes": self.num_classes}
             if not self.arch.startswith("lraspp"):
                 kwargs["aux_loss"] = True  # torchvision's COCO checkpoints carry the auxiliary head
             model = self._build(**kwargs)
@@ -180,10 +208,11 @@ class CocoSegmentationExpert(_TorchvisionCocoExpert):
             for im in images:  # one at a time: images keep their aspect ratios
                 x = self._preprocess(Image.fromarray(im))[None].to(self.device)
                 maps.append(self._model(x)["out"][0].argmax(0).cpu().numpy())
-        col = self._column_of_label(21)
-        mapped = [col[m] for m in maps]
+        mapped = [self._channel_column[m] for m in maps]
         binary, fractions = segmentation_to_presence(mapped, len(self._names), self.min_fraction)
         return ExpertOutput(binary, fractions)
 
     def config(self) -> dict:
-        return {**self._config(), "min_fraction": self.min_fraction, "resize": self.resize}
+        extra = {} if self.classes_list == "coco-voc" else {
+            "classes": self.classes_list, "first_id": self.first_id, "num_classes": self.num_classes}
+        return {**self._config(), "min_fraction": self.min_fraction, "resize": self.resize, **extra}

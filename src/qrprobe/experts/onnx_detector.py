@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import QRProbeInputError
 from .base import Expert, ExpertOutput
-from .categories import read_class_list
+from .categories import channel_columns, read_class_list
 from .rules import detections_to_presence, segmentation_to_presence
 from .text import onnx_session
 from .weights import file_identity, resolve_weights
@@ -231,9 +231,15 @@ class OnnxSegmenterExpert(_OnnxExpert):
     Parameters
     ----------
     weights : the ``.onnx`` file
-    classes : class list in the model's channel order (``coco-stuff`` for a COCO-Stuff model)
+    classes : class list in the model's channel order, or (``use_ids``) an ``id<TAB>name`` list such as the
+        shipped ``coco-things-91`` and ``coco-stuff``
     min_fraction : a class must cover more than this share of the pixels
     ignore : comma-separated class names that never count (e.g. ``background,unlabeled``)
+    use_ids : read each class from channel ``id - first_id`` of a model that may have more channels than the
+        list has classes (the per-pixel argmax runs over all channels). A COCO-Stuff model with 182 channels
+        (channel 0 = person, id 1) gives the paper's two experts: ``classes=coco-things-91`` and
+        ``classes=coco-stuff``, both with ``use_ids=true, first_id=1``.
+    first_id : the class id of channel 0
     size, bgr, scale, mean, std : input preprocessing (ImageNet normalisation by default)
     """
 
@@ -241,11 +247,12 @@ class OnnxSegmenterExpert(_OnnxExpert):
     default_group = "Material"
 
     def __init__(self, *, weights: str | None = None, classes: str | None = None, min_fraction: float = 0.0,
-                 ignore: str = "", size: int = 512, bgr: bool = False, scale: float = 1 / 255,
-                 mean: str = "0.485,0.456,0.406", std: str = "0.229,0.224,0.225", threads: int | None = None,
-                 name: str | None = None, group: str | None = None) -> None:
-        super().__init__(weights=weights, classes=classes, use_ids=False, size=size, bgr=bgr, scale=scale,
+                 ignore: str = "", use_ids: bool = False, first_id: int = 0, size: int = 512, bgr: bool = False,
+                 scale: float = 1 / 255, mean: str = "0.485,0.456,0.406", std: str = "0.229,0.224,0.225",
+                 threads: int | None = None, name: str | None = None, group: str | None = None) -> None:
+        super().__init__(weights=weights, classes=classes, use_ids=use_ids, size=size, bgr=bgr, scale=scale,
                          mean=mean, std=std, threads=threads, name=name, group=group)
+        self.first_id = int(first_id)
         self.min_fraction = float(min_fraction)
         self.ignore = [s.strip() for s in str(ignore).split(",") if s.strip()]
         unknown = [s for s in self.ignore if s not in self._names]
@@ -263,13 +270,16 @@ class OnnxSegmenterExpert(_OnnxExpert):
         maps = []
         for outs in self._run(images):
             scores = outs[0]
-            if scores.ndim != 3 or scores.shape[0] != len(self._names):
+            if scores.ndim != 3 or (scores.shape[0] != len(self._names) and not self.use_ids):
                 raise QRProbeInputError(f"expert {self.name!r}: output of shape {scores.shape} per image, "
                                         f"expected ({len(self._names)}, H, W)")
-            maps.append(scores.argmax(axis=0))
+            col = channel_columns(self.class_ids if self.use_ids else None, len(self._names), scores.shape[0],
+                                  self.first_id, f"expert {self.name!r}")
+            maps.append(col[scores.argmax(axis=0)])
         ignore = [self._names.index(s) for s in self.ignore]
         binary, fractions = segmentation_to_presence(maps, len(self._names), self.min_fraction, ignore)
         return ExpertOutput(binary, fractions)
 
     def config(self) -> dict:
-        return {**self._base_config(), "min_fraction": self.min_fraction, "ignore": self.ignore}
+        extra = {"first_id": self.first_id} if self.use_ids else {}
+        return {**self._base_config(), "min_fraction": self.min_fraction, "ignore": self.ignore, **extra}

@@ -124,7 +124,7 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
                    workers: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False,
                    progress: bool = True, image_size: int | None = None,
                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   ) -> tuple[FeatureStore, ExtractionStats]:
+                   preprocess=None) -> tuple[FeatureStore, ExtractionStats]:
     """:func:`extract`, also returning :class:`ExtractionStats`."""
     import torch
     from torch.utils.data import DataLoader
@@ -150,6 +150,10 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         model_config = {"model": str(model), "layer": layer, "pretrained": bool(pretrained),
                         "weights_sha256": _weights_identity(weights), "image_size": image_size,
                         "mean": list(mean) if mean else None, "std": list(std) if std else None}
+        if preprocess is not None:  # only when stated, so that stores made without it keep their hash
+            from ..models.preprocess import parse_preprocess
+
+            model_config["preprocess"] = parse_preprocess(preprocess).describe()
     config = {"format": FORMAT, **model_config, "dtype": dtype, "chunk_size": chunk_size,
               "inputs": source.inputs_hash(), "n_inputs": n}
     chash = config_hash(config)
@@ -170,7 +174,8 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
     if rep is None:
         rep = create_representation(str(model), layer=layer, weights=weights, pretrained=pretrained,
                                     strict_weights=strict_weights, image_size=image_size,
-                                    mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
+                                    mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
+                                    preprocess=preprocess)
     dev = resolve_device(device)
     rep.to(dev)
     stats.device = str(rep.device)
@@ -271,7 +276,9 @@ def extract(model, images, out: str | os.PathLike, **options) -> FeatureStore:
         GPU, 4 on the CPU, see :data:`CPU_BATCH_SIZE`; 256 for classical representations), ``device``
         (``"auto"``: the GPU when present), ``dtype`` (``"float16"`` or ``"float32"``), ``workers`` (loader
         processes; default one per spare core), ``chunk_size`` (8192 images per shard and per resume
-        step), ``overwrite``, ``progress``, ``image_size``, ``mean``, ``std``.
+        step), ``overwrite``, ``progress``, ``image_size``, ``mean``, ``std``, ``preprocess`` (the model's
+        transform stated explicitly: a preset name or a mapping, see
+        :func:`qrprobe.models.preprocess.parse_preprocess`).
 
     Returns
     -------

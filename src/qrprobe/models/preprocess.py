@@ -9,7 +9,7 @@ description for the manifest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -121,6 +121,78 @@ def describe_preprocess(preprocess: Callable) -> dict:
     if hasattr(preprocess, "describe"):
         return preprocess.describe()
     return {"kind": "callable", "repr": repr(preprocess)}
+
+
+#: Named transforms a user can state instead of listing every field (``preprocess: imagenet-bicubic``).
+#: ``imagenet``: the classic ImageNet evaluation (resize the shorter side to 256, centre crop 224, bilinear,
+#: ImageNet mean/std), as torchvision's original ``IMAGENET1K_V1`` weights and the linear evaluations of MoCo
+#: v1-v3, SwAV, DeepCluster-v2, PCL and VISSL use it; ``imagenet-bicubic``: the same with bicubic resizing
+#: (DINO's and DeiT's evaluation).
+PREPROCESS_PRESETS: dict[str, ImagePreprocess] = {
+    "imagenet": ImagePreprocess(resize=256, crop=224, interpolation="bilinear"),
+    "imagenet-bicubic": ImagePreprocess(resize=256, crop=224, interpolation="bicubic"),
+}
+_SPEC_KEYS = ("preset", "resize", "crop", "interpolation", "mean", "std", "resize_mode")
+
+
+def parse_preprocess(spec: str | Mapping | ImagePreprocess) -> ImagePreprocess:
+    """An explicit transform from a preset name, a mapping or an :class:`ImagePreprocess`.
+
+    A mapping has any of ``preset`` (the starting point, default ``imagenet``), ``resize``, ``crop``
+    (pixels), ``interpolation``, ``mean``, ``std`` (three numbers each) and ``resize_mode``; missing fields
+    come from the preset. Raises :class:`~qrprobe.errors.ParameterError` (parameter ``preprocess``) naming
+    the bad field.
+    """
+    from ..errors import ParameterError
+
+    if isinstance(spec, ImagePreprocess):
+        return spec
+    if isinstance(spec, str):
+        spec = {"preset": spec}
+    if not isinstance(spec, Mapping):
+        raise ParameterError("preprocess", f"expected a preset name {sorted(PREPROCESS_PRESETS)} or a mapping "
+                                           f"with keys {list(_SPEC_KEYS)}, got {spec!r}")
+    unknown = sorted(set(spec) - set(_SPEC_KEYS))
+    if unknown:
+        raise ParameterError("preprocess", f"unknown key(s) {unknown}; valid keys: {list(_SPEC_KEYS)}")
+    preset = spec.get("preset", "imagenet")
+    if preset not in PREPROCESS_PRESETS:
+        raise ParameterError("preprocess", f"unknown preset {preset!r}; presets: {sorted(PREPROCESS_PRESETS)}")
+    fields = asdict(PREPROCESS_PRESETS[preset])
+    for key in ("resize", "crop"):
+        if key in spec:
+            value = spec[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "resize" else 0):
+                raise ParameterError("preprocess", f"{key}: expected a positive number of pixels, got {value!r}")
+            fields[key] = value
+    for key in ("mean", "std"):
+        if key in spec:
+            value = spec[key]
+            ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            if not ok or (key == "std" and any(v <= 0 for v in value)):
+                raise ParameterError("preprocess", f"{key}: expected three numbers"
+                                                   f"{' > 0' if key == 'std' else ''}, got {value!r}")
+            fields[key] = tuple(float(v) for v in value)
+    for key, choices in (("interpolation", _INTERPOLATIONS), ("resize_mode", ("shorter", "squash"))):
+        if key in spec:
+            if spec[key] not in choices:
+                raise ParameterError("preprocess", f"{key}: expected one of {list(choices)}, got {spec[key]!r}")
+            fields[key] = spec[key]
+    return ImagePreprocess(**fields)
+
+
+def preprocess_check(spec) -> str | None:
+    """A config check (``param(check=...)``): None when ``spec`` is None or valid, else what was expected."""
+    from ..errors import ParameterError
+
+    if spec is None:
+        return None
+    try:
+        parse_preprocess(spec)
+    except ParameterError as exc:
+        return f"a preset {sorted(PREPROCESS_PRESETS)} or a mapping of {list(_SPEC_KEYS)} ({exc.message})"
+    return None
 
 
 def with_overrides(base: ImagePreprocess, *, image_size: int | None = None,

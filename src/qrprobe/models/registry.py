@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import QRProbeInputError
 from .base import Representation
 from .builtin import builtin_models, lookup_builtin
-from .preprocess import ImagePreprocess, with_overrides
+from .preprocess import ImagePreprocess, parse_preprocess, with_overrides
 
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
@@ -98,7 +98,8 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 def create_representation(spec: str, *, layer: str | None = None, weights: str | None = None,
                           pretrained: bool = True, strict_weights: bool = False,
                           image_size: int | None = None, mean: tuple[float, ...] | None = None,
-                          std: tuple[float, ...] | None = None) -> Representation:
+                          std: tuple[float, ...] | None = None,
+                          preprocess: str | Mapping | ImagePreprocess | None = None) -> Representation:
     """Build a frozen representation with its own preprocessing, on the CPU.
 
     Parameters
@@ -112,7 +113,12 @@ def create_representation(spec: str, *, layer: str | None = None, weights: str |
     pretrained : download the family's pretrained weights (timm, torchvision, open_clip tag, hf); False gives
         random weights (offline).
     strict_weights : reject a checkpoint with missing or unexpected keys.
-    image_size, mean, std : override the preprocessing (crop size; resize = size / 0.875).
+    preprocess : the transform the model was trained/evaluated with, stated explicitly: a preset name
+        (``"imagenet"``, ``"imagenet-bicubic"``), a mapping (``{"resize": 256, "crop": 224, "interpolation":
+        "bicubic", "mean": [...], "std": [...]}``) or an :class:`ImagePreprocess`; it replaces the family's
+        own transform (see :func:`~qrprobe.models.preprocess.parse_preprocess`). Needed for a checkpoint
+        file: without it the transform is the hub configuration of the architecture, not the checkpoint's.
+    image_size, mean, std : override the preprocessing (crop size; resize = size / 0.875), after ``preprocess``.
 
     Returns
     -------
@@ -131,6 +137,14 @@ def create_representation(spec: str, *, layer: str | None = None, weights: str |
     else:
         rep = ADAPTERS[family].builder()(name, layer=layer, pretrained=pretrained, weights=weights,
                                          strict_weights=strict_weights)
+    if preprocess is not None:
+        if rep.info.get("kind") == "classical":
+            raise QRProbeInputError(f"preprocess: not applicable to {spec!r}")
+        rep.preprocess = parse_preprocess(preprocess)
+        rep.info["preprocessing_source"] = "stated"
+    elif weights and family in ("timm", "torchvision", "open_clip", "hf"):
+        rep.info["preprocessing_source"] = (f"the {family} configuration of {name!r}, not the checkpoint's "
+                                            "own; state the checkpoint's transform with `preprocess`")
     if image_size is not None or mean is not None or std is not None:
         if rep.info.get("kind") == "classical":
             raise QRProbeInputError(f"--image-size/--mean/--std: not applicable to {spec!r}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from .._atomic import atomic_write_text
 from ..errors import require
 from .section import Section
-from .tables import Table, _is_text_column, _source_columns, slugify
+from .tables import Table, slugify
 
 _TEMPLATE = "report.html.j2"
 _MARKER = ".qrprobe-figures"
@@ -44,7 +44,7 @@ def _display_width(png: bytes, dpi: int = 130, css_dpi: int = 96) -> int:
 
 def _table_view(table: Table) -> dict:
     disp = table.display_frame()
-    text = [_is_text_column(table.data, c) for c in _source_columns(table.data)]
+    text = table.text_columns()
     return {"title": table.title, "caption": table.caption, "columns": list(disp.columns),
             "rows": [list(r) for r in disp.itertuples(index=False)], "text": text}
 

@@ -140,6 +140,10 @@ class Table:
                 done.add(col)
         return pd.DataFrame(out, columns=list(out))
 
+    def text_columns(self) -> list[bool]:
+        """For each column of :meth:`display_frame`: whether it holds text (left-aligned) rather than numbers."""
+        return [_is_text_column(self.data, c) for c in _source_columns(self.data)]
+
     def _cell(self, value: object, column: str) -> str:
         if isinstance(value, (bool, np.bool_)):
             return "yes" if value else "no"
@@ -186,7 +190,7 @@ class Table:
     def to_latex(self) -> str:
         """A ``table`` environment with a ``tabular`` (booktabs rules), every cell LaTeX-escaped."""
         disp = self.display_frame()
-        align = "".join("l" if _is_text_column(self.data, c) else "r" for c in _source_columns(self.data))
+        align = "".join("l" if text else "r" for text in self.text_columns())
         align = align or "l"
         lines = [r"\begin{table}[t]", r"\centering"]
         if self.caption or self.title:

@@ -36,6 +36,7 @@ from typing import Any
 from ..engine.config import ProtocolConfig, int_at_least, param, validate
 from ..errors import QRProbeInputError
 from ..features.extract import DEFAULT_DTYPE
+from ..models.preprocess import preprocess_check
 from ..results import HEADLINE
 from .schema import build
 from .yamlsrc import load_located
@@ -55,8 +56,8 @@ def _validated(cls: type) -> type:
     return cls
 
 
-@_validated
 @dataclass(frozen=True)
+@_validated
 class ImagesSpec:
     """The image collection."""
 
@@ -66,8 +67,8 @@ class ImagesSpec:
                                "image_id,concept[,group]", file=True, shown="the folder names, if any")
 
 
-@_validated
 @dataclass(frozen=True)
+@_validated
 class ModelSpec:
     """One representation: a MODEL string (``qrprobe models``) and how to run it."""
 
@@ -84,10 +85,13 @@ class ModelSpec:
     image_size: int | None = param(None, "input size (centre crop N)", shown="the model's")
     external: dict[str, float] = param({}, "external scores of this model (e.g. linear-probe accuracy), shown "
                                        "beside the scores and in the Fig. 3 scatter", shown="none")
+    preprocess: str | dict[str, Any] | None = param(
+        None, "the transform the model was trained/evaluated with: a preset (imagenet, imagenet-bicubic) or "
+        "{preset, resize, crop, interpolation, mean, std}", check=preprocess_check, shown="the model family's own")
 
 
-@_validated
 @dataclass(frozen=True)
+@_validated
 class ExpertSpec:
     """One concept expert (``qrprobe experts``)."""
 
@@ -115,8 +119,8 @@ def _analyses_spec() -> type:
 AnalysesSpec = _analyses_spec()
 
 
-@_validated
 @dataclass(frozen=True)
+@_validated
 class ReportSpec:
     """The HTML report."""
 

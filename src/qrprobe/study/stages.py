@@ -63,9 +63,12 @@ def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Feat
     """The feature store of ``model`` on ``images`` (computed, resumed or reused)."""
     from ..features.extract import extract
 
-    key = stage_key({"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
-                     "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
-                     "images": images.key})
+    key_items = {"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
+                 "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
+                 "images": images.key}
+    if model.preprocess is not None:  # only when stated: the keys of earlier runs stay valid
+        key_items["preprocess"] = model.preprocess
+    key = stage_key(key_items)
     path = ctx.out / "features" / f"{slug(model.name)}-{key}"
     ctx.fresh("extract", path)
     done = (path / "manifest.json").is_file()
@@ -76,6 +79,8 @@ def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Feat
         options["batch_size"] = model.batch_size
     if model.image_size:
         options["image_size"] = model.image_size
+    if model.preprocess is not None:
+        options["preprocess"] = model.preprocess
     store = FeatureStore.open(path) if done else extract(model.model, images.source, path, **options)
     ctx.log("extract", model.name, done, time.perf_counter() - t, path)
     return store

@@ -25,6 +25,7 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     freeze(model)
     info = {"adapter": "timm", "architecture": name,
             "weights": "pretrained (timm hub)" if load_hub else "random init"}
+    info.update(hub_tag(model))
     maybe_load_weights(info, model, weights, strict_weights)
     cfg = timm.data.resolve_model_data_config(model)
     preprocess = LibraryPreprocess(timm.data.create_transform(**cfg),
@@ -38,3 +39,16 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
 
 def _jsonable(v):
     return list(v) if isinstance(v, tuple) else v
+
+
+def hub_tag(model) -> dict:
+    """The pretrained tag a timm name resolves to (``resnet50`` -> ``resnet50.a1_in1k``) and where its
+    weights come from; recorded whether or not they are loaded, because its preprocessing is used."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch, tag = cfg.get("architecture"), cfg.get("tag")
+    if not arch:
+        return {}
+    out = {"hub_tag": f"{arch}.{tag}" if tag else arch, "hub_source": cfg.get("hf_hub_id") or cfg.get("url") or ""}
+    if cfg.get("url"):
+        out["hub_url"] = cfg["url"]
+    return out

@@ -44,6 +44,8 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     freeze(model)
     info = {"adapter": "torchvision", "architecture": name,
             "weights": str(weight_enum) if load_hub else "random init"}
+    if weight_enum is not None:  # what the name resolves to; its transform is used even without its weights
+        info.update(hub_tag=str(weight_enum), hub_source=weight_enum.url, hub_url=weight_enum.url)
     if not layer:
         info["classifier_removed"] = _remove_last_linear(model)
     maybe_load_weights(info, model, weights, strict_weights)

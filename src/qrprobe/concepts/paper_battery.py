@@ -1,0 +1,282 @@
+"""The paper's expert battery (Laina et al., ICLR 2022, Table 1, Table 5, App. A) and how a concept bank's
+battery differs from it.
+
+:data:`PAPER_BATTERY` describes each of the paper's experts (group, dataset, classes, model, rule) next to
+qrprobe's counterpart (expert and options, rule, why it differs, what a user must supply).
+``docs/protocol.md`` ("Expert battery: paper vs qrprobe") is generated from it (:func:`battery_markdown`,
+``scripts/update_paper_tables.py``).
+
+:func:`battery_differences` compares the experts a concept bank was labelled with (``bank.info["experts"]``,
+as recorded by the labelling loop) with the paper's battery and returns one message per difference: paper
+experts with no counterpart, counterparts that are substitutes (another dataset, model or rule), experts in
+another concept group than the paper's, and experts the paper did not use. :func:`battery_note` joins them
+into the one line results and reports show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaperExpert:
+    """One expert of the paper's battery and qrprobe's counterpart.
+
+    Attributes
+    ----------
+    key : short identifier (``"open-images"``)
+    group : the paper's concept group (Table 1); the ImageNet labels are ``"IN-1k"`` as in Fig. 4 and Table 3
+    dataset : what the expert was trained on
+    classes : number of concepts in the paper
+    model : the paper's model
+    rule : how the paper turns its output into concepts
+    section : where the paper says so
+    ours : qrprobe's counterpart: expert name and the options that reproduce the paper's setup
+    our_classes : the counterpart's number of concepts (and the substitute's)
+    our_rule : the counterpart's rule (its default)
+    why : why qrprobe's counterpart differs ("" when it does not)
+    supply : what the user must supply for the paper's setup ("" when nothing beyond the images)
+    """
+
+    key: str
+    group: str
+    dataset: str
+    classes: int
+    model: str
+    rule: str
+    section: str
+    ours: str
+    our_classes: str
+    our_rule: str
+    why: str
+    supply: str
+
+
+PAPER_BATTERY: tuple[PaperExpert, ...] = (
+    PaperExpert(
+        key="in1k", group="IN-1k", dataset="ImageNet-1k labels", classes=1000, model="ground truth",
+        rule="one-hot", section="Table 1, Sec. 4.1", ours="`labels` (group IN-1k): each image's class folder",
+        our_classes="1000", our_rule="one-hot", why="", supply="ImageNet-1k train, one folder per class"),
+    PaperExpert(
+        key="open-images", group="Objects", dataset="Open Images (v4)", classes=600,
+        model="Faster R-CNN (TensorFlow Object Detection API, public)", rule="classes detected with score > 0.5",
+        section="App. A, Table 5",
+        ours="`onnx-detector` on your export of that detector (`classes`: its label map, `threshold: 0.5`); "
+             "substitute: `coco` (torchvision Faster R-CNN ResNet-50 FPN v2 on COCO)",
+        our_classes="600 (substitute: 80)", our_rule="score > 0.5",
+        why="no Open Images detector is available as a PyTorch or ONNX download; the `coco` substitute knows the "
+            "80 COCO classes, not 600",
+        supply="the Open Images detector exported to ONNX with NCHW float input (a TensorFlow export needs a "
+               "transpose and cast in front) and its class list, one name per line in its class order"),
+    PaperExpert(
+        key="coco-things", group="Objects", dataset="MS-COCO things", classes=91,
+        model="DeepLab-v2 (ResNet-101) trained on COCO-Stuff", rule="every predicted class",
+        section="App. A, Table 5",
+        ours="`onnx-segmenter` on your COCO-Stuff segmenter with `classes: coco-things-91, use_ids: true, "
+             "first_id: 1` (or `coco-seg` with a torchvision-architecture checkpoint); substitute: `coco-seg` "
+             "(torchvision DeepLabV3-ResNet50, VOC categories)",
+        our_classes="91 (substitute: 20)", our_rule="every predicted class (pixel share > 0)",
+        why="torchvision ships no COCO-Stuff segmenter; its COCO segmenters know the 20 VOC categories only",
+        supply="a COCO-Stuff segmenter exported to ONNX (e.g. DeepLab-v2 ResNet-101 on COCO-Stuff 164k: 182 "
+               "channels, channel 0 = person)"),
+    PaperExpert(
+        key="coco-stuff", group="Material", dataset="COCO-Stuff stuff", classes=91,
+        model="DeepLab-v2 (ResNet-101) trained on COCO-Stuff", rule="every predicted class",
+        section="App. A, Table 5",
+        ours="`onnx-segmenter` on the same segmenter with `classes: coco-stuff, use_ids: true, first_id: 1`, "
+             "group Material; no substitute",
+        our_classes="91", our_rule="every predicted class (pixel share > 0)",
+        why="torchvision ships no COCO-Stuff segmenter", supply="the same COCO-Stuff segmenter as the things expert"),
+    PaperExpert(
+        key="places365", group="Scene", dataset="Places-365", classes=365,
+        model="ResNet-50 (official Places365 release)", rule="top-1", section="App. A, Table 5",
+        ours="`places365`: the same network (CSAIL `resnet50_places365.pth.tar`)", our_classes="365",
+        our_rule="top-1", why="", supply="the CSAIL weights (downloaded when online, else `--weights`)"),
+    PaperExpert(
+        key="sun-attributes", group="Scene", dataset="SUN attributes", classes=102,
+        model="WideResNet-18 (Places365 unified model)", rule="present attributes (no threshold stated)",
+        section="App. A, Table 5", ours="`sun-attributes`: the same network and attribute map (CSAIL)",
+        our_classes="102", our_rule="the 10 best-scoring attributes",
+        why="the paper states no rule; (decided) the top 10, as the official demo reports them",
+        supply="the CSAIL weights and attribute map (downloaded when online, else `--weights`)"),
+    PaperExpert(
+        key="minc", group="Material", dataset="MINC", classes=23, model="DEP (ResNet-50) trained by the authors",
+        rule="top-1", section="App. A, Table 5",
+        ours="`minc`: a ResNet-50 classifier (any torchvision/timm architecture)", our_classes="23",
+        our_rule="top-1", why="the authors' DEP networks were never released",
+        supply="a MINC-trained classifier checkpoint"),
+    PaperExpert(
+        key="dtd", group="Texture", dataset="DTD", classes=47, model="DEP (ResNet-50) trained by the authors",
+        rule="top-1", section="App. A, Table 5",
+        ours="`dtd`: a ResNet-50 classifier (any torchvision/timm architecture)", our_classes="47",
+        our_rule="top-1", why="the authors' DEP networks were never released",
+        supply="a DTD-trained classifier checkpoint"),
+    PaperExpert(
+        key="color", group="Texture", dataset="colour (Bau et al., 2017)", classes=11,
+        model="per-pixel colour naming of Bau et al.", rule="colours present", section="Table 1, Table 5",
+        ours="`color`: per-pixel naming by nearest CIELAB prototype", our_classes="11",
+        our_rule="colour covers >= 5% of the pixels",
+        why="Bau et al.'s colour-naming table is not distributed in any package; the paper states no minimum "
+            "share ((decided) 5%)", supply=""),
+    PaperExpert(
+        key="text", group="Other", dataset="text detection", classes=1,
+        model="CRAFT (official, no refiner) trained on SynthText, IC13, IC17", rule="text present",
+        section="App. A, Table 5",
+        ours="`text`: PP-OCRv4 detection verified by recognition (rapidocr's ONNX files)", our_classes="1",
+        our_rule="a region with score >= 0.6 read as >= 2 characters",
+        why="CRAFT is not packaged for offline use; PP-OCRv4 ships in a wheel", supply=""),
+    PaperExpert(
+        key="sentiment", group="Other", dataset="sentiment (T4SA)", classes=3, model="VGG-19", rule="top-1",
+        section="App. A, Table 5", ours="`sentiment`: VGG-19", our_classes="3", our_rule="top-1", why="",
+        supply="the T4SA-trained VGG-19 weights"),
+    PaperExpert(
+        key="clip-style", group="Other", dataset="photographic style (CLIP)", classes=9, model="CLIP (OpenAI)",
+        rule="best of 8 prompts if cosine >= 0.5, else background", section="App. A",
+        ours="`clip-style`: OpenAI CLIP ViT-B/32 (open_clip `openai`)", our_classes="9",
+        our_rule="default: best prompt if softmax(100·cosine) >= 0.5, else background; `score: cosine`: the "
+                 "paper's rule",
+        why="(decided) with released CLIP models image-text cosines rarely exceed 0.35, so the literal rule labels "
+            "nearly every image background; the default reads 0.5 as the best prompt's probability",
+        supply="nothing (the OpenAI weights download when online, else `--weights`)"),
+)
+
+_BY_KEY = {e.key: e for e in PAPER_BATTERY}
+# registry names whose expert always plays the same paper role
+_ROLES = {"labels": "in1k", "coco": "open-images", "onnx-detector": "open-images", "places365": "places365",
+          "sun-attributes": "sun-attributes", "minc": "minc", "dtd": "dtd", "color": "color", "text": "text",
+          "sentiment": "sentiment", "clip-style": "clip-style"}
+_SEGMENTER_ROLES = {"coco-things-91": "coco-things", "coco-voc": "coco-things", "coco-stuff": "coco-stuff"}
+
+
+def paper_role(entry: Mapping) -> str | None:
+    """The key of the paper expert that a bank's expert entry stands for (None: not in the paper's battery)."""
+    expert = entry.get("expert")
+    if expert in ("coco-seg", "onnx-segmenter"):
+        classes = (entry.get("config") or {}).get("classes", "coco-voc" if expert == "coco-seg" else None)
+        return _SEGMENTER_ROLES.get(classes)
+    return _ROLES.get(expert)
+
+
+def _label(entry: Mapping) -> str:
+    name, expert = entry.get("name"), entry.get("expert")
+    return f"{name}" if name == expert else f"{name} ({expert})"
+
+
+def _number(config: Mapping, key: str, default: float) -> float:
+    value = config.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _substitution(role: str, entry: Mapping) -> list[str]:
+    """How one counterpart differs from the paper expert it stands for (model, dataset, classes, rule)."""
+    paper = _BY_KEY[role]
+    config = entry.get("config") or {}
+    expert = entry.get("expert")
+    n = entry.get("n_concepts")
+    who = f"{paper.group}: {_label(entry)}"
+    out = []
+    if role == "in1k":
+        if n != paper.classes:
+            out.append(f"IN-1k: {_label(entry)} has {n} classes, not the 1000 ImageNet-1k labels")
+        return out
+    if role == "open-images":
+        if expert == "coco":
+            out.append(f"{who}: COCO detection ({config.get('arch', 'torchvision')}, {n} classes) stands in for "
+                       f"the paper's Open Images detector (Faster R-CNN, 600 classes)")
+        elif n != paper.classes:
+            out.append(f"{who}: a detector with {n} classes, not the Open Images detector's 600")
+        threshold = _number(config, "threshold", 0.5)
+        if threshold != 0.5:
+            out.append(f"{who}: detection score > {threshold:g}, not the paper's > 0.5")
+        return out
+    if role in ("coco-things", "coco-stuff"):
+        if config.get("classes", "coco-voc") == "coco-voc":
+            out.append(f"{who}: COCO segmentation with the {n} VOC categories ({config.get('arch', 'torchvision')}) "
+                       f"stands in for the paper's COCO things segmenter (DeepLab-v2, 91 classes)")
+        min_fraction = _number(config, "min_fraction", 0.0)
+        if min_fraction != 0.0:
+            out.append(f"{who}: a class counts above {min_fraction:g} of the pixels, not at every predicted pixel")
+        return out
+    if role in ("minc", "dtd"):
+        out.append(f"{who}: a {config.get('arch', 'ResNet-50')} classifier stands in for the paper's DEP network "
+                   f"(never released)")
+    elif role == "color":
+        out.append(f"{who}: colour naming by CIELAB prototypes stands in for Bau et al.'s colour concepts")
+    elif role == "text":
+        out.append(f"{who}: PP-OCRv4 text detection stands in for the paper's CRAFT")
+    elif role == "places365" and config.get("arch", "resnet50") != "resnet50":
+        out.append(f"{who}: a {config.get('arch')} network, not the paper's ResNet-50")
+    elif role == "sentiment" and config.get("arch", "vgg19") != "vgg19":
+        out.append(f"{who}: a {config.get('arch')} network, not the paper's VGG-19")
+    elif role == "clip-style":
+        if config.get("score", "softmax") != "cosine":
+            out.append(f"{who}: rule softmax(100·cos) >= {_number(config, 'threshold', 0.5):g}, not the paper's "
+                       f"cos >= 0.5 (score: cosine gives the paper's)")
+        elif _number(config, "threshold", 0.5) != 0.5:
+            out.append(f"{who}: cos >= {_number(config, 'threshold', 0.5):g}, not the paper's cos >= 0.5")
+        if not config.get("weights") and config.get("pretrained", "openai") != "openai":
+            out.append(f"{who}: CLIP weights {config.get('pretrained')!r}, not OpenAI's")
+    rule = config.get("rule")
+    if role in ("places365", "minc", "dtd", "sentiment") and rule not in (None, "top1"):
+        out.append(f"{who}: rule {entry.get('rule') or rule}, not the paper's top-1")
+    if role in _BY_KEY and n is not None and role not in ("in1k",) and n != paper.classes:
+        out.append(f"{who}: {n} concepts, the paper's has {paper.classes}")
+    return out
+
+
+def battery_differences(experts_info: Sequence[Mapping]) -> list[str]:
+    """One message per difference between a concept bank's experts and the paper's battery.
+
+    Parameters
+    ----------
+    experts_info : ``bank.info["experts"]``: per expert a mapping with ``name``, ``expert`` (registry name),
+        ``group``, ``n_concepts``, ``rule`` and ``config``, as the labelling loop records them
+
+    Returns
+    -------
+    list of str, empty when the battery is the paper's: paper experts with no counterpart
+    (``"Material: no COCO-Stuff stuff expert (paper: DeepLab-v2 ...)"``), substitutes and other rules, experts
+    in another group than the paper's, and experts the paper did not use.
+    """
+    messages: list[str] = []
+    covered: set[str] = set()
+    extras: list[str] = []
+    for entry in experts_info:
+        role = paper_role(entry)
+        if role is None:
+            extras.append(f"{_label(entry)} ({entry.get('group')})")
+            continue
+        covered.add(role)
+        messages.extend(m for m in _substitution(role, entry) if m not in messages)
+        paper = _BY_KEY[role]
+        group = entry.get("group")
+        if role != "in1k" and group is not None and str(group).lower() != paper.group.lower():
+            messages.append(f"{_label(entry)} is in group {group}; the paper's {paper.dataset} expert is in "
+                            f"{paper.group}")
+    for paper in PAPER_BATTERY:
+        if paper.key not in covered:
+            messages.append(f"{paper.group}: no {paper.dataset} expert (paper: {paper.model})")
+    if extras:
+        messages.append("experts the paper did not use: " + ", ".join(extras))
+    return messages
+
+
+def battery_note(experts_info: Sequence[Mapping]) -> str | None:
+    """``"concept battery differs from the paper: ..."`` (the differences joined by "; "), or None."""
+    differences = battery_differences(experts_info)
+    return "concept battery differs from the paper: " + "; ".join(differences) if differences else None
+
+
+def battery_markdown() -> str:
+    """The table of ``docs/protocol.md`` ("Expert battery: paper vs qrprobe"), one row per paper expert."""
+    lines = ["| group | expert | classes: paper / qrprobe | paper: model; rule (where) | qrprobe: expert; rule | "
+             "why it differs | you supply |", "|" + "---|" * 7]
+    for e in PAPER_BATTERY:
+        lines.append(f"| {e.group} | {e.dataset} | {e.classes} / {e.our_classes} | {e.model}; {e.rule} "
+                     f"({e.section}) | {e.ours}; {e.our_rule} | {e.why or 'same'} | {e.supply or '—'} |")
+    return "\n".join(lines)
