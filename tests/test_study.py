@@ -176,3 +176,36 @@ def test_the_study_template_is_a_valid_study(tmp_path):
     study = load_study(path)
     assert study.protocol.k == 1000 and study.analyses.breakdown.label_group == "Labels"
     assert main(["example", "--study", "-o", str(path)]) == 2  # exists: needs --overwrite
+
+
+def test_a_study_takes_a_feature_store_and_a_concept_bank_made_elsewhere(tmp_path):
+    """Features extracted with the CLI and a bank labelled with the CLI enter a study as they are."""
+    import numpy as np
+
+    from qrprobe.cli.main import main
+    from qrprobe.results import Result
+    from qrprobe.study.config import study_from_dict
+    from qrprobe.study.runner import run_study
+
+    images = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for cls in ("red", "blue"):
+        (images / cls).mkdir(parents=True)
+        for i in range(12):
+            colour = (200, 20, 20) if cls == "red" else (20, 20, 200)
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(images / cls / f"{i}.png")
+    assert main(["extract", "pixels-4", str(images), "-o", str(tmp_path / "feats"), "--quiet"]) == 0
+    assert main(["label", str(images), "--experts", "labels,color", "-o", str(tmp_path / "bank"), "--quiet"]) == 0
+    study = study_from_dict({"name": "s", "images": {"source": str(images)},
+                             "models": [{"name": "pixels", "features": str(tmp_path / "feats")}],
+                             "concepts": [str(tmp_path / "bank")],
+                             "protocol": {"k": 2, "clusterings": 1, "iters": 10, "restarts": 1,
+                                          "probe": {"epochs": 3}},
+                             "report": {"enabled": False}}, {}, tmp_path)
+    outcome = run_study(study, output=tmp_path / "out", progress=False, echo=lambda _: None)
+    assert outcome.ran("extract") == [] and outcome.ran("label") == []  # nothing re-made
+    result = Result.load(outcome.results["pixels"])
+    assert result.inputs["features"]["model"] == "pixels-4" and result.inputs["concepts"]["n_concepts"] > 2

@@ -257,3 +257,18 @@ def intersect_rows(features: Features, bank: ConceptBank) -> tuple[Features, Con
     if report.dropped_from_concepts or not np.array_equal(order, np.arange(len(order))):
         bank = bank.select_rows(order)
     return features, bank, report
+
+
+def intersect_banks(banks: list[ConceptBank]) -> tuple[list[ConceptBank], int]:
+    """The banks restricted to the image ids all of them have, in the first bank's order; and how many images
+    were dropped. Every bank needs image ids."""
+    if any(b.image_ids is None for b in banks):
+        raise QRProbeInputError("concept banks without image ids cannot be matched to each other")
+    ids = [pd.Index(np.asarray(b.image_ids).astype(str)) for b in banks]
+    common = ids[0]
+    for other in ids[1:]:
+        common = common[common.isin(other)]
+    if len(common) == 0:
+        raise QRProbeInputError("the concept banks share no image ids")
+    out = [b.select_rows(i.get_indexer(common)) for b, i in zip(banks, ids, strict=True)]
+    return out, int(sum(len(i) for i in ids) - len(common) * len(ids))

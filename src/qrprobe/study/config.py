@@ -73,8 +73,11 @@ class ModelSpec:
     """One representation: a MODEL string (``qrprobe models``) and how to run it."""
 
     name: str = required("the representation's name in tables and reports")
-    model: str = required("a MODEL string: built-in name, timm:NAME, torchvision:NAME, open_clip:NAME, hf:NAME, "
-                          "a TorchScript/ONNX file or python:module:factory (`qrprobe models`)")
+    model: str = param("", "a MODEL string: built-in name, timm:NAME, torchvision:NAME, open_clip:NAME, hf:NAME, "
+                       "a TorchScript/ONNX file or python:module:factory (`qrprobe models`); required unless "
+                       "`features` is given", shown="required")
+    features: str | None = param(None, "a feature store already extracted (`qrprobe extract`) on the study's "
+                                 "images: used instead of extracting", file=True, shown="extract")
     weights: str | None = param(None, "a local checkpoint loaded into the model (weights only)", file=True,
                                 shown="the library's pretrained weights")
     layer: str | None = param(None, "an intermediate layer (module name, optional pooling)",
@@ -137,7 +140,9 @@ class StudyConfig:
     name: str = required("the study's name (the default output folder is NAME-out beside the file)")
     images: ImagesSpec = required("the image collection")
     models: list[ModelSpec] = required("the representations to compare")
-    experts: list[ExpertSpec] = required("the concept experts that label the images")
+    experts: list[ExpertSpec] = param([], "the concept experts that label the images", shown="none")
+    concepts: list[str] = param([], "concept banks already labelled (`qrprobe label`) on the study's images, "
+                                "used beside the experts'", file=True, shown="none")
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig,
                                      metadata={"help": "the protocol (`qrprobe evaluate --help` lists every key)"})
     analyses: AnalysesSpec = field(default_factory=AnalysesSpec,
@@ -198,9 +203,14 @@ def _upgrade_explain(value: dict, locations: dict) -> tuple[dict, dict]:
 
 def _semantic_problems(study: StudyConfig) -> list[str]:
     problems = []
+    if not study.models:
+        problems.append("models: at least one is needed")
+    if not study.experts and not study.concepts:
+        problems.append("experts: at least one expert (or a concept bank under `concepts`) is needed")
+    for m in study.models:
+        if not m.model and not m.features:
+            problems.append(f"models.{m.name}: give `model` (to extract) or `features` (a feature store)")
     for what, items in (("models", study.models), ("experts", study.experts)):
-        if not items:
-            problems.append(f"{what}: at least one is needed")
         names = [i.name for i in items]
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:

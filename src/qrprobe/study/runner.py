@@ -80,7 +80,7 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     images = ImageSet.open(study.images.source, study.images.labels)
     out.mkdir(parents=True, exist_ok=True)
     outcome = StudyOutcome(out)
-    ctx = StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo)
+    ctx = StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo, images.key)
     atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
 
     stores = {m.name: extract_stage(ctx, m, images) for m in study.models}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
+from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
 from ..results import Result
 from .cache import file_identity, slug, stage_key
@@ -33,7 +34,6 @@ class ImageSet:
 
     @classmethod
     def open(cls, spec: str, labels: str | None = None) -> ImageSet:
-        from ..errors import QRProbeInputError
         from ..images import open_images
 
         source = open_images(spec)
@@ -52,6 +52,7 @@ class StageContext:
     force: frozenset[str] = field(default_factory=frozenset)
     progress: bool = True
     echo: Callable[[str], None] = print
+    images_key: str = ""  # the hash of the study's own images (transfer targets are other images)
 
     def fresh(self, stage: str, path: Path) -> None:
         """Remove ``path`` when ``stage`` is forced, so that it is recomputed."""
@@ -60,9 +61,17 @@ class StageContext:
 
 
 def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> FeatureStore:
-    """The feature store of ``model`` on ``images`` (computed, resumed or reused)."""
+    """The feature store of ``model`` on ``images`` (computed, resumed or reused; or the store the study names)."""
     from ..features.extract import extract
 
+    if model.features and images.key == ctx.images_key:
+        store = FeatureStore.open(model.features)
+        ctx.log("extract", model.name, True, 0.0, Path(model.features))
+        return store
+
+    if not model.model:
+        raise QRProbeInputError(f"models.{model.name}: only a feature store is given (`features`), so it cannot be "
+                                f"extracted on other images; give `model` too")
     key_items = {"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
                  "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
                  "images": images.key}
@@ -129,7 +138,31 @@ def label_stage(ctx: StageContext, images: ImageSet) -> ConceptBank:
         if seconds.get("decode"):
             ctx.echo(f"[label] decoding images (not hidden by the experts): {seconds['decode']:.1f} s")
         shutil.rmtree(work, ignore_errors=True)
-    return ConceptBank.concat([ConceptBank.load(paths[e.name]) for e in experts])
+    banks = [ConceptBank.load(paths[e.name]) for e in experts]
+    if images.key == ctx.images_key:  # the study's own images: add the banks it names
+        banks += [ConceptBank.load(path) for path in ctx.study.concepts]
+        for path in ctx.study.concepts:
+            ctx.log("label", Path(path).name, True, 0.0, Path(path))
+    return _concat_by_id(banks, ctx)
+
+
+def _concat_by_id(banks: list[ConceptBank], ctx: StageContext) -> ConceptBank:
+    """Banks side by side; banks made elsewhere are re-ordered to the first bank's image ids (explicitly: an
+    image missing from one bank is dropped, with a warning)."""
+    from ..engine.inputs import intersect_banks
+
+    if len(banks) > 1 and any(b.image_ids is None or not _same_ids(b, banks[0]) for b in banks[1:]):
+        banks, dropped = intersect_banks(banks)
+        if dropped:
+            ctx.echo(f"warning: concept banks: {dropped} image(s) not in every bank are left out")
+    return ConceptBank.concat(banks)
+
+
+def _same_ids(a: ConceptBank, b: ConceptBank) -> bool:
+    import numpy as np
+
+    return a.image_ids is not None and b.image_ids is not None and np.array_equal(
+        np.asarray(a.image_ids).astype(str), np.asarray(b.image_ids).astype(str))
 
 
 def matched_inputs(ctx: StageContext, store: FeatureStore, bank: ConceptBank, what: str):
