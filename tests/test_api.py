@@ -43,3 +43,26 @@ def test_result_has_a_short_repr_and_frames(tmp_path):
     assert list(frame["clustering"]) == [0, 1] and {"nmi", "mi_bits"} <= set(frame.columns)
     summary = result.summary_frame()
     assert summary.loc["nmi", "mean"] == result.summary["nmi"]["mean"] and summary.loc["nmi", "n"] == 2
+
+
+def test_analyze_takes_paths_or_objects_and_options_by_name(tmp_path):
+    import numpy as np
+
+    from qrprobe.concepts.bank import ConceptBank
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(240, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    bank = ConceptBank.from_matrix((rng.random((240, 4)) < 0.4).astype(np.uint8), list("abcd"),
+                                   groups=["G1", "G1", "G2", "G2"])
+    bank.save(tmp_path / "bank")
+    fast = {"k": 3, "clusterings": 1, "iters": 5, "restarts": 1, "epochs": 2, "device": "cpu"}
+    by_path = qrprobe.analyze("breakdown", features=tmp_path / "x.npy", concepts=tmp_path / "bank",
+                              order=["G1", "G2"], **fast)
+    by_object = qrprobe.analyze("breakdown", features=x, concepts=bank, order=["G1", "G2"], **fast)
+    a, b = (o.section.tables()[0].data for o in (by_path, by_object))
+    assert a.equals(b) and len(a) == 2
+    import pytest
+
+    with pytest.raises(TypeError, match="unknown protocol parameter 'pairz'"):
+        qrprobe.analyze("breakdown", features=x, concepts=bank, pairz=3)

@@ -18,9 +18,10 @@ Inputs and artifacts: ``open_images``, ``extract``, ``FeatureStore``, ``write_fe
 The protocol: ``evaluate``, ``ProtocolConfig``, ``ProbeConfig``, ``ReverseProbing`` (a scikit-learn
 estimator), ``quantize`` and ``probe_labels`` (its steps), ``KMeans``, ``Standardizer``, ``ReverseProbe``,
 ``stratified_split``, ``Result``.
-Analyses and reports: ``run_analysis`` (any analysis of the paper by name: ``compare``, ``breakdown``,
-``explain``, ``explain-groups``, ``ksweep``, ``transfer``, ``forward-probe``, ``self-labels``,
-``concepts-to-labels``), ``analysis`` (the functions themselves), ``report``.
+Analyses and reports: ``analyze`` (any analysis of the paper by name, inputs as paths or objects:
+``compare``, ``breakdown``, ``explain``, ``explain-groups``, ``ksweep``, ``transfer``, ``forward-probe``,
+``self-labels``, ``concepts-to-labels``), ``run_analysis`` (the same on prepared inputs), ``analysis`` (the
+functions themselves), ``report``.
 Studies: ``load_study``, ``run_study``. Generated data with a known answer: ``synthetic``.
 Errors: ``QRProbeInputError`` (bad input), ``ParameterError`` (a bad parameter value).
 """
@@ -53,6 +54,7 @@ _EXPORTS = {
     "create_representation": "qrprobe.models",
     "label": ("qrprobe.experts.label", "label_images"),
     "run_analysis": "qrprobe.workflow.analyses",
+    "analyze": "qrprobe.workflow.analyses",
     "report": "qrprobe.report",
     "load_study": "qrprobe.study.config",
     "run_study": "qrprobe.study.runner",

@@ -10,6 +10,7 @@ labels, which rank beside K-means results).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -339,4 +340,56 @@ def run_analysis(kind: str | AnalysisKind, inputs: AnalysisInputs, spec: Any = N
     return entry.run(inputs, spec, protocol or ProtocolConfig(), progress)
 
 
-__all__ = ["ANALYSES", "AnalysisInputs", "AnalysisKind", "AnalysisOutput", "analysis_kind", "run_analysis"]
+def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: Any = None, results: Any = None,
+            target_features: Any = None, target_concepts: Any = None, name: str = "",
+            config: ProtocolConfig | None = None, progress: bool = False, **params: Any) -> AnalysisOutput:
+    """Run one analysis from Python, with paths or objects alike.
+
+    ``features`` / ``target_features``: an array, a FeatureStore or a path; ``concepts`` / ``target_concepts``:
+    a ConceptBank or a path; ``result``: a Result or a result directory; ``results``: a list of those.
+    ``params``: the analysis' options (``qrprobe <kind> --help``) and, where the protocol applies, protocol
+    parameters (``k=50, clusterings=3``) — or a whole ``config``.
+
+    Examples
+    --------
+    >>> out = qrprobe.analyze("breakdown", features="feats/", concepts="concepts/", label_group="Labels",
+    ...                       k=50, clusterings=3)                                   # doctest: +SKIP
+    >>> out.section.tables()[0].data                                                # doctest: +SKIP
+    """
+    from ..engine.evaluate import protocol_config
+    from ..engine.inputs import Features, load_concepts, load_features
+
+    entry = analysis_kind(kind)
+    spec_names = {f.name for f in dataclasses.fields(entry.spec)}
+    spec = entry.spec(**{k: v for k, v in params.items() if k in spec_names})
+    protocol = protocol_config(config, {k: v for k, v in params.items() if k not in spec_names})
+
+    def feats_of(value: Any) -> Features | None:
+        return None if value is None or isinstance(value, Features) else load_features(value)
+
+    def bank_of(value: Any, feats: Features | None) -> ConceptBank | None:
+        if value is None or isinstance(value, ConceptBank):
+            return value
+        return load_concepts(value, image_ids=None if feats is None else feats.image_ids,
+                             n_images=None if feats is None else feats.array.shape[0])
+
+    def result_of(value: Any) -> Result | None:
+        return value if value is None or isinstance(value, Result) else Result.load(value)
+
+    inputs = AnalysisInputs(name=name)
+    inputs.features = feats_of(features)
+    inputs.concepts = bank_of(concepts, inputs.features)
+    inputs.result = result_of(result)
+    if results is not None:
+        inputs.results = [result_of(r) for r in results]
+        inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (r.name or f"result {i}")
+                              for i, r in enumerate(results)]
+    inputs.target_features = feats_of(target_features)
+    inputs.target_concepts = bank_of(target_concepts, inputs.target_features)
+    if "target" in entry.needs and inputs.result is not None and inputs.concepts is not None:
+        inputs.source_concepts = inputs.concepts
+    return run_analysis(entry, inputs, spec, protocol, progress)
+
+
+__all__ = ["ANALYSES", "AnalysisInputs", "AnalysisKind", "AnalysisOutput", "analysis_kind", "analyze",
+           "run_analysis"]
