@@ -56,11 +56,11 @@ def test_label_folder_skips_unreadable_images_and_reports_them(image_folder, tmp
 
 
 def test_images_are_decoded_once_for_all_experts(image_folder, monkeypatch):
-    import qrprobe.images as images
+    import qrprobe.images.decode as decode
 
     calls = []
-    real = images.decode_image
-    monkeypatch.setattr(images, "decode_image", lambda b: calls.append(1) or real(b))
+    real = decode.decode_image
+    monkeypatch.setattr(decode, "decode_image", lambda b: calls.append(1) or real(b))
     label_images(image_folder, ["labels", "color", "image-stats"], progress=False)
     assert len(calls) == 8  # 7 good images and the broken one, each decoded once
 
