@@ -51,8 +51,8 @@ def file_list_source(list_path: str | os.PathLike) -> ImageSource:
         else:
             raise QRProbeInputError(f"{list_path}:{lineno}: expected 'path', 'image_id, path' or "
                                     f"'image_id, path, label', got {len(row)} fields")
-        if not path:
-            raise QRProbeInputError(f"{list_path}:{lineno}: empty path")
+        if not path or "\0" in path:
+            raise QRProbeInputError(f"{list_path}:{lineno}: {'a NUL byte in the' if path else 'empty'} path")
         full = path if os.path.isabs(path) else os.path.join(base, path)
         ids.append(str(image_id))
         paths.append(os.path.abspath(full))
@@ -67,6 +67,9 @@ def paths_source(paths: Sequence[str | os.PathLike], image_ids: Sequence[str] | 
                  labels: Sequence[str] | None = None) -> ImageSource:
     """An in-memory list of image files; ids default to the paths as given."""
     given = [str(p) for p in paths]
+    bad = next((p for p in given if not p or "\0" in p), None)
+    if bad is not None:
+        raise QRProbeInputError(f"IMAGES: {bad!r} is not a path (empty or with a NUL byte)")
     ids = list(given) if image_ids is None else [str(i) for i in image_ids]
     full = [os.path.abspath(p) for p in given]
     return ImageSource("paths", f"<{len(given)} paths>", ids, full,

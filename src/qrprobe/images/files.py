@@ -25,8 +25,14 @@ def file_kind(mode: int) -> str:
     return next((what for test, what in _KINDS if test(mode)), "not a regular file")
 
 
-def not_regular_reason(st: os.stat_result, max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
+def byte_cap(max_bytes: int | None = None) -> int:
+    """``max_bytes``, or :data:`MAX_IMAGE_BYTES` (looked up at call time) when None."""
+    return MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+
+
+def not_regular_reason(st: os.stat_result, max_bytes: int | None = None) -> str | None:
     """Why a file with this ``stat`` result cannot be an image file, or None when it can be read."""
+    max_bytes = byte_cap(max_bytes)
     if stat.S_ISDIR(st.st_mode):
         return "is a directory, not a file"
     if not stat.S_ISREG(st.st_mode):
@@ -36,16 +42,18 @@ def not_regular_reason(st: os.stat_result, max_bytes: int = MAX_IMAGE_BYTES) -> 
     return None
 
 
-def too_large(size: int, max_bytes: int = MAX_IMAGE_BYTES) -> str:
+def too_large(size: int, max_bytes: int | None = None) -> str:
+    max_bytes = byte_cap(max_bytes)
     return f"file too large ({size} bytes; the cap is {max_bytes} bytes)"
 
 
-def read_file_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+def read_file_bytes(path: str, max_bytes: int | None = None) -> bytes:
     """Return the bytes of the regular file ``path`` (at most ``max_bytes``).
 
     Raises :class:`ImageDecodeError` saying why the file cannot be read: missing, a directory, a FIFO or
     device (checked on the opened file, so a file swapped after listing is caught too), too large.
     """
+    max_bytes = byte_cap(max_bytes)
     try:
         # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -53,16 +61,18 @@ def read_file_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
         raise ImageDecodeError("file not found") from None
     except IsADirectoryError:
         raise ImageDecodeError("is a directory, not a file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ImageDecodeError(f"cannot read file ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        reason = not_regular_reason(os.fstat(fd), max_bytes)
+        if reason:
+            raise ImageDecodeError(reason)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
     except OSError as exc:
         raise ImageDecodeError(f"cannot read file ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as f:
-        try:
-            reason = not_regular_reason(os.fstat(fd), max_bytes)
-            if reason:
-                raise ImageDecodeError(reason)
-            data = f.read(max_bytes + 1)
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise ImageDecodeError(too_large(len(data), max_bytes))
     return data

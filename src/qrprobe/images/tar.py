@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import QRProbeInputError
 from .decode import IMAGE_EXTENSIONS, ImageDecodeError
-from .files import MAX_IMAGE_BYTES, file_kind, is_utf8, printable, too_large
+from .files import byte_cap, file_kind, is_utf8, printable, too_large
 from .source import ImageSource
 
 _WDS_IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
@@ -145,7 +145,7 @@ def _sample_problem(key: str, members: dict, image_ext: str | None, label_ext: s
         return f"sample has no image member (members: {sorted(members)})"
     if not is_utf8(key):
         return "member name is not valid UTF-8"
-    if members[image_ext][2] > MAX_IMAGE_BYTES:
+    if members[image_ext][2] > byte_cap():
         return too_large(members[image_ext][2])
     if label_ext is not None and members[label_ext][2] > _MAX_LABEL_BYTES:
         return f"label member {members[label_ext][0]!r} is over {_MAX_LABEL_BYTES} bytes: not a label"
@@ -173,6 +173,7 @@ def scan_shard(tar_path: str) -> ShardScan:
             raise QRProbeInputError(f"IMAGES: {tar_path!r} is not an uncompressed tar file ({exc}); "
                                     "compressed shards are not supported, use plain .tar") from None
         end = 0  # where the next header should start
+        last = None  # the last member read: its sample may be incomplete if damage follows
         try:
             for member in tf:
                 data_end = member.offset_data + member.size
@@ -180,15 +181,18 @@ def scan_shard(tar_path: str) -> ShardScan:
                     lost[member.name] = f"cut short: the shard ends at byte {file_size}, the member at {data_end}"
                     end = file_size
                     break
-                end = member.offset_data + _padded(member.size)
+                end, last = member.offset_data + _padded(member.size), member.name
                 key, ext = _split_key(member.name)
                 if member.isfile() and ext and not key.rpartition("/")[2].startswith("."):
                     scan.samples.setdefault(key, {})[ext] = (member.name, member.offset_data, member.size)
         except tarfile.TarError:
             pass  # a header tarfile cannot read: reported below from what lies at `end`
-        damage = _damage_at(fh, end, file_size, lost)
+        damage, named = _damage_at(fh, end, file_size, lost)
     if damage is None:
         return scan
+    if last is not None and not named:  # the member at the damage may have belonged to the last sample
+        lost.setdefault(last, "possibly incomplete: an unnamed member is lost right after it (a sample's "
+                              "members are stored together)")
     scan.rejected.append({"image_id": os.path.basename(tar_path), "path": tar_path, "reason": damage})
     by_key: dict[str, list[str]] = {}
     for name in lost:
@@ -205,26 +209,32 @@ def _padded(size: int) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
-def _damage_at(fh, end: int, file_size: int, lost: dict[str, str]) -> str | None:
-    """How the shard is damaged when a tar reader stops at byte ``end`` (None when it ends cleanly); adds the
-    members that lie beyond to ``lost``."""
+def _damage_at(fh, end: int, file_size: int, lost: dict[str, str]) -> tuple[str | None, bool]:
+    """How the shard is damaged when a tar reader stops at byte ``end`` (None when it ends cleanly), and
+    whether the member at the damage is known by name; adds the members that lie beyond to ``lost``."""
     if end >= file_size:
         if lost:
-            return f"the shard is cut short (it ends at byte {file_size}, inside a member)"
+            return f"the shard is cut short (it ends at byte {file_size}, inside a member)", True
         return (f"the shard ends at byte {file_size} without an end-of-archive marker: it was probably cut "
-                "short, and any members after that point are lost")
+                "short, and any members after that point are lost"), False
     fh.seek(end)
     block = fh.read(_BLOCK)
     if not block.strip(b"\0"):
         beyond = _headers_after(fh, end + _BLOCK, file_size)
         for name in beyond:
             lost[name] = f"lies after an end-of-archive marker at byte {end}, where tar readers stop"
-        return f"the shard has {len(beyond)} member(s) after its end-of-archive marker" if beyond else None
-    readable = printable(block[:100].split(b"\0")[0].decode("utf-8", "surrogateescape"))
+        return (f"the shard has {len(beyond)} member(s) after its end-of-archive marker" if beyond else None), True
+    field = block[:100]
+    readable = field.split(b"\0")[0].decode("utf-8", "surrogateescape")
+    # a block cut short keeps the bytes it has: its name is sure when the name field ends inside it; a whole
+    # block that tar readers refuse has a bad checksum, so its name may be as damaged as the rest
+    named = bool(readable) and b"\0" in field and len(block) < _BLOCK
+    if readable:
+        lost[readable] = f"its header at byte {end} is damaged or cut short (name as far as readable)"
     for name in _headers_after(fh, end + _BLOCK, file_size):
         lost[name] = f"lies after a damaged tar header at byte {end}, where tar readers stop"
-    return (f"damaged tar header at byte {end} of {file_size} (member name as far as readable: {readable!r}); "
-            "the rest of the shard cannot be read")
+    return (f"damaged tar header at byte {end} of {file_size} (member name as far as readable: "
+            f"{printable(readable)!r}); the rest of the shard cannot be read"), named
 
 
 def _headers_after(fh, start: int, file_size: int) -> list[str]:
