@@ -185,6 +185,7 @@ def _mode_cases():
     cmyk.putdata([(0, 255, 255, 0), (0, 0, 0, 255)])
     wide = np.array([[-1000, 0], [500, 3000]], np.int32)
     floats = np.array([[0.0, np.nan], [5.0, 10.0]], np.float32)
+    signed = np.array([[-1.0, np.nan], [0.5, np.inf]], np.float32)
     big16 = Image.frombytes("I;16B", (64, 48), RAMP16.astype(">u2").tobytes())
     return [
         ("1", _encode(Image.fromarray(np.array([[0, 1]], bool)), "PNG"), _grey([[0, 255]])),
@@ -202,6 +203,7 @@ def _mode_cases():
          _grey(np.rint((wide + 1000) * 255 / 4000))),
         ("F in [0, 1]", _encode(Image.fromarray(RAMPF), "TIFF"), _grey(np.rint(RAMPF.astype(np.float64) * 255))),
         ("F other range, NaN", _encode(Image.fromarray(floats), "TIFF"), _grey([[0, 0], [128, 255]])),
+        ("F signed, NaN and inf", _encode(Image.fromarray(signed), "TIFF"), _grey([[0, 0], [255, 0]])),
     ]
 
 

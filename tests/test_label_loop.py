@@ -112,7 +112,8 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"garbage")
     with pytest.raises(QRProbeInputError, match="none of the 1 images could be read"):
-        label_images(bad, ["color"], progress=False)
+        label_images(bad, ["color"], progress=False, output=tmp_path / "bank")
+    assert not [p.name for p in tmp_path.iterdir() if "bank" in p.name]  # no output, no work folder
     with pytest.raises(QRProbeInputError, match="not among --experts"):
         label_images([np.zeros((4, 4, 3), np.uint8)], ["color"], groups={"text": "Other"}, progress=False)
 

@@ -232,3 +232,10 @@ def test_sp_is_the_module_the_bank_writes_through():
     import qrprobe.concepts.bank as bank
 
     assert bank.sp is sp
+
+
+def test_temporary_files_of_a_live_writer_are_left_alone(tmp_path):
+    live = tmp_path / f".store.tmp-{os.getpid()}-89abcdef"
+    live.mkdir()
+    clean_stale(tmp_path / "store")
+    assert live.is_dir()

@@ -136,6 +136,8 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
         bar.close()
     rows = np.concatenate(ok_rows)
     if rows.size == 0:
+        if work is not None:  # nothing worth resuming: leave no output behind
+            work.remove()
         first = "; ".join(f"{s['image_id']}: {s['reason']}" for s in report.skipped[:3])
         raise QRProbeInputError(f"IMAGES: none of the {n} images could be read or decoded ({first})")
     report.n_labelled = int(rows.size)

@@ -1,25 +1,23 @@
 """Converting a PIL image of any mode into 8-bit RGB, keeping the information of deep and float images.
 
 Pillow's own ``convert("RGB")`` clips 16-bit and 32-bit images at 255 and truncates float images, so a 16-bit
-PNG becomes almost white and a float TIFF in [0, 1] black: constant inputs for every model. The rules here:
+PNG becomes almost white and a float TIFF in [0, 1] black: constant inputs for every model. The rules here,
+mode by mode (``v`` is a pixel value; results are rounded to the nearest integer):
 
-===========================  ===========================================================================
-mode                         conversion to RGB uint8
-===========================  ===========================================================================
-``RGB``                      unchanged
-``1``, ``L``, ``P``, ``RGBA``,  Pillow's conversion (palette looked up, grey replicated, CMYK/YCbCr/LAB/HSV
-``RGBX``, ``CMYK``, ``YCbCr``,  converted, alpha and palette transparency dropped: the colour under a
-``LAB``, ``HSV``, ``LA``, ``PA`` transparent pixel is kept, as for RGBA)
-``La``, ``RGBa``             premultiplied alpha: un-premultiplied, then dropped
-``I;16`` (any byte order)    the full 16-bit range: ``round(v / 257)`` (65535 -> 255, 257 -> 1)
-``I`` (32-bit integer)       values within [0, 65535] as 16-bit (the mode Pillow gives 16-bit files);
-                             other ranges mapped linearly from [min, max] to [0, 255]
-``F`` (32-bit float)         values within [0, 1] scaled by 255 (the float-image convention); other
-                             ranges mapped linearly from [min, max] to [0, 255]; NaN and inf count as 0
-===========================  ===========================================================================
-
-A constant deep image outside these ranges (min == max) is clipped to [0, 255]. All results are rounded to
-the nearest integer.
+- ``RGB``: unchanged.
+- ``1``, ``L``, ``P``, ``RGBA``, ``RGBX``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``LA``, ``PA``: Pillow's own
+  conversion (palette looked up, grey replicated, CMYK/YCbCr/LAB/HSV converted). Alpha is dropped, palette
+  transparency too: a transparent pixel keeps the colour stored under it, as before for RGBA.
+- ``La``, ``RGBa`` (premultiplied alpha): un-premultiplied, then alpha dropped.
+- ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16-bit grey): the full range, ``v / 257`` (65535 -> 255).
+- ``I`` (32-bit integers, what Pillow gives for some 16-bit files): values all within [0, 65535] as 16-bit
+  (``v / 257``); other ranges mapped linearly from [min, max] to [0, 255].
+- ``F`` (32-bit float): values all within [0, 1] scaled by 255 (the convention of float images); other
+  ranges mapped linearly from [min, max] to [0, 255]. NaN and infinite values become 0 and do not count in
+  the range. (decided) Not always [0, 1], because float files written from 8-bit data hold [0, 255] and
+  would turn white; not always min-max, because a [0, 1] image would lose its absolute brightness.
+- A deep image with one value only, outside these ranges, is clipped to [0, 255].
+- Any other mode: Pillow's conversion, or an error naming the mode.
 """
 
 from __future__ import annotations
@@ -64,15 +62,16 @@ def _scale_to_byte(values: np.ndarray, natural_max: float) -> np.ndarray:
     """Map values to [0, 255] floats: by ``255 / natural_max`` when they lie in [0, natural_max], else by
     their own range. Non-finite values become 0 and take no part in the range."""
     finite = np.isfinite(values)
-    values = np.where(finite, values, 0.0)
     if not finite.any():
-        return values
+        return np.zeros_like(values)
     lo, hi = float(values[finite].min()), float(values[finite].max())
     if lo >= 0 and hi <= natural_max:
-        return values * (255.0 / natural_max)
-    if hi == lo:
-        return values
-    return (values - lo) * (255.0 / (hi - lo))
+        scaled = values * (255.0 / natural_max)
+    elif hi == lo:
+        scaled = values
+    else:
+        scaled = (values - lo) * (255.0 / (hi - lo))
+    return np.where(finite, scaled, 0.0)
 
 
 def rgb_array(image) -> np.ndarray:
