@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import QRProbeInputError
-from .files import file_kind
+from .files import why_not_a_file
 from .source import ImageSource
 
 _PATH_COLUMNS = ("path", "file", "filename", "filepath", "image", "image_path")
@@ -34,9 +34,7 @@ def file_list_source(list_path: str | os.PathLike) -> ImageSource:
     """
     list_path = Path(list_path)
     if not list_path.is_file():
-        what = ("not found" if not list_path.exists()
-                else f"is not a regular file ({file_kind(os.stat(list_path).st_mode)})")
-        raise QRProbeInputError(f"IMAGES: file list {str(list_path)!r} {what}")
+        raise QRProbeInputError(f"IMAGES: file list {str(list_path)!r} {why_not_a_file(list_path)}")
     rows = _read_list_rows(list_path)
     if not rows:
         raise QRProbeInputError(f"IMAGES: file list {str(list_path)!r} names no images")

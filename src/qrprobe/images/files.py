@@ -30,6 +30,14 @@ def byte_cap(max_bytes: int | None = None) -> int:
     return MAX_IMAGE_BYTES if max_bytes is None else max_bytes
 
 
+def why_not_a_file(path: str | os.PathLike) -> str:
+    """For a path that is not a regular file: ``"not found"`` or ``"is not a regular file (a FIFO)"``..."""
+    try:
+        return f"is not a regular file ({file_kind(os.stat(path).st_mode)})"
+    except OSError:
+        return "not found"
+
+
 def not_regular_reason(st: os.stat_result, max_bytes: int | None = None) -> str | None:
     """Why a file with this ``stat`` result cannot be an image file, or None when it can be read."""
     max_bytes = byte_cap(max_bytes)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from ..errors import QRProbeInputError
 from .decode import IMAGE_EXTENSIONS
 from .filelist import file_list_source, paths_source
-from .files import file_kind
+from .files import why_not_a_file
 from .folder import folder_source
 from .memory import memory_source
 from .source import ImageSource
@@ -60,6 +60,6 @@ def _open_path(text: str) -> ImageSource:
         raise QRProbeInputError(f"IMAGES: {text!r} is a file but not a file list (.csv, .tsv, .txt, .lst) "
                                 "or a .tar shard")
     if os.path.exists(text):
-        raise QRProbeInputError(f"IMAGES: {text!r} is neither a folder nor a regular file "
-                                f"({file_kind(os.stat(text).st_mode)})")
+        raise QRProbeInputError(f"IMAGES: {text!r} {why_not_a_file(text)}; expected a folder, a file list or "
+                                "tar shards")
     raise QRProbeInputError(f"IMAGES: {text!r} not found (expected a folder, a file list or tar shards)")

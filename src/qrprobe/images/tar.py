@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import QRProbeInputError
 from .decode import IMAGE_EXTENSIONS, ImageDecodeError
-from .files import byte_cap, file_kind, is_utf8, printable, too_large
+from .files import byte_cap, is_utf8, printable, too_large, why_not_a_file
 from .source import ImageSource
 
 _WDS_IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
@@ -102,8 +102,7 @@ def tar_source(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> Image
         raise QRProbeInputError(f"IMAGES: no tar shards match {spec!r}")
     for f in files:
         if not os.path.isfile(f):
-            what = "not found" if not os.path.exists(f) else f"is not a regular file ({file_kind(os.stat(f).st_mode)})"
-            raise QRProbeInputError(f"IMAGES: tar shard {f!r} {what}")
+            raise QRProbeInputError(f"IMAGES: tar shard {f!r} {why_not_a_file(f)}")
     ids: list[str] = []
     paths: list[str] = []
     labels: list[str] = []
