@@ -143,3 +143,35 @@ def test_decode_modes_and_failures():
         decode_image(b"hello, world")
     with pytest.raises(ImageDecodeError, match="empty"):
         decode_image(b"")
+
+
+def test_loaders_pickle_and_select_keeps_the_images(tmp_path):
+    """What a worker process (or a distributed backend) receives: a picklable row -> RGB image."""
+    import pickle
+
+    folder = folder_source(image_folder(tmp_path / "imgs", {"a": 2, "b": 1}))
+    shards = tar_source(webdataset_shards(tmp_path / "wds", 1, 3))
+    arrays = [make_image(k) for k in range(3)]
+    memory = open_images(arrays, image_ids=["x", "y", "z"], labels=["p", "q", "p"])
+    assert memory.kind == "memory" and memory.labels == ["p", "q", "p"]
+    for src in (folder, shards, memory):
+        loader = pickle.loads(pickle.dumps(src.loader()))
+        for row in range(len(src)):
+            np.testing.assert_array_equal(np.asarray(loader(row)), np.asarray(src.load(row)))
+        sub = src.select([2, 0])
+        np.testing.assert_array_equal(np.asarray(sub.load(0)), np.asarray(src.load(2)))
+        assert sub.image_ids == [src.image_ids[2], src.image_ids[0]]
+    small = memory.loader(max_side=10)(0)
+    assert small.mode == "RGB" and max(small.size) == 10 and arrays[0].size == (40, 30)
+
+
+def test_in_memory_source_hash_covers_pixels_and_ids():
+    a = [make_image(1), make_image(2)]
+    h = open_images(a).inputs_hash()
+    assert open_images([make_image(1), make_image(2)]).inputs_hash() == h
+    assert open_images([make_image(1), make_image(3)]).inputs_hash() != h
+    assert open_images(a, image_ids=["p", "q"]).inputs_hash() != h
+    with pytest.raises(QRProbeInputError, match="2 images but 1 image ids"):
+        open_images(a, image_ids=["p"])
+    with pytest.raises(QRProbeInputError, match="only be given with a list"):
+        open_images(".", image_ids=["p"])

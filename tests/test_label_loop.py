@@ -56,11 +56,11 @@ def test_label_folder_skips_unreadable_images_and_reports_them(image_folder, tmp
 
 
 def test_images_are_decoded_once_for_all_experts(image_folder, monkeypatch):
-    import qrprobe.images as images
+    import qrprobe.images.decode as decode
 
     calls = []
-    real = images.decode_image
-    monkeypatch.setattr(images, "decode_image", lambda b: calls.append(1) or real(b))
+    real = decode.decode_image
+    monkeypatch.setattr(decode, "decode_image", lambda b: calls.append(1) or real(b))
     label_images(image_folder, ["labels", "color", "image-stats"], progress=False)
     assert len(calls) == 8  # 7 good images and the broken one, each decoded once
 
@@ -112,7 +112,8 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"garbage")
     with pytest.raises(QRProbeInputError, match="none of the 1 images could be read"):
-        label_images(bad, ["color"], progress=False)
+        label_images(bad, ["color"], progress=False, output=tmp_path / "bank")
+    assert not [p.name for p in tmp_path.iterdir() if "bank" in p.name]  # no output, no work folder
     with pytest.raises(QRProbeInputError, match="not among --experts"):
         label_images([np.zeros((4, 4, 3), np.uint8)], ["color"], groups={"text": "Other"}, progress=False)
 

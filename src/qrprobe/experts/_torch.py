@@ -1,4 +1,5 @@
-"""Helpers shared by the torch experts: devices, batching images through a preprocessing, loading weights."""
+"""Helpers shared by the torch experts: batching images through a preprocessing, loading weights, running a model
+in chunks (the device is resolved by :func:`qrprobe.device.resolve_device`)."""
 
 from __future__ import annotations
 

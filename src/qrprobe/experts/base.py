@@ -139,22 +139,12 @@ def as_rgb_array(image) -> np.ndarray:
     Accepts a PIL image (any mode), or a numpy array (H, W), (H, W, 3) or (H, W, 4) of uint8 (alpha dropped,
     grey replicated). Other dtypes are rejected rather than guessed.
     """
-    if not isinstance(image, np.ndarray):
-        convert = getattr(image, "convert", None)
-        if convert is None:
-            raise QRProbeInputError(f"expected a numpy array or a PIL image, got {type(image).__name__}")
-        image = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-    if image.dtype != np.uint8:
-        raise QRProbeInputError(f"expected a uint8 image, got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif image.ndim == 3 and image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise QRProbeInputError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
-    return np.ascontiguousarray(image)
+    from ..images.modes import rgb_array
+
+    try:
+        return rgb_array(image)
+    except TypeError as exc:
+        raise QRProbeInputError(str(exc)) from None
 
 
 def check_output(out: ExpertOutput, n: int, m: int, name: str) -> ExpertOutput:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._versions import library_versions
 from ..errors import QRProbeInputError
-from ..images.sources import ImageSource, open_images
+from ..images import ImageSource, open_images
 from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
 
 #: Packages whose versions can change the features; recorded in the manifest beside the core ones.

@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._atomic import atomic_directory, atomic_write_text
+from .._atomic import ChunkedWorkDir, atomic_directory, atomic_write_text
 from .._versions import library_versions
 from ..errors import QRProbeInputError
 
@@ -165,15 +163,14 @@ def write_feature_store(
 
 # ---------------------------------------------------------------- incremental, resumable writing
 
-PARTIAL_SUFFIX = ".partial"
+PARTIAL_SUFFIX = ChunkedWorkDir.SUFFIX
 _CHUNK_SHARD = "chunk-{:06d}.npy"
 _CHUNK_INDEX = "chunk-{:06d}.parquet"
 
 
 def partial_path(final: str | os.PathLike) -> Path:
     """Where an in-progress store for ``final`` lives: a hidden sibling ``.NAME.partial``."""
-    final = Path(final)
-    return final.parent / f".{final.name}{PARTIAL_SUFFIX}"
+    return ChunkedWorkDir.partial_path(final)
 
 
 def read_manifest(path: str | os.PathLike) -> dict | None:
@@ -189,11 +186,11 @@ class FeatureStoreWriter:
     """Write a feature store chunk by chunk, so that an interrupted run resumes where it stopped.
 
     The input images are cut into fixed chunks (chunk ``c`` = input rows ``[c * S, (c + 1) * S)``); each
-    chunk's features become one shard. Work happens in :func:`partial_path` (``.NAME.partial``), whose
-    ``manifest.json`` (``complete: false``) lists the committed chunks; a chunk is committed by writing its
-    shard and index rows under temporary names, renaming them, then rewriting the manifest. Re-opening with
-    the same ``config_hash`` resumes; another hash starts afresh. :meth:`finish` numbers the shards, writes
-    ``index.parquet`` and the complete manifest, and renames the directory to its final name.
+    chunk's features become one shard. Work happens in the resumable work folder :func:`partial_path`
+    (``.NAME.partial``, a :class:`~qrprobe._atomic.ChunkedWorkDir`), whose ``manifest.json``
+    (``complete: false``) lists the committed chunks. Re-opening with the same ``config_hash``, ``dim`` and
+    ``dtype`` resumes; anything else starts afresh. :meth:`finish` numbers the shards, writes
+    ``index.parquet`` and the complete manifest, and renames the folder to its final name.
 
     Parameters
     ----------
@@ -209,33 +206,24 @@ class FeatureStoreWriter:
         if dtype not in _DTYPES:
             raise QRProbeInputError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
         self.final = Path(final)
-        self.work = partial_path(self.final)
         self.config_hash = config_hash
         self.dim = int(dim)
         self.dtype = dtype
         self.header = dict(header or {})
-        self.chunks: dict[int, dict] = {}
-        existing = read_manifest(self.work)
-        if existing is not None and existing.get("config_hash") == config_hash \
-                and existing.get("dim") == self.dim and existing.get("dtype") == dtype:
-            self.chunks = {int(c["chunk"]): c for c in existing.get("chunks", [])
-                           if (self.work / c["index_file"]).is_file()
-                           and (not c["rows"] or (self.work / c["file"]).is_file())}
-        elif self.work.exists():
-            shutil.rmtree(self.work)
-        self.work.mkdir(parents=True, exist_ok=True)
-        self._write_manifest()
+        self._work = ChunkedWorkDir(
+            self.final, identity={"config_hash": config_hash, "dim": self.dim, "dtype": dtype},
+            header={"format": FORMAT, "complete": False, **self.header}, state_name="manifest.json")
+        self.work = self._work.path
+
+    @property
+    def chunks(self) -> dict[int, dict]:
+        """Committed chunks: ``{chunk: {"file", "index_file", "rows", "skipped", ...}}``."""
+        return self._work.chunks
 
     @property
     def resumed_chunks(self) -> set[int]:
         """Chunks already committed (by this or an earlier, interrupted run)."""
-        return set(self.chunks)
-
-    def _write_manifest(self) -> None:
-        manifest = {"format": FORMAT, "complete": False, "config_hash": self.config_hash, "dim": self.dim,
-                    "dtype": self.dtype, **self.header,
-                    "chunks": [self.chunks[c] for c in sorted(self.chunks)]}
-        atomic_write_text(self.work / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        return set(self._work.chunks)
 
     def commit_chunk(self, chunk: int, features: np.ndarray, image_ids: Sequence[str], paths: Sequence[str],
                      labels: Sequence[str] | None = None, skipped: Sequence[dict] = ()) -> None:
@@ -245,20 +233,13 @@ class FeatureStoreWriter:
         if len(image_ids) != rows or len(paths) != rows or (labels is not None and len(labels) != rows):
             raise ValueError("features, image_ids, paths and labels of a chunk must have the same length")
         shard_name, index_name = _CHUNK_SHARD.format(chunk), _CHUNK_INDEX.format(chunk)
-        tag = uuid.uuid4().hex[:8]
-        if rows:
-            tmp = self.work / f".{shard_name}.{tag}.npy"
-            np.save(tmp, features)
-            os.replace(tmp, self.work / shard_name)
         index = {"image_id": [str(i) for i in image_ids], "path": [str(p) for p in paths]}
         if labels is not None:
             index["label"] = [str(v) for v in labels]
-        tmp = self.work / f".{index_name}.{tag}"
-        pd.DataFrame(index).to_parquet(tmp, index=False)
-        os.replace(tmp, self.work / index_name)
-        self.chunks[int(chunk)] = {"chunk": int(chunk), "file": shard_name, "index_file": index_name,
-                                   "rows": rows, "skipped": list(skipped)}
-        self._write_manifest()
+        files = {shard_name: lambda path: _save_npy(path, features)} if rows else {}
+        files[index_name] = lambda path: pd.DataFrame(index).to_parquet(path, index=False)
+        self._work.commit(chunk, files, {"file": shard_name, "index_file": index_name, "rows": rows,
+                                         "skipped": list(skipped)})
 
     def finish(self, *, n_chunks: int, extra: dict | None = None, overwrite: bool = False,
                rejected: Sequence[dict] = ()) -> FeatureStore:
@@ -293,22 +274,14 @@ class FeatureStoreWriter:
                     "content_hash": h.hexdigest()[:16], "versions": library_versions(),
                     "n_skipped": len(skipped), "skipped": skipped, **(extra or {})}
         atomic_write_text(self.work / "manifest.json", json.dumps(manifest, indent=2, default=str))
-        _move_into_place(self.work, self.final, overwrite=overwrite)
+        self._work.move_into_place(overwrite=overwrite)
         return FeatureStore.open(self.final)
 
     def abandon(self) -> None:
         """Delete the in-progress directory."""
-        shutil.rmtree(self.work, ignore_errors=True)
+        self._work.remove()
 
 
-def _move_into_place(work: Path, final: Path, *, overwrite: bool) -> None:
-    if final.exists():
-        if not overwrite and (not final.is_dir() or any(final.iterdir())):
-            raise QRProbeInputError(f"output directory {str(final)!r} already exists and is not empty "
-                                    "(choose another path or pass overwrite)")
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        final.rename(old)
-        work.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        work.rename(final)
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+        np.save(f, array)

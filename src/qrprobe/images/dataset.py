@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from .decode import ImageDecodeError, decode_image
-from .sources import ImageSource, make_reader
+from .decode import ImageDecodeError
+from .source import ImageSource
 
 
 class ImageDataset(Dataset):
@@ -26,7 +26,7 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, source: ImageSource, preprocess: Callable) -> None:
-        self._read = make_reader(source)
+        self._load = source.loader()
         self._n = len(source)
         self._preprocess = preprocess
 
@@ -35,7 +35,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            image = decode_image(self._read(row))
+            image = self._load(row)
         except ImageDecodeError as exc:
             return row, None, str(exc)
         try:

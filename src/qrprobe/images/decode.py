@@ -1,8 +1,9 @@
-"""Decoding image files into RGB PIL images, with a clear reason when a file cannot be used.
+"""Decoding images into RGB PIL images, with a clear reason when one cannot be used.
 
-A truncated, corrupt or non-image file raises :class:`ImageDecodeError`; the extraction loop catches it,
-skips the image and lists it in the store's manifest. Truncated files are never silently padded
-(``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone).
+A truncated, corrupt or non-image file raises :class:`ImageDecodeError`; the extraction and labelling loops
+catch it, skip the image and list it with the reason. Truncated files are never silently padded
+(``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone). Every Pillow mode is converted to RGB by
+:func:`qrprobe.images.modes.to_rgb` (16-bit and float images scaled, not clipped).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
+
 #: File extensions (lower case, with the dot) that the folder and tar readers treat as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
 
 
 class ImageDecodeError(Exception):
-    """An image file could not be read or decoded; the message says why."""
+    """An image could not be read or decoded; the message says why."""
 
 
 def decode_image(data: bytes) -> PIL.Image.Image:  # noqa: F821 - PIL is imported lazily
@@ -23,18 +26,20 @@ def decode_image(data: bytes) -> PIL.Image.Image:  # noqa: F821 - PIL is importe
 
     Parameters
     ----------
-    data : the file's bytes (JPEG, PNG, ...).
+    data : the file's bytes (JPEG, PNG, TIFF, ...).
 
     Returns
     -------
-    PIL.Image.Image in mode ``"RGB"`` (palette, grey and alpha images are converted; alpha is dropped).
+    PIL.Image.Image in mode ``"RGB"`` (see :mod:`qrprobe.images.modes` for how each mode is converted).
 
     Raises
     ------
     ImageDecodeError
-        The bytes are empty, not an image, truncated or otherwise undecodable.
+        The bytes are empty, not an image, truncated, too large or otherwise undecodable.
     """
     from PIL import Image, UnidentifiedImageError
+
+    from .modes import to_rgb
 
     if not data:
         raise ImageDecodeError("empty file")
@@ -44,7 +49,8 @@ def decode_image(data: bytes) -> PIL.Image.Image:  # noqa: F821 - PIL is importe
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
-                return img.convert("RGB") if img.mode != "RGB" else img.copy()
+                rgb = to_rgb(img)
+                return rgb.copy() if rgb is img else rgb
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
@@ -56,14 +62,32 @@ def decode_image(data: bytes) -> PIL.Image.Image:  # noqa: F821 - PIL is importe
         raise ImageDecodeError(f"cannot decode image ({text})") from None
 
 
-def read_file_bytes(path: str) -> bytes:
-    """Return the bytes of ``path``, or raise :class:`ImageDecodeError` saying why it cannot be read."""
+def load_rgb(item) -> PIL.Image.Image:  # noqa: F821
+    """An RGB PIL image from what a source's reader returns: encoded bytes, a PIL image or a uint8 array.
+
+    Raises :class:`ImageDecodeError` with the reason when the item cannot be used.
+    """
+    from PIL import Image
+
+    from .modes import rgb_array, to_rgb
+
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(item))
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ImageDecodeError("file not found") from None
-    except IsADirectoryError:
-        raise ImageDecodeError("is a directory, not a file") from None
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read file ({exc.strerror or exc})") from None
+        if isinstance(item, np.ndarray):
+            return Image.fromarray(rgb_array(item), "RGB")
+        return to_rgb(item)
+    except (TypeError, ValueError) as exc:
+        raise ImageDecodeError(str(exc)) from None
+
+
+def fit_within(image, max_side: int | None):
+    """``image`` downscaled (bicubic, aspect kept) so that its longer side is at most ``max_side`` pixels;
+    the image itself when it already fits or ``max_side`` is None. The input is never modified."""
+    if not max_side or max(image.size) <= max_side:
+        return image
+    from PIL import Image
+
+    small = image.copy()
+    small.thumbnail((max_side, max_side), Image.BICUBIC)
+    return small
