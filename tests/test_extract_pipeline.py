@@ -145,11 +145,11 @@ def test_workers_give_the_same_store(tmp_path):
 def test_cli_extract_and_models(tmp_path, capsys):
     root = image_folder(tmp_path / "imgs", {"a": 2, "b": 1}, corrupt=True)
     out = tmp_path / "feats"
-    assert main(["extract", "pixels", str(root), "-o", str(out), "--no-progress", "--workers", "0"]) == 0
+    assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet", "--workers", "0"]) == 0
     captured = capsys.readouterr()
     assert "wrote 3 feature vectors (768-d, float32" in captured.out and "images/s" in captured.out
     assert "skipped 2 file(s)" in captured.err and "broken.jpg" in captured.err
-    assert main(["extract", "pixels", str(root), "-o", str(out), "--no-progress"]) == 0
+    assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet"]) == 0
     assert "reused the complete feature store" in capsys.readouterr().out
     assert main(["extract", "no-such-model", str(root), "-o", str(tmp_path / "x")]) == 2
     assert "unknown model" in capsys.readouterr().err
@@ -192,3 +192,12 @@ def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
                                timeout=300)
     assert reference.returncode == 0, reference.stderr
     _same_store(FeatureStore.open(out), FeatureStore.open(tmp_path / "ref"))
+
+
+def test_extract_limit_takes_the_first_images(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
+    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "f"), "--limit", "2", "--quiet"]) == 0
+    store = FeatureStore.open(tmp_path / "f")
+    assert store.n == 2 and list(store.image_ids) == ["a/000.jpg", "a/001.jpg"]
+    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "g"), "--limit", "0"]) == 2
+    assert not (tmp_path / "g").exists()

@@ -96,6 +96,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "shared with other jobs, fewer threads avoid stalls [default: torch's]")
     r.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
                    help=f"images per shard and per resume step [default: {DEFAULT_CHUNK_SIZE}]")
+    r.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="extract only the first N images [default: all]")
     add_quiet(p)
     p.set_defaults(func=run)
     return p
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             pretrained=args.pretrained, strict_weights=args.strict_weights, batch_size=args.batch_size,
             device=args.device, dtype=args.dtype, workers=args.workers, chunk_size=args.chunk_size,
             overwrite=args.overwrite, progress=not args.quiet, image_size=args.image_size, mean=args.mean,
-            std=args.std, preprocess=args.preprocess)
+            std=args.std, preprocess=args.preprocess, limit=args.limit)
     except KeyboardInterrupt:
         print(f"qrprobe extract: interrupted; the finished chunks are kept, run the same command again to "
               f"resume into {args.out}", file=sys.stderr)

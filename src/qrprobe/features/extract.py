@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._versions import library_versions
-from ..errors import QRProbeInputError
+from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
 from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
 
@@ -124,8 +124,8 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
                    workers: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False,
                    progress: bool = True, image_size: int | None = None,
                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   preprocess=None) -> tuple[FeatureStore, ExtractionStats]:
-    """:func:`extract`, also returning :class:`ExtractionStats`."""
+                   preprocess=None, limit: int | None = None) -> tuple[FeatureStore, ExtractionStats]:
+    """:func:`extract`, also returning :class:`ExtractionStats` (``limit``: only the first images)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -140,6 +140,10 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         raise QRProbeInputError("--batch-size and --chunk-size must be positive")
     out = Path(out)
     source = open_images(images)
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ParameterError("limit", f"expected a positive number of images, got {limit!r}")
+        source = source.select(np.arange(min(limit, len(source))))
     n = len(source)
     n_chunks = max(1, math.ceil(n / chunk_size))
     if isinstance(model, Representation):
