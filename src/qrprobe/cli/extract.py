@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_device, add_output, add_quiet
+from .options import add_backend, add_device, add_output, add_quiet, ray_options_from_args
 
 HELP = "extract the features of a frozen model over a folder, file list or tar shards of images"
 DESCRIPTION = """\
@@ -21,7 +21,10 @@ IMAGES  a folder (class sub-folders become labels), a file list (.csv/.txt: imag
         webdataset tar shards (a folder of .tar files, a .tar, or a pattern like shards-{000..009}.tar)
 
 Unreadable images are skipped and listed in the manifest. An interrupted run resumes where it stopped when
-the same command is run again; a finished store with the same configuration is reused."""
+the same command is run again; a finished store with the same configuration is reused.
+
+--backend ray runs the same extraction on a Ray cluster (decoding in CPU tasks, the model in an actor pool
+with one GPU per actor): the store is the same, byte for byte, for the same batch size."""
 
 
 def _floats3(text: str) -> tuple[float, float, float]:
@@ -98,6 +101,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"images per shard and per resume step [default: {DEFAULT_CHUNK_SIZE}]")
     r.add_argument("--limit", type=int, default=None, metavar="N",
                    help="extract only the first N images [default: all]")
+    add_backend(p)
     add_quiet(p)
     p.set_defaults(func=run)
     return p
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
             pretrained=args.pretrained, strict_weights=args.strict_weights, batch_size=args.batch_size,
             device=args.device, dtype=args.dtype, workers=args.workers, chunk_size=args.chunk_size,
             overwrite=args.overwrite, progress=not args.quiet, image_size=args.image_size, mean=args.mean,
-            std=args.std, preprocess=args.preprocess, limit=args.limit)
+            std=args.std, preprocess=args.preprocess, limit=args.limit, backend=args.backend,
+            ray=ray_options_from_args(args))
     except KeyboardInterrupt:
         print(f"qrprobe extract: interrupted; the finished chunks are kept, run the same command again to "
               f"resume into {args.out}", file=sys.stderr)

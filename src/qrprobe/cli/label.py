@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import QRProbeInputError
-from .options import add_device, add_output, add_quiet
+from .options import add_backend, add_device, add_output, add_quiet, ray_options_from_args
 
 HELP = "label images with concept experts (labels, colours, text, faces, ImageNet classes, ...)"
 DESCRIPTION = """\
@@ -21,7 +21,8 @@ EXPERTS  comma-separated names; `qrprobe experts` lists them, their groups and w
 Options of an expert: --set EXPERT.OPTION=VALUE (e.g. --set color.min_fraction=0.1); its weights:
 --weights EXPERT=PATH; its concept group: --group EXPERT=GROUP. A CLIP vocabulary of your own becomes an
 expert with --vocab NAME=FILE (one concept per line; --set NAME.template="a photo of {}.").
-An interrupted run resumes where it stopped when the same command is run again."""
+An interrupted run resumes where it stopped when the same command is run again. --backend ray decodes in Ray
+CPU tasks and runs the experts in a Ray actor pool (one GPU per actor when the cluster has GPUs): same bank."""
 
 
 def _pairs(values: list[str] | None, flag: str, sep: str = "=") -> dict[str, str]:
@@ -73,6 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--save-scores", action="store_true", help="also write raw expert scores (scores/*.npy)")
     r.add_argument("--no-resume", dest="resume", action="store_false",
                    help="ignore the finished chunks of an interrupted run")
+    add_backend(p)
     add_quiet(p)
     p.set_defaults(func=run)
     return p
@@ -116,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_labelling(args.images, request.pop("experts"), output=args.out, batch_size=args.batch_size,
                                workers=args.workers, chunk_size=args.chunk_size, max_side=args.max_side,
                                progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
-                               save_scores=args.save_scores, limit=args.limit, **request)
+                               save_scores=args.save_scores, limit=args.limit, backend=args.backend,
+                               ray=ray_options_from_args(args), **request)
     except KeyboardInterrupt:
         print(f"qrprobe label: interrupted; the finished chunks are kept, run the same command again to resume "
               f"into {args.out}", file=sys.stderr)

@@ -192,6 +192,44 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out the concepts of these groups [default: none]")
 
 
-__all__ = ["add_concept_arguments", "add_config_arguments", "add_deprecated_flag", "add_device", "add_output",
-           "add_protocol_arguments", "add_quiet", "check_output", "config_from_args", "flag", "int_list", "name_list",
-           "protocol_from_args"]
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    """``--backend {local,ray}`` and the Ray backend's flags (extract and label)."""
+    r = parser.add_argument_group("backend (Ray: pip install 'qrprobe[ray]')")
+    r.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: decode and run the model in this process; ray: decode in Ray CPU tasks and run the "
+                        "model in a Ray actor pool (GPU or CPU), same output [default: local]")
+    r.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); its nodes must see the images and "
+                        "qrprobe at the same paths [default: start a local Ray runtime]")
+    r.add_argument("--actors", type=int, default=None, metavar="N",
+                   help="model (label: expert) actors [default: one per GPU of the cluster; on CPUs, half the "
+                        "cluster's CPUs]")
+    r.add_argument("--num-gpus-per-actor", type=float, default=None, metavar="G",
+                   help="GPUs per actor (0.5: two actors share a GPU) [default: 1 when the cluster has GPUs and "
+                        "--device is not cpu, else 0]")
+    r.add_argument("--cpus-per-actor", type=float, default=1.0, metavar="C",
+                   help="CPUs per actor, also its torch threads [default: 1]")
+    r.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of the local Ray runtime (without --address) [default: all of this machine's]")
+    r.add_argument("--object-store-gb", type=float, default=None, metavar="GB",
+                   help="object store of the local Ray runtime, GiB (without --address) [default: Ray's, 30%% of "
+                        "the memory]")
+
+
+def ray_options_from_args(args: argparse.Namespace):
+    """The :class:`~qrprobe.raycluster.RayOptions` of the parsed ``--backend ray`` flags (None for local)."""
+    if args.backend != "ray":
+        return None
+    from ..raycluster import RayOptions
+
+    gpus = args.num_gpus_per_actor
+    if gpus is None and getattr(args, "device", None) == "cpu":
+        gpus = 0.0  # --device cpu: CPU actors, even on a cluster with GPUs
+    return RayOptions(address=args.address, actors=args.actors, num_gpus_per_actor=gpus,
+                      cpus_per_actor=args.cpus_per_actor, num_cpus=args.num_cpus,
+                      object_store_gb=args.object_store_gb)
+
+
+__all__ = ["add_backend", "add_concept_arguments", "add_config_arguments", "add_deprecated_flag", "add_device",
+           "add_output", "add_protocol_arguments", "add_quiet", "check_output", "config_from_args", "flag", "int_list",
+           "name_list", "protocol_from_args", "ray_options_from_args"]

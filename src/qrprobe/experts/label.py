@@ -11,6 +11,7 @@ the extraction (:mod:`qrprobe.images`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -23,8 +24,9 @@ import scipy.sparse as sp
 
 from .._atomic import ChunkedWorkDir, atomic_directory
 from ..concepts.bank import ConceptBank
-from ..errors import QRProbeInputError
+from ..errors import ParameterError, QRProbeInputError
 from ..images import open_images
+from ..raycluster import RayOptions
 from .base import Expert
 from .label_chunk import label_chunk
 from .label_report import LabelReport, bank_info
@@ -33,6 +35,8 @@ from .label_setup import concept_table, resolve_experts, run_config_key
 __all__ = ["LabelReport", "LabelResult", "concept_table", "label_images", "resolve_experts", "run_labelling"]
 
 _CHUNK = "chunk-{:06d}.npz"
+#: Where the experts run: ``local`` (this process) or ``ray`` (a Ray actor pool).
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -48,7 +52,8 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                   options: Mapping | None = None, groups: Mapping | None = None, weights: Mapping | None = None,
                   kinds: Mapping | None = None, batch_size: int = 64, workers: int = 2, chunk_size: int = 2048,
                   max_side: int | None = None, progress: bool = True, resume: bool = True,
-                  overwrite: bool = False, save_scores: bool = False, limit: int | None = None) -> LabelResult:
+                  overwrite: bool = False, save_scores: bool = False, limit: int | None = None,
+                  backend: str = "local", ray: RayOptions | None = None) -> LabelResult:
     """Label an image collection with experts and build (and optionally write) a concept bank.
 
     Parameters
@@ -68,6 +73,9 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     overwrite : replace an existing bank at ``output``
     save_scores : also write each expert's raw scores (float16, ``scores/EXPERT.npy``, rows = bank rows)
     limit : label only the first ``limit`` images of the source
+    backend : ``"local"`` (decoding threads and the experts in this process) or ``"ray"`` (decoding in Ray
+        tasks, the experts in a Ray actor pool; :mod:`.label_ray`): the same bank either way
+    ray : how the Ray backend uses Ray (:class:`~qrprobe.raycluster.RayOptions`; default: a local runtime)
 
     Returns
     -------
@@ -75,6 +83,8 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     """
     if batch_size < 1 or chunk_size < 1 or workers < 1:
         raise QRProbeInputError("batch_size, chunk_size and workers must be positive")
+    if backend not in BACKENDS:
+        raise ParameterError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     output = None if output is None else Path(output)
     if (output is not None and output.exists() and not overwrite and not (output / "manifest.json").is_file()
             and (not output.is_dir() or any(output.iterdir()))):
@@ -102,38 +112,55 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                                                       header={"n_chunks": n_chunks}, resume=resume)
     report = LabelReport(n_listed=n, rejected=list(source.rejected),
                          seconds={"decode": 0.0, **{e.name: 0.0 for e in built}})
-    loader = source.loader(max_side)
-    parts, ok_rows, score_parts = [], [], {e.name: [] for e in built}
     from tqdm.auto import tqdm
 
+    chunks: dict[int, dict] = {}
     bar = tqdm(total=n, unit="img", desc="labelling", disable=not progress, dynamic_ncols=True)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for k in range(n_chunks):
-                lo, hi = k * chunk_size, min(n, (k + 1) * chunk_size)
-                cached = _load_chunk(work, k) if resume else None
-                if cached is not None and cached["ok"].shape[0] == hi - lo:
-                    chunk = cached
-                    report.resumed_images += hi - lo
-                else:
-                    chunk = label_chunk(lo, hi, built, offsets, source, loader, pool, batch_size, report,
-                                        save_scores, bar)
-                    if work is not None:
-                        work.commit(k, {_CHUNK.format(k): lambda path, c=chunk: _save_npz(path, c)})
-                if cached is not None:
-                    bar.update(hi - lo)
-                parts.append(sp.csr_matrix((chunk["data"], chunk["indices"], chunk["indptr"]),
-                                           shape=(int(chunk["ok"].sum()), int(offsets[-1]))))
-                ok_rows.append(lo + np.flatnonzero(chunk["ok"]))
-                for j, e in enumerate(built):
-                    if save_scores and f"scores_{j}" in chunk:
-                        score_parts[e.name].append(chunk[f"scores_{j}"])
-                for row, reason in zip(chunk["failed_rows"].tolist(), chunk["failed_reasons"].tolist(),
-                                       strict=True):
-                    report.skipped.append({"image_id": str(source.image_ids[lo + row]),
-                                           "path": str(source.paths[lo + row]), "reason": str(reason)})
+        todo = []
+        for k in range(n_chunks):
+            cached = _load_chunk(work, k) if resume else None
+            if cached is not None and cached["ok"].shape[0] == min(n, (k + 1) * chunk_size) - k * chunk_size:
+                chunks[k] = cached
+                report.resumed_images += cached["ok"].shape[0]
+                bar.update(cached["ok"].shape[0])
+            else:
+                todo.append(k)
+
+        def finished(k: int, chunk: dict) -> None:
+            if work is not None:
+                work.commit(k, {_CHUNK.format(k): lambda path, c=chunk: _save_npz(path, c)})
+            chunks[k] = chunk
+
+        if backend == "ray":
+            from ..raycluster import ray_session
+            from .label_ray import label_with_ray
+
+            factory = functools.partial(resolve_experts, experts, options, groups, weights, kinds)
+            with ray_session(ray or RayOptions()) as ray_module:
+                label_with_ray(ray_module, factory, built, source, todo, chunk_size, batch_size, max_side,
+                               save_scores, ray or RayOptions(), report, bar, finished)
+        else:
+            loader = source.loader(max_side)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for k in todo:
+                    lo, hi = k * chunk_size, min(n, (k + 1) * chunk_size)
+                    finished(k, label_chunk(lo, hi, built, offsets, source, loader, pool, batch_size, report,
+                                            save_scores, bar))
     finally:
         bar.close()
+    parts, ok_rows, score_parts = [], [], {e.name: [] for e in built}
+    for k in range(n_chunks):
+        chunk, lo = chunks[k], k * chunk_size
+        parts.append(sp.csr_matrix((chunk["data"], chunk["indices"], chunk["indptr"]),
+                                   shape=(int(chunk["ok"].sum()), int(offsets[-1]))))
+        ok_rows.append(lo + np.flatnonzero(chunk["ok"]))
+        for j, e in enumerate(built):
+            if save_scores and f"scores_{j}" in chunk:
+                score_parts[e.name].append(chunk[f"scores_{j}"])
+        for row, reason in zip(chunk["failed_rows"].tolist(), chunk["failed_reasons"].tolist(), strict=True):
+            report.skipped.append({"image_id": str(source.image_ids[lo + row]),
+                                   "path": str(source.paths[lo + row]), "reason": str(reason)})
     rows = np.concatenate(ok_rows)
     if rows.size == 0:
         if work is not None:  # nothing worth resuming: leave no output behind

@@ -31,6 +31,50 @@ def decode_row(loader, row: int) -> tuple[np.ndarray | None, str | None]:
         return None, str(exc)
 
 
+def label_batch(experts: Sequence[Expert], offsets: np.ndarray, arrays: list[np.ndarray], ids: list[str],
+                save_scores: bool, seconds: dict[str, float]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Run every expert on one batch of decoded images (RGB uint8 arrays, ids alike).
+
+    Returns the bool block (len(arrays), M) of all experts' concepts (``offsets`` (len(experts) + 1,) are the
+    experts' first columns) and, with ``save_scores``, ``{expert index: float16 scores (len(arrays), M_j)}``
+    for the experts that give scores. Seconds spent in each expert are added to ``seconds[expert name]``.
+    """
+    block = np.zeros((len(arrays), int(offsets[-1])), dtype=bool)
+    scores: dict[int, np.ndarray] = {}
+    for j, e in enumerate(experts):
+        t = time.perf_counter()
+        out = e.predict(arrays, ids)
+        seconds[e.name] = seconds.get(e.name, 0.0) + time.perf_counter() - t
+        block[:, offsets[j]:offsets[j + 1]] = out.binary
+        if save_scores and out.scores is not None:
+            scores[j] = out.scores.astype(np.float16)
+    return block, scores
+
+
+def chunk_arrays(n_rows: int, n_concepts: int, batches: Sequence[dict], save_scores: bool) -> dict:
+    """A chunk's arrays (see the module doc) from its labelled batches, in order; each batch is a dict with
+    ``good`` (chunk-relative rows labelled), ``block``, ``scores`` ({expert index: array}), ``failed_rows``
+    (chunk-relative) and ``failed_reasons``."""
+    ok = np.zeros(n_rows, dtype=bool)
+    failed_rows, failed_reasons = [], []
+    scores: dict[int, list[np.ndarray]] = {}
+    for batch in batches:
+        ok[list(batch["good"])] = True
+        failed_rows.extend(batch["failed_rows"])
+        failed_reasons.extend(batch["failed_reasons"])
+        for j, values in batch["scores"].items():
+            scores.setdefault(j, []).append(values)
+    blocks = [batch["block"] for batch in batches]
+    csr = sp.csr_matrix(np.concatenate(blocks) if blocks else np.zeros((0, n_concepts), bool), dtype=np.uint8)
+    out = {"data": csr.data, "indices": csr.indices, "indptr": csr.indptr, "ok": ok,
+           "failed_rows": np.asarray(failed_rows, dtype=np.int64),
+           "failed_reasons": np.asarray(failed_reasons, dtype=str)}
+    if save_scores:
+        for j in sorted(scores):
+            out[f"scores_{j}"] = np.concatenate(scores[j])
+    return out
+
+
 def label_chunk(lo: int, hi: int, experts: Sequence[Expert], offsets: np.ndarray, source, loader, pool,
                 batch_size: int, report: LabelReport, save_scores: bool, bar) -> dict:
     """Decode and label rows [lo, hi) of ``source``: the chunk's arrays (see the module doc).
@@ -41,9 +85,7 @@ def label_chunk(lo: int, hi: int, experts: Sequence[Expert], offsets: np.ndarray
     def decode(row: int) -> tuple[np.ndarray | None, str | None]:
         return decode_row(loader, row)
 
-    blocks, ok = [], np.zeros(hi - lo, dtype=bool)
-    failed_rows, failed_reasons = [], []
-    scores: dict[int, list[np.ndarray]] = {j: [] for j in range(len(experts))}
+    batches = []
     starts = list(range(lo, hi, batch_size))
     t0 = time.perf_counter()
     pending = pool.map(decode, range(starts[0], min(hi, starts[0] + batch_size)))
@@ -55,32 +97,13 @@ def label_chunk(lo: int, hi: int, experts: Sequence[Expert], offsets: np.ndarray
             pending = pool.map(decode, range(nxt, min(hi, nxt + batch_size)))
         report.seconds["decode"] += time.perf_counter() - t0
         good = [i for i, (im, _) in enumerate(decoded) if im is not None]
-        for i, (im, reason) in enumerate(decoded):
-            if im is None:
-                failed_rows.append(start - lo + i)
-                failed_reasons.append(reason)
-        arrays = [decoded[i][0] for i in good]
         ids = [str(source.image_ids[start + i]) for i in good]
-        block = np.zeros((len(good), int(offsets[-1])), dtype=bool)
-        for j, e in enumerate(experts):
-            t = time.perf_counter()
-            out = e.predict(arrays, ids)
-            report.seconds[e.name] += time.perf_counter() - t
-            block[:, offsets[j]:offsets[j + 1]] = out.binary
-            if save_scores and out.scores is not None:
-                scores[j].append(out.scores.astype(np.float16))
-        blocks.append(block)
-        ok[[start - lo + i for i in good]] = True
+        block, scores = label_batch(experts, offsets, [decoded[i][0] for i in good], ids, save_scores,
+                                    report.seconds)
+        batches.append({"good": [start - lo + i for i in good], "block": block, "scores": scores,
+                        "failed_rows": [start - lo + i for i, (im, _) in enumerate(decoded) if im is None],
+                        "failed_reasons": [reason for im, reason in decoded if im is None]})
         report.images_this_run += len(good)
         bar.update(stop - start)
         t0 = time.perf_counter()
-    csr = sp.csr_matrix(np.concatenate(blocks) if blocks else np.zeros((0, int(offsets[-1])), bool),
-                        dtype=np.uint8)
-    out = {"data": csr.data, "indices": csr.indices, "indptr": csr.indptr, "ok": ok,
-           "failed_rows": np.asarray(failed_rows, dtype=np.int64),
-           "failed_reasons": np.asarray(failed_reasons, dtype=str)}
-    if save_scores:
-        for j, parts in scores.items():
-            if parts:
-                out[f"scores_{j}"] = np.concatenate(parts)
-    return out
+    return chunk_arrays(hi - lo, int(offsets[-1]), batches, save_scores)

@@ -17,6 +17,7 @@ then the chunks computed before and after can differ at float rounding level (TF
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -32,6 +33,8 @@ import numpy as np
 from .._versions import library_versions
 from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
+from ..raycluster import RayOptions
+from .batches import ChunkAssembler, GivenRepresentation, encode_batch
 from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
 
 #: Packages whose versions can change the features; recorded in the manifest beside the core ones.
@@ -46,6 +49,8 @@ DEFAULT_DTYPE = "float32"  # one default for the CLI, studies and the API; float
 GPU_BATCH_SIZE = 64
 CPU_BATCH_SIZE = 4
 CLASSICAL_BATCH_SIZE = 256
+#: Where the model runs: ``local`` (this process, DataLoader workers decode) or ``ray`` (a Ray actor pool).
+BACKENDS = ("local", "ray")
 
 
 def default_batch_size(device) -> int:
@@ -124,20 +129,18 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
                    workers: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False,
                    progress: bool = True, image_size: int | None = None,
                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   preprocess=None, limit: int | None = None) -> tuple[FeatureStore, ExtractionStats]:
+                   preprocess=None, limit: int | None = None, backend: str = "local",
+                   ray: RayOptions | None = None) -> tuple[FeatureStore, ExtractionStats]:
     """:func:`extract`, also returning :class:`ExtractionStats` (``limit``: only the first images)."""
-    import torch
-    from torch.utils.data import DataLoader
-
     from ..device import resolve_device
-    from ..images.dataset import ImageDataset, collate_skipping
     from ..models.base import Representation
-    from ..models.registry import create_representation
 
     if dtype not in ("float16", "float32"):
         raise QRProbeInputError(f"--dtype must be float16 or float32, got {dtype!r}")
     if (batch_size is not None and batch_size < 1) or chunk_size < 1:
         raise QRProbeInputError("--batch-size and --chunk-size must be positive")
+    if backend not in BACKENDS:
+        raise ParameterError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     out = Path(out)
     source = open_images(images)
     if limit is not None:
@@ -147,10 +150,13 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
     n = len(source)
     n_chunks = max(1, math.ceil(n / chunk_size))
     if isinstance(model, Representation):
-        rep = model
-        model_config = {"representation": rep.describe()}
+        factory = GivenRepresentation(model)
+        model_config = {"representation": model.describe()}
     else:
-        rep = None
+        factory = functools.partial(_create, str(model), layer=layer, weights=weights, pretrained=pretrained,
+                                    strict_weights=strict_weights, image_size=image_size,
+                                    mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
+                                    preprocess=preprocess)
         model_config = {"model": str(model), "layer": layer, "pretrained": bool(pretrained),
                         "weights_sha256": _weights_identity(weights), "image_size": image_size,
                         "mean": list(mean) if mean else None, "std": list(std) if std else None}
@@ -175,18 +181,12 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         raise QRProbeInputError(f"-o {str(out)!r}: already exists and is {what}; "
                                 "choose another path or pass --overwrite")
 
-    if rep is None:
-        rep = create_representation(str(model), layer=layer, weights=weights, pretrained=pretrained,
-                                    strict_weights=strict_weights, image_size=image_size,
-                                    mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
-                                    preprocess=preprocess)
-    dev = resolve_device(device)
-    rep.to(dev)
-    stats.device = str(rep.device)
+    rep = factory()  # on the driver: its dimension, preprocessing and description make the manifest
+    if backend == "local":
+        rep.to(resolve_device(device))
+        run_device = rep.device.type
     if batch_size is None:  # features computed in the loader workers: no model to keep in cache
-        batch_size = CLASSICAL_BATCH_SIZE if rep.model is None and rep.info.get("kind") == "classical" \
-            else default_batch_size(rep.device)
-    stats.batch_size = batch_size
+        batch_size = CLASSICAL_BATCH_SIZE if rep.model is None and rep.info.get("kind") == "classical" else None
 
     header = {"model": rep.spec, "layer": rep.layer, "preprocessing": rep.preprocessing,
               "model_info": rep.info, "source": source.describe(), "chunk_size": chunk_size, "config": config}
@@ -194,45 +194,34 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
     done = writer.resumed_chunks
     stats.resumed_chunks = len(done)
     todo = [c for c in range(n_chunks) if c not in done]
-    plan = _plan_batches(todo, n, chunk_size, batch_size)
-    n_workers = default_workers() if workers is None else int(workers)
-    loader = DataLoader(ImageDataset(source, rep.preprocess), batch_sampler=_PlanSampler(plan),
-                        num_workers=n_workers, collate_fn=collate_skipping, pin_memory=rep.device.type == "cuda",
-                        prefetch_factor=_prefetch_batches(batch_size) if n_workers else None,
-                        persistent_workers=False)
-    n_todo = sum(len(rows) for _, rows in plan)
-    bar = _progress_bar(n_todo, rep.spec, enabled=progress)
     start = time.perf_counter()
-    pending: dict[str, list] = {"features": [], "rows": [], "skipped": []}
-    seen_in_chunk = 0
+    bar = None
     try:
-        for (chunk, planned), (rows, batch, failures) in zip(plan, loader, strict=True):
-            if batch is not None:
-                feats = rep.encode(batch)
-                stored = feats.to(torch.float16 if dtype == "float16" else torch.float32)
-                if not bool(torch.isfinite(stored).all()):
-                    what = ("exceed the float16 range; use --dtype float32"
-                            if bool(torch.isfinite(feats).all()) else "are not finite (NaN or inf)")
-                    raise QRProbeInputError(f"{rep.spec}: features of {source.image_ids[int(rows[0])]!r} "
-                                            f"and its batch {what}")
-                pending["features"].append(stored.cpu().numpy())
-                pending["rows"].extend(rows.tolist())
-            for row, reason in failures:
-                pending["skipped"].append({"image_id": source.image_ids[row], "path": source.paths[row],
-                                           "reason": reason})
-            seen_in_chunk += len(planned)
-            stats.n_encoded_now += len(rows)
-            bar.update(len(planned))
-            if failures:
-                bar.set_postfix(skipped=stats.n_skipped + len(pending["skipped"]), refresh=False)
-            chunk_len = min(n, (chunk + 1) * chunk_size) - chunk * chunk_size
-            if seen_in_chunk == chunk_len:
-                _commit(writer, chunk, pending, source, rep.dim, dtype)
-                stats.n_skipped += len(pending["skipped"])
-                pending = {"features": [], "rows": [], "skipped": []}
-                seen_in_chunk = 0
+        if backend == "ray":
+            from ..raycluster import ray_session, resolve_pool
+            from .extract_ray import encode_with_ray
+
+            options = ray or RayOptions()
+            with ray_session(options) as ray_module:
+                pool = resolve_pool(ray_module, options, device)
+                stats.batch_size = batch_size or default_batch_size(pool.device)
+                stats.device = f"ray: {pool.size} actor(s) on {pool.device}"
+                plan = _plan_batches(todo, n, chunk_size, stats.batch_size)
+                bar = _progress_bar(sum(len(rows) for _, rows in plan), rep.spec, enabled=progress)
+                assembler = ChunkAssembler(writer, source, plan, rep, dtype, stats, bar)
+                start = time.perf_counter()
+                encode_with_ray(ray_module, factory, source, rep.preprocess, plan, dtype, pool, options,
+                                assembler)
+        else:
+            stats.batch_size = batch_size or default_batch_size(run_device)
+            stats.device = str(rep.device)
+            plan = _plan_batches(todo, n, chunk_size, stats.batch_size)
+            bar = _progress_bar(sum(len(rows) for _, rows in plan), rep.spec, enabled=progress)
+            assembler = ChunkAssembler(writer, source, plan, rep, dtype, stats, bar)
+            _encode_locally(rep, source, plan, dtype, stats.batch_size, workers, assembler)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         stats.seconds = time.perf_counter() - start
     versions = library_versions(_FEATURE_PACKAGES)
     store = writer.finish(n_chunks=n_chunks, overwrite=overwrite, rejected=source.rejected,
@@ -243,19 +232,33 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
     return store, stats
 
 
+def _create(spec: str, **kwargs):
+    from ..models.registry import create_representation
+
+    return create_representation(spec, **kwargs)
+
+
+def _encode_locally(rep, source: ImageSource, plan: list[tuple[int, list[int]]], dtype: str, batch_size: int,
+                    workers: int | None, assembler: ChunkAssembler) -> None:
+    """The local backend: decode and preprocess in DataLoader workers, encode here, batch after batch."""
+    from torch.utils.data import DataLoader
+
+    from ..images.dataset import ImageDataset, collate_skipping
+
+    n_workers = default_workers() if workers is None else int(workers)
+    loader = DataLoader(ImageDataset(source, rep.preprocess), batch_sampler=_PlanSampler(plan),
+                        num_workers=n_workers, collate_fn=collate_skipping, pin_memory=rep.device.type == "cuda",
+                        prefetch_factor=_prefetch_batches(batch_size) if n_workers else None,
+                        persistent_workers=False)
+    for b, (rows, batch, failures) in enumerate(loader):
+        feats, problem = encode_batch(rep, batch, dtype) if batch is not None else (None, None)
+        assembler.add(b, rows.tolist(), feats, failures, problem)
+
+
 def _prefetch_batches(batch_size: int) -> int:
     """Batches each loader worker keeps ready: about 64 images, at least 2 batches (small CPU batches would
     otherwise leave the model waiting for the next one)."""
     return max(2, 64 // batch_size)
-
-
-def _commit(writer: FeatureStoreWriter, chunk: int, pending: dict, source: ImageSource, dim: int,
-            dtype: str) -> None:
-    rows = pending["rows"]
-    feats = np.concatenate(pending["features"]) if pending["features"] else np.zeros((0, dim), dtype)
-    labels = None if source.labels is None else [source.labels[r] for r in rows]
-    writer.commit_chunk(chunk, feats, [source.image_ids[r] for r in rows], [source.paths[r] for r in rows],
-                        labels, pending["skipped"])
 
 
 def _progress_bar(total: int, desc: str, *, enabled: bool):
