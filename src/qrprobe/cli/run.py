@@ -17,7 +17,13 @@ The config is checked completely first; an error names its file:line:column and 
 Every stage's output is named by a hash of its inputs and configuration, so re-running an unchanged study
 does no work, changing one expert relabels only that expert (and re-evaluates what depends on it), and a
 killed run resumes. --force STAGE recomputes a stage anyway. `qrprobe example --study` writes a commented
-template; docs/study-reference.md lists every key."""
+template; docs/study-reference.md lists every key.
+
+--executor slurm runs each stage item as a Slurm job (pip install 'qrprobe[slurm]'): one per model extraction,
+expert labelling, model evaluation and analysis, then the report, each with the resources of its stage
+(`resources:` in the study file) and depending on the jobs of its inputs. Finished items are never submitted
+again, so resubmitting after a failure or a change runs only what is missing. The output folder must be on a
+file system that every node sees."""
 
 DEMO_DESCRIPTION = """\
 The built-in demo, offline: 1,484 public-domain clip-art images bundled with qrprobe, studied with
@@ -33,6 +39,18 @@ def add_parser(subparsers) -> None:
                                 description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", metavar="STUDY.yaml", help="the study config")
     _common(run, "the study's `output` (default: <name>-out beside the config)")
+    ex = run.add_argument_group("executor")
+    ex.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="local: every stage in this process; slurm: each stage item a Slurm job through submitit "
+                         "[default: local]")
+    ex.add_argument("--cluster", choices=("slurm", "local"), default="slurm",
+                    help="with --executor slurm, where submitit runs the jobs: slurm (sbatch) or local (each job a "
+                         "process on this machine, to try a study's jobs without a cluster) [default: slurm]")
+    ex.add_argument("--jobs-dir", metavar="DIR", default=None,
+                    help="submitit's folder for the jobs' pickles and logs [default: OUT/jobs]")
+    ex.add_argument("--no-wait", dest="wait", action="store_false",
+                    help="on Slurm, submit the jobs (with their dependencies) and return [default: follow them "
+                         "until all have ended]")
     run.set_defaults(func=_run)
     demo = subparsers.add_parser("demo", help="run the built-in demo study (offline, a few minutes)",
                                  description=DEMO_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +94,43 @@ def _run(args: argparse.Namespace) -> int:
     config = Path(args.config)
     study = load_study(config)
     output = Path(args.out) if args.out else default_output(config, study)
+    if args.executor == "slurm":
+        return _submit(study, output, args)
     return _execute(study, output, args)
+
+
+def _submit(study, output: Path, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..study.slurm import submit_study
+
+    if args.device:
+        study = dataclasses.replace(study, device=args.device)
+    start = time.perf_counter()
+    sub = submit_study(study, output, cluster=args.cluster, folder=args.jobs_dir, force=args.force, wait=args.wait)
+    done = len(sub.finished_before)
+    if not sub.jobs:
+        print(f"all {done} stage item(s) were finished already", file=sys.stderr)
+    elif not args.wait and args.cluster == "slurm":
+        print(f"submitted {len(sub.jobs)} job(s) ({done} item(s) were finished already); their logs are in "
+              f"{args.jobs_dir or output / 'jobs'}. When they have ended, the same command submits only what did "
+              "not finish (not while they are queued or running: it does not know about jobs in flight)",
+              file=sys.stderr)
+        return 0
+    else:
+        print(f"\n{len(sub.completed)} job(s) completed, {len(sub.failed)} failed, {len(sub.blocked)} not run "
+              f"(an input failed), {done} item(s) finished before, in {time.perf_counter() - start:.0f} s",
+              file=sys.stderr)
+    if sub.failed or sub.blocked:
+        print("some jobs failed; fix the cause and run the same command again (finished items are kept)",
+              file=sys.stderr)
+        return 1
+    ranking = output / "ranking.md"
+    if ranking.is_file():
+        print(ranking.read_text().rstrip())
+    if study.report.enabled and (output / "report.html").is_file():
+        print(f"report: {output / 'report.html'}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -51,13 +51,22 @@ def concept_table(experts: Sequence[Expert]) -> pd.DataFrame:
     A concept name used by more than one expert (``person`` from ``person`` and ``coco``) becomes
     ``"NAME (EXPERT)"`` in every expert that uses it; ``concept`` keeps the expert's own name.
     """
-    table = pd.concat([e.concept_table() for e in experts], ignore_index=True)
-    experts_of = table.groupby("name")["expert"].nunique()
-    shared = set(experts_of[experts_of > 1].index)
-    table["name"] = [f"{n} ({e})" if n in shared else n for n, e in zip(table["name"], table["expert"], strict=True)]
+    table = unique_concept_names(pd.concat([e.concept_table() for e in experts], ignore_index=True))
     dup = table["name"][table["name"].duplicated()]
     if len(dup):
         raise QRProbeInputError(f"concept names are not unique within an expert: {sorted(set(dup))[:5]}")
+    return table
+
+
+def unique_concept_names(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with ``name`` remade from each expert's own ``concept`` names: a name that more than one
+    expert uses becomes ``"NAME (EXPERT)"`` in each of them. The names depend only on the experts together,
+    not on which of them were labelled in one run."""
+    table = table.copy()
+    experts_of = table.groupby("concept")["expert"].nunique()
+    shared = set(experts_of[experts_of > 1].index)
+    table["name"] = [f"{c} ({e})" if c in shared else c for c, e in zip(table["concept"], table["expert"],
+                                                                        strict=True)]
     return table
 
 

@@ -39,35 +39,60 @@ def _external(ctx: StageContext) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def _inputs(ctx: StageContext, kind: AnalysisKind, spec, state: StudyState, model: ModelSpec | None,
-            payload: dict) -> AnalysisInputs:
-    """The inputs of one analysis item; adds what they depend on to ``payload`` (its cache key)."""
-    inputs = AnalysisInputs(name=model.name if model else "", source_concepts=state.bank)
-    payload["concepts"] = state.bank_hash
+def _payload(ctx: StageContext, kind: AnalysisKind, spec, state: StudyState, model: ModelSpec | None
+             ) -> tuple[dict, tuple | None]:
+    """What one analysis item depends on (its cache key), from hashes and paths only; and, for an analysis of
+    other images (transfer), those images and the model's feature store on them (extracted here if needed)."""
+    payload: dict = {"kind": kind.name, "spec": spec.to_dict(), "protocol": state.protocol.to_dict(),
+                     "concepts": state.bank_hash}
+    target = None
     if model is not None:
-        store = state.stores[model.name]
-        payload["features"] = store.manifest.get("content_hash")
+        payload["features"] = state.stores[model.name].manifest.get("content_hash")
+        payload["result"] = str(state.results[model.name][0])
+    if "results" in kind.needs:
+        payload["results"] = [path.name for path, _ in state.results.values()]
+        external = _external(ctx)
+        payload["external"] = None if external is None else external.to_dict("records")
+    if "target" in kind.needs and model is not None:
+        images = ImageSet.open(spec.images, spec.labels)
+        store = extract_stage(ctx, model, images)
+        payload["target"] = [store.manifest.get("content_hash"), images.key, file_identity(spec.labels)]
+        target = (images, store)
+    return payload, target
+
+
+def _inputs(ctx: StageContext, kind: AnalysisKind, spec, state: StudyState, model: ModelSpec | None,
+            target: tuple | None) -> AnalysisInputs:
+    """The inputs of one analysis item (features and concepts loaded as the analysis needs them)."""
+    inputs = AnalysisInputs(name=model.name if model else "", source_concepts=state.bank)
+    if model is not None:
         if {"features", "concepts"} & set(kind.needs):
-            inputs.features, inputs.concepts, _ = matched_inputs(ctx, store, state.bank, model.name)
-        path, result = state.results[model.name]
-        payload["result"] = str(path)
+            inputs.features, inputs.concepts, _ = matched_inputs(ctx, state.stores[model.name], state.bank,
+                                                                 model.name)
         if "result" in kind.needs or kind.name == "forward-probe":
-            inputs.result = result
+            inputs.result = state.results[model.name][1]
     else:
         inputs.concepts = state.bank
     if "results" in kind.needs:
         inputs.results = [res for _, res in state.results.values()]
         inputs.result_keys = [path.name for path, _ in state.results.values()]
         inputs.external = _external(ctx)
-        payload["results"] = inputs.result_keys
-        payload["external"] = None if inputs.external is None else inputs.external.to_dict("records")
-    if "target" in kind.needs and model is not None:
-        target = ImageSet.open(spec.images, spec.labels)
-        store = extract_stage(ctx, model, target)
+    if target is not None:
+        images, store = target
         inputs.target_features, inputs.target_concepts, _ = matched_inputs(
-            ctx, store, label_stage(ctx, target), f"{model.name} on {spec.images}")
-        payload["target"] = [store.manifest.get("content_hash"), target.key, file_identity(spec.labels)]
+            ctx, store, label_stage(ctx, images), f"{model.name} on {spec.images}")
     return inputs
+
+
+def analysis_items(ctx: StageContext) -> list[tuple[AnalysisKind, object, ModelSpec | None]]:
+    """Every analysis item the study asks for: ``(kind, its spec, the model or None)``, in run order."""
+    out = []
+    for kind in ANALYSES.values():
+        spec = getattr(ctx.study.analyses, kind.key)
+        if spec is None or ("target" in kind.needs and not getattr(spec, "images", None)):
+            continue
+        out.extend((kind, spec, model) for model in _items(ctx, kind, spec))
+    return out
 
 
 def _items(ctx: StageContext, kind: AnalysisKind, spec) -> list[ModelSpec | None]:
@@ -77,32 +102,34 @@ def _items(ctx: StageContext, kind: AnalysisKind, spec) -> list[ModelSpec | None
     return [m for m in ctx.study.models if wanted is None or m.name in wanted]
 
 
-def analyses_stage(ctx: StageContext, state: StudyState) -> list[Path]:
-    """Run (or reuse) every analysis the study asks for; returns their output directories, in order."""
-    made: list[Path] = []
+def analyses_stage(ctx: StageContext, state: StudyState, only: tuple[str, str | None] | None = None) -> list[Path]:
+    """Run (or reuse) every analysis the study asks for; returns their output directories, in order.
+
+    ``only``: just the item ``(analysis name, model name or None)`` (a study job).
+    """
     for kind in ANALYSES.values():
         spec = getattr(ctx.study.analyses, kind.key)
-        if spec is None:
-            continue
-        if "target" in kind.needs and not getattr(spec, "images", None):
+        if spec is not None and "target" in kind.needs and not getattr(spec, "images", None):
             ctx.echo(f"warning: analyses.{kind.key}: no target images given (images:); skipped")
+    made: list[Path] = []
+    for kind, spec, model in analysis_items(ctx):
+        if only is not None and only != (kind.name, model.name if model else None):
             continue
-        for model in _items(ctx, kind, spec):
-            label = f"{kind.name} {model.name}" if model else kind.name
-            payload: dict = {"kind": kind.name, "spec": spec.to_dict(), "protocol": state.protocol.to_dict()}
-            t = time.perf_counter()
-            inputs = _inputs(ctx, kind, spec, state, model, payload)
-            key = stage_key(payload)
-            path = ctx.out / "analyses" / f"{kind.name}-{slug(model.name) + '-' if model else ''}{key}"
-            ctx.fresh("analyses", path)
-            marker = "results.json" if kind.writes_result else "section.json"
-            if (path / marker).is_file():
-                ctx.log("analyses", label, True, 0.0, path)
-            else:
-                run_analysis(kind, inputs, spec, state.protocol, progress=ctx.progress).save(path, overwrite=True)
-                ctx.log("analyses", label, False, time.perf_counter() - t, path)
-            made.append(path)
+        label = f"{kind.name} {model.name}" if model else kind.name
+        t = time.perf_counter()
+        payload, target = _payload(ctx, kind, spec, state, model)
+        path = ctx.out / "analyses" / f"{kind.name}-{slug(model.name) + '-' if model else ''}{stage_key(payload)}"
+        ctx.fresh("analyses", path)
+        marker = "results.json" if kind.writes_result else "section.json"
+        if (path / marker).is_file():
+            ctx.log("analyses", label, True, 0.0, path)
+        else:
+            ctx.may_compute("analyses", ctx.images_key, label, path)
+            inputs = _inputs(ctx, kind, spec, state, model, target)
+            run_analysis(kind, inputs, spec, state.protocol, progress=ctx.progress).save(path, overwrite=True)
+            ctx.log("analyses", label, False, time.perf_counter() - t, path)
+        made.append(path)
     return made
 
 
-__all__ = ["StudyState", "analyses_stage"]
+__all__ = ["StudyState", "analyses_stage", "analysis_items"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import ProtocolConfig, int_at_least, param, validate
+from ..engine.config import ProtocolConfig, int_at_least, number_in, param, validate
 from ..errors import QRProbeInputError
 from ..features.extract import DEFAULT_DTYPE
 from ..models.preprocess import preprocess_check
@@ -133,6 +133,46 @@ class ReportSpec:
     sort_by: str = param("nmi", "metric that ranks the comparison table", choices=HEADLINE)
 
 
+def _stage_resources(stage: str, what: str, gpus: int, cpus: int, mem_gb: float, timeout_min: int) -> type:
+    """The resources of one stage's jobs on a cluster (``qrprobe run --executor slurm``), with its defaults."""
+    fields = [
+        ("gpus", int, param(gpus, "GPUs per job", check=int_at_least(0))),
+        ("cpus", int, param(cpus, "CPU cores per job", check=int_at_least(1))),
+        ("mem_gb", float, param(float(mem_gb), "memory per job, GiB", check=number_in(0, 1e6, low_open=True))),
+        ("timeout_min", int, param(timeout_min, "time limit per job, minutes", check=int_at_least(1))),
+        ("partition", str | None, param(None, "the Slurm partition", shown="the cluster's default")),
+        ("slurm", dict[str, Any], param({}, "more sbatch options, as --KEY=VALUE (account, qos, constraint, "
+                                        "exclude, …)", shown="none")),
+    ]
+    cls = dataclasses.make_dataclass(f"{stage.capitalize()}Resources", fields, frozen=True,
+                                     namespace={"__post_init__": lambda self: validate(self)})
+    cls.__doc__ = f"The resources of each {what} job."
+    cls.__module__ = __name__
+    return cls
+
+
+ExtractResources = _stage_resources("extract", "extraction (one per model)", 1, 8, 32, 12 * 60)
+LabelResources = _stage_resources("label", "labelling (one per expert)", 1, 8, 32, 12 * 60)
+EvaluateResources = _stage_resources("evaluate", "evaluation (one per model)", 1, 4, 64, 4 * 60)
+AnalysesResources = _stage_resources("analyses", "analysis (one per analysis and model)", 1, 4, 64, 4 * 60)
+ReportResources = _stage_resources("report", "report (the last job)", 0, 2, 16, 60)
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    """What each stage's jobs ask of a cluster (``qrprobe run --executor slurm``; the local executor ignores it)."""
+
+    extract: ExtractResources = field(default_factory=ExtractResources,
+                                      metadata={"help": "each model's extraction job"})
+    label: LabelResources = field(default_factory=LabelResources, metadata={"help": "each expert's labelling job"})
+    evaluate: EvaluateResources = field(default_factory=EvaluateResources,
+                                        metadata={"help": "each model's evaluation job"})
+    analyses: AnalysesResources = field(default_factory=AnalysesResources,
+                                        metadata={"help": "each analysis job (per analysis and model)"})
+    report: ReportResources = field(default_factory=ReportResources,
+                                    metadata={"help": "the last job: ranking and report"})
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """A whole study: images × models × experts × protocol → analyses → report."""
@@ -151,6 +191,8 @@ class StudyConfig:
     output: str | None = param(None, "the output folder", shown="NAME-out beside the study file")
     device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N")
     notes: list[str] = param([], "remarks shown first in the report (why K is what it is, …)", shown="none")
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec,
+                                     metadata={"help": "cluster resources of each stage's jobs (--executor slurm)"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -31,7 +31,8 @@ def _inner(hint: Any) -> tuple[Any, str]:
         return None, f"mapping of {_inner(args[1])[1]}"
     if dataclasses.is_dataclass(hint):
         return hint, "mapping"
-    return None, {int: "integer", float: "number", str: "string", bool: "true/false"}.get(hint, str(hint))
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", Any: "any value"}
+    return None, names.get(hint, str(hint))
 
 
 def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
@@ -127,6 +128,10 @@ report:
   # sort_by: nmi                  # nmi, ami, top1, map or mi_bits
 notes:
   - "Why K is what it is, where the images come from, anything a reader of the report should know first."
+# resources:                      # each stage's jobs with `qrprobe run --executor slurm` (docs/scale.md)
+#   extract: {gpus: 1, cpus: 8, mem_gb: 32, timeout_min: 720, partition: gpu}
+#   label: {gpus: 1, cpus: 8, mem_gb: 32, timeout_min: 720, partition: gpu}
+#   evaluate: {gpus: 1, cpus: 4, mem_gb: 64, timeout_min: 240, slurm: {account: my-project}}
 """
 
 

@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,18 +69,33 @@ def default_output(config_path: Path | None, study: StudyConfig) -> Path:
     return base / f"{slug(study.name)}-out"
 
 
-def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Sequence[str] = (),
-              progress: bool = True, echo: Callable[[str], None] | None = None) -> StudyOutcome:
-    """Run (or resume) a study; only stages whose inputs changed, or that ``force`` names, are computed."""
+def study_context(study: StudyConfig, out: Path, outcome: StudyOutcome, images: ImageSet, *,
+                  force: Sequence[str] = (), progress: bool = True, echo: Callable[[str], None] | None = None,
+                  reuse_only: Collection[str] = (), check_only: bool = False) -> StageContext:
+    """The :class:`StageContext` of a run, a study job (``reuse_only``: the stages made by other jobs) or a
+    check of what is done (``check_only``)."""
     unknown = [s for s in force if s not in STAGES]
     if unknown:
         raise QRProbeInputError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
+    return StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo, images.key,
+                        frozenset(reuse_only), check_only)
+
+
+def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Sequence[str] = (),
+              progress: bool = True, echo: Callable[[str], None] | None = None,
+              reuse_only: Collection[str] = ()) -> StudyOutcome:
+    """Run (or resume) a study; only stages whose inputs changed, or that ``force`` names, are computed.
+
+    ``reuse_only``: stages that must already be complete (the study's last job, after the others): a missing
+    item of these raises :class:`~qrprobe.study.stages.StageMissing` instead of being computed.
+    """
     out = Path(output) if output is not None else default_output(None, study)
     images = ImageSet.open(study.images.source, study.images.labels)
-    out.mkdir(parents=True, exist_ok=True)
     outcome = StudyOutcome(out)
-    ctx = StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo, images.key)
+    ctx = study_context(study, out, outcome, images, force=force, progress=progress, echo=echo,
+                        reuse_only=reuse_only)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
 
     stores = {m.name: extract_stage(ctx, m, images) for m in study.models}
@@ -93,7 +108,7 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     outcome.ranking = _ranking([res for _, res in results.values()], study)
     atomic_write_text(out / "ranking.md", outcome.ranking + "\n")
     if study.report.enabled:
-        outcome.report = _report(study, outcome, out, "report" in force, ctx.log)
+        outcome.report = report_stage(ctx, outcome)
     atomic_write_text(out / "run-log.json", json.dumps(outcome.log, indent=2))
     return outcome
 
@@ -115,30 +130,52 @@ def _notes_section(study: StudyConfig, out: Path) -> Path:
     return path
 
 
-def _report(study: StudyConfig, outcome: StudyOutcome, out: Path, force: bool, log) -> Path:
-    import pandas as pd
-
-    from ..report.build import build_report
-
+def _report_key(study: StudyConfig, outcome: StudyOutcome, out: Path) -> tuple[list[Path], str]:
+    """The report's inputs and its cache key."""
     inputs = [*outcome.results.values(), *outcome.analyses]
     if study.notes:
-        inputs.append(_notes_section(study, out))
-    rows = [{"model": m.name, **m.external} for m in study.models if m.external]
-    external = pd.DataFrame(rows) if rows else None
+        inputs.append(out / "analyses" / f"notes-{stage_key(study.notes)}")
+    external = _external(study)
     key = stage_key({"inputs": [str(p) for p in inputs], "report": study.report,
                      "external": None if external is None else external.to_dict("records"), "notes": study.notes})
-    html = out / "report.html"
+    return inputs, key
+
+
+def _external(study: StudyConfig):
+    """The models' external scores as a table (None when no model has any)."""
+    import pandas as pd
+
+    rows = [{"model": m.name, **m.external} for m in study.models if m.external]
+    return pd.DataFrame(rows) if rows else None
+
+
+def report_done(study: StudyConfig, outcome: StudyOutcome, out: Path) -> bool:
+    """Whether ``report.html`` is there and was built from exactly these results and analyses."""
     marker = out / "report" / "key.txt"
+    return (out / "report.html").is_file() and marker.is_file() and marker.read_text() == _report_key(
+        study, outcome, out)[1]
+
+
+def report_stage(ctx: StageContext, outcome: StudyOutcome) -> Path:
+    """The HTML report of the results and analyses (reused when built from the same ones)."""
+    from ..report.build import build_report
+
+    study, out = ctx.study, ctx.out
+    html = out / "report.html"
     t = time.perf_counter()
-    if not force and html.is_file() and marker.is_file() and marker.read_text() == key:
-        log("report", "report.html", True, 0.0, html)
+    if "report" not in ctx.force and report_done(study, outcome, out):
+        ctx.log("report", "report.html", True, 0.0, html)
         return html
+    ctx.may_compute("report", ctx.images_key, "report.html", html)
+    if study.notes:
+        _notes_section(study, out)
+    inputs, key = _report_key(study, outcome, out)
     figures = out / "report"
     if figures.exists():
         shutil.rmtree(figures)
-    build_report(inputs, html, external=external, figures_dir=figures,
+    build_report(inputs, html, external=_external(study), figures_dir=figures,
                  title=study.report.title or f"qrprobe study: {study.name}", explain_pairs=study.report.pairs,
                  sort_by=study.report.sort_by)
-    marker.write_text(key)
-    log("report", "report.html", False, time.perf_counter() - t, html)
+    (figures / "key.txt").write_text(key)
+    ctx.log("report", "report.html", False, time.perf_counter() - t, html)
     return html

@@ -24,6 +24,15 @@ from .config import ModelSpec, StudyConfig
 Log = Callable[..., None]  # log(stage, item, reused, seconds, path)
 
 
+class StageMissing(QRProbeInputError):
+    """A stage item that had to be there already is not: its job has not run (or not finished)."""
+
+    def __init__(self, stage: str, item: str, path: Path) -> None:
+        super().__init__(f"{stage} {item}: {path} is not there yet (the job that makes it has not finished; "
+                         "run the study again)")
+        self.stage, self.item, self.path = stage, item, path
+
+
 @dataclass
 class ImageSet:
     """An image collection of the study: the source, the hash that keys its stages, its label table."""
@@ -53,11 +62,19 @@ class StageContext:
     progress: bool = True
     echo: Callable[[str], None] = print
     images_key: str = ""  # the hash of the study's own images (transfer targets are other images)
+    #: stages whose items on the study's own images must already exist (a job's inputs, made by other jobs)
+    reuse_only: frozenset[str] = field(default_factory=frozenset)
+    check_only: bool = False  # compute nothing: a missing item raises StageMissing (which items are done?)
 
     def fresh(self, stage: str, path: Path) -> None:
         """Remove ``path`` when ``stage`` is forced, so that it is recomputed."""
         if stage in self.force and path.exists():
             shutil.rmtree(path)
+
+    def may_compute(self, stage: str, images_key: str, item: str, path: Path) -> None:
+        """Raise :class:`StageMissing` when the missing item ``path`` may not be computed here."""
+        if self.check_only or (stage in self.reuse_only and images_key == self.images_key):
+            raise StageMissing(stage, item, path)
 
 
 def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> FeatureStore:
@@ -81,6 +98,8 @@ def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Feat
     path = ctx.out / "features" / f"{slug(model.name)}-{key}"
     ctx.fresh("extract", path)
     done = (path / "manifest.json").is_file()
+    if not done:
+        ctx.may_compute("extract", images.key, model.name, path)
     t = time.perf_counter()
     options = {"layer": model.layer, "weights": model.weights, "pretrained": model.pretrained,
                "device": ctx.study.device, "dtype": model.dtype, "progress": ctx.progress}
@@ -101,49 +120,79 @@ def _expert_key(spec, images: ImageSet) -> str:
                       "labels": file_identity(images.labels) if (spec.kind or spec.name) == "labels" else None})
 
 
-def label_stage(ctx: StageContext, images: ImageSet) -> ConceptBank:
-    """The study's concept bank on ``images``: one cached bank per expert, concatenated."""
+def expert_paths(ctx: StageContext, images: ImageSet) -> dict[str, Path]:
+    """Where each expert's concept bank on ``images`` lives (named by its key)."""
+    return {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{_expert_key(e, images)}" for e in ctx.study.experts}
+
+
+def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
+    """Label ``images`` with those of ``experts`` (specs) whose banks are missing, in one pass; one bank each."""
     from ..experts.label import run_labelling
     from ..experts.registry import expert_class, expert_parameters
 
-    experts = ctx.study.experts
-    paths = {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{_expert_key(e, images)}" for e in experts}
-    for p in paths.values():
-        ctx.fresh("label", p)
+    paths = expert_paths(ctx, images)
+    for e in experts:
+        ctx.fresh("label", paths[e.name])
     missing = [e for e in experts if not (paths[e.name] / "manifest.json").is_file()]
     for e in experts:
         if e not in missing:
             ctx.log("label", e.name, True, 0.0, paths[e.name])
-    if missing:
-        options = {e.name: dict(e.options) for e in missing}
-        for e in missing:
-            if "device" in expert_parameters(expert_class(e.kind or e.name)):
-                options[e.name].setdefault("device", ctx.study.device)  # torch experts follow the study's device
-            if (e.kind or e.name) == "labels" and images.labels and "table" not in options[e.name]:
-                options[e.name]["table"] = images.labels
-        work = ctx.out / "concepts" / f".pass-{stage_key(sorted(str(paths[e.name]) for e in missing))}"
-        labelled = run_labelling(
-            images.source, [e.name for e in missing], output=work, options=options,
-            groups={e.name: e.group for e in missing if e.group},
-            weights={e.name: e.weights for e in missing if e.weights},
-            kinds={e.name: e.kind for e in missing if e.kind}, progress=ctx.progress, overwrite=False)
-        seconds = labelled.report.seconds
-        for e in missing:
-            mask = (labelled.bank.concepts["expert"] == e.name).to_numpy()
-            part = labelled.bank.select_columns(mask)
-            part.info = {**labelled.bank.info,
-                         "experts": [x for x in labelled.bank.info.get("experts", []) if x.get("name") == e.name]}
-            part.save(paths[e.name], overwrite=True)
-            ctx.log("label", e.name, False, float(seconds.get(e.name, 0.0)), paths[e.name])
-        if seconds.get("decode"):
-            ctx.echo(f"[label] decoding images (not hidden by the experts): {seconds['decode']:.1f} s")
-        shutil.rmtree(work, ignore_errors=True)
-    banks = [ConceptBank.load(paths[e.name]) for e in experts]
+    if not missing:
+        return
+    ctx.may_compute("label", images.key, ", ".join(e.name for e in missing), paths[missing[0].name])
+    options = {e.name: dict(e.options) for e in missing}
+    for e in missing:
+        if "device" in expert_parameters(expert_class(e.kind or e.name)):
+            options[e.name].setdefault("device", ctx.study.device)  # torch experts follow the study's device
+        if (e.kind or e.name) == "labels" and images.labels and "table" not in options[e.name]:
+            options[e.name]["table"] = images.labels
+    work = ctx.out / "concepts" / f".pass-{stage_key(sorted(str(paths[e.name]) for e in missing))}"
+    labelled = run_labelling(
+        images.source, [e.name for e in missing], output=work, options=options,
+        groups={e.name: e.group for e in missing if e.group},
+        weights={e.name: e.weights for e in missing if e.weights},
+        kinds={e.name: e.kind for e in missing if e.kind}, progress=ctx.progress, overwrite=False)
+    seconds = labelled.report.seconds
+    for e in missing:
+        mask = (labelled.bank.concepts["expert"] == e.name).to_numpy()
+        part = labelled.bank.select_columns(mask)
+        part.info = {**labelled.bank.info,
+                     "experts": [x for x in labelled.bank.info.get("experts", []) if x.get("name") == e.name]}
+        part.save(paths[e.name], overwrite=True)
+        ctx.log("label", e.name, False, float(seconds.get(e.name, 0.0)), paths[e.name])
+    if seconds.get("decode"):
+        ctx.echo(f"[label] decoding images (not hidden by the experts): {seconds['decode']:.1f} s")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def label_stage(ctx: StageContext, images: ImageSet) -> ConceptBank:
+    """The study's concept bank on ``images``: one cached bank per expert, concatenated."""
+    label_experts(ctx, images, list(ctx.study.experts))
+    paths = expert_paths(ctx, images)
+    banks = _study_names([ConceptBank.load(paths[e.name]) for e in ctx.study.experts])
     if images.key == ctx.images_key:  # the study's own images: add the banks it names
         banks += [ConceptBank.load(path) for path in ctx.study.concepts]
         for path in ctx.study.concepts:
             ctx.log("label", Path(path).name, True, 0.0, Path(path))
     return _concat_by_id(banks, ctx)
+
+
+def _study_names(banks: list[ConceptBank]) -> list[ConceptBank]:
+    """The experts' banks with concept names made unique across all the study's experts (``"red (color)"``
+    where two experts name a concept ``red``), whichever experts were labelled together."""
+    import pandas as pd
+
+    from ..experts.label_setup import unique_concept_names
+
+    if not banks:
+        return banks
+    table = unique_concept_names(pd.concat([b.concepts for b in banks], ignore_index=True))
+    out, start = [], 0
+    for b in banks:
+        names = table.iloc[start:start + b.n_concepts].reset_index(drop=True)
+        out.append(ConceptBank(b.matrix, names, b.image_ids, b.info))
+        start += b.n_concepts
+    return out
 
 
 def _concat_by_id(banks: list[ConceptBank], ctx: StageContext) -> ConceptBank:
@@ -189,6 +238,7 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
         result = Result.load(path)
         ctx.log("evaluate", model.name, True, time.perf_counter() - t, path)
         return path, result
+    ctx.may_compute("evaluate", ctx.images_key, model.name, path)
     feats, rows, dropped = matched_inputs(ctx, store, bank, model.name)
     result = evaluate(feats, rows, protocol, name=model.name, progress=ctx.progress)
     if dropped.n_dropped:
@@ -199,4 +249,5 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
     return path, result
 
 
-__all__ = ["ImageSet", "StageContext", "evaluate_stage", "extract_stage", "label_stage", "matched_inputs"]
+__all__ = ["ImageSet", "StageContext", "StageMissing", "evaluate_stage", "expert_paths", "extract_stage",
+           "label_experts", "label_stage", "matched_inputs"]
