@@ -209,3 +209,32 @@ def test_a_study_takes_a_feature_store_and_a_concept_bank_made_elsewhere(tmp_pat
     assert outcome.ran("extract") == [] and outcome.ran("label") == []  # nothing re-made
     result = Result.load(outcome.results["pixels"])
     assert result.inputs["features"]["model"] == "pixels-4" and result.inputs["concepts"]["n_concepts"] > 2
+
+
+def test_cli_and_study_give_the_same_numbers(study_file, tmp_path):
+    """The CLI (extract → label → evaluate) and a study with the same settings agree exactly (one feature dtype,
+    one protocol default everywhere)."""
+    from qrprobe.cli.main import main
+    from qrprobe.study.config import load_study
+    from qrprobe.study.runner import run_study
+
+    path = study_file()
+    outcome = run_study(load_study(path), progress=False, echo=lambda _: None)
+    images = str(tmp_path / "images")
+    assert main(["extract", "pixels-4", images, "-o", str(tmp_path / "f"), "--quiet", "--device", "cpu"]) == 0
+    assert main(["label", images, "--experts", "labels,color", "-o", str(tmp_path / "c"), "--quiet"]) == 0
+    assert main(["evaluate", str(tmp_path / "f"), str(tmp_path / "c"), "-o", str(tmp_path / "r"), "--quiet",
+                 "--k", "4", "--clusterings", "2", "--iters", "20", "--restarts", "2", "--kmeans-init", "k-means++",
+                 "--epochs", "8", "--device", "cpu"]) == 0
+    cli = json.loads((tmp_path / "r" / "results.json").read_text())["summary"]
+    study = json.loads((outcome.results["pixels"] / "results.json").read_text())["summary"]
+    for metric in ("nmi", "ami", "top1", "map", "mi_bits"):
+        assert cli[metric]["values"] == study[metric]["values"], metric
+
+
+def test_the_paper_study_is_shipped_with_the_package(tmp_path):
+    from qrprobe.cli.main import main
+
+    path = tmp_path / "paper.yaml"
+    assert main(["example", "--study", "paper", "-o", str(path)]) == 0
+    assert "Table 2" in path.read_text() and "deit_base_patch16_224" in path.read_text()

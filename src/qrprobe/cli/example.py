@@ -26,8 +26,9 @@ def add_parser(subparsers) -> None:
     add_output(parser, "directory (with --study: the template file)")
     parser.add_argument("--n", type=int, default=5000, help="number of images [default: 5000]")
     parser.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
-    parser.add_argument("--study", action="store_true",
-                        help="write a commented study template (YAML) instead of a dataset")
+    parser.add_argument("--study", nargs="?", const="template", choices=("template", "paper"), metavar="WHICH",
+                        help="write a study file instead of a dataset: 'template' (a commented template, the "
+                             "default) or 'paper' (the paper's ImageNet study, Table 2 models and experts)")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +56,12 @@ def _write_study_template(args: argparse.Namespace) -> int:
     from ..study.reference import template_yaml
 
     out = check_output(args, file=True)
-    atomic_write_text(out, template_yaml())
+    if args.study == "paper":
+        from importlib.resources import files
+
+        text = (files("qrprobe.study") / "examples" / "paper-imagenet.yaml").read_text(encoding="utf-8")
+    else:
+        text = template_yaml()
+    atomic_write_text(out, text)
     print(f"wrote a study template to {out}; edit it, then `qrprobe run {out}`", file=sys.stderr)
     return 0
