@@ -16,9 +16,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qrprobe.concepts.bank import ConceptBank
+from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 from qrprobe.engine.distributed import _scale_bits, assign, shard_bounds, sharded_kmeans
-from qrprobe.engine.quantize import KMeans, fit_clusterings
+from qrprobe.engine.distributed_run import read_quantization
+from qrprobe.engine.evaluate import evaluate
+from qrprobe.engine.quantize import KMeans, _assign, fit_clusterings
 from qrprobe.errors import QRProbeInputError
+from qrprobe.features.store import write_feature_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,8 +160,6 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_path):
-    from qrprobe.features.store import write_feature_store
-
     raw = blobs(n=2001, d=16, k=10, seed=9) * np.linspace(0.5, 4, 16, dtype=np.float32) + 3
     store = write_feature_store(tmp_path / "store", raw, shard_rows=700)  # rows split across shards
     args = [str(store.path), "-k", "10", "--clusterings", "2", "--iters", "30", "--restarts", "2", "--device", "cpu"]
@@ -179,13 +182,19 @@ def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_pa
     for r, result in enumerate(results):
         np.testing.assert_array_equal(a["labels"][r], result.labels)
         assert a["n_iter"][r] == result.n_iter
+    # ... and the probing of the distributed clusterings gives evaluate()'s own scores
+    concepts = ConceptBank.from_matrix((raw[:, :6] > 3).astype(np.uint8), [f"c{j}" for j in range(6)],
+                                       image_ids=store.image_ids)
+    params = {"k": 10, "clusterings": 2, "iters": 30, "restarts": 2, "epochs": 3, "device": "cpu"}
+    own = evaluate(store.path, concepts, **params)
+    config = ProtocolConfig(device="cpu", probe=ProbeConfig(epochs=3))
+    probed = evaluate(None, concepts, quantization=read_quantization(tmp_path / "two.npz", store.path, config))
+    assert probed.summary == own.summary
 
 
 def test_near_ties_that_float32_gets_wrong_are_settled_exactly():
     """Far from the origin, ‖c‖² − 2 x·c loses the difference between two close centroids in float32 (the
     plain float32 assignment picks the wrong one for many rows); the bounds send those rows to float64."""
-    from qrprobe.engine.quantize import _assign
-
     rng = np.random.default_rng(0)
     base = rng.normal(size=(1, 8)) * 1000
     x = (base + rng.normal(size=(400, 8))).astype(np.float32)

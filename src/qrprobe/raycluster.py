@@ -30,9 +30,9 @@ from .errors import ParameterError, QRProbeInputError, require
 
 #: Images each decode task handles at most (a Ray block): about this many, whole planned batches.
 IMAGES_PER_DECODE_TASK = 256
-#: Memory (bytes) a decoding task reserves: Ray measured 440-550 MiB per decoding worker here (a Python process
+#: Memory (bytes) a decoding task reserves: Ray measured 440-630 MiB per decoding worker here (a Python process
 #: with torch, and 256 decoded, preprocessed 224-pixel images: about 150 MiB).
-DECODE_TASK_MEMORY = 768 * 2**20
+DECODE_TASK_MEMORY = 2**30
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ all rows, streaming (:class:`~qrprobe.engine.quantize.Standardizer`), and sends 
 then clustering ``r`` runs :func:`~qrprobe.engine.distributed.sharded_kmeans` with seed ``seed + r`` (the
 protocol's seeds). Process 0 writes ``OUT`` (``.npz``): ``labels`` (clusterings, N) int64, ``centroids``
 (clusterings, K, D) float32 in standardized units, ``inertia`` (clusterings,), ``n_iter`` (clusterings,),
-``mean`` and ``scale`` (D,) of the standardization. The same file, bit for bit, for any number of processes.
+``mean`` and ``scale`` (D,) of the standardization, ``seed``, ``iters``, ``restarts``. The same file, bit for
+bit, for any number of processes. :func:`read_quantization` turns it into the protocol's
+:class:`~qrprobe.engine.protocol.Quantization`, so that ``evaluate(features, concepts, quantization=q)`` probes
+these clusterings.
 """
 
 from __future__ import annotations
@@ -90,12 +93,43 @@ def main(argv: list[str] | None = None) -> int:
     if comm.rank == 0:
         with open(args.out, "wb") as f:
             np.savez(f, **{key: np.asarray(value) for key, value in out.items()}, mean=standardizer.mean_,
-                     scale=np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_))
+                     scale=np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_),
+                     seed=args.seed, iters=args.iters, restarts=args.restarts)
         print(f"{args.clusterings} clustering(s) of {n} rows x {d} into K={args.k} on {comm.world} process(es): "
               f"inertia {', '.join(f'{v:.6g}' for v in out['inertia'])} -> {args.out}", file=sys.stderr)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
+
+
+def read_quantization(path: str | os.PathLike, features, config=None):
+    """The clusterings in ``path`` (written by this module) as a :class:`~qrprobe.engine.protocol.Quantization`
+    of ``features`` (the same feature store or array, path or :class:`~qrprobe.engine.inputs.Features`).
+
+    ``config``: the protocol for the probing (default: the paper's); its K-means fields (``k``,
+    ``clusterings``, ``seed``, ``iters``, ``restarts``) are replaced by the file's.
+    """
+    import dataclasses
+
+    from ..errors import QRProbeInputError
+    from .config import ProtocolConfig
+    from .inputs import Features
+    from .protocol import Quantization
+    from .quantize import KMeansResult
+
+    feats = features if isinstance(features, Features) else load_features(features)
+    with np.load(path) as z:
+        saved = {name: z[name] for name in z.files}
+    labels, centroids = saved["labels"], saved["centroids"]
+    if labels.shape[1] != feats.array.shape[0]:
+        raise QRProbeInputError(f"{path}: clusterings of {labels.shape[1]} rows, the features have "
+                                f"{feats.array.shape[0]}")
+    config = dataclasses.replace(config or ProtocolConfig(), k=int(centroids.shape[1]), clusterings=len(labels),
+                                 seed=int(saved["seed"]), iters=int(saved["iters"]), restarts=int(saved["restarts"]))
+    runs = [KMeansResult(labels[r], centroids[r], float(saved["inertia"][r]), int(saved["n_iter"][r]),
+                         (float(saved["inertia"][r]),), 0) for r in range(len(labels))]
+    seeds = [config.seed + r for r in range(len(labels))]
+    return Quantization(labels, runs, seeds, saved["mean"], saved["scale"], feats, config)
 
 
 if __name__ == "__main__":  # pragma: no cover - run by torchrun or python -m
