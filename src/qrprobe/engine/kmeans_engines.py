@@ -1,0 +1,207 @@
+"""Distance engines of the exact 16-bit K-means: fast approximate distances, each with a proven error bound.
+
+An engine holds the current centroids arranged in G groups of W slots (a group is a set of nearby centroids;
+padding slots never win) and answers, for listed rows x of the stored features,
+
+- ``group_min2(rows, need)``: per (row, needed group) the smallest and second-smallest ``v_j = ‖c_j‖² − 2 x·c_j``
+  over the group and the centroid of the smallest (so ``‖x − c_j‖² = ‖x‖² + v_j``);
+- ``own(rows, labels)``: ``v`` for one given centroid per row;
+- ``group_error(norms)`` / ``own_error(norms, labels)``: bounds E with ``|v_computed − v_exact| ≤ E``.
+
+The bound: with x̂ = x (the stored values are the engine's input type), ĉ the centroid rounded to the engine's
+input type, and accumulation in float32 over D products,
+    |x·c − fl(x·ĉ)| ≤ ‖x‖·‖c − ĉ‖ + γ_D·‖x‖·‖ĉ‖          (Cauchy–Schwarz; γ_D = D·u / (1 − D·u))
+plus the float32 rounding of ‖c‖² and of ‖c‖² − 2 x·ĉ, so E = ‖x‖·A_j + B_j per centroid j (per group: the
+largest A and B of its members).
+
+Engines: :class:`KernelEngine` (CPU, bfloat16 storage, the compiled AVX-512 BF16 kernel) and
+:class:`TorchEngine` (float32 products on the CPU — exact inputs, only accumulation error — or float16/bfloat16
+tensor-core products with float32 output on CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+U32 = 2.0**-24  # unit roundoff of float32
+CUDA_U = 2.0**-22  # assumed per-addition error of tensor-core float32 accumulation (4× float32's, a margin)
+_TINY = 2.0**-100  # products and partial sums flushed to zero by the hardware (DAZ/FTZ), summed over D
+
+
+def gamma(n: int, u: float = U32) -> float:
+    """γ_n = n·u / (1 − n·u): relative error bound of a sum of n products accumulated in floating point."""
+    return n * u / (1 - n * u)
+
+
+class Engine:
+    """Common state: slots (G·W) → centroid ids (−1 for padding), per-slot error coefficients."""
+
+    def __init__(self, x: torch.Tensor, width: int) -> None:
+        self.x = x
+        self.width = width
+        self.device = x.device
+
+    # -- centroids
+    def set_centroids(self, centroids: torch.Tensor, slot_ids: torch.Tensor) -> None:
+        """Take ``centroids`` (K, D) float32 arranged by ``slot_ids`` (G·W,) int64 (−1: padding)."""
+        self.k = centroids.shape[0]
+        self.slot_ids = slot_ids
+        self.groups = len(slot_ids) // self.width
+        self.slot_of = torch.empty(self.k, dtype=torch.int64, device=slot_ids.device)
+        real = slot_ids >= 0
+        self.slot_of[slot_ids[real]] = torch.nonzero(real).flatten()
+        c64 = centroids.double()
+        self.csq64 = (c64 * c64).sum(1)  # (K,)
+        rounded = self.rounded(centroids).double()
+        c_err = (c64 - rounded).norm(dim=1)
+        c_norm = rounded.norm(dim=1)
+        g = self.gamma()
+        # E = ‖x‖·A + B: input rounding and accumulation (×2 for v = ‖c‖² − 2 x·c), the float32 rounding of
+        # ‖c‖² and of the subtraction, and flushed subnormals
+        self.coef_a = 2 * (c_err + g * c_norm) + 4 * U32 * c_norm
+        self.coef_b = 2 * U32 * self.csq64 + 2 * _TINY * centroids.shape[1]
+        pad = torch.zeros(len(slot_ids), dtype=torch.float64, device=slot_ids.device)
+        a_slot = pad.clone()
+        b_slot = pad.clone()
+        a_slot[real] = self.coef_a[slot_ids[real]]
+        b_slot[real] = self.coef_b[slot_ids[real]]
+        self.group_a = a_slot.view(self.groups, self.width).amax(1)
+        self.group_b = b_slot.view(self.groups, self.width).amax(1)
+        self._prepare(centroids)
+
+    def group_error(self, norms: torch.Tensor) -> torch.Tensor:
+        """(n, G) float64 bound on the error of ``group_min2`` values for rows of norm ``norms`` (n,) float64."""
+        return norms.unsqueeze(1) * self.group_a + self.group_b
+
+    def own_error(self, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(n,) float64 bound on the error of ``own`` values."""
+        return norms * self.coef_a[labels] + self.coef_b[labels]
+
+    def centroid_ids(self, slots: torch.Tensor) -> torch.Tensor:
+        return self.slot_ids[slots.long()]
+
+    # -- to implement
+    def gamma(self) -> float:
+        raise NotImplementedError
+
+    def rounded(self, centroids: torch.Tensor) -> torch.Tensor:
+        """The centroids as the engine multiplies them (rounded to its input type), float32."""
+        raise NotImplementedError
+
+    def _prepare(self, centroids: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def group_min2(self, rows: torch.Tensor, need: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """``m1, ids, m2, done``: (n, G) float32, int64 centroid ids, float32, bool (groups computed)."""
+        raise NotImplementedError
+
+    def own(self, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _slot_matrix(centroids: torch.Tensor, slot_ids: torch.Tensor, width_d: int) -> torch.Tensor:
+    """(G·W, width_d) float32: the centroid of each slot (zero rows for padding, zero columns beyond D)."""
+    out = torch.zeros((len(slot_ids), width_d), dtype=torch.float32, device=centroids.device)
+    real = slot_ids >= 0
+    out[real, :centroids.shape[1]] = centroids[slot_ids[real]]
+    return out
+
+
+def _slot_csq(csq64: torch.Tensor, slot_ids: torch.Tensor) -> torch.Tensor:
+    out = torch.full((len(slot_ids),), math.inf, dtype=torch.float32, device=slot_ids.device)
+    real = slot_ids >= 0
+    out[real] = csq64[slot_ids[real]].float()
+    return out
+
+
+class KernelEngine(Engine):
+    """bfloat16 rows × bfloat16 centroids, float32 accumulation, in the compiled kernel (CPU)."""
+
+    def __init__(self, x: torch.Tensor, width: int, kernel) -> None:
+        super().__init__(x, width)
+        if x.dtype != torch.bfloat16 or x.shape[1] % 2 or x.stride(1) != 1:
+            raise ValueError("the kernel needs bfloat16 rows of even width, contiguous")
+        self.kernel = kernel
+
+    def gamma(self) -> float:
+        return gamma(self.x.shape[1] + 2)
+
+    def rounded(self, centroids: torch.Tensor) -> torch.Tensor:
+        return centroids.to(torch.bfloat16).float()
+
+    def _prepare(self, centroids: torch.Tensor) -> None:
+        d_pad = self.x.shape[1]
+        slots = _slot_matrix(centroids, self.slot_ids, d_pad).to(torch.bfloat16)
+        self.crow = slots.contiguous()
+        self.cpack = slots.view(self.groups, self.width, d_pad // 2, 2).permute(0, 2, 1, 3).contiguous()
+        self.csq = _slot_csq(self.csq64, self.slot_ids)
+
+    def group_min2(self, rows, need):
+        m1, slot, m2, done = self.kernel.group_min2(self.x, rows, self.cpack, self.csq, self.groups, self.width,
+                                                    need)
+        return m1, self.centroid_ids(slot), m2, done
+
+    def own(self, rows, labels):
+        return self.kernel.own(self.x, rows, self.crow, self.csq, self.slot_of[labels])
+
+
+class TorchEngine(Engine):
+    """Whole rows at a time with torch: float32 products on the CPU; 16-bit products with float32 output on
+    CUDA. A row that needs any group gets every group (the extra groups tighten its bounds for free)."""
+
+    def __init__(self, x: torch.Tensor, width: int, chunk_bytes: int = 256 * 2**20) -> None:
+        super().__init__(x, width)
+        self.tensor_cores = x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
+        self.chunk_bytes = chunk_bytes
+
+    def gamma(self) -> float:
+        d = self.x.shape[1]
+        return gamma(d + 2, CUDA_U) if self.tensor_cores else gamma(d + 2)
+
+    def rounded(self, centroids: torch.Tensor) -> torch.Tensor:
+        return centroids.to(self.x.dtype).float() if self.tensor_cores else centroids
+
+    def _prepare(self, centroids: torch.Tensor) -> None:
+        slots = _slot_matrix(centroids, self.slot_ids, self.x.shape[1])
+        self.cslots = slots.to(self.x.dtype) if self.tensor_cores else slots
+        self.centroids32 = centroids
+        self.csq = _slot_csq(self.csq64, self.slot_ids)
+        # own() multiplies in float32 on every device: no centroid rounding, float32 accumulation
+        c_norm = centroids.double().norm(dim=1)
+        self.own_a = 2 * gamma(self.x.shape[1] + 2) * c_norm + 4 * U32 * c_norm
+
+    def _products(self, xb: torch.Tensor) -> torch.Tensor:
+        if self.tensor_cores:
+            return torch.mm(xb, self.cslots.T, out_dtype=torch.float32)
+        return xb.float() @ self.cslots.T
+
+    def group_min2(self, rows, need):
+        n, g, w = len(rows), self.groups, self.width
+        m1 = torch.full((n, g), math.inf, dtype=torch.float32, device=self.device)
+        m2 = torch.full((n, g), math.inf, dtype=torch.float32, device=self.device)
+        ids = torch.zeros((n, g), dtype=torch.int64, device=self.device)
+        done = torch.zeros((n, g), dtype=torch.bool, device=self.device)
+        todo = torch.arange(n, device=self.device) if need is None else torch.nonzero(need.any(1)).flatten()
+        step = max(1, self.chunk_bytes // (4 * g * w))
+        for s in range(0, len(todo), step):
+            at = todo[s:s + step]
+            v = torch.add(self.csq, self._products(self.x[rows[at]]), alpha=-2.0)
+            two = torch.topk(v.view(len(at), g, w), 2, dim=2, largest=False)
+            m1[at], m2[at] = two.values[..., 0], two.values[..., 1]
+            ids[at] = self.slot_ids[two.indices[..., 0] + torch.arange(g, device=self.device) * w]
+            done[at] = True
+        return m1, ids, m2, done
+
+    def own(self, rows, labels):
+        out = torch.empty(len(rows), dtype=torch.float32, device=self.device)
+        step = max(1, self.chunk_bytes // (8 * self.x.shape[1]))
+        for s in range(0, len(rows), step):
+            lab = labels[s:s + step]
+            dots = (self.x[rows[s:s + step]].float() * self.centroids32[lab]).sum(1)
+            out[s:s + step] = torch.add(self.csq64[lab].float(), dots, alpha=-2.0)
+        return out
+
+    def own_error(self, norms, labels):
+        return norms * self.own_a[labels] + self.coef_b[labels]
