@@ -52,7 +52,10 @@ class Engine:
         self.slot_of = torch.empty(self.k, dtype=torch.int64, device=slot_ids.device)
         real = slot_ids >= 0
         self.slot_of[slot_ids[real]] = torch.nonzero(real).flatten()
+        self.group_of = torch.div(self.slot_of, self.width, rounding_mode="floor")
         c64 = centroids.double()
+        self.c32 = centroids.contiguous()
+        self.c64 = c64
         self.csq64 = (c64 * c64).sum(1)  # (K,)
         rounded = self.rounded(centroids).double()
         c_err = (c64 - rounded).norm(dim=1)
@@ -100,6 +103,14 @@ class Engine:
     def own(self, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def exact_dots(self, rows: torch.Tensor, ids: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """``x_row · c_id`` in float64 for pairs (rows[i], ids[i]) of stored rows and current centroids: exact
+        products, float64 sums. (m,) float64."""
+        out = torch.empty(len(rows), dtype=torch.float64, device=self.device)
+        for s in range(0, len(rows), chunk):
+            out[s:s + chunk] = (self.x[rows[s:s + chunk]].double() * self.c64[ids[s:s + chunk]]).sum(1)
+        return out
+
 
 def _slot_matrix(centroids: torch.Tensor, slot_ids: torch.Tensor, width_d: int) -> torch.Tensor:
     """(G·W, width_d) float32: the centroid of each slot (zero rows for padding, zero columns beyond D)."""
@@ -145,6 +156,25 @@ class KernelEngine(Engine):
 
     def own(self, rows, labels):
         return self.kernel.own(self.x, rows, self.crow, self.csq, self.slot_of[labels])
+
+    def exact_dots(self, rows, ids, chunk=0):
+        return self.kernel.exact_dots(self.x, rows, self.c32, ids)
+
+    def assign_pass(self, rows: torch.Tensor, xsq: torch.Tensor, norm: torch.Tensor, labels: torch.Tensor,
+                    ub: torch.Tensor, lb: torch.Tensor, drift: torch.Tensor | None,
+                    group_drift: torch.Tensor | None) -> torch.Tensor:
+        """A whole assignment pass in the kernel (see kmeans_assign.c), updating labels, ub, lb in place;
+        ``drift`` None: from scratch. Returns (rows multiplied, pairs multiplied, rows checked in float64)."""
+        args = dict(x=self.x, ldx=self.x.stride(0), rows=rows, cpack=self.cpack, csq_slot=self.csq, crow=self.crow,
+                    slot_of=self.slot_of, slot_ids=self.slot_ids, group_of=self.group_of, c32=self.c32,
+                    ldc=self.c32.stride(0), csq64=self.csq64, xsq=xsq, norm=norm, ga=self.group_a,
+                    gb=self.group_b, oa=self.coef_a, ob=self.coef_b, drift=drift, gdrift=group_drift,
+                    labels=labels, ub=ub, lb=lb, d=self.c32.shape[1], d2=self.x.shape[1] // 2, G=self.groups,
+                    W=self.width)
+        for name, t in args.items():
+            if isinstance(t, torch.Tensor) and not t.is_contiguous():
+                raise ValueError(f"assign_pass: {name} must be contiguous")
+        return self.kernel.assign(args, len(rows))
 
 
 class TorchEngine(Engine):

@@ -23,9 +23,7 @@ import torch
 
 from .kmeans_bounds import (
     down32,
-    exact_group_dist,
-    exact_pair_dist,
-    exact_sq_dist,
+    group_pairs,
     grow_,
     lower_dist,
     make_groups,
@@ -66,18 +64,12 @@ class BoundedLloyd:
     def _set_centroids(self, centroids: torch.Tensor) -> None:
         self.c = centroids
         self.engine.set_centroids(centroids, self.slot_ids)
-        w, g = self.engine.width, self.engine.groups
-        c64 = centroids.double()
-        self.c64 = c64
-        self.csq64 = (c64 * c64).sum(1)
-        slots = torch.zeros((g * w, c64.shape[1]), dtype=torch.float64, device=c64.device)
-        real = self.slot_ids >= 0
-        slots[real] = c64[self.slot_ids[real]]
-        self.slots64 = slots
-        self.slot_csq = torch.full((g * w,), math.inf, dtype=torch.float64, device=c64.device)
-        self.slot_csq[real] = self.csq64[self.slot_ids[real]]
-        self.group_of = torch.empty(self.k, dtype=torch.int64, device=c64.device)
-        self.group_of[self.slot_ids[real]] = torch.div(torch.nonzero(real).flatten(), w, rounding_mode="floor")
+        self.csq64 = self.engine.csq64
+        self.group_of = self.engine.group_of
+
+    def exact_sq(self, local: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Float64 ``‖x‖² − 2 x·c + ‖c‖²`` of rows ``local`` (indices into this run's rows) to centroids ``ids``."""
+        return self.xsq[local] - 2 * self.engine.exact_dots(self.rows[local], ids) + self.csq64[ids]
 
     # ------------------------------------------------------------------------------------ one decision
     def _decide(self, at: torch.Tensor, m1, ids, m2, done, own=None):
@@ -115,56 +107,70 @@ class BoundedLloyd:
 
     def _exact(self, at, unsure, label, upper, reach, first_low, rest_low, ids, own):
         """Float64 argmin over every candidate within reach of rows ``unsure`` (local indices into ``at``)."""
-        rows_of = at[unsure]
-        rows, xsq = self.rows[rows_of], self.xsq[rows_of]
+        local = at[unsure]
         reach_u = reach[unsure].unsqueeze(1)
         whole = rest_low[unsure] <= reach_u  # groups whose second member is within reach: every member
         single = (first_low[unsure] <= reach_u) & ~whole  # only the group's smallest
         o_g, g_g = torch.nonzero(whole, as_tuple=True)
-        owners, cids, dists = exact_group_dist(self.x, rows, xsq, o_g, g_g, self.slots64, self.slot_csq,
-                                               self.slot_ids, self.engine.width)
         o_s, g_s = torch.nonzero(single, as_tuple=True)
         every = torch.arange(len(unsure), device=at.device)
-        p_owner = [o_s, every]
-        p_ids = [ids[unsure][o_s, g_s], label[unsure]]
+        w_owner, w_ids = group_pairs(self.slot_ids, self.engine.width, o_g, g_g)
+        owner = [w_owner, o_s, every]
+        cid = [w_ids, ids[unsure][o_s, g_s], label[unsure]]
         if own is not None:
-            p_owner.append(every)
-            p_ids.append(own[2][unsure])
-        p_owner, p_ids = torch.cat(p_owner), torch.cat(p_ids)
-        p_dist = exact_pair_dist(self.x, rows, xsq, self.c64, self.csq64, p_owner, p_ids)
-        owner, cid, dist = torch.cat([owners, p_owner]), torch.cat([cids, p_ids]), torch.cat([dists, p_dist])
-        scale = xsq[owner] + self.csq64[cid]
+            owner.append(every)
+            cid.append(own[2][unsure])
+        owner, cid = torch.cat(owner), torch.cat(cid)
+        dist = self.exact_sq(local[owner], cid)
+        scale = self.xsq[local][owner] + self.csq64[cid]
         chosen = pick_lowest(owner, cid, dist, scale, len(unsure))
         best = torch.full((len(unsure),), math.inf, dtype=torch.float64, device=at.device)
         best.scatter_reduce_(0, owner, torch.where(cid == chosen[owner], dist, math.inf), reduce="amin")
         label, upper = label.clone(), upper.clone()
         label[unsure] = chosen
-        upper[unsure] = (best + 1e-9 * (xsq + self.csq64[chosen])).clamp_min(0).sqrt()
+        upper[unsure] = (best + 1e-9 * (self.xsq[local] + self.csq64[chosen])).clamp_min(0).sqrt()
         return label, upper
 
     # ------------------------------------------------------------------------------------ assignment passes
     def _full(self) -> None:
         """Assign every row from scratch (all groups) and set its bounds."""
-        self.stats.rows_checked.append(self.n)
-        self.stats.pairs.append(self.n * self.engine.groups)
-        self.stats.exact_rows.append(0)
         self.labels = torch.empty(self.n, dtype=torch.int64, device=self.x.device)
         self.ub = torch.empty(self.n, dtype=torch.float32, device=self.x.device)
         self.lb = torch.empty((self.n, self.engine.groups), dtype=torch.float32, device=self.x.device)
+        if hasattr(self.engine, "assign_pass"):
+            self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.labels, self.ub, self.lb,
+                                                 None, None))
+            return
+        self.stats.rows_checked.append(self.n)
+        self.stats.pairs.append(self.n * self.engine.groups)
+        self.stats.exact_rows.append(0)
         for s in range(0, self.n, ROWS_PER_CALL):
             at = torch.arange(s, min(self.n, s + ROWS_PER_CALL), device=self.x.device)
             m1, ids, m2, done = self.engine.group_min2(self.rows[at], None)
             label, upper, lower = self._decide(at, m1, ids, m2, done)
             self.labels[at], self.ub[at], self.lb[at] = label, up32(upper), down32(lower)
 
+    def _record(self, stats: torch.Tensor) -> None:
+        checked, pairs, exact = (int(v) for v in stats)
+        self.stats.rows_checked.append(checked)
+        self.stats.pairs.append(pairs)
+        self.stats.exact_rows.append(exact)
+
     def _bounded(self, drift: torch.Tensor) -> torch.Tensor:
         """Assign after the centroids moved by ``drift`` (K,) float64; return the indices of rows that changed
         centroid (their previous labels in ``self.previous``)."""
         dev = self.x.device
         step = up32(drift)
-        grow_(self.ub, step[self.labels])
         group_step = torch.zeros(self.engine.groups, dtype=torch.float32, device=dev)
         group_step.scatter_reduce_(0, self.group_of, step, reduce="amax")
+        if hasattr(self.engine, "assign_pass"):
+            before = self.labels.clone()
+            self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.labels, self.ub, self.lb,
+                                                 step, group_step))
+            moved = torch.nonzero(self.labels != before).flatten()
+            self.previous = before[moved]
+            return moved
+        grow_(self.ub, step[self.labels])
         shrink_(self.lb, group_step)
         suspect = torch.nonzero(self.ub >= self.lb.min(1).values).flatten()
         checked, pairs = 0, 0
@@ -208,10 +214,10 @@ class BoundedLloyd:
         return moved
 
     # ------------------------------------------------------------------------------------ Lloyd
-    def run(self, init: torch.Tensor, n_iter: int, bar=None, group_seed: int = 0) -> tuple[torch.Tensor, int, int]:
+    def run(self, init: torch.Tensor, n_iter: int, bar=None) -> tuple[torch.Tensor, int, int]:
         """Lloyd from ``init`` (K, D) float32. Returns the final centroids (K, D) float32, the iterations done
         and the number of empty clusters re-seeded; ``self.labels`` holds the final assignment."""
-        self.slot_ids = make_groups(init, self.engine.width, group_seed)
+        self.slot_ids = make_groups(init, self.engine.width)
         self._set_centroids(init.float())
         sums = CentroidSums(self.x, self.k)
         n_reseeded, it, fixed = 0, 0, False
@@ -233,7 +239,7 @@ class BoundedLloyd:
             empty = torch.nonzero(sums.counts == 0).flatten()
             if len(empty):
                 # re-seed each empty cluster with one of the points farthest from its centroid
-                dist = exact_sq_dist(self.x, self.rows, self.c, self.labels)
+                dist = self.own_sq_dist()
                 far = torch.sort(dist, descending=True, stable=True).indices[:len(empty)]
                 centroids[empty] = self.x[self.rows[far]].float()
                 n_reseeded += len(empty)
@@ -245,6 +251,11 @@ class BoundedLloyd:
             self._bounded(drift)  # the assignment to the final centroids
         return self.c, it, n_reseeded
 
+    def own_sq_dist(self, chunk: int = 1 << 20) -> torch.Tensor:
+        """Float64 squared distance of every row to its centroid, (n,)."""
+        return torch.cat([self.exact_sq(at, self.labels[at])
+                          for at in torch.arange(self.n, device=self.x.device).split(chunk)])
+
     def inertia(self) -> float:
         """Exact sum of squared distances of the rows to their centroids (float64)."""
-        return float(exact_sq_dist(self.x, self.rows, self.c, self.labels).sum())
+        return float(self.own_sq_dist().sum())

@@ -26,24 +26,27 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("_kernels") / "kmeans_bf16.c"
+KERNELS = Path(__file__).with_name("_kernels")
+SOURCES = (KERNELS / "kmeans_bf16.c", KERNELS / "kmeans_assign.c")
+HEADERS = (KERNELS / "kmeans_bf16.h",)
 GROUP_WIDTHS = (16, 32, 48, 64)  # centroids per group the kernel handles
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-_ABI = 1
+_ABI = 2
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("QRPROBE_CACHE", Path.home() / ".cache" / "qrprobe")) / "kernels"
 
 
-def _compile(source: Path, target: Path) -> None:
+def _compile(target: Path) -> None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         raise OSError("no C compiler found")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        subprocess.run([compiler, "-O3", "-fPIC", "-shared", "-fno-strict-aliasing", "-o", str(out), str(source)],
+        subprocess.run([compiler, "-O3", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-contract=off",
+                        "-I", str(KERNELS), "-o", str(out), *map(str, SOURCES)],
                        check=True, capture_output=True, timeout=300)
         os.replace(out, target)  # atomic: a concurrent process sees the whole library or none
 
@@ -55,17 +58,28 @@ def load() -> BF16Kernel | None:
         return None
     if os.uname().machine not in ("x86_64", "AMD64"):
         return None
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS))).hexdigest()[:16]
     target = cache_dir() / f"kmeans_bf16-{digest}.so"
     try:
         if not target.exists():
-            _compile(SOURCE, target)
+            _compile(target)
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError):
         return None
     if lib.qr_abi_version() != _ABI or not lib.qr_cpu_supported():
         return None
     return BF16Kernel(lib)
+
+
+class AssignArgs(ctypes.Structure):
+    """Mirror of ``qr_assign_args`` in kmeans_assign.c (field order and types must match)."""
+
+    _fields_ = [(name, _P) for name in ("x",)] + [("ldx", _I)] + [
+        (name, _P) for name in ("rows", "cpack", "csq_slot", "crow", "slot_of", "slot_ids", "group_of", "c32")
+    ] + [("ldc", _I)] + [
+        (name, _P) for name in ("csq64", "xsq", "norm", "ga", "gb", "oa", "ob", "drift", "gdrift", "labels", "ub",
+                                "lb")
+    ] + [(name, _I) for name in ("d", "d2", "G", "W")]
 
 
 class BF16Kernel:
@@ -77,6 +91,10 @@ class BF16Kernel:
         lib.qr_group_min2.restype = ctypes.c_int
         lib.qr_own.argtypes = [_P, _I, _P, _I, _P, _P, _I, _P, _P]
         lib.qr_own.restype = None
+        lib.qr_exact_dots.argtypes = [_P, _I, ctypes.c_int, _P, _P, _I, _P, _I, _I, _P]
+        lib.qr_exact_dots.restype = None
+        lib.qr_assign.argtypes = [ctypes.POINTER(AssignArgs), _I, _I, _P]
+        lib.qr_assign.restype = ctypes.c_int
         self.lib = lib
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -132,3 +150,34 @@ class BF16Kernel:
 
         self._parallel(n, call)
         return out
+
+    def exact_dots(self, x: torch.Tensor, xrows: torch.Tensor, c: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``x[xrows[i]] · c[ids[i]]`` in float64, (m,); x (N, D) bfloat16 or float16, c (K, D) float32."""
+        m, d = len(xrows), c.shape[1]
+        out = torch.empty(m, dtype=torch.float64)
+        xrows, ids = xrows.contiguous(), ids.contiguous()
+        is_fp16 = int(x.dtype == torch.float16)
+
+        def call(lo: int, hi: int) -> None:
+            self.lib.qr_exact_dots(x.data_ptr(), x.stride(0), is_fp16, xrows.data_ptr() + 8 * lo, c.data_ptr(),
+                                   c.stride(0), ids.data_ptr() + 8 * lo, hi - lo, d, out.data_ptr() + 8 * lo)
+
+        self._parallel(m, call)
+        return out
+
+    def assign(self, args: dict, n: int) -> torch.Tensor:
+        """One fused assignment pass over run rows 0…n−1 (``qr_assign``); ``args``: the struct's fields, tensors
+        for pointers (None: NULL). Returns stats (3,) int64: rows multiplied, pairs multiplied, rows checked in
+        float64."""
+        struct = AssignArgs(**{k: (v.data_ptr() if isinstance(v, torch.Tensor) else v) for k, v in args.items()})
+        parts: list[torch.Tensor] = []
+
+        def call(lo: int, hi: int) -> None:
+            stats = torch.zeros(3, dtype=torch.int64)
+            parts.append(stats)
+            rc = self.lib.qr_assign(ctypes.byref(struct), lo, hi, stats.data_ptr())
+            if rc != 0:
+                raise MemoryError("kernel: out of memory") if rc == -2 else ValueError("kernel: unsupported width")
+
+        self._parallel(n, call)
+        return torch.stack(parts).sum(0) if parts else torch.zeros(3, dtype=torch.int64)

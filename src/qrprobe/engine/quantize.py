@@ -32,6 +32,7 @@ import torch
 from ..device import resolve_device
 from ..errors import ParameterError
 from . import kmeans_kernel
+from .kmeans_bounds import make_groups as _groups_for
 from .kmeans_engines import Engine, KernelEngine, TorchEngine
 from .kmeans_exact import BoundedLloyd
 from .kmeans_faiss import fit_faiss
@@ -263,11 +264,9 @@ def _lloyd_for(stored: Stored, rows: torch.Tensor, xsq: torch.Tensor, k: int) ->
 
 def _assign_exact(stored: Stored, centroids: torch.Tensor) -> torch.Tensor:
     """Exact nearest centroid of every stored row (one full pass)."""
-    from .kmeans_bounds import make_groups
-
     k = centroids.shape[0]
     run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), stored.sq_norms(), k)
-    run.slot_ids = make_groups(centroids, run.engine.width)
+    run.slot_ids = _groups_for(centroids, run.engine.width)
     run._set_centroids(centroids)
     run._full()
     return run.labels
@@ -279,14 +278,14 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
             else torch.from_numpy(train_idx).to(dev))
     xsq = stored.sq_norms()[rows]
     best, inertias, total_reseeded = None, [], 0
-    for restart in range(km.n_restarts):
+    for _ in range(km.n_restarts):
         if isinstance(km.init, np.ndarray) or km.init == "random":
             x_pick = x if train_idx is None else _RowView(x, rows)
             init = initial_centroids(x_pick, k, km.init, rng)
         else:
             init = initial_centroids(x if train_idx is None else x[rows], k, km.init, rng)
         run = _lloyd_for(stored, rows, xsq, k)
-        centroids, n_done, n_reseeded = run.run(init.to(dev), km.n_iter, bar, group_seed=restart)
+        centroids, n_done, n_reseeded = run.run(init.to(dev), km.n_iter, bar)
         total_reseeded += n_reseeded
         inertia = run.inertia()
         inertias.append(inertia)
@@ -296,16 +295,18 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
     inertia, centroids, n_done, labels = best
     if train_idx is not None:
         labels = _assign_exact(stored, centroids)
-        inertia = float(_exact_inertia(stored, centroids, labels))
+        inertia = _exact_inertia(stored, centroids, labels)
     return KMeansResult(labels.cpu().numpy(), centroids.cpu().numpy().astype(np.float32), inertia, n_done,
                         tuple(inertias), total_reseeded, precision=stored.precision)
 
 
-def _exact_inertia(stored: Stored, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    from .kmeans_bounds import exact_sq_dist
-
-    return exact_sq_dist(stored.x, torch.arange(stored.x.shape[0], device=stored.x.device), centroids,
-                         labels).sum()
+def _exact_inertia(stored: Stored, centroids: torch.Tensor, labels: torch.Tensor) -> float:
+    k = centroids.shape[0]
+    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), stored.sq_norms(), k)
+    run.slot_ids = _groups_for(centroids, run.engine.width)
+    run._set_centroids(centroids)
+    run.labels = labels
+    return run.inertia()
 
 
 class _RowView:
