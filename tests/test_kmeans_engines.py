@@ -20,7 +20,7 @@ needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no AVX-512 BF16 kernel
 
 def engines(x16: torch.Tensor, width: int):
     out = [TorchEngine(x16, width)]
-    if KERNEL is not None and x16.dtype == torch.bfloat16 and x16.shape[1] % 2 == 0:
+    if KERNEL is not None and x16.shape[1] % 2 == 0:
         out.append(KernelEngine(x16, width, KERNEL))
     return out
 
@@ -40,7 +40,8 @@ def check_engine(x16: torch.Tensor, centroids: torch.Tensor, width: int) -> None
         eng.set_centroids(centroids, slot_ids)
         m1, ids, m2, done = eng.group_min2(rows, None)
         assert bool(done.all())
-        err = eng.group_error(norms)
+        row_err = eng.row_error(x16)
+        err = eng.group_error(norms, row_err)
         for g in range(eng.groups):
             members = slot_ids[g * width:(g + 1) * width]
             members = members[members >= 0]
@@ -53,7 +54,7 @@ def check_engine(x16: torch.Tensor, centroids: torch.Tensor, width: int) -> None
                 assert bool(((m2[:, g].double() - two[:, 1]).abs() <= err[:, g]).all())
         labels = torch.randint(0, len(centroids), (len(x16),))
         own = eng.own(rows, labels).double()
-        assert bool(((own - exact[rows, labels]).abs() <= eng.own_error(norms, labels)).all())
+        assert bool(((own - exact[rows, labels]).abs() <= eng.own_error(norms, labels, row_err)).all())
         dots = eng.exact_dots(rows, labels)
         ref = (x16.double() * centroids.double()[labels]).sum(1)
         np.testing.assert_allclose(dots.numpy(), ref.numpy(), rtol=1e-12, atol=1e-9)
@@ -62,11 +63,11 @@ def check_engine(x16: torch.Tensor, centroids: torch.Tensor, width: int) -> None
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31), scale=st.sampled_from([1e-3, 1.0, 30.0, 300.0]),
        offset=st.sampled_from([0.0, 5.0]), d=st.sampled_from([2, 16, 96, 130]),
-       k=st.integers(2, 70))
-def test_engine_values_lie_within_their_error_bounds(seed, scale, offset, d, k):
+       k=st.integers(2, 70), precision=st.sampled_from(["bfloat16", "float16"]))
+def test_engine_values_lie_within_their_error_bounds(seed, scale, offset, d, k, precision):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((97, d)) * scale + offset  # an offset makes x·c large against the distances
-    x16 = to_storage(x, "bfloat16")
+    x16 = to_storage(x, precision)
     centroids = (torch.from_numpy(rng.standard_normal((k, d)) * scale * 0.3 + offset)).float()
     check_engine(x16, centroids, 16 if k < 64 else 32)
 
@@ -101,7 +102,7 @@ def test_kernel_computes_only_the_needed_groups_and_splits_rows_over_threads():
     assert bool(torch.isinf(m1[~need]).all())
 
 
-def test_torch_engine_on_float16_storage():
+def test_engines_on_float16_storage():
     rng = np.random.default_rng(3)
     x16 = to_storage(rng.standard_normal((200, 40)) * 3, "float16")
     centroids = torch.from_numpy(rng.standard_normal((20, 40))).float()

@@ -35,8 +35,6 @@ def fit_from(s: Stored, init: np.ndarray, n_iter: int) -> KMeans:
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_exact_lloyd_equals_float64_lloyd(precision, engine):
-    if engine == "kernel" and precision == "float16":
-        pytest.skip("the kernel multiplies bfloat16 storage")
     x = overlapping_mixture()
     s = stored(x, precision, engine)
     init = s.x[np.random.default_rng(0).choice(len(x), 40, replace=False)].float().numpy()
@@ -57,6 +55,9 @@ def test_engines_agree_on_real_scale_dimension():
     ref, _, _ = reference_lloyd(to_storage(x, "bfloat16"), init, 15)
     for engine in ["torch", "kernel"] if HAS_KERNEL else ["torch"]:
         np.testing.assert_array_equal(fit_from(stored(x, "bfloat16", engine), init, 15).labels_, ref)
+    ref16, _, _ = reference_lloyd(to_storage(x, "float16"), init, 15)
+    for engine in ["torch", "kernel"] if HAS_KERNEL else ["torch"]:
+        np.testing.assert_array_equal(fit_from(stored(x, "float16", engine), init, 15).labels_, ref16)
 
 
 def test_odd_dimension_and_tiny_k_use_the_torch_engine():
@@ -124,13 +125,14 @@ def test_labels_equal_plain_float32_lloyd_on_the_same_stored_values():
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_bounds_hold_after_a_run(engine):
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_bounds_hold_after_a_run(engine, precision):
     """ub ≥ the exact distance to the own centroid; lb[g] ≤ the exact distance to every other member of g."""
     x = overlapping_mixture(n=2000, d=64, centres=70, std=5.0, seed=9)
-    s = stored(x, "bfloat16", engine)
+    s = stored(x, precision, engine)
     init = s.x[np.random.default_rng(4).choice(2000, 70, replace=False)].float()
     eng = s.engine(70)
-    run = BoundedLloyd(s.x, torch.arange(2000), s.sq_norms(), eng, 70)
+    run = BoundedLloyd(s.x, torch.arange(2000), s.sq_norms(), eng, 70, s.row_err(70))
     centroids, _, _ = run.run(init, 12)
     dist = torch.cdist(s.x.double(), centroids.double())  # (N, K)
     own = dist[torch.arange(2000), run.labels]

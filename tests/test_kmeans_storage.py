@@ -71,10 +71,10 @@ def test_the_input_is_never_modified():
     np.testing.assert_array_equal(x, before)
 
 
-def test_auto_precision_is_float32_up_to_1_gib_then_bfloat16():
+def test_auto_precision_is_float32_up_to_1_gib_then_float16():
     assert resolve_precision("auto", 1484, 1280) == "float32"
     assert resolve_precision("auto", 2**18, 2**10) == "float32"  # exactly 1 GiB of float32
-    assert resolve_precision("auto", 2**18 + 1, 2**10) == "bfloat16"
+    assert resolve_precision("auto", 2**18 + 1, 2**10) == "float16"
     assert resolve_precision("float16", 10, 10) == "float16"
     with pytest.raises(ParameterError, match="kmeans_precision"):
         resolve_precision("float64", 10, 10)

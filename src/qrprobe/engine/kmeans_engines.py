@@ -61,26 +61,37 @@ class Engine:
         c_err = (c64 - rounded).norm(dim=1)
         c_norm = rounded.norm(dim=1)
         g = self.gamma()
-        # E = ‖x‖·A + B: input rounding and accumulation (×2 for v = ‖c‖² − 2 x·c), the float32 rounding of
-        # ‖c‖² and of the subtraction, and flushed subnormals
+        # E = ‖x‖·A + ‖x − x̂‖·C + B: centroid rounding, row rounding and accumulation (×2 for
+        # v = ‖c‖² − 2 x·c, with ‖x̂‖ ≤ ‖x‖ + ‖x − x̂‖), the float32 rounding of ‖c‖² and of the subtraction, and
+        # flushed subnormals
         self.coef_a = 2 * (c_err + g * c_norm) + 4 * U32 * c_norm
+        self.coef_c = 2 * (1 + g) * c_norm + 4 * U32 * c_norm
         self.coef_b = 2 * U32 * self.csq64 + 2 * _TINY * centroids.shape[1]
-        pad = torch.zeros(len(slot_ids), dtype=torch.float64, device=slot_ids.device)
-        a_slot = pad.clone()
-        b_slot = pad.clone()
-        a_slot[real] = self.coef_a[slot_ids[real]]
-        b_slot[real] = self.coef_b[slot_ids[real]]
-        self.group_a = a_slot.view(self.groups, self.width).amax(1)
-        self.group_b = b_slot.view(self.groups, self.width).amax(1)
+        self.group_a, self.group_c, self.group_b = (self._group_max(v, slot_ids)
+                                                    for v in (self.coef_a, self.coef_c, self.coef_b))
         self._prepare(centroids)
 
-    def group_error(self, norms: torch.Tensor) -> torch.Tensor:
-        """(n, G) float64 bound on the error of ``group_min2`` values for rows of norm ``norms`` (n,) float64."""
-        return norms.unsqueeze(1) * self.group_a + self.group_b
+    def _group_max(self, per_centroid: torch.Tensor, slot_ids: torch.Tensor) -> torch.Tensor:
+        per_slot = torch.zeros(len(slot_ids), dtype=torch.float64, device=slot_ids.device)
+        real = slot_ids >= 0
+        per_slot[real] = per_centroid[slot_ids[real]]
+        return per_slot.view(self.groups, self.width).amax(1)
 
-    def own_error(self, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def row_error(self, x: torch.Tensor) -> torch.Tensor | None:
+        """‖x − x̂‖ per row of stored rows ``x`` where the engine rounds them before multiplying, else None."""
+        return None
+
+    def group_error(self, norms: torch.Tensor, row_err: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, G) float64 bound on the error of ``group_min2`` values for rows of norm ``norms`` (n,) float64
+        and rounding error ``row_err`` (n,) (None: the engine multiplies the rows exactly)."""
+        e = norms.unsqueeze(1) * self.group_a + self.group_b
+        return e if row_err is None else e + row_err.unsqueeze(1) * self.group_c
+
+    def own_error(self, norms: torch.Tensor, labels: torch.Tensor, row_err: torch.Tensor | None = None
+                  ) -> torch.Tensor:
         """(n,) float64 bound on the error of ``own`` values."""
-        return norms * self.coef_a[labels] + self.coef_b[labels]
+        e = norms * self.coef_a[labels] + self.coef_b[labels]
+        return e if row_err is None else e + row_err * self.coef_c[labels]
 
     def centroid_ids(self, slots: torch.Tensor) -> torch.Tensor:
         return self.slot_ids[slots.long()]
@@ -112,6 +123,28 @@ class Engine:
         return out
 
 
+def _has_out_dtype(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether this torch multiplies 16-bit matrices into a float32 result (``torch.mm(..., out_dtype=)``, CUDA)."""
+    try:
+        a = torch.ones((2, 2), dtype=dtype, device=device)
+        return torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
+    except (TypeError, RuntimeError):
+        return False
+
+
+class _full_float32:
+    """Within: CUDA float32 products in full float32 (no TF32), whatever the user's setting."""
+
+    def __enter__(self) -> None:
+        self.before = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+
+    def __exit__(self, *exc) -> None:
+        torch.backends.cuda.matmul.allow_tf32 = self.before[0]
+        torch.set_float32_matmul_precision(self.before[1])
+
+
 def _slot_matrix(centroids: torch.Tensor, slot_ids: torch.Tensor, width_d: int) -> torch.Tensor:
     """(G·W, width_d) float32: the centroid of each slot (zero rows for padding, zero columns beyond D)."""
     out = torch.zeros((len(slot_ids), width_d), dtype=torch.float32, device=centroids.device)
@@ -128,12 +161,14 @@ def _slot_csq(csq64: torch.Tensor, slot_ids: torch.Tensor) -> torch.Tensor:
 
 
 class KernelEngine(Engine):
-    """bfloat16 rows × bfloat16 centroids, float32 accumulation, in the compiled kernel (CPU)."""
+    """bfloat16 rows × bfloat16 centroids, float32 accumulation, in the compiled kernel (CPU). float16 rows are
+    rounded to bfloat16 before multiplying (their rounding error enters the bound); the float64 check reads the
+    stored values."""
 
     def __init__(self, x: torch.Tensor, width: int, kernel) -> None:
         super().__init__(x, width)
-        if x.dtype != torch.bfloat16 or x.shape[1] % 2 or x.stride(1) != 1:
-            raise ValueError("the kernel needs bfloat16 rows of even width, contiguous")
+        if x.dtype not in (torch.bfloat16, torch.float16) or x.shape[1] % 2 or not x.is_contiguous():
+            raise ValueError("the kernel needs contiguous 16-bit rows of even width")
         self.kernel = kernel
 
     def gamma(self) -> float:
@@ -142,6 +177,12 @@ class KernelEngine(Engine):
     def rounded(self, centroids: torch.Tensor) -> torch.Tensor:
         return centroids.to(torch.bfloat16).float()
 
+    def row_error(self, x: torch.Tensor) -> torch.Tensor | None:
+        if self.x.dtype == torch.bfloat16:
+            return None
+        x32 = x.float()
+        return (x32.double() - x32.to(torch.bfloat16).double()).norm(dim=1)
+
     def _prepare(self, centroids: torch.Tensor) -> None:
         d_pad = self.x.shape[1]
         slots = _slot_matrix(centroids, self.slot_ids, d_pad).to(torch.bfloat16)
@@ -149,28 +190,36 @@ class KernelEngine(Engine):
         self.cpack = slots.view(self.groups, self.width, d_pad // 2, 2).permute(0, 2, 1, 3).contiguous()
         self.csq = _slot_csq(self.csq64, self.slot_ids)
 
+    def _bf16_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, rows) as the kernel multiplies them: float16 rows are gathered and rounded to bfloat16 first."""
+        if self.x.dtype == torch.bfloat16:
+            return self.x, rows
+        return self.x[rows].float().to(torch.bfloat16), torch.arange(len(rows))
+
     def group_min2(self, rows, need):
-        m1, slot, m2, done = self.kernel.group_min2(self.x, rows, self.cpack, self.csq, self.groups, self.width,
-                                                    need)
+        x, rows = self._bf16_rows(rows)
+        m1, slot, m2, done = self.kernel.group_min2(x, rows, self.cpack, self.csq, self.groups, self.width, need)
         return m1, self.centroid_ids(slot), m2, done
 
     def own(self, rows, labels):
-        return self.kernel.own(self.x, rows, self.crow, self.csq, self.slot_of[labels])
+        x, rows = self._bf16_rows(rows)
+        return self.kernel.own(x, rows, self.crow, self.csq, self.slot_of[labels])
 
     def exact_dots(self, rows, ids, chunk=0):
         return self.kernel.exact_dots(self.x, rows, self.c32, ids)
 
-    def assign_pass(self, rows: torch.Tensor, xsq: torch.Tensor, norm: torch.Tensor, labels: torch.Tensor,
-                    ub: torch.Tensor, lb: torch.Tensor, drift: torch.Tensor | None,
-                    group_drift: torch.Tensor | None) -> torch.Tensor:
+    def assign_pass(self, rows: torch.Tensor, xsq: torch.Tensor, norm: torch.Tensor,
+                    row_err: torch.Tensor | None, labels: torch.Tensor, ub: torch.Tensor, lb: torch.Tensor,
+                    drift: torch.Tensor | None, group_drift: torch.Tensor | None) -> torch.Tensor:
         """A whole assignment pass in the kernel (see kmeans_assign.c), updating labels, ub, lb in place;
         ``drift`` None: from scratch. Returns (rows multiplied, pairs multiplied, rows checked in float64)."""
         args = dict(x=self.x, ldx=self.x.stride(0), rows=rows, cpack=self.cpack, csq_slot=self.csq, crow=self.crow,
                     slot_of=self.slot_of, slot_ids=self.slot_ids, group_of=self.group_of, c32=self.c32,
-                    ldc=self.c32.stride(0), csq64=self.csq64, xsq=xsq, norm=norm, ga=self.group_a,
-                    gb=self.group_b, oa=self.coef_a, ob=self.coef_b, drift=drift, gdrift=group_drift,
-                    labels=labels, ub=ub, lb=lb, d=self.c32.shape[1], d2=self.x.shape[1] // 2, G=self.groups,
-                    W=self.width)
+                    ldc=self.c32.stride(0), csq64=self.csq64, xsq=xsq, norm=norm, xerr=row_err,
+                    ga=self.group_a, gb=self.group_b, gc=self.group_c, oa=self.coef_a, ob=self.coef_b,
+                    oc=self.coef_c, drift=drift, gdrift=group_drift, labels=labels, ub=ub, lb=lb,
+                    d=self.c32.shape[1], d2=self.x.shape[1] // 2, G=self.groups, W=self.width,
+                    is_fp16=int(self.x.dtype == torch.float16))
         for name, t in args.items():
             if isinstance(t, torch.Tensor) and not t.is_contiguous():
                 raise ValueError(f"assign_pass: {name} must be contiguous")
@@ -183,7 +232,8 @@ class TorchEngine(Engine):
 
     def __init__(self, x: torch.Tensor, width: int, chunk_bytes: int = 256 * 2**20) -> None:
         super().__init__(x, width)
-        self.tensor_cores = x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
+        self.tensor_cores = (x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
+                             and _has_out_dtype(x.device, x.dtype))
         self.chunk_bytes = chunk_bytes
 
     def gamma(self) -> float:
@@ -205,7 +255,8 @@ class TorchEngine(Engine):
     def _products(self, xb: torch.Tensor) -> torch.Tensor:
         if self.tensor_cores:
             return torch.mm(xb, self.cslots.T, out_dtype=torch.float32)
-        return xb.float() @ self.cslots.T
+        with _full_float32():  # TF32 would round the inputs to 10 bits, outside the error bound
+            return xb.float() @ self.cslots.T
 
     def group_min2(self, rows, need):
         n, g, w = len(rows), self.groups, self.width
@@ -233,5 +284,5 @@ class TorchEngine(Engine):
             out[s:s + step] = torch.add(self.csq64[lab].float(), dots, alpha=-2.0)
         return out
 
-    def own_error(self, norms, labels):
+    def own_error(self, norms, labels, row_err=None):
         return norms * self.own_a[labels] + self.coef_b[labels]

@@ -51,11 +51,13 @@ class Stats:
 class BoundedLloyd:
     """Lloyd on the rows ``rows`` of ``x`` (stored 16-bit features, (N, D)) with the distance engine ``engine``.
 
-    ``xsq`` (n,) float64: exact squared norms of those rows (computed once per data set by the caller).
+    ``xsq`` (n,) float64: exact squared norms of those rows (computed once per data set by the caller);
+    ``row_err`` (n,) float64: how far the engine rounds each row before multiplying (None: not at all).
     """
 
-    def __init__(self, x: torch.Tensor, rows: torch.Tensor, xsq: torch.Tensor, engine: Engine, k: int) -> None:
-        self.x, self.rows, self.xsq, self.engine, self.k = x, rows, xsq, engine, k
+    def __init__(self, x: torch.Tensor, rows: torch.Tensor, xsq: torch.Tensor, engine: Engine, k: int,
+                 row_err: torch.Tensor | None = None) -> None:
+        self.x, self.rows, self.xsq, self.engine, self.k, self.row_err = x, rows, xsq, engine, k, row_err
         self.norm = xsq.sqrt()
         self.n = len(rows)
         self.stats = Stats([], [], [])
@@ -77,7 +79,7 @@ class BoundedLloyd:
         their current centroid's value ``own = (value, error, label)``. Returns new labels, float64 upper
         bounds of their distances, and float64 lower bounds per computed group (inf elsewhere)."""
         xsq = self.xsq[at]
-        err = self.engine.group_error(self.norm[at])
+        err = self.engine.group_error(self.norm[at], None if self.row_err is None else self.row_err[at])
         inf = torch.tensor(math.inf, dtype=torch.float64, device=m1.device)
         v1 = torch.where(done, m1.double(), inf)
         v2 = torch.where(done, m2.double(), inf)
@@ -138,8 +140,8 @@ class BoundedLloyd:
         self.ub = torch.empty(self.n, dtype=torch.float32, device=self.x.device)
         self.lb = torch.empty((self.n, self.engine.groups), dtype=torch.float32, device=self.x.device)
         if hasattr(self.engine, "assign_pass"):
-            self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.labels, self.ub, self.lb,
-                                                 None, None))
+            self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.row_err, self.labels, self.ub,
+                                                 self.lb, None, None))
             return
         self.stats.rows_checked.append(self.n)
         self.stats.pairs.append(self.n * self.engine.groups)
@@ -165,8 +167,8 @@ class BoundedLloyd:
         group_step.scatter_reduce_(0, self.group_of, step, reduce="amax")
         if hasattr(self.engine, "assign_pass"):
             before = self.labels.clone()
-            self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.labels, self.ub, self.lb,
-                                                 step, group_step))
+            self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.row_err, self.labels, self.ub,
+                                                 self.lb, step, group_step))
             moved = torch.nonzero(self.labels != before).flatten()
             self.previous = before[moved]
             return moved
@@ -180,7 +182,7 @@ class BoundedLloyd:
             at = suspect[s:s + ROWS_PER_CALL]
             lab = self.labels[at]
             own_v = self.engine.own(self.rows[at], lab)
-            own_err = self.engine.own_error(self.norm[at], lab)
+            own_err = self.engine.own_error(self.norm[at], lab, None if self.row_err is None else self.row_err[at])
             self.ub[at] = up32(upper_dist(self.xsq[at], own_v, own_err))
             need = self.lb[at] <= self.ub[at].unsqueeze(1)
             keep = torch.nonzero(need.any(1)).flatten()

@@ -31,7 +31,7 @@ SOURCES = (KERNELS / "kmeans_bf16.c", KERNELS / "kmeans_assign.c")
 HEADERS = (KERNELS / "kmeans_bf16.h",)
 GROUP_WIDTHS = (16, 32, 48, 64)  # centroids per group the kernel handles
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-_ABI = 2
+_ABI = 3
 
 
 def cache_dir() -> Path:
@@ -77,9 +77,9 @@ class AssignArgs(ctypes.Structure):
     _fields_ = [(name, _P) for name in ("x",)] + [("ldx", _I)] + [
         (name, _P) for name in ("rows", "cpack", "csq_slot", "crow", "slot_of", "slot_ids", "group_of", "c32")
     ] + [("ldc", _I)] + [
-        (name, _P) for name in ("csq64", "xsq", "norm", "ga", "gb", "oa", "ob", "drift", "gdrift", "labels", "ub",
-                                "lb")
-    ] + [(name, _I) for name in ("d", "d2", "G", "W")]
+        (name, _P) for name in ("csq64", "xsq", "norm", "xerr", "ga", "gb", "gc", "oa", "ob", "oc", "drift",
+                                "gdrift", "labels", "ub", "lb")
+    ] + [(name, _I) for name in ("d", "d2", "G", "W", "is_fp16")]
 
 
 class BF16Kernel:

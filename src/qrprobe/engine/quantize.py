@@ -81,6 +81,7 @@ class Stored:
         self.engine_kind = engine
         self._xsq: torch.Tensor | None = None
         self._engines: dict[int, Engine] = {}
+        self._cache: dict = {}
 
     @classmethod
     def from_array(cls, features, precision: str, device: torch.device) -> Stored:
@@ -107,12 +108,23 @@ class Stored:
                                    for s in range(0, self.x.shape[0], step)])
         return self._xsq
 
+    def row_err(self, k: int) -> torch.Tensor | None:
+        """How far the engine for K clusters rounds each stored row before multiplying, (N,) float64, or None."""
+        key = ("row_err", self.engine(k).width)
+        if key not in self._cache:
+            eng = self.engine(k)
+            step = max(1, 2**26 // (8 * self.x.shape[1]))
+            parts = [eng.row_error(self.x[s:s + step]) for s in range(0, self.x.shape[0], step)]
+            self._cache[key] = None if parts[0] is None else torch.cat(parts)
+        return self._cache[key]
+
     def engine(self, k: int) -> Engine:
         """The distance engine for K clusters (groups of 32 centroids, 16 below K = 64)."""
         width = 32 if k >= 64 else 16
         if width not in self._engines:
             x = self.x
-            fits = x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.shape[1] % 2 == 0 and x.is_contiguous()
+            fits = (x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.shape[1] % 2 == 0
+                    and x.is_contiguous())
             kernel = kmeans_kernel.load() if fits and self.engine_kind != "torch" else None
             if self.engine_kind == "kernel" and kernel is None:
                 raise RuntimeError("the bfloat16 kernel cannot run here (CPU, compiler or storage)")
@@ -233,6 +245,7 @@ class KMeans:
                                        n_restarts=self.n_restarts, init=self.init, rng=rng, chunk=chunk, bar=bar)
                     result = KMeansResult(*fitted, precision="float32")
                 else:
+                    self.work_ = []  # per restart: the work of each assignment pass (benchmarks)
                     result = _fit_exact(self, stored, train_idx, rng, bar)
         finally:
             if own_bar:
@@ -258,14 +271,16 @@ class KMeans:
             return _assign_exact(stored, centroids).cpu().numpy()
 
 
-def _lloyd_for(stored: Stored, rows: torch.Tensor, xsq: torch.Tensor, k: int) -> BoundedLloyd:
-    return BoundedLloyd(stored.x, rows, xsq, stored.engine(k), k)
+def _lloyd_for(stored: Stored, rows: torch.Tensor, k: int) -> BoundedLloyd:
+    row_err = stored.row_err(k)
+    return BoundedLloyd(stored.x, rows, stored.sq_norms()[rows], stored.engine(k), k,
+                        None if row_err is None else row_err[rows])
 
 
 def _assign_exact(stored: Stored, centroids: torch.Tensor) -> torch.Tensor:
     """Exact nearest centroid of every stored row (one full pass)."""
     k = centroids.shape[0]
-    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), stored.sq_norms(), k)
+    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), k)
     run.slot_ids = _groups_for(centroids, run.engine.width)
     run._set_centroids(centroids)
     run._full()
@@ -276,7 +291,6 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
     x, dev, k = stored.x, stored.x.device, km.n_clusters
     rows = (torch.arange(x.shape[0], device=dev) if train_idx is None
             else torch.from_numpy(train_idx).to(dev))
-    xsq = stored.sq_norms()[rows]
     best, inertias, total_reseeded = None, [], 0
     for _ in range(km.n_restarts):
         if isinstance(km.init, np.ndarray) or km.init == "random":
@@ -284,8 +298,9 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
             init = initial_centroids(x_pick, k, km.init, rng)
         else:
             init = initial_centroids(x if train_idx is None else x[rows], k, km.init, rng)
-        run = _lloyd_for(stored, rows, xsq, k)
+        run = _lloyd_for(stored, rows, k)
         centroids, n_done, n_reseeded = run.run(init.to(dev), km.n_iter, bar)
+        km.work_.append(run.stats)
         total_reseeded += n_reseeded
         inertia = run.inertia()
         inertias.append(inertia)
@@ -302,7 +317,7 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
 
 def _exact_inertia(stored: Stored, centroids: torch.Tensor, labels: torch.Tensor) -> float:
     k = centroids.shape[0]
-    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), stored.sq_norms(), k)
+    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), k)
     run.slot_ids = _groups_for(centroids, run.engine.width)
     run._set_centroids(centroids)
     run.labels = labels

@@ -6,7 +6,8 @@
  *      lower bound keeps its centroid; else its own distance is recomputed (tightening the upper bound) and
  *      the groups whose lower bound is not above it are marked;
  *   2. the marked (row, group) pairs are multiplied (bf16, float32 accumulation: block_groups);
- *   3. each row is settled from the approximate minima and their error bounds E = |x| * A_g + B_g, or, when
+ *   3. each row is settled from the approximate minima and their error bounds E = |x| A_g + B_g (+ the
+ *      rounding of a float16 row to bf16, |x - bf16(x)| C_g), or, when
  *      two candidates are too close to call, by float64 distances of every candidate within reach (ties
  *      within 1e-10 (|x|^2 + |c|^2) to the lowest centroid id); its bounds are then reset.
  * Rounding: float32 bounds are rounded outward (lower bounds down, upper bounds up).
@@ -30,14 +31,16 @@ typedef struct {
     const double *csq64;     /* float64 |c|^2 per centroid */
     const double *xsq;       /* float64 |x|^2 per run row */
     const double *norm;      /* |x| per run row */
-    const double *ga, *gb;   /* group error coefficients (G) */
-    const double *oa, *ob;   /* own-value error coefficients per centroid (K) */
+    const double *xerr;      /* |x - bf16(x)| per run row for float16 rows; NULL for bf16 rows */
+    const double *ga, *gb, *gc; /* group error coefficients (G): E = |x| ga + gb + xerr gc */
+    const double *oa, *ob, *oc; /* the same per centroid (K), for the own value */
     const float *drift;      /* per centroid, rounded up; NULL for a full pass */
     const float *gdrift;     /* per group, rounded up */
     int64_t *labels;         /* per run row, in/out */
     float *ub;               /* per run row, in/out */
     float *lb;               /* per run row x G, in/out */
     int64_t d, d2, G, W;
+    int64_t is_fp16;         /* rows are float16: rounded to bf16 (into a block buffer) before multiplying */
 } qr_assign_args;
 
 static inline float down32(double t) { return (float)(t * (1.0 - 0x1p-20)); }
@@ -61,7 +64,19 @@ typedef struct {
     uint8_t *need;
     int64_t *xrow, *cand;
     double *dist;
+    uint16_t *xbuf; /* float16 rows rounded to bf16, one per block entry */
 } scratch;
+
+static inline double row_err(const qr_assign_args *a, int64_t r) { return a->xerr ? a->xerr[r] : 0.0; }
+
+static inline TGT void fp16_to_bf16(const uint16_t *src, uint16_t *dst, int64_t n)
+{
+    for (int64_t p = 0; p < n; p += 16) {
+        __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + p));
+        _mm256_mask_storeu_epi16(dst + p, m, (__m256i)_mm512_cvtneps_pbh(v));
+    }
+}
 
 /* Settle entry e (run row r). Returns 1 when the float64 check was needed. */
 static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r, int has_own, float own_v,
@@ -71,14 +86,14 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
     const float *m1 = s->m1 + e * G, *m2 = s->m2 + e * G;
     const int32_t *a1 = s->a1 + e * G;
     const uint8_t *done = s->need + e * G;
-    const double xs = a->xsq[r], nr = a->norm[r];
+    const double xs = a->xsq[r], nr = a->norm[r], xe = row_err(a, r);
     const int64_t own_lab = a->labels[r];
     double best = INFINITY, best_e = INFINITY;
     int64_t label = -1;
     for (int64_t g = 0; g < G; g++)
         if (done[g] && m1[g] < best) {
             best = m1[g];
-            best_e = nr * a->ga[g] + a->gb[g];
+            best_e = nr * a->ga[g] + a->gb[g] + xe * a->gc[g];
             label = a->slot_ids[a1[g]];
         }
     if (has_own && (double)own_v < best) {
@@ -90,7 +105,7 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
     int settled = 1;
     for (int64_t g = 0; g < G && settled; g++) {
         if (!done[g]) continue;
-        double err = nr * a->ga[g] + a->gb[g];
+        double err = nr * a->ga[g] + a->gb[g] + xe * a->gc[g];
         double low = (a->slot_ids[a1[g]] == label ? (double)m2[g] : (double)m1[g]) - err;
         if (low <= reach) settled = 0;
     }
@@ -103,7 +118,7 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
         int64_t nc = 0;
         for (int64_t g = 0; g < G; g++) {
             if (!done[g]) continue;
-            double err = nr * a->ga[g] + a->gb[g];
+            double err = nr * a->ga[g] + a->gb[g] + xe * a->gc[g];
             if ((double)m2[g] - err <= reach) {
                 for (int64_t w = 0; w < W; w++)
                     if (a->slot_ids[g * W + w] >= 0) s->cand[nc++] = a->slot_ids[g * W + w];
@@ -116,7 +131,7 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
         double dmin = INFINITY;
         for (int64_t i = 0; i < nc; i++) {
             int64_t j = s->cand[i];
-            s->dist[i] = xs - 2.0 * exact_dot(xp, 0, a->c32 + j * a->ldc, a->d) + a->csq64[j];
+            s->dist[i] = xs - 2.0 * exact_dot(xp, (int)a->is_fp16, a->c32 + j * a->ldc, a->d) + a->csq64[j];
             if (s->dist[i] < dmin) dmin = s->dist[i];
         }
         int64_t chosen = INT64_MAX;
@@ -135,7 +150,7 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
     float *lb = a->lb + r * G;
     for (int64_t g = 0; g < G; g++) {
         if (!done[g]) continue;
-        double err = nr * a->ga[g] + a->gb[g];
+        double err = nr * a->ga[g] + a->gb[g] + xe * a->gc[g];
         double low = (a->slot_ids[a1[g]] == label ? (double)m2[g] : (double)m1[g]) - err;
         lb[g] = down32(lower_dist(xs, low, 0.0));
     }
@@ -168,11 +183,12 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
     s.xrow = malloc(sizeof(int64_t) * BLOCK_ROWS);
     s.cand = malloc(sizeof(int64_t) * (G * a->W + 2));
     s.dist = malloc(sizeof(double) * (G * a->W + 2));
+    s.xbuf = a->is_fp16 ? malloc(sizeof(uint16_t) * BLOCK_ROWS * 2 * a->d2) : 0;
     int64_t act[BLOCK_ROWS];
     float own_v[BLOCK_ROWS];
     double own_e[BLOCK_ROWS];
     int rc = 0;
-    if (!s.m1 || !s.m2 || !s.a1 || !s.need || !s.xrow || !s.cand || !s.dist) {
+    if (!s.m1 || !s.m2 || !s.a1 || !s.need || !s.xrow || !s.cand || !s.dist || (a->is_fp16 && !s.xbuf)) {
         rc = -2;
         goto out;
     }
@@ -180,10 +196,15 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
         int64_t b1 = hi - b0 < BLOCK_ROWS ? hi : b0 + BLOCK_ROWS, n_act = 0;
         for (int64_t r = b0; r < b1; r++) {
             uint8_t *need = s.need + n_act * G;
+            const uint16_t *xr = a->x + a->rows[r] * a->ldx;
+            if (a->is_fp16) {
+                fp16_to_bf16(xr, s.xbuf + n_act * 2 * a->d2, 2 * a->d2);
+                xr = s.xbuf + n_act * 2 * a->d2;
+            }
+            s.xrow[n_act] = a->is_fp16 ? n_act : a->rows[r];
             if (!a->drift) {
                 memset(need, 1, G);
-                act[n_act] = r;
-                s.xrow[n_act++] = a->rows[r];
+                act[n_act++] = r;
                 continue;
             }
             const int64_t lab = a->labels[r];
@@ -198,9 +219,8 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
             a->ub[r] = u;
             if (u < lmin) continue;
             const int64_t slot = a->slot_of[lab];
-            const float v = own_value(a->x + a->rows[r] * a->ldx, a->crow + slot * 2 * a->d2, a->d2,
-                                      a->csq_slot[slot]);
-            const double e = a->norm[r] * a->oa[lab] + a->ob[lab];
+            const float v = own_value(xr, a->crow + slot * 2 * a->d2, a->d2, a->csq_slot[slot]);
+            const double e = a->norm[r] * a->oa[lab] + a->ob[lab] + row_err(a, r) * a->oc[lab];
             u = up32(upper_dist(a->xsq[r], v, e));
             a->ub[r] = u;
             int any = 0;
@@ -208,14 +228,13 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
             if (!any) continue;
             own_v[n_act] = v;
             own_e[n_act] = e;
-            act[n_act] = r;
-            s.xrow[n_act++] = a->rows[r];
+            act[n_act++] = r;
         }
         if (!n_act) continue;
         for (int64_t i = 0; i < n_act * G; i++) s.m1[i] = s.m2[i] = INFINITY;
         stats[0] += n_act;
-        stats[1] += block_groups(a->x, a->ldx, s.xrow, n_act, a->cpack, a->csq_slot, a->d2, G, a->W, MR, fn,
-                                 s.need, s.m1, s.a1, s.m2);
+        stats[1] += block_groups(a->is_fp16 ? s.xbuf : a->x, a->is_fp16 ? 2 * a->d2 : a->ldx, s.xrow, n_act,
+                                 a->cpack, a->csq_slot, a->d2, G, a->W, MR, fn, s.need, s.m1, s.a1, s.m2);
         for (int64_t e = 0; e < n_act; e++)
             stats[2] += settle(a, &s, e, act[e], a->drift != 0, own_v[e], own_e[e]);
     }
@@ -227,5 +246,6 @@ out:
     free(s.xrow);
     free(s.cand);
     free(s.dist);
+    free(s.xbuf);
     return rc;
 }

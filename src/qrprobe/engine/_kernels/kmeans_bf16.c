@@ -25,7 +25,7 @@ int qr_cpu_supported(void) {
         && __builtin_cpu_supports("avx512bf16");
 }
 
-int qr_abi_version(void) { return 2; }
+int qr_abi_version(void) { return 3; }
 
 typedef int32_t pair_t __attribute__((may_alias, aligned(2)));
 
