@@ -10,9 +10,10 @@ not stay resident beside the copy.
 Storage precision (``kmeans_precision``): ``float32`` keeps today's values bit for bit; ``float16`` and
 ``bfloat16`` halve the memory. ``auto`` takes float32 while the float32 copy is at most
 :data:`AUTO_FLOAT32_BYTES`, else float16 (11 significant bits against bfloat16's 8: on real features its
-clusterings stay ~4× closer to float32 storage; see docs/protocol.md). A 16-bit copy is rounded from float64 through float32, and a bfloat16 magnitude below 2⁻¹⁷
-is stored as 0, so that every stored 16-bit value is an integer multiple of 2⁻²⁴ (centroid sums are then
-exact in int64, see :mod:`qrprobe.engine.kmeans_sums`).
+clusterings stay ~4× closer to float32 storage; see docs/protocol.md). A 16-bit copy is rounded from
+float64 through float32, and a bfloat16 magnitude below 2⁻¹⁷ is stored as 0, so that every stored 16-bit
+value is an integer multiple of 2⁻²⁴ (centroid sums are then exact in int64, see
+:mod:`qrprobe.engine.kmeans_sums`).
 """
 
 from __future__ import annotations
