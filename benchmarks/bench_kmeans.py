@@ -26,6 +26,7 @@ Usage (one command)::
     python benchmarks/bench_kmeans.py --n 256000 --dim 2048 --k 1000 --iters 100 \\
         --contenders ours,faiss --rounds 1 --data /tmp/qrprobe-bench-kmeans
     python benchmarks/bench_kmeans.py --n 1280000 --device cuda --contenders ours,faiss,flash,fastkmeans
+    python benchmarks/bench_kmeans.py --n 1280000 --write-store /tmp/paper-scale   # for `qrprobe evaluate`
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ import numpy as np
 GEN_BLOCK = 16384
 
 
-def generate(path: Path, n: int, d: int, seed: int = 0) -> None:
-    """Write the generated features (n, d) float16 to ``path`` (.npy), block by block (same bytes for any n)."""
+def blocks(n: int, d: int, seed: int = 0):
+    """Yield ``(start, features (m, d) float32, mixture component (m,))`` of the generated data, block by block
+    (the same rows whatever n)."""
     rng = np.random.default_rng(seed)
     latent, comps = 64, 5000
     means = rng.standard_normal((comps, latent)).astype(np.float32) * 1.5
@@ -54,17 +56,50 @@ def generate(path: Path, n: int, d: int, seed: int = 0) -> None:
     spread = rng.uniform(0.4, 1.0, comps).astype(np.float32)
     proj = (rng.standard_normal((latent, d)) / np.sqrt(latent)).astype(np.float32)
     bias = rng.normal(0.2, 0.3, d).astype(np.float32)
-    out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float16, shape=(n, d))
     for b, start in enumerate(range(0, n, GEN_BLOCK)):
         r = np.random.default_rng([seed, b])
         m = min(GEN_BLOCK, n - start)
         comp = r.choice(comps, m, p=weights)
         z = means[comp] + spread[comp, None] * r.standard_normal((m, latent), dtype=np.float32)
-        x = np.maximum(z @ proj + bias, 0) + 0.25 * r.standard_normal((m, d), dtype=np.float32)
-        out[start:start + m] = x
+        yield start, np.maximum(z @ proj + bias, 0) + 0.25 * r.standard_normal((m, d), dtype=np.float32), comp
+
+
+def generate(path: Path, n: int, d: int, seed: int = 0) -> None:
+    """Write the generated features (n, d) float16 to ``path`` (.npy), block by block."""
+    out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float16, shape=(n, d))
+    for start, x, _ in blocks(n, d, seed):
+        out[start:start + len(x)] = x
     out.flush()
     del out
     os.replace(path.with_suffix(".tmp.npy"), path)
+
+
+def write_store(folder: Path, n: int, d: int, seed: int = 0, n_concepts: int = 2500, ones: int = 30) -> None:
+    """The generated features as a float16 feature store ``folder/features`` (written shard by shard, never
+    whole in memory) and a concept bank ``folder/concepts``: ``ones`` concepts per image, half of them the
+    preferred concepts of its mixture component, so the probe has something to learn."""
+    import scipy.sparse as sp
+
+    from qrprobe.concepts.bank import ConceptBank
+    from qrprobe.features.store import FeatureStoreWriter
+
+    writer = FeatureStoreWriter(folder / "features", config_hash=f"bench-{n}-{d}-{seed}", dim=d, dtype="float16",
+                                header={"model": "generated (benchmarks/bench_kmeans.py)", "layer": ""})
+    preferred = np.random.default_rng([seed, 999]).integers(0, n_concepts, (5000, ones))
+    cols = []
+    for c, (start, x, comp) in enumerate(blocks(n, d, seed)):
+        ids = [f"img{i:08d}" for i in range(start, start + len(x))]
+        writer.commit_chunk(c, x, ids, [""] * len(x))
+        r = np.random.default_rng([seed, 7, c])
+        cols.append(np.concatenate([preferred[comp][:, :ones // 2],
+                                    r.integers(0, n_concepts, (len(x), ones - ones // 2))], axis=1))
+    writer.finish(n_chunks=c + 1, overwrite=True)
+    cols = np.concatenate(cols)
+    rows = np.repeat(np.arange(n), ones)
+    matrix = sp.csr_matrix((np.ones(rows.size, np.uint8), (rows, cols.ravel())), shape=(n, n_concepts))
+    matrix.data[:] = 1
+    ConceptBank.from_matrix(matrix, [f"concept {i}" for i in range(n_concepts)],
+                            image_ids=[f"img{i:08d}" for i in range(n)]).save(folder / "concepts", overwrite=True)
 
 
 def _peak_rss_mib() -> float:
@@ -87,15 +122,19 @@ class _IterTimer:
     def set_postfix_str(self, *_: object) -> None:
         pass
 
+    def set_description(self, *_: object) -> None:
+        pass
+
 
 def _inertia_f32(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray, centroids: np.ndarray,
                  labels: np.ndarray) -> float:
     """Σ ‖z − c_label‖² over the float32 standardized features, in float64, streamed."""
     total = 0.0
     c = centroids.astype(np.float64)
-    for s in range(0, raw.shape[0], 32768):
-        z = ((raw[s:s + 32768].astype(np.float64) - mean) / scale).astype(np.float32).astype(np.float64)
-        total += float(((z - c[labels[s:s + 32768]]) ** 2).sum())
+    for s in range(0, raw.shape[0], 4096):
+        z = ((raw[s:s + 4096].astype(np.float64) - mean) / scale).astype(np.float32).astype(np.float64)
+        z -= c[labels[s:s + 4096]]
+        total += float(np.einsum("ij,ij->", z, z))
     return total
 
 
@@ -128,7 +167,7 @@ def _stage(args: argparse.Namespace) -> dict:
         out["inertia_own"] = km.inertia_
         if getattr(km, "work_", None):
             w = km.work_[0]
-            out["work"] = {"rows": w.rows_checked, "pairs": w.pairs, "exact": w.exact_rows,
+            out["work"] = {"rows": w.rows_checked, "pairs": w.pairs, "exact": w.exact_rows, "padded": w.padded,
                            "groups": stored.engine(args.k).groups, "engine": type(stored.engine(args.k)).__name__}
         del stored
     else:
@@ -206,12 +245,17 @@ def _profile(r: dict) -> str:
     times, work = r.get("iter_s", []), r.get("work")
     if not times or not work:
         return ""
-    lines = ["  iteration: seconds, rows multiplied, (row, group) pairs multiplied, rows checked in float64"]
-    n = work["rows"][0]
-    for i in sorted({1, 2, 5, 10, 20, 50, 100, len(times)}):
+    lines = [f"  {r['contender']} ({work['engine']}, {work['groups']} groups), per iteration: seconds | rows whose "
+             "groups were multiplied | (row, group) products needed | products computed (tile padding) | rows "
+             "settled in float64"]
+    n, g = work["rows"][0], work["groups"]
+    for i in sorted({1, 2, 3, 5, 10, 20, 30, 50, 75, 100, len(times)}):
         if i <= len(times) and i <= len(work["pairs"]):
-            lines.append(f"  {i:4d}: {times[i - 1]:7.2f} s  {work['rows'][i - 1] / n:6.1%}  "
-                         f"{work['pairs'][i - 1] / (n * work['groups']):6.1%}  {work['exact'][i - 1] / n:6.2%}")
+            lines.append(f"  {i:4d}: {times[i - 1]:7.2f} s | {work['rows'][i - 1] / n:6.1%} | "
+                         f"{work['pairs'][i - 1] / (n * g):6.1%} | {work['padded'][i - 1] / (n * g):6.1%} | "
+                         f"{work['exact'][i - 1] / n:6.2%}")
+    total = sum(work["padded"]) / (n * g)
+    lines.append(f"  all {len(work['padded'])} assignment passes: products computed = {total:.1f} full passes")
     return "\n".join(lines)
 
 
@@ -228,11 +272,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--data", default="/tmp/qrprobe-bench-kmeans", help="folder for the generated features")
     p.add_argument("--out", default="", help="write all results as JSON here")
+    p.add_argument("--write-store", default="", metavar="DIR",
+                   help="only write the generated data as a float16 feature store and a concept bank in DIR "
+                        "(for `qrprobe evaluate DIR/features DIR/concepts`), then stop")
     p.add_argument("--stage", help=argparse.SUPPRESS)
     p.add_argument("--data-file", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.stage:
         print(json.dumps(_stage(args)))
+        return
+    if args.write_store:
+        t = time.perf_counter()
+        write_store(Path(args.write_store), args.n, args.dim, args.seed)
+        print(f"wrote {args.write_store}/features and /concepts in {time.perf_counter() - t:.0f} s")
         return
     folder = Path(args.data)
     folder.mkdir(parents=True, exist_ok=True)
@@ -268,7 +320,9 @@ def main() -> None:
                 if c != "ours" and "inertia_f32" in this[c]:
                     rel = (this[c]["inertia_f32"] - ours["inertia_f32"]) / ours["inertia_f32"]
                     print(f"inertia {c} vs ours: {rel:+.4%}")
-        print(_profile(ours))
+        for c in contenders:
+            if c.startswith("ours") and "error" not in this[c]:
+                print(_profile(this[c]))
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": _machine(), "args": vars(args) | {"data_file": str(
             args.data_file)}, "rounds": results}, indent=1))

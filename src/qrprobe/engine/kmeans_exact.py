@@ -40,12 +40,16 @@ ROWS_PER_CALL = 32768  # rows per engine call: bounds the (rows × groups) outpu
 
 @dataclass
 class Stats:
-    """Work done, for benchmarks: rows whose groups were multiplied, (row, group) products, rows settled
-    exactly in float64, per assignment pass."""
+    """Work done, for benchmarks: rows whose groups were multiplied, (row, group) products needed, rows settled
+    exactly in float64, and (row, group) products computed (with the kernel's tile padding), per assignment
+    pass."""
 
     rows_checked: list[int]
     pairs: list[int]
     exact_rows: list[int]
+    padded: list[int]
+    seconds: list[tuple[float, ...]]  # kernel only: thread-seconds on bounds, products, settling
+    candidates: list[int]  # kernel only: candidates computed in float64
 
 
 class BoundedLloyd:
@@ -60,7 +64,7 @@ class BoundedLloyd:
         self.x, self.rows, self.xsq, self.engine, self.k, self.row_err = x, rows, xsq, engine, k, row_err
         self.norm = xsq.sqrt()
         self.n = len(rows)
-        self.stats = Stats([], [], [])
+        self.stats = Stats([], [], [], [], [], [])
 
     # ------------------------------------------------------------------------------------ centroids
     def _set_centroids(self, centroids: torch.Tensor) -> None:
@@ -145,6 +149,7 @@ class BoundedLloyd:
             return
         self.stats.rows_checked.append(self.n)
         self.stats.pairs.append(self.n * self.engine.groups)
+        self.stats.padded.append(self.n * self.engine.groups)
         self.stats.exact_rows.append(0)
         for s in range(0, self.n, ROWS_PER_CALL):
             at = torch.arange(s, min(self.n, s + ROWS_PER_CALL), device=self.x.device)
@@ -153,10 +158,13 @@ class BoundedLloyd:
             self.labels[at], self.ub[at], self.lb[at] = label, up32(upper), down32(lower)
 
     def _record(self, stats: torch.Tensor) -> None:
-        checked, pairs, exact = (int(v) for v in stats)
+        checked, pairs, exact, padded, *ns, cand = (int(v) for v in stats)
+        self.stats.seconds.append(tuple(t / 1e9 for t in ns))
+        self.stats.candidates.append(cand)
         self.stats.rows_checked.append(checked)
         self.stats.pairs.append(pairs)
         self.stats.exact_rows.append(exact)
+        self.stats.padded.append(padded)
 
     def _bounded(self, drift: torch.Tensor) -> torch.Tensor:
         """Assign after the centroids moved by ``drift`` (K,) float64; return the indices of rows that changed
@@ -211,6 +219,7 @@ class BoundedLloyd:
             self.labels[at] = label
         self.stats.rows_checked.append(checked)
         self.stats.pairs.append(pairs)
+        self.stats.padded.append(checked * self.engine.groups)  # torch multiplies whole rows
         moved = torch.cat(moved_parts) if moved_parts else torch.empty(0, dtype=torch.int64, device=dev)
         self.previous = torch.cat(old_parts) if old_parts else moved.clone()
         return moved
@@ -221,7 +230,7 @@ class BoundedLloyd:
         and the number of empty clusters re-seeded; ``self.labels`` holds the final assignment."""
         self.slot_ids = make_groups(init, self.engine.width)
         self._set_centroids(init.float())
-        sums = CentroidSums(self.x, self.k)
+        sums = CentroidSums(self.x, self.k, kernel=getattr(self.engine, "kernel", None))
         n_reseeded, it, fixed = 0, 0, False
         for it in range(1, n_iter + 1):
             if it == 1:

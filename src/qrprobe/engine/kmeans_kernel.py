@@ -31,7 +31,7 @@ SOURCES = (KERNELS / "kmeans_bf16.c", KERNELS / "kmeans_assign.c")
 HEADERS = (KERNELS / "kmeans_bf16.h",)
 GROUP_WIDTHS = (16, 32, 48, 64)  # centroids per group the kernel handles
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-_ABI = 3
+_ABI = 7
 
 
 def cache_dir() -> Path:
@@ -95,6 +95,10 @@ class BF16Kernel:
         lib.qr_exact_dots.restype = None
         lib.qr_assign.argtypes = [ctypes.POINTER(AssignArgs), _I, _I, _P]
         lib.qr_assign.restype = ctypes.c_int
+        lib.qr_sums_move.argtypes = [_P, _I, ctypes.c_int, _P, _I, _P, _P, _P, _I, _I, _I]
+        lib.qr_sums_move.restype = None
+        lib.qr_row_stats.argtypes = [_P, _I, ctypes.c_int, _I, _I, _P, _P]
+        lib.qr_row_stats.restype = None
         self.lib = lib
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -167,17 +171,47 @@ class BF16Kernel:
 
     def assign(self, args: dict, n: int) -> torch.Tensor:
         """One fused assignment pass over run rows 0…n−1 (``qr_assign``); ``args``: the struct's fields, tensors
-        for pointers (None: NULL). Returns stats (3,) int64: rows multiplied, pairs multiplied, rows checked in
-        float64."""
+        for pointers (None: NULL). Returns stats (7,) int64: rows multiplied, (row, group) pairs needed, rows
+        checked in float64, pairs multiplied (with the padding of partial tiles), nanoseconds (summed over
+        threads) on bounds and own distances, on products, on settling, and candidates checked in float64."""
         struct = AssignArgs(**{k: (v.data_ptr() if isinstance(v, torch.Tensor) else v) for k, v in args.items()})
         parts: list[torch.Tensor] = []
 
         def call(lo: int, hi: int) -> None:
-            stats = torch.zeros(3, dtype=torch.int64)
+            stats = torch.zeros(8, dtype=torch.int64)
             parts.append(stats)
             rc = self.lib.qr_assign(ctypes.byref(struct), lo, hi, stats.data_ptr())
             if rc != 0:
                 raise MemoryError("kernel: out of memory") if rc == -2 else ValueError("kernel: unsupported width")
 
         self._parallel(n, call)
-        return torch.stack(parts).sum(0) if parts else torch.zeros(3, dtype=torch.int64)
+        return torch.stack(parts).sum(0) if parts else torch.zeros(8, dtype=torch.int64)
+
+    def sums_move(self, x: torch.Tensor, xrows: torch.Tensor, old: torch.Tensor | None, new: torch.Tensor,
+                  sums: torch.Tensor) -> None:
+        """Move rows ``x[xrows]`` (16-bit) from clusters ``old`` (None: nowhere) to ``new`` in the int64
+        fixed-point sums (K, D), exactly; threads split the columns."""
+        xrows, new = xrows.contiguous(), new.contiguous()
+        old = None if old is None else old.contiguous()
+        is_fp16 = int(x.dtype == torch.float16)
+
+        def call(c0: int, c1: int) -> None:
+            self.lib.qr_sums_move(x.data_ptr(), x.stride(0), is_fp16, xrows.data_ptr(), len(xrows),
+                                  None if old is None else old.data_ptr(), new.data_ptr(), sums.data_ptr(),
+                                  sums.stride(0), c0, c1)
+
+        self._parallel(sums.shape[1], call)
+
+    def row_stats(self, x: torch.Tensor, with_err: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per row of ``x`` (16-bit): the float64 sum of squares, and ‖x − bf16(x)‖ when ``with_err``."""
+        n, d = x.shape
+        xsq = torch.empty(n, dtype=torch.float64)
+        err = torch.empty(n, dtype=torch.float64) if with_err else None
+        is_fp16 = int(x.dtype == torch.float16)
+
+        def call(lo: int, hi: int) -> None:
+            self.lib.qr_row_stats(x.data_ptr() + 2 * lo * x.stride(0), x.stride(0), is_fp16, hi - lo, d,
+                                  xsq.data_ptr() + 8 * lo, None if err is None else err.data_ptr() + 8 * lo)
+
+        self._parallel(n, call)
+        return xsq, err

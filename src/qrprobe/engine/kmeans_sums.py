@@ -35,16 +35,22 @@ def fixed_point(x16: torch.Tensor) -> torch.Tensor:
 
 class CentroidSums:
     """Per-cluster int64 sums (K, D) and counts (K,) of the rows of ``x16`` (N, D), kept up to date as labels
-    change. ``chunk`` rows are converted at a time (8 bytes per value while converted)."""
+    change: in the compiled kernel when given (``kernel``, CPU), else with torch, ``chunk`` rows converted at a
+    time (8 bytes per value while converted)."""
 
-    def __init__(self, x16: torch.Tensor, k: int, chunk: int = 16384) -> None:
+    def __init__(self, x16: torch.Tensor, k: int, chunk: int = 4096, kernel=None) -> None:
         self.x16 = x16
         self.k = k
         self.chunk = chunk
+        self.kernel = kernel if x16.device.type == "cpu" and x16.is_contiguous() else None
         self.sums = torch.zeros((k, x16.shape[1]), dtype=torch.int64, device=x16.device)
         self.counts = torch.zeros(k, dtype=torch.int64, device=x16.device)
 
     def _add(self, rows: torch.Tensor, labels: torch.Tensor, sign: int) -> None:
+        if self.kernel is not None and sign > 0:
+            self.kernel.sums_move(self.x16, rows, None, labels, self.sums)
+            self.counts.index_add_(0, labels, torch.ones_like(labels))
+            return
         for s in range(0, len(rows), self.chunk):
             r, lab = rows[s:s + self.chunk], labels[s:s + self.chunk]
             values = fixed_point(self.x16[r])
@@ -59,9 +65,15 @@ class CentroidSums:
 
     def move(self, rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
         """Rows ``rows`` moved from clusters ``old`` to ``new``."""
-        if len(rows):
-            self._add(rows, old, -1)
-            self._add(rows, new, 1)
+        if not len(rows):
+            return
+        if self.kernel is not None:
+            self.kernel.sums_move(self.x16, rows, old, new, self.sums)
+            self.counts.index_add_(0, old, torch.full_like(old, -1))
+            self.counts.index_add_(0, new, torch.ones_like(new))
+            return
+        self._add(rows, old, -1)
+        self._add(rows, new, 1)
 
     def centroids(self, previous: torch.Tensor) -> torch.Tensor:
         """The means (K, D) float32 of non-empty clusters; an empty cluster keeps its row of ``previous``."""

@@ -116,8 +116,8 @@ def initial_centroids(x: torch.Tensor, k: int, init, rng: np.random.Generator) -
 
 
 def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_iter: int, n_restarts: int, init,
-              rng: np.random.Generator, chunk: int, bar) -> tuple[np.ndarray, np.ndarray, float, int,
-                                                                  tuple[float, ...], int]:
+              rng: np.random.Generator, chunk: int, bar, on_restart=None) -> tuple[np.ndarray, np.ndarray, float,
+                                                                                   int, tuple[float, ...], int]:
     """Float32 Lloyd with restarts on ``x_all`` (N, D) float32 (rows ``train_idx`` for training, None: all).
 
     Returns labels (N,), centroids (K, D), inertia, iterations of the kept restart, all restarts' inertias and
@@ -129,7 +129,9 @@ def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_it
     best = None
     inertias = []
     total_reseeded = 0
-    for _ in range(n_restarts):
+    for restart in range(n_restarts):
+        if on_restart is not None:
+            on_restart(restart)
         init_c = initial_centroids(x_train, k, init, rng)
         centroids, n_done, n_reseeded = lloyd(x_train, init_c, n_iter, chunk, bar, train_sq)
         total_reseeded += n_reseeded

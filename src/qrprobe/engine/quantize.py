@@ -100,23 +100,36 @@ class Stored:
             x[s:s + step] = to_storage(np.asarray(features[s:s + step], dtype=np.float64), precision).to(device)
         return cls(x, precision)
 
+    def _kernel(self):
+        x = self.x
+        usable = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.is_contiguous()
+        return kmeans_kernel.load() if usable and self.engine_kind != "torch" else None
+
     def sq_norms(self) -> torch.Tensor:
         """Exact squared norm of every stored row, (N,) float64 (computed once)."""
         if self._xsq is None:
-            step = max(1, 2**26 // (8 * self.x.shape[1]))
-            self._xsq = torch.cat([self.x[s:s + step].double().square().sum(1)
-                                   for s in range(0, self.x.shape[0], step)])
+            kernel = self._kernel()
+            if kernel is not None:
+                self._xsq, self._cache["bf16_err"] = kernel.row_stats(self.x, self.x.dtype == torch.float16)
+            else:
+                step = max(1, 2**26 // (8 * self.x.shape[1]))
+                self._xsq = torch.cat([self.x[s:s + step].double().square().sum(1)
+                                       for s in range(0, self.x.shape[0], step)])
         return self._xsq
 
     def row_err(self, k: int) -> torch.Tensor | None:
         """How far the engine for K clusters rounds each stored row before multiplying, (N,) float64, or None."""
-        key = ("row_err", self.engine(k).width)
-        if key not in self._cache:
-            eng = self.engine(k)
-            step = max(1, 2**26 // (8 * self.x.shape[1]))
-            parts = [eng.row_error(self.x[s:s + step]) for s in range(0, self.x.shape[0], step)]
-            self._cache[key] = None if parts[0] is None else torch.cat(parts)
-        return self._cache[key]
+        eng = self.engine(k)
+        if not isinstance(eng, KernelEngine) or self.x.dtype != torch.float16:
+            return None
+        if "row_err" not in self._cache:
+            self.sq_norms()
+            err = self._cache.get("bf16_err")
+            if err is None:
+                step = max(1, 2**26 // (8 * self.x.shape[1]))
+                err = torch.cat([eng.row_error(self.x[s:s + step]) for s in range(0, self.x.shape[0], step)])
+            self._cache["row_err"] = err * (1 + 1e-12)  # float64 sums of exact squares: a margin over their rounding
+        return self._cache["row_err"]
 
     def engine(self, k: int) -> Engine:
         """The distance engine for K clusters (groups of 32 centroids, 16 below K = 64)."""
@@ -125,7 +138,7 @@ class Stored:
             x = self.x
             fits = (x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.shape[1] % 2 == 0
                     and x.is_contiguous())
-            kernel = kmeans_kernel.load() if fits and self.engine_kind != "torch" else None
+            kernel = self._kernel() if fits else None
             if self.engine_kind == "kernel" and kernel is None:
                 raise RuntimeError("the bfloat16 kernel cannot run here (CPU, compiler or storage)")
             self._engines[width] = KernelEngine(x, width, kernel) if kernel is not None else TorchEngine(x, width)
@@ -136,6 +149,11 @@ class Stored:
             step = max(1, 2**26 // (4 * self.x.shape[1]))
             top = max(float(self.x[s:s + step].abs().max()) for s in range(0, self.x.shape[0], step))
             check_sum_range(self.x.shape[0], top)
+
+
+def _show_restart(bar, restart: int, n_restarts: int) -> None:
+    if n_restarts > 1 and hasattr(bar, "set_postfix_str"):
+        bar.set_postfix_str(f"restart {restart + 1}/{n_restarts}")
 
 
 def _progress_bar(total: int, desc: str, progress: bool):
@@ -242,7 +260,8 @@ class KMeans:
                 elif stored.precision == "float32":
                     chunk = chunk_rows(self.chunk_rows, self.n_clusters)
                     fitted = fit_plain(stored.x, train_idx, k=self.n_clusters, n_iter=self.n_iter,
-                                       n_restarts=self.n_restarts, init=self.init, rng=rng, chunk=chunk, bar=bar)
+                                       n_restarts=self.n_restarts, init=self.init, rng=rng, chunk=chunk, bar=bar,
+                                       on_restart=lambda i: _show_restart(bar, i, self.n_restarts))
                     result = KMeansResult(*fitted, precision="float32")
                 else:
                     self.work_ = []  # per restart: the work of each assignment pass (benchmarks)
@@ -292,7 +311,8 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
     rows = (torch.arange(x.shape[0], device=dev) if train_idx is None
             else torch.from_numpy(train_idx).to(dev))
     best, inertias, total_reseeded = None, [], 0
-    for _ in range(km.n_restarts):
+    for restart in range(km.n_restarts):
+        _show_restart(bar, restart, km.n_restarts)
         if isinstance(km.init, np.ndarray) or km.init == "random":
             x_pick = x if train_idx is None else _RowView(x, rows)
             init = initial_centroids(x_pick, k, km.init, rng)
@@ -371,7 +391,7 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     bar = _progress_bar(n_iter * n_restarts * len(seeds), f"k-means K={k}", progress)
     with bar:
         for r, seed in enumerate(seeds):
-            bar.set_postfix_str(f"clustering {r + 1}/{len(seeds)}")
+            bar.set_description(f"k-means K={k}, clustering {r + 1}/{len(seeds)}")
             results.append(make(seed).fit_stored(stored, bar).result_)
     return standardizer, results
 

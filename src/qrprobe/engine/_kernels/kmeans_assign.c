@@ -13,6 +13,7 @@
  * Rounding: float32 bounds are rounded outward (lower bounds down, upper bounds up).
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include "kmeans_bf16.h"
 
@@ -43,6 +44,13 @@ typedef struct {
     int64_t is_fp16;         /* rows are float16: rounded to bf16 (into a block buffer) before multiplying */
 } qr_assign_args;
 
+static inline int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 static inline float down32(double t) { return (float)(t * (1.0 - 0x1p-20)); }
 static inline float up32(double t) { return (float)(t * (1.0 + 0x1p-20)); }
 
@@ -65,6 +73,7 @@ typedef struct {
     int64_t *xrow, *cand;
     double *dist;
     uint16_t *xbuf; /* float16 rows rounded to bf16, one per block entry */
+    int64_t n_cand; /* candidates checked in float64 */
 } scratch;
 
 static inline double row_err(const qr_assign_args *a, int64_t r) { return a->xerr ? a->xerr[r] : 0.0; }
@@ -128,6 +137,7 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
         }
         s->cand[nc++] = label;
         if (has_own) s->cand[nc++] = own_lab;
+        s->n_cand += nc;
         double dmin = INFINITY;
         for (int64_t i = 0; i < nc; i++) {
             int64_t j = s->cand[i];
@@ -167,8 +177,9 @@ static TGT int settle(const qr_assign_args *a, scratch *s, int64_t e, int64_t r,
     return !settled;
 }
 
-/* Assign run rows [lo, hi). stats[0..2] += rows multiplied, (row, group) pairs multiplied, rows checked in
-   float64. Returns 0, -1 for an unsupported W, -2 when out of memory. */
+/* Assign run rows [lo, hi). stats[0..3] += rows multiplied, (row, group) pairs needed, rows checked in
+   float64, (row, group) pairs multiplied (needed pairs plus the padding of partial tiles); stats[4..6] +=
+   nanoseconds spent on bounds and own distances, on products, on settling (with the float64 check). Returns 0, -1 for an unsupported W, -2 when out of memory. */
 TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stats)
 {
     int MR;
@@ -176,6 +187,7 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
     if (pick_tile(a->W, &MR, &fn)) return -1;
     const int64_t G = a->G;
     scratch s;
+    s.n_cand = 0;
     s.m1 = malloc(sizeof(float) * BLOCK_ROWS * G);
     s.m2 = malloc(sizeof(float) * BLOCK_ROWS * G);
     s.a1 = malloc(sizeof(int32_t) * BLOCK_ROWS * G);
@@ -193,7 +205,7 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
         goto out;
     }
     for (int64_t b0 = lo; b0 < hi; b0 += BLOCK_ROWS) {
-        int64_t b1 = hi - b0 < BLOCK_ROWS ? hi : b0 + BLOCK_ROWS, n_act = 0;
+        int64_t b1 = hi - b0 < BLOCK_ROWS ? hi : b0 + BLOCK_ROWS, n_act = 0, t0 = now_ns();
         for (int64_t r = b0; r < b1; r++) {
             uint8_t *need = s.need + n_act * G;
             const uint16_t *xr = a->x + a->rows[r] * a->ldx;
@@ -230,15 +242,22 @@ TGT int qr_assign(const qr_assign_args *a, int64_t lo, int64_t hi, int64_t *stat
             own_e[n_act] = e;
             act[n_act++] = r;
         }
+        int64_t t1 = now_ns();
+        stats[4] += t1 - t0;
         if (!n_act) continue;
         for (int64_t i = 0; i < n_act * G; i++) s.m1[i] = s.m2[i] = INFINITY;
         stats[0] += n_act;
         stats[1] += block_groups(a->is_fp16 ? s.xbuf : a->x, a->is_fp16 ? 2 * a->d2 : a->ldx, s.xrow, n_act,
-                                 a->cpack, a->csq_slot, a->d2, G, a->W, MR, fn, s.need, s.m1, s.a1, s.m2);
+                                 a->cpack, a->csq_slot, a->d2, G, a->W, MR, fn, s.need, s.m1, s.a1, s.m2,
+                                 &stats[3]);
+        int64_t t2 = now_ns();
+        stats[5] += t2 - t1;
         for (int64_t e = 0; e < n_act; e++)
             stats[2] += settle(a, &s, e, act[e], a->drift != 0, own_v[e], own_e[e]);
+        stats[6] += now_ns() - t2;
     }
 out:
+    stats[7] += s.n_cand;
     free(s.m1);
     free(s.m2);
     free(s.a1);

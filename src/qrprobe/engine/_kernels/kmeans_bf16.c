@@ -25,7 +25,7 @@ int qr_cpu_supported(void) {
         && __builtin_cpu_supports("avx512bf16");
 }
 
-int qr_abi_version(void) { return 3; }
+int qr_abi_version(void) { return 7; }
 
 typedef int32_t pair_t __attribute__((may_alias, aligned(2)));
 
@@ -133,10 +133,12 @@ int pick_tile(int64_t W, int *MR, tile_fn *fn)
 }
 
 /* Entries e of one block (their x rows xrow[e]) against every group g with need[e*G + g] (NULL: all):
-   m1/a1/m2[e*G + g]. The entries that need a group are computed together, MR at a time. Returns pairs. */
+   m1/a1/m2[e*G + g]. The entries that need a group are computed together, MR at a time. Returns the pairs
+   computed; *padded grows by the pairs multiplied (tiles are MR entries, the last one padded). */
 TGT int64_t block_groups(const uint16_t *x, int64_t ldx, const int64_t *xrow, int64_t nb,
                                 const uint16_t *cpack, const float *csq, int64_t d2, int64_t G, int64_t W, int MR,
-                                tile_fn fn, const uint8_t *need, float *m1, int32_t *a1, float *m2)
+                                tile_fn fn, const uint8_t *need, float *m1, int32_t *a1, float *m2,
+                                int64_t *padded)
 {
     int64_t list[BLOCK_ROWS], pairs = 0;
     for (int64_t g = 0; g < G; g++) {
@@ -144,6 +146,7 @@ TGT int64_t block_groups(const uint16_t *x, int64_t ldx, const int64_t *xrow, in
         for (int64_t e = 0; e < nb; e++)
             if (!need || need[e * G + g]) list[cnt++] = e;
         pairs += cnt;
+        *padded += (cnt + MR - 1) / MR * MR;
         for (int64_t t0 = 0; t0 < cnt; t0 += MR) {
             int nv = (int)(cnt - t0 < MR ? cnt - t0 : MR);
             const uint16_t *xr[12];
@@ -170,8 +173,9 @@ TGT int qr_group_min2(const uint16_t *x, int64_t ldx, const int64_t *rows, int64
     if (pick_tile(W, &MR, &fn)) return -1;
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK_ROWS) {
         int64_t nb = n - b0 < BLOCK_ROWS ? n - b0 : BLOCK_ROWS;
+        int64_t padded = 0;
         block_groups(x, ldx, rows + b0, nb, cpack, csq, d2, G, W, MR, fn, need ? need + b0 * G : 0,
-                     m1 + b0 * G, a1 + b0 * G, m2 + b0 * G);
+                     m1 + b0 * G, a1 + b0 * G, m2 + b0 * G, &padded);
         if (done)
             for (int64_t i = b0 * G; i < (b0 + nb) * G; i++) done[i] = !need || need[i];
     }
@@ -225,4 +229,67 @@ TGT void qr_exact_dots(const uint16_t *x, int64_t ldx, int is_fp16, const int64_
                        int64_t ldc, const int64_t *cid, int64_t m, int64_t d, double *out)
 {
     for (int64_t i = 0; i < m; i++) out[i] = exact_dot(x + xrow[i] * ldx, is_fp16, c + cid[i] * ldc, d);
+}
+
+static inline TGT __m512 load16_as_f32(const uint16_t *p, int is_fp16, __mmask16 m)
+{
+    __m256i raw = _mm256_maskz_loadu_epi16(m, p);
+    return is_fp16 ? _mm512_cvtph_ps(raw) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+/* Columns [c0, c1) of the int64 fixed-point cluster sums (K x ldsum): for each listed row i, subtract row
+   x_{xrow[i]} * 2^24 from sums[old[i]] (old may be NULL) and add it to sums[new[i]]. Exact: every stored value
+   times 2^24 is an integer below 2^40. Threads split the columns, so no two write the same place. */
+TGT void qr_sums_move(const uint16_t *x, int64_t ldx, int is_fp16, const int64_t *xrow, int64_t n,
+                      const int64_t *old, const int64_t *new_, int64_t *sums, int64_t ldsum, int64_t c0, int64_t c1)
+{
+    const __m512 scale = _mm512_set1_ps(0x1p24f);
+    for (int64_t i = 0; i < n; i++) {
+        const uint16_t *xp = x + xrow[i] * ldx;
+        int64_t *to = sums + new_[i] * ldsum, *from = old ? sums + old[i] * ldsum : 0;
+        for (int64_t p = c0; p < c1; p += 16) {
+            __mmask16 m = c1 - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c1 - p)) - 1);
+            __m512 v = _mm512_mul_ps(load16_as_f32(xp + p, is_fp16, m), scale);
+            __m512i lo = _mm512_cvtps_epi64(_mm512_castps512_ps256(v));
+            __m512i hi = _mm512_cvtps_epi64(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            __mmask8 ml = (__mmask8)(m & 0xFF), mh = (__mmask8)(m >> 8);
+            _mm512_mask_storeu_epi64(to + p, ml, _mm512_add_epi64(_mm512_maskz_loadu_epi64(ml, to + p), lo));
+            _mm512_mask_storeu_epi64(to + p + 8, mh, _mm512_add_epi64(_mm512_maskz_loadu_epi64(mh, to + p + 8), hi));
+            if (from) {
+                _mm512_mask_storeu_epi64(from + p, ml, _mm512_sub_epi64(_mm512_maskz_loadu_epi64(ml, from + p), lo));
+                _mm512_mask_storeu_epi64(from + p + 8, mh,
+                                         _mm512_sub_epi64(_mm512_maskz_loadu_epi64(mh, from + p + 8), hi));
+            }
+        }
+    }
+}
+
+/* Per row: xsq[i] = sum of squares in float64 (exact products), and err[i] = |x - bf16(x)| (float64) when the
+   rows are float16 (err may be NULL). */
+TGT void qr_row_stats(const uint16_t *x, int64_t ldx, int is_fp16, int64_t n, int64_t d, double *xsq, double *err)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const uint16_t *xp = x + i * ldx;
+        __m512d s0 = _mm512_setzero_pd(), s1 = s0, e0 = s0, e1 = s0;
+        for (int64_t p = 0; p < d; p += 16) {
+            __mmask16 m = d - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - p)) - 1);
+            __m512 v = load16_as_f32(xp + p, is_fp16, m);
+            __m512d v0 = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            __m512d v1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            s0 = _mm512_fmadd_pd(v0, v0, s0);
+            s1 = _mm512_fmadd_pd(v1, v1, s1);
+            if (err) {
+                /* bf16 rounding of v (round to nearest even), widened back to float32 */
+                __m512 r = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+                    (__m256i)_mm512_cvtneps_pbh(v)), 16));
+                __m512 dv = _mm512_sub_ps(v, r); /* exact: v and r share the exponent range */
+                __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(dv));
+                __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dv), 1)));
+                e0 = _mm512_fmadd_pd(d0, d0, e0);
+                e1 = _mm512_fmadd_pd(d1, d1, e1);
+            }
+        }
+        xsq[i] = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+        if (err) err[i] = sqrt(_mm512_reduce_add_pd(_mm512_add_pd(e0, e1)));
+    }
 }
