@@ -383,7 +383,7 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     first = make(seeds[0] if seeds else 0)
     first.check(n)
     storage = first.storage_precision(n, d)
-    standardizer = Standardizer().fit(features)
+    standardizer = Standardizer().fit(features, progress)
     dev = resolve_device(device) if backend == "torch" else torch.device("cpu")
     stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
     stored.check_sums()

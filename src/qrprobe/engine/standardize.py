@@ -102,20 +102,28 @@ class Standardizer:
     def _rows(self, d: int) -> int:
         return self.chunk_rows or rows_per_block(d)
 
-    def fit(self, features: np.ndarray) -> Standardizer:
+    def fit(self, features: np.ndarray, progress: bool = False) -> Standardizer:
+        """Mean and scale of ``features`` (N, D): two streamed passes (a progress bar over both if asked)."""
+        from tqdm.auto import tqdm
+
         n, d = features.shape
         step = self._rows(d)
         total = np.zeros(d)
         total_sq = np.zeros(d)
-        for start in range(0, n, step):
-            block = np.asarray(features[start:start + step], dtype=np.float64)
-            release_rows(features, start, start + step)
-            total += block.sum(axis=0)
-        mean = total / n
-        for start in range(0, n, step):
-            block = np.asarray(features[start:start + step], dtype=np.float64) - mean
-            release_rows(features, start, start + step)
-            total_sq += np.square(block).sum(axis=0)
+        bar = tqdm(total=2 * n, desc="standardize: statistics", unit="row", unit_scale=True, leave=False,
+                   disable=None if progress else True)
+        with bar:
+            for start in range(0, n, step):
+                block = np.asarray(features[start:start + step], dtype=np.float64)
+                release_rows(features, start, start + step)
+                total += block.sum(axis=0)
+                bar.update(len(block))
+            mean = total / n
+            for start in range(0, n, step):
+                block = np.asarray(features[start:start + step], dtype=np.float64) - mean
+                release_rows(features, start, start + step)
+                total_sq += np.square(block).sum(axis=0)
+                bar.update(len(block))
         std = np.sqrt(total_sq / n)
         self.mean_ = mean
         self.scale_ = np.where(std > 0, std, np.inf)  # x / inf = 0 for a constant dimension
@@ -171,8 +179,8 @@ def standardized_copy(features, standardizer: Standardizer, precision: str, devi
     if precision == "float32" and device.type == "cpu":
         return torch.from_numpy(standardizer.transform(features))
     out = torch.empty((n, d), dtype=_DTYPES[precision], device=device)
-    with tqdm(total=n, desc="standardize", unit="row", unit_scale=True, disable=None if progress else True,
-              leave=False) as bar:
+    with tqdm(total=n, desc=f"standardize: {precision} copy", unit="row", unit_scale=True,
+              disable=None if progress else True, leave=False) as bar:
         for start, block in standardizer.blocks(features):
             out[start:start + len(block)] = to_storage(block, precision).to(device)
             bar.update(len(block))
