@@ -60,6 +60,18 @@ def upper_dist(xsq: torch.Tensor, v: torch.Tensor, err: torch.Tensor) -> torch.T
     return (d2 + _SLACK * (xsq + v.abs() + err)).clamp_min(0).sqrt()
 
 
+class one_thread:
+    """Within: torch's CPU operations on one thread (for many small operations, where a second thread only
+    adds synchronisation, and stalls when the machine is busy); the setting is restored after."""
+
+    def __enter__(self) -> None:
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.before)
+
+
 # ------------------------------------------------------------------------------------------ groups
 def _bisect(c: torch.Tensor, ids: torch.Tensor, n_groups: int, out: list[torch.Tensor]) -> None:
     if n_groups == 1:
@@ -67,7 +79,7 @@ def _bisect(c: torch.Tensor, ids: torch.Tensor, n_groups: int, out: list[torch.T
         return
     pts = c[ids] - c[ids].mean(0)
     direction = pts[torch.argmax((pts * pts).sum(1))].clone()  # power iteration from the farthest point
-    for _ in range(8):
+    for _ in range(4):
         direction = pts.T @ (pts @ direction)
         direction /= direction.norm().clamp_min(1e-30)
     order = torch.argsort(pts @ direction, stable=True)
@@ -84,7 +96,8 @@ def make_groups(centroids: torch.Tensor, width: int) -> torch.Tensor:
     k = centroids.shape[0]
     groups = math.ceil(k / width)
     parts: list[torch.Tensor] = []
-    _bisect(centroids.double().cpu(), torch.arange(k), groups, parts)
+    with one_thread():  # many tiny products: threads only wait on each other
+        _bisect(centroids.float().cpu(), torch.arange(k), groups, parts)
     slots = torch.full((groups * width,), -1, dtype=torch.int64)
     for g, ids in enumerate(parts):
         slots[g * width:g * width + len(ids)] = torch.sort(ids).values

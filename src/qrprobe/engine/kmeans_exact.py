@@ -16,6 +16,7 @@ on any device and whichever engine ran.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from .kmeans_bounds import (
     grow_,
     lower_dist,
     make_groups,
+    one_thread,
     pick_lowest,
     shrink_,
     up32,
@@ -246,16 +248,18 @@ class BoundedLloyd:
                 sums.move(self.rows[moved], self.previous, self.labels[moved])
             if it == 1 and bar is not None:
                 bar.update(1)
-            centroids = sums.centroids(self.c)
-            empty = torch.nonzero(sums.counts == 0).flatten()
+            with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():  # K × D work
+                centroids = sums.centroids(self.c)
+                empty = torch.nonzero(sums.counts == 0).flatten()
             if len(empty):
                 # re-seed each empty cluster with one of the points farthest from its centroid
                 dist = self.own_sq_dist()
                 far = torch.sort(dist, descending=True, stable=True).indices[:len(empty)]
                 centroids[empty] = self.x[self.rows[far]].float()
                 n_reseeded += len(empty)
-            drift = (centroids.double() - self.c.double()).norm(dim=1)
-            self._set_centroids(centroids)
+            with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():
+                drift = (centroids.double() - self.c.double()).norm(dim=1)
+                self._set_centroids(centroids)
         if bar is not None:
             bar.update(n_iter - it)
         if not fixed:

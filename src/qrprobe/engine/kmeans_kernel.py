@@ -103,16 +103,20 @@ class BF16Kernel:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def _parallel(self, n: int, call) -> None:
+    def _parallel(self, n: int, call, align: int = 1) -> None:
+        """``call(lo, hi)`` over [0, n) in pieces (multiples of ``align``), four per thread, taken by
+        ``torch.get_num_threads()`` threads as they come free: a thread that the OS holds back (a busy, shared
+        machine) delays only its current piece."""
         threads = max(1, min(torch.get_num_threads(), n // 64 or 1))
         if threads == 1:
             call(0, n)
             return
+        step = -(-n // (4 * threads))
+        step = -(-step // align) * align
         with self._lock:
             if self._pool is None or self._pool._max_workers != threads:
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="qrprobe-kmeans")
-            step = -(-n // threads)
-            list(self._pool.map(lambda i: call(i * step, min(n, (i + 1) * step)), range(threads)))
+            list(self._pool.map(lambda lo: call(lo, min(n, lo + step)), range(0, n, step)))
 
     def group_min2(self, x: torch.Tensor, rows: torch.Tensor, cpack: torch.Tensor, csq: torch.Tensor, groups: int,
                    width: int, need: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
@@ -200,7 +204,7 @@ class BF16Kernel:
                                   None if old is None else old.data_ptr(), new.data_ptr(), sums.data_ptr(),
                                   sums.stride(0), c0, c1)
 
-        self._parallel(sums.shape[1], call)
+        self._parallel(sums.shape[1], call, align=16)
 
     def row_stats(self, x: torch.Tensor, with_err: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per row of ``x`` (16-bit): the float64 sum of squares, and ‖x − bf16(x)‖ when ``with_err``."""
