@@ -128,7 +128,8 @@ class Stored:
             if err is None:
                 step = max(1, 2**26 // (8 * self.x.shape[1]))
                 err = torch.cat([eng.row_error(self.x[s:s + step]) for s in range(0, self.x.shape[0], step)])
-            self._cache["row_err"] = err * (1 + 1e-12)  # float64 sums of exact squares: a margin over their rounding
+            self._cache["row_err"] = err.mul_(1 + 1e-12)  # float64 sums of exact squares: a margin over their rounding
+            self._cache.pop("bf16_err", None)
         return self._cache["row_err"]
 
     def engine(self, k: int) -> Engine:
@@ -290,16 +291,19 @@ class KMeans:
             return _assign_exact(stored, centroids).cpu().numpy()
 
 
-def _lloyd_for(stored: Stored, rows: torch.Tensor, k: int) -> BoundedLloyd:
-    row_err = stored.row_err(k)
-    return BoundedLloyd(stored.x, rows, stored.sq_norms()[rows], stored.engine(k), k,
-                        None if row_err is None else row_err[rows])
+def _lloyd_for(stored: Stored, rows: torch.Tensor | None, k: int) -> BoundedLloyd:
+    """Lloyd on ``rows`` of the stored features (None: all, sharing the per-row arrays without copies)."""
+    row_err, xsq = stored.row_err(k), stored.sq_norms()
+    if rows is None:
+        return BoundedLloyd(stored.x, torch.arange(stored.x.shape[0], device=stored.x.device), xsq,
+                            stored.engine(k), k, row_err)
+    return BoundedLloyd(stored.x, rows, xsq[rows], stored.engine(k), k, None if row_err is None else row_err[rows])
 
 
 def _assign_exact(stored: Stored, centroids: torch.Tensor) -> torch.Tensor:
     """Exact nearest centroid of every stored row (one full pass)."""
     k = centroids.shape[0]
-    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), k)
+    run = _lloyd_for(stored, None, k)
     run.slot_ids = _groups_for(centroids, run.engine.width)
     run._set_centroids(centroids)
     run._full()
@@ -318,7 +322,7 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
             init = initial_centroids(x_pick, k, km.init, rng)
         else:
             init = initial_centroids(x if train_idx is None else x[rows], k, km.init, rng)
-        run = _lloyd_for(stored, rows, k)
+        run = _lloyd_for(stored, None if train_idx is None else rows, k)
         centroids, n_done, n_reseeded = run.run(init.to(dev), km.n_iter, bar)
         km.work_.append(run.stats)
         total_reseeded += n_reseeded
@@ -337,7 +341,7 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
 
 def _exact_inertia(stored: Stored, centroids: torch.Tensor, labels: torch.Tensor) -> float:
     k = centroids.shape[0]
-    run = _lloyd_for(stored, torch.arange(stored.x.shape[0], device=stored.x.device), k)
+    run = _lloyd_for(stored, None, k)
     run.slot_ids = _groups_for(centroids, run.engine.width)
     run._set_centroids(centroids)
     run.labels = labels
