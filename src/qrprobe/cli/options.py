@@ -112,7 +112,8 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *,
                                 **extra)
 
 
-QUANTIZATION = ("k", "clusterings", "seed", "iters", "restarts", "max_train_points", "kmeans_backend", "kmeans_init")
+QUANTIZATION = ("k", "clusterings", "seed", "iters", "restarts", "max_train_points", "kmeans_backend", "kmeans_init",
+                "kmeans_precision")
 SPLIT = ("test_fraction", "val_fraction")
 
 

@@ -153,6 +153,10 @@ class ProtocolConfig:
                                 check=number_in(0, 1, high_open=True))
     probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the reverse probe's schedule"})
     device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N", study=False)
+    kmeans_precision: str = param(
+        "auto", "storage of the standardized features for K-means: float32 (plain float32 Lloyd, as earlier "
+        "releases), float16 or bfloat16 (half the memory; exact Lloyd on the 16-bit values, faster), or auto: "
+        "float32 while that copy is at most 1 GiB, else float16", choices=("auto", "float32", "float16", "bfloat16"))
 
     def __post_init__(self) -> None:
         if isinstance(self.probe, Mapping):

@@ -22,7 +22,7 @@ class ReverseProbing(BaseEstimator):
     Parameters
     ----------
     k, clusterings, seed, iters, restarts, max_train_points, kmeans_backend, kmeans_init, test_fraction,
-    val_fraction, device : the protocol (:class:`~qrprobe.engine.config.ProtocolConfig`).
+    val_fraction, device, kmeans_precision : the protocol (:class:`~qrprobe.engine.config.ProtocolConfig`).
     lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select : the probe's schedule
         (:class:`~qrprobe.engine.config.ProbeConfig`).
     progress : progress bars on stderr.
@@ -41,7 +41,8 @@ class ReverseProbing(BaseEstimator):
 
     def __init__(self, k: int = 1000, clusterings: int = 5, seed: int = 0, iters: int = 100, restarts: int = 5,
                  max_train_points: int | None = None, kmeans_backend: str = "torch", kmeans_init: str = "random",
-                 test_fraction: float = 0.2, val_fraction: float = 0.2, device: str = "auto", lr: float = 3.5,
+                 test_fraction: float = 0.2, val_fraction: float = 0.2, device: str = "auto",
+                 kmeans_precision: str = "auto", lr: float = 3.5,
                  momentum: float = 0.9, batch_size: int = 512, epochs: int = 100,
                  milestones: tuple[int, ...] = (60, 80), lr_decay: float = 0.1, weight_decay: float = 3e-6,
                  select: str = "val_loss", progress: bool = False) -> None:
@@ -56,6 +57,7 @@ class ReverseProbing(BaseEstimator):
         self.test_fraction = test_fraction
         self.val_fraction = val_fraction
         self.device = device
+        self.kmeans_precision = kmeans_precision
         self.lr = lr
         self.momentum = momentum
         self.batch_size = batch_size

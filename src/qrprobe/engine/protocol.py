@@ -90,7 +90,7 @@ def quantize(features: Features, config: ProtocolConfig, progress: bool = False)
     standardizer, runs = fit_clusterings(
         features.array, k=config.k, seeds=seeds, n_iter=config.iters, n_restarts=config.restarts,
         max_train_points=config.max_train_points, init=config.kmeans_init, backend=config.kmeans_backend,
-        device=config.device, progress=progress)
+        device=config.device, progress=progress, precision=config.kmeans_precision)
     labels = np.stack([np.asarray(km.labels, dtype=np.int64) for km in runs])
     scale = np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_)
     return Quantization(labels, runs, seeds, standardizer.mean_, scale, features, config)

@@ -1,0 +1,99 @@
+"""Standardized features as K-means holds them (:class:`Stored`): one (N, D) tensor of the storage precision
+on the device, and what every clustering and restart of them shares — exact squared row norms, the rows'
+rounding error where the engine rounds them, the distance engine — computed once."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from . import kmeans_kernel
+from .kmeans_engines import Engine, KernelEngine, TorchEngine
+from .kmeans_sums import check_sum_range
+from .standardize import to_storage, torch_dtype
+
+
+class Stored:
+    """Standardized features as K-means holds them: one (N, D) tensor of the storage precision on the device,
+    plus what every clustering of them shares (exact squared row norms, the distance engine).
+
+    ``engine``: ``"auto"`` (the bfloat16 kernel where it runs, else torch), ``"kernel"`` or ``"torch"``.
+    """
+
+    def __init__(self, x: torch.Tensor, precision: str, engine: str = "auto") -> None:
+        self.x = x
+        self.precision = precision
+        self.engine_kind = engine
+        self._xsq: torch.Tensor | None = None
+        self._engines: dict[int, Engine] = {}
+        self._cache: dict = {}
+
+    @classmethod
+    def from_array(cls, features, precision: str, device: torch.device) -> Stored:
+        """Store already standardized features (an array or tensor), converted block by block."""
+        if isinstance(features, torch.Tensor) and features.dtype == torch_dtype(precision):
+            return cls(features.to(device), precision)
+        if precision == "float32":
+            array = np.require(np.asarray(features), np.float32, ["C_CONTIGUOUS"])
+            with warnings.catch_warnings():  # a read-only input is only read
+                warnings.simplefilter("ignore", UserWarning)
+                return cls(torch.from_numpy(array).to(device), precision)
+        n, d = features.shape
+        x = torch.empty((n, d), dtype=torch_dtype(precision), device=device)
+        step = max(1, 2**26 // (8 * max(d, 1)))
+        for s in range(0, n, step):
+            x[s:s + step] = to_storage(np.asarray(features[s:s + step], dtype=np.float64), precision).to(device)
+        return cls(x, precision)
+
+    def _kernel(self):
+        x = self.x
+        usable = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.is_contiguous()
+        return kmeans_kernel.load() if usable and self.engine_kind != "torch" else None
+
+    def sq_norms(self) -> torch.Tensor:
+        """Exact squared norm of every stored row, (N,) float64 (computed once)."""
+        if self._xsq is None:
+            kernel = self._kernel()
+            if kernel is not None:
+                self._xsq, self._cache["bf16_err"] = kernel.row_stats(self.x, self.x.dtype == torch.float16)
+            else:
+                step = max(1, 2**26 // (8 * self.x.shape[1]))
+                self._xsq = torch.cat([self.x[s:s + step].double().square().sum(1)
+                                       for s in range(0, self.x.shape[0], step)])
+        return self._xsq
+
+    def row_err(self, k: int) -> torch.Tensor | None:
+        """How far the engine for K clusters rounds each stored row before multiplying, (N,) float64, or None."""
+        eng = self.engine(k)
+        if not isinstance(eng, KernelEngine) or self.x.dtype != torch.float16:
+            return None
+        if "row_err" not in self._cache:
+            self.sq_norms()
+            err = self._cache.get("bf16_err")
+            if err is None:
+                step = max(1, 2**26 // (8 * self.x.shape[1]))
+                err = torch.cat([eng.row_error(self.x[s:s + step]) for s in range(0, self.x.shape[0], step)])
+            self._cache["row_err"] = err.mul_(1 + 1e-12)  # float64 sums of exact squares: a margin over their rounding
+            self._cache.pop("bf16_err", None)
+        return self._cache["row_err"]
+
+    def engine(self, k: int) -> Engine:
+        """The distance engine for K clusters (groups of 32 centroids, 16 below K = 64)."""
+        width = 32 if k >= 64 else 16
+        if width not in self._engines:
+            x = self.x
+            fits = (x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.shape[1] % 2 == 0
+                    and x.is_contiguous())
+            kernel = self._kernel() if fits else None
+            if self.engine_kind == "kernel" and kernel is None:
+                raise RuntimeError("the bfloat16 kernel cannot run here (CPU, compiler or storage)")
+            self._engines[width] = KernelEngine(x, width, kernel) if kernel is not None else TorchEngine(x, width)
+        return self._engines[width]
+
+    def check_sums(self) -> None:
+        if self.precision != "float32":
+            step = max(1, 2**26 // (4 * self.x.shape[1]))
+            top = max(float(self.x[s:s + step].abs().max()) for s in range(0, self.x.shape[0], step))
+            check_sum_range(self.x.shape[0], top)
