@@ -15,9 +15,10 @@ images/s over local's in the same round. Each line also shows the load average, 
 shared. With ``--device cuda`` on a GPU machine the Ray actors hold one GPU each (``--num-gpus-per-actor``)
 and the local backend runs on the GPU: the images/s per GPU for the cost model of docs/scale.md.
 
-``kmeans``: seconds per Lloyd iteration (from the same random start, the same rows) of the torch backend
-(:class:`qrprobe.engine.quantize.KMeans`, float32 sums), of :func:`qrprobe.engine.distributed.sharded_kmeans`
-in one process (exact labels, int64 sums) and in two gloo CPU processes (torch.multiprocessing), alternating.
+``kmeans``: seconds per Lloyd iteration (from the same random start, the same rows, stored in ``--precision``)
+of the single-device torch backend (:class:`qrprobe.engine.quantize.KMeans`: float32 Lloyd, or for 16-bit
+storage the exact path with Yinyang bounds), of :func:`qrprobe.engine.distributed.sharded_kmeans` in one
+process and in two gloo CPU processes (torch.multiprocessing), alternating.
 """
 
 from __future__ import annotations
@@ -92,14 +93,18 @@ def bench_backends(args) -> None:
           f"img/s, ray/local {statistics.median(ratios):.2f}")
 
 
-def _kmeans_worker(rank: int, world: int, init_file: str, data: str, k: int, iters: int, out: str) -> None:
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _kmeans_worker(rank: int, world: int, init_file: str, data: str, k: int, iters: int, out: str,
+                   precision: str) -> None:
     from qrprobe.engine.distributed import shard_bounds, sharded_kmeans
 
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     x = np.load(data, mmap_mode="r")
     lo, hi = shard_bounds(len(x), world, rank)
-    rows = torch.from_numpy(np.array(x[lo:hi]))
+    rows = torch.from_numpy(np.array(x[lo:hi])).to(DTYPES[precision])
     start = time.perf_counter()
     result = sharded_kmeans(rows, k, row_start=lo, n_total=len(x), n_iter=iters, n_restarts=1, seed=0)
     if rank == 0:
@@ -115,8 +120,9 @@ def bench_kmeans(args) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.k, args.dim))[rng.integers(args.k, size=args.n)] + rng.normal(size=(args.n, args.dim))
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
-    print(f"kmeans: N={args.n} D={args.dim} K={args.k}, {args.iters} iterations, 1 torch thread per process, "
-          f"{os.cpu_count()} CPUs")
+    print(f"kmeans: N={args.n} D={args.dim} K={args.k}, {args.precision} storage, {args.iters} iterations, 1 torch "
+          f"thread per process, {os.cpu_count()} CPUs")
+    stored = torch.from_numpy(x).to(DTYPES[args.precision])
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "x.npy", x)
         for r in range(args.rounds):
@@ -124,16 +130,18 @@ def bench_kmeans(args) -> None:
             for name in (("torch", "sharded-1", "sharded-2") if r % 2 == 0 else ("sharded-2", "sharded-1", "torch")):
                 start = time.perf_counter()
                 if name == "torch":
-                    km = KMeans(args.k, n_iter=args.iters, n_restarts=1, seed=0, device="cpu").fit(x)
+                    km = KMeans(args.k, n_iter=args.iters, n_restarts=1, seed=0, device="cpu",
+                                precision=args.precision).fit(stored)
                     times[name] = (time.perf_counter() - start) / km.result_.n_iter
                 elif name == "sharded-1":
-                    res = sharded_kmeans(torch.from_numpy(x), args.k, row_start=0, n_total=len(x), n_iter=args.iters,
+                    res = sharded_kmeans(stored, args.k, row_start=0, n_total=len(x), n_iter=args.iters,
                                          n_restarts=1, seed=0)
                     times[name] = (time.perf_counter() - start) / res.n_iter
                 else:
                     init = Path(tmp) / f"rdv-{r}"
                     torch.multiprocessing.spawn(_kmeans_worker, args=(2, str(init), str(Path(tmp) / "x.npy"), args.k,
-                                                                      args.iters, str(Path(tmp) / "t")), nprocs=2)
+                                                                      args.iters, str(Path(tmp) / "t"),
+                                                                      args.precision), nprocs=2)
                     times[name] = float((Path(tmp) / "t").read_text().split()[0])
             print(f"round {r}: s/iteration torch {times['torch']:.3f}, sharded 1 process {times['sharded-1']:.3f} "
                   f"({times['sharded-1'] / times['torch']:.2f}x), 2 processes {times['sharded-2']:.3f} "
@@ -158,6 +166,7 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--k", type=int, default=200)
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--precision", choices=tuple(DTYPES), default="float32", help="kmeans: storage precision")
     args = p.parse_args()
     if args.mode == "kmeans":
         args.n = args.n or 40000

@@ -1,6 +1,7 @@
 """K-means across processes (qrprobe.engine.distributed): two gloo CPU processes give the single-process result
-bit for bit; labels are the exact nearest centroids; the single-process path follows a float64 Lloyd and the
-torch backend from the same start; the torchrun launcher writes the same file for one and two processes."""
+bit for bit (float32 and 16-bit storage); labels are the exact nearest centroids; with 16-bit storage the result
+is the single-device exact K-means' (labels, centroids, iterations), with float32 storage a float64 Lloyd's; the
+torchrun launcher writes the same file for one and two processes."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from hypothesis import strategies as st
 
 from qrprobe.concepts.bank import ConceptBank
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig
-from qrprobe.engine.distributed import _scale_bits, assign, shard_bounds, sharded_kmeans
+from qrprobe.engine.distributed import Shard, _scale_bits, assign, lloyd, shard_bounds, sharded_kmeans
 from qrprobe.engine.distributed_run import read_quantization
 from qrprobe.engine.evaluate import evaluate
-from qrprobe.engine.quantize import KMeans, _assign, fit_clusterings
+from qrprobe.engine.lloyd import assign as plain_assign
+from qrprobe.engine.quantize import KMeans, fit_clusterings
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features.store import write_feature_store
 
@@ -47,12 +49,15 @@ def _worker(rank: int, world: int, init_file: str, data_file: str, out_dir: str,
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     x = np.load(data_file)
     lo, hi = split[rank], split[rank + 1]
-    mine = torch.from_numpy(x[lo:hi])
-    random = sharded_kmeans(mine, 20, row_start=lo, n_total=len(x), n_iter=40, n_restarts=3, seed=7)
-    fixed = sharded_kmeans(mine, 20, row_start=lo, n_total=len(x), n_iter=40, n_restarts=1, init=far_start(x, 20))
+    results = {}
+    for dtype in (torch.float32, torch.float16):
+        mine = torch.from_numpy(x[lo:hi]).to(dtype)
+        results[f"random-{dtype}"] = sharded_kmeans(mine, 20, row_start=lo, n_total=len(x), n_iter=40, n_restarts=3,
+                                                    seed=7)
+        results[f"given-{dtype}"] = sharded_kmeans(mine, 20, row_start=lo, n_total=len(x), n_iter=40, n_restarts=1,
+                                                   init=far_start(x, 20))
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"),
-             **{f"{name}_{key}": np.asarray(getattr(result, key)) for name, result in (("random", random),
-                                                                                      ("given", fixed))
+             **{f"{name}_{key}": np.asarray(getattr(result, key)) for name, result in results.items()
                 for key in ("labels", "centroids", "inertia", "n_iter", "inertias", "n_empty_reseeded")})
     torch.distributed.destroy_process_group()
 
@@ -65,10 +70,13 @@ def test_two_gloo_processes_give_the_single_process_result_bit_for_bit(tmp_path)
     torch.multiprocessing.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "x.npy"),
                                                str(tmp_path), split), nprocs=2, join=True)
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
-    single = {"random": sharded_kmeans(torch.from_numpy(x), 20, row_start=0, n_total=len(x), n_iter=40,
-                                       n_restarts=3, seed=7),
-              "given": sharded_kmeans(torch.from_numpy(x), 20, row_start=0, n_total=len(x), n_iter=40,
-                                      n_restarts=1, init=far_start(x, 20))}
+    single = {}
+    for dtype in (torch.float32, torch.float16):
+        rows = torch.from_numpy(x).to(dtype)
+        single[f"random-{dtype}"] = sharded_kmeans(rows, 20, row_start=0, n_total=len(x), n_iter=40, n_restarts=3,
+                                                   seed=7)
+        single[f"given-{dtype}"] = sharded_kmeans(rows, 20, row_start=0, n_total=len(x), n_iter=40, n_restarts=1,
+                                                  init=far_start(x, 20))
     for name, result in single.items():
         labels = np.concatenate([r[f"{name}_labels"] for r in ranks])
         np.testing.assert_array_equal(labels, result.labels)
@@ -78,8 +86,9 @@ def test_two_gloo_processes_give_the_single_process_result_bit_for_bit(tmp_path)
             assert tuple(r[f"{name}_inertias"]) == result.inertias
             assert int(r[f"{name}_n_iter"]) == result.n_iter
             assert int(r[f"{name}_n_empty_reseeded"]) == result.n_empty_reseeded
-    assert single["given"].n_empty_reseeded >= 1 and single["random"].n_iter > 5
-    assert len(set(single["random"].inertias)) > 1  # the restarts differ, the lowest inertia is kept
+    for dtype in (torch.float32, torch.float16):
+        assert single[f"given-{dtype}"].n_empty_reseeded >= 1 and single[f"random-{dtype}"].n_iter > 5
+        assert len(set(single[f"random-{dtype}"].inertias)) > 1  # the restarts differ, the lowest inertia is kept
 
 
 def lloyd_float64(x: np.ndarray, start: np.ndarray, n_iter: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -100,26 +109,50 @@ def lloyd_float64(x: np.ndarray, start: np.ndarray, n_iter: int) -> tuple[np.nda
             c[j] = x64[labels == j].mean(0).astype(np.float32)
         empty = np.flatnonzero(counts == 0)
         if len(empty):
-            own = ((x - old[labels]).astype(np.float32) ** 2).astype(np.float64).sum(1)
+            own = ((x64 - old[labels].astype(np.float64)) ** 2).sum(1)
             far = np.lexsort((np.arange(len(x)), -own))[:len(empty)]
             c[empty] = x[far]
     return labels, c, it
 
 
-def test_one_process_follows_a_float64_lloyd_and_the_torch_backend():
+def test_float32_storage_follows_a_float64_lloyd_and_the_float32_backend():
     x = blobs(n=1500, d=10, k=12, seed=3)
     for start in (x[np.random.default_rng(5).choice(len(x), 12, replace=False)], far_start(x, 12)):
         result = sharded_kmeans(torch.from_numpy(x), 12, row_start=0, n_total=len(x), n_iter=50, n_restarts=1,
                                 init=start)
         labels, centroids, n_iter = lloyd_float64(x, start, 50)
         np.testing.assert_array_equal(result.labels, labels)
-        assert result.n_iter == n_iter
+        assert result.n_iter == n_iter and result.precision == "float32"
         # fixed-point sums: the means agree with float32(float64 mean) to one float32 rounding
         np.testing.assert_allclose(result.centroids, centroids, rtol=2**-23, atol=2**-30)
-        torch_backend = KMeans(12, n_iter=50, n_restarts=1, init=start, device="cpu").fit(x)
-        np.testing.assert_array_equal(result.labels, torch_backend.labels_)
-        assert result.n_empty_reseeded == torch_backend.result_.n_empty_reseeded
-        assert result.inertia == pytest.approx(torch_backend.inertia_, rel=1e-6)
+        plain = KMeans(12, n_iter=50, n_restarts=1, init=start, device="cpu", precision="float32").fit(x)
+        np.testing.assert_array_equal(result.labels, plain.labels_)
+        assert result.n_empty_reseeded == plain.result_.n_empty_reseeded
+        assert result.inertia == pytest.approx(plain.inertia_, rel=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_16bit_storage_gives_the_single_device_exact_kmeans(precision):
+    """From the same start, the same labels, centroids (bit for bit) and iterations as KMeans(precision=...),
+    whose exact path has Yinyang bounds and its own engines: only the definitions are shared."""
+    x = blobs(n=2000, d=16, k=15, seed=6)
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
+    stored = torch.from_numpy(x).to(dtype)
+    for start in (stored[torch.from_numpy(np.random.default_rng(2).choice(2000, 15, replace=False))].float().numpy(),
+                  far_start(x, 15)):
+        ours = sharded_kmeans(stored, 15, row_start=0, n_total=2000, n_iter=60, n_restarts=1, init=start)
+        single = KMeans(15, n_iter=60, n_restarts=1, init=start, device="cpu", precision=precision).fit(stored)
+        np.testing.assert_array_equal(ours.labels, single.labels_)
+        assert ours.centroids.tobytes() == single.cluster_centers_.tobytes()
+        assert ours.n_iter == single.result_.n_iter and ours.precision == precision
+        assert ours.n_empty_reseeded == single.result_.n_empty_reseeded
+        assert ours.inertia == pytest.approx(single.inertia_, rel=1e-12)
+        # the full-products Lloyd (every row against every centroid, no Yinyang bounds; the float32 path),
+        # written apart from the single-device code, gives the same on the 16-bit rows
+        shard = Shard(stored, 0, 2000, chunk=512)
+        centroids, n_iter, _ = lloyd(shard, torch.from_numpy(np.asarray(start, dtype=np.float32)), 60)
+        np.testing.assert_array_equal(assign(shard, centroids).numpy(), single.labels_)
+        assert centroids.numpy().tobytes() == single.cluster_centers_.tobytes() and n_iter == ours.n_iter
 
 
 @settings(max_examples=30, deadline=None)
@@ -132,17 +165,17 @@ def test_labels_are_the_exact_nearest_centroids_with_ties_to_the_lowest_index(se
     c = rng.integers(-3, 4, size=(k, d)).astype(np.float32)
     c[rng.integers(k)] = c[rng.integers(k)]  # often a duplicate centroid: an exact tie for its points
     exact = ((x[:, None, :].astype(np.int64) - c[None].astype(np.int64)) ** 2).sum(-1)
-    labels = assign(torch.from_numpy(x), torch.from_numpy(c), chunk=7).numpy()
+    labels = assign(Shard(torch.from_numpy(x), 0, n, chunk=7), torch.from_numpy(c)).numpy()
     np.testing.assert_array_equal(labels, exact.argmin(1))  # numpy: the first (lowest) index of the minimum
 
 
 def test_labels_do_not_depend_on_the_block_a_row_is_computed_in():
     x = torch.from_numpy(blobs(n=999, d=64, k=30, seed=4))
     c = x[torch.randperm(999, generator=torch.Generator().manual_seed(0))[:30]]
-    whole = assign(x, c, chunk=999)
+    whole = assign(Shard(x, 0, 999, chunk=999), c)
     for chunk in (1, 7, 128):
-        assert torch.equal(assign(x, c, chunk=chunk), whole)
-    assert torch.equal(assign(x[500:], c, chunk=33), whole[500:])
+        assert torch.equal(assign(Shard(x, 0, 999, chunk=chunk), c), whole)
+    assert torch.equal(assign(Shard(x[500:], 500, 999, chunk=33), c), whole[500:])
 
 
 def test_shards_and_fixed_point_range():
@@ -162,7 +195,8 @@ def _free_port() -> int:
 def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_path):
     raw = blobs(n=2001, d=16, k=10, seed=9) * np.linspace(0.5, 4, 16, dtype=np.float32) + 3
     store = write_feature_store(tmp_path / "store", raw, shard_rows=700)  # rows split across shards
-    args = [str(store.path), "-k", "10", "--clusterings", "2", "--iters", "30", "--restarts", "2", "--device", "cpu"]
+    args = [str(store.path), "-k", "10", "--clusterings", "2", "--iters", "30", "--restarts", "2", "--device", "cpu",
+            "--precision", "float16"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "qrprobe.engine.distributed_run", *args, "-o",
                           str(tmp_path / "one.npz")], env=env, capture_output=True, text=True, timeout=600)
@@ -176,16 +210,20 @@ def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_pa
     assert sorted(a.files) == sorted(b.files)
     for key in a.files:
         assert a[key].tobytes() == b[key].tobytes(), key
-    # the protocol's own quantization (single process, float32 Lloyd) from the same seeds: the same clusterings
-    standardizer, results = fit_clusterings(raw, k=10, seeds=[0, 1], n_iter=30, n_restarts=2, device="cpu")
+    # the protocol's own quantization (one device, exact 16-bit K-means) from the same seeds: the same clusterings
+    standardizer, results = fit_clusterings(store.load(), k=10, seeds=[0, 1], n_iter=30, n_restarts=2, device="cpu",
+                                            precision="float16")
     np.testing.assert_array_equal(a["mean"], standardizer.mean_)
     for r, result in enumerate(results):
         np.testing.assert_array_equal(a["labels"][r], result.labels)
+        assert a["centroids"][r].tobytes() == result.centroids.tobytes()
         assert a["n_iter"][r] == result.n_iter
+        assert a["inertia"][r] == pytest.approx(result.inertia, rel=1e-12)
     # ... and the probing of the distributed clusterings gives evaluate()'s own scores
     concepts = ConceptBank.from_matrix((raw[:, :6] > 3).astype(np.uint8), [f"c{j}" for j in range(6)],
                                        image_ids=store.image_ids)
-    params = {"k": 10, "clusterings": 2, "iters": 30, "restarts": 2, "epochs": 3, "device": "cpu"}
+    params = {"k": 10, "clusterings": 2, "iters": 30, "restarts": 2, "epochs": 3, "device": "cpu",
+              "kmeans_precision": "float16"}
     own = evaluate(store.path, concepts, **params)
     config = ProtocolConfig(device="cpu", probe=ProbeConfig(epochs=3))
     probed = evaluate(None, concepts, quantization=read_quantization(tmp_path / "two.npz", store.path, config))
@@ -200,6 +238,7 @@ def test_near_ties_that_float32_gets_wrong_are_settled_exactly():
     x = (base + rng.normal(size=(400, 8))).astype(np.float32)
     c = np.concatenate([base, base + 0.05]).astype(np.float32)  # two centroids 0.14 apart, 1000 from the origin
     exact = ((x[:, None, :].astype(np.float64) - c[None].astype(np.float64)) ** 2).sum(-1).argmin(1)
-    plain, _ = _assign(torch.from_numpy(x), torch.from_numpy(c), chunk=64)
+    plain, _ = plain_assign(torch.from_numpy(x), torch.from_numpy(c), chunk=64)
     assert (plain.numpy() != exact).sum() > 10  # float32 alone is wrong here
-    np.testing.assert_array_equal(assign(torch.from_numpy(x), torch.from_numpy(c), chunk=64).numpy(), exact)
+    np.testing.assert_array_equal(assign(Shard(torch.from_numpy(x), 0, 400, chunk=64), torch.from_numpy(c)).numpy(),
+                                  exact)

@@ -2,14 +2,15 @@
 
     torchrun --nproc-per-node 8 -m qrprobe.engine.distributed_run FEATURES -k 1000 --clusterings 5 -o q.npz
 
-Every process reads only its slice of the rows (a contiguous range, memory-mapped shard by shard), on its own
-GPU (``cuda:LOCAL_RANK``; NCCL) or on the CPU (gloo). Process 0 computes the standardization statistics over
+Every process reads only its slice of the rows (a contiguous range, memory-mapped shard by shard) and keeps it
+standardized in the storage precision (``--precision``, the protocol's ``kmeans_precision``), on its own GPU
+(``cuda:LOCAL_RANK``; NCCL) or on the CPU (gloo). Process 0 computes the standardization statistics over
 all rows, streaming (:class:`~qrprobe.engine.quantize.Standardizer`), and sends them to the others bit for bit;
 then clustering ``r`` runs :func:`~qrprobe.engine.distributed.sharded_kmeans` with seed ``seed + r`` (the
 protocol's seeds). Process 0 writes ``OUT`` (``.npz``): ``labels`` (clusterings, N) int64, ``centroids``
 (clusterings, K, D) float32 in standardized units, ``inertia`` (clusterings,), ``n_iter`` (clusterings,),
-``mean`` and ``scale`` (D,) of the standardization, ``seed``, ``iters``, ``restarts``. The same file, bit for
-bit, for any number of processes. :func:`read_quantization` turns it into the protocol's
+``mean`` and ``scale`` (D,) of the standardization, ``seed``, ``iters``, ``restarts``, ``precision``. The same
+file, bit for bit, for any number of processes. :func:`read_quantization` turns it into the protocol's
 :class:`~qrprobe.engine.protocol.Quantization`, so that ``evaluate(features, concepts, quantization=q)`` probes
 these clusterings.
 """
@@ -25,7 +26,7 @@ import torch
 
 from .distributed import Collectives, shard_bounds, sharded_kmeans
 from .inputs import load_features
-from .quantize import Standardizer
+from .standardize import PRECISIONS, Standardizer, resolve_precision, to_storage, torch_dtype
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the first clustering [default: 0]")
     p.add_argument("--iters", type=int, default=100, help="Lloyd iterations per restart [default: 100]")
     p.add_argument("--restarts", type=int, default=5, help="restarts; the lowest inertia is kept [default: 5]")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="storage of the standardized features, as the protocol's kmeans_precision (auto: float32 "
+                        "while the float32 copy is at most 1 GiB, else float16) [default: auto]")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda: each process on GPU LOCAL_RANK (NCCL); cpu: gloo [default: auto]")
     p.add_argument("-o", "--out", required=True, metavar="OUT.npz", help="where process 0 writes the result")
@@ -65,6 +69,17 @@ def _labels_on_zero(labels: torch.Tensor, n: int, comm: Collectives) -> np.ndarr
     return torch.cat([parts[r, :sizes[r]] for r in range(comm.world)]).cpu().numpy()[:n]
 
 
+def _stored(rows, standardizer: Standardizer, precision: str, dev: torch.device) -> torch.Tensor:
+    """This process' rows standardized into the storage precision, block by block (the values the single-device
+    ``standardized_copy`` holds for these rows)."""
+    if precision == "float32":
+        return torch.from_numpy(standardizer.transform(rows)).to(dev)
+    out = torch.empty(rows.shape, dtype=torch_dtype(precision), device=dev)
+    for start, block in standardizer.blocks(rows):
+        out[start:start + len(block)] = to_storage(block, precision).to(dev)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     dev, comm = _init(args.device)
@@ -81,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     standardizer = Standardizer()
     standardizer.mean_, standardizer.scale_ = mean.cpu().numpy(), scale.cpu().numpy()
     start, stop = shard_bounds(n, comm.world, comm.rank)
-    x = torch.from_numpy(standardizer.transform(rows[start:stop])).to(dev)
+    precision = resolve_precision(args.precision, n, d)
+    x = _stored(rows[start:stop], standardizer, precision, dev)
     out: dict[str, list] = {"labels": [], "centroids": [], "inertia": [], "n_iter": []}
     for r in range(args.clusterings):
         result = sharded_kmeans(x, args.k, row_start=start, n_total=n, n_iter=args.iters, n_restarts=args.restarts,
@@ -94,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "wb") as f:
             np.savez(f, **{key: np.asarray(value) for key, value in out.items()}, mean=standardizer.mean_,
                      scale=np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_),
-                     seed=args.seed, iters=args.iters, restarts=args.restarts)
-        print(f"{args.clusterings} clustering(s) of {n} rows x {d} into K={args.k} on {comm.world} process(es): "
+                     seed=args.seed, iters=args.iters, restarts=args.restarts, precision=precision)
+        print(f"{args.clusterings} clustering(s) of {n} rows x {d} ({precision}) into K={args.k} on {comm.world} "
+              f"process(es): "
               f"inertia {', '.join(f'{v:.6g}' for v in out['inertia'])} -> {args.out}", file=sys.stderr)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
@@ -124,10 +141,12 @@ def read_quantization(path: str | os.PathLike, features, config=None):
     if labels.shape[1] != feats.array.shape[0]:
         raise QRProbeInputError(f"{path}: clusterings of {labels.shape[1]} rows, the features have "
                                 f"{feats.array.shape[0]}")
+    precision = str(saved["precision"])
     config = dataclasses.replace(config or ProtocolConfig(), k=int(centroids.shape[1]), clusterings=len(labels),
-                                 seed=int(saved["seed"]), iters=int(saved["iters"]), restarts=int(saved["restarts"]))
+                                 seed=int(saved["seed"]), iters=int(saved["iters"]), restarts=int(saved["restarts"]),
+                                 kmeans_precision=precision)
     runs = [KMeansResult(labels[r], centroids[r], float(saved["inertia"][r]), int(saved["n_iter"][r]),
-                         (float(saved["inertia"][r]),), 0) for r in range(len(labels))]
+                         (float(saved["inertia"][r]),), 0, precision) for r in range(len(labels))]
     seeds = [config.seed + r for r in range(len(labels))]
     return Quantization(labels, runs, seeds, saved["mean"], saved["scale"], feats, config)
 
