@@ -38,5 +38,16 @@ def combination_dataset(n: int = 2000, n_bits: int = 3, dim: int = 16, noise: fl
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread during the test: with small CPU batches, two threads stall badly when other
+    jobs share the two cores (OpenMP barriers wait on a descheduled thread); one thread is fast either way, and
+    a Ray actor with one CPU runs one thread too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

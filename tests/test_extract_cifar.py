@@ -17,19 +17,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 CIFAR_TEST = SHARED / "data" / "cifar10" / "test"
 PER_CLASS = 40
 
-pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: with small CPU batches, two threads stall badly when other jobs share the two
-    cores (OpenMP barriers wait on a descheduled thread); one thread is fast either way."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@ interrupted runs resumed to an identical store; finished stores reused; the CLI.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pandas as pd
 import pytest
 
 from _image_fixtures import image_folder, webdataset_shards
+from _kill import committed_chunks, interrupt_after, wait_for_chunks
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features import FeatureStore, FeatureStoreWriter, extract, run_extraction, write_feature_store
@@ -23,17 +22,7 @@ from qrprobe.features.store import partial_path
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"workers": 0, "progress": False, "device": "cpu"}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: small CPU batches with two threads stall when other jobs share the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _same_store(a: FeatureStore, b: FeatureStore) -> None:
@@ -80,23 +69,14 @@ def test_interrupted_extraction_resumes_to_an_identical_store(tmp_path, monkeypa
     opts = dict(batch_size=3, chunk_size=4, **FAST)
     reference = extract("efficientnet-lite0-random", root, tmp_path / "ref", **opts)
 
-    original = FeatureStoreWriter.commit_chunk
-    calls = {"n": 0}
-
-    def flaky_commit(self, *args, **kwargs):
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed after two of three chunks
-        calls["n"] += 1
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(FeatureStoreWriter, "commit_chunk", flaky_commit)
+    restore = interrupt_after(monkeypatch, FeatureStoreWriter, "commit_chunk", 2)  # after two of three chunks
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         extract("efficientnet-lite0-random", root, out, **opts)
     assert not out.exists() and partial_path(out).is_dir()
     with pytest.raises(QRProbeInputError, match="incomplete"):
         FeatureStore.open(partial_path(out))
-    monkeypatch.setattr(FeatureStoreWriter, "commit_chunk", original)
+    restore()
     store, stats = run_extraction("efficientnet-lite0-random", root, out, **opts)
     assert stats.resumed_chunks == 2 and stats.n_encoded_now == 4  # only the last chunk was computed
     assert not partial_path(out).exists()
@@ -171,19 +151,11 @@ def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     manifest = partial_path(out) / "manifest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if len(json.loads(manifest.read_text())["chunks"]) >= 2:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    assert proc.poll() is None, "the extraction finished before it could be killed"
+    wait_for_chunks(proc, manifest, 2, timeout=120)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    done = len(json.loads(manifest.read_text())["chunks"])
+    done = committed_chunks(manifest)
     assert 2 <= done < 6
     resumed = subprocess.run([*cmd, "-o", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from _image_fixtures import image_folder
+from _kill import committed_chunks, interrupt_after, wait_for_chunks
 from qrprobe.cli.main import main
 from qrprobe.errors import MissingExtraError, ParameterError, QRProbeInputError
 from qrprobe.experts.label import run_labelling
@@ -41,7 +42,7 @@ LABELS = {"labels": {"table": str(DEMO / "labels.csv")}}
 #: Fields of a concept bank's manifest that time the run (they differ between any two runs, local or Ray).
 TIMINGS = ("seconds", "images_per_second", "images_this_run", "resumed_images", "reused")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,17 +51,6 @@ def ray_runtime():
     ray.init(num_cpus=2, object_store_memory=2**30, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The local backend with one torch thread, as each Ray actor (``cpus_per_actor=1``)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def same_files(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
@@ -150,18 +140,10 @@ def test_a_run_interrupted_locally_resumes_on_ray(tmp_path, monkeypatch):
     """The chunks a local run committed before it was interrupted are kept by a Ray run (same configuration)."""
     common = {"chunk_size": 64, "progress": False, "device": "cpu", "limit": 320}
     reference, _ = run_extraction("pixels-4", IMAGES, tmp_path / "ref", **common)
-    original, calls = FeatureStoreWriter.commit_chunk, {"n": 0}
-
-    def flaky_commit(self, *args, **kwargs):
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed after two of five chunks
-        calls["n"] += 1
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(FeatureStoreWriter, "commit_chunk", flaky_commit)
+    restore = interrupt_after(monkeypatch, FeatureStoreWriter, "commit_chunk", 2)  # after two of five chunks
     with pytest.raises(KeyboardInterrupt):
         run_extraction("pixels-4", IMAGES, tmp_path / "out", **common)
-    monkeypatch.setattr(FeatureStoreWriter, "commit_chunk", original)
+    restore()
     store, stats = run_extraction("pixels-4", IMAGES, tmp_path / "out", backend="ray", **common)
     assert stats.resumed_chunks == 2 and stats.n_encoded_now == 320 - 128
     same_files(reference.path, store.path)
@@ -253,20 +235,11 @@ def test_a_killed_ray_extraction_reruns_to_an_identical_store(tmp_path, ray_tmpd
     proc = subprocess.Popen([*cmd, *ray_flags, "-o", str(out)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     manifest = partial_path(out) / "manifest.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if len(json.loads(manifest.read_text())["chunks"]) >= 2:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    assert proc.poll() is None, "the extraction finished (or failed) before it could be killed: " + \
-        proc.stderr.read().decode()[-2000:]
+    wait_for_chunks(proc, manifest, 2, timeout=300)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole job: driver, raylet, workers (as a scheduler would)
     proc.wait()
     assert not out.exists()
-    done = len(json.loads(manifest.read_text())["chunks"])
+    done = committed_chunks(manifest)
     assert 2 <= done < 6
     time.sleep(2)
     assert not _ray_processes(ray_tmpdir), "Ray processes outlived the killed job"

@@ -34,7 +34,6 @@ Run it under ``torchrun`` on a feature store with ``python -m qrprobe.engine.dis
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from ..errors import QRProbeInputError
 from .kmeans_bounds import pick_lowest
 from .kmeans_sums import SCALE_BITS, check_sum_range
 from .lloyd import chunk_rows as _chunk_rows
+from .quantize import KMeansResult
 
 #: float32 unit roundoff; matrix products in TF32 (``torch.set_float32_matmul_precision("high")`` on CUDA)
 #: round to 10 fraction bits instead of 23, and the error bounds use that.
@@ -84,21 +84,6 @@ class Collectives:
         out = [torch.empty_like(t) for _ in range(self.world)]
         self.dist.all_gather(out, t.contiguous(), group=self.group)
         return torch.stack(out)
-
-
-@dataclass(frozen=True)
-class ShardedKMeansResult:
-    """One clustering of sharded rows: this process' ``labels`` (n_local,) int64, the ``centroids`` (K, D)
-    float32, ``inertia`` (all N rows, float64 distances), ``n_iter`` of the kept restart, ``inertias`` of all
-    restarts, ``n_empty_reseeded`` over all restarts; the same on every process (labels: for its rows)."""
-
-    labels: np.ndarray
-    centroids: np.ndarray
-    inertia: float
-    n_iter: int
-    inertias: tuple[float, ...]
-    n_empty_reseeded: int
-    precision: str = "float32"
 
 
 class Shard:
@@ -279,14 +264,16 @@ def initial_rows(x: torch.Tensor, start: int, rows: np.ndarray, comm: Collective
 
 def sharded_kmeans(x: torch.Tensor, k: int, *, row_start: int, n_total: int, n_iter: int = 100,
                    n_restarts: int = 5, seed: int = 0, init: np.ndarray | None = None, chunk: int | None = None,
-                   group=None) -> ShardedKMeansResult:
+                   group=None) -> KMeansResult:
     """K-means of all processes' rows, the lowest-inertia result of ``n_restarts``; every process calls it with
     its own rows ``x`` (n_local, D) — standardized, in the storage precision (float32, float16 or bfloat16) —
     global rows ``row_start …`` of ``n_total``.
 
     Initial centroids: ``init`` (K, D) if given (then every restart is the same), else K distinct rows drawn by
     ``numpy.random.default_rng(seed).choice(n_total, K, replace=False)`` per restart, the draw of the
-    single-device torch backend (:class:`~qrprobe.engine.quantize.KMeans`).
+    single-device torch backend (:class:`~qrprobe.engine.quantize.KMeans`). Returns a
+    :class:`~qrprobe.engine.quantize.KMeansResult` whose ``labels`` are this process' rows' (the centroids,
+    inertias and counts are the same on every process).
     """
     comm = Collectives(group)
     rng = np.random.default_rng(seed)
@@ -307,7 +294,7 @@ def sharded_kmeans(x: torch.Tensor, k: int, *, row_start: int, n_total: int, n_i
                 best = (inertia, centroids, n_done, labels)
     inertia, centroids, n_done, labels = best
     precision = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(x.dtype, "float32")
-    return ShardedKMeansResult(labels.cpu().numpy(), centroids.cpu().numpy(), inertia, n_done, tuple(inertias),
+    return KMeansResult(labels.cpu().numpy(), centroids.cpu().numpy(), inertia, n_done, tuple(inertias),
                                reseeded, precision)
 
 
@@ -345,5 +332,5 @@ def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
     return rank * n // world, (rank + 1) * n // world
 
 
-__all__ = ["Collectives", "Shard", "ShardedKMeansResult", "assign", "lloyd", "own_distances", "shard_bounds",
+__all__ = ["Collectives", "Shard", "assign", "lloyd", "own_distances", "shard_bounds",
            "sharded_kmeans", "total_distance"]

@@ -13,63 +13,37 @@ the same centroids, computed with the single-device formula, and the result equa
 
 from __future__ import annotations
 
-import contextlib
+import copy
 
 import torch
 
-from .kmeans_bounds import make_groups, one_thread
 from .kmeans_exact import BoundedLloyd
-from .kmeans_sums import SCALE_BITS, CentroidSums
+from .kmeans_sums import CentroidSums
 
 
 class ShardedBoundedLloyd(BoundedLloyd):
-    """:class:`BoundedLloyd` on this process' rows, its Lloyd loop made global through ``comm``
-    (:class:`~qrprobe.engine.distributed.Collectives`); ``start``: the global index of the first row."""
+    """:class:`BoundedLloyd` on this process' rows (all of them, in order: ``rows`` = 0 … n_local − 1), its steps
+    that look at every row made global through ``comm`` (:class:`~qrprobe.engine.distributed.Collectives`);
+    ``start``: the global index of the first row. The Lloyd loop itself is the single-device one."""
 
     def __init__(self, *args, comm, start: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.comm, self.start = comm, int(start)
 
-    def _global_centroids(self, sums: CentroidSums) -> tuple[torch.Tensor, torch.Tensor]:
-        total = self.comm.sum_(sums.sums.clone())
-        counts = self.comm.sum_(sums.counts.clone())
-        mean = (total.double() * 2.0**-SCALE_BITS / counts.clamp_min(1).double().unsqueeze(1)).float()
-        return torch.where((counts > 0).unsqueeze(1), mean, self.c), counts
+    def _any_moved(self, moved: torch.Tensor) -> bool:
+        n_moved = torch.tensor([len(moved)], device=self.x.device)
+        return int(self.comm.sum_(n_moved).item()) > 0
 
-    def run(self, init: torch.Tensor, n_iter: int, bar=None) -> tuple[torch.Tensor, int, int]:
-        """Lloyd from ``init`` (K, D) float32 on every process' rows; the single-device loop with global sums,
-        fixed point and re-seeding. Returns the centroids, the iterations done and the clusters re-seeded;
-        ``self.labels`` holds this process' final assignment."""
+    def _means(self, sums: CentroidSums) -> tuple[torch.Tensor, torch.Tensor]:
+        every = copy.copy(sums)  # this process' sums object, holding the sums over all processes
+        every.sums = self.comm.sum_(sums.sums.clone())
+        every.counts = self.comm.sum_(sums.counts.clone())
+        return every.centroids(self.c), every.counts
+
+    def _farthest(self, m: int) -> torch.Tensor:
         from .distributed import _farthest
 
-        self.slot_ids = make_groups(init, self.engine.width)
-        self._set_centroids(init.float())
-        sums = CentroidSums(self.x, self.k, kernel=getattr(self.engine, "kernel", None))
-        quiet = one_thread if self.x.device.type == "cpu" else contextlib.nullcontext
-        n_reseeded, it, fixed = 0, 0, False
-        for it in range(1, n_iter + 1):
-            if it == 1:
-                self._full()
-                sums.reset(self.rows, self.labels)
-            else:
-                moved = self._bounded(drift)  # noqa: F821 - set at the end of the previous iteration
-                n_moved = torch.tensor([len(moved)], device=self.x.device)
-                if int(self.comm.sum_(n_moved).item()) == 0:
-                    fixed = True  # a fixed point on every process: centroids would not move again
-                    break
-                sums.move(self.rows[moved], self.previous, self.labels[moved])
-            with quiet():
-                centroids, counts = self._global_centroids(sums)
-            empty = torch.nonzero(counts == 0).flatten()
-            if len(empty):
-                centroids[empty] = _farthest(self.x, self.start, self.own_sq_dist(), len(empty), self.comm)
-                n_reseeded += len(empty)
-            with quiet():
-                drift = (centroids.double() - self.c.double()).norm(dim=1)
-                self._set_centroids(centroids)
-        if not fixed:
-            self._bounded(drift)  # the assignment to the final centroids
-        return self.c, it, n_reseeded
+        return _farthest(self.x, self.start, self.own_sq_dist(), m, self.comm)  # rows 0 … n_local − 1
 
 
 __all__ = ["ShardedBoundedLloyd"]

@@ -242,20 +242,18 @@ class BoundedLloyd:
                 moved = self._bounded(drift)  # noqa: F821 - set at the end of the previous iteration
                 if bar is not None:
                     bar.update(1)
-                if not len(moved):
+                if not self._any_moved(moved):
                     fixed = True  # exact fixed point: centroids would not move again
                     break
                 sums.move(self.rows[moved], self.previous, self.labels[moved])
             if it == 1 and bar is not None:
                 bar.update(1)
             with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():  # K × D work
-                centroids = sums.centroids(self.c)
-                empty = torch.nonzero(sums.counts == 0).flatten()
+                centroids, counts = self._means(sums)
+                empty = torch.nonzero(counts == 0).flatten()
             if len(empty):
                 # re-seed each empty cluster with one of the points farthest from its centroid
-                dist = self.own_sq_dist()
-                far = torch.sort(dist, descending=True, stable=True).indices[:len(empty)]
-                centroids[empty] = self.x[self.rows[far]].float()
+                centroids[empty] = self._farthest(len(empty))
                 n_reseeded += len(empty)
             with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():
                 drift = (centroids.double() - self.c.double()).norm(dim=1)
@@ -265,6 +263,21 @@ class BoundedLloyd:
         if not fixed:
             self._bounded(drift)  # the assignment to the final centroids
         return self.c, it, n_reseeded
+
+    # Steps that look at every row: overridden where the rows are spread over processes
+    # (qrprobe.engine.distributed_exact).
+    def _any_moved(self, moved: torch.Tensor) -> bool:
+        """Whether any row changed centroid (``moved``: the rows of this run that did)."""
+        return bool(len(moved))
+
+    def _means(self, sums: CentroidSums) -> tuple[torch.Tensor, torch.Tensor]:
+        """The new centroids (K, D) float32 (an empty cluster keeps its centroid) and the counts (K,)."""
+        return sums.centroids(self.c), sums.counts
+
+    def _farthest(self, m: int) -> torch.Tensor:
+        """The ``m`` rows farthest from their centroids (ties: the lower row), (m, D) float32."""
+        far = torch.sort(self.own_sq_dist(), descending=True, stable=True).indices[:m]
+        return self.x[self.rows[far]].float()
 
     def own_sq_dist(self, chunk: int = 1 << 20) -> torch.Tensor:
         """Float64 squared distance of every row to its centroid, (n,)."""
