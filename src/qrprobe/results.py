@@ -110,7 +110,7 @@ class Result:
 
         ``extra(tmp)`` may add files (e.g. ``results.md``) before the directory is renamed into place.
         """
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
             if extra is not None:
                 extra(tmp)
             for name in _ARRAYS:

@@ -310,7 +310,7 @@ class ConceptBank:
             "versions": library_versions(),
             "info": self.info,
         }
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
             sp.save_npz(tmp / "matrix.npz", self.matrix, compressed=True)
             self.concepts.to_parquet(tmp / "concepts.parquet", index=False)
             if self.image_ids is not None:

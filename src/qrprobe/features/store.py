@@ -144,7 +144,7 @@ def write_feature_store(
     paths = [""] * n if paths is None else [str(p) for p in paths]
     h = hashlib.sha256()
     shards = []
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
         for i, start in enumerate(range(0, max(n, 1), shard_rows)):
             block = np.ascontiguousarray(features[start:start + shard_rows], dtype=dtype)
             name = SHARD_PATTERN.format(i)
@@ -274,7 +274,7 @@ class FeatureStoreWriter:
                     "content_hash": h.hexdigest()[:16], "versions": library_versions(),
                     "n_skipped": len(skipped), "skipped": skipped, **(extra or {})}
         atomic_write_text(self.work / "manifest.json", json.dumps(manifest, indent=2, default=str))
-        self._work.move_into_place(overwrite=overwrite)
+        self._work.move_into_place(overwrite=overwrite, kind=FORMAT.split("/")[0])
         return FeatureStore.open(self.final)
 
     def abandon(self) -> None:

@@ -145,7 +145,7 @@ class Section:
 
         ``extra(tmp)`` may add files (e.g. arrays, Result sub-directories) before the rename.
         """
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
             self.write_files(tmp)
             if extra is not None:
                 extra(tmp)
