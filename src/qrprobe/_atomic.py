@@ -256,6 +256,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def _plain_name(name: object) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and os.path.basename(name) == name \
+        and "\\" not in name and "\0" not in name
+
+
+def _chunk_records(chunks: object) -> list[dict]:
+    """The well-formed chunk records of a work folder's state: an integer ``chunk`` and ``files`` that are
+    plain names in the folder (a damaged or forged state never makes us read or move a file outside it)."""
+    if not isinstance(chunks, list):
+        return []
+    return [c for c in chunks if isinstance(c, dict) and isinstance(c.get("chunk"), int)
+            and isinstance(c.get("files"), list) and all(_plain_name(f) for f in c["files"])
+            and all(_plain_name(c[k]) for k in ("file", "index_file") if k in c)]
+
+
 class ChunkedWorkDir:
     """The resumable work folder ``.NAME.partial`` beside an artifact ``NAME`` that is built in chunks.
 
@@ -290,8 +305,8 @@ class ChunkedWorkDir:
         except (OSError, ValueError):
             state = None
         if resume and isinstance(state, dict) and all(state.get(k) == v for k, v in self.identity.items()):
-            self.chunks = {int(c["chunk"]): c for c in state.get("chunks", [])
-                           if c.get("files") is not None and all((self.path / f).is_file() for f in c["files"])}
+            self.chunks = {int(c["chunk"]): c for c in _chunk_records(state.get("chunks"))
+                           if all((self.path / f).is_file() for f in c["files"])}
             for entry in os.scandir(self.path):
                 if entry.name.startswith(".") or (entry.name != state_name and not self._committed(entry.name)):
                     _remove(Path(entry.path))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._files import reading
 from ..concepts.bank import DEFAULT_GROUP, ConceptBank, read_table
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
@@ -85,10 +86,8 @@ def load_features(source: str | os.PathLike | np.ndarray | FeatureStore) -> Feat
         if path.is_dir():
             store = FeatureStore.open(path)
         elif path.suffix == ".npy":
-            try:
+            with reading(path, "FEATURES, a .npy array (images x dimensions)"):
                 array = np.load(path, mmap_mode="r", allow_pickle=False)
-            except ValueError as exc:
-                raise QRProbeInputError(f"FEATURES {str(path)!r}: not a readable .npy array ({exc})") from exc
             return Features(_check_2d(array, f"FEATURES {str(path)!r}"), None, None,
                             {"kind": "npy", "path": str(path)})
         else:
@@ -144,10 +143,8 @@ def load_concepts(source: str | os.PathLike | ConceptBank, *, concept_names: str
         if concept_names is None:
             raise QRProbeInputError(
                 f"CONCEPTS {str(path)!r} is a dense matrix: pass --concept-names FILE (one 'group<TAB>name' a line)")
-        try:
+        with reading(path, "CONCEPTS, a .npy 0/1 matrix (images x concepts)"):
             matrix = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise QRProbeInputError(f"CONCEPTS {str(path)!r}: not a readable .npy array ({exc})") from exc
         if matrix.ndim != 2:
             raise QRProbeInputError(f"CONCEPTS {str(path)!r}: expected a 2-D 0/1 matrix, got shape {matrix.shape}")
         names, groups = read_concept_names(concept_names)
