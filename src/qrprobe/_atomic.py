@@ -77,6 +77,42 @@ def clean_stale(final: str | os.PathLike) -> None:
         _remove(path)
 
 
+_STALE_ANY = re.compile(r"^\.(?P<name>.+)\.(tmp|old)-(\d+)-[0-9a-f]{8}$")
+
+
+def clean_stale_in(folder: str | os.PathLike) -> None:
+    """:func:`clean_stale` for every artifact of ``folder`` that left temporaries (whatever its name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    names = {m.group("name") for e in os.scandir(folder) if (m := _STALE_ANY.match(e.name))}
+    for name in sorted(names):
+        clean_stale(folder / name)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Before any work: that ``path`` (a file or directory to be written) can be written — its nearest existing
+    folder accepts a small file, written and synced (a read-only or full disk is found now, not after hours of
+    computing). Raises :class:`~qrprobe.errors.QRProbeInputError` naming ``path``."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / f".{path.name}.{_tag('tmp')}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        from .errors import QRProbeInputError
+
+        raise QRProbeInputError(f"cannot write {str(path)!r}: {exc.strerror or exc} (in {str(folder)!r})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def write_error(path: str | os.PathLike, exc: OSError) -> Exception:
     """The error to raise for ``exc`` while writing ``path``: a :class:`QRProbeInputError` naming the path for
     a full disk or an unwritable output, ``exc`` itself otherwise."""

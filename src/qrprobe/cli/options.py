@@ -172,13 +172,14 @@ def check_output(args: argparse.Namespace, *, file: str | None = None, kind: str
     artifact of ``kind`` (``qrprobe._atomic.ARTIFACT_MARKERS``), or for a file output (``file``, a key of
     :data:`FILE_MARKERS`) a file whose first bytes show that qrprobe wrote it.
     """
-    from .._atomic import check_not_an_input, check_replaceable
+    from .._atomic import check_not_an_input, check_replaceable, check_writable
     from ..errors import QRProbeInputError
 
     out = Path(args.out)
     check_not_an_input(out, inputs or {}, images=images, what="--out")
     if file is None:
         check_replaceable(out, args.overwrite, kind, "--out")
+        check_writable(out)
         return out
     if out.is_dir():
         raise QRProbeInputError(f"--out {str(out)!r} is a directory; give the path of a file")
@@ -188,6 +189,7 @@ def check_output(args: argparse.Namespace, *, file: str | None = None, kind: str
         if out.is_symlink() or not out.is_file() or not _starts_with_marker(out, FILE_MARKERS[file]):
             raise QRProbeInputError(f"--out {str(out)!r} was not written by qrprobe; --overwrite replaces only a "
                                     f"{file.replace('-', ' ')} file that qrprobe wrote — choose another path")
+    check_writable(out)
     return out
 
 

@@ -17,20 +17,21 @@ its own resumable work folder), so running the same command again picks up where
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_write_text, check_writable, clean_stale_in
 from ..errors import QRProbeInputError
 from ..results import Result, markdown_table
 from .analyses import StudyState, analyses_stage
 from .cache import slug, stage_key
+from .checks import RESOLVED, check_layout
 from .config import StudyConfig
-from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage
+from .lock import study_lock
+from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage, remove_orphans
 
 STAGES = ("extract", "label", "evaluate", "analyses", "report")
 
@@ -77,14 +78,25 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
         raise QRProbeInputError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
     out = Path(output) if output is not None else default_output(None, study)
+    check_layout(study, out)
+    check_writable(out / RESOLVED)
+    with study_lock(out):
+        return _run_locked(study, out, force, progress, echo)
+
+
+def _run_locked(study: StudyConfig, out: Path, force: Sequence[str], progress: bool,
+                echo: Callable[[str], None]) -> StudyOutcome:
+    for folder in (out, *(out / sub for sub in ("features", "concepts", "results", "analyses"))):
+        clean_stale_in(folder)  # temporaries of a killed run
     images = ImageSet.open(study.images.source, study.images.labels)
-    out.mkdir(parents=True, exist_ok=True)
     outcome = StudyOutcome(out)
     ctx = StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo, images.key)
-    atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
+    atomic_write_text(out / RESOLVED, json.dumps(study.to_dict(), indent=2, default=str))
 
     stores = {m.name: extract_stage(ctx, m, images) for m in study.models}
+    remove_orphans(out / "features", ".partial")  # work folders of models the study no longer has
     bank = label_stage(ctx, images)
+    remove_orphans(out / "concepts", ".pass-")  # labelling passes of a killed run whose experts changed
     protocol = study.protocol_config()
     bank_hash = bank.content_hash()  # once: it is part of every downstream stage key
     results = {m.name: evaluate_stage(ctx, m, stores[m.name], bank, bank_hash, protocol) for m in study.models}
@@ -133,9 +145,7 @@ def _report(study: StudyConfig, outcome: StudyOutcome, out: Path, force: bool, l
     if not force and html.is_file() and marker.is_file() and marker.read_text() == key:
         log("report", "report.html", True, 0.0, html)
         return html
-    figures = out / "report"
-    if figures.exists():
-        shutil.rmtree(figures)
+    figures = out / "report"  # replaced atomically by the export (only when an earlier export made it)
     build_report(inputs, html, external=external, figures_dir=figures,
                  title=study.report.title or f"qrprobe study: {study.name}", explain_pairs=study.report.pairs,
                  sort_by=study.report.sort_by)
