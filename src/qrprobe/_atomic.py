@@ -219,10 +219,10 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 
 def check_not_an_input(out: str | os.PathLike, inputs: dict, *, images: str | os.PathLike | None = None,
-                       what: str = "output") -> None:
-    """Refuse an output that is one of a run's inputs or a folder holding one (``inputs``: label → a path or a
-    list of paths; None and missing paths are ignored), or that lies in the image folder ``images`` (a later
-    run would read its files as images). ``what`` names the output in messages (e.g. ``--out``)."""
+                       what: str = "output", holding: bool = True) -> None:
+    """Refuse an output that is one of a run's inputs or (``holding``) a folder holding one (``inputs``: label →
+    a path or a list of paths; None and missing paths are ignored), or that lies in the image folder ``images``
+    (a later run would read its files as images). ``what`` names the output in messages (e.g. ``--out``)."""
     from .errors import QRProbeInputError
 
     target = _resolved(out)
@@ -231,7 +231,7 @@ def check_not_an_input(out: str | os.PathLike, inputs: dict, *, images: str | os
             if path is None or not Path(path).exists():
                 continue
             given = _resolved(path)
-            if given == target or target in given.parents:
+            if given == target or (holding and target in given.parents):
                 where = "is" if given == target else "holds"
                 raise QRProbeInputError(f"{what} {str(out)!r} {where} the input {label} {str(path)!r}; an output "
                                         "never replaces an input — choose another path")

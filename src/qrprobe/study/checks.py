@@ -2,10 +2,10 @@
 
 - :func:`work_problems`: every MODEL string names a model family or built-in, every expert exists and takes
   the options given (so an unknown expert is reported at load time, not after the extraction ran);
-- :func:`check_layout`: the output folder is not an input (nor holds one), does not lie inside an image
-  folder of the study (a re-run would read its figures as images), and is either new, empty, or the output of
-  an earlier run of a study (marked by ``study.resolved.json``), so that a study never writes into, or
-  deletes from, a folder of unrelated files.
+- :func:`check_layout`: the output folder is not an input, does not lie inside an image folder of the study
+  (a re-run would read its figures as images), and is either new, empty, or the output of an earlier run of
+  a study (marked by ``study.resolved.json``), so that a study never writes into, or deletes from, a folder
+  of unrelated files.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def check_layout(study: StudyConfig, output: str | Path) -> None:
     non-empty folder that no study wrote (see the module docstring)."""
     output = Path(output)
     inputs, folders = study_inputs(study)
-    check_not_an_input(output, inputs, what="output")
+    check_not_an_input(output, inputs, what="output", holding=False)  # a store inside an earlier output is fine
     for folder in folders:
         check_not_an_input(output, {}, images=folder, what="output")
     if output.exists() and not output.is_dir():
