@@ -181,7 +181,8 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         stats.n_skipped = len(stats.skipped)
         return store, stats
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        what = "a feature store made with another configuration" if existing else "not an empty directory"
+        same_kind = isinstance(existing, dict) and existing.get("format") == FORMAT
+        what = "a feature store made with another configuration" if same_kind else "not an empty directory"
         raise QRProbeInputError(f"-o {str(out)!r}: already exists and is {what}; "
                                 "choose another path or pass --overwrite")
     check_replaceable(out, overwrite, FORMAT.split("/")[0], "-o")

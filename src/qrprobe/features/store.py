@@ -190,9 +190,10 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
     """The parsed ``manifest.json`` of a directory, or None when it has none (or an unreadable one)."""
     mpath = Path(path) / "manifest.json"
     try:
-        return json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 class FeatureStoreWriter:
