@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,19 @@ def cli(args: list[str], timeout: int = 300, **kwargs) -> subprocess.CompletedPr
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **kwargs.pop("env", {})}
     return subprocess.run([sys.executable, "-m", "qrprobe", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+def kill_once_ready(script: str, ready: Path, *, cwd: Path | None = None, wait: float = 180.0) -> None:
+    """Run the Python ``script`` in a subprocess until it creates the file ``ready`` (it is then in the middle
+    of a save), and SIGKILL it there."""
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    deadline = time.time() + wait
+    while not ready.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), proc.communicate()[1].decode()[-2000:] if proc.poll() is not None else "no save began"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def leftovers(out: Path) -> list[str]:

@@ -11,19 +11,14 @@ import contextlib
 import errno
 import importlib
 import io
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from _hostile import REPO
+from _hostile import REPO, kill_once_ready
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.report.html import write_html
@@ -139,14 +134,7 @@ def test_a_kill_during_save_keeps_the_previous_output_and_a_rerun_cleans_up(writ
     ready = tmp_path / "ready"
     (tmp_path / "elsewhere").mkdir()  # the working directory of the killed process: nothing may land there
     script = _KILL.format(tests=str(REPO / "tests"), writer=writer, ready=str(ready), out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path / "elsewhere")
-    deadline = time.time() + 180
-    while not ready.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ready.exists(), proc.communicate()[1].decode()[-2000:] if proc.poll() is not None else "no save began"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_ready(script, ready, cwd=tmp_path / "elsewhere")
     assert _state(out) == previous
     assert any(".tmp-" in p for p in _debris(tmp_path)), "the kill left nothing to clean up"
     write(out)
