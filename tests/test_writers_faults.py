@@ -11,17 +11,16 @@ import errno
 import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from _hostile import kill_once_ready
 from _image_fixtures import image_folder
 from qrprobe._atomic import clean_stale
 from qrprobe.cli.main import main
@@ -208,15 +207,7 @@ def test_a_kill_during_save_keeps_the_previous_output_and_a_rerun_cleans_up(writ
     stall_at = 2 if writer in ("extract", "label") else 1  # the chunked writers: after one finished chunk
     script = _KILL_SCRIPT.format(tests=str(REPO / "tests"), writer=writer, stall_at=stall_at, ready=str(ready),
                                  images=str(images), out=str(out))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while not ready.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ready.exists(), proc.communicate()[1].decode()[-2000:] if proc.poll() is not None else "no save began"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_ready(script, ready)
     assert _snapshot(out) == previous
     assert any(".tmp-" in p for p in _debris(tmp_path)), "the kill left nothing to clean up"
     write(images, out)

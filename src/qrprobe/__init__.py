@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import importlib
 
+from ._network import disable_telemetry
+
 __version__ = "0.1.0"
+disable_telemetry()  # before any dependency that reads its telemetry switch at import (huggingface_hub)
 
 _EXPORTS = {
     "ConceptBank": "qrprobe.concepts.bank",

@@ -6,6 +6,10 @@
   (the feature store's extraction, the concept bank's labelling): finished chunks survive a crash and a
   rerun with the same identity continues after them.
 
+Only an output that qrprobe wrote is ever replaced (``overwrite``): a directory whose marker file names an
+artifact of the same kind (:func:`artifact_kind`: ``results.json``, ``section.json``, a store's or a bank's
+``manifest.json`` …). Any other existing, non-empty path is refused with a message that says why.
+
 Temporary names carry the writing process's id (``.NAME.tmp-PID-XXXXXXXX``). A process killed mid-write
 (SIGKILL, power loss) leaves them behind; the next write of the same artifact removes those whose process is
 gone, and puts back a previous artifact that was moved aside (``.NAME.old-PID-XXXXXXXX``) but not yet
@@ -73,6 +77,42 @@ def clean_stale(final: str | os.PathLike) -> None:
         _remove(path)
 
 
+_STALE_ANY = re.compile(r"^\.(?P<name>.+)\.(tmp|old)-(\d+)-[0-9a-f]{8}$")
+
+
+def clean_stale_in(folder: str | os.PathLike) -> None:
+    """:func:`clean_stale` for every artifact of ``folder`` that left temporaries (whatever its name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    names = {m.group("name") for e in os.scandir(folder) if (m := _STALE_ANY.match(e.name))}
+    for name in sorted(names):
+        clean_stale(folder / name)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Before any work: that ``path`` (a file or directory to be written) can be written — its nearest existing
+    folder accepts a small file, written and synced (a read-only or full disk is found now, not after hours of
+    computing). Raises :class:`~qrprobe.errors.QRProbeInputError` naming ``path``."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / f".{path.name}.{_tag('tmp')}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        from .errors import QRProbeInputError
+
+        raise QRProbeInputError(f"cannot write {str(path)!r}: {exc.strerror or exc} (in {str(folder)!r})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def write_error(path: str | os.PathLike, exc: OSError) -> Exception:
     """The error to raise for ``exc`` while writing ``path``: a :class:`QRProbeInputError` naming the path for
     a full disk or an unwritable output, ``exc`` itself otherwise."""
@@ -95,24 +135,129 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
         tmp.rename(final)
 
 
-def _check_replaceable(final: Path, overwrite: bool) -> None:
+#: Each kind of directory qrprobe writes and the marker file that identifies it: a JSON file whose ``format``
+#: starts with the kind (``qrprobe.result/1``), or, for kinds without a manifest, a plain marker file.
+ARTIFACT_MARKERS: dict[str, str] = {
+    "qrprobe.result": "results.json",
+    "qrprobe.report-section": "section.json",
+    "qrprobe.feature-store": "manifest.json",
+    "qrprobe.concept-bank": "manifest.json",
+    "qrprobe.example": "example.json",
+    "qrprobe.figures": ".qrprobe-figures",
+}
+_PLAIN_MARKERS = {"qrprobe.figures"}
+_KIND_WORDS = {"qrprobe.result": "a result directory", "qrprobe.report-section": "an analysis directory",
+               "qrprobe.feature-store": "a feature store", "qrprobe.concept-bank": "a concept bank",
+               "qrprobe.example": "an example directory", "qrprobe.figures": "a figures directory"}
+
+
+def _format_of(path: Path) -> str | None:
+    """The ``format`` field of a small JSON marker file, or None."""
+    try:
+        if not path.is_file() or path.stat().st_size > 50_000_000:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    fmt = data.get("format") if isinstance(data, dict) else None
+    return fmt if isinstance(fmt, str) else None
+
+
+def artifact_kind(path: str | os.PathLike) -> str | None:
+    """The kind of qrprobe artifact the directory ``path`` holds (a key of :data:`ARTIFACT_MARKERS`), or None
+    when it is not one (a user's folder, a file, a missing path)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return None
+    for kind, marker in ARTIFACT_MARKERS.items():
+        if kind in _PLAIN_MARKERS:
+            if (path / marker).is_file():
+                return kind
+        elif (_format_of(path / marker) or "").split("/")[0] == kind:
+            return kind
+    return None
+
+
+def kind_of_format(fmt: str) -> str:
+    """``"qrprobe.result/1"`` → ``"qrprobe.result"``."""
+    return fmt.split("/")[0]
+
+
+def check_replaceable(final: str | os.PathLike, overwrite: bool, kind: str | None, what: str = "output") -> None:
+    """Refuse to write ``final`` unless it is missing, an empty directory, or (with ``overwrite``) an artifact of
+    ``kind`` that qrprobe wrote. ``what`` names the output in messages (e.g. ``--out 'res'``)."""
     from .errors import QRProbeInputError
 
-    if final.exists() and not overwrite and (not final.is_dir() or any(final.iterdir())):
-        raise QRProbeInputError(f"output directory {str(final)!r} already exists and is not empty "
-                                "(choose another path or pass overwrite)")
+    final = Path(final)
+    if final.is_symlink() and not final.exists():
+        raise QRProbeInputError(f"{what} {str(final)!r} is a broken symbolic link; choose another path")
+    if not final.exists():
+        return
+    if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
+        return
+    found = artifact_kind(final)
+    switch = "--overwrite" if what.startswith("-") else "overwrite"  # the CLI's flag, or the parameter
+    if not overwrite:
+        hint = f" (pass {switch} to replace it)" if found is not None and found == kind else ""
+        raise QRProbeInputError(f"{what} {str(final)!r} already exists and is not empty{hint}; choose another path")
+    wanted = _KIND_WORDS.get(kind or "", "an output")
+    if kind is None or found != kind:
+        if final.is_symlink():
+            why = "is a symbolic link"
+        elif not final.is_dir():
+            why = "is a file"
+        elif found is not None:
+            why = f"holds {_KIND_WORDS[found]}, not {wanted}"
+        else:
+            why = f"was not written by qrprobe (no {ARTIFACT_MARKERS.get(kind or '', 'qrprobe marker')})"
+        raise QRProbeInputError(f"{what} {str(final)!r} {why}; {switch} replaces only {wanted} that "
+                                "qrprobe wrote — choose another path or remove it yourself")
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_not_an_input(out: str | os.PathLike, inputs: dict, *, images: str | os.PathLike | None = None,
+                       what: str = "output", holding: bool = True) -> None:
+    """Refuse an output that is one of a run's inputs or (``holding``) a folder holding one (``inputs``: label →
+    a path or a list of paths; None and missing paths are ignored), or that lies in the image folder ``images``
+    (a later run would read its files as images). ``what`` names the output in messages (e.g. ``--out``)."""
+    from .errors import QRProbeInputError
+
+    target = _resolved(out)
+    for label, value in inputs.items():
+        for path in value if isinstance(value, (list, tuple)) else [value]:
+            if path is None or not Path(path).exists():
+                continue
+            given = _resolved(path)
+            if given == target or (holding and target in given.parents):
+                where = "is" if given == target else "holds"
+                raise QRProbeInputError(f"{what} {str(out)!r} {where} the input {label} {str(path)!r}; an output "
+                                        "never replaces an input — choose another path")
+    if images is not None and Path(images).is_dir():
+        folder = _resolved(images)
+        if target == folder or folder in target.parents:
+            raise QRProbeInputError(f"{what} {str(out)!r} lies inside the image folder {str(images)!r}; a later "
+                                    "run would read its files as images — choose a path outside it")
+
+
+def _check_replaceable(final: Path, overwrite: bool, kind: str | None = None) -> None:
+    check_replaceable(final, overwrite, kind, "output directory")
 
 
 @contextlib.contextmanager
-def atomic_directory(final: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(final: str | os.PathLike, *, overwrite: bool = False,
+                     kind: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory next to ``final``; on success it replaces ``final``.
 
-    With ``overwrite=False`` an existing non-empty ``final`` is an error. On any exception the temporary
-    directory is removed and ``final`` is left as it was.
+    An existing non-empty ``final`` is an error, unless ``overwrite`` and it is an artifact of ``kind`` (a key
+    of :data:`ARTIFACT_MARKERS`) that qrprobe wrote. On any exception the temporary directory is removed and
+    ``final`` is left as it was.
     """
     final = Path(final)
     clean_stale(final)
-    _check_replaceable(final, overwrite)
+    _check_replaceable(final, overwrite, kind)
     tmp = final.parent / f".{final.name}.{_tag('tmp')}"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +290,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _plain_name(name: object) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and os.path.basename(name) == name \
+        and "\\" not in name and "\0" not in name
+
+
+def _chunk_records(chunks: object) -> list[dict]:
+    """The well-formed chunk records of a work folder's state: an integer ``chunk`` and ``files`` that are
+    plain names in the folder (a damaged or forged state never makes us read or move a file outside it)."""
+    if not isinstance(chunks, list):
+        return []
+    return [c for c in chunks if isinstance(c, dict) and isinstance(c.get("chunk"), int)
+            and isinstance(c.get("files"), list) and all(_plain_name(f) for f in c["files"])
+            and all(_plain_name(c[k]) for k in ("file", "index_file") if k in c)]
 
 
 class ChunkedWorkDir:
@@ -181,8 +341,8 @@ class ChunkedWorkDir:
         except (OSError, ValueError):
             state = None
         if resume and isinstance(state, dict) and all(state.get(k) == v for k, v in self.identity.items()):
-            self.chunks = {int(c["chunk"]): c for c in state.get("chunks", [])
-                           if c.get("files") is not None and all((self.path / f).is_file() for f in c["files"])}
+            self.chunks = {int(c["chunk"]): c for c in _chunk_records(state.get("chunks"))
+                           if all((self.path / f).is_file() for f in c["files"])}
             for entry in os.scandir(self.path):
                 if entry.name.startswith(".") or (entry.name != state_name and not self._committed(entry.name)):
                     _remove(Path(entry.path))
@@ -236,10 +396,11 @@ class ChunkedWorkDir:
             (self.path / name).unlink(missing_ok=True)
         self.write_state()
 
-    def move_into_place(self, *, overwrite: bool = False) -> None:
-        """Rename the work folder to the final name (the folder must by now hold the complete artifact)."""
+    def move_into_place(self, *, overwrite: bool = False, kind: str | None = None) -> None:
+        """Rename the work folder to the final name (the folder must by now hold the complete artifact of
+        ``kind``, which may replace an artifact of the same kind with ``overwrite``)."""
         clean_stale(self.final)
-        _check_replaceable(self.final, overwrite)
+        _check_replaceable(self.final, overwrite, kind)
         try:
             _swap_into_place(self.path, self.final)
         except OSError as exc:

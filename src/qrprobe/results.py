@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_directory
+from ._files import reading, result_array_problems
 from .errors import QRProbeInputError
 
 FORMAT = "qrprobe.result/1"
@@ -110,7 +111,7 @@ class Result:
 
         ``extra(tmp)`` may add files (e.g. ``results.md``) before the directory is renamed into place.
         """
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
             if extra is not None:
                 extra(tmp)
             for name in _ARRAYS:
@@ -136,6 +137,15 @@ class Result:
         rpath = path / "results.json" if path.is_dir() else path
         if not rpath.is_file():
             raise QRProbeInputError(f"{str(path)!r} is not a result directory (no results.json)")
+        with reading(rpath, "a qrprobe result (results.json)"):
+            res = cls._load(rpath, arrays)
+        problems = result_array_problems(res)
+        if problems:
+            raise QRProbeInputError(f"result directory {str(rpath.parent)!r} is inconsistent: {'; '.join(problems)}")
+        return res
+
+    @classmethod
+    def _load(cls, rpath: Path, arrays: bool) -> Result:
         data = json.loads(rpath.read_text())
         if data.get("format") != FORMAT:
             raise QRProbeInputError(f"{rpath}: format {data.get('format')!r}, expected {FORMAT!r}")

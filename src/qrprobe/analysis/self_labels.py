@@ -10,15 +10,18 @@ came from), so it can be saved, compared with K-means Results and put in a repor
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .._files import reading
 from .._versions import library_versions
 from ..concepts.bank import ConceptBank, read_table
 from ..engine.config import ProbeConfig
+from ..engine.degenerate import result_flags, warning_messages
 from ..engine.protocol import ProbeOutcome, probe_labels
 from ..errors import QRProbeInputError
 from ..results import Result, summarize
@@ -51,10 +54,8 @@ def read_labels(path: str | os.PathLike, image_ids: np.ndarray | None = None,
     if not path.is_file():
         raise QRProbeInputError(f"LABELS: file not found: {str(path)!r}")
     if path.suffix == ".npy":
-        try:
+        with reading(path, "LABELS, a 1-D .npy array"):
             arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise QRProbeInputError(f"LABELS {str(path)!r}: not a readable .npy array ({exc})") from exc
         if arr.ndim != 1:
             raise QRProbeInputError(f"LABELS {str(path)!r}: expected a 1-D array (one label per image), "
                                     f"got shape {arr.shape}")
@@ -82,9 +83,15 @@ def result_from_outcomes(labels: np.ndarray, outcomes: Sequence[ProbeOutcome], s
     n = len(labels)
     per = [{"clustering": r, "seed": int(s), "k": config["k"], **o.scores}
            for r, (s, o) in enumerate(zip(seeds, outcomes, strict=True))]
+    labels = np.asarray(labels)
+    flags = result_flags(np.tile(labels, (len(outcomes), 1)), int(config["k"]), per,
+                         [len(np.unique(labels[o.split.test])) for o in outcomes], bank)
+    inputs = {**(inputs or {}), "warnings": warning_messages(flags), "flags": [f.to_dict() for f in flags]}
+    for message in inputs["warnings"]:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
     return Result(
         summary=summarize(per), per_clustering=per, config=config, seeds=[int(s) for s in seeds],
-        versions=library_versions(), inputs=inputs or {}, name=name,
+        versions=library_versions(), inputs=inputs, name=name,
         clusterings=np.tile(np.asarray(labels, np.int32), (len(outcomes), 1)),
         splits=np.stack([o.split.as_codes(n) for o in outcomes]),
         predictions=np.stack([o.predictions.astype(np.int32) for o in outcomes]),

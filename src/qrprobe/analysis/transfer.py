@@ -120,6 +120,23 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
     return probe.coef_, probe.intercept_, bank.names
 
 
+def _check_compatible(result: Result, dim: int, bank: ConceptBank, drop: list[str]) -> None:
+    """Refuse target inputs the source's quantizer and probe cannot read: another feature dimension, or no
+    concept in common (every probe input would be 0 and the scores would measure the bias alone)."""
+    source_dim = len(np.asarray(result.standardizer["mean"]))
+    if dim != source_dim:
+        raise QRProbeInputError(f"FEATURES: the target features have {dim} dimensions, the result's quantizer "
+                                f"{source_dim}; transfer needs the same representation on both image sets")
+    table = result.concepts
+    used = table.loc[~table["group"].isin(drop), "name"].astype(str) if drop else table["name"].astype(str)
+    shared = set(used) & {str(n) for n in bank.names}
+    if not shared:
+        raise QRProbeInputError(
+            f"CONCEPTS: none of the {len(used)} concepts of the result's probe (e.g. {list(used[:3])}) is among "
+            f"the {bank.n_concepts} target concepts (e.g. {bank.names[:3]}); concepts are matched by name, so "
+            "the probe would see only zeros")
+
+
 def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Sequence[str] = (),
              source_concepts: ConceptBank | None = None, rows: np.ndarray | None = None,
              device: str = "auto") -> TransferResult:
@@ -152,6 +169,7 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
             raise QRProbeInputError(
                 "--drop-group needs --source-concepts: the stored probe was trained with that group, so it is "
                 "retrained on the source images without it")
+    _check_compatible(result, feats.array.shape[1], bank, drop)
     z = apply_standardization(feats.array, result.standardizer["mean"], result.standardizer["scale"])
     n = z.shape[0]
     scored = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)

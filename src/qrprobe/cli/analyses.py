@@ -28,6 +28,10 @@ from .options import (
 )
 
 _POSITIONAL_SPEC = {"labels"}  # spec fields given as a positional argument (self-labels' LABELS)
+# every argument that names an input file or directory, and how messages call it
+_INPUT_ARGS = {"results": "RESULT", "result": "RESULT", "labels": "LABELS", "features": "FEATURES",
+               "concepts": "CONCEPTS", "concept_names": "--concept-names", "versus": "--versus",
+               "source_concepts": "--source-concepts", "external": "--external"}
 
 
 def _add_inputs(parser: argparse.ArgumentParser, kind: AnalysisKind) -> None:
@@ -114,7 +118,9 @@ def _inputs_from_args(kind: AnalysisKind, args: argparse.Namespace) -> AnalysisI
 
 def run(kind: AnalysisKind, args: argparse.Namespace) -> int:
     """Check every argument, read the inputs, run the analysis and write its directory."""
-    out = check_output(args)
+    kinds = "qrprobe.result" if kind.writes_result else "qrprobe.report-section"
+    out = check_output(args, kind=kinds, inputs={label: getattr(args, attr) for attr, label in _INPUT_ARGS.items()
+                                                 if getattr(args, attr, None) is not None})
     fixed = {"labels": args.labels} if "labels" in kind.needs else {}
     spec = config_from_args(kind.spec, args, **fixed)
     protocol = protocol_from_args(args, skip=kind.protocol_skip)

@@ -65,7 +65,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate
 
-    out = check_output(args)
+    out = check_output(args, kind="qrprobe.result", inputs={
+        "FEATURES": args.features, "CONCEPTS": args.concepts, "--concept-names": args.concept_names})
     config = protocol_from_args(args)
     feats, bank = load_inputs(args)
     result = evaluate(feats, bank, config, name=args.name, progress=not args.quiet)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from .._atomic import atomic_directory
 from ..errors import QRProbeInputError
 from .options import add_output, check_output
 
+MAX_EXAMPLE_IMAGES = 1_000_000  # 256 MB of features: an example, not a benchmark
+EXAMPLE_KIND = "qrprobe.example"  # the marker example.json carries its format: the directory may be replaced
 DESCRIPTION = """\
 Write a generated example to DIR: features.npy (N x 64) clustered by object x scene combinations, and a
 concept bank (DIR/concepts) with the groups Objects, Scene, Texture (weakly informative colours) and Other
@@ -35,16 +38,18 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.study:
         return _write_study_template(args)
-    if args.n < 20:
-        raise QRProbeInputError(f"--n: a dataset needs at least 20 images, got {args.n}")
+    if not 20 <= args.n <= MAX_EXAMPLE_IMAGES:
+        raise QRProbeInputError(f"--n: expected a number of images from 20 to {MAX_EXAMPLE_IMAGES:,}, got {args.n}")
     import numpy as np
 
     from ..synthetic import make_concept_clusters
 
+    check_output(args, kind=EXAMPLE_KIND)
     features, bank, _ = make_concept_clusters(args.n, seed=args.seed)
-    with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
+    with atomic_directory(args.out, overwrite=args.overwrite, kind=EXAMPLE_KIND) as tmp:
         np.save(tmp / "features.npy", features)
         bank.save(tmp / "concepts")
+        (tmp / "example.json").write_text(json.dumps({"format": f"{EXAMPLE_KIND}/1", "n": args.n, "seed": args.seed}))
     out = Path(args.out)
     print(f"wrote {out / 'features.npy'} ({features.shape[0]} x {features.shape[1]}) and {out / 'concepts'} "
           f"({bank.n_concepts} concepts in groups {', '.join(bank.groups)})", file=sys.stderr)
@@ -55,7 +60,7 @@ def _write_study_template(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write_text
     from ..study.reference import template_yaml
 
-    out = check_output(args, file=True)
+    out = check_output(args, file="study-template")
     if args.study == "paper":
         from importlib.resources import files
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_backend, add_device, add_output, add_quiet, ray_options_from_args
+from .._atomic import check_not_an_input
+from .options import add_backend, add_device, add_output, add_quiet, at_least, ray_options_from_args
 
 HELP = "extract the features of a frozen model over a folder, file list or tar shards of images"
 DESCRIPTION = """\
@@ -94,7 +95,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         f"large collections) [default: {DEFAULT_DTYPE}]")
     r.add_argument("--workers", type=int, default=None,
                    help="image-decoding worker processes [default: one per spare CPU core, at most 8]")
-    r.add_argument("--threads", type=int, default=None,
+    r.add_argument("--threads", type=at_least(1), default=None,
                    help="torch CPU threads for the model (default: torch's, one per core); on a machine "
                         "shared with other jobs, fewer threads avoid stalls [default: torch's]")
     r.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
@@ -110,6 +111,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..features.extract import run_extraction
 
+    check_not_an_input(args.out, {"IMAGES": args.images, "--weights": args.weights}, images=args.images, what="--out")
     if args.threads:
         import torch
 

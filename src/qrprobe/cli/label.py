@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._atomic import check_not_an_input
 from ..errors import QRProbeInputError
-from .options import add_backend, add_device, add_output, add_quiet, ray_options_from_args
+from .options import add_backend, add_device, add_output, add_quiet, at_least, ray_options_from_args
 
 HELP = "label images with concept experts (labels, colours, text, faces, ImageNet classes, ...)"
 DESCRIPTION = """\
@@ -65,7 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=64, help="images decoded and labelled together [default: 64]")
     r.add_argument("--workers", type=int, default=2, help="image-decoding threads [default: 2]")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's]")
+    r.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's]")
     r.add_argument("--chunk-size", type=int, default=2048, help="images per resume step [default: 2048]")
     r.add_argument("--max-side", type=int, default=None, metavar="PX",
                    help="downscale images whose longer side exceeds PX before labelling [default: keep]")
@@ -114,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     request = build_request(args)
+    check_not_an_input(args.out, {"IMAGES": args.images, "--labels-table": args.labels_table,
+                                  "--weights": list(request["weights"].values()),
+                                  "--vocab": [o["vocab"] for o in request["options"].values() if "vocab" in o]},
+                       images=args.images, what="--out")
     try:
         result = run_labelling(args.images, request.pop("experts"), output=args.out, batch_size=args.batch_size,
                                workers=args.workers, chunk_size=args.chunk_size, max_side=args.max_side,

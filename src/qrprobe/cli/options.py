@@ -160,16 +160,61 @@ def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = T
                         help="replace an existing output that qrprobe wrote earlier")
 
 
-def check_output(args: argparse.Namespace, *, file: bool = False) -> Path:
-    """``-o`` before any work: an existing, non-empty output needs ``--overwrite``."""
+#: What the first bytes of a file qrprobe wrote hold, per kind of file output (``check_output(file=KIND)``).
+FILE_MARKERS = {"report": b'<meta name="generator" content="qrprobe',
+                "study-template": (b"# A qrprobe study", b"# The paper's study")}
+
+
+def check_output(args: argparse.Namespace, *, file: str | None = None, kind: str | None = None,
+                 inputs: dict[str, Any] | None = None, images: str | None = None) -> Path:
+    """``-o`` before any work.
+
+    The output must not be an input or hold one (``inputs``), nor lie in the image folder (``images``). An
+    existing, non-empty output needs ``--overwrite``, which replaces only what qrprobe wrote: a directory
+    artifact of ``kind`` (``qrprobe._atomic.ARTIFACT_MARKERS``), or for a file output (``file``, a key of
+    :data:`FILE_MARKERS`) a file whose first bytes show that qrprobe wrote it.
+    """
+    from .._atomic import check_not_an_input, check_replaceable, check_writable
     from ..errors import QRProbeInputError
 
     out = Path(args.out)
-    if file and out.is_dir():
+    check_not_an_input(out, inputs or {}, images=images, what="--out")
+    if file is None:
+        check_replaceable(out, args.overwrite, kind, "--out")
+        check_writable(out)
+        return out
+    if out.is_dir():
         raise QRProbeInputError(f"--out {str(out)!r} is a directory; give the path of a file")
-    if out.exists() and not args.overwrite and (file or not out.is_dir() or any(out.iterdir())):
-        raise QRProbeInputError(f"--out {str(out)!r} already exists and is not empty (pass --overwrite)")
+    if out.exists() or out.is_symlink():
+        if not args.overwrite:
+            raise QRProbeInputError(f"--out {str(out)!r} already exists (pass --overwrite to replace it)")
+        if out.is_symlink() or not out.is_file() or not _starts_with_marker(out, FILE_MARKERS[file]):
+            raise QRProbeInputError(f"--out {str(out)!r} was not written by qrprobe; --overwrite replaces only a "
+                                    f"{file.replace('-', ' ')} file that qrprobe wrote — choose another path")
+    check_writable(out)
     return out
+
+
+def _starts_with_marker(path: Path, markers: bytes | tuple[bytes, ...]) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        return any(m in head for m in ((markers,) if isinstance(markers, bytes) else markers))
+    except OSError:
+        return False
+
+
+def at_least(low: int):
+    """An argparse type: an integer ≥ ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer ≥ {low}, got {value}")
+        return value
+    return parse
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -232,5 +277,5 @@ def ray_options_from_args(args: argparse.Namespace):
 
 
 __all__ = ["add_backend", "add_concept_arguments", "add_config_arguments", "add_deprecated_flag", "add_device",
-           "add_output", "add_protocol_arguments", "add_quiet", "check_output", "config_from_args", "flag", "int_list",
-           "name_list", "protocol_from_args", "ray_options_from_args"]
+           "add_output", "add_protocol_arguments", "add_quiet", "at_least", "check_output", "config_from_args", "flag",
+           "int_list", "name_list", "protocol_from_args", "ray_options_from_args"]

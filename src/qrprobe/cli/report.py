@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._atomic import check_not_an_input
 from ..errors import QRProbeInputError
 from .options import add_output, check_output
 
@@ -46,7 +47,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..report.build import build_report
 
-    out = check_output(args, file=True)
+    out = check_output(args, file="report", inputs={"INPUT": args.inputs, "--external": args.external})
+    if args.figures_dir:
+        check_not_an_input(args.figures_dir, {"INPUT": args.inputs, "--external": args.external},
+                           what="--figures-dir")
     if args.external_columns and not args.external:
         raise QRProbeInputError("--external-column needs --external CSV")
     if args.pairs < 0:

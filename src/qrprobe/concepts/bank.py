@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._atomic import atomic_directory
+from .._files import reading
 from .._versions import library_versions
 from ..errors import QRProbeInputError
 
@@ -277,13 +278,21 @@ class ConceptBank:
 
     # ------------------------------------------------------------------ checks
     def check_usable(self) -> None:
-        """Raise unless the bank can train a probe: at least one concept and at least one 1."""
+        """Raise unless the bank can train a probe: at least one concept that some images show and others do
+        not (a concept present in every image, or in none, cannot inform it)."""
         if self.n_concepts == 0:
             raise QRProbeInputError("the concept matrix has no concepts (0 columns)")
         if self.n_images == 0:
             raise QRProbeInputError("the concept matrix has no images (0 rows)")
         if self.matrix.nnz == 0:
             raise QRProbeInputError("the concept matrix is all zeros: no image shows any concept")
+        counts = np.asarray(self.matrix.getnnz(axis=0)).ravel()
+        if np.all((counts == 0) | (counts == self.n_images)):
+            always = [n for n, c in zip(self.display_names(), counts, strict=True) if c == self.n_images]
+            raise QRProbeInputError(
+                f"no concept varies across the {self.n_images} images: {len(always)} of the {self.n_concepts} "
+                f"concepts are present in every image (e.g. {always[:3]}) and the others in none, so a probe "
+                "can learn nothing from them; use concepts that some images show and others do not")
 
     def content_hash(self) -> str:
         """SHA-256 of the matrix, the concept table and the ids (hex, first 16 characters)."""
@@ -310,7 +319,7 @@ class ConceptBank:
             "versions": library_versions(),
             "info": self.info,
         }
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
             sp.save_npz(tmp / "matrix.npz", self.matrix, compressed=True)
             self.concepts.to_parquet(tmp / "concepts.parquet", index=False)
             if self.image_ids is not None:
@@ -326,19 +335,24 @@ class ConceptBank:
         manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
             raise QRProbeInputError(f"{str(path)!r} is not a concept bank directory (no manifest.json)")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != FORMAT:
-            raise QRProbeInputError(
-                f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        with reading(manifest_path, "a concept bank's manifest"):
+            manifest = json.loads(manifest_path.read_text())
+            fmt = manifest.get("format")
+        if fmt != FORMAT:
+            raise QRProbeInputError(f"{manifest_path}: format {fmt!r}, expected {FORMAT!r}")
         for name in ("matrix.npz", "concepts.parquet"):
             if not (path / name).is_file():
                 raise QRProbeInputError(f"concept bank {str(path)!r} is incomplete: {name} is missing")
-        matrix = sp.load_npz(path / "matrix.npz")
-        concepts = pd.read_parquet(path / "concepts.parquet")
+        with reading(path / "matrix.npz", "a sparse concept matrix"):
+            matrix = sp.load_npz(path / "matrix.npz")
+        with reading(path / "concepts.parquet", "a concept table"):
+            concepts = pd.read_parquet(path / "concepts.parquet")
         ids = None
         if (path / "index.parquet").is_file():
-            ids = pd.read_parquet(path / "index.parquet")["image_id"].astype(str).to_numpy(dtype=object)
-        return cls(matrix, concepts, ids, manifest.get("info", {}))
+            with reading(path / "index.parquet", "an image index with an image_id column"):
+                ids = pd.read_parquet(path / "index.parquet")["image_id"].astype(str).to_numpy(dtype=object)
+        info = manifest.get("info", {})
+        return cls(matrix, concepts, ids, info if isinstance(info, dict) else {})
 
     def __repr__(self) -> str:
         return (f"ConceptBank({self.n_images} images x {self.n_concepts} concepts, nnz={self.matrix.nnz}, "

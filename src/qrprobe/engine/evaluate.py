@@ -19,6 +19,7 @@ from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings
 from ..results import Result, summarize
 from .config import ProtocolConfig
+from .degenerate import result_flags, warning_messages
 from .protocol import FeaturesLike, Inputs, ProbeOutcome, Quantization, prepare_inputs, probe_all, quantize
 
 ConceptsLike = ConceptBank | str | os.PathLike
@@ -94,7 +95,9 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
             sc = outcome.scores
             print(f"clustering {r + 1}/{cfg.clusterings} (seed {s}): NMI {sc['nmi']:.2f}  "
                   f"top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits", file=sys.stderr, flush=True)
-    warnings = provenance_warnings(bank, feats.provenance)
+    flags = result_flags(quant.labels, cfg.k, per, [len(np.unique(quant.labels[r][o.split.test]))
+                                                    for r, o in enumerate(outcomes)], bank)
+    warnings = provenance_warnings(bank, feats.provenance) + warning_messages(flags)
     notes = provenance_notes(bank)
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -107,7 +110,8 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
                 "concepts": {"source": bank.info.get("source"), "n_concepts": bank.n_concepts,
                              "groups": bank.groups, "nnz": int(bank.matrix.nnz),
                              "content_hash": bank.content_hash()},
-                "matched_by": inputs.matched_by, "warnings": warnings, "notes": notes},
+                "matched_by": inputs.matched_by, "warnings": warnings, "notes": notes,
+                "flags": [f.to_dict() for f in flags]},
         image_ids=feats.image_ids, paths=feats.paths, concepts=bank.concepts.copy(),
         standardizer={"mean": quant.mean, "scale": quant.scale},
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._files import reading
 from ..concepts.bank import DEFAULT_GROUP, ConceptBank, read_table
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
@@ -85,10 +86,8 @@ def load_features(source: str | os.PathLike | np.ndarray | FeatureStore) -> Feat
         if path.is_dir():
             store = FeatureStore.open(path)
         elif path.suffix == ".npy":
-            try:
+            with reading(path, "FEATURES, a .npy array (images x dimensions)"):
                 array = np.load(path, mmap_mode="r", allow_pickle=False)
-            except ValueError as exc:
-                raise QRProbeInputError(f"FEATURES {str(path)!r}: not a readable .npy array ({exc})") from exc
             return Features(_check_2d(array, f"FEATURES {str(path)!r}"), None, None,
                             {"kind": "npy", "path": str(path)})
         else:
@@ -102,11 +101,30 @@ def load_features(source: str | os.PathLike | np.ndarray | FeatureStore) -> Feat
 def _check_2d(array: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 2:
         raise QRProbeInputError(f"{what}: expected a 2-D array (images x dimensions), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise QRProbeInputError(f"{what}: expected numbers, got dtype {array.dtype}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise QRProbeInputError(f"{what}: expected real numbers, got dtype {array.dtype}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise QRProbeInputError(f"{what}: empty array of shape {array.shape}")
+    if array.dtype.itemsize > 4 and np.issubdtype(array.dtype, np.floating):
+        _check_magnitude(array, what)
     return array
+
+
+#: Larger values overflow the float64 sums of squares of the standardization (the largest float64 is 1.8e308).
+MAX_MAGNITUDE = 1e150
+
+
+def _check_magnitude(array: np.ndarray, what: str, rows: int = 65536) -> None:
+    """Refuse float64 features too large to standardize (their squares overflow), block by block. Smaller
+    float types cannot hold such values."""
+    for start in range(0, array.shape[0], rows):
+        block = np.abs(np.asarray(array[start:start + rows]))
+        with np.errstate(invalid="ignore"):
+            big = block > MAX_MAGNITUDE
+        if big.any():
+            row, col = np.argwhere(big)[0]
+            raise QRProbeInputError(f"{what}: value {array[start + row, col]:.3g} at row {start + row}, column {col} "
+                                    f"is too large to standardize (|x| > {MAX_MAGNITUDE:g}); rescale the features")
 
 
 def read_concept_names(path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -144,10 +162,8 @@ def load_concepts(source: str | os.PathLike | ConceptBank, *, concept_names: str
         if concept_names is None:
             raise QRProbeInputError(
                 f"CONCEPTS {str(path)!r} is a dense matrix: pass --concept-names FILE (one 'group<TAB>name' a line)")
-        try:
+        with reading(path, "CONCEPTS, a .npy 0/1 matrix (images x concepts)"):
             matrix = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise QRProbeInputError(f"CONCEPTS {str(path)!r}: not a readable .npy array ({exc})") from exc
         if matrix.ndim != 2:
             raise QRProbeInputError(f"CONCEPTS {str(path)!r}: expected a 2-D 0/1 matrix, got shape {matrix.shape}")
         names, groups = read_concept_names(concept_names)

@@ -23,6 +23,7 @@ from ..features.store import FeatureStore
 from ..metrics import score_predictions
 from ..results import summarize
 from .config import ProbeConfig, ProtocolConfig
+from .degenerate import check_quantization
 from .inputs import Features, align, load_features
 from .probe import ReverseProbe
 from .quantize import KMeansResult, check_finite, fit_clusterings
@@ -93,6 +94,7 @@ def quantize(features: Features, config: ProtocolConfig, progress: bool = False)
         device=config.device, progress=progress, precision=config.kmeans_precision)
     labels = np.stack([np.asarray(km.labels, dtype=np.int64) for km in runs])
     scale = np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_)
+    check_quantization(labels, scale, seeds)  # a single cluster: refused before any probe is trained
     return Quantization(labels, runs, seeds, standardizer.mean_, scale, features, config)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._network import hub_download_mode
 from ..device import resolve_device
 from ..errors import QRProbeInputError, require
 from ._torch import preprocess_batch, torch_module
@@ -144,14 +145,16 @@ class ClipExpert(Expert):
             if self.weights is not None and not os.path.isfile(self.weights):
                 raise QRProbeInputError(f"expert {self.name!r}: weights file {self.weights!r} not found")
             pretrained = self.weights or (None if self.pretrained == "random" else self.pretrained)
+            offline = hub_download_mode() if pretrained and not self.weights else None
             try:
                 model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
             except Exception as exc:
-                first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+                why = (f"offline: {offline}, and not in the local cache" if offline else
+                       f"{type(exc).__name__}: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}")
                 source = f"the checkpoint {self.weights!r}" if self.weights else f"pretrained={self.pretrained!r}"
                 raise QRProbeInputError(
-                    f"expert {self.name!r}: cannot load CLIP {arch} with {source} ({type(exc).__name__}: "
-                    f"{first}); without internet pass a local open_clip checkpoint with --weights "
+                    f"expert {self.name!r}: cannot load CLIP {arch} with {source} ({why}); without internet pass "
+                    "a local open_clip checkpoint with --weights "
                     f"{self.name}=PATH") from None
             self.device = str(resolve_device(self.device))
             model = model.eval().to(self.device)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .._atomic import ChunkedWorkDir, atomic_directory
+from .._atomic import ChunkedWorkDir, atomic_directory, check_replaceable
+from ..concepts.bank import FORMAT as BANK_FORMAT
 from ..concepts.bank import ConceptBank
 from ..errors import ParameterError, QRProbeInputError
 from ..images import open_images
@@ -81,15 +82,15 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     -------
     LabelResult with the :class:`~qrprobe.concepts.bank.ConceptBank` and a :class:`LabelReport`.
     """
-    if batch_size < 1 or chunk_size < 1 or workers < 1:
-        raise QRProbeInputError("batch_size, chunk_size and workers must be positive")
+    for name, value, low in (("batch_size", batch_size, 1), ("chunk_size", chunk_size, 1), ("workers", workers, 1),
+                             ("max_side", max_side, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ParameterError(name, f"expected an integer ≥ {low}, got {value!r}")
     if backend not in BACKENDS:
         raise ParameterError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     output = None if output is None else Path(output)
-    if (output is not None and output.exists() and not overwrite and not (output / "manifest.json").is_file()
-            and (not output.is_dir() or any(output.iterdir()))):
-        raise QRProbeInputError(f"output directory {str(output)!r} already exists and is not empty "
-                                "(choose another path or pass --overwrite)")
+    if output is not None and not (overwrite is False and (output / "manifest.json").is_file()):
+        check_replaceable(output, overwrite, BANK_FORMAT.split("/")[0], "output directory")
     source = open_images(images, image_ids, labels)
     if limit is not None:
         if limit < 1:
@@ -177,7 +178,7 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     bank.info = bank_info(source, built, report)
     bank.info["config_key"] = key
     if output is not None:
-        with atomic_directory(output, overwrite=overwrite) as tmp:
+        with atomic_directory(output, overwrite=overwrite, kind=BANK_FORMAT.split("/")[0]) as tmp:
             bank.save(tmp, overwrite=True)
             if save_scores:
                 (tmp / "scores").mkdir()

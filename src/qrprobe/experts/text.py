@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from .._network import disable_onnxruntime_telemetry
 from ..errors import MissingExtraError, QRProbeInputError, require
 from .base import Expert, ExpertOutput
 
@@ -43,6 +44,7 @@ def rapidocr_model_path(filename: str) -> str:
 def onnx_session(path: str, threads: int | None):
     """An onnxruntime CPU session with a bounded number of threads."""
     ort = require("onnxruntime", "experts", "ONNX experts")
+    disable_onnxruntime_telemetry(ort)
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or min(4, os.cpu_count() or 1))
     options.inter_op_num_threads = 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._network import url_offline_reason
 from ..errors import QRProbeInputError
 
 
@@ -61,6 +62,10 @@ def resolve_weights(expert: str, weights: str | os.PathLike | None, *, url: str 
 def _download(url: str, target: Path, expert: str, what: str, how: str) -> Path:
     import torch.hub
 
+    offline = url_offline_reason(url)
+    if offline is not None:
+        raise QRProbeInputError(f"expert {expert!r} needs {what} ({url}); offline: {offline} — download the file "
+                                f"elsewhere and pass it with {how}")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import check_replaceable
 from .._versions import library_versions
 from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
@@ -123,6 +124,10 @@ class _PlanSampler:
         return len(self.plan)
 
 
+def _first_rejected(source: ImageSource) -> str:
+    return "; ".join(f"{r['image_id']}: {r['reason']}" for r in source.rejected[:3])
+
+
 def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None = None,
                    weights: str | None = None, pretrained: bool = True, strict_weights: bool = False,
                    batch_size: int | None = None, device: str = "auto", dtype: str = DEFAULT_DTYPE,
@@ -137,8 +142,10 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
 
     if dtype not in ("float16", "float32"):
         raise QRProbeInputError(f"--dtype must be float16 or float32, got {dtype!r}")
-    if (batch_size is not None and batch_size < 1) or chunk_size < 1:
-        raise QRProbeInputError("--batch-size and --chunk-size must be positive")
+    for name, value, low in (("batch_size", batch_size, 1), ("chunk_size", chunk_size, 1), ("workers", workers, 0),
+                             ("image_size", image_size, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ParameterError(name, f"expected an integer ≥ {low}, got {value!r}")
     if backend not in BACKENDS:
         raise ParameterError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     out = Path(out)
@@ -148,6 +155,9 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
             raise ParameterError("limit", f"expected a positive number of images, got {limit!r}")
         source = source.select(np.arange(min(limit, len(source))))
     n = len(source)
+    if n == 0:
+        raise QRProbeInputError(f"IMAGES {str(images)!r}: the collection holds no images"
+                                + (f" ({_first_rejected(source)})" if source.rejected else ""))
     n_chunks = max(1, math.ceil(n / chunk_size))
     if isinstance(model, Representation):
         factory = GivenRepresentation(model)
@@ -177,9 +187,11 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         stats.n_skipped = len(stats.skipped)
         return store, stats
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        what = "a feature store made with another configuration" if existing else "not an empty directory"
+        same_kind = isinstance(existing, dict) and existing.get("format") == FORMAT
+        what = "a feature store made with another configuration" if same_kind else "not an empty directory"
         raise QRProbeInputError(f"-o {str(out)!r}: already exists and is {what}; "
                                 "choose another path or pass --overwrite")
+    check_replaceable(out, overwrite, FORMAT.split("/")[0], "-o")
 
     rep = factory()  # on the driver: its dimension, preprocessing and description make the manifest
     if backend == "local":
@@ -223,6 +235,11 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         if bar is not None:
             bar.close()
         stats.seconds = time.perf_counter() - start
+    if not any(writer.chunks[c]["rows"] for c in range(n_chunks)):  # a store of 0 rows is no store
+        failed = [s for c in range(n_chunks) for s in writer.chunks[c].get("skipped", [])]
+        writer.abandon()
+        first = "; ".join(f"{s['image_id']}: {s['reason']}" for s in failed[:3])
+        raise QRProbeInputError(f"IMAGES {str(images)!r}: none of the {n} images could be read or encoded ({first})")
     versions = library_versions(_FEATURE_PACKAGES)
     store = writer.finish(n_chunks=n_chunks, overwrite=overwrite, rejected=source.rejected,
                           extra={"versions": versions})

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import ChunkedWorkDir, atomic_directory, atomic_write_text
+from .._files import member, reading
 from .._versions import library_versions
 from ..errors import QRProbeInputError
 
@@ -63,23 +64,35 @@ class FeatureStore:
         mpath = path / "manifest.json"
         if not mpath.is_file():
             raise QRProbeInputError(f"{str(path)!r} is not a feature store (no manifest.json)")
-        manifest = json.loads(mpath.read_text())
-        if manifest.get("format") != FORMAT:
-            raise QRProbeInputError(f"{mpath}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        with reading(mpath, "a feature store's manifest"):
+            manifest = json.loads(mpath.read_text())
+            fmt = manifest.get("format")
+        if fmt != FORMAT:
+            raise QRProbeInputError(f"{mpath}: format {fmt!r}, expected {FORMAT!r}")
         if not manifest.get("complete", True):
             raise QRProbeInputError(f"feature store {str(path)!r} is incomplete (extraction did not finish)")
         if not (path / "index.parquet").is_file():
             raise QRProbeInputError(f"feature store {str(path)!r} is incomplete: index.parquet is missing")
-        index = pd.read_parquet(path / "index.parquet")
-        for shard in manifest["shards"]:
-            if not (path / shard["file"]).is_file():
-                raise QRProbeInputError(f"feature store {str(path)!r} is incomplete: {shard['file']} is missing")
-        n = int(manifest["n"])
+        with reading(mpath, "a feature store's manifest (n, dim, dtype, shards)"):
+            n, dim, shards = int(manifest["n"]), int(manifest["dim"]), list(manifest["shards"])
+            files = [(member(path, s["file"], "feature store"), int(s["rows"])) for s in shards]
+        for file, rows in files:
+            if not file.is_file():
+                raise QRProbeInputError(f"feature store {str(path)!r} is incomplete: {file.name} is missing")
+            with reading(file, "a feature shard (.npy)"):
+                shape = np.load(file, mmap_mode="r", allow_pickle=False).shape
+            if shape != (rows, dim):
+                raise QRProbeInputError(f"{file}: shape {shape}, the manifest says ({rows}, {dim})")
+        if sum(rows for _, rows in files) != n:
+            raise QRProbeInputError(f"{mpath}: the shards hold {sum(r for _, r in files)} rows, n={n}")
+        with reading(path / "index.parquet", "an image index with an image_id column"):
+            index = pd.read_parquet(path / "index.parquet")
+            ids = index["image_id"].astype(str).to_numpy(dtype=object)
         if len(index) != n:
             raise QRProbeInputError(f"{path / 'index.parquet'}: {len(index)} rows, manifest says n={n}")
         paths = index["path"].astype(str).to_numpy(dtype=object) if "path" in index else np.full(n, "", object)
         labels = index["label"].astype(str).to_numpy(dtype=object) if "label" in index else None
-        return cls(path, manifest, index["image_id"].astype(str).to_numpy(dtype=object), paths, labels)
+        return cls(path, manifest, ids, paths, labels)
 
     @property
     def n(self) -> int:
@@ -96,7 +109,7 @@ class FeatureStore:
     def iter_shards(self) -> Iterator[np.ndarray]:
         """Yield each shard as a read-only memory map, shape (rows, dim)."""
         for shard in self.manifest["shards"]:
-            yield np.load(self.path / shard["file"], mmap_mode="r")
+            yield np.load(member(self.path, shard["file"], "feature store"), mmap_mode="r", allow_pickle=False)
 
     def load(self, dtype: str | np.dtype = np.float32) -> np.ndarray:
         """Return all features as one in-memory array, shape (N, dim), in ``dtype``."""
@@ -144,7 +157,7 @@ def write_feature_store(
     paths = [""] * n if paths is None else [str(p) for p in paths]
     h = hashlib.sha256()
     shards = []
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
         for i, start in enumerate(range(0, max(n, 1), shard_rows)):
             block = np.ascontiguousarray(features[start:start + shard_rows], dtype=dtype)
             name = SHARD_PATTERN.format(i)
@@ -177,9 +190,10 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
     """The parsed ``manifest.json`` of a directory, or None when it has none (or an unreadable one)."""
     mpath = Path(path) / "manifest.json"
     try:
-        return json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 class FeatureStoreWriter:
@@ -274,7 +288,7 @@ class FeatureStoreWriter:
                     "content_hash": h.hexdigest()[:16], "versions": library_versions(),
                     "n_skipped": len(skipped), "skipped": skipped, **(extra or {})}
         atomic_write_text(self.work / "manifest.json", json.dumps(manifest, indent=2, default=str))
-        self._work.move_into_place(overwrite=overwrite)
+        self._work.move_into_place(overwrite=overwrite, kind=FORMAT.split("/")[0])
         return FeatureStore.open(self.final)
 
     def abandon(self) -> None:

@@ -106,6 +106,10 @@ def _read_list_rows(list_path: Path) -> list[tuple[int, list[str]]]:
         header = [c.lower() for c in parsed[0][1]]
         path_col = next((header.index(c) for c in _PATH_COLUMNS if c in header), None)
         if path_col is None:
+            if set(header) & {*_ID_COLUMNS, *_LABEL_COLUMNS}:  # a header, but without the paths
+                raise QRProbeInputError(
+                    f"{list_path}:{parsed[0][0]}: the header ({', '.join(parsed[0][1])}) has no path column; "
+                    f"name the column of image paths one of {', '.join(_PATH_COLUMNS)}")
             return parsed
         id_col = next((header.index(c) for c in _ID_COLUMNS if c in header), None)
         label_col = next((header.index(c) for c in _LABEL_COLUMNS if c in header), None)

@@ -20,11 +20,17 @@ import pandas as pd
 from ..analysis.compare import compare_results, fit_line, read_external
 from ..analysis.explain import explain_result
 from ..analysis.ksweep import k_sweep_table
-from ..errors import QRProbeInputError
+from ..errors import ParameterError, QRProbeInputError
 from ..results import Result
 from .html import export_sections, write_html
 from .section import Section
-from .sections import comparison_section, configuration_section, explanation_section, ksweep_section
+from .sections import (
+    comparison_section,
+    configuration_section,
+    explanation_section,
+    flagged_names,
+    ksweep_section,
+)
 
 
 def load_report_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Result], list[str], list[Section]]:
@@ -71,6 +77,14 @@ def _has_arrays(result: Result) -> bool:
     return all(getattr(result, n) is not None for n in ("clusterings", "splits", "predictions", "coef", "concepts"))
 
 
+def check_external_matched(table: pd.DataFrame, columns: Sequence[str], keys: Sequence[str]) -> None:
+    """Refuse an external table none of whose rows names a compared model (every external value would be
+    empty): ``table`` is the comparison with the external ``columns`` joined, ``keys`` the models' names."""
+    if columns and table[list(columns)].isna().all(axis=None):
+        raise ParameterError("external", f"no row of the table names a compared model ({', '.join(map(str, keys))}); "
+                             "its 'model' column must hold these names")
+
+
 def result_sections(results: Sequence[Result], names: Sequence[str], *, external: pd.DataFrame | None = None,
                     external_columns: Sequence[str] | None = None, explain_pairs: int = 4, sort_by: str = "nmi",
                     thumbnail_size: int = 96) -> list[Section]:
@@ -87,6 +101,7 @@ def result_sections(results: Sequence[Result], names: Sequence[str], *, external
                                 sort_by=sort_by)
         extra = [c for c in table.columns if c not in compare_results(results, names).columns]
         if extra:
+            check_external_matched(table, extra, keys)
             x_column = extra[0]
             fit = fit_line(table, x_column, "top1_mean")
             unmatched = table.loc[table[extra].isna().all(axis=1), "model"].tolist()
@@ -95,7 +110,8 @@ def result_sections(results: Sequence[Result], names: Sequence[str], *, external
                              "table's model column).")
     else:
         table = compare_results(results, names, sort_by=sort_by)
-    sections.append(comparison_section(table, fit=fit, x_column=x_column, notes=notes, sort_by=sort_by))
+    sections.append(comparison_section(table, fit=fit, x_column=x_column, notes=notes, sort_by=sort_by,
+                                       flagged=flagged_names(results, names)))
 
     sweep = k_sweep_table(results, _curve_labels(results, keys))
     sweep = sweep.drop_duplicates(["model", "k"]).reset_index(drop=True)  # the same run given twice

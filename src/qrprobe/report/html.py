@@ -102,7 +102,7 @@ def export_sections(sections: Sequence[Section], directory: str | os.PathLike) -
     if directory.exists() and not ours and (not directory.is_dir() or any(directory.iterdir())):
         raise QRProbeInputError(f"--figures-dir {str(directory)!r} exists and is not empty (and was not made by "
                                 "qrprobe report); choose another directory")
-    with atomic_directory(directory, overwrite=True) as tmp:
+    with atomic_directory(directory, overwrite=True, kind="qrprobe.figures") as tmp:
         (tmp / _MARKER).write_text("written by qrprobe report\n")
         for i, section in enumerate(sections, 1):
             sub = tmp / f"{i:02d}-{slugify(section.kind)}"

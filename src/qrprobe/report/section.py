@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._atomic import atomic_directory
+from .._files import member, reading
 from .._versions import library_versions
 from ..errors import QRProbeInputError
 from .tables import Table, slugify
@@ -145,7 +146,7 @@ class Section:
 
         ``extra(tmp)`` may add files (e.g. arrays, Result sub-directories) before the rename.
         """
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind=FORMAT.split("/")[0]) as tmp:
             self.write_files(tmp)
             if extra is not None:
                 extra(tmp)
@@ -164,14 +165,23 @@ class Section:
             data = json.loads(spath.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise QRProbeInputError(f"{spath}: not valid JSON ({exc})") from exc
-        if data.get("format") != FORMAT:
-            raise QRProbeInputError(f"{spath}: format {data.get('format')!r}, expected {FORMAT!r}")
+        fmt = data.get("format") if isinstance(data, dict) else None
+        if fmt != FORMAT:
+            raise QRProbeInputError(f"{spath}: format {fmt!r}, expected {FORMAT!r}")
+        with reading(spath, "an analysis directory (section.json)"):
+            return cls._from_dict(path, data)
+
+    @classmethod
+    def _from_dict(cls, path: Path, data: dict) -> Section:
+        def file(folder: str, name: object, suffix: str) -> Path:  # never outside the directory
+            return member(path / folder, f"{name}{suffix}", "analysis directory")
+
         blocks = []
         for b in data.get("blocks", []):
-            tables = [Table.load(path / "tables" / f"{name}.json") for name in b.get("tables", [])]
+            tables = [Table.load(file("tables", name, ".json")) for name in b.get("tables", [])]
             figures = []
             for f in b.get("figures", []):
-                png = path / "figures" / f"{f['name']}.png"
+                png = file("figures", f["name"], ".png")
                 if not png.is_file():
                     raise QRProbeInputError(f"analysis directory {str(path)!r} is incomplete: {png.name} missing")
                 pdf = png.with_suffix(".pdf")
@@ -181,7 +191,7 @@ class Section:
             for r in b.get("thumbnail_rows", []):
                 thumbs = []
                 for t in r.get("thumbnails", []):
-                    jpg = path / "thumbnails" / f"{t['name']}.jpg" if t.get("name") else None
+                    jpg = file("thumbnails", t["name"], ".jpg") if t.get("name") else None
                     thumbs.append(Thumbnail(t.get("label", ""), jpg.read_bytes() if jpg and jpg.is_file()
                                             else None, t.get("name", "")))
                 rows.append(ThumbnailRow(r.get("caption", ""), thumbs, r.get("colour", "")))

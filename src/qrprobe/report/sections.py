@@ -29,9 +29,24 @@ def _metric_columns(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> list
 _METRIC_NAMES = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": "MI (bits)"}
 
 
+FLAG_MARK = "⚠"
+
+
+def flagged_names(results: Sequence[Result], names: Sequence[str]) -> list[str]:
+    """The names of the results with warning flags (``inputs.flags``: a degenerate clustering, an unreliable
+    test split, a negative MI estimate ...; see ``qrprobe.engine.degenerate``)."""
+    return [n for r, n in zip(results, names, strict=True)
+            if any(f.get("level") == "warning" for f in r.inputs.get("flags", []))]
+
+
 def comparison_section(table: pd.DataFrame, *, fit=None, x_column: str | None = None,
-                       notes: Sequence[str] = (), sort_by: str = "nmi") -> Section:
-    """Ranked comparison (``compare_results`` output) and, with ``fit`` (a LineFit), the Fig. 3 scatter."""
+                       notes: Sequence[str] = (), sort_by: str = "nmi", flagged: Sequence[str] = ()) -> Section:
+    """Ranked comparison (``compare_results`` output) and, with ``fit`` (a LineFit), the Fig. 3 scatter.
+    Rows of ``flagged`` models are marked, with a note saying why (their warnings are among ``notes``)."""
+    if flagged:
+        table = table.assign(model=[f"{m} {FLAG_MARK}" if m in set(flagged) else m for m in table["model"]])
+        notes = [f"{FLAG_MARK} marks results whose scores are degenerate or unreliable; the warnings below say "
+                 "why.", *notes]
     block = Block(tables=[Table("comparison", table, "Model comparison",
                                 "Reverse-probing scores, mean ± std over clusterings (test split; NMI, AMI, "
                                 f"top-1 and mAP ×100, MI in bits), ranked by {_METRIC_NAMES.get(sort_by, sort_by)}.")])

@@ -215,7 +215,9 @@ def study_from_dict(value: dict, locations: dict, base_dir: Path) -> StudyConfig
     """Validate a plain mapping (e.g. the built-in demo's) as a :class:`StudyConfig`."""
     value, locations = _upgrade_explain(value, locations)
     study = build(StudyConfig, value, locations, base_dir)
-    problems = _semantic_problems(study)
+    from .checks import work_problems
+
+    problems = _semantic_problems(study) + work_problems(study, locations)
     if problems:
         where = next(iter(locations.values()), "config").rsplit(":", 2)[0]
         raise QRProbeInputError(f"invalid study config {where}:\n  " + "\n  ".join(problems))

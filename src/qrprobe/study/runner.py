@@ -17,20 +17,21 @@ its own resumable work folder), so running the same command again picks up where
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_write_text, check_writable, clean_stale_in
 from ..errors import QRProbeInputError
 from ..results import Result, markdown_table
 from .analyses import StudyState, analyses_stage
 from .cache import slug, stage_key
+from .checks import RESOLVED, check_layout
 from .config import StudyConfig
-from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage
+from .lock import study_lock
+from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage, remove_orphans
 
 STAGES = ("extract", "label", "evaluate", "analyses", "report")
 
@@ -91,15 +92,26 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     item of these raises :class:`~qrprobe.study.stages.StageMissing` instead of being computed.
     """
     out = Path(output) if output is not None else default_output(None, study)
+    check_layout(study, out)
+    check_writable(out / RESOLVED)
+    with study_lock(out):
+        return _run_locked(study, out, force, progress, echo, reuse_only)
+
+
+def _run_locked(study: StudyConfig, out: Path, force: Sequence[str], progress: bool,
+                echo: Callable[[str], None] | None, reuse_only: Collection[str]) -> StudyOutcome:
+    for folder in (out, *(out / sub for sub in ("features", "concepts", "results", "analyses"))):
+        clean_stale_in(folder)  # temporaries of a killed run
     images = ImageSet.open(study.images.source, study.images.labels)
     outcome = StudyOutcome(out)
     ctx = study_context(study, out, outcome, images, force=force, progress=progress, echo=echo,
                         reuse_only=reuse_only)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
+    atomic_write_text(out / RESOLVED, json.dumps(study.to_dict(), indent=2, default=str))
 
     stores = {m.name: extract_stage(ctx, m, images) for m in study.models}
+    remove_orphans(out / "features", ".partial")  # work folders of models the study no longer has
     bank = label_stage(ctx, images)
+    remove_orphans(out / "concepts", ".pass-")  # labelling passes of a killed run whose experts changed
     protocol = study.protocol_config()
     bank_hash = bank.content_hash()  # once: it is part of every downstream stage key
     results = {m.name: evaluate_stage(ctx, m, stores[m.name], bank, bank_hash, protocol) for m in study.models}
@@ -170,9 +182,7 @@ def report_stage(ctx: StageContext, outcome: StudyOutcome) -> Path:
     if study.notes:
         _notes_section(study, out)
     inputs, key = _report_key(study, outcome, out)
-    figures = out / "report"
-    if figures.exists():
-        shutil.rmtree(figures)
+    figures = out / "report"  # replaced atomically by the export (only when an earlier export made it)
     build_report(inputs, html, external=_external(study), figures_dir=figures,
                  title=study.report.title or f"qrprobe study: {study.name}", explain_pairs=study.report.pairs,
                  sort_by=study.report.sort_by)

@@ -77,6 +77,15 @@ class StageContext:
             raise StageMissing(stage, item, path)
 
 
+def remove_orphans(folder: Path, marker: str) -> None:
+    """Remove the hidden work folders of ``folder`` whose name contains ``marker`` (``.partial``, ``.pass-``):
+    once a stage is complete, any left is the work of a killed run for items the study no longer has."""
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(".") and marker in entry.name and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> FeatureStore:
     """The feature store of ``model`` on ``images`` (computed, resumed or reused; or the store the study names)."""
     from ..features.extract import extract
@@ -250,4 +259,4 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
 
 
 __all__ = ["ImageSet", "StageContext", "StageMissing", "evaluate_stage", "expert_paths", "extract_stage",
-           "label_experts", "label_stage", "matched_inputs"]
+           "label_experts", "label_stage", "matched_inputs", "remove_orphans"]

@@ -119,8 +119,8 @@ class AnalysisKind:
 def _compare(inputs: AnalysisInputs, spec: specs.CompareSpec, protocol: ProtocolConfig,
              progress: bool) -> AnalysisOutput:
     from ..analysis.compare import compare_results, fit_line, read_external
-    from ..report.build import display_names
-    from ..report.sections import comparison_section
+    from ..report.build import check_external_matched, display_names
+    from ..report.sections import comparison_section, flagged_names
 
     results = inputs.results
     keys = inputs.result_keys or [r.name for r in results]
@@ -132,10 +132,13 @@ def _compare(inputs: AnalysisInputs, spec: specs.CompareSpec, protocol: Protocol
     fit = x_column = None
     if external is not None:
         extra = [c for c in table.columns if c not in compare_results(results, names).columns]
+        check_external_matched(table, extra, ids)
         if extra:
             x_column = extra[0]
             fit = fit_line(table, x_column, "top1_mean")
-    return AnalysisOutput(comparison_section(table, fit=fit, x_column=x_column))
+    notes = [f"{n}: {w}" for r, n in zip(results, names, strict=True) for w in r.inputs.get("warnings", [])]
+    return AnalysisOutput(comparison_section(table, fit=fit, x_column=x_column, notes=notes,
+                                             flagged=flagged_names(results, names)))
 
 
 def _breakdown(inputs: AnalysisInputs, spec: specs.BreakdownSpec, protocol: ProtocolConfig,

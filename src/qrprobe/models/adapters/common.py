@@ -36,8 +36,13 @@ def tap_or_default(root: nn.Module, layer: str | None, run: Callable[[torch.Tens
     return LayerTap(root, name, run, pooling), layer
 
 
-def hub_error(spec: str, exc: Exception) -> QRProbeInputError:
-    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+def hub_error(spec: str, exc: Exception | None, offline: str | None = None) -> QRProbeInputError:
+    """The error for pretrained weights that could not be had; ``offline``: why downloads are off (the
+    weights were then looked for in the local cache only)."""
+    if offline is not None:
+        why = f"offline: {offline}, and they are not in the local cache"
+    else:
+        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}"
     return QRProbeInputError(
-        f"MODEL {spec}: could not get the pretrained weights ({type(exc).__name__}: {first}). Without "
+        f"MODEL {spec}: could not get the pretrained weights ({why}). Without "
         "internet, pass a local checkpoint with --weights PATH, or --no-pretrained for random weights")

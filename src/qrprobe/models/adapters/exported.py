@@ -13,6 +13,7 @@ import os
 import numpy as np
 import torch
 
+from ..._network import disable_onnxruntime_telemetry
 from ...errors import QRProbeInputError, require
 from ..base import Representation, probe_dim
 from ..checkpoint import file_sha256
@@ -63,6 +64,7 @@ class OnnxEncoder:
     def session(self):
         if self._session is None:
             ort = require("onnxruntime", "onnx", "ONNX models")
+            disable_onnxruntime_telemetry(ort)
             self._session = ort.InferenceSession(self.path, providers=self._providers)
         return self._session
 

@@ -7,9 +7,12 @@ with the usual ImageNet transform.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
+from ..._network import hub_download_mode
 from ...errors import QRProbeInputError, require
 from ..base import Representation, freeze, probe_dim
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess, LibraryPreprocess
@@ -64,14 +67,15 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
           strict_weights: bool = False) -> Representation:
     tr = require("transformers", "hf", f"hf:{name}")
     load_hub = pretrained and weights is None
+    offline = None if os.path.isdir(name) else hub_download_mode()  # even a config comes from the hub
     try:
         if load_hub:
             model = tr.AutoModel.from_pretrained(name)
         else:
             model = tr.AutoModel.from_config(tr.AutoConfig.from_pretrained(name))
     except (OSError, ValueError) as exc:
-        raise hub_error(f"hf:{name}", exc) if load_hub else QRProbeInputError(
-            f"MODEL hf:{name}: cannot read its config ({exc})") from exc
+        raise hub_error(f"hf:{name}", exc, offline) if load_hub else QRProbeInputError(
+            f"MODEL hf:{name}: cannot read its config ({f'offline: {offline}' if offline else exc})") from None
     if hasattr(model, "vision_model"):  # CLIP-like dual encoders: keep the image tower
         model = model.vision_model
     freeze(model)

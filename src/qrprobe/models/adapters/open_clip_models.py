@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..._network import hub_download_mode
 from ...errors import require
 from ..base import Representation, freeze, probe_dim
 from ..layers import LayerTap, PooledOutput
@@ -33,11 +34,12 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     if arch not in oc.list_models():
         raise unknown_name_error("open_clip", arch, oc.list_models())
     load_hub = bool(tag) and pretrained and weights is None
+    offline = hub_download_mode() if load_hub else None
     try:
         model, _, transform = oc.create_model_and_transforms(arch, pretrained=tag if load_hub else None)
     except (OSError, RuntimeError) as exc:
         if load_hub:
-            raise hub_error(f"open_clip:{name}", exc) from exc
+            raise hub_error(f"open_clip:{name}", exc, offline) from None
         raise
     freeze(model)
     visual = model.visual

@@ -3,6 +3,7 @@ average pool of a CNN, the [CLS] token (after the final norm) of a ViT with ``gl
 
 from __future__ import annotations
 
+from ..._network import hub_download_mode
 from ...errors import QRProbeInputError, require
 from ..base import Representation, freeze, probe_dim
 from ..preprocess import LibraryPreprocess
@@ -16,11 +17,12 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
         close = timm.list_models(f"*{name.split('.')[0]}*")[:10]
         raise QRProbeInputError(f"MODEL timm:{name}: unknown timm model" + (f"; similar: {close}" if close else ""))
     load_hub = pretrained and weights is None
+    offline = hub_download_mode() if load_hub else None
     try:
         model = timm.create_model(name, pretrained=load_hub, num_classes=0)
     except (OSError, RuntimeError, ValueError) as exc:
         if load_hub:
-            raise hub_error(f"timm:{name}", exc) from exc
+            raise hub_error(f"timm:{name}", exc, offline) from None
         raise
     freeze(model)
     info = {"adapter": "timm", "architecture": name,

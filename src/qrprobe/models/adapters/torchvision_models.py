@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..._network import url_offline_reason
 from ...errors import require
 from ..base import Representation, freeze, probe_dim
 from ..layers import PooledOutput
@@ -24,6 +25,15 @@ def _remove_last_linear(model: nn.Module) -> str:
     return name
 
 
+def _cached(url: str) -> bool:
+    """Whether torch.hub already holds the file of ``url`` (where ``load_state_dict_from_url`` looks)."""
+    import os
+
+    import torch.hub
+
+    return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)))
+
+
 def build(name: str, *, layer: str | None = None, pretrained: bool = True, weights: str | None = None,
           strict_weights: bool = False) -> Representation:
     tv = require("torchvision", "vision", f"torchvision:{name}")
@@ -35,11 +45,15 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     except (ValueError, AttributeError):
         weight_enum = None
     load_hub = pretrained and weights is None and weight_enum is not None
+    if load_hub and not _cached(weight_enum.url):
+        offline = url_offline_reason(weight_enum.url)
+        if offline is not None:
+            raise hub_error(f"torchvision:{name}", None, offline)
     try:
         model = tv.models.get_model(name, weights=weight_enum if load_hub else None)
     except (OSError, RuntimeError) as exc:
         if load_hub:
-            raise hub_error(f"torchvision:{name}", exc) from exc
+            raise hub_error(f"torchvision:{name}", exc) from None
         raise
     freeze(model)
     info = {"adapter": "torchvision", "architecture": name,

@@ -1,0 +1,171 @@
+"""Degenerate results: numbers that look like scores but measure nothing, refused or flagged.
+
+A reverse-probing score is only meaningful when there are several clusters to tell apart, concepts that vary
+across images, and a test split that holds several clusters. Constant features give one cluster, which NMI,
+top-1 and mAP all rate 100 %; a concept present in every image teaches the probe nothing. So:
+
+- refused (:class:`~qrprobe.errors.QRProbeInputError`), because no meaningful number exists:
+  a clustering with a single non-empty cluster (:func:`check_quantization`, before any probe is trained), a
+  concept matrix none of whose columns varies (``ConceptBank.check_usable``), test splits that each hold a
+  single cluster (:func:`result_flags`);
+- flagged (:class:`Flag`, level ``"warning"``; recorded in ``results.json`` under ``inputs.flags``, their
+  messages also under ``inputs.warnings``, printed by the CLI and shown by the report): fewer non-empty
+  clusters than K, one cluster holding nearly every image, fewer than two test images per cluster, a negative
+  mutual-information estimate (the probe does worse than the cluster sizes alone), an undefined score;
+- noted (level ``"note"``, recorded only): concepts present in every image or in none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..concepts.bank import ConceptBank
+from ..errors import QRProbeInputError
+
+#: A cluster holding more than this share of the images dominates every score.
+DOMINANT_SHARE = 0.9
+#: Fewer test images than this per non-empty cluster leave most clusters unscored or scored on one image.
+MIN_TEST_PER_CLUSTER = 2
+_HEADLINE = ("nmi", "ami", "top1", "map", "mi_bits")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One finding about a result: a stable ``code``, its ``level`` (``warning`` or ``note``), a message for
+    people, and the clusterings (0-based) it concerns (empty: the result as a whole)."""
+
+    code: str
+    level: str
+    message: str
+    clusterings: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "level": self.level, "message": self.message,
+                "clusterings": list(self.clusterings)}
+
+
+def _which(rows: Sequence[int], total: int) -> str:
+    if len(rows) == total:
+        return "every clustering" if total > 1 else "the clustering"
+    return "clustering" + ("s " if len(rows) > 1 else " ") + ", ".join(str(r) for r in rows)
+
+
+def check_quantization(labels: np.ndarray, scale: np.ndarray, seeds: Sequence[int]) -> None:
+    """Refuse clusterings with a single non-empty cluster: every score of them is 100 % or undefined.
+
+    ``labels`` (R, N) cluster ids; ``scale`` (D,) the standardization's scale (0 for a constant dimension).
+    """
+    for r, row in enumerate(np.asarray(labels)):
+        if np.unique(row).size < 2:
+            why = ("every image has the same feature vector (all dimensions are constant)"
+                   if not np.any(np.asarray(scale) > 0) else "the features hold a single distinct point")
+            raise QRProbeInputError(
+                f"FEATURES: K-means put all {row.size} images in one cluster (clustering {r}, seed {seeds[r]}): "
+                f"{why}; no reverse-probing score is meaningful (NMI, top-1 and mAP of a single cluster are "
+                "100 % by definition)")
+
+
+def concept_flags(bank: ConceptBank) -> list[Flag]:
+    """A note on concepts that cannot inform the probe: present in every image, or in none."""
+    counts = np.asarray(bank.matrix.getnnz(axis=0)).ravel()
+    always, never = np.flatnonzero(counts == bank.n_images), np.flatnonzero(counts == 0)
+    if not len(always) and not len(never):
+        return []
+    names = bank.display_names()
+    parts = []
+    if len(always):
+        parts.append(f"{len(always)} present in every image (e.g. {[names[i] for i in always[:3]]})")
+    if len(never):
+        parts.append(f"{len(never)} present in none")
+    return [Flag("constant_concepts", "note", f"{len(always) + len(never)} of {bank.n_concepts} concepts carry no "
+                 f"information about these images: {'; '.join(parts)}")]
+
+
+def clustering_flags(labels: np.ndarray, k: int) -> list[Flag]:
+    """Warnings about the clusterings ``labels`` (R, N): empty clusters, one dominant cluster."""
+    labels = np.asarray(labels)
+    total = labels.shape[0]
+    empty, dominant, shares = [], [], []
+    for r, row in enumerate(labels):
+        counts = np.bincount(row, minlength=k)
+        if np.count_nonzero(counts) < k:
+            empty.append((r, int(np.count_nonzero(counts))))
+        share = counts.max() / row.size
+        if share > DOMINANT_SHARE:
+            dominant.append(r)
+            shares.append(share)
+    flags = []
+    if empty:
+        fewest = min(m for _, m in empty)
+        flags.append(Flag(
+            "empty_clusters", "warning",
+            f"only {fewest} of K={k} clusters are non-empty in {_which([r for r, _ in empty], total)}: the features "
+            "hold fewer distinct points than K, so the scores describe fewer clusters than asked for",
+            tuple(r for r, _ in empty)))
+    if dominant:
+        flags.append(Flag(
+            "dominant_cluster", "warning",
+            f"one cluster holds {max(shares):.0%} of the images in {_which(dominant, total)}: the scores mostly "
+            "reflect that one cluster", tuple(dominant)))
+    return flags
+
+
+def score_flags(per_clustering: Sequence[dict], test_clusters: Sequence[int], nonempty: Sequence[int]) -> list[Flag]:
+    """Warnings about the scores: tiny or single-cluster test splits, a negative MI estimate, undefined values.
+
+    ``per_clustering``: the scores of each clustering (with ``n_test`` and ``mi_bits``); ``test_clusters``:
+    how many clusters each test split holds; ``nonempty``: how many clusters each clustering has.
+    Raises :class:`QRProbeInputError` when every test split holds a single cluster.
+    """
+    total = len(per_clustering)
+    single = [r for r, c in enumerate(test_clusters) if c < 2]
+    if single and len(single) == total:
+        raise QRProbeInputError(
+            f"the test split of {_which(single, total)} holds a single cluster ({per_clustering[0].get('n_test')} "
+            "test images): there is nothing to tell apart and no score is meaningful; use more images or a "
+            "smaller K")
+    flags = []
+    if single:
+        flags.append(Flag("test_single_cluster", "warning",
+                          f"the test split of {_which(single, total)} holds a single cluster: its scores are not "
+                          "meaningful", tuple(single)))
+    few = [r for r, row in enumerate(per_clustering)
+           if int(row.get("n_test", 0)) < MIN_TEST_PER_CLUSTER * nonempty[r]]
+    if few:
+        n_test = min(int(per_clustering[r].get("n_test", 0)) for r in few)
+        flags.append(Flag("few_test_images", "warning",
+                          f"the test split has {n_test} images for {max(nonempty[r] for r in few)} clusters in "
+                          f"{_which(few, total)}: most clusters are scored on one image or none, so the scores "
+                          "are unreliable; use more images or a smaller K", tuple(few)))
+    mi = [float(row["mi_bits"]) for row in per_clustering if np.isfinite(row.get("mi_bits", np.nan))]
+    if mi and np.mean(mi) < 0:
+        flags.append(Flag("negative_mi", "warning",
+                          f"the mutual-information estimate is negative ({np.mean(mi):.3f} bits on average): the "
+                          "probe predicts the clusters worse than their sizes alone do, so the concepts show no "
+                          "measurable information about them"))
+    undefined = sorted({m for row in per_clustering for m in _HEADLINE if m in row and not np.isfinite(row[m])})
+    if undefined:
+        flags.append(Flag("undefined_score", "warning", f"undefined (NaN) values of {', '.join(undefined)}"))
+    return flags
+
+
+def result_flags(labels: np.ndarray, k: int, per_clustering: Sequence[dict], test_clusters: Sequence[int],
+                 bank: ConceptBank) -> list[Flag]:
+    """Every flag of a result: clusterings (``labels`` (R, N), ``k``), scores and concepts (see the module
+    docstring). Raises :class:`QRProbeInputError` where no meaningful number exists."""
+    labels = np.asarray(labels)
+    nonempty = [int(np.unique(row).size) for row in labels]
+    return [*clustering_flags(labels, k), *score_flags(per_clustering, test_clusters, nonempty),
+            *concept_flags(bank)]
+
+
+def warning_messages(flags: Sequence[Flag]) -> list[str]:
+    """The messages of the warning-level flags (what ``inputs.warnings`` lists and the CLI prints)."""
+    return [f.message for f in flags if f.level == "warning"]
+
+
+__all__ = ["DOMINANT_SHARE", "MIN_TEST_PER_CLUSTER", "Flag", "check_quantization", "clustering_flags",
+           "concept_flags", "result_flags", "score_flags", "warning_messages"]

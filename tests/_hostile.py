@@ -1,0 +1,76 @@
+"""Helpers of the hostile-input tests (issue 11): run the CLI, check a one-line error, small inputs on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qrprobe.cli.main import main
+from qrprobe.concepts.bank import ConceptBank
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--k", "4", "--clusterings", "1", "--epochs", "2", "--iters", "5", "--restarts", "1", "--quiet"]
+
+
+def cli(args: list[str], timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``qrprobe ARGS`` in a subprocess (this checkout's sources first)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **kwargs.pop("env", {})}
+    return subprocess.run([sys.executable, "-m", "qrprobe", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def kill_once_ready(script: str, ready: Path, *, cwd: Path | None = None, wait: float = 180.0) -> None:
+    """Run the Python ``script`` in a subprocess until it creates the file ``ready`` (it is then in the middle
+    of a save), and SIGKILL it there."""
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    deadline = time.time() + wait
+    while not ready.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), proc.communicate()[1].decode()[-2000:] if proc.poll() is not None else "no save began"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def leftovers(out: Path) -> list[str]:
+    """What ``out`` and its hidden siblings (temporaries, work folders) left on disk."""
+    found = [out.name] if out.exists() else []
+    return found + [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def assert_input_error(capsys, args: list[str], *names: str, out: Path | None = None) -> str:
+    """``qrprobe ARGS`` exits 2 with one error line naming each of ``names``, no traceback, and (``out``)
+    leaves nothing at the output path nor beside it."""
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error" in line]) == 1, err
+    for name in names:
+        assert name in err, (name, err)
+    if out is not None:
+        assert leftovers(out) == [], (leftovers(out), err)
+    return err
+
+
+def write_example(folder: Path, n: int = 120, seed: int = 0) -> tuple[Path, Path]:
+    """A small generated dataset with a known answer: ``(features.npy, concept-bank directory)``."""
+    from qrprobe.synthetic import make_concept_clusters
+
+    features, bank, _ = make_concept_clusters(n, dim=8, n_objects=4, n_scenes=2, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "features.npy", features)
+    bank.save(folder / "concepts")
+    return folder / "features.npy", folder / "concepts"
+
+
+def bank_of(matrix, names=None, ids=None) -> ConceptBank:
+    """A concept bank of a 0/1 matrix (concept names ``c0 …`` unless given)."""
+    matrix = np.asarray(matrix)
+    names = names or [f"c{j}" for j in range(matrix.shape[1])]
+    return ConceptBank.from_matrix(matrix, names, image_ids=ids)

@@ -1,0 +1,159 @@
+"""User data is never destroyed (issue 11, class 2) and manifests never reach outside their directory (class 10).
+
+``--overwrite`` replaces only an artifact of the same kind that qrprobe wrote (recognised by its marker file);
+an output is never one of the command's inputs nor a folder holding one, nor inside the image folder.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from _hostile import FAST, assert_input_error, write_example
+from _image_fixtures import image_folder
+from qrprobe._atomic import ChunkedWorkDir, artifact_kind
+from qrprobe.cli.main import main
+from qrprobe.errors import QRProbeInputError
+from qrprobe.features import FeatureStore, write_feature_store
+from qrprobe.results import Result
+
+
+def _user_folder(path):
+    path.mkdir(parents=True)
+    (path / "thesis.tex").write_text("years of work")
+    (path / "data").mkdir()
+    (path / "data" / "raw.csv").write_text("a,b\n1,2\n")
+    return path
+
+
+def _files(path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def example(tmp_path):
+    return write_example(tmp_path / "ex")
+
+
+# ---------------------------------------------------------------------------------------------- class 2
+def test_overwrite_refuses_a_folder_of_user_files_in_every_command(example, tmp_path, capsys):
+    features, concepts = example
+    user = _user_folder(tmp_path / "mine")
+    before = _files(user)
+    images = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    commands = [
+        ["evaluate", str(features), str(concepts), *FAST],
+        ["breakdown", str(features), str(concepts), *FAST],
+        ["example", "--n", "30"],
+        ["extract", "pixels-4", str(images), "--workers", "0", "--quiet"],
+        ["label", str(images), "--experts", "color", "--quiet"],
+    ]
+    for args in commands:
+        err = assert_input_error(capsys, [*args, "-o", str(user), "--overwrite"], str(user),
+                                 "was not written by qrprobe")
+        assert "choose another path" in err
+        assert _files(user) == before, args
+    for args in (["report", str(tmp_path)], ["example", "--study"]):  # file outputs
+        assert_input_error(capsys, [*args, "-o", str(user / "thesis.tex"), "--overwrite"], "thesis.tex",
+                           "was not written by qrprobe")
+    assert _files(user) == before
+
+
+def test_an_output_is_never_an_input_nor_holds_one(example, tmp_path, capsys):
+    features, concepts = example
+    before = _files(tmp_path / "ex")
+    for out, named in ((concepts, "is the input CONCEPTS"), (tmp_path / "ex", "holds the input FEATURES"),
+                       (tmp_path, "holds the input FEATURES")):
+        assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(out), "--overwrite"],
+                           named)
+    res = tmp_path / "res"
+    assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(res)]) == 0
+    assert_input_error(capsys, ["explain", str(res), "-o", str(res), "--overwrite"], "is the input RESULT")
+    assert_input_error(capsys, ["report", str(res), "-o", str(tmp_path / "r.html"), "--figures-dir", str(res)],
+                       "--figures-dir", "is the input INPUT")
+    assert _files(tmp_path / "ex") == before and (res / "results.json").is_file()
+
+
+def test_an_output_inside_the_image_folder_is_refused(tmp_path, capsys):
+    images = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    for args in (["extract", "pixels-4", str(images), "--workers", "0"], ["label", str(images), "--experts", "color"]):
+        assert_input_error(capsys, [*args, "-o", str(images / "out")], "inside the image folder", out=images / "out")
+        assert_input_error(capsys, [*args, "-o", str(images), "--overwrite"], "is the input IMAGES")
+    assert sorted(p.name for p in images.iterdir()) == ["a", "b"]
+
+
+def test_overwrite_replaces_an_artifact_of_the_same_kind_only(example, tmp_path, capsys):
+    features, concepts = example
+    res = tmp_path / "res"
+    assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(res)]) == 0
+    assert artifact_kind(res) == "qrprobe.result" and artifact_kind(concepts) == "qrprobe.concept-bank"
+    assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(res)],
+                       "already exists", "pass --overwrite")
+    assert main(["evaluate", str(features), str(concepts), *FAST, "--seed", "3", "-o", str(res), "--overwrite"]) == 0
+    assert Result.load(res).seeds == [3]
+    store = write_feature_store(tmp_path / "store", np.load(features))
+    assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(store.path),
+                                "--overwrite"], "holds a feature store, not a result directory")
+    assert_input_error(capsys, ["breakdown", str(features), str(concepts), *FAST, "-o", str(res), "--overwrite"],
+                       "holds a result directory, not an analysis directory")
+    capsys.readouterr()
+    assert main(["example", "--n", "30", "-o", str(tmp_path / "gen")]) == 0
+    assert main(["example", "--n", "40", "-o", str(tmp_path / "gen"), "--overwrite"]) == 0  # its own kind
+    assert np.load(tmp_path / "gen" / "features.npy").shape[0] == 40
+
+
+def test_the_library_obeys_the_same_rule(tmp_path):
+    user = _user_folder(tmp_path / "mine")
+    res = Result(summary={}, per_clustering=[], config={"k": 2}, seeds=[])
+    with pytest.raises(QRProbeInputError, match="was not written by qrprobe"):
+        res.save(user, overwrite=True)
+    with pytest.raises(QRProbeInputError, match="was not written by qrprobe"):
+        write_feature_store(user, np.zeros((3, 2)), overwrite=True)
+    assert (user / "thesis.tex").read_text() == "years of work"
+    res.save(tmp_path / "empty-is-fine")
+    res.save(tmp_path / "empty-is-fine", overwrite=True)
+
+
+# ---------------------------------------------------------------------------------------------- class 10
+@pytest.mark.parametrize("name", ["../other/features-00000.npy", "/etc/passwd", "sub/features-00000.npy", ".."])
+def test_a_store_manifest_naming_a_file_outside_the_store_is_refused(tmp_path, capsys, name):
+    other = write_feature_store(tmp_path / "other", np.ones((4, 2)))
+    evil = write_feature_store(tmp_path / "evil", np.zeros((4, 2)))
+    manifest = json.loads((evil.path / "manifest.json").read_text())
+    manifest["shards"][0]["file"] = name
+    (evil.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(QRProbeInputError, match="not a plain file name inside the directory"):
+        FeatureStore.open(evil.path)
+    assert other.n == 4
+    np.save(tmp_path / "c.npy", np.eye(4, dtype=np.uint8)[:, :2])
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    assert_input_error(capsys, ["evaluate", str(evil.path), str(tmp_path / "c.npy"), "--concept-names",
+                                str(tmp_path / "names.txt"), *FAST, "-o", str(tmp_path / "r")], "evil", "refusing",
+                       out=tmp_path / "r")
+
+
+def test_a_section_naming_files_outside_its_directory_is_refused(tmp_path, capsys):
+    import pandas as pd
+
+    from qrprobe.report.section import Block, Section
+    from qrprobe.report.tables import Table
+
+    Section("notes", "t", blocks=[Block(tables=[Table("t1", pd.DataFrame({"a": [1]}), "T")])]).save(tmp_path / "s")
+    data = json.loads((tmp_path / "s" / "section.json").read_text())
+    data["blocks"][0]["tables"] = ["../../../../etc/passwd"]
+    (tmp_path / "s" / "section.json").write_text(json.dumps(data))
+    assert_input_error(capsys, ["report", str(tmp_path / "s"), "-o", str(tmp_path / "r.html")], "refusing",
+                       out=tmp_path / "r.html")
+
+
+def test_a_forged_work_folder_state_never_moves_files_outside_it(tmp_path):
+    final = tmp_path / "store"
+    work = ChunkedWorkDir(final, identity={"k": 1})
+    (tmp_path / "precious.npy").write_bytes(b"keep")
+    state = json.loads((work.path / "state.json").read_text())
+    state["chunks"] = [{"chunk": 0, "files": ["../precious.npy"], "file": "../precious.npy"}]
+    (work.path / "state.json").write_text(json.dumps(state))
+    again = ChunkedWorkDir(final, identity={"k": 1})
+    assert again.chunks == {} and (tmp_path / "precious.npy").read_bytes() == b"keep"
