@@ -153,6 +153,10 @@ class ProtocolConfig:
                                 check=number_in(0, 1, high_open=True))
     probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the reverse probe's schedule"})
     device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N", study=False)
+    null_repeats: int = param(1, "probes per clustering on concepts shuffled across images, the chance level "
+                              "of every score (0: none)", check=int_at_least(0, 1000), metavar="N")
+    bootstrap: int = param(200, "bootstrap replicates over test images, for intervals and paired comparisons "
+                           "(0: none)", check=int_at_least(0, 100_000), metavar="B")
 
     def __post_init__(self) -> None:
         if isinstance(self.probe, Mapping):
