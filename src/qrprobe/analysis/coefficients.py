@@ -60,7 +60,7 @@ def coefficient_differences(coef: np.ndarray, cluster_a: int, cluster_b: int, co
     if groups is not None:
         keep = concepts["group"].isin(list(groups)).to_numpy()
     if support is not None and min_support > 0:
-        keep &= np.asarray(support) >= min_support
+        keep = keep & (np.asarray(support) >= min_support)
     strongest = float(np.abs(diff[keep]).max()) if keep.any() else 0.0
     idx = np.flatnonzero(keep & (np.abs(diff) > min_relative * strongest) & (diff != 0))
     idx = idx[np.lexsort((idx, -np.abs(diff[idx])))][:top]
