@@ -3,25 +3,28 @@
 A result's score is the mean over R clusterings of a per-clustering score ``m_r``. Two things vary from run to
 run: the clustering seed (K-means initialisation, split, probe shuffle order) and which images the test
 splits happen to contain. The image bootstrap (:mod:`qrprobe.engine.bootstrap`) gives, for every clustering,
-``B`` replicate values ``X[r, b]`` under shared resampling weights; from them and the R values this module
-estimates the variance of the mean as two components (``docs/statistics.md``):
+``B`` replicate values ``X[r, b]`` under resampling weights shared by all clusterings (and all results on the
+same images). Write ``m_r = μ + a_r + e_r`` (seed effect, test-sampling error); the errors of different
+clusterings are correlated because their test splits share images. Then
 
-- image sampling: ``V_img = Var_b(mean_r X[r, b])``, which includes the covariance between clusterings
-  whose test splits share images;
-- seeds: ``σ²_seed / R``, where ``σ²_seed = max(0, s² − noise)``, ``s²`` the sample variance of the R values
-  (ddof = 1) and ``noise = (tr Σ − 1ᵀΣ1 / R) / (R − 1)`` the part of ``s²`` that test-image sampling alone
-  produces (``Σ`` the R × R covariance of the replicates). Subtracting it avoids counting the test sampling
-  twice.
+    Var(mean_r m_r) = E[s²] / R + c̄,
 
-The interval is ``mean ± t_{df} · √(V_img + σ²_seed/R)`` with Welch–Satterthwaite degrees of freedom for the
-``s²`` term (R − 1 of them; the bootstrap term is treated as known). With one clustering only the image term
-is available. Replicates are centred on their own mean, so the plug-in bias of NMI under resampling (a
-bootstrap sample repeats images, which adds spurious information) moves no interval: only their spread is
-used.
+where ``s²`` is the sample variance of the R values (ddof = 1: it sees the seed effects and the part of the
+test error specific to each clustering) and ``c̄`` the mean covariance between the errors of two different
+clusterings (the part of the test error all clusterings share, invisible in their spread). ``c̄`` is
+estimated from the replicates: the mean off-diagonal entry of their R × R covariance. The estimate
+``V = s²/R + c̄`` is unbiased; it is floored at a quarter of ``V_img`` (the image-bootstrap variance of the
+mean) against a degenerate spread of few values. The interval is ``mean ± t_df · √V`` with ``df = R − 1``
+(Welch–Satterthwaite for a difference of two results with their own clusterings); with one clustering only
+``V_img`` is available (normal quantile). Replicates are centred on their own mean, so the plug-in bias of
+NMI under resampling (a bootstrap sample repeats images, which adds spurious information) moves no interval:
+only their spread is used. ``docs/statistics.md`` compares this with a two-level percentile bootstrap (which
+undercovers with 5 clusterings) and reports the measured calibration.
 
-A paired difference of two results on the same images uses the same formulas on the difference: per
+A paired difference of two results on the same images uses the same formula on the difference: clustering by
 clustering when the two share their clusterings (the same features and seeds, e.g. two concept sets), else
-with each result's seed component added.
+``V = s²_A/R_A + s²_B/R_B + c̄_AA + c̄_BB − 2·c̄_AB`` (``c̄_AB``: the covariance of the two means under the
+shared resampling, which removes what the two results' errors have in common).
 """
 
 from __future__ import annotations
@@ -56,31 +59,34 @@ class Estimate:
             ("p_value", self.p_value), ("se_images", self.se_images), ("se_seeds", self.se_seeds))}
 
 
-def _components(values: np.ndarray, replicates: np.ndarray | None) -> tuple[float, float, float, int]:
-    """(image variance of the mean, seed variance of the mean, s²/R, R) of one set of per-clustering values."""
+_FLOOR = 0.25  # V is at least this share of the image-bootstrap variance of the mean
+
+
+def _spread(values: np.ndarray, replicates: np.ndarray | None) -> tuple[float, float, int]:
+    """``(s²/R, c̄, R)`` of one set of per-clustering values and their replicates (R, B) or None."""
     values = np.asarray(values, dtype=np.float64)
     r = len(values)
-    v_img = 0.0
-    noise = 0.0
-    if replicates is not None and replicates.shape[1] >= 2:
-        x = np.asarray(replicates, dtype=np.float64)
-        cov = np.atleast_2d(np.cov(x))
-        v_img = float(cov.sum()) / r**2
-        if r > 1:
-            noise = float(np.trace(cov) - cov.sum() / r) / (r - 1)
-    if r < 2:
-        return max(v_img, 0.0), 0.0, 0.0, r
-    s2 = float(np.var(values, ddof=1))
-    seed = max(0.0, s2 - noise)
-    return max(v_img, 0.0), seed / r, s2 / r, r
+    s2r = float(np.var(values, ddof=1)) / r if r > 1 else 0.0
+    shared = 0.0
+    if replicates is not None and r > 1 and replicates.shape[1] >= 2:
+        cov = np.cov(np.asarray(replicates, dtype=np.float64))
+        shared = float(cov.sum() - np.trace(cov)) / (r * (r - 1))
+    return s2r, shared, r
 
 
-def _estimate(mean: float, v_img: float, v_seed: float, s2_terms: list[tuple[float, int]], level: float) -> Estimate:
-    var = v_img + v_seed
-    se = float(np.sqrt(var))
-    denom = sum(t**2 / (r - 1) for t, r in s2_terms if r > 1 and t > 0)
-    df = var**2 / denom if v_seed > 0 and denom > 0 else float("inf")
-    df = max(df, 1.0)
+def _image_variance(mean_replicates: np.ndarray | None) -> float:
+    if mean_replicates is None or len(mean_replicates) < 2:
+        return 0.0
+    return float(np.var(mean_replicates, ddof=1))
+
+
+def _estimate(mean: float, v: float, v_img: float, s2_terms: list[tuple[float, int]], level: float) -> Estimate:
+    """An Estimate from the variance ``v`` of the mean (``v_img``: its image-sampling part) and the ``s²/R``
+    terms with their R, for the degrees of freedom."""
+    v = max(v, _FLOOR * v_img, 0.0)
+    se = float(np.sqrt(v))
+    denom = sum(t**2 / (r - 1) for t, r in s2_terms if r > 1)
+    df = max(v**2 / denom, 1.0) if denom > 0 and any(r > 1 for _, r in s2_terms) else float("inf")
     q = float(stats.t.ppf(0.5 + level / 2, df)) if np.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
     if se > 0:
         t_stat = abs(mean) / se
@@ -88,7 +94,7 @@ def _estimate(mean: float, v_img: float, v_seed: float, s2_terms: list[tuple[flo
     else:
         p = 1.0 if mean == 0 else 0.0
     return Estimate(float(mean), se, float(mean - q * se), float(mean + q * se), float(df), min(p, 1.0),
-                    float(np.sqrt(v_img)), float(np.sqrt(v_seed)), level)
+                    float(np.sqrt(v_img)), float(np.sqrt(max(v - v_img, 0.0))), level)
 
 
 def mean_estimate(values: np.ndarray, replicates: np.ndarray | None, level: float = 0.95) -> Estimate:
@@ -96,8 +102,11 @@ def mean_estimate(values: np.ndarray, replicates: np.ndarray | None, level: floa
 
     ``p_value`` tests the mean against 0 (meaningful for differences, e.g. a score minus its null).
     """
-    v_img, v_seed, s2r, r = _components(values, replicates)
-    return _estimate(float(np.mean(values)), v_img, v_seed, [(s2r, r)], level)
+    values = np.asarray(values, dtype=np.float64)
+    s2r, shared, r = _spread(values, replicates)
+    v_img = _image_variance(None if replicates is None else np.asarray(replicates).mean(axis=0))
+    v = v_img if r == 1 else s2r + shared
+    return _estimate(float(values.mean()), v, v_img, [(s2r, r)], level)
 
 
 def difference_estimate(values_a: np.ndarray, replicates_a: np.ndarray | None, values_b: np.ndarray,
@@ -112,20 +121,24 @@ def difference_estimate(values_a: np.ndarray, replicates_a: np.ndarray | None, v
     """
     values_a, values_b = np.asarray(values_a, np.float64), np.asarray(values_b, np.float64)
     has_reps = replicates_a is not None and replicates_b is not None
+    ra = np.asarray(replicates_a, np.float64) if has_reps else None
+    rb = np.asarray(replicates_b, np.float64) if has_reps else None
     if shared_clusterings:
         if len(values_a) != len(values_b):
             raise ValueError("shared clusterings need the same number of clusterings")
-        reps = np.asarray(replicates_a) - np.asarray(replicates_b) if has_reps else None
-        return mean_estimate(values_a - values_b, reps, level)
-    ra = np.asarray(replicates_a) if has_reps else None
-    rb = np.asarray(replicates_b) if has_reps else None
-    _, seed_a, s2a, na = _components(values_a, ra)
-    _, seed_b, s2b, nb = _components(values_b, rb)
-    v_img = 0.0
+        return mean_estimate(values_a - values_b, ra - rb if has_reps else None, level)
+    s2a, shared_a, na = _spread(values_a, ra)
+    s2b, shared_b, nb = _spread(values_b, rb)
+    mean_diff = ra.mean(axis=0) - rb.mean(axis=0) if has_reps else None
+    v_img = _image_variance(mean_diff)
+    cross = 0.0
     if has_reps and ra.shape[1] >= 2:
-        v_img = float(np.var(ra.mean(axis=0) - rb.mean(axis=0), ddof=1))
-    return _estimate(float(values_a.mean() - values_b.mean()), v_img, seed_a + seed_b, [(s2a, na), (s2b, nb)],
-                     level)
+        cross = float(np.cov(ra.mean(axis=0), rb.mean(axis=0))[0, 1])
+    # a result with one clustering contributes its image variance instead of s²/R + c̄
+    part_a = s2a + shared_a if na > 1 else _image_variance(None if ra is None else ra.mean(axis=0))
+    part_b = s2b + shared_b if nb > 1 else _image_variance(None if rb is None else rb.mean(axis=0))
+    return _estimate(float(values_a.mean() - values_b.mean()), part_a + part_b - 2 * cross, v_img,
+                     [(s2a, na), (s2b, nb)], level)
 
 
 def holm(p_values: list[float]) -> list[float]:
