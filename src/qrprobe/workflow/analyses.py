@@ -269,9 +269,11 @@ def _titled(section: Section, name: str) -> Section:
 # ------------------------------------------------------------------------------------------------ registry
 ANALYSES: dict[str, AnalysisKind] = {k.name: k for k in (
     AnalysisKind("compare", "rank several results (paper Table 2) and correlate with an external score",
-                 "Ranked table of mean ± std NMI, AMI, top-1, mAP and MI over several result directories, with\n"
-                 "optional external columns (a CSV with a 'model' column) and the Fig. 3 scatter of top-1\n"
-                 "against the first external column.",
+                 "Ranked table of mean ± std and 95% intervals of NMI, AMI, top-1, mAP and MI over several result\n"
+                 "directories, with optional external columns (a CSV with a 'model' column) and the Fig. 3 scatter\n"
+                 "of top-1 against the first external column; then, for each pair of neighbours in the ranking,\n"
+                 "the paired difference with its interval and p-value (results on the same images and concepts),\n"
+                 "Kendall's tau between the metrics' rankings, and each result's chance levels and baselines.",
                  specs.CompareSpec, ("results",), None, _compare, per_model=False),
     AnalysisKind("breakdown", "scores of cumulative and single concept groups (paper Fig. 4, Table 3)",
                  "Quantize FEATURES once, then train one probe per concept-group combination on the same\n"
