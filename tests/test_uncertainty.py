@@ -113,3 +113,15 @@ def test_holm_known_answer():
     np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
     assert np.isnan(adjusted[3])
     assert holm([]) == []
+
+
+def test_undefined_replicates_are_left_out():
+    rng = np.random.default_rng(6)
+    values = rng.normal(50, 1, 4)
+    reps = values[:, None] + rng.normal(0, 1, (4, 300))
+    holes = reps.copy()
+    holes[1, :10] = np.nan  # e.g. a replicate that drew no test image of a tiny split
+    est = mean_estimate(values, holes)
+    assert np.isfinite(est.se) and est.se == pytest.approx(mean_estimate(values, reps[:, 10:]).se)
+    diff = difference_estimate(values, holes, values + 1, reps, shared_clusterings=True)
+    assert diff.mean == pytest.approx(-1) and np.isfinite(diff.p_value)

@@ -21,6 +21,10 @@ from .protocol import ProbeOutcome, Quantization
 from .uncertainty import difference_estimate, mean_estimate
 
 LEVEL = 0.95
+# the range a metric can take: intervals are clipped to it (a t interval over few clusterings can overshoot)
+RANGES = {"nmi": (0.0, 100.0), "nmi_geometric": (0.0, 100.0), "nmi_max": (0.0, 100.0), "ami": (-np.inf, 100.0),
+          "top1": (0.0, 100.0), "map": (0.0, 100.0), "cluster_entropy_bits": (0.0, np.inf),
+          "cross_entropy_bits": (0.0, np.inf), "mi_ratio": (-np.inf, 100.0), "mi_bits": (-np.inf, np.inf)}
 NULL_METHOD = ("the same clusterings, splits and probe schedule, with the concept rows permuted across images "
                "(a seeded permutation per clustering and repeat)")
 INTERVAL_METHOD = ("mean ± t·se, se² = variance of the clustering mean under a Poisson bootstrap of the test "
@@ -91,8 +95,9 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
         entry: dict = {}
         if x is not None:
             est = mean_estimate(values, x, level)
-            entry.update(ci_low=est.ci_low, ci_high=est.ci_high, se=est.se, se_images=est.se_images,
-                         se_seeds=est.se_seeds, df=est.df)
+            low, high = RANGES.get(m, (-np.inf, np.inf))
+            entry.update(ci_low=float(np.clip(est.ci_low, low, high)), ci_high=float(np.clip(est.ci_high, low, high)),
+                         se=est.se, se_images=est.se_images, se_seeds=est.se_seeds, df=est.df)
         if nulls:
             null_values = np.array([s[f"{m}_null"] for s in scores], dtype=np.float64)
             diff = difference_estimate(values, x, null_values,
@@ -124,4 +129,4 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
     return Statistics(per, summary, info, replicates, null_replicates, warnings)
 
 
-__all__ = ["LEVEL", "Statistics", "labels_hash", "result_statistics"]
+__all__ = ["LEVEL", "RANGES", "Statistics", "labels_hash", "result_statistics"]

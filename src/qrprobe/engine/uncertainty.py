@@ -62,6 +62,16 @@ class Estimate:
 _FLOOR = 0.25  # V is at least this share of the image-bootstrap variance of the mean
 
 
+def _finite_replicates(*replicates: np.ndarray | None) -> list[np.ndarray | None]:
+    """The replicate arrays (R, B) restricted to the replicates finite in all of them (a replicate that drew
+    no image of a tiny split, or an undefined ratio, is left out rather than making the interval NaN)."""
+    present = [np.asarray(x, dtype=np.float64) for x in replicates if x is not None]
+    if not present:
+        return list(replicates)
+    keep = np.logical_and.reduce([np.isfinite(x).all(axis=0) for x in present])
+    return [None if x is None else np.asarray(x, dtype=np.float64)[:, keep] for x in replicates]
+
+
 def _spread(values: np.ndarray, replicates: np.ndarray | None) -> tuple[float, float, int]:
     """``(s²/R, c̄, R)`` of one set of per-clustering values and their replicates (R, B) or None."""
     values = np.asarray(values, dtype=np.float64)
@@ -103,6 +113,7 @@ def mean_estimate(values: np.ndarray, replicates: np.ndarray | None, level: floa
     ``p_value`` tests the mean against 0 (meaningful for differences, e.g. a score minus its null).
     """
     values = np.asarray(values, dtype=np.float64)
+    (replicates,) = _finite_replicates(replicates)
     s2r, shared, r = _spread(values, replicates)
     v_img = _image_variance(None if replicates is None else np.asarray(replicates).mean(axis=0))
     v = v_img if r == 1 else s2r + shared
@@ -121,8 +132,7 @@ def difference_estimate(values_a: np.ndarray, replicates_a: np.ndarray | None, v
     """
     values_a, values_b = np.asarray(values_a, np.float64), np.asarray(values_b, np.float64)
     has_reps = replicates_a is not None and replicates_b is not None
-    ra = np.asarray(replicates_a, np.float64) if has_reps else None
-    rb = np.asarray(replicates_b, np.float64) if has_reps else None
+    ra, rb = _finite_replicates(replicates_a, replicates_b) if has_reps else (None, None)
     if shared_clusterings:
         if len(values_a) != len(values_b):
             raise ValueError("shared clusterings need the same number of clusterings")
