@@ -103,6 +103,21 @@ def top1_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred))
 
 
+def _ranked_precision(is_positive: np.ndarray, scores: np.ndarray, n_pos: int):
+    """The ranking of ``scores`` (decreasing, stable) and, per tie group (one threshold per distinct score),
+    its last position, cumulative positives, precision and recall gain."""
+    order = np.argsort(-np.asarray(scores), kind="mergesort")
+    s = np.asarray(scores)[order]
+    hits = is_positive[order]
+    tp = np.cumsum(hits, dtype=np.int64)
+    # last position of every run of equal scores: one threshold per distinct score
+    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
+    tp_at = tp[ends]
+    precision = tp_at / (ends + 1.0)
+    recall_gain = np.diff(np.r_[0, tp_at]) / n_pos
+    return order, hits, ends, tp_at, precision, recall_gain
+
+
 def average_precision(is_positive: np.ndarray, scores: np.ndarray) -> float:
     """Average precision of ``scores`` (n,) for the binary target ``is_positive`` (n,), in [0, 1].
 
@@ -113,15 +128,7 @@ def average_precision(is_positive: np.ndarray, scores: np.ndarray) -> float:
     n_pos = int(is_positive.sum())
     if n_pos == 0:
         return float("nan")
-    order = np.argsort(-np.asarray(scores), kind="mergesort")
-    s = np.asarray(scores)[order]
-    hits = is_positive[order]
-    tp = np.cumsum(hits, dtype=np.int64)
-    # last position of every run of equal scores: one threshold per distinct score
-    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-    tp_at = tp[ends]
-    precision = tp_at / (ends + 1.0)
-    recall_gain = np.diff(np.r_[0, tp_at]) / n_pos
+    *_, precision, recall_gain = _ranked_precision(is_positive, scores, n_pos)
     return float(np.sum(recall_gain * precision))
 
 
@@ -144,14 +151,7 @@ def average_precision_influence(is_positive: np.ndarray, scores: np.ndarray) -> 
     influence = np.zeros(len(is_positive), dtype=np.float64)
     if n_pos == 0:
         return float("nan"), influence
-    order = np.argsort(-scores, kind="mergesort")
-    s = scores[order]
-    hits = is_positive[order]
-    tp = np.cumsum(hits, dtype=np.int64)
-    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-    tp_at = tp[ends]
-    precision = tp_at / (ends + 1.0)
-    recall_gain = np.diff(np.r_[0, tp_at]) / n_pos
+    order, hits, ends, tp_at, precision, recall_gain = _ranked_precision(is_positive, scores, n_pos)
     ap = float(np.sum(recall_gain * precision))
     # per tie group: p_g / N_g and p_g · T_g / N_g², summed from the group to the end
     p_g = np.diff(np.r_[0, tp_at]).astype(np.float64)
