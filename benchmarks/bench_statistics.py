@@ -5,7 +5,8 @@ For one clustering's test split of ``n`` images and ``K`` clusters (a probe outp
 true cluster favoured), measured side by side in one run:
 
 - ``score``: the point metrics as before (``score_predictions`` without the influence: NMI, AMI, top-1, mAP,
-  MI) against ``score_details`` (the same plus every image's mAP influence, one pass);
+  MI) against ``score_details`` (the same plus every image's mAP influence, one pass), medians of
+  ``--rounds`` alternating rounds;
 - ``replicates``: ``split_replicates`` for ``B`` replicates (hash weights, weighted contingency tables,
   weighted means, linearised mAP);
 - the exact alternatives, timed on a few replicates / classes and extrapolated linearly to all of them:
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[20000, 100000])
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--replicates", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of before / with influence")
     args = parser.parse_args()
     b = args.replicates
     print("| n test | K | score (before) s | score + influence s | ratio | replicates (B) s | exact weighted mAP, "
@@ -75,8 +77,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.n:
         y, lp = probe_output(n, args.k)
-        t_old, _ = timed(old_scores, y, lp)
-        t_new, (scores, details) = timed(metrics.score_details, y, lp)
+        olds, news = [], []
+        for _ in range(args.rounds):  # alternate, so that a change of load hits both
+            olds.append(timed(old_scores, y, lp)[0])
+            t, (scores, details) = timed(metrics.score_details, y, lp)
+            news.append(t)
+        t_old, t_new = float(np.median(olds)), float(np.median(news))
         keys = image_keys(None, n)
         t_rep, _ = timed(split_replicates, details, keys, b, scores["map"])
         few_reps, few_classes = 8, 5

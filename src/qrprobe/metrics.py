@@ -158,8 +158,8 @@ def average_precision_influence(is_positive: np.ndarray, scores: np.ndarray) -> 
     n_g = ends + 1.0
     s1 = np.cumsum((p_g / n_g)[::-1])[::-1]
     s2 = np.cumsum((p_g * tp_at / n_g**2)[::-1])[::-1]
-    group = np.repeat(np.arange(len(ends)), np.diff(np.r_[-1, ends]))
-    sorted_influence = (hits * (precision[group] + s1[group] - ap) - s2[group]) / n_pos
+    sizes = np.diff(np.r_[-1, ends])
+    sorted_influence = hits * np.repeat((precision + s1 - ap) / n_pos, sizes) - np.repeat(s2 / n_pos, sizes)
     influence[order] = sorted_influence
     return ap, influence
 
