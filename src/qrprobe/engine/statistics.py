@@ -52,6 +52,16 @@ def labels_hash(labels: np.ndarray, image_ids: np.ndarray | None) -> str:
     return hashlib.sha256(labels.tobytes()).hexdigest()[:16]
 
 
+def _finite_or_none(value):
+    """Non-finite numbers as None, as results.json stores them (a normal quantile's df is None), so that a
+    saved and loaded Result has the same summary."""
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _mean_scores(outcomes: list[ProbeOutcome]) -> dict[str, float]:
     return {m: float(np.mean([o.scores[m] for o in outcomes])) for m in REPLICATE_METRICS}
 
@@ -111,7 +121,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
         if m in BASELINE_KINDS:
             base = np.array([s[f"{m}_baseline"] for s in scores], dtype=np.float64)
             entry.update(baseline=float(base.mean()), baseline_kind=BASELINE_KINDS[m])
-        summary[m] = entry
+        summary[m] = {k: _finite_or_none(v) for k, v in entry.items()}
     warnings = []
     for metric, message in small_sample_warnings(
             {m: {**e, "mean": float(np.mean([s[m] for s in scores]))} for m, e in summary.items()},
