@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from _analysis_synth import SCENES, fast_config, make_object_scene
-from qrprobe.analysis.coefficients import coefficient_differences, top_concepts
+from qrprobe.analysis.coefficients import coefficient_differences, concept_support, top_concepts
 from qrprobe.analysis.confusion import confusion_drops, confusion_matrix, most_confused_pairs, pair_confusion
 from qrprobe.analysis.explain import explain_groups
 from qrprobe.errors import QRProbeInputError
@@ -69,10 +69,34 @@ def test_explanations_name_the_separating_scene() -> None:
         assert top.loc[f"scene:{SCENES[scene_a]}", "favours"] == pair.cluster_a
         assert top.loc[f"scene:{SCENES[scene_b]}", "favours"] == pair.cluster_b
         assert set(pair.concepts["group"]) == {"Scene"}
+        support = np.asarray(data.bank.matrix.sum(axis=0)).ravel()
+        names = list(data.bank.concepts["name"])
+        assert all(pair.concepts["support"] == [support[names.index(c)] for c in pair.concepts["concept"]])
     table = expl.pairs_table()
-    assert list(table.columns[:5]) == ["cluster_a", "cluster_b", "confusion_base", "confusion_added", "drop"]
+    assert list(table.columns[:9]) == ["cluster_a", "cluster_b", "n_test_a", "n_test_b", "confusion_base",
+                                       "confused_base", "confusion_added", "confused_added", "drop"]
+    # the counts the confusions rest on: confused images / test images of the pair
+    total = table["n_test_a"] + table["n_test_b"]
+    assert (table["n_test_a"] > 0).all() and (table["n_test_b"] > 0).all()
+    np.testing.assert_allclose(table["confused_base"] / total, table["confusion_base"] / 100, atol=1e-9)
+    np.testing.assert_allclose(table["confused_added"] / total, table["confusion_added"] / 100, atol=1e-9)
     summary = expl.clusters_table()
     assert set(summary["cluster"]) == {c for p in expl.pairs for c in (p.cluster_a, p.cluster_b)}
+
+
+def test_rare_concepts_are_left_out_unless_asked() -> None:
+    concepts = pd.DataFrame({"name": ["sand", "road", "tree"], "group": ["S", "S", "S"], "n_images": [40, 2, 9]})
+    coef = np.array([[3.0, -1.0], [-9.0, 9.0], [1.0, 0.0]])
+    support = concept_support(concepts)
+    kept = coefficient_differences(coef, 0, 1, concepts, support=support, min_support=5)
+    assert kept["concept"].tolist() == ["sand", "tree"] and kept["support"].tolist() == [40, 9]
+    everything = coefficient_differences(coef, 0, 1, concepts, support=support, min_support=0)
+    assert everything["concept"].tolist() == ["road", "sand", "tree"]
+    unknown = coefficient_differences(coef, 0, 1, concepts.drop(columns="n_images"), min_support=5)
+    assert unknown["support"].tolist() == [-1, -1, -1]  # unknown support: nothing can be left out
+    assert concept_support(concepts.drop(columns="n_images")) is None
+    matrix = np.array([[1, 0, 1], [1, 1, 0]])
+    assert concept_support(concepts, matrix).tolist() == [2, 1, 1]  # the matrix wins over the table
 
 
 def _majority(values: np.ndarray) -> int:

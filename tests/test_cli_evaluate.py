@@ -193,3 +193,23 @@ def test_sharded_store_streams_and_scores_like_the_array(inputs):
     a = evaluate(inputs / "sharded", bank, config=cfg)
     b = evaluate(features, bank.select_rows(np.arange(400)), config=cfg)
     assert a.per_clustering[0]["nmi"] == b.per_clustering[0]["nmi"]
+
+
+def test_printed_table_has_intervals_chance_and_baselines_and_compare_pairs_results(inputs, capsys):
+    a, b = inputs / "a", inputs / "b"
+    assert _run(inputs / "store", inputs / "bank", "-o", a, "--name", "A", "--bootstrap", "50", *FAST) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((a / "results.json").read_text())["summary"]["nmi"]
+    assert f"[{summary['ci_low']:.1f}, {summary['ci_high']:.1f}]" in printed
+    assert "- chance (concepts shuffled across images, 1 repeat(s)" in printed and "- baselines: NMI" in printed
+    assert (a / "replicates.npy").is_file() and (a / "null_replicates.npy").is_file()
+    assert _run(inputs / "store", inputs / "bank", "-o", b, "--name", "B", "--seed", "10", "--bootstrap", "50",
+                "--null-repeats", "0", *FAST) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--sort-by", "ami", "-o", str(inputs / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    assert "ranked by AMI" in printed and "Adjacent pairs in the ranking by AMI" in printed
+    assert "Rank agreement between metrics (Kendall τ)" in printed
+    adjacent = pd.read_csv(inputs / "cmp" / "tables" / "comparison-adjacent.csv")
+    assert adjacent.loc[0, "metric"] == "ami" and adjacent.loc[0, "clusterings"] == "independent"
+    assert np.isfinite(adjacent.loc[0, "p_value"])

@@ -125,7 +125,7 @@ def test_config_typo_fails_at_once_with_location_and_valid_keys(study_file, tmp_
         load_study(path)
     message = str(err.value)
     assert f"{path}:11:18:" in message and "protocol.clustrings: unknown key 'clustrings'" in message
-    assert "valid keys: clusterings, iters, k" in message
+    assert "valid keys: bootstrap, clusterings, iters, k" in message
     assert main(["run", str(path)]) == 2
     assert "unknown key 'clustrings'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing started

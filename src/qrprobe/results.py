@@ -22,12 +22,14 @@ from ._files import reading, result_array_problems
 from .errors import QRProbeInputError
 
 FORMAT = "qrprobe.result/1"
-METRICS = ("nmi", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits", "cross_entropy_bits", "mi_ratio")
+METRICS = ("nmi", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits", "cross_entropy_bits", "mi_ratio",
+           "nmi_geometric", "nmi_max")
 HEADLINE = ("nmi", "ami", "top1", "map", "mi_bits")
 LABELS = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": "MI (bits)",
-          "cluster_entropy_bits": "H (bits)", "cross_entropy_bits": "CE (bits)", "mi_ratio": "MI/H (%)"}
+          "cluster_entropy_bits": "H (bits)", "cross_entropy_bits": "CE (bits)", "mi_ratio": "MI/H (%)",
+          "nmi_geometric": "NMI (geometric)", "nmi_max": "NMI (max)"}
 STD_NOTE = "population standard deviation over clusterings (numpy ddof=0)"
-_ARRAYS = ("clusterings", "splits", "predictions", "coef", "bias", "centroids")
+_ARRAYS = ("clusterings", "splits", "predictions", "coef", "bias", "centroids", "replicates", "null_replicates")
 
 
 def summarize(per_clustering: list[dict], metrics: tuple[str, ...] = METRICS) -> dict[str, dict]:
@@ -54,6 +56,10 @@ class Result:
     predictions : (R, N) int32 probe argmax; coef : (R, M, K) float32; bias : (R, K) float32
     centroids : (R, K, D) float32 in standardized space; standardizer : {"mean", "scale"}, (D,) each
     image_ids, paths : (N,) str or None; concepts : the concept table (M rows) or None
+    replicates, null_replicates : (R, metrics, B) float64 bootstrap replicates of each clustering's scores and
+        of its null (metrics in the order of ``statistics["bootstrap"]["metrics"]``), or None
+    statistics : intervals' method, bootstrap and null settings and costs, baselines, small-sample warnings
+        (``docs/statistics.md``); empty for results written before intervals existed
     """
 
     summary: dict
@@ -73,6 +79,9 @@ class Result:
     image_ids: np.ndarray | None = None
     paths: np.ndarray | None = None
     concepts: pd.DataFrame | None = None
+    replicates: np.ndarray | None = None
+    null_replicates: np.ndarray | None = None
+    statistics: dict = field(default_factory=dict)
 
     def mean(self, metric: str) -> float:
         return self.summary[metric]["mean"]
@@ -90,16 +99,18 @@ class Result:
         return pd.DataFrame([{c: r.get(c) for c in columns} for r in self.per_clustering], columns=columns)
 
     def summary_frame(self) -> pd.DataFrame:
-        """One row per metric: ``mean``, ``std`` over clusterings and the number of clusterings ``n``."""
-        rows = [{"metric": m, "mean": e["mean"], "std": e["std"], "n": len(e.get("values", []))}
-                for m, e in self.summary.items()]
+        """One row per metric: ``mean``, ``std`` over clusterings, the number of clusterings ``n`` and, when the
+        result has them, the interval (``ci_low``, ``ci_high``), the null's mean and the baseline."""
+        extra = ("ci_low", "ci_high", "null_mean", "baseline")
+        rows = [{"metric": m, "mean": e["mean"], "std": e["std"], "n": len(e.get("values", [])),
+                 **{k: e[k] for k in extra if k in e}} for m, e in self.summary.items()]
         return pd.DataFrame(rows).set_index("metric")
 
     def to_dict(self) -> dict:
         """The JSON-serialisable part (everything but the arrays)."""
         return {"format": FORMAT, "name": self.name, "summary": self.summary, "std": STD_NOTE,
                 "per_clustering": self.per_clustering, "config": self.config, "seeds": self.seeds,
-                "inputs": self.inputs, "versions": self.versions}
+                "inputs": self.inputs, "statistics": self.statistics, "versions": self.versions}
 
     def to_markdown(self, metrics: tuple[str, ...] = HEADLINE) -> str:
         """A one-row Markdown table of mean ± std."""
@@ -151,7 +162,7 @@ class Result:
             raise QRProbeInputError(f"{rpath}: format {data.get('format')!r}, expected {FORMAT!r}")
         res = cls(summary=data["summary"], per_clustering=data["per_clustering"], config=data["config"],
                   seeds=data["seeds"], versions=data.get("versions", {}), inputs=data.get("inputs", {}),
-                  name=data.get("name", ""))
+                  name=data.get("name", ""), statistics=data.get("statistics") or {})
         base = rpath.parent
         if arrays:
             for name in _ARRAYS:
@@ -182,20 +193,56 @@ def _json_safe(obj):
     return obj
 
 
-def format_mean_std(entry: dict, digits: int = 2) -> str:
+def format_mean_std(entry: dict, digits: int = 2, interval: bool = False) -> str:
+    """``mean ± std`` of a summary entry; with ``interval`` and when the entry has one, ``[ci_low, ci_high]``
+    after it (one decimal fewer)."""
     mean, std = entry["mean"], entry["std"]
     if mean is None:
         return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if interval and low is not None and high is not None:
+        d = max(digits - 1, 1)
+        text += f" [{low:.{d}f}, {high:.{d}f}]"
+    return text
 
 
-def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE) -> str:
-    """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics``."""
+def _digits(metric: str) -> int:
+    return 3 if metric.endswith("bits") else 2
+
+
+def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE, intervals: bool = False) -> str:
+    """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics`` (with the 95%
+    interval in brackets where the result has one and ``intervals``)."""
     head = ["representation", "K", "R", *[LABELS.get(m, m) for m in metrics]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [r.name or "-", str(r.config.get("k", "")), str(len(r.seeds))]
         for m in metrics:
-            cells.append(format_mean_std(r.summary[m], 3 if m.endswith("bits") else 2) if m in r.summary else "")
+            cells.append(format_mean_std(r.summary[m], _digits(m), intervals) if m in r.summary else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def statistics_lines(result: Result, metrics: tuple[str, ...] = HEADLINE) -> list[str]:
+    """Plain lines saying how to read a result's scores: the interval's method, the chance level (null) and
+    the baselines of each metric, and the small-sample warnings. Empty for results without statistics."""
+    stats = result.statistics or {}
+    lines = []
+    boot = stats.get("bootstrap") or {}
+    if boot.get("replicates"):
+        lines.append(f"[low, high]: {100 * stats.get('level', 0.95):.0f}% interval over test images "
+                     f"({boot['replicates']} bootstrap replicates) and clustering seeds ({len(result.seeds)})")
+    null = stats.get("null") or {}
+    parts = [f"{LABELS.get(m, m)} {result.summary[m]['null_mean']:.{_digits(m)}f}"
+             for m in metrics if result.summary.get(m, {}).get("null_mean") is not None]
+    if parts:
+        lines.append(f"chance (concepts shuffled across images, {null.get('repeats')} repeat(s), "
+                     f"{null.get('seconds', 0):.1f} s): " + ", ".join(parts))
+    parts = [f"{LABELS.get(m, m)} {result.summary[m]['baseline']:.{_digits(m)}f} "
+             f"({result.summary[m].get('baseline_kind', '')})"
+             for m in metrics if result.summary.get(m, {}).get("baseline") is not None]
+    if parts:
+        lines.append("baselines: " + ", ".join(parts))
+    lines.extend(f"warning: {w}" for w in stats.get("warnings", []))
+    return lines

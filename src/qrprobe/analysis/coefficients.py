@@ -15,10 +15,23 @@ import pandas as pd
 
 from ..errors import QRProbeInputError
 
+MIN_SUPPORT = 5  # default: concepts carried by fewer images are left out of explanations
+
+
+def concept_support(concepts: pd.DataFrame, matrix=None) -> np.ndarray | None:
+    """Images carrying each concept, shape (M,) int64: the column sums of ``matrix`` (N, M) when given, else
+    the concept table's ``n_images`` column (written by ``evaluate``), else None (unknown)."""
+    if matrix is not None:
+        return np.asarray(matrix.sum(axis=0)).ravel().astype(np.int64)
+    if "n_images" in concepts.columns:
+        return concepts["n_images"].to_numpy(dtype=np.int64)
+    return None
+
 
 def coefficient_differences(coef: np.ndarray, cluster_a: int, cluster_b: int, concepts: pd.DataFrame,
                             top: int = 15, groups: Sequence[str] | None = None,
-                            min_relative: float = 0.02) -> pd.DataFrame:
+                            min_relative: float = 0.02, support: np.ndarray | None = None,
+                            min_support: int = 0) -> pd.DataFrame:
     """Concepts whose probe coefficients differ most between two clusters.
 
     Parameters
@@ -29,11 +42,15 @@ def coefficient_differences(coef: np.ndarray, cluster_a: int, cluster_b: int, co
     top : number of concepts returned (largest ``|difference|`` first).
     groups : only concepts of these groups (None: all).
     min_relative : leave out concepts whose ``|difference|`` is below this share of the largest one.
+    support : (M,) images carrying each concept (:func:`concept_support`), or None when unknown.
+    min_support : leave out concepts carried by fewer images (their coefficients rest on too few images to
+        mean much); needs ``support``.
 
     Returns
     -------
-    DataFrame with ``concept``, ``group``, ``difference`` (``coef[:, a] − coef[:, b]``, logit units) and
-    ``favours`` (the cluster id the concept pushes towards).
+    DataFrame with ``concept``, ``group``, ``difference`` (``coef[:, a] − coef[:, b]``, logit units),
+    ``favours`` (the cluster id the concept pushes towards) and ``support`` (images carrying the concept; -1
+    when unknown).
     """
     coef = np.asarray(coef)
     if coef.ndim != 2 or coef.shape[0] != len(concepts):
@@ -42,12 +59,16 @@ def coefficient_differences(coef: np.ndarray, cluster_a: int, cluster_b: int, co
     keep = np.ones(len(diff), bool)
     if groups is not None:
         keep = concepts["group"].isin(list(groups)).to_numpy()
+    if support is not None and min_support > 0:
+        keep = keep & (np.asarray(support) >= min_support)
     strongest = float(np.abs(diff[keep]).max()) if keep.any() else 0.0
     idx = np.flatnonzero(keep & (np.abs(diff) > min_relative * strongest) & (diff != 0))
     idx = idx[np.lexsort((idx, -np.abs(diff[idx])))][:top]
     return pd.DataFrame({"concept": concepts["name"].to_numpy()[idx], "group": concepts["group"].to_numpy()[idx],
                          "difference": diff[idx],
-                         "favours": np.where(diff[idx] > 0, cluster_a, cluster_b).astype(np.int64)})
+                         "favours": np.where(diff[idx] > 0, cluster_a, cluster_b).astype(np.int64),
+                         "support": (np.asarray(support)[idx] if support is not None
+                                     else np.full(len(idx), -1)).astype(np.int64)})
 
 
 def top_concepts(coef: np.ndarray, cluster: int, concepts: pd.DataFrame, top: int = 10) -> pd.DataFrame:
@@ -122,4 +143,5 @@ def summarize_clusters(labels: np.ndarray, coef: np.ndarray, concepts: pd.DataFr
     return out
 
 
-__all__ = ["ClusterSummary", "coefficient_differences", "example_rows", "summarize_clusters", "top_concepts"]
+__all__ = ["MIN_SUPPORT", "ClusterSummary", "coefficient_differences", "concept_support", "example_rows",
+           "summarize_clusters", "top_concepts"]

@@ -1,9 +1,11 @@
 """Model comparison (paper Table 2) and its correlation with an external score (paper Fig. 3).
 
-:func:`compare_results` ranks several Results by a metric and lists mean ± std of each headline metric, with
-optional external columns (e.g. each model's linear-probe accuracy) joined by model name from a user table
-(:func:`read_external`). :func:`fit_line` fits ``y = slope·x + intercept`` by least squares and reports the
-Pearson and Spearman correlations, for the Fig. 3 scatter.
+:func:`compare_results` ranks several Results by a metric and lists mean ± std and the 95% interval of each
+headline metric, with optional external columns (e.g. each model's linear-probe accuracy) joined by model name
+from a user table (:func:`read_external`); :func:`chance_table` lists each result's chance levels and
+baselines. :func:`fit_line` fits ``y = slope·x + intercept`` by least squares and reports the Pearson and
+Spearman correlations, for the Fig. 3 scatter. Whether neighbours in the ranking differ significantly, and
+how well the metrics' rankings agree, is :mod:`qrprobe.analysis.significance`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def result_name(result: Result, fallback: str = "") -> str:
 def compare_results(results: Sequence[Result], names: Sequence[str] | None = None, *,
                     external: pd.DataFrame | None = None, external_columns: Sequence[str] | None = None,
                     keys: Sequence[str] | None = None, sort_by: str = "nmi",
-                    metrics: Sequence[str] = HEADLINE) -> pd.DataFrame:
+                    metrics: Sequence[str] = HEADLINE, intervals: bool = True) -> pd.DataFrame:
     """A ranked comparison table, one row per Result.
 
     Parameters
@@ -44,6 +46,8 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
         name when ``names`` also say which K.
     sort_by : metric ranking the rows (descending mean).
     metrics : the metrics listed, as ``<metric>_mean`` / ``<metric>_std`` columns.
+    intervals : also ``<metric>_ci_low`` / ``<metric>_ci_high``, the 95% interval of each result (NaN for results
+        saved without one).
 
     Returns
     -------
@@ -68,6 +72,10 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
             entry = res.summary.get(m)
             row[f"{m}_mean"] = np.nan if entry is None or entry["mean"] is None else float(entry["mean"])
             row[f"{m}_std"] = np.nan if entry is None or entry["std"] is None else float(entry["std"])
+            if intervals:
+                for bound in ("ci_low", "ci_high"):
+                    value = (entry or {}).get(bound)
+                    row[f"{m}_{bound}"] = np.nan if value is None else float(value)
         rows.append(row)
     table = pd.DataFrame(rows)
     if external is not None:
@@ -78,6 +86,25 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
     table = table.sort_values(f"{sort_by}_mean", ascending=False, kind="stable", na_position="last")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table.reset_index(drop=True)
+
+
+def chance_table(results: Sequence[Result], names: Sequence[str], metrics: Sequence[str] = HEADLINE
+                 ) -> pd.DataFrame:
+    """Chance levels beside the scores, one row per result: for each metric its mean, the null's mean
+    (``<m>_null``: concepts shuffled across images), the difference ``<m>_above_null`` with its p-value
+    ``<m>_above_null_p`` and the baseline ``<m>_baseline`` (``docs/statistics.md``); NaN where a result has none.
+    """
+    rows = []
+    for name, res in zip(names, results, strict=True):
+        row = {"model": name}
+        for m in metrics:
+            entry = res.summary.get(m) or {}
+            for key, col in (("mean", m), ("null_mean", f"{m}_null"), ("above_null", f"{m}_above_null"),
+                             ("above_null_p", f"{m}_above_null_p"), ("baseline", f"{m}_baseline")):
+                value = entry.get(key)
+                row[col] = np.nan if value is None else float(value)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _join_external(table: pd.DataFrame, external: pd.DataFrame, columns: Sequence[str] | None) -> pd.DataFrame:

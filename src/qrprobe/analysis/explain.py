@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import QRProbeInputError
-from .coefficients import ClusterSummary, coefficient_differences, example_rows, summarize_clusters
+from .coefficients import (
+    MIN_SUPPORT,
+    ClusterSummary,
+    coefficient_differences,
+    concept_support,
+    example_rows,
+    summarize_clusters,
+)
 from .confusion import confusion_drops, confusion_matrix, most_confused_pairs
 
 
@@ -28,8 +35,10 @@ from .confusion import confusion_drops, confusion_matrix, most_confused_pairs
 class PairExplanation:
     """One pair of clusters and the concepts that separate them.
 
-    ``concepts`` has columns ``concept``, ``group``, ``difference``, ``favours`` (see
+    ``concepts`` has columns ``concept``, ``group``, ``difference``, ``favours``, ``support`` (see
     :func:`coefficient_differences`); ``rows_a`` / ``rows_b`` are example image rows of each cluster.
+    ``n_a`` / ``n_b`` are the test images of each cluster and ``confused_base`` / ``confused_added`` the test
+    images of the pair assigned to the other cluster of the pair: the counts the confusions rest on.
     """
 
     cluster_a: int
@@ -39,6 +48,18 @@ class PairExplanation:
     concepts: pd.DataFrame
     rows_a: np.ndarray
     rows_b: np.ndarray
+    n_a: int = 0
+    n_b: int = 0
+
+    @property
+    def confused_base(self) -> int:
+        return round(self.confusion_base * (self.n_a + self.n_b))
+
+    @property
+    def confused_added(self) -> int | None:
+        if not np.isfinite(self.confusion_added):
+            return None
+        return round(self.confusion_added * (self.n_a + self.n_b))
 
     @property
     def drop(self) -> float:
@@ -73,30 +94,34 @@ class Explanation:
     labels: np.ndarray | None = None
 
     def pairs_table(self) -> pd.DataFrame:
-        """One row per pair: clusters, confusions, and the top concepts favouring each cluster."""
+        """One row per pair: clusters, their test images, confusions (share and count), and the top concepts
+        favouring each cluster."""
         rows = []
         for p in self.pairs:
             c = p.concepts
             rows.append({
-                "cluster_a": p.cluster_a, "cluster_b": p.cluster_b,
-                "confusion_base": 100 * p.confusion_base, "confusion_added": 100 * p.confusion_added,
+                "cluster_a": p.cluster_a, "cluster_b": p.cluster_b, "n_test_a": p.n_a, "n_test_b": p.n_b,
+                "confusion_base": 100 * p.confusion_base, "confused_base": p.confused_base,
+                "confusion_added": 100 * p.confusion_added, "confused_added": p.confused_added,
                 "drop": 100 * p.drop,
                 "favours_a": ", ".join(c.loc[c["favours"] == p.cluster_a, "concept"].head(5)),
                 "favours_b": ", ".join(c.loc[c["favours"] == p.cluster_b, "concept"].head(5)),
             })
-        cols = ["cluster_a", "cluster_b", "confusion_base", "confusion_added", "drop", "favours_a", "favours_b"]
+        cols = ["cluster_a", "cluster_b", "n_test_a", "n_test_b", "confusion_base", "confused_base",
+                "confusion_added", "confused_added", "drop", "favours_a", "favours_b"]
         table = pd.DataFrame(rows, columns=cols)
         if not self.added_label:
-            table = table.drop(columns=["confusion_added", "drop"]).rename(columns={"confusion_base": "confusion"})
+            table = table.drop(columns=["confusion_added", "confused_added", "drop"]).rename(
+                columns={"confusion_base": "confusion", "confused_base": "confused"})
         return table
 
     def concepts_table(self) -> pd.DataFrame:
-        """All pairs' coefficient differences, long format."""
+        """All pairs' coefficient differences, long format (``support``: images carrying the concept)."""
+        cols = ["cluster_a", "cluster_b", "concept", "group", "difference", "favours", "support"]
         parts = [p.concepts.assign(cluster_a=p.cluster_a, cluster_b=p.cluster_b) for p in self.pairs]
         if not parts:
-            return pd.DataFrame(columns=["cluster_a", "cluster_b", "concept", "group", "difference", "favours"])
-        df = pd.concat(parts, ignore_index=True)
-        return df[["cluster_a", "cluster_b", "concept", "group", "difference", "favours"]]
+            return pd.DataFrame(columns=cols)
+        return pd.concat(parts, ignore_index=True)[cols]
 
     def clusters_table(self) -> pd.DataFrame:
         """One row per summarised cluster: size, top concepts, most frequent concepts (when known)."""
@@ -114,8 +139,8 @@ class Explanation:
 def explain_pairs(labels: np.ndarray, test_rows: np.ndarray, coef: np.ndarray, concepts: pd.DataFrame, *,
                   pred_added: np.ndarray, pred_base: np.ndarray | None = None, top_pairs: int = 6,
                   top_concepts_per_pair: int = 12, groups: Sequence[str] | None = None,
-                  n_examples: int = 6, seed: int = 0, matrix=None) -> tuple[list[PairExplanation],
-                                                                             list[ClusterSummary]]:
+                  n_examples: int = 6, seed: int = 0, matrix=None, min_support: int = MIN_SUPPORT,
+                  ) -> tuple[list[PairExplanation], list[ClusterSummary]]:
     """Explain the cluster pairs of one clustering.
 
     With ``pred_base``, the pairs are those whose test confusion drops most from the base probe to the probe
@@ -129,7 +154,9 @@ def explain_pairs(labels: np.ndarray, test_rows: np.ndarray, coef: np.ndarray, c
     concepts : its concept table (M rows).
     pred_added, pred_base : (N,) predictions of the two probes for every image.
     groups : restrict the explaining concepts to these groups (e.g. the added group).
-    matrix : optional (N, M) concept matrix, for per-cluster concept frequencies.
+    matrix : optional (N, M) concept matrix, for per-cluster concept frequencies (and each concept's support).
+    min_support : leave out concepts carried by fewer images (when the support is known: from ``matrix`` or
+        the concept table's ``n_images`` column); 0 keeps all.
 
     Returns
     -------
@@ -145,17 +172,33 @@ def explain_pairs(labels: np.ndarray, test_rows: np.ndarray, coef: np.ndarray, c
     else:
         table = most_confused_pairs(confusion_matrix(y, np.asarray(pred_added)[test_rows], k), top_pairs)
         table = table.rename(columns={"confusion": "confusion_base"}).assign(confusion_added=np.nan)
+    support = concept_support(concepts, matrix)
     pairs = []
     for row in table.itertuples(index=False):
         a, b = int(row.cluster_a), int(row.cluster_b)
         pairs.append(PairExplanation(
             a, b, float(row.confusion_base), float(row.confusion_added),
-            coefficient_differences(coef, a, b, concepts, top_concepts_per_pair, groups),
-            example_rows(labels, a, n_examples, seed), example_rows(labels, b, n_examples, seed)))
+            coefficient_differences(coef, a, b, concepts, top_concepts_per_pair, groups, support=support,
+                                    min_support=min_support),
+            example_rows(labels, a, n_examples, seed), example_rows(labels, b, n_examples, seed),
+            int(row.n_a), int(row.n_b)))
     involved = list(dict.fromkeys(c for p in pairs for c in (p.cluster_a, p.cluster_b)))
     summaries = summarize_clusters(labels, coef, concepts, clusters=involved, matrix=matrix,
                                    n_examples=n_examples, seed=seed)
     return pairs, summaries
+
+
+def _support_notes(concepts: pd.DataFrame, matrix, min_support: int) -> list[str]:
+    """What the explanation says about concept support: the threshold applied, or that it is unknown."""
+    support = concept_support(concepts, matrix)
+    if support is None:
+        return ["how many images carry each concept is unknown (a result saved before concept counts were "
+                "recorded, and no concept matrix): rarely seen concepts are not left out"]
+    if min_support <= 0:
+        return []
+    rare = int((support < min_support).sum())
+    return [f"{rare} concept(s) carried by fewer than {min_support} images are left out of the explanations "
+            "(their coefficients rest on too few images)"] if rare else []
 
 
 # ---------------------------------------------------------------------- from Results / from inputs
@@ -173,7 +216,7 @@ def _check_clustering(result, clustering: int, what: str) -> None:
 
 
 def explain_result(result, *, clustering: int = 0, top_pairs: int = 6, top_concepts_per_pair: int = 12,
-                   n_examples: int = 6, seed: int = 0, matrix=None) -> Explanation:
+                   n_examples: int = 6, seed: int = 0, matrix=None, min_support: int = MIN_SUPPORT) -> Explanation:
     """Explain one Result: the pairs its probe confuses most and the concepts that separate them.
 
     ``result`` is a :class:`qrprobe.results.Result` loaded with its arrays; ``matrix`` its (N, M) concept
@@ -186,15 +229,17 @@ def explain_result(result, *, clustering: int = 0, top_pairs: int = 6, top_conce
     pairs, summaries = explain_pairs(labels, test, np.asarray(result.coef[clustering]), result.concepts,
                                      pred_added=np.asarray(result.predictions[clustering]),
                                      top_pairs=top_pairs, top_concepts_per_pair=top_concepts_per_pair,
-                                     n_examples=n_examples, seed=seed, matrix=matrix)
-    return Explanation(pairs, summaries, base_label=result.name or "probe", clustering=clustering,
+                                     n_examples=n_examples, seed=seed, matrix=matrix, min_support=min_support)
+    expl = Explanation(pairs, summaries, base_label=result.name or "probe", clustering=clustering,
                        n_clusters=result.coef.shape[2], image_ids=result.image_ids, paths=result.paths,
                        labels=labels)
+    expl.notes.extend(_support_notes(result.concepts, matrix, min_support))
+    return expl
 
 
 def explain_results(base, added, *, clustering: int = 0, groups: Sequence[str] | None = None,
                     top_pairs: int = 6, top_concepts_per_pair: int = 12, n_examples: int = 6, seed: int = 0,
-                    matrix=None) -> Explanation:
+                    matrix=None, min_support: int = MIN_SUPPORT) -> Explanation:
     """Explain what the concepts of ``added`` (a Result with more concept groups) add over ``base``.
 
     Both Results must share their clusterings and splits (same features, K and seeds: ``evaluate`` is
@@ -220,17 +265,19 @@ def explain_results(base, added, *, clustering: int = 0, groups: Sequence[str] |
                                      pred_added=np.asarray(added.predictions[clustering]),
                                      pred_base=np.asarray(base.predictions[clustering]), top_pairs=top_pairs,
                                      top_concepts_per_pair=top_concepts_per_pair, groups=groups,
-                                     n_examples=n_examples, seed=seed, matrix=matrix)
-    return Explanation(pairs, summaries, base_label=" + ".join(base_groups),
+                                     n_examples=n_examples, seed=seed, matrix=matrix, min_support=min_support)
+    expl = Explanation(pairs, summaries, base_label=" + ".join(base_groups),
                        added_label=" + ".join(added_groups) or (added.name or "added"), clustering=clustering,
                        n_clusters=added.coef.shape[2], image_ids=added.image_ids, paths=added.paths,
                        labels=labels)
+    expl.notes.extend(_support_notes(added.concepts, matrix, min_support))
+    return expl
 
 
 def explain_groups(features, concepts, base_groups: Sequence[str], added_groups: Sequence[str], *,
                    config=None, clustering: int = 0, only_added: bool = True, top_pairs: int = 6,
                    top_concepts_per_pair: int = 12, n_examples: int = 6, progress: bool = False,
-                   **params) -> Explanation:
+                   min_support: int = MIN_SUPPORT, **params) -> Explanation:
     """Quantize the features once and compare a probe on ``base_groups`` with one on base + ``added_groups``.
 
     ``config`` is the protocol (:class:`qrprobe.engine.config.ProtocolConfig`, or its fields as keywords);
@@ -262,10 +309,11 @@ def explain_groups(features, concepts, base_groups: Sequence[str], added_groups:
                                      pred_added=added_out.predictions, pred_base=base_out.predictions,
                                      top_pairs=top_pairs, top_concepts_per_pair=top_concepts_per_pair,
                                      groups=added_groups if only_added else None, n_examples=n_examples,
-                                     seed=cfg.seed, matrix=added_bank.matrix)
+                                     seed=cfg.seed, matrix=added_bank.matrix, min_support=min_support)
     expl = Explanation(pairs, summaries, base_label=" + ".join(base_groups), added_label=" + ".join(added_groups),
                        clustering=clustering, n_clusters=cfg.k, image_ids=feats.image_ids, paths=feats.paths,
                        labels=labels)
+    expl.notes.extend(_support_notes(added_bank.concepts, added_bank.matrix, min_support))
     expl.notes.append(
         f"clustering {clustering} (seed {one.seed}); test NMI {base_out.scores['nmi']:.2f} with "
         f"{expl.base_label}, {added_out.scores['nmi']:.2f} with {expl.added_label} added")

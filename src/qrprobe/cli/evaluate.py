@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..results import markdown_table
+from ..results import markdown_table, statistics_lines
 from .options import (
     add_concept_arguments,
     add_output,
@@ -22,7 +22,9 @@ Quantized reverse probing of one representation (Laina et al., ICLR 2022, Sec. 3
 standardize FEATURES, cluster them with K-means (K clusters, several seeds), split each clustering 80/20
 (stratified; 20% of train for validation), train a linear probe from the binary CONCEPTS of an image to its
 cluster, and score it on the test split: NMI, AMI, top-1, mAP (×100) and the mutual-information estimate
-H(cluster) − CE in bits. Defaults are the paper's protocol.
+H(cluster) − CE in bits. Defaults are the paper's protocol. Each score comes with its 95% interval (bootstrap
+over test images and clustering seeds), its chance level (the probe on concepts shuffled across images) and
+a baseline that needs no probe; see docs/statistics.md.
 
 FEATURES  a .npy array (N x D) or a feature-store directory (`qrprobe extract`).
 CONCEPTS  a concept-bank directory (`qrprobe label`), a long table image_id,concept[,group] (.csv/.tsv/.parquet),
@@ -70,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     config = protocol_from_args(args)
     feats, bank = load_inputs(args)
     result = evaluate(feats, bank, config, name=args.name, progress=not args.quiet)
-    table = markdown_table([result])
+    table = markdown_table([result], intervals=True)
+    lines = statistics_lines(result)
+    if lines:
+        table += "\n\n" + "\n".join(f"- {line}" for line in lines)
 
     def add_markdown(tmp: Path) -> None:
         (tmp / "results.md").write_text(table + "\n", encoding="utf-8")

@@ -115,20 +115,25 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *,
 QUANTIZATION = ("k", "clusterings", "seed", "iters", "restarts", "max_train_points", "kmeans_backend", "kmeans_init",
                 "kmeans_precision")
 SPLIT = ("test_fraction", "val_fraction")
+STATISTICS = ("null_repeats", "bootstrap")
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser, *, quantization: bool = True,
                            skip: Iterable[str] = ()) -> None:
-    """The protocol's flags in three groups (quantization, split, probe) and ``--device``.
+    """The protocol's flags in groups (quantization, split, probe, statistics) and ``--device``.
 
-    ``quantization=False``: only ``--clusterings`` and ``--seed`` of the first group (commands that probe a
-    given labelling, with no K-means). ``skip``: fields a command sets otherwise (e.g. ``k`` in a K sweep).
+    ``quantization=False``: only ``--clusterings`` and ``--seed`` of the first group, and no statistics group
+    (commands that probe a given labelling, with no K-means). ``skip``: fields a command sets otherwise (e.g.
+    ``k`` in a K sweep).
     """
     q = parser.add_argument_group("quantization (K-means)" if quantization else "repetitions")
     add_config_arguments(q, ProtocolConfig, only=QUANTIZATION if quantization else ("clusterings", "seed"),
                          skip=skip)
     add_config_arguments(parser.add_argument_group("split"), ProtocolConfig, only=SPLIT)
     add_config_arguments(parser.add_argument_group("reverse probe (SGD)"), ProbeConfig)
+    if quantization:
+        add_config_arguments(parser.add_argument_group("statistics (chance level, intervals)"), ProtocolConfig,
+                             only=STATISTICS, skip=skip)
     add_config_arguments(parser, ProtocolConfig, only=("device",))
 
 

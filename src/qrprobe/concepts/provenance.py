@@ -2,7 +2,8 @@
 
 Circularity: an expert of the bank that *is* the network under test (e.g. ImageNet classes predicted by the
 same EfficientNet whose features are probed) makes the probe partly read the model's own output back. The
-check compares the experts recorded in the bank's ``info["experts"]`` with the feature store's model.
+check compares the experts recorded in the bank's ``info["experts"]`` with the feature store's model. Only
+experts whose concepts are still in the bank count: a group dropped with ``--drop-groups`` cannot be circular.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ def circularity_warnings(bank: ConceptBank | Mapping, feature_model: str | Mappi
     -------
     list of messages, empty when no expert shares the representation's network.
     """
-    info = bank.info if isinstance(bank, ConceptBank) else dict(bank)
     model = feature_model.get("model", "") if isinstance(feature_model, Mapping) else str(feature_model)
     messages = []
-    for e in info.get("experts", []):
+    for e in used_experts(bank):
         expert_model = (e.get("config") or {}).get("model")
         if not expert_model or not model:
             continue
@@ -48,3 +48,19 @@ def _same_network(expert_model: str, feature_model: str) -> bool:
         return s.split(":")[0]
 
     return norm(expert_model) == norm(feature_model)
+
+
+def used_experts(bank: ConceptBank | Mapping) -> list[dict]:
+    """The experts of ``info["experts"]`` whose concepts the bank still has (all of them for a bare ``info``
+    dict, or when the concept table does not say which expert made each concept)."""
+    info = bank.info if isinstance(bank, ConceptBank) else dict(bank)
+    experts = list(info.get("experts", []))
+    if not isinstance(bank, ConceptBank) or "expert" not in bank.concepts.columns:
+        return experts
+    present = set(bank.concepts["expert"].astype(str))
+    return [e for e in experts if str(e.get("name")) in present]
+
+
+def expert_networks(bank: ConceptBank | Mapping) -> list[str]:
+    """The networks (``config["model"]``) of the experts the bank still uses."""
+    return [str(m) for e in used_experts(bank) if (m := (e.get("config") or {}).get("model"))]

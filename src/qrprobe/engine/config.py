@@ -157,6 +157,10 @@ class ProtocolConfig:
         "auto", "storage of the standardized features for K-means: float32 (plain float32 Lloyd, as earlier "
         "releases), float16 or bfloat16 (half the memory; exact Lloyd on the 16-bit values, faster), or auto: "
         "float32 while that copy is at most 1 GiB, else float16", choices=("auto", "float32", "float16", "bfloat16"))
+    null_repeats: int = param(1, "probes per clustering on concepts shuffled across images, the chance level "
+                              "of every score (0: none)", check=int_at_least(0, 1000), metavar="N")
+    bootstrap: int = param(200, "bootstrap replicates over test images, for intervals and paired comparisons "
+                           "(0: none)", check=int_at_least(0, 100_000), metavar="B")
 
     def __post_init__(self) -> None:
         if isinstance(self.probe, Mapping):

@@ -22,7 +22,8 @@ class ReverseProbing(BaseEstimator):
     Parameters
     ----------
     k, clusterings, seed, iters, restarts, max_train_points, kmeans_backend, kmeans_init, test_fraction,
-    val_fraction, device, kmeans_precision : the protocol (:class:`~qrprobe.engine.config.ProtocolConfig`).
+    val_fraction, device, kmeans_precision, null_repeats, bootstrap : the protocol
+        (:class:`~qrprobe.engine.config.ProtocolConfig`).
     lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select : the probe's schedule
         (:class:`~qrprobe.engine.config.ProbeConfig`).
     progress : progress bars on stderr.
@@ -45,7 +46,8 @@ class ReverseProbing(BaseEstimator):
                  kmeans_precision: str = "auto", lr: float = 3.5,
                  momentum: float = 0.9, batch_size: int = 512, epochs: int = 100,
                  milestones: tuple[int, ...] = (60, 80), lr_decay: float = 0.1, weight_decay: float = 3e-6,
-                 select: str = "val_loss", progress: bool = False) -> None:
+                 select: str = "val_loss", null_repeats: int = 1, bootstrap: int = 200,
+                 progress: bool = False) -> None:
         self.k = k
         self.clusterings = clusterings
         self.seed = seed
@@ -66,6 +68,8 @@ class ReverseProbing(BaseEstimator):
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
         self.select = select
+        self.null_repeats = null_repeats
+        self.bootstrap = bootstrap
         self.progress = progress
 
     def protocol(self) -> ProtocolConfig:

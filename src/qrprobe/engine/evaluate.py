@@ -16,11 +16,13 @@ import numpy as np
 from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
-from ..concepts.provenance import circularity_warnings
+from ..concepts.provenance import circularity_warnings, expert_networks
 from ..results import Result, summarize
+from .chance import null_outcomes
 from .config import ProtocolConfig
 from .degenerate import result_flags, warning_messages
 from .protocol import FeaturesLike, Inputs, ProbeOutcome, Quantization, prepare_inputs, probe_all, quantize
+from .statistics import result_statistics
 
 ConceptsLike = ConceptBank | str | os.PathLike
 
@@ -64,7 +66,9 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
 
     Returns
     -------
-    Result with per-clustering scores and their mean ± std (population std over clusterings).
+    Result with per-clustering scores and their mean ± std (population std over clusterings), 95% intervals,
+    the chance level of every score (``config.null_repeats`` probes per clustering on shuffled concepts) and
+    baselines (``docs/statistics.md``).
 
     """
     if quantization is not None:
@@ -78,12 +82,25 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
         inputs = prepare_inputs(features, bank)
         quant = quantize(inputs.features, cfg, progress)
     outcomes = probe_all(quant, inputs.concepts, progress)
-    return assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress)
+    nulls, null_seconds = None, 0.0
+    repeats = getattr(quant.config, "null_repeats", 0)
+    if repeats:
+        nulls, null_seconds = null_outcomes(quant, inputs.concepts, repeats, progress)
+        if progress:
+            print(f"null: {repeats} probe(s) per clustering on shuffled concepts, {null_seconds:.1f} s",
+                  file=sys.stderr, flush=True)
+    return assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
+                           nulls=nulls, null_seconds=null_seconds)
 
 
 def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOutcome], *, name: str = "",
-                    keep_arrays: bool = True, progress: bool = False) -> Result:
-    """Collect the scores of ``outcomes`` (one per clustering of ``quant``) into a :class:`Result`."""
+                    keep_arrays: bool = True, progress: bool = False,
+                    nulls: list[list[ProbeOutcome]] | None = None, null_seconds: float = 0.0) -> Result:
+    """Collect the scores of ``outcomes`` (one per clustering of ``quant``) into a :class:`Result`.
+
+    ``nulls`` (per clustering, the probes on shuffled concepts) add the chance level of every score; the
+    protocol's ``bootstrap`` replicates add intervals (:mod:`qrprobe.engine.statistics`).
+    """
     cfg, feats, bank = quant.config, inputs.features, inputs.concepts
     n = feats.array.shape[0]
     per = []
@@ -97,14 +114,28 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
                   f"top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits", file=sys.stderr, flush=True)
     flags = result_flags(quant.labels, cfg.k, per, [len(np.unique(quant.labels[r][o.split.test]))
                                                     for r, o in enumerate(outcomes)], bank)
-    warnings = provenance_warnings(bank, feats.provenance) + warning_messages(flags)
+    stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
+                              n_replicates=getattr(cfg, "bootstrap", 0))
+    summary = summarize(per)
+    for r, extra in zip(per, stats.per_clustering, strict=True):
+        r.update(extra)
+    for m, extra in stats.summary.items():
+        if m in summary:
+            summary[m].update(extra)
+    warnings = provenance_warnings(bank, feats.provenance, name) + warning_messages(flags)
     notes = provenance_notes(bank)
-    for message in warnings:
+    unchecked = unchecked_circularity(bank, feats.provenance, name) if not warnings else None
+    if unchecked:
+        notes.append(unchecked)
+    if inputs.matched_by == "position":
+        notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
+                        "common to both, so row i of one is assumed to be the image of row i of the other")
+    for message in warnings + stats.warnings:
         print(f"warning: {message}", file=sys.stderr, flush=True)
-    for message in notes if progress else ():
+    for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
         print(f"note: {message}", file=sys.stderr, flush=True)
     result = Result(
-        summary=summarize(per), per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
+        summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
         inputs={"features": {**feats.provenance, "n": n, "dim": int(feats.array.shape[1])},
                 "concepts": {"source": bank.info.get("source"), "n_concepts": bank.n_concepts,
@@ -112,8 +143,10 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
                              "content_hash": bank.content_hash()},
                 "matched_by": inputs.matched_by, "warnings": warnings, "notes": notes,
                 "flags": [f.to_dict() for f in flags]},
-        image_ids=feats.image_ids, paths=feats.paths, concepts=bank.concepts.copy(),
+        image_ids=feats.image_ids, paths=feats.paths,
+        concepts=bank.concepts.assign(n_images=np.asarray(bank.matrix.sum(axis=0)).ravel().astype(np.int64)),
         standardizer={"mean": quant.mean, "scale": quant.scale},
+        replicates=stats.replicates, null_replicates=stats.null_replicates, statistics=stats.info,
     )
     if keep_arrays:
         result.clusterings = quant.labels.astype(np.int32)
@@ -125,11 +158,32 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     return result
 
 
-def provenance_warnings(bank: ConceptBank, provenance: dict) -> list[str]:
-    """Warnings about the inputs' provenance: an expert that is the network under test (circularity)."""
-    if not provenance.get("model") or not bank.info.get("experts"):
+def provenance_warnings(bank: ConceptBank, provenance: dict, name: str = "") -> list[str]:
+    """Warnings about the inputs' provenance: an expert that is the network under test (circularity).
+
+    The network is the feature store's model; for features without one (a ``.npy``), the representation's
+    ``name`` and the file's stem stand for it, so ``efficientnet-lite0.npy`` is checked too.
+    """
+    if not bank.info.get("experts"):
         return []
-    return circularity_warnings(bank, provenance["model"])
+    candidates = [provenance.get("model")] if provenance.get("model") else [
+        name, Path(provenance["path"]).stem if provenance.get("path") else ""]
+    out: list[str] = []
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        out.extend(m for m in circularity_warnings(bank, candidate) if m not in out)
+    return out
+
+
+def unchecked_circularity(bank: ConceptBank, provenance: dict, name: str = "") -> str | None:
+    """A note when the features name no model while some expert of the bank is a network, or None."""
+    if provenance.get("model") or name:
+        return None
+    networks = expert_networks(bank)
+    if not networks:
+        return None
+    return (f"the features carry no model name, so circularity (an expert that is the network under test: "
+            f"{', '.join(sorted(set(networks)))}) could only be checked against the file name; name the "
+            "representation (name= / --name) to check it")
 
 
 def provenance_notes(bank: ConceptBank) -> list[str]:

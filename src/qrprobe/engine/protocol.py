@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
-from ..metrics import score_predictions
+from ..metrics import TestDetails, score_details
 from ..results import summarize
 from .config import ProbeConfig, ProtocolConfig
 from .degenerate import check_quantization
@@ -100,12 +100,14 @@ def quantize(features: Features, config: ProtocolConfig, progress: bool = False)
 
 @dataclass
 class ProbeOutcome:
-    """One labelling probed: its scores, the split, the trained probe and its predictions for all rows."""
+    """One labelling probed: its scores, the split, the trained probe, its predictions for all rows and the
+    per-image quantities of the test split (``details``, for bootstrap replicates and baselines)."""
 
     scores: dict
     split: Split
     probe: ReverseProbe
     predictions: np.ndarray = field(repr=False)
+    details: TestDetails | None = field(default=None, repr=False)
 
 
 def probe_labels(labels: np.ndarray, concepts: ConceptBank | sp.csr_matrix, *, seed: int = 0,
@@ -134,10 +136,10 @@ def probe_labels(labels: np.ndarray, concepts: ConceptBank | sp.csr_matrix, *, s
     split = stratified_split(labels, seed, test_fraction, val_fraction)
     model = ReverseProbe(probe, seed=seed, device=device, progress=progress)
     model.fit(matrix[split.train], labels[split.train], matrix[split.val], labels[split.val], n_classes=k)
-    scores = score_predictions(labels[split.test], model.predict_log_proba(matrix[split.test]))
+    scores, details = score_details(labels[split.test], model.predict_log_proba(matrix[split.test]))
     scores.update(best_epoch=model.best_epoch_, n_train=len(split.train), n_val=len(split.val),
                   n_test=len(split.test), small_clusters=list(split.small_clusters))
-    return ProbeOutcome(scores, split, model, model.predict(matrix))
+    return ProbeOutcome(scores, split, model, model.predict(matrix), details)
 
 
 def probe_all(quant: Quantization, concepts: ConceptBank, progress: bool = False) -> list[ProbeOutcome]:

@@ -61,13 +61,14 @@ class AnalysisOutput:
     section: Section | None = None
     result: Result | None = None
     extra: Callable[[Path], None] | None = None
+    printed_tables: int = 2  # how many of the section's tables the CLI prints
 
     def markdown(self) -> str:
         """The output's main table(s) as Markdown (printed by the CLI)."""
         if self.result is not None:
             return markdown_table([self.result])
         assert self.section is not None
-        return "\n\n".join(t.to_markdown() for t in self.section.tables()[:2])
+        return "\n\n".join(t.to_markdown() for t in self.section.tables()[:self.printed_tables])
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the analysis directory (``section.json`` …) or the result directory, atomically."""
@@ -118,27 +119,18 @@ class AnalysisKind:
 # ------------------------------------------------------------------------------------------------ runs
 def _compare(inputs: AnalysisInputs, spec: specs.CompareSpec, protocol: ProtocolConfig,
              progress: bool) -> AnalysisOutput:
-    from ..analysis.compare import compare_results, fit_line, read_external
-    from ..report.build import check_external_matched, display_names
-    from ..report.sections import comparison_section, flagged_names
+    from ..analysis.compare import read_external
+    from ..report.build import display_names
+    from .comparison import comparison
 
     results = inputs.results
     keys = inputs.result_keys or [r.name for r in results]
     names = display_names(results, keys)
     ids = [r.name or key for r, key in zip(results, keys, strict=True)]
     external = read_external(spec.external, spec.external_columns) if spec.external else inputs.external
-    table = compare_results(results, names, external=external, external_columns=spec.external_columns, keys=ids,
-                            sort_by=spec.sort_by)
-    fit = x_column = None
-    if external is not None:
-        extra = [c for c in table.columns if c not in compare_results(results, names).columns]
-        check_external_matched(table, extra, ids)
-        if extra:
-            x_column = extra[0]
-            fit = fit_line(table, x_column, "top1_mean")
-    notes = [f"{n}: {w}" for r, n in zip(results, names, strict=True) for w in r.inputs.get("warnings", [])]
-    return AnalysisOutput(comparison_section(table, fit=fit, x_column=x_column, notes=notes,
-                                             flagged=flagged_names(results, names)))
+    section = comparison(results, names, ids, external=external, external_columns=spec.external_columns,
+                         sort_by=spec.sort_by)
+    return AnalysisOutput(section, printed_tables=len(section.tables()))
 
 
 def _breakdown(inputs: AnalysisInputs, spec: specs.BreakdownSpec, protocol: ProtocolConfig,
@@ -158,7 +150,8 @@ def _explain(inputs: AnalysisInputs, spec: specs.ExplainSpec, protocol: Protocol
     from ..report.sections import explanation_section
 
     kwargs = {"clustering": spec.clustering, "top_pairs": spec.pairs,
-              "top_concepts_per_pair": spec.concepts_per_pair, "n_examples": spec.examples}
+              "top_concepts_per_pair": spec.concepts_per_pair, "n_examples": spec.examples,
+              "min_support": spec.min_support}
     added = inputs.result
     if inputs.versus is not None:
         expl = explain_results(inputs.versus, added, groups=spec.explain_groups, **kwargs)
@@ -176,7 +169,7 @@ def _explain_groups(inputs: AnalysisInputs, spec: specs.ExplainGroupsSpec, proto
     expl = explain_groups(inputs.features, inputs.concepts, spec.base, spec.added, config=protocol,
                           clustering=spec.clustering, only_added=not spec.all_concepts, top_pairs=spec.pairs,
                           top_concepts_per_pair=spec.concepts_per_pair, n_examples=spec.examples,
-                          progress=progress)
+                          min_support=spec.min_support, progress=progress)
     title = f"What separates clusters of {inputs.name}" if inputs.name else None
     return AnalysisOutput(explanation_section(expl, title=title))
 
@@ -277,9 +270,11 @@ def _titled(section: Section, name: str) -> Section:
 # ------------------------------------------------------------------------------------------------ registry
 ANALYSES: dict[str, AnalysisKind] = {k.name: k for k in (
     AnalysisKind("compare", "rank several results (paper Table 2) and correlate with an external score",
-                 "Ranked table of mean ± std NMI, AMI, top-1, mAP and MI over several result directories, with\n"
-                 "optional external columns (a CSV with a 'model' column) and the Fig. 3 scatter of top-1\n"
-                 "against the first external column.",
+                 "Ranked table of mean ± std and 95% intervals of NMI, AMI, top-1, mAP and MI over several result\n"
+                 "directories, with optional external columns (a CSV with a 'model' column) and the Fig. 3 scatter\n"
+                 "of top-1 against the first external column; then, for each pair of neighbours in the ranking,\n"
+                 "the paired difference with its interval and p-value (results on the same images and concepts),\n"
+                 "Kendall's tau between the metrics' rankings, and each result's chance levels and baselines.",
                  specs.CompareSpec, ("results",), None, _compare, per_model=False),
     AnalysisKind("breakdown", "scores of cumulative and single concept groups (paper Fig. 4, Table 3)",
                  "Quantize FEATURES once, then train one probe per concept-group combination on the same\n"

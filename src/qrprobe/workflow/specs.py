@@ -75,6 +75,7 @@ class BreakdownSpec(PerModelSpec):
 _PAIRS = "number of cluster pairs explained"
 _PER_PAIR = "concepts listed per pair"
 _EXAMPLES = "example images shown per cluster"
+_MIN_SUPPORT = "leave out concepts carried by fewer images (0: keep all)"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class ExplainSpec(PerModelSpec):
     pairs: int = param(6, _PAIRS, check=_positive())
     concepts_per_pair: int = param(12, _PER_PAIR, check=_positive(), aliases=("concepts",))
     examples: int = param(6, _EXAMPLES, check=int_at_least(0))
+    min_support: int = param(5, _MIN_SUPPORT, check=int_at_least(0))
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class ExplainGroupsSpec(PerModelSpec):
     pairs: int = param(6, _PAIRS, check=_positive())
     concepts_per_pair: int = param(12, _PER_PAIR, check=_positive())
     examples: int = param(6, _EXAMPLES, check=int_at_least(0))
+    min_support: int = param(5, _MIN_SUPPORT, check=int_at_least(0))
 
 
 @dataclass(frozen=True)
