@@ -23,7 +23,8 @@ class ReverseProbing(BaseEstimator):
     ----------
     k, clusterings, seed, iters, restarts, max_train_points, kmeans_backend, kmeans_init, test_fraction,
     val_fraction, device : the protocol (:class:`~qrprobe.engine.config.ProtocolConfig`).
-    lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select : the probe's schedule
+    lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select, solver, lbfgs_grid,
+    lbfgs_iters : the probe's schedule
         (:class:`~qrprobe.engine.config.ProbeConfig`).
     progress : progress bars on stderr.
 
@@ -44,7 +45,8 @@ class ReverseProbing(BaseEstimator):
                  test_fraction: float = 0.2, val_fraction: float = 0.2, device: str = "auto", lr: float = 3.5,
                  momentum: float = 0.9, batch_size: int = 512, epochs: int = 100,
                  milestones: tuple[int, ...] = (60, 80), lr_decay: float = 0.1, weight_decay: float = 3e-6,
-                 select: str = "val_loss", progress: bool = False) -> None:
+                 select: str = "val_loss", solver: str = "sgd", lbfgs_grid: int = 8, lbfgs_iters: int = 500,
+                 progress: bool = False) -> None:
         self.k = k
         self.clusterings = clusterings
         self.seed = seed
@@ -64,6 +66,9 @@ class ReverseProbing(BaseEstimator):
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
         self.select = select
+        self.solver = solver
+        self.lbfgs_grid = lbfgs_grid
+        self.lbfgs_iters = lbfgs_iters
         self.progress = progress
 
     def protocol(self) -> ProtocolConfig:
