@@ -21,8 +21,9 @@ so the kept probe is never worse on validation than knowing nothing about the co
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -78,17 +79,51 @@ def prior_loss(labels: np.ndarray, log_prior: np.ndarray) -> float:
     return float(-log_prior[labels].astype(np.float64).mean()) if len(labels) else float("nan")
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"users": 0, "saved": 0}
+
+
 @contextmanager
 def intra_op_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` for the block (None: unchanged)."""
-    old = torch.get_num_threads()
-    if n is not None and n != old:
-        torch.set_num_threads(n)
+    """torch's (process-wide) intra-op thread count set to ``n`` while any such block runs (None: unchanged).
+
+    Probes fitted concurrently from several Python threads share the setting; the first block to enter saves
+    the previous count and the last to leave restores it.
+    """
+    if n is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["users"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+        _THREADS_STATE["users"] += 1
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
     try:
         yield
     finally:
-        if torch.get_num_threads() != old:
-            torch.set_num_threads(old)
+        with _THREADS_LOCK:
+            _THREADS_STATE["users"] -= 1
+            if _THREADS_STATE["users"] == 0 and torch.get_num_threads() != _THREADS_STATE["saved"]:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
+
+def fit_many(probes: Sequence[ReverseProbe], data: Sequence[tuple], workers: int | None = None,
+             ) -> list[ReverseProbe]:
+    """Fit ``probes[i]`` on ``data[i]`` (the arguments of :meth:`ReverseProbe.fit`: ``(concepts, labels,
+    val_concepts, val_labels, n_classes)``), several at once on the CPU: one Python thread per probe, each
+    probe on one intra-op thread, ``workers`` (default: torch's thread count) at a time. The results are
+    those of fitting one after the other. On a GPU the probes are fitted in turn."""
+    if len(probes) != len(data):
+        raise ValueError(f"{len(probes)} probes for {len(data)} datasets")
+    cpu = all(resolve_device(p.device).type == "cpu" for p in probes)
+    workers = min(len(probes), workers or torch.get_num_threads()) if cpu else 1
+    if workers <= 1:
+        return [p.fit(*d) for p, d in zip(probes, data, strict=True)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda pd: pd[0].fit(*pd[1]), zip(probes, data, strict=True)))
 
 
 class ReverseProbe:
@@ -101,8 +136,9 @@ class ReverseProbe:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` …
     progress : show a progress bar over epochs (rate, ETA, validation loss).
     eval_rows : rows per block when evaluating or predicting.
-    threads : torch intra-op threads while training on the CPU (default 1: one thread per probe does not
-        stall when another process takes a core; run several probes in parallel to use more cores).
+    threads : torch intra-op threads while training on the CPU (default 1: a probe on one thread does
+        not stall when another process takes a core; :func:`fit_many` fits several probes at once to use more
+        cores; None: torch's setting).
 
     Attributes (after ``fit``)
     --------------------------
@@ -126,6 +162,7 @@ class ReverseProbe:
         # and where batches are cut ("host": scipy per step, "device": per epoch on the device; None: by device)
         self.lazy_fraction = LAZY_FRACTION
         self.batching: str | None = None
+        self.prior_candidate = True  # False: the selection before the prior was a candidate (experiments)
 
     # ------------------------------------------------------------------------------------------- fitting
     def fit(self, concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_matrix | None = None,
@@ -187,7 +224,7 @@ class ReverseProbe:
         n_steps = math.ceil(n / cfg.batch_size)
         by_val = val is not None and cfg.select == "val_loss"
         self.history_ = [prior]
-        best = (prior["val_loss"], None, None, 0) if by_val else (math.inf, None, None, 0)
+        best = (prior["val_loss"], None, None, 0) if by_val and self.prior_candidate else (math.inf, None, None, 0)
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"probe M={m1 - 1}→K={k}", unit="epoch",
                    disable=None if self.progress else True, leave=False)
         for epoch in bar:
@@ -278,4 +315,4 @@ def _check_rows(concepts: sp.csr_matrix, labels: np.ndarray, k: int, what: str) 
         raise QRProbeInputError(f"{what} labels must lie in 0 … {k - 1}, got {labels.min()} … {labels.max()}")
 
 
-__all__ = ["ConceptRows", "ReverseProbe", "class_prior", "intra_op_threads"]
+__all__ = ["ConceptRows", "ReverseProbe", "class_prior", "fit_many", "intra_op_threads"]
