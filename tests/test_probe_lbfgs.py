@@ -85,3 +85,24 @@ def test_prior_is_kept_when_concepts_carry_nothing():
     probe = ReverseProbe(ProbeConfig(solver="lbfgs", lbfgs_grid=4), device="cpu")
     probe.fit(x[:1000], y[:1000], x[1000:], y[1000:], n_classes=8)
     assert probe.selected_prior_ and probe.best_epoch_ == 0 and not probe.coef_.any()
+
+
+def test_l1_optimum_satisfies_the_optimality_conditions():
+    """At the L1 optimum: |∂CE/∂w| ≤ λ where w = 0, ∂CE/∂w = −λ sign(w) elsewhere, ∂CE/∂b = 0 (bias free);
+    concepts that carry nothing get exactly zero weights."""
+    rng = np.random.default_rng(7)
+    x, y = _data(n=1500, m=20, seed=7)
+    junk = sp.csr_matrix((rng.random((1500, 30)) < 0.2).astype(np.uint8))
+    x = sp.hstack([x, junk], format="csr")
+    lam = 3e-3
+    cfg = ProbeConfig(solver="lbfgs", lbfgs_penalty="l1", weight_decay=lam, lbfgs_grid=1, lbfgs_iters=5000)
+    probe = ReverseProbe(cfg, device="cpu").fit(x, y, n_classes=5)
+    theta = np.vstack([probe.coef_, probe.intercept_]).astype(np.float64)
+    _, grad = Objective(x, y, 5, torch.device("cpu")).loss_and_grad(torch.from_numpy(theta))
+    grad = grad.numpy()
+    w, gw = theta[:-1], grad[:-1]
+    zero = np.abs(w) < 1e-6
+    assert np.abs(gw[zero]).max() <= lam * 1.01
+    np.testing.assert_allclose(gw[~zero], -lam * np.sign(w[~zero]), atol=lam * 0.02)
+    np.testing.assert_allclose(grad[-1], 0, atol=1e-5)
+    assert zero[20:].mean() > 0.6 > 0.4 > zero[:20].mean()  # junk: mostly exact zeros; informative: mostly not

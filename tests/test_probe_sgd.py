@@ -139,3 +139,21 @@ def test_prior_is_epoch_zero_of_the_history():
     assert all(h["seconds"] >= 0 for h in probe.history_)
     losses = [h["val_loss"] for h in probe.history_]
     assert probe.best_epoch_ == int(np.argmin(losses))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_gpu_equals_the_reference_and_the_cpu():
+    """On CUDA (batches cut on the device, index_add_ scatter): the reference's best epoch and weights."""
+    x, y = skewed_data(n=900, seed=1)
+    cfg = ProbeConfig(epochs=10, milestones=(6, 8), batch_size=50)
+    train, val = slice(0, 600), slice(600, 900)
+    gpu = ReverseProbe(cfg, seed=2, device="cuda").fit(x[train], y[train], x[val], y[val], n_classes=6)
+    _, _, best_epoch, (w, b) = dense_reference(x[train].toarray(), y[train], cfg, 2, 6, x[val].toarray(), y[val])
+    assert gpu.best_epoch_ == best_epoch
+    np.testing.assert_allclose(gpu.coef_, w, atol=1e-4)
+    np.testing.assert_allclose(gpu.intercept_, b, atol=1e-4)
+    lbfgs = ProbeConfig(solver="lbfgs", lbfgs_grid=3)
+    on_gpu = ReverseProbe(lbfgs, device="cuda").fit(x[train], y[train], x[val], y[val], n_classes=6)
+    on_cpu = ReverseProbe(lbfgs, device="cpu").fit(x[train], y[train], x[val], y[val], n_classes=6)
+    assert on_gpu.weight_decay_ == on_cpu.weight_decay_
+    np.testing.assert_allclose(on_gpu.coef_, on_cpu.coef_, atol=1e-4)

@@ -111,6 +111,9 @@ class ProbeConfig:
                             "with the lowest validation loss is kept)", check=int_at_least(1, 40), metavar="N")
     lbfgs_iters: int = param(500, "solver lbfgs: maximum L-BFGS iterations per weight decay",
                              check=int_at_least(1, 100_000))
+    lbfgs_penalty: str = param("l2", "solver lbfgs: the penalty, l2 (SGD's weight decay: the same objective) or "
+                               "l1 (λ·Σ|W|, the bias free: zero weights for concepts that carry nothing)",
+                               choices=("l2", "l1"))
 
     def __post_init__(self) -> None:
         _normalize_tuple(self, "milestones")

@@ -24,7 +24,7 @@ class ReverseProbing(BaseEstimator):
     k, clusterings, seed, iters, restarts, max_train_points, kmeans_backend, kmeans_init, test_fraction,
     val_fraction, device : the protocol (:class:`~qrprobe.engine.config.ProtocolConfig`).
     lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select, solver, lbfgs_grid,
-    lbfgs_iters : the probe's schedule
+    lbfgs_iters, lbfgs_penalty : the probe's schedule
         (:class:`~qrprobe.engine.config.ProbeConfig`).
     progress : progress bars on stderr.
 
@@ -46,7 +46,7 @@ class ReverseProbing(BaseEstimator):
                  momentum: float = 0.9, batch_size: int = 512, epochs: int = 100,
                  milestones: tuple[int, ...] = (60, 80), lr_decay: float = 0.1, weight_decay: float = 3e-6,
                  select: str = "val_loss", solver: str = "sgd", lbfgs_grid: int = 8, lbfgs_iters: int = 500,
-                 progress: bool = False) -> None:
+                 lbfgs_penalty: str = "l2", progress: bool = False) -> None:
         self.k = k
         self.clusterings = clusterings
         self.seed = seed
@@ -69,6 +69,7 @@ class ReverseProbing(BaseEstimator):
         self.solver = solver
         self.lbfgs_grid = lbfgs_grid
         self.lbfgs_iters = lbfgs_iters
+        self.lbfgs_penalty = lbfgs_penalty
         self.progress = progress
 
     def protocol(self) -> ProtocolConfig:

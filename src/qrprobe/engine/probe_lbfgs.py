@@ -5,7 +5,11 @@ Objective (the one the paper's SGD descends, in expectation): with the bias as t
 gradient of the penalty ``(λ/2) ‖θ‖²``, on the weights and the bias alike. ``J`` is strictly convex for λ > 0,
 so its minimizer is unique and a deterministic full-batch method reaches it whatever the start.
 
-The weight decay is chosen on the validation split: ``λⱼ = weight_decay · 10^(j/2)``, ``j = 0 … lbfgs_grid − 1``,
+``lbfgs_penalty="l1"`` replaces the penalty by ``λ Σ|W|`` (the bias not penalized): no longer SGD's objective,
+but concepts that carry nothing get weights of exactly zero, so that adding junk concepts costs the estimate
+little (docs/protocol.md, "What the MI estimate bounds").
+
+The penalty strength is chosen on the validation split: ``λⱼ = weight_decay · 10^(j/2)``, ``j = 0 … lbfgs_grid − 1``,
 fitted from the largest to the smallest, each started from the previous optimum; the path stops early once the
 validation loss has risen twice in a row. The class prior (W = 0, b = log frequencies) is a candidate too. With
 no validation rows, ``weight_decay`` itself is used.
@@ -77,21 +81,40 @@ def _torch_csr(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
     return csr_tensor(indptr, indices, torch.from_numpy(matrix.data.astype(np.float64)), matrix.shape).to(device)
 
 
-def minimize(objective: Objective, weight_decay: float, start: np.ndarray, max_iter: int) -> tuple[np.ndarray, dict]:
-    """The minimizer of ``J`` for one weight decay, from ``start`` (flat float64), and what it took."""
+def minimize(objective: Objective, strength: float, start: np.ndarray, max_iter: int,
+             penalty: str = "l2") -> tuple[np.ndarray, dict]:
+    """The minimizer of the penalized objective for one penalty ``strength``, from ``start`` (θ, flat float64),
+    and what it took. ``penalty="l1"``: ``λ Σ|W|`` (the bias not penalized), minimized over ``θ = θ⁺ − θ⁻`` with
+    ``θ± ≥ 0`` (L-BFGS-B's bounds), which makes the penalty smooth."""
     from scipy.optimize import minimize as scipy_minimize
 
     shape = (objective.n_table, objective.k)
+    size = start.size
 
-    def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = torch.from_numpy(flat.reshape(shape)).to(objective.device)
-        ce, grad = objective.loss_and_grad(theta)
-        grad.add_(theta, alpha=weight_decay)
-        return ce + 0.5 * weight_decay * float(flat @ flat), grad.cpu().numpy().ravel()
+    def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        ce, grad = objective.loss_and_grad(torch.from_numpy(flat.reshape(shape)).to(objective.device))
+        return ce, grad.cpu().numpy().ravel()
 
-    res = scipy_minimize(fun, start, jac=True, method="L-BFGS-B",
+    if penalty == "l2":
+        def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            ce, grad = value_and_grad(flat)
+            return ce + 0.5 * strength * float(flat @ flat), grad + strength * flat
+
+        x0, bounds = start, None
+    else:
+        weights = np.ones(size)
+        weights[-objective.k:] = 0.0  # the bias row
+
+        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+            ce, grad = value_and_grad(z[:size] - z[size:])
+            return (ce + strength * float(weights @ (z[:size] + z[size:])),
+                    np.concatenate([grad + strength * weights, strength * weights - grad]))
+
+        x0, bounds = np.concatenate([np.maximum(start, 0), np.maximum(-start, 0)]), [(0, None)] * (2 * size)
+    res = scipy_minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                          options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-7, "maxcor": 20})
-    return res.x, {"iterations": int(res.nit), "evaluations": int(res.nfev), "converged": bool(res.success),
+    theta = res.x if penalty == "l2" else res.x[:size] - res.x[size:]
+    return theta, {"iterations": int(res.nit), "evaluations": int(res.nfev), "converged": bool(res.success),
                    "message": str(res.message)}
 
 
@@ -121,7 +144,7 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
     flat = start.ravel()
     for wd in tqdm(grid, desc="probe L-BFGS", unit="decay", disable=None if progress else True, leave=False):
         began = time.perf_counter()
-        flat, info = minimize(train, wd, flat, config.lbfgs_iters)
+        flat, info = minimize(train, wd, flat, config.lbfgs_iters, config.lbfgs_penalty)
         theta = torch.from_numpy(flat.reshape(train.n_table, n_classes)).to(device)
         record = {"weight_decay": wd, "train_loss": train.loss_and_grad(theta, False)[0], **info}
         score = np.inf
