@@ -13,7 +13,8 @@ before each run (the machine may be shared: compare side by side, not across run
     dense    ``torch.nn.Linear`` on each batch densified (B × M floats; the dense N × M matrix would not fit)
 
 ``--busy`` adds a round with a busy-looping process started beside each run (another process taking a core).
-``--profile`` prints torch's profiler table for ``ours`` (self CPU time per operation).
+``--profile`` prints torch's profiler table for ``ours`` (self CPU time per operation). ``--device cuda`` runs
+every contender on the GPU (ours: batches cut on the device; seconds include a warm-up-free timed pass).
 
 Usage (the issue's shape)::
 
@@ -55,6 +56,8 @@ def _run(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     folder = Path(args.data)
     x, xv = (sp.load_npz(folder / f"{s}.npz").tocsr() for s in ("train", "val"))
     y, yv = (np.load(folder / f"{s}-labels.npy") for s in ("train", "val"))
@@ -73,33 +76,41 @@ def _ours(x, y, xv, yv, args, steps):
 
     from qrprobe.engine.config import ProbeConfig
     from qrprobe.engine.probe import ConceptRows, ReverseProbe
-    from qrprobe.engine.probe_sgd import HostBatches, MomentumTable, train_step, with_bias_column
+    from qrprobe.engine.probe_sgd import DeviceBatches, HostBatches, MomentumTable, train_step, with_bias_column
 
-    probe = ReverseProbe(ProbeConfig(), device="cpu")
+    dev = torch.device(args.device)
+    probe = ReverseProbe(ProbeConfig(), device=args.device)
     table_x = with_bias_column(x)
-    batches = HostBatches(table_x, y, 512, probe.lazy_fraction)
-    table = MomentumTable(table_x.shape[1], args.k, 0.9, 3e-6, torch.device("cpu"))
+    if dev.type == "cuda":
+        batches = DeviceBatches(table_x, y, 512, dev)
+    else:
+        batches = HostBatches(table_x, y, 512, probe.lazy_fraction)
+    table = MomentumTable(table_x.shape[1], args.k, 0.9, 3e-6, dev)
     table.start_epoch(3.5, steps)
-    minus, ar = torch.full((512,), -1.0), torch.arange(512)
+    minus, ar = torch.full((512,), -1.0, device=dev), torch.arange(512, device=dev)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).numpy()[:steps * 512]
 
     def work():
+        total = torch.zeros((), dtype=torch.float64, device=dev)
         for batch in batches.epoch(perm):
-            train_step(table, batch, minus, ar)
+            total += train_step(table, batch, minus, ar)
         table.sync()
+        return float(total)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with profile(activities=activities) as prof:
             work()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14), file=sys.stderr)
         return 1.0, 0.0
+    work() if dev.type == "cuda" else None  # CUDA: a warm-up pass (kernels, allocator), not timed
     t = time.perf_counter()
     work()
     train_s = time.perf_counter() - t
     t = time.perf_counter()
-    probe._mean_loss(ConceptRows(xv, torch.device("cpu")), torch.from_numpy(yv), table.weight[:-1], table.weight[-1])
+    probe._mean_loss(ConceptRows(xv, dev), torch.from_numpy(yv).to(dev), table.weight[:-1], table.weight[-1])
     return train_s, time.perf_counter() - t
 
 
@@ -109,17 +120,20 @@ def _reference(x, y, xv, yv, args, steps, dense: bool):
     import torch
     import torch.nn.functional as F
 
+    dev = torch.device(args.device)
     m, k = x.shape[1], args.k
-    indptr, indices = torch.from_numpy(x.indptr.astype(np.int64)), torch.from_numpy(x.indices.astype(np.int64))
-    yt = torch.from_numpy(y)
+    indptr = torch.from_numpy(x.indptr.astype(np.int64)).to(dev)
+    indices = torch.from_numpy(x.indices.astype(np.int64)).to(dev)
+    yt = torch.from_numpy(y).to(dev)
     if dense:
-        layer = torch.nn.Linear(m, k)
+        layer = torch.nn.Linear(m, k).to(dev)
         params = list(layer.parameters())
     else:
-        weight, bias = torch.zeros(m, k, requires_grad=True), torch.zeros(k, requires_grad=True)
+        weight = torch.zeros(m, k, device=dev, requires_grad=True)
+        bias = torch.zeros(k, device=dev, requires_grad=True)
         params = [weight, bias]
     opt = torch.optim.SGD(params, lr=3.5, momentum=0.9, weight_decay=3e-6)
-    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).to(dev)
 
     def batch(rows):  # the previous SparseRows.batch
         starts = indptr[rows]
@@ -127,39 +141,51 @@ def _reference(x, y, xv, yv, args, steps, dense: bool):
         offsets = torch.cumsum(lengths, 0) - lengths
         total = int(lengths.sum())
         positions = torch.repeat_interleave(starts - offsets, lengths, output_size=total)
-        positions += torch.arange(total)
-        return indices[positions], offsets
+        positions += torch.arange(total, device=dev)
+        return indices[positions], offsets, lengths
 
+    def logits_of(flat, offsets, lengths):
+        if not dense:
+            return F.embedding_bag(flat, weight, offsets, mode="sum") + bias
+        rows = torch.repeat_interleave(torch.arange(len(offsets), device=dev), lengths)
+        x_dense = torch.zeros(len(offsets), m, device=dev)
+        x_dense[rows, flat] = 1.0
+        return layer(x_dense)
+
+    def run(n_steps):
+        for s in range(n_steps):
+            idx = perm[s * 512:(s + 1) * 512]
+            loss = F.cross_entropy(logits_of(*batch(idx)), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if dev.type == "cuda":
+        run(min(steps, 20))  # warm-up
     t = time.perf_counter()
-    for s in range(steps):
-        idx = perm[s * 512:(s + 1) * 512]
-        if dense:
-            logits = layer(torch.from_numpy(x[idx.numpy()].toarray().astype(np.float32)))
-        else:
-            flat, offsets = batch(idx)
-            logits = F.embedding_bag(flat, weight, offsets, mode="sum") + bias
-        loss = F.cross_entropy(logits, yt[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    run(steps)
     train_s = time.perf_counter() - t
     t = time.perf_counter()
-    v_ptr, v_idx = torch.from_numpy(xv.indptr.astype(np.int64)), torch.from_numpy(xv.indices.astype(np.int64))
+    v_ptr = torch.from_numpy(xv.indptr.astype(np.int64)).to(dev)
+    v_idx = torch.from_numpy(xv.indices.astype(np.int64)).to(dev)
+    yvt = torch.from_numpy(yv).to(dev)
     with torch.no_grad():
+        total = torch.zeros((), device=dev)
         for s in range(0, xv.shape[0], 8192):
-            rows = torch.arange(s, min(s + 8192, xv.shape[0]))
-            if dense:
-                logits = layer(torch.from_numpy(xv[s:s + 8192].toarray().astype(np.float32)))
-            else:
-                lo, hi = int(v_ptr[rows[0]]), int(v_ptr[rows[-1] + 1])
-                logits = F.embedding_bag(v_idx[lo:hi], weight, v_ptr[rows] - lo, mode="sum") + bias
-            F.cross_entropy(logits, torch.from_numpy(yv[s:s + 8192]), reduction="sum")
+            e = min(s + 8192, xv.shape[0])
+            lo, hi = int(xv.indptr[s]), int(xv.indptr[e])
+            offsets = v_ptr[s:e] - lo
+            lengths = v_ptr[s + 1:e + 1] - v_ptr[s:e]
+            total += F.cross_entropy(logits_of(v_idx[lo:hi], offsets, lengths), yvt[s:e], reduction="sum")
+        float(total)
     return train_s, time.perf_counter() - t
 
 
 def _subprocess(args, run: str, threads: int, data: Path, busy: bool) -> dict:
     cmd = [sys.executable, __file__, "--run", run, "--threads", str(threads), "--data", str(data),
-           "--k", str(args.k), "--steps", str(args.steps)]
+           "--k", str(args.k), "--steps", str(args.steps), "--device", args.device]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     load = os.getloadavg()[0]
     try:
@@ -185,6 +211,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--contenders", default="ours:1,ours:2,before:2,dense:2",
                         help="RUN:THREADS,… with RUN in ours, before, dense")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every contender on it)")
     parser.add_argument("--busy", action="store_true", help="also run every contender beside a busy loop")
     parser.add_argument("--profile", action="store_true", help="print the profile of ours (1 thread)")
     parser.add_argument("--json", metavar="FILE")
@@ -205,7 +232,7 @@ def main() -> None:
               flush=True)
         if args.profile:
             subprocess.run([sys.executable, __file__, "--run", "ours", "--threads", "1", "--data", str(data),
-                            "--k", str(args.k), "--steps", str(args.steps), "--profile"])
+                            "--k", str(args.k), "--steps", str(args.steps), "--profile", "--device", args.device])
         rows = []
         for busy in (False, True) if args.busy else (False,):
             for _ in range(args.rounds):

@@ -129,23 +129,25 @@ class DeviceBatches:
         self.row_in_batch = torch.arange(self.n_rows, device=device) % batch_size
 
     def epoch(self, perm: np.ndarray) -> Iterator[Batch]:
-        b = self.batch_size
+        """The batches of the rows ``perm`` (a permutation of the rows, or its first rows), in that order."""
+        b, n = self.batch_size, len(perm)
         p = torch.from_numpy(perm).to(self.device)
         lengths = self.lengths[p]
-        ptr = torch.zeros(self.n_rows + 1, dtype=torch.int64, device=self.device)
+        ptr = torch.zeros(n + 1, dtype=torch.int64, device=self.device)
         torch.cumsum(lengths, 0, out=ptr[1:])
-        pos = torch.repeat_interleave(self.indptr[p] - ptr[:-1], lengths, output_size=self.nnz)
-        pos += torch.arange(self.nnz, device=self.device)
+        bounds = ptr[::b].tolist()  # the one host synchronisation of the epoch
+        nnz = self.nnz if n == self.n_rows else int(ptr[-1])
+        pos = torch.repeat_interleave(self.indptr[p] - ptr[:-1], lengths, output_size=nnz)
+        pos += torch.arange(nnz, device=self.device)
         flat = self.indices[pos]
-        rows_of_entries = torch.repeat_interleave(self.row_in_batch.to(torch.int32), lengths,
-                                                  output_size=self.nnz)
-        batch_start = ptr[:-1][(torch.arange(self.n_rows, device=self.device) // b) * b]
+        rows_of_entries = torch.repeat_interleave(self.row_in_batch[:n].to(torch.int32), lengths, output_size=nnz)
+        batch_start = ptr[:-1][(torch.arange(n, device=self.device) // b) * b]
         offsets = (ptr[:-1] - batch_start).to(torch.int32)
         labels = self.labels[p]
-        bounds = [*ptr[::b].tolist(), self.nnz]  # the one host synchronisation of the epoch
-        for i, start in enumerate(range(0, self.n_rows, b)):
+        bounds.append(nnz)
+        for i, start in enumerate(range(0, n, b)):
             lo, hi = bounds[i], bounds[i + 1]
-            size = min(b, self.n_rows - start)
+            size = min(b, n - start)
             yield Batch(size, flat[lo:hi], offsets[start:start + size], labels[start:start + size],
                         rows_of_entries=rows_of_entries[lo:hi])
 
