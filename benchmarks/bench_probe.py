@@ -76,7 +76,14 @@ def _ours(x, y, xv, yv, args, steps):
 
     from qrprobe.engine.config import ProbeConfig
     from qrprobe.engine.probe import ConceptRows, ReverseProbe
-    from qrprobe.engine.probe_sgd import DeviceBatches, HostBatches, MomentumTable, train_step, with_bias_column
+    from qrprobe.engine.probe_sgd import (
+        DeviceBatches,
+        HostBatches,
+        MomentumTable,
+        mean_loss_from_proba,
+        train_step,
+        with_bias_column,
+    )
 
     dev = torch.device(args.device)
     probe = ReverseProbe(ProbeConfig(), device=args.device)
@@ -90,12 +97,15 @@ def _ours(x, y, xv, yv, args, steps):
     minus, ar = torch.full((512,), -1.0, device=dev), torch.arange(512, device=dev)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).numpy()[:steps * 512]
 
+    true_proba = torch.empty(len(perm), device=dev)
+
     def work():
-        total = torch.zeros((), dtype=torch.float64, device=dev)
+        start = 0
         for batch in batches.epoch(perm):
-            total += train_step(table, batch, minus, ar)
+            train_step(table, batch, minus, ar, true_proba[start:start + batch.size])
+            start += batch.size
         table.sync()
-        return float(total)
+        return mean_loss_from_proba(true_proba)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

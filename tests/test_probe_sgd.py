@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrprobe.engine.config import ProbeConfig
-from qrprobe.engine.probe import ReverseProbe
+from qrprobe.engine.probe import ReverseProbe, intra_op_threads
 from qrprobe.engine.probe_sgd import lr_of_epoch, step_matrices, with_bias_column
 
 
@@ -28,33 +28,42 @@ def skewed_data(n=700, m=120, k=6, seed=0):
 
 def dense_reference(x, y, cfg, seed, k, xv=None, yv=None):
     """The paper's schedule written the obvious way: dense X @ W + b, torch.optim.SGD, MultiStepLR; returns the
-    last weights and, with validation rows, the best epoch (the prior, epoch 0, included) and its weights."""
+    last weights, with validation rows the best epoch (the prior, epoch 0, included) and its weights, and the
+    epochs' mean training losses."""
+    with intra_op_threads(1):  # small problem: one thread is faster, and robust on a shared machine
+        return _dense_reference(x, y, cfg, seed, k, xv, yv)
+
+
+def _dense_reference(x, y, cfg, seed, k, xv, yv):
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
     w = torch.zeros(x.shape[1], k, requires_grad=True)
     b = torch.zeros(k, requires_grad=True)
     opt = torch.optim.SGD([w, b], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.lr_decay)
     gen = torch.Generator().manual_seed(seed)
-    best = (np.inf, 0, None)
+    best, train_losses = (np.inf, 0, None), []
     if xv is not None:
         counts = np.bincount(y, minlength=k) + 0.5
         prior = np.log(counts / counts.sum())
         best = (-prior[yv].mean(), 0, (np.zeros((x.shape[1], k)), prior))
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(len(y), generator=gen)
+        total = 0.0
         for s in range(0, len(y), cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
             loss = F.cross_entropy(xt[idx] @ w + b, yt[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            total += loss.item() * len(idx)
+        train_losses.append(total / len(y))
         sched.step()
         if xv is not None:
             with torch.no_grad():
                 val = float(F.cross_entropy(torch.from_numpy(xv.astype(np.float32)) @ w + b, torch.from_numpy(yv)))
             if val < best[0]:
                 best = (val, epoch, (w.detach().numpy().copy(), b.detach().numpy().copy()))
-    return w.detach().numpy(), b.detach().numpy(), best[1], best[2]
+    return w.detach().numpy(), b.detach().numpy(), best[1], best[2], train_losses
 
 
 def _fit(cfg, x, y, k, seed, lazy_fraction, batching="host", val=None):
@@ -72,10 +81,11 @@ def test_equals_dense_torch_sgd_with_milestones(lazy_fraction, batching, weight_
     x, y = skewed_data()
     cfg = ProbeConfig(epochs=7, milestones=(3, 5), batch_size=64, select="last", weight_decay=weight_decay, lr=2.0)
     probe = _fit(cfg, x, y, 6, 4, lazy_fraction, batching)
-    w, b, _, _ = dense_reference(x.toarray(), y, cfg, seed=4, k=6)
+    w, b, _, _, losses = dense_reference(x.toarray(), y, cfg, seed=4, k=6)
     assert np.abs(w).max() > 1  # the weights moved: the comparison is not between zeros
     np.testing.assert_allclose(probe.coef_, w, atol=1e-4)
     np.testing.assert_allclose(probe.intercept_, b, atol=1e-4)
+    np.testing.assert_allclose([h["train_loss"] for h in probe.history_[1:]], losses, rtol=1e-5)
     assert [h["lr"] for h in probe.history_[1:]] == [lr_of_epoch(2.0, (3, 5), 0.1, e) for e in range(1, 8)]
 
 
@@ -85,7 +95,8 @@ def test_same_best_epoch_and_weights_as_the_reference(lazy_fraction, batching):
     cfg = ProbeConfig(epochs=10, milestones=(6, 8), batch_size=50)
     train, val = slice(0, 600), slice(600, 900)
     probe = _fit(cfg, x[train], y[train], 6, 2, lazy_fraction, batching, (x[val], y[val]))
-    _, _, best_epoch, (w, b) = dense_reference(x[train].toarray(), y[train], cfg, 2, 6, x[val].toarray(), y[val])
+    _, _, best_epoch, (w, b), _ = dense_reference(x[train].toarray(), y[train], cfg, 2, 6, x[val].toarray(),
+                                                  y[val])
     assert probe.best_epoch_ == best_epoch
     np.testing.assert_allclose(probe.coef_, w, atol=1e-4)
     np.testing.assert_allclose(probe.intercept_, b, atol=1e-4)
@@ -148,7 +159,8 @@ def test_gpu_equals_the_reference_and_the_cpu():
     cfg = ProbeConfig(epochs=10, milestones=(6, 8), batch_size=50)
     train, val = slice(0, 600), slice(600, 900)
     gpu = ReverseProbe(cfg, seed=2, device="cuda").fit(x[train], y[train], x[val], y[val], n_classes=6)
-    _, _, best_epoch, (w, b) = dense_reference(x[train].toarray(), y[train], cfg, 2, 6, x[val].toarray(), y[val])
+    _, _, best_epoch, (w, b), _ = dense_reference(x[train].toarray(), y[train], cfg, 2, 6, x[val].toarray(),
+                                                  y[val])
     assert gpu.best_epoch_ == best_epoch
     np.testing.assert_allclose(gpu.coef_, w, atol=1e-4)
     np.testing.assert_allclose(gpu.intercept_, b, atol=1e-4)

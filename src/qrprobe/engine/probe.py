@@ -40,6 +40,7 @@ from .probe_sgd import (
     HostBatches,
     MomentumTable,
     lr_of_epoch,
+    mean_loss_from_proba,
     train_step,
     with_bias_column,
 )
@@ -220,6 +221,7 @@ class ReverseProbe:
         table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev)
         minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
         arange = torch.arange(cfg.batch_size, device=dev)
+        true_proba = torch.empty(n, device=dev)
         gen = torch.Generator().manual_seed(int(self.seed))
         n_steps = math.ceil(n / cfg.batch_size)
         by_val = val is not None and cfg.select == "val_loss"
@@ -232,11 +234,12 @@ class ReverseProbe:
             lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)
             table.start_epoch(lr, n_steps)
             perm = torch.randperm(n, generator=gen).numpy()
-            total = torch.zeros((), device=dev, dtype=torch.float64)
+            start = 0
             for batch in batches.epoch(perm):
-                total += train_step(table, batch, minus_ones, arange)
+                train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
+                start += batch.size
             table.sync()
-            record = {"epoch": epoch, "lr": lr, "train_loss": float(total) / n}
+            record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
             if not np.isfinite(record["train_loss"]):
                 raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "
                                          "try a smaller learning rate")

@@ -248,22 +248,26 @@ def _ones(n: int, device: torch.device) -> torch.Tensor:
     return buf[:n]
 
 
-def train_step(table: MomentumTable, batch: Batch, minus_ones: torch.Tensor, arange: torch.Tensor) -> torch.Tensor:
-    """Forward, loss, gradient and SGD step on one batch; returns the batch's summed loss (0-d tensor)."""
+def train_step(table: MomentumTable, batch: Batch, minus_ones: torch.Tensor, arange: torch.Tensor,
+               true_proba: torch.Tensor) -> None:
+    """Forward, gradient and SGD step on one batch; writes the probability each row gave its true cluster to
+    ``true_proba`` (a (size,) view: the epoch's training loss is computed from these at its end)."""
     if batch.touched is None:
         table.sync()
         w, v = table.weight, table.velocity
     else:
         w, v = table.rows(batch.touched)
     logits = F.embedding_bag(batch.flat, w, batch.offsets, mode="sum")
-    rows = arange[:batch.size]
-    grad = torch.softmax(logits, 1)
-    # the batch's loss from the softmax (one pass fewer than log_softmax + exp); a probability below the
-    # smallest normal float counts as that (a loss above 87 nats), only in the reported training loss
-    loss = grad[rows, batch.labels].clamp_min_(TINY).log_().sum().neg_()
-    grad.index_put_((rows, batch.labels), minus_ones[:batch.size], accumulate=True)  # softmax − one-hot
+    grad = torch.softmax(logits, 1)  # one pass fewer than log_softmax + exp
+    torch.gather(grad, 1, batch.labels[:, None], out=true_proba[:, None])
+    grad.index_put_((arange[:batch.size], batch.labels), minus_ones[:batch.size], accumulate=True)  # − one-hot
     table.step(w, v, batch, grad)
-    return loss
+
+
+def mean_loss_from_proba(true_proba: torch.Tensor) -> float:
+    """Mean cross-entropy (nats) from the probabilities of the true clusters; a probability below the smallest
+    normal float32 counts as that one (a loss of 87.3 nats)."""
+    return float(-torch.log(true_proba.double().clamp_min(TINY)).mean())
 
 
 def lr_of_epoch(lr: float, milestones: tuple[int, ...], decay: float, epoch: int) -> float:
@@ -275,4 +279,4 @@ def lr_of_epoch(lr: float, milestones: tuple[int, ...], decay: float, epoch: int
 
 
 __all__ = ["LAZY_FRACTION", "Batch", "DeviceBatches", "HostBatches", "MomentumTable", "csr_tensor", "lr_of_epoch",
-           "step_matrices", "train_step", "with_bias_column"]
+           "mean_loss_from_proba", "step_matrices", "train_step", "with_bias_column"]
