@@ -92,7 +92,7 @@ def _ours(x, y, xv, yv, args, steps):
         batches = DeviceBatches(table_x, y, 512, dev)
     else:
         batches = HostBatches(table_x, y, 512, probe.lazy_fraction)
-    table = MomentumTable(table_x.shape[1], args.k, 0.9, 3e-6, dev)
+    table = MomentumTable(table_x.shape[1], args.k, 0.9, 3e-6, dev, lazy=getattr(batches, "lazy", False))
     table.start_epoch(3.5, steps)
     minus, ar = torch.full((512,), -1.0, device=dev), torch.arange(512, device=dev)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).numpy()[:steps * 512]
@@ -104,7 +104,7 @@ def _ours(x, y, xv, yv, args, steps):
         for batch in batches.epoch(perm):
             train_step(table, batch, minus, ar, true_proba[start:start + batch.size])
             start += batch.size
-        table.sync()
+        table.finish_epoch()
         return mean_loss_from_proba(true_proba)
 
     if args.profile:

@@ -218,7 +218,7 @@ class ReverseProbe:
             batches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
         else:
             batches = HostBatches(table_x, labels, cfg.batch_size, self.lazy_fraction)
-        table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev)
+        table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(batches, "lazy", False))
         minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
         arange = torch.arange(cfg.batch_size, device=dev)
         true_proba = torch.empty(n, device=dev)
@@ -238,7 +238,7 @@ class ReverseProbe:
             for batch in batches.epoch(perm):
                 train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
                 start += batch.size
-            table.sync()
+            table.finish_epoch()
             record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
             if not np.isfinite(record["train_loss"]):
                 raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "

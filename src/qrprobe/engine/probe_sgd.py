@@ -12,11 +12,12 @@ bias are one tensor, updated by the same operations.
 
 Work per step. The forward is ``embedding_bag`` over the batch's active concepts; the backward and the step
 are fused into one sparse product ``V ← μ V + (1/B) Xᵦᵀ G`` (``torch.addmm`` with the batch's transposed CSR,
-MKL on the CPU), then ``V += λ W`` and ``W −= η V``: about ten operations per step, none of them on a dense
-N × M matrix.
+MKL on the CPU), then ``V += λ W`` and ``W −= η V`` — or, in the decoupled coordinates of
+:class:`MomentumTable`, one sparse product and one pass: seven operations per step on the CPU, none of them
+on a dense N × M matrix.
 
 Lazy rows. A row whose gradient is zero for ``k`` steps moves by ``Aᵏ``: its state after those steps is known in
-closed form. When a batch touches few rows (``lazy_fraction``), only those rows are gathered, brought up to
+closed form. When batches touch few rows (``lazy_fraction``), only those rows are gathered, brought up to
 date with ``Aᵏ`` (``k`` = steps since the row was last updated; the 2 × 2 matrices ``Aᵏ`` are tabulated in
 float64 for the epoch), stepped, and written back; the others stay as they were. Every row is brought up to
 date at the end of each epoch (the evaluation, the snapshot of the best epoch and the next epoch's learning
@@ -37,8 +38,8 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-# a batch that touches at most this share of the rows is stepped lazily (CPU); above it, the dense step is
-# cheaper (measured: a lazy step moves each touched row ~4 more times than a dense step moves every row)
+# batches expected to touch at most this share of the rows are stepped lazily (CPU); above it, the dense step
+# is cheaper (a lazy step moves each touched row ~4 more times than a dense step moves every row)
 LAZY_FRACTION = 0.25
 TINY = float(torch.finfo(torch.float32).tiny)
 
@@ -85,14 +86,20 @@ class Batch:
 
 
 class HostBatches:
-    """Batches cut on the host per step (scipy), for the CPU: each costs O(its nonzeros + M)."""
+    """Batches cut on the host per step (scipy), for the CPU: each costs O(its nonzeros + M).
+
+    ``lazy``: whether the steps are lazy — decided once, from the expected number of rows a batch touches
+    (``Σ_r 1 − (1 − f_r)^B`` for column frequencies ``f_r``) against ``lazy_fraction`` of the table.
+    """
 
     def __init__(self, matrix: sp.csr_matrix, labels: np.ndarray, batch_size: int, lazy_fraction: float) -> None:
         self.matrix = matrix  # with the bias column
         self.labels = torch.from_numpy(labels)
         self.batch_size = batch_size
         self.n_table = matrix.shape[1]
-        self.lazy_limit = lazy_fraction * self.n_table
+        freq = np.bincount(matrix.indices, minlength=self.n_table) / max(matrix.shape[0], 1)
+        expected = float(np.sum(1.0 - (1.0 - freq) ** min(batch_size, matrix.shape[0])))
+        self.lazy = expected <= lazy_fraction * self.n_table
         self._local = np.zeros(self.n_table, dtype=np.int32)
 
     def epoch(self, perm: np.ndarray) -> Iterator[Batch]:
@@ -101,11 +108,10 @@ class HostBatches:
             rows = self.matrix[idx]
             t = rows.tocsc()  # the (M + 1) × B transposed CSR of the batch
             t_indptr = t.indptr.astype(np.int32, copy=False)
-            counts = np.diff(t_indptr)
             touched = None
             flat = rows.indices.astype(np.int32, copy=False)
-            if np.count_nonzero(counts) <= self.lazy_limit:
-                touched = np.flatnonzero(counts)
+            if self.lazy:
+                touched = np.flatnonzero(np.diff(t_indptr))
                 self._local[touched] = np.arange(len(touched), dtype=np.int32)
                 flat = self._local[flat]
                 t_indptr = np.append(t_indptr[touched], t_indptr[-1]).astype(np.int32)
@@ -152,26 +158,62 @@ class DeviceBatches:
                         rows_of_entries=rows_of_entries[lo:hi])
 
 
-class MomentumTable:
-    """Weights ``W`` and momentum ``V`` ((M + 1) × K float32) stepped as ``torch.optim.SGD``, rows lazily."""
+def decoupling(lr: float, momentum: float, weight_decay: float) -> float | None:
+    """``c`` with ``P = V + cW`` evolving free of ``W`` (see :class:`MomentumTable`), or None when there is none
+    (no weight decay, or complex eigenvalues of ``A``)."""
+    b = 1.0 - momentum - lr * weight_decay
+    disc = b * b - 4.0 * momentum * lr * weight_decay
+    if weight_decay <= 0 or b <= 0 or disc < 0:
+        return None
+    return -2.0 * weight_decay / (b + disc ** 0.5)  # the root of μη c² + b c + λ = 0 nearest zero
 
-    def __init__(self, n_rows: int, n_cols: int, momentum: float, weight_decay: float,
-                 device: torch.device) -> None:
+
+class MomentumTable:
+    """Weights ``W`` and momentum ``V`` ((M + 1) × K float32) stepped as ``torch.optim.SGD``.
+
+    Lazy (``lazy=True``, CPU): rows are stepped when touched, brought up to date with ``Aᵏ`` first.
+
+    Otherwise every row steps every time, in decoupled coordinates when they exist: with ``c`` the root of
+    ``μη c² + (1 − μ − ηλ) c + λ = 0`` nearest zero, ``P = V + cW`` obeys ``P ← ρP + (1 − cη) g`` with
+    ``ρ = (1 − cη) μ`` (no ``W`` in it: the weight decay is folded in), and ``W ← s (W − ηP)`` with
+    ``s = 1 / (1 − cη)``; storing ``W = σ Ŵ`` (``σ = sᵗ``) makes that ``Ŵ ← Ŵ − (η/σ) P``. A step is then one
+    sparse product into ``P`` and one pass over ``Ŵ`` (instead of two passes), and the logits are ``σ`` times
+    those of ``Ŵ``. Exact in real arithmetic; converted back to ``(W, V)`` at the end of each epoch.
+    """
+
+    def __init__(self, n_rows: int, n_cols: int, momentum: float, weight_decay: float, device: torch.device,
+                 lazy: bool = False) -> None:
         self.weight = torch.zeros(n_rows, n_cols, device=device)
         self.velocity = torch.zeros(n_rows, n_cols, device=device)
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.lazy = lazy
         self.t = 0  # steps taken in the current epoch
-        self.last = np.zeros(n_rows, dtype=np.int64)  # step up to which each row is exact
+        self.last = np.zeros(n_rows, dtype=np.int64)  # lazy: the step up to which each row is exact
         self.lagging = False
         self.lr = 0.0
+        self.c: float | None = None  # decoupled coordinates this epoch (None: plain W, V)
+        self.scale = 1.0  # σ: W = σ Ŵ while decoupled
         self._powers = step_matrices(0.0, momentum, weight_decay, 0)
 
     def start_epoch(self, lr: float, n_steps: int) -> None:
-        self.sync()
+        self.finish_epoch()
         self.lr, self.t = lr, 0
         self.last[:] = 0
-        self._powers = step_matrices(lr, self.momentum, self.weight_decay, n_steps)
+        if self.lazy:
+            self._powers = step_matrices(lr, self.momentum, self.weight_decay, n_steps)
+        else:
+            self.c = decoupling(lr, self.momentum, self.weight_decay)
+            if self.c is not None:
+                self.velocity.add_(self.weight, alpha=self.c)
+
+    def finish_epoch(self) -> None:
+        """Bring every row up to the current step, in plain coordinates (``weight`` is W)."""
+        self.sync()
+        if self.c is not None:
+            self.weight.mul_(self.scale)
+            self.velocity.add_(self.weight, alpha=-self.c)
+            self.c, self.scale = None, 1.0
 
     def _advance(self, w: torch.Tensor, v: torch.Tensor, lags: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``w``, ``v`` moved by ``A^lag`` (lag per row)."""
@@ -181,14 +223,14 @@ class MomentumTable:
         return new_w, new_v
 
     def sync(self) -> None:
-        """Bring every row up to the current step."""
+        """Lazy: bring every row up to the current step."""
         if self.lagging:
             self.weight, self.velocity = self._advance(self.weight, self.velocity, self.t - self.last)
             self.last[:] = self.t
             self.lagging = False
 
     def rows(self, touched: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copies of rows ``touched``, brought up to the step before the next one."""
+        """Lazy: copies of rows ``touched``, brought up to the step before the next one."""
         index = torch.from_numpy(touched).to(self.weight.device)
         w, v = self.weight.index_select(0, index), self.velocity.index_select(0, index)
         lags = self.t - self.last[touched]
@@ -199,22 +241,24 @@ class MomentumTable:
     def step(self, w: torch.Tensor, v: torch.Tensor, batch: Batch, grad_logits: torch.Tensor) -> None:
         """One SGD step of rows ``w``/``v`` (the table, or the touched rows' copies) with the batch's gradient
         ``(1/size) Xᵀ grad_logits``."""
-        mu, wd, lr = self.momentum, self.weight_decay, self.lr
+        if self.c is None:
+            beta, alpha, lr_w = self.momentum, 1.0 / batch.size, self.lr
+        else:
+            shrink = 1.0 - self.c * self.lr
+            beta, alpha, lr_w = shrink * self.momentum, shrink / batch.size, self.lr / self.scale
         if batch.rows_of_entries is None:
-            n_rows = w.shape[0]
             t = csr_tensor(batch.t_indptr, batch.t_indices, _ones(len(batch.t_indices), w.device),
-                           (n_rows, batch.size))
-            torch.addmm(v, t, grad_logits, beta=mu, alpha=1.0 / batch.size, out=v)
+                           (w.shape[0], batch.size))
+            torch.addmm(v, t, grad_logits, beta=beta, alpha=alpha, out=v)
         else:
-            v.mul_(mu).index_add_(0, batch.flat, grad_logits.index_select(0, batch.rows_of_entries),
-                                  alpha=1.0 / batch.size)
-        if wd:
-            v.add_(w, alpha=wd)
-        w.add_(v, alpha=-lr)
+            v.mul_(beta).index_add_(0, batch.flat, grad_logits.index_select(0, batch.rows_of_entries), alpha=alpha)
+        if self.c is None and self.weight_decay:
+            v.add_(w, alpha=self.weight_decay)
+        w.add_(v, alpha=-lr_w)
         self.t += 1
-        if batch.touched is None:
-            self.last[:] = self.t
-        else:
+        if self.c is not None:
+            self.scale /= 1.0 - self.c * self.lr
+        if batch.touched is not None:
             index = torch.from_numpy(batch.touched).to(w.device)
             self.weight.index_copy_(0, index, w)
             self.velocity.index_copy_(0, index, v)
@@ -258,6 +302,8 @@ def train_step(table: MomentumTable, batch: Batch, minus_ones: torch.Tensor, ara
     else:
         w, v = table.rows(batch.touched)
     logits = F.embedding_bag(batch.flat, w, batch.offsets, mode="sum")
+    if table.scale != 1.0:
+        logits.mul_(table.scale)
     grad = torch.softmax(logits, 1)  # one pass fewer than log_softmax + exp
     torch.gather(grad, 1, batch.labels[:, None], out=true_proba[:, None])
     grad.index_put_((arange[:batch.size], batch.labels), minus_ones[:batch.size], accumulate=True)  # − one-hot
