@@ -5,48 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 
+from _probe_reference import dense_reference, linear_data
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import ReverseProbe
 from qrprobe.errors import QRProbeInputError
 
 
 def _data(n=600, m=40, k=5, seed=0):
-    rng = np.random.default_rng(seed)
-    x = (rng.random((n, m)) < 0.1).astype(np.uint8)
-    w = rng.normal(size=(m, k)) * 3
-    y = (x @ w + rng.gumbel(size=(n, k))).argmax(1)
-    return sp.csr_matrix(x), y
-
-
-def _dense_reference(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig, seed: int, k: int):
-    """The same SGD run written the obvious way: a dense matrix times a weight matrix."""
-    xt = torch.from_numpy(x.astype(np.float32))
-    yt = torch.from_numpy(y)
-    w = torch.zeros(x.shape[1], k, requires_grad=True)
-    b = torch.zeros(k, requires_grad=True)
-    opt = torch.optim.SGD([w, b], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.lr_decay)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(y), generator=gen)
-        for s in range(0, len(y), cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
-            loss = F.cross_entropy(xt[idx] @ w + b, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-    return w.detach().numpy(), b.detach().numpy()
+    return linear_data(n, m, k, seed)
 
 
 def test_sparse_probe_equals_dense_sgd():
     x, y = _data()
     cfg = ProbeConfig(epochs=6, milestones=(3, 5), batch_size=64, select="last")
     probe = ReverseProbe(cfg, seed=4, device="cpu").fit(x, y, n_classes=5)
-    w, b = _dense_reference(x.toarray(), y, cfg, seed=4, k=5)
+    w, b, *_ = dense_reference(x.toarray(), y, cfg, seed=4, k=5)
     np.testing.assert_allclose(probe.coef_, w, atol=1e-4)
     np.testing.assert_allclose(probe.intercept_, b, atol=1e-4)
     assert probe.coef_.shape == (40, 5)

@@ -8,17 +8,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from _probe_reference import linear_data
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import ReverseProbe
 from qrprobe.engine.probe_lbfgs import Objective, weight_decay_grid
 
 
 def _data(n=900, m=30, k=5, seed=0):
-    rng = np.random.default_rng(seed)
-    x = (rng.random((n, m)) < 0.15).astype(np.uint8)
-    w = rng.normal(size=(m, k)) * 1.5
-    y = (x @ w + rng.gumbel(size=(n, k))).argmax(1)
-    return sp.csr_matrix(x), y
+    return linear_data(n, m, k, seed, density=0.15, scale=1.5)
 
 
 @pytest.mark.parametrize("weight_decay", [1e-3, 3e-2])
