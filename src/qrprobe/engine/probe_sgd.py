@@ -45,16 +45,23 @@ TINY = float(torch.finfo(torch.float32).tiny)
 
 
 def with_bias_column(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """``[matrix | 1]`` as a canonical 0/1 CSR (float32 ones, int32 indices, sorted, no duplicates or zeros)."""
+    """``[matrix | 1]`` as a canonical 0/1 CSR (float32 ones, sorted, no duplicates or zeros; ``indices`` and
+    ``indptr`` int32, or both int64 from 2³¹ nonzeros). O(nnz), no sort of the whole matrix."""
     matrix = sp.csr_matrix(matrix, copy=True)
     matrix.eliminate_zeros()
-    matrix.sum_duplicates()
-    ones = sp.csr_matrix(np.ones((matrix.shape[0], 1), dtype=np.float32))
-    out = sp.hstack([matrix.astype(np.float32), ones], format="csr")
-    out.data[:] = 1.0
-    out.sort_indices()
-    out.indices = out.indices.astype(np.int32, copy=False)
-    out.indptr = out.indptr.astype(np.int64, copy=False)
+    matrix.sum_duplicates()  # also sorts each row's indices
+    n, m = matrix.shape
+    nnz = matrix.nnz + n
+    # one index type for both arrays: with mixed types scipy converts the whole matrix at every row slice
+    index = np.int32 if max(nnz, m + 1) < 2**31 - 1 else np.int64
+    indptr = matrix.indptr.astype(np.int64) + np.arange(n + 1)
+    indices = np.empty(nnz, dtype=index)
+    is_bias = np.zeros(nnz, dtype=bool)
+    is_bias[indptr[1:] - 1] = True  # the last entry of every row
+    indices[is_bias] = m
+    indices[~is_bias] = matrix.indices
+    out = sp.csr_matrix((np.ones(nnz, dtype=np.float32), indices, indptr.astype(index)), shape=(n, m + 1))
+    out.has_sorted_indices = True
     return out
 
 
