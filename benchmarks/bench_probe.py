@@ -5,7 +5,9 @@ row, the generator's K latent centres as the cluster ids; the paper's split (64%
 contender trains in a fresh subprocess for ``--steps`` SGD steps (batch 512, the paper's schedule) and then
 evaluates the validation loss once, as every epoch does; seconds per epoch = (train seconds per step × steps
 per epoch) + validation seconds. Contenders run in interleaved rounds, and the load average is recorded
-before each run (the machine may be shared: compare side by side, not across runs).
+before each run (the machine may be shared: compare side by side, not across runs). "train CPU s/step" is the
+process's CPU time (all its threads) per training step: for one thread, the work itself, less sensitive to
+other processes than the wall time; with several threads it includes their waiting (spinning) time.
 
     ours     qrprobe.engine.probe.ReverseProbe (fused sparse steps, lazy rows), ``--threads`` intra-op threads
     before   the previous probe (autograd through ``embedding_bag``, ``torch.optim.SGD``, a dense gradient),
@@ -64,11 +66,12 @@ def _run(args: argparse.Namespace) -> dict:
     n_steps = -(-x.shape[0] // 512)
     steps = min(args.steps, n_steps)
     if args.run == "ours":
-        train_s, val_s = _ours(x, y, xv, yv, args, steps)
+        (train_s, train_cpu), val_s = _ours(x, y, xv, yv, args, steps)
     else:
-        train_s, val_s = _reference(x, y, xv, yv, args, steps, dense=args.run == "dense")
+        (train_s, train_cpu), val_s = _reference(x, y, xv, yv, args, steps, dense=args.run == "dense")
     return {"run": args.run, "threads": args.threads, "steps": steps, "train_s_per_step": train_s / steps,
-            "val_s": val_s, "s_per_epoch": train_s / steps * n_steps + val_s, "steps_per_epoch": n_steps}
+            "val_s": val_s, "s_per_epoch": train_s / steps * n_steps + val_s, "steps_per_epoch": n_steps,
+            "train_cpu_s_per_step": train_cpu / steps}
 
 
 def _ours(x, y, xv, yv, args, steps):
@@ -114,11 +117,11 @@ def _ours(x, y, xv, yv, args, steps):
         with profile(activities=activities) as prof:
             work()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14), file=sys.stderr)
-        return 1.0, 0.0
+        return (1.0, 1.0), 0.0
     work() if dev.type == "cuda" else None  # CUDA: a warm-up pass (kernels, allocator), not timed
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     work()
-    train_s = time.perf_counter() - t
+    train_s = (time.perf_counter() - t, time.process_time() - cpu)
     t = time.perf_counter()
     probe._mean_loss(ConceptRows(xv, dev), torch.from_numpy(yv).to(dev), table.weight[:-1], table.weight[-1])
     return train_s, time.perf_counter() - t
@@ -174,9 +177,9 @@ def _reference(x, y, xv, yv, args, steps, dense: bool):
 
     if dev.type == "cuda":
         run(min(steps, 20))  # warm-up
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     run(steps)
-    train_s = time.perf_counter() - t
+    train_s = (time.perf_counter() - t, time.process_time() - cpu)
     t = time.perf_counter()
     v_ptr = torch.from_numpy(xv.indptr.astype(np.int64)).to(dev)
     v_idx = torch.from_numpy(xv.indices.astype(np.int64)).to(dev)
@@ -251,8 +254,9 @@ def main() -> None:
                     rows.append(res)
                     print(f"  {res}", file=sys.stderr, flush=True)
     print()
-    print("| contender | threads | busy core | s/epoch (median) | min | train s/step | validation s | load avg |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| contender | threads | busy core | s/epoch (median) | min | train s/step | validation s | train CPU s/step "
+          "| load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
     import statistics
 
     for busy in sorted({r.get("busy", False) for r in rows}):
@@ -260,14 +264,14 @@ def main() -> None:
             got = [r for r in rows if r["run"] == run and r["threads"] == threads and r.get("busy") == busy
                    and "error" not in r]
             if not got:
-                print(f"| {run} | {threads} | {busy} | error | | | | |")
+                print(f"| {run} | {threads} | {busy} | error | | | | | |")
                 continue
             per = [r["s_per_epoch"] for r in got]
             loads = ", ".join(f"{r['load_before']:.1f}" for r in got)
             print(f"| {run} | {threads} | {'yes' if busy else 'no'} | {statistics.median(per):.1f} | {min(per):.1f} | "
                   f"{statistics.median(r['train_s_per_step'] for r in got) * 1e3:.2f} ms | "
                   f"{statistics.median(r['val_s'] for r in got):.2f} | "
-                  f"{loads} |")
+                  f"{statistics.median(r['train_cpu_s_per_step'] for r in got) * 1e3:.2f} ms | {loads} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 
