@@ -187,7 +187,6 @@ class ReverseProbe:
         prior = {"epoch": 0, "lr": 0.0, "train_loss": prior_loss(labels, log_prior), "seconds": 0.0}
         if has_val:
             prior["val_loss"] = prior_loss(val_labels, log_prior)
-        val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) if has_val else None
         with intra_op_threads(self.threads if dev.type == "cpu" else None):
             if self.config.solver == "lbfgs":
                 from .probe_lbfgs import fit_lbfgs
@@ -197,7 +196,8 @@ class ReverseProbe:
                 weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
                 self.best_epoch_ = None
             else:
-                weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, log_prior, prior, dev)
+                val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) if has_val else None
+                weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
                 self.weight_decay_ = self.config.weight_decay
         if weight is None:  # the prior was kept
             weight = torch.zeros(concepts.shape[1], k, device=dev)
@@ -207,8 +207,9 @@ class ReverseProbe:
         self._set_weights(weight, bias, dev)
         return self
 
-    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, log_prior: np.ndarray,
-                 prior: dict, dev: torch.device):
+    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
+        """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
+        prior)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
