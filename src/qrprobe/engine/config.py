@@ -109,8 +109,17 @@ class ProbeConfig:
     lr_decay: float = param(0.1, "learning-rate factor at each milestone (paper: 0.1)",
                             check=number_in(0, 1, low_open=True), aliases=("gamma",))
     weight_decay: float = param(3e-6, "L2 weight decay (paper: 3e-6)", check=number_in(0, 1))
-    select: str = param("val_loss", "which epoch to keep: the best validation loss, or the last",
-                        choices=("val_loss", "last"))
+    select: str = param("val_loss", "which epoch to keep: the best validation loss (the class prior, epoch 0, "
+                        "included), or the last", choices=("val_loss", "last"))
+    solver: str = param("sgd", "the probe's optimizer: the paper's SGD, or lbfgs (full-batch L-BFGS to the optimum "
+                        "of the same objective, the weight decay chosen on validation)", choices=("sgd", "lbfgs"))
+    lbfgs_grid: int = param(8, "solver lbfgs: weight decays tried, weight_decay × √10^j for j = 0 … n−1 (the one "
+                            "with the lowest validation loss is kept)", check=int_at_least(1, 40), metavar="N")
+    lbfgs_iters: int = param(500, "solver lbfgs: maximum L-BFGS iterations per weight decay",
+                             check=int_at_least(1, 100_000))
+    lbfgs_penalty: str = param("l2", "solver lbfgs: the penalty, l2 (SGD's weight decay: the same objective) or "
+                               "l1 (λ·Σ|W|, the bias free: zero weights for concepts that carry nothing)",
+                               choices=("l2", "l1"))
 
     def __post_init__(self) -> None:
         _normalize_tuple(self, "milestones")

@@ -24,7 +24,8 @@ class ReverseProbing(BaseEstimator):
     k, clusterings, seed, iters, restarts, max_train_points, kmeans_backend, kmeans_init, test_fraction,
     val_fraction, device, kmeans_precision, null_repeats, bootstrap : the protocol
         (:class:`~qrprobe.engine.config.ProtocolConfig`).
-    lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select : the probe's schedule
+    lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select, solver, lbfgs_grid,
+    lbfgs_iters, lbfgs_penalty : the probe's schedule
         (:class:`~qrprobe.engine.config.ProbeConfig`).
     progress : progress bars on stderr.
 
@@ -43,11 +44,11 @@ class ReverseProbing(BaseEstimator):
     def __init__(self, k: int = 1000, clusterings: int = 5, seed: int = 0, iters: int = 100, restarts: int = 5,
                  max_train_points: int | None = None, kmeans_backend: str = "torch", kmeans_init: str = "random",
                  test_fraction: float = 0.2, val_fraction: float = 0.2, device: str = "auto",
-                 kmeans_precision: str = "auto", lr: float = 3.5,
+                 kmeans_precision: str = "auto", null_repeats: int = 1, bootstrap: int = 200, lr: float = 3.5,
                  momentum: float = 0.9, batch_size: int = 512, epochs: int = 100,
                  milestones: tuple[int, ...] = (60, 80), lr_decay: float = 0.1, weight_decay: float = 3e-6,
-                 select: str = "val_loss", null_repeats: int = 1, bootstrap: int = 200,
-                 progress: bool = False) -> None:
+                 select: str = "val_loss", solver: str = "sgd", lbfgs_grid: int = 8, lbfgs_iters: int = 500,
+                 lbfgs_penalty: str = "l2", progress: bool = False) -> None:
         self.k = k
         self.clusterings = clusterings
         self.seed = seed
@@ -60,6 +61,8 @@ class ReverseProbing(BaseEstimator):
         self.val_fraction = val_fraction
         self.device = device
         self.kmeans_precision = kmeans_precision
+        self.null_repeats = null_repeats
+        self.bootstrap = bootstrap
         self.lr = lr
         self.momentum = momentum
         self.batch_size = batch_size
@@ -68,8 +71,10 @@ class ReverseProbing(BaseEstimator):
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
         self.select = select
-        self.null_repeats = null_repeats
-        self.bootstrap = bootstrap
+        self.solver = solver
+        self.lbfgs_grid = lbfgs_grid
+        self.lbfgs_iters = lbfgs_iters
+        self.lbfgs_penalty = lbfgs_penalty
         self.progress = progress
 
     def protocol(self) -> ProtocolConfig:

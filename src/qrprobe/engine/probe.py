@@ -3,15 +3,28 @@
 The probe is linear with a bias, ``logits = y(x) W + b`` with ``W`` of shape (M, K). Concept vectors are
 sparse (tens of ones among thousands of concepts), so a row's logits are the sum of the rows of ``W`` of its
 active concepts: ``torch.nn.functional.embedding_bag(mode="sum")``. No dense N × M matrix is ever built, and
-an epoch costs O(nnz · K) instead of O(N · M · K).
+an epoch costs O(nnz · K) instead of O(N · M · K). Stored entries of the concept matrix count as ones.
 
 Training follows the paper (App. C): SGD, momentum 0.9, learning rate 3.5, batches of 512, up to 100 epochs,
 learning rate ÷10 at epochs 60 and 80, L2 weight decay 3e-6 (decided: applied as PyTorch's SGD
 ``weight_decay`` to weights and bias alike), and (decided) the epoch with the lowest validation cross-entropy
-is kept. Weights start at zero (the problem is convex); the shuffle order is drawn from the seed.
+is kept. Weights start at zero (the problem is convex); the shuffle order is drawn from the seed. The update
+is exactly ``torch.optim.SGD``'s, computed with few fused operations (:mod:`qrprobe.engine.probe_sgd`).
+
+Epoch 0 (decided): the class prior, ``W = 0`` and ``b = log`` of the training clusters' frequencies (add-½
+smoothed, so a cluster absent from training keeps a finite loss), is a candidate of the validation selection,
+so the kept probe is never worse on validation than knowing nothing about the concepts.
+
+``solver="lbfgs"`` fits the same objective to its optimum instead (:mod:`qrprobe.engine.probe_lbfgs`).
 """
 
 from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,32 +32,99 @@ import torch
 import torch.nn.functional as F
 
 from ..device import resolve_device
+from ..errors import QRProbeInputError
 from .config import ProbeConfig
+from .probe_sgd import (
+    LAZY_FRACTION,
+    DeviceBatches,
+    HostBatches,
+    MomentumTable,
+    lr_of_epoch,
+    mean_loss_from_proba,
+    train_step,
+    with_bias_column,
+)
+
+PRIOR_PSEUDOCOUNT = 0.5
 
 
-class SparseRows:
-    """A CSR 0/1 matrix on a torch device, gathered row-batch by row-batch for ``embedding_bag``."""
+class ConceptRows:
+    """A CSR 0/1 matrix on a torch device, read in blocks of consecutive rows for ``embedding_bag``."""
 
     def __init__(self, matrix: sp.csr_matrix, device: torch.device) -> None:
         matrix = sp.csr_matrix(matrix)
         self.n_rows, self.n_cols = matrix.shape
         self.indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(device)
         self.indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(device)
+        self._host_indptr = matrix.indptr.astype(np.int64)
 
-    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat concept indices and per-row offsets of ``rows`` (1-D int64 tensor)."""
-        starts = self.indptr[rows]
-        lengths = self.indptr[rows + 1] - starts
-        offsets = torch.cumsum(lengths, 0) - lengths
-        total = int(lengths.sum())
-        positions = torch.repeat_interleave(starts - offsets, lengths, output_size=total)
-        positions += torch.arange(total, device=positions.device)
-        return self.indices[positions], offsets
+    def logits(self, start: int, stop: int, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """(stop − start, K) logits of rows ``start … stop − 1``."""
+        lo, hi = int(self._host_indptr[start]), int(self._host_indptr[stop])
+        offsets = self.indptr[start:stop] - lo
+        return F.embedding_bag(self.indices[lo:hi], weight, offsets, mode="sum") + bias
+
+    def blocks(self, size: int) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.n_rows, size):
+            yield start, min(start + size, self.n_rows)
 
 
-def _logits(rows: SparseRows, idx: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    flat, offsets = rows.batch(idx)
-    return F.embedding_bag(flat, weight, offsets, mode="sum") + bias
+def class_prior(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Log of the add-½ smoothed class frequencies of ``labels``, (n_classes,) float32 (natural log)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64) + PRIOR_PSEUDOCOUNT
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
+def prior_loss(labels: np.ndarray, log_prior: np.ndarray) -> float:
+    """Mean cross-entropy (nats) of the prior on ``labels``."""
+    return float(-log_prior[labels].astype(np.float64).mean()) if len(labels) else float("nan")
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"users": 0, "saved": 0}
+
+
+@contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """torch's (process-wide) intra-op thread count set to ``n`` while any such block runs (None: unchanged).
+
+    Probes fitted concurrently from several Python threads share the setting; the first block to enter saves
+    the previous count and the last to leave restores it.
+    """
+    if n is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["users"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+        _THREADS_STATE["users"] += 1
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["users"] -= 1
+            if _THREADS_STATE["users"] == 0 and torch.get_num_threads() != _THREADS_STATE["saved"]:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
+
+def fit_many(probes: Sequence[ReverseProbe], data: Sequence[tuple], workers: int | None = None,
+             ) -> list[ReverseProbe]:
+    """Fit ``probes[i]`` on ``data[i]`` (the arguments of :meth:`ReverseProbe.fit`: ``(concepts, labels,
+    val_concepts, val_labels, n_classes)``), several at once on the CPU: one Python thread per probe, each
+    probe on one intra-op thread, ``workers`` (default: torch's thread count) at a time. The results are
+    those of fitting one after the other. On a GPU the probes are fitted in turn."""
+    if len(probes) != len(data):
+        raise ValueError(f"{len(probes)} probes for {len(data)} datasets")
+    cpu = all(resolve_device(p.device).type == "cpu" for p in probes)
+    workers = min(len(probes), workers or torch.get_num_threads()) if cpu else 1
+    if workers <= 1:
+        return [p.fit(*d) for p, d in zip(probes, data, strict=True)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda pd: pd[0].fit(*pd[1]), zip(probes, data, strict=True)))
 
 
 class ReverseProbe:
@@ -52,94 +132,152 @@ class ReverseProbe:
 
     Parameters
     ----------
-    config : ProbeConfig, the training schedule.
+    config : ProbeConfig, the training schedule and solver.
     seed : seed of the shuffle order.
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` …
-    progress : show a progress bar over epochs.
+    progress : show a progress bar over epochs (rate, ETA, validation loss).
+    eval_rows : rows per block when evaluating or predicting.
+    threads : torch intra-op threads while training on the CPU (default 1: a probe on one thread does
+        not stall when another process takes a core; :func:`fit_many` fits several probes at once to use more
+        cores; None: torch's setting).
 
     Attributes (after ``fit``)
     --------------------------
     coef_ : (M, K) float32, concept → cluster weights; intercept_ : (K,) float32
-    best_epoch_ : 1-based epoch kept; history_ : list of per-epoch dicts (``train_loss``, ``val_loss``, ``lr``)
+    best_epoch_ : epoch kept (0: the class prior; L-BFGS: None unless the prior was kept)
+    selected_prior_ : whether the class prior was kept
+    history_ : per-epoch dicts (``epoch``, ``lr``, ``train_loss``, ``val_loss`` (nats), ``seconds``), epoch 0
+        (the prior) first; for L-BFGS one dict per weight decay tried
+    weight_decay_ : the weight decay of the kept probe (L-BFGS: chosen on validation)
     """
 
     def __init__(self, config: ProbeConfig | None = None, *, seed: int = 0, device: str = "auto",
-                 progress: bool = False, eval_rows: int = 8192) -> None:
+                 progress: bool = False, eval_rows: int = 8192, threads: int | None = 1) -> None:
         self.config = config or ProbeConfig()
         self.seed = seed
         self.device = device
         self.progress = progress
         self.eval_rows = eval_rows
+        self.threads = threads
+        # internal knobs, for tests and benchmarks: the share of touched rows below which a CPU step is lazy,
+        # and where batches are cut ("host": scipy per step, "device": per epoch on the device; None: by device)
+        self.lazy_fraction = LAZY_FRACTION
+        self.batching: str | None = None
+        self.prior_candidate = True  # False: the selection before the prior was a candidate (experiments)
 
+    # ------------------------------------------------------------------------------------------- fitting
     def fit(self, concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_matrix | None = None,
             val_labels: np.ndarray | None = None, n_classes: int | None = None) -> ReverseProbe:
-        """Train on ``concepts`` (n, M) CSR 0/1 and ``labels`` (n,) in ``0 … n_classes-1``."""
+        """Train on ``concepts`` (n, M) CSR 0/1 and ``labels`` (n,) in ``0 … n_classes-1``; the validation
+        rows (same M) choose the epoch (or the weight decay, for L-BFGS)."""
+        concepts = sp.csr_matrix(concepts)
+        labels = np.asarray(labels, dtype=np.int64)
+        k = int(n_classes if n_classes is not None else labels.max() + 1)
+        _check_rows(concepts, labels, k, "training")
+        has_val = val_concepts is not None and val_labels is not None and len(val_labels) > 0
+        if has_val:
+            val_concepts = sp.csr_matrix(val_concepts)
+            val_labels = np.asarray(val_labels, dtype=np.int64)
+            _check_rows(val_concepts, val_labels, k, "validation")
+            if val_concepts.shape[1] != concepts.shape[1]:
+                raise QRProbeInputError(f"validation concepts have {val_concepts.shape[1]} columns, training "
+                                        f"concepts {concepts.shape[1]}")
+        dev = resolve_device(self.device)
+        log_prior = class_prior(labels, k)
+        prior = {"epoch": 0, "lr": 0.0, "train_loss": prior_loss(labels, log_prior), "seconds": 0.0}
+        if has_val:
+            prior["val_loss"] = prior_loss(val_labels, log_prior)
+        with intra_op_threads(self.threads if dev.type == "cpu" else None):
+            if self.config.solver == "lbfgs":
+                from .probe_lbfgs import fit_lbfgs
+
+                fit = fit_lbfgs(concepts, labels, val_concepts if has_val else None,
+                                val_labels if has_val else None, k, self.config, log_prior, dev, self.progress)
+                weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
+                self.best_epoch_ = None
+            else:
+                val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) if has_val else None
+                weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
+                self.weight_decay_ = self.config.weight_decay
+        if weight is None:  # the prior was kept
+            weight = torch.zeros(concepts.shape[1], k, device=dev)
+            bias = torch.from_numpy(log_prior).to(dev)
+            self.best_epoch_ = 0
+        self.selected_prior_ = self.best_epoch_ == 0
+        self._set_weights(weight, bias, dev)
+        return self
+
+    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
+        """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
+        prior)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
-        dev = resolve_device(self.device)
-        labels = np.asarray(labels, dtype=np.int64)
-        k = int(n_classes if n_classes is not None else labels.max() + 1)
-        m = concepts.shape[1]
-        rows = SparseRows(concepts, dev)
-        y = torch.from_numpy(labels).to(dev)
-        has_val = val_concepts is not None and val_labels is not None and len(val_labels) > 0
-        if has_val:
-            val_rows = SparseRows(val_concepts, dev)
-            val_y = torch.from_numpy(np.asarray(val_labels, dtype=np.int64)).to(dev)
-        weight = torch.zeros(m, k, device=dev, requires_grad=True)
-        bias = torch.zeros(k, device=dev, requires_grad=True)
-        opt = torch.optim.SGD([weight, bias], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.lr_decay)
+        table_x = with_bias_column(concepts)
+        n, m1 = table_x.shape
+        if (self.batching or ("device" if dev.type == "cuda" else "host")) == "device":
+            batches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
+        else:
+            batches = HostBatches(table_x, labels, cfg.batch_size, self.lazy_fraction)
+        table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(batches, "lazy", False))
+        minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
+        arange = torch.arange(cfg.batch_size, device=dev)
+        true_proba = torch.empty(n, device=dev)
         gen = torch.Generator().manual_seed(int(self.seed))
-        n = len(labels)
-        best = (float("inf"), None, None, 0)
-        self.history_ = []
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"probe M={m}→K={k}", unit="epoch",
+        n_steps = math.ceil(n / cfg.batch_size)
+        by_val = val is not None and cfg.select == "val_loss"
+        self.history_ = [prior]
+        best = (prior["val_loss"], None, None, 0) if by_val and self.prior_candidate else (math.inf, None, None, 0)
+        bar = tqdm(range(1, cfg.epochs + 1), desc=f"probe M={m1 - 1}→K={k}", unit="epoch",
                    disable=None if self.progress else True, leave=False)
         for epoch in bar:
-            perm = torch.randperm(n, generator=gen).to(dev)
-            total = torch.zeros((), device=dev, dtype=torch.float64)
-            for start in range(0, n, cfg.batch_size):
-                idx = perm[start:start + cfg.batch_size]
-                loss = F.cross_entropy(_logits(rows, idx, weight, bias), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach().double() * len(idx)
-            record = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": float(total) / n}
-            sched.step()
-            if has_val:
-                record["val_loss"] = self._mean_loss(val_rows, val_y, weight, bias)
-                bar.set_postfix(val_loss=f"{record['val_loss']:.3f}")
-            self.history_.append(record)
-            score = record["val_loss"] if has_val and cfg.select == "val_loss" else -epoch
+            started = time.perf_counter()
+            lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)
+            table.start_epoch(lr, n_steps)
+            perm = torch.randperm(n, generator=gen).numpy()
+            start = 0
+            for batch in batches.epoch(perm):
+                train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
+                start += batch.size
+            table.finish_epoch()
+            record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
             if not np.isfinite(record["train_loss"]):
-                raise FloatingPointError(
-                    f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); try a smaller --lr")
+                raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "
+                                         "try a smaller learning rate")
+            weight, bias = table.weight[:-1], table.weight[-1]
+            if val is not None:
+                record["val_loss"] = self._mean_loss(val[0], val[1], weight, bias)
+                bar.set_postfix(val_loss=f"{record['val_loss']:.3f}")
+            record["seconds"] = time.perf_counter() - started
+            self.history_.append(record)
+            score = record["val_loss"] if by_val else -epoch
             if score < best[0]:
-                best = (score, weight.detach().clone(), bias.detach().clone(), epoch)
-        _, w, b, self.best_epoch_ = best
-        self.coef_ = w.cpu().numpy()
-        self.intercept_ = b.cpu().numpy()
-        self._weight, self._bias, self._device = w, b, dev
-        return self
+                best = (score, weight.clone(), bias.clone(), epoch)
+        _, w, b, best_epoch = best
+        return w, b, best_epoch
+
+    def _set_weights(self, weight: torch.Tensor, bias: torch.Tensor, dev: torch.device) -> None:
+        self._weight, self._bias, self._device = weight.contiguous(), bias.contiguous(), dev
+        self.coef_ = self._weight.cpu().numpy()
+        self.intercept_ = self._bias.cpu().numpy()
 
     @torch.no_grad()
-    def _mean_loss(self, rows: SparseRows, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> float:
-        total = 0.0
-        for start in range(0, rows.n_rows, self.eval_rows):
-            idx = torch.arange(start, min(start + self.eval_rows, rows.n_rows), device=y.device)
-            total += float(F.cross_entropy(_logits(rows, idx, weight, bias), y[idx], reduction="sum"))
-        return total / rows.n_rows
+    def _mean_loss(self, rows: ConceptRows, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        total = torch.zeros((), dtype=torch.float64, device=y.device)
+        for start, stop in rows.blocks(self.eval_rows):
+            total += F.cross_entropy(rows.logits(start, stop, weight, bias), y[start:stop], reduction="sum")
+        return float(total) / rows.n_rows
 
+    # ---------------------------------------------------------------------------------------- prediction
     @torch.no_grad()
     def iter_log_proba(self, concepts: sp.csr_matrix):
         """Yield ``(start, block)``: natural-log class probabilities of rows ``start …``, float32 tensors."""
-        rows = SparseRows(concepts, self._device)
-        for start in range(0, rows.n_rows, self.eval_rows):
-            idx = torch.arange(start, min(start + self.eval_rows, rows.n_rows), device=self._device)
-            yield start, F.log_softmax(_logits(rows, idx, self._weight, self._bias), dim=1)
+        rows = ConceptRows(concepts, self._device)
+        if rows.n_cols != self._weight.shape[0]:
+            raise QRProbeInputError(f"the probe was trained on {self._weight.shape[0]} concepts, "
+                                    f"got {rows.n_cols} columns")
+        for start, stop in rows.blocks(self.eval_rows):
+            yield start, F.log_softmax(rows.logits(start, stop, self._weight, self._bias), dim=1)
 
     def predict_log_proba(self, concepts: sp.csr_matrix) -> np.ndarray:
         """Natural-log class probabilities, shape (n, K), float32."""
@@ -165,10 +303,20 @@ class ReverseProbe:
         probe = cls(device=device)
         dev = resolve_device(device)
         # copies: saved results are memory-mapped read-only, which torch cannot wrap
-        probe.coef_ = np.array(coef, dtype=np.float32)
-        probe.intercept_ = np.array(intercept, dtype=np.float32)
-        probe._weight = torch.from_numpy(probe.coef_).to(dev)
-        probe._bias = torch.from_numpy(probe.intercept_).to(dev)
-        probe._device = dev
+        probe._set_weights(torch.from_numpy(np.array(coef, dtype=np.float32)).to(dev),
+                           torch.from_numpy(np.array(intercept, dtype=np.float32)).to(dev), dev)
         probe.best_epoch_ = None
+        probe.selected_prior_ = False
         return probe
+
+
+def _check_rows(concepts: sp.csr_matrix, labels: np.ndarray, k: int, what: str) -> None:
+    if concepts.shape[0] != len(labels):
+        raise QRProbeInputError(f"{len(labels)} {what} labels for {concepts.shape[0]} concept rows")
+    if len(labels) == 0:
+        raise QRProbeInputError(f"no {what} rows")
+    if labels.min() < 0 or labels.max() >= k:
+        raise QRProbeInputError(f"{what} labels must lie in 0 … {k - 1}, got {labels.min()} … {labels.max()}")
+
+
+__all__ = ["ConceptRows", "ReverseProbe", "class_prior", "fit_many", "intra_op_threads"]

@@ -1,0 +1,280 @@
+"""The reverse probe's SGD epoch at ImageNet scale: ours vs the previous probe vs a dense ``nn.Linear`` probe.
+
+Generated data (``qrprobe.synthetic.make_imagenet_shaped``): N images, M concepts with ~``ones`` active per
+row, the generator's K latent centres as the cluster ids; the paper's split (64% train, 16% validation). Each
+contender trains in a fresh subprocess for ``--steps`` SGD steps (batch 512, the paper's schedule) and then
+evaluates the validation loss once, as every epoch does; seconds per epoch = (train seconds per step × steps
+per epoch) + validation seconds. Contenders run in interleaved rounds, and the load average is recorded
+before each run (the machine may be shared: compare side by side, not across runs). "train CPU s/step" is the
+process's CPU time (all its threads) per training step: for one thread, the work itself, less sensitive to
+other processes than the wall time; with several threads it includes their waiting (spinning) time.
+
+    ours     qrprobe.engine.probe.ReverseProbe (fused sparse steps, lazy rows), ``--threads`` intra-op threads
+    before   the previous probe (autograd through ``embedding_bag``, ``torch.optim.SGD``, a dense gradient),
+             as in qrprobe before this change
+    dense    ``torch.nn.Linear`` on each batch densified (B × M floats; the dense N × M matrix would not fit)
+
+``--busy`` adds a round with a busy-looping process started beside each run (another process taking a core).
+``--profile`` prints torch's profiler table for ``ours`` (self CPU time per operation). ``--device cuda`` runs
+every contender on the GPU (ours: batches cut on the device; seconds include a warm-up-free timed pass).
+
+Usage (the issue's shape)::
+
+    python benchmarks/bench_probe.py --n 1280000 --concepts 2500 --ones 30 --k 1000 --steps 300 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _data(args: argparse.Namespace, folder: Path) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from qrprobe.engine.split import stratified_split
+    from qrprobe.synthetic import make_imagenet_shaped
+
+    features, concepts = make_imagenet_shaped(args.n, 4, args.concepts, args.ones, args.k, noise=0.0)
+    _, labels = np.unique(features, axis=0, return_inverse=True)  # noise 0: one feature vector per centre
+    split = stratified_split(labels.ravel(), 0)
+    for name in ("train", "val"):
+        rows = getattr(split, name)
+        sp.save_npz(folder / f"{name}.npz", concepts[rows], compressed=False)
+        np.save(folder / f"{name}-labels.npy", labels.ravel()[rows])
+
+
+def _run(args: argparse.Namespace) -> dict:
+    """One contender in this process: ``args.steps`` SGD steps, then one validation pass."""
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    folder = Path(args.data)
+    x, xv = (sp.load_npz(folder / f"{s}.npz").tocsr() for s in ("train", "val"))
+    y, yv = (np.load(folder / f"{s}-labels.npy") for s in ("train", "val"))
+    n_steps = -(-x.shape[0] // 512)
+    steps = min(args.steps, n_steps)
+    if args.run == "ours":
+        (train_s, train_cpu), val_s = _ours(x, y, xv, yv, args, steps)
+    else:
+        (train_s, train_cpu), val_s = _reference(x, y, xv, yv, args, steps, dense=args.run == "dense")
+    return {"run": args.run, "threads": args.threads, "steps": steps, "train_s_per_step": train_s / steps,
+            "val_s": val_s, "s_per_epoch": train_s / steps * n_steps + val_s, "steps_per_epoch": n_steps,
+            "train_cpu_s_per_step": train_cpu / steps}
+
+
+def _ours(x, y, xv, yv, args, steps):
+    import torch
+
+    from qrprobe.engine.config import ProbeConfig
+    from qrprobe.engine.probe import ConceptRows, ReverseProbe
+    from qrprobe.engine.probe_sgd import (
+        DeviceBatches,
+        HostBatches,
+        MomentumTable,
+        mean_loss_from_proba,
+        train_step,
+        with_bias_column,
+    )
+
+    dev = torch.device(args.device)
+    probe = ReverseProbe(ProbeConfig(), device=args.device)
+    table_x = with_bias_column(x)
+    if dev.type == "cuda":
+        batches = DeviceBatches(table_x, y, 512, dev)
+    else:
+        batches = HostBatches(table_x, y, 512, probe.lazy_fraction)
+    table = MomentumTable(table_x.shape[1], args.k, 0.9, 3e-6, dev, lazy=getattr(batches, "lazy", False))
+    table.start_epoch(3.5, steps)
+    minus, ar = torch.full((512,), -1.0, device=dev), torch.arange(512, device=dev)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).numpy()[:steps * 512]
+
+    true_proba = torch.empty(len(perm), device=dev)
+
+    def work():
+        start = 0
+        for batch in batches.epoch(perm):
+            train_step(table, batch, minus, ar, true_proba[start:start + batch.size])
+            start += batch.size
+        table.finish_epoch()
+        return mean_loss_from_proba(true_proba)
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            work()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14), file=sys.stderr)
+        return (1.0, 1.0), 0.0
+    work() if dev.type == "cuda" else None  # CUDA: a warm-up pass (kernels, allocator), not timed
+    t, cpu = time.perf_counter(), time.process_time()
+    work()
+    train_s = (time.perf_counter() - t, time.process_time() - cpu)
+    t = time.perf_counter()
+    probe._mean_loss(ConceptRows(xv, dev), torch.from_numpy(yv).to(dev), table.weight[:-1], table.weight[-1])
+    return train_s, time.perf_counter() - t
+
+
+def _reference(x, y, xv, yv, args, steps, dense: bool):
+    """The previous probe's loop (autograd + torch.optim.SGD), or the same with a dense nn.Linear."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    dev = torch.device(args.device)
+    m, k = x.shape[1], args.k
+    indptr = torch.from_numpy(x.indptr.astype(np.int64)).to(dev)
+    indices = torch.from_numpy(x.indices.astype(np.int64)).to(dev)
+    yt = torch.from_numpy(y).to(dev)
+    if dense:
+        layer = torch.nn.Linear(m, k).to(dev)
+        params = list(layer.parameters())
+    else:
+        weight = torch.zeros(m, k, device=dev, requires_grad=True)
+        bias = torch.zeros(k, device=dev, requires_grad=True)
+        params = [weight, bias]
+    opt = torch.optim.SGD(params, lr=3.5, momentum=0.9, weight_decay=3e-6)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).to(dev)
+
+    def batch(rows):  # the previous SparseRows.batch
+        starts = indptr[rows]
+        lengths = indptr[rows + 1] - starts
+        offsets = torch.cumsum(lengths, 0) - lengths
+        total = int(lengths.sum())
+        positions = torch.repeat_interleave(starts - offsets, lengths, output_size=total)
+        positions += torch.arange(total, device=dev)
+        return indices[positions], offsets, lengths
+
+    def logits_of(flat, offsets, lengths):
+        if not dense:
+            return F.embedding_bag(flat, weight, offsets, mode="sum") + bias
+        rows = torch.repeat_interleave(torch.arange(len(offsets), device=dev), lengths)
+        x_dense = torch.zeros(len(offsets), m, device=dev)
+        x_dense[rows, flat] = 1.0
+        return layer(x_dense)
+
+    def run(n_steps):
+        for s in range(n_steps):
+            idx = perm[s * 512:(s + 1) * 512]
+            loss = F.cross_entropy(logits_of(*batch(idx)), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if dev.type == "cuda":
+        run(min(steps, 20))  # warm-up
+    t, cpu = time.perf_counter(), time.process_time()
+    run(steps)
+    train_s = (time.perf_counter() - t, time.process_time() - cpu)
+    t = time.perf_counter()
+    v_ptr = torch.from_numpy(xv.indptr.astype(np.int64)).to(dev)
+    v_idx = torch.from_numpy(xv.indices.astype(np.int64)).to(dev)
+    yvt = torch.from_numpy(yv).to(dev)
+    with torch.no_grad():
+        total = torch.zeros((), device=dev)
+        for s in range(0, xv.shape[0], 8192):
+            e = min(s + 8192, xv.shape[0])
+            lo, hi = int(xv.indptr[s]), int(xv.indptr[e])
+            offsets = v_ptr[s:e] - lo
+            lengths = v_ptr[s + 1:e + 1] - v_ptr[s:e]
+            total += F.cross_entropy(logits_of(v_idx[lo:hi], offsets, lengths), yvt[s:e], reduction="sum")
+        float(total)
+    return train_s, time.perf_counter() - t
+
+
+def _subprocess(args, run: str, threads: int, data: Path, busy: bool) -> dict:
+    cmd = [sys.executable, __file__, "--run", run, "--threads", str(threads), "--data", str(data),
+           "--k", str(args.k), "--steps", str(args.steps), "--device", args.device]
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    load = os.getloadavg()[0]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    if proc.returncode != 0:
+        return {"run": run, "threads": threads, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out.update(load_before=load, busy=busy)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_280_000)
+    parser.add_argument("--concepts", type=int, default=2500)
+    parser.add_argument("--ones", type=int, default=30)
+    parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=300, help="SGD steps timed per run (then extrapolated)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--contenders", default="ours:1,ours:2,before:2,dense:2",
+                        help="RUN:THREADS,… with RUN in ours, before, dense")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every contender on it)")
+    parser.add_argument("--busy", action="store_true", help="also run every contender beside a busy loop")
+    parser.add_argument("--profile", action="store_true", help="print the profile of ours (1 thread)")
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps(_run(args)))
+        return
+    contenders = [(c.split(":")[0], int(c.split(":")[1])) for c in args.contenders.split(",")]
+    with tempfile.TemporaryDirectory(prefix="qrprobe-bench-probe-") as tmp:
+        data = Path(tmp)
+        t = time.perf_counter()
+        _data(args, data)
+        print(f"data: N={args.n} M={args.concepts} ones/row={args.ones} K={args.k} "
+              f"(generated in {time.perf_counter() - t:.0f} s); {args.steps} steps per run; {os.cpu_count()} CPUs",
+              flush=True)
+        if args.profile:
+            subprocess.run([sys.executable, __file__, "--run", "ours", "--threads", "1", "--data", str(data),
+                            "--k", str(args.k), "--steps", str(args.steps), "--profile", "--device", args.device])
+        rows = []
+        for busy in (False, True) if args.busy else (False,):
+            for _ in range(args.rounds):
+                for run, threads in contenders:
+                    res = _subprocess(args, run, threads, data, busy)
+                    rows.append(res)
+                    print(f"  {res}", file=sys.stderr, flush=True)
+    print()
+    print("| contender | threads | busy core | s/epoch (median) | min | train s/step | validation s | train CPU s/step "
+          "| load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    import statistics
+
+    for busy in sorted({r.get("busy", False) for r in rows}):
+        for run, threads in contenders:
+            got = [r for r in rows if r["run"] == run and r["threads"] == threads and r.get("busy") == busy
+                   and "error" not in r]
+            if not got:
+                print(f"| {run} | {threads} | {busy} | error | | | | | |")
+                continue
+            per = [r["s_per_epoch"] for r in got]
+            loads = ", ".join(f"{r['load_before']:.1f}" for r in got)
+            print(f"| {run} | {threads} | {'yes' if busy else 'no'} | {statistics.median(per):.1f} | {min(per):.1f} | "
+                  f"{statistics.median(r['train_s_per_step'] for r in got) * 1e3:.2f} ms | "
+                  f"{statistics.median(r['val_s'] for r in got):.2f} | "
+                  f"{statistics.median(r['train_cpu_s_per_step'] for r in got) * 1e3:.2f} ms | {loads} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
