@@ -41,7 +41,8 @@ def labels_from_group(concepts: ConceptBank, group: str) -> tuple[np.ndarray, np
     return rows, np.asarray(sub.names, dtype=object)[cols]
 
 
-def concepts_to_labels(concepts: ConceptBank, labels: Sequence | None = None, *, label_group: str | None = None,
+def concepts_to_labels(concepts: ConceptBank, labels: Sequence | np.ndarray | None = None, *,
+                       label_group: str | None = None,
                        exclude_groups: Sequence[str] = (), repeats: int = 5, seed: int = 0,
                        probe: ProbeConfig | None = None, test_fraction: float = 0.2, val_fraction: float = 0.2,
                        device: str = "auto", name: str = "concepts → labels", progress: bool = False) -> Result:

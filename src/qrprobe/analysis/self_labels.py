@@ -99,7 +99,7 @@ def result_from_outcomes(labels: np.ndarray, outcomes: Sequence[ProbeOutcome], s
         image_ids=bank.image_ids, paths=paths, concepts=bank.concepts.copy())
 
 
-def self_labels(labels: Sequence, concepts: ConceptBank, *, repeats: int = 5, seed: int = 0,
+def self_labels(labels: Sequence | np.ndarray, concepts: ConceptBank, *, repeats: int = 5, seed: int = 0,
                 probe: ProbeConfig | None = None, test_fraction: float = 0.2, val_fraction: float = 0.2,
                 device: str = "auto", name: str = "self-labels", source: str = "",
                 progress: bool = False) -> Result:

@@ -99,6 +99,7 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
                      r: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Retrain clustering ``r``'s probe on the source data without the groups ``drop``."""
     _require(result, "clusterings", "splits")
+    assert result.clusterings is not None and result.splits is not None  # checked by _require
     bank = source_concepts
     if result.image_ids is not None and bank.image_ids is not None:
         order = pd.Index(bank.image_ids).get_indexer(pd.Index(result.image_ids))
@@ -123,6 +124,7 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
 def _check_compatible(result: Result, dim: int, bank: ConceptBank, drop: list[str]) -> None:
     """Refuse target inputs the source's quantizer and probe cannot read: another feature dimension, or no
     concept in common (every probe input would be 0 and the scores would measure the bias alone)."""
+    assert result.standardizer is not None and result.concepts is not None  # checked by transfer's _require
     source_dim = len(np.asarray(result.standardizer["mean"]))
     if dim != source_dim:
         raise QRProbeInputError(f"FEATURES: the target features have {dim} dimensions, the result's quantizer "
@@ -157,6 +159,8 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
     TransferResult
     """
     _require(result, "centroids", "standardizer", "coef", "bias", "concepts")
+    assert (result.centroids is not None and result.standardizer is not None and result.coef is not None
+            and result.bias is not None and result.concepts is not None)  # checked by _require
     inputs = prepare_inputs(features, concepts)
     feats, bank = inputs.features, inputs.concepts
     drop = [str(g) for g in drop_groups]
@@ -181,11 +185,13 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
         km = KMeans(int(result.centroids.shape[1]), device=device)
         km.cluster_centers_ = np.array(result.centroids[r], dtype=np.float32)  # a writable copy of the mmap
         labels = km.predict(z)
+        names: Sequence[str]
         if drop:
+            assert source_concepts is not None  # checked above
             coef, bias, names = _retrain_without(result, source_concepts, drop, r)
         else:
             coef, bias = np.array(result.coef[r], np.float32), np.array(result.bias[r], np.float32)
-            names = result.concepts["name"]
+            names = result.concepts["name"].tolist()
         matrix, missing = aligned_concepts(bank, list(names))
         probe = ReverseProbe.from_coefficients(coef, bias, device=device)
         log_proba = probe.predict_log_proba(matrix)

@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,10 @@ _TABLE_COLUMNS = ("name", "group", "expert")
 
 def _as_binary_csr(matrix, what: str) -> sp.csr_matrix:
     """Convert a dense or sparse 0/1 matrix to a canonical uint8 CSR matrix, or raise naming ``what``."""
+    csr: sp.csr_matrix | None
     if sp.issparse(matrix):
-        csr = sp.csr_matrix(matrix)
+        # scipy-stubs narrow issparse() to an ABC that csr_matrix's overloads do not list
+        csr = sp.csr_matrix(cast(Any, matrix))
         csr.sum_duplicates()
         values = csr.data
     else:
@@ -68,7 +71,7 @@ def _as_binary_csr(matrix, what: str) -> sp.csr_matrix:
     return csr
 
 
-def _check_unique(values: Sequence, what: str) -> None:
+def _check_unique(values: Sequence | np.ndarray, what: str) -> None:
     s = pd.Series(values)
     dup = s[s.duplicated()]
     if len(dup):
@@ -154,39 +157,40 @@ class ConceptBank:
         source = "long table"
         if not isinstance(table, pd.DataFrame):
             source = str(table)
-            table = read_table(table)
+        frame = table if isinstance(table, pd.DataFrame) else read_table(table)
         for col in ("image_id", "concept"):
-            if col not in table.columns:
+            if col not in frame.columns:
                 raise QRProbeInputError(
                     f"{source}: missing column {col!r}; expected columns image_id, concept[, group], "
-                    f"found {list(table.columns)}")
-        if table[["image_id", "concept"]].isna().any().any():
+                    f"found {list(frame.columns)}")
+        if frame[["image_id", "concept"]].isna().any().any():
             raise QRProbeInputError(f"{source}: empty image_id or concept value")
-        table = table.astype({"image_id": str, "concept": str})
-        if "group" in table.columns:
-            groups = table["group"].fillna(default_group).astype(str)
+        frame = frame.astype({"image_id": str, "concept": str})
+        if "group" in frame.columns:
+            groups = frame["group"].fillna(default_group).astype(str)
         else:
-            groups = pd.Series(default_group, index=table.index)
-        concept_group = pd.DataFrame({"concept": table["concept"], "group": groups}).drop_duplicates()
+            groups = pd.Series(default_group, index=frame.index)
+        concept_group = pd.DataFrame({"concept": frame["concept"], "group": groups}).drop_duplicates()
         clash = concept_group[concept_group["concept"].duplicated()]
         if len(clash):
             raise QRProbeInputError(
                 f"{source}: concept {clash['concept'].iloc[0]!r} is given more than one group")
         names = concept_group["concept"].tolist()
         col_of = {n: j for j, n in enumerate(names)}
+        ids: np.ndarray
         if image_ids is None:
-            ids = pd.unique(table["image_id"])
+            ids = frame["image_id"].unique()
         else:
             ids = np.asarray([str(i) for i in image_ids], dtype=object)
             _check_unique(ids, "image ids")
         row_of = pd.Series(np.arange(len(ids)), index=pd.Index(ids))
-        unknown = ~table["image_id"].isin(row_of.index)
+        unknown = ~frame["image_id"].isin(row_of.index)
         if unknown.any():
             raise QRProbeInputError(
                 f"{source}: {int(unknown.sum())} rows name image ids that are not among the images, e.g. "
-                f"{table['image_id'][unknown].iloc[:3].tolist()}")
-        rows = row_of.loc[table["image_id"]].to_numpy()
-        cols = table["concept"].map(col_of).to_numpy()
+                f"{frame['image_id'][unknown].iloc[:3].tolist()}")
+        rows = row_of.loc[frame["image_id"]].to_numpy()
+        cols = frame["concept"].map(col_of).to_numpy()
         matrix = sp.csr_matrix((np.ones(len(rows), np.uint8), (rows, cols)), shape=(len(ids), len(names)))
         matrix.data[:] = 1  # an (image, concept) pair listed twice is still one concept
         return cls(matrix, pd.DataFrame({"name": names, "group": concept_group["group"].tolist(),
@@ -344,7 +348,7 @@ class ConceptBank:
             if not (path / name).is_file():
                 raise QRProbeInputError(f"concept bank {str(path)!r} is incomplete: {name} is missing")
         with reading(path / "matrix.npz", "a sparse concept matrix"):
-            matrix = sp.load_npz(path / "matrix.npz")
+            matrix = sp.csr_matrix(sp.load_npz(path / "matrix.npz"))
         with reading(path / "concepts.parquet", "a concept table"):
             concepts = pd.read_parquet(path / "concepts.parquet")
         ids = None

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         out["n_iter"].append(result.n_iter)
     if comm.rank == 0:
         with open(args.out, "wb") as f:
-            np.savez(f, **{key: np.asarray(value) for key, value in out.items()}, mean=standardizer.mean_,
+            np.savez(f, allow_pickle=False, **{key: np.asarray(value) for key, value in out.items()},
+                     mean=standardizer.mean_,
                      scale=np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_),
                      seed=args.seed, iters=args.iters, restarts=args.restarts, precision=precision)
         print(f"{args.clusterings} clustering(s) of {n} rows x {d} ({precision}) into K={args.k} on {comm.world} "

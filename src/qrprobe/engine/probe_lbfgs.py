@@ -67,11 +67,11 @@ class Objective:
             logits = torch.sparse.mm(x, theta)
             log_p = torch.log_softmax(logits, 1)
             total -= log_p.gather(1, y[:, None]).sum()
-            if with_grad:
+            if grad is not None:
                 p = log_p.exp_()
                 p[torch.arange(len(y), device=self.device), y] -= 1.0
                 grad.addmm_(xt, p)
-        if with_grad:
+        if grad is not None:
             grad /= self.n
         return float(total) / self.n, grad
 
@@ -93,6 +93,7 @@ def minimize(objective: Objective, strength: float, start: np.ndarray, max_iter:
 
     def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         ce, grad = objective.loss_and_grad(torch.from_numpy(flat.reshape(shape)).to(objective.device))
+        assert grad is not None  # with_grad=True
         return ce, grad.cpu().numpy().ravel()
 
     if penalty == "l2":
@@ -105,9 +106,9 @@ def minimize(objective: Objective, strength: float, start: np.ndarray, max_iter:
         weights = np.ones(size)
         weights[-objective.k:] = 0.0  # the bias row
 
-        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-            ce, grad = value_and_grad(z[:size] - z[size:])
-            return (ce + strength * float(weights @ (z[:size] + z[size:])),
+        def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:  # flat: (θ⁺, θ⁻)
+            ce, grad = value_and_grad(flat[:size] - flat[size:])
+            return (ce + strength * float(weights @ (flat[:size] + flat[size:])),
                     np.concatenate([grad + strength * weights, strength * weights - grad]))
 
         x0, bounds = np.concatenate([np.maximum(start, 0), np.maximum(-start, 0)]), [(0, None)] * (2 * size)
@@ -133,7 +134,8 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
     from tqdm.auto import tqdm
 
     train = Objective(concepts, labels, n_classes, device)
-    val = Objective(val_concepts, val_labels, n_classes, device) if val_concepts is not None else None
+    val = (Objective(val_concepts, val_labels, n_classes, device)
+           if val_concepts is not None and val_labels is not None else None)
     start = np.zeros((train.n_table, n_classes))
     start[-1] = log_prior
     prior_val = None if val is None else val.loss_and_grad(torch.from_numpy(start).to(device), False)[0]
@@ -142,7 +144,7 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
     if val is not None:
         history[0]["val_loss"] = prior_val
     grid = weight_decay_grid(config) if val is not None and config.weight_decay > 0 else [config.weight_decay]
-    best = (prior_val if prior_val is not None else np.inf, None, None)
+    best: tuple[float, torch.Tensor | None, float | None] = (prior_val if prior_val is not None else np.inf, None, None)
     rises = 0
     flat = start.ravel()
     for wd in tqdm(grid, desc="probe L-BFGS", unit="decay", disable=None if progress else True, leave=False):
@@ -161,11 +163,11 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
             rises += 1
             if rises >= PATIENCE:
                 break
-    _, theta, wd = best
-    if theta is None:
+    _, best_theta, best_wd = best
+    if best_theta is None:
         return LbfgsFit(None, None, history, None)
-    theta = theta.float()
-    return LbfgsFit(theta[:-1].contiguous(), theta[-1].contiguous(), history, wd)
+    best_theta = best_theta.float()
+    return LbfgsFit(best_theta[:-1].contiguous(), best_theta[-1].contiguous(), history, best_wd)
 
 
 __all__ = ["LbfgsFit", "Objective", "fit_lbfgs", "minimize", "weight_decay_grid"]

@@ -136,9 +136,9 @@ def probe_labels(labels: np.ndarray, concepts: ConceptBank | sp.csr_matrix, *, s
     split = stratified_split(labels, seed, test_fraction, val_fraction)
     model = ReverseProbe(probe, seed=seed, device=device, progress=progress)
     model.fit(matrix[split.train], labels[split.train], matrix[split.val], labels[split.val], n_classes=k)
-    scores, details = score_details(labels[split.test], model.predict_log_proba(matrix[split.test]))
-    scores.update(best_epoch=model.best_epoch_, n_train=len(split.train), n_val=len(split.val),
-                  n_test=len(split.test), small_clusters=list(split.small_clusters))
+    metric_scores, details = score_details(labels[split.test], model.predict_log_proba(matrix[split.test]))
+    scores = {**metric_scores, "best_epoch": model.best_epoch_, "n_train": len(split.train),
+              "n_val": len(split.val), "n_test": len(split.test), "small_clusters": list(split.small_clusters)}
     return ProbeOutcome(scores, split, model, model.predict(matrix), details)
 
 

@@ -19,6 +19,7 @@ value is an integer multiple of 2⁻²⁴ (centroid sums are then exact in int64
 from __future__ import annotations
 
 import mmap
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,6 +29,16 @@ from ..errors import ParameterError, QRProbeInputError
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 AUTO_FLOAT32_BYTES = 2**30  # auto: float32 storage while the float32 copy is at most 1 GiB
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Rows(Protocol):
+    """An (N, D) array read by contiguous row slices: an ndarray, a memory map or a sharded store
+    (:class:`qrprobe.engine.inputs.ShardedRows`)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, rows: slice, /) -> Any: ...
 BF16_FLUSH = 2.0**-17  # bfloat16 magnitudes below this are stored as 0 (every value a multiple of 2**-24)
 
 
@@ -69,7 +80,7 @@ def release_rows(features, start: int, stop: int) -> None:
     """
     for part, first in _mapped_parts(features):
         mm = getattr(part, "_mmap", None)
-        if (mm is None or part.base is not mm or part.mode != "r" or part.ndim != 2
+        if (not isinstance(mm, mmap.mmap) or part.base is not mm or part.mode != "r" or part.ndim != 2
                 or not part.flags.c_contiguous):
             continue  # only a whole read-only mapped array, whose bytes start at a known place
         lo, hi = max(start - first, 0), min(stop - first, part.shape[0])
@@ -102,7 +113,7 @@ class Standardizer:
     def _rows(self, d: int) -> int:
         return self.chunk_rows or rows_per_block(d)
 
-    def fit(self, features: np.ndarray, progress: bool = False) -> Standardizer:
+    def fit(self, features: Rows, progress: bool = False) -> Standardizer:
         """Mean and scale of ``features`` (N, D): two streamed passes (a progress bar over both if asked)."""
         from tqdm.auto import tqdm
 
@@ -133,7 +144,7 @@ class Standardizer:
         if d != len(self.mean_):
             raise QRProbeInputError(f"features have {d} dimensions, the standardizer was fitted on {len(self.mean_)}")
 
-    def blocks(self, features: np.ndarray):
+    def blocks(self, features: Rows):
         """Yield ``(start, standardized float64 block)`` over the rows of ``features``."""
         n, d = features.shape
         self._check_dim(d)
@@ -145,14 +156,14 @@ class Standardizer:
             block /= self.scale_
             yield start, block
 
-    def transform(self, features: np.ndarray, dtype=np.float32) -> np.ndarray:
+    def transform(self, features: Rows, dtype=np.float32) -> np.ndarray:
         """Return standardized features, shape (N, D), in ``dtype``."""
         out = np.empty(features.shape, dtype=dtype)
         for start, block in self.blocks(features):
             out[start:start + len(block)] = block
         return out
 
-    def fit_transform(self, features: np.ndarray, dtype=np.float32) -> np.ndarray:
+    def fit_transform(self, features: Rows, dtype=np.float32) -> np.ndarray:
         return self.fit(features).transform(features, dtype)
 
 
@@ -187,7 +198,7 @@ def standardized_copy(features, standardizer: Standardizer, precision: str, devi
     return out
 
 
-def apply_standardization(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def apply_standardization(features: Rows, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Apply saved statistics (``mean``, ``scale`` of shape (D,); ``scale`` 0 marks a constant dimension, mapped
     to 0) to ``features`` (N, D), block by block; returns float32 (N, D)."""
     mean = np.asarray(mean, dtype=np.float64)
@@ -202,7 +213,7 @@ def apply_standardization(features: np.ndarray, mean: np.ndarray, scale: np.ndar
     return standardizer.transform(features)
 
 
-def check_finite(features: np.ndarray, what: str = "features", chunk_rows: int | None = None) -> None:
+def check_finite(features: Rows, what: str = "features", chunk_rows: int | None = None) -> None:
     """Raise naming the first row with a NaN or infinite value."""
     chunk_rows = chunk_rows or rows_per_block(features.shape[1])
     for start in range(0, features.shape[0], chunk_rows):

@@ -27,7 +27,7 @@ from .label_chunk import chunk_arrays, decode_row, label_batch
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
     """Arrays → ``.npz`` bytes (no pickles)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 

@@ -51,6 +51,8 @@ class SameConv2d(nn.Conv2d):
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Identity:
     """Fold an evaluation-mode batch norm into the preceding convolution (in place); return the identity
     that replaces the batch norm. Outputs agree to float32 rounding (about 1e-5 relative)."""
+    if bn.weight is None or bn.bias is None or bn.running_var is None or bn.running_mean is None:
+        raise ValueError("fold_batchnorm needs an affine batch norm that tracks running statistics")
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
@@ -59,6 +61,11 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Identity:
             bias = bias + conv.bias * scale
         conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
     return nn.Identity()
+
+
+def _fold(conv: nn.Conv2d, bn: nn.Module) -> nn.Module:
+    """:func:`fold_batchnorm` on a batch norm not folded yet; a folded one (an identity) stays as it is."""
+    return fold_batchnorm(conv, bn) if isinstance(bn, nn.BatchNorm2d) else bn
 
 
 class MBConvLite(nn.Module):
@@ -70,18 +77,18 @@ class MBConvLite(nn.Module):
         self.has_expand = expand != 1
         if self.has_expand:
             self._expand_conv = SameConv2d(in_ch, mid, 1)
-            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
+            self._bn0: nn.Module = nn.BatchNorm2d(mid, eps=BN_EPS)  # nn.Identity once fused
         self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid)
-        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._bn1: nn.Module = nn.BatchNorm2d(mid, eps=BN_EPS)
         self._project_conv = SameConv2d(mid, out_ch, 1)
-        self._bn2 = nn.BatchNorm2d(out_ch, eps=BN_EPS)
+        self._bn2: nn.Module = nn.BatchNorm2d(out_ch, eps=BN_EPS)
         self.residual = stride == 1 and in_ch == out_ch
 
     def fuse_batchnorm(self) -> None:
         if self.has_expand:
-            self._bn0 = fold_batchnorm(self._expand_conv, self._bn0)
-        self._bn1 = fold_batchnorm(self._depthwise_conv, self._bn1)
-        self._bn2 = fold_batchnorm(self._project_conv, self._bn2)
+            self._bn0 = _fold(self._expand_conv, self._bn0)
+        self._bn1 = _fold(self._depthwise_conv, self._bn1)
+        self._bn2 = _fold(self._project_conv, self._bn2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
@@ -104,7 +111,7 @@ class EfficientNetLite0(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, stride=2)
-        self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS)
+        self._bn0: nn.Module = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS)  # nn.Identity once fused
         blocks = []
         for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
             for i in range(repeats):
@@ -112,7 +119,7 @@ class EfficientNetLite0(nn.Module):
                                          expand))
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(LITE0_STAGES[-1][-1], HEAD_CHANNELS, 1)
-        self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=BN_EPS)
+        self._bn1: nn.Module = nn.BatchNorm2d(HEAD_CHANNELS, eps=BN_EPS)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
 
@@ -126,10 +133,11 @@ class EfficientNetLite0(nn.Module):
         The batch norms become identities (their names stay, so ``--layer`` names still work); the state
         dict then no longer matches the checkpoint format, so load weights before fusing.
         """
-        self._bn0 = fold_batchnorm(self._conv_stem, self._bn0)
+        self._bn0 = _fold(self._conv_stem, self._bn0)
         for block in self._blocks:
+            assert isinstance(block, MBConvLite)
             block.fuse_batchnorm()
-        self._bn1 = fold_batchnorm(self._conv_head, self._bn1)
+        self._bn1 = _fold(self._conv_head, self._bn1)
         return self
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:

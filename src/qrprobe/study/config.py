@@ -31,7 +31,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ..engine.config import ProtocolConfig, int_at_least, number_in, param, validate
 from ..errors import QRProbeInputError
@@ -47,12 +47,15 @@ def required(help: str, **metadata: Any) -> Any:
     return field(metadata={"help": help, **metadata})
 
 
-def _validated(cls: type) -> type:
+_Spec = TypeVar("_Spec")
+
+
+def _validated(cls: type[_Spec]) -> type[_Spec]:
     """Check a spec's fields against their metadata when it is built (choices, ranges)."""
     def post_init(self) -> None:
         validate(self)
 
-    cls.__post_init__ = post_init
+    setattr(cls, "__post_init__", post_init)  # noqa: B010 (a method added to a class, not an attribute set)
     return cls
 
 
@@ -119,7 +122,10 @@ def _analyses_spec() -> type:
     return cls
 
 
-AnalysesSpec = _analyses_spec()
+if TYPE_CHECKING:  # one field per registered analysis, made at run time
+    AnalysesSpec: TypeAlias = Any
+else:
+    AnalysesSpec = _analyses_spec()
 
 
 @dataclass(frozen=True)
@@ -151,11 +157,18 @@ def _stage_resources(stage: str, what: str, gpus: int, cpus: int, mem_gb: float,
     return cls
 
 
-ExtractResources = _stage_resources("extract", "extraction (one per model)", 1, 8, 32, 12 * 60)
-LabelResources = _stage_resources("label", "labelling (one per expert)", 1, 8, 32, 12 * 60)
-EvaluateResources = _stage_resources("evaluate", "evaluation (one per model)", 1, 4, 64, 4 * 60)
-AnalysesResources = _stage_resources("analyses", "analysis (one per analysis and model)", 1, 4, 64, 4 * 60)
-ReportResources = _stage_resources("report", "report (the last job)", 0, 2, 16, 60)
+if TYPE_CHECKING:  # classes made at run time: a static checker cannot see their fields
+    ExtractResources: TypeAlias = Any
+    LabelResources: TypeAlias = Any
+    EvaluateResources: TypeAlias = Any
+    AnalysesResources: TypeAlias = Any
+    ReportResources: TypeAlias = Any
+else:
+    ExtractResources = _stage_resources("extract", "extraction (one per model)", 1, 8, 32, 12 * 60)
+    LabelResources = _stage_resources("label", "labelling (one per expert)", 1, 8, 32, 12 * 60)
+    EvaluateResources = _stage_resources("evaluate", "evaluation (one per model)", 1, 4, 64, 4 * 60)
+    AnalysesResources = _stage_resources("analyses", "analysis (one per analysis and model)", 1, 4, 64, 4 * 60)
+    ReportResources = _stage_resources("report", "report (the last job)", 0, 2, 16, 60)
 
 
 @dataclass(frozen=True)
@@ -206,12 +219,12 @@ def load_study(path: str | os.PathLike, *, overrides: dict | None = None) -> Stu
     """Read and validate a study config; every problem is reported with its ``file:line:column``."""
     path = Path(path)
     value, locations = load_located(path)
-    if overrides:
+    if overrides and isinstance(value, dict):  # a file that is not a mapping is reported by study_from_dict
         value = {**value, **overrides}
     return study_from_dict(value, locations, path.parent)
 
 
-def study_from_dict(value: dict, locations: dict, base_dir: Path) -> StudyConfig:
+def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConfig:
     """Validate a plain mapping (e.g. the built-in demo's) as a :class:`StudyConfig`."""
     value, locations = _upgrade_explain(value, locations)
     study = build(StudyConfig, value, locations, base_dir)
@@ -226,12 +239,15 @@ def study_from_dict(value: dict, locations: dict, base_dir: Path) -> StudyConfig
     return study
 
 
-def _upgrade_explain(value: dict, locations: dict) -> tuple[dict, dict]:
+def _upgrade_explain(value: object, locations: dict) -> tuple[object, dict]:
     """Before 0.2, ``analyses: explain: {base, added}`` meant what is now ``explain_groups`` (``explain`` now
     explains a model's own result, as ``qrprobe explain`` does): move such a mapping, with a warning."""
-    analyses = value.get("analyses") if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return value, locations
+    analyses = value.get("analyses")
     old = analyses.get("explain") if isinstance(analyses, dict) else None
-    if not (isinstance(old, dict) and {"base", "added"} & set(old) and "explain_groups" not in analyses):
+    if not (isinstance(analyses, dict) and isinstance(old, dict) and {"base", "added"} & set(old)
+            and "explain_groups" not in analyses):
         return value, locations
     where = locations.get(("analyses", "explain"), "study")
     warnings.warn(f"{where}: analyses.explain with base/added is deprecated; write analyses.explain_groups",
@@ -259,11 +275,11 @@ def _semantic_problems(study: StudyConfig) -> list[str]:
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             problems.append(f"{what}: duplicate names {dups}")
-    names = {m.name for m in study.models}
+    model_names = {m.name for m in study.models}
     for key, spec in dataclasses.asdict(study.analyses).items():
-        unknown = sorted(set((spec or {}).get("models") or ()) - names)
+        unknown = sorted(set((spec or {}).get("models") or ()) - model_names)
         if unknown:
-            problems.append(f"analyses.{key}.models: unknown model(s) {unknown}; models are {sorted(names)}")
+            problems.append(f"analyses.{key}.models: unknown model(s) {unknown}; models are {sorted(model_names)}")
     try:
         study.protocol_config()
     except QRProbeInputError as exc:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,16 @@ class AnalysisInputs:
     source_concepts: ConceptBank | None = None
     external: pd.DataFrame | None = None
     name: str = ""
+
+
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, what: str) -> _T:
+    """``value``, or the error that the analysis needs it (an input its ``needs`` names but the caller left out)."""
+    if value is None:
+        raise QRProbeInputError(f"this analysis needs {what}")
+    return value
 
 
 @dataclass
@@ -138,7 +148,8 @@ def _breakdown(inputs: AnalysisInputs, spec: specs.BreakdownSpec, protocol: Prot
     from ..analysis.breakdown import group_breakdown
     from ..report.sections import breakdown_section
 
-    result = group_breakdown(inputs.features, inputs.concepts, order=spec.order, label_group=spec.label_group,
+    concepts = _given(inputs.concepts, "concepts")
+    result = group_breakdown(inputs.features, concepts, order=spec.order, label_group=spec.label_group,
                              config=protocol, without_labels=spec.without_labels, name=inputs.name,
                              progress=progress)
     return AnalysisOutput(_titled(breakdown_section(result, metric=spec.metric), inputs.name))
@@ -152,7 +163,7 @@ def _explain(inputs: AnalysisInputs, spec: specs.ExplainSpec, protocol: Protocol
     kwargs = {"clustering": spec.clustering, "top_pairs": spec.pairs,
               "top_concepts_per_pair": spec.concepts_per_pair, "n_examples": spec.examples,
               "min_support": spec.min_support}
-    added = inputs.result
+    added = _given(inputs.result, "a result")
     if inputs.versus is not None:
         expl = explain_results(inputs.versus, added, groups=spec.explain_groups, **kwargs)
     else:
@@ -181,7 +192,7 @@ def _ksweep(inputs: AnalysisInputs, spec: specs.KSweepSpec, protocol: ProtocolCo
 
     if spec.clusterings is not None:
         protocol = replace(protocol, clusterings=spec.clusterings)
-    sweep = k_sweep(inputs.features, inputs.concepts, spec.k, config=protocol, name=inputs.name,
+    sweep = k_sweep(inputs.features, _given(inputs.concepts, "concepts"), spec.k, config=protocol, name=inputs.name,
                     progress=progress)
 
     def save_results(tmp: Path) -> None:
@@ -196,9 +207,11 @@ def _transfer(inputs: AnalysisInputs, spec: specs.TransferSpec, protocol: Protoc
     from ..analysis.transfer import transfer
     from ..report.sections import transfer_section
 
-    tr = transfer(inputs.result, inputs.target_features, inputs.target_concepts, drop_groups=spec.drop_groups or (),
+    source = _given(inputs.result, "a result")
+    target_concepts = _given(inputs.target_concepts, "target concepts")
+    tr = transfer(source, inputs.target_features, target_concepts, drop_groups=spec.drop_groups or (),
                   source_concepts=inputs.source_concepts, device=protocol.device)
-    section = transfer_section(tr, None if spec.drop_groups else inputs.result.summary)
+    section = transfer_section(tr, None if spec.drop_groups else source.summary)
 
     def save_arrays(tmp: Path) -> None:
         np.save(tmp / "clusterings.npy", tr.clusterings)
@@ -224,7 +237,8 @@ def _forward_probe(inputs: AnalysisInputs, spec: specs.ForwardProbeSpec, protoco
             if (order < 0).any():
                 raise QRProbeInputError("the result does not cover the images of FEATURES")
             clusterings = clusterings[:, order]
-    fp = forward_probe(inputs.features, inputs.concepts, clusterings=clusterings, max_concepts=spec.max_concepts,
+    concepts = _given(inputs.concepts, "concepts")
+    fp = forward_probe(inputs.features, concepts, clusterings=clusterings, max_concepts=spec.max_concepts,
                        min_positives=spec.min_positives, test_fraction=spec.test_fraction, seed=spec.seed, c=spec.c)
     return AnalysisOutput(_titled(forward_probe_section(fp, reverse), inputs.name))
 
@@ -235,7 +249,7 @@ def _self_labels(inputs: AnalysisInputs, spec: specs.SelfLabelsSpec, protocol: P
 
     if spec.labels is None:
         raise QRProbeInputError("self-labels needs the labels file")
-    bank = inputs.concepts
+    bank = _given(inputs.concepts, "concepts")
     labels = read_labels(spec.labels, bank.image_ids, column=spec.label_column)
     result = self_labels(labels, bank, repeats=protocol.clusterings, seed=protocol.seed, probe=protocol.probe,
                          test_fraction=protocol.test_fraction, val_fraction=protocol.val_fraction,
@@ -251,7 +265,7 @@ def _concepts_to_labels(inputs: AnalysisInputs, spec: specs.ConceptsToLabelsSpec
 
     if (spec.labels is None) == (spec.label_group is None):
         raise QRProbeInputError("give exactly one of labels (a file) and label_group (a concept group)")
-    bank = inputs.concepts
+    bank = _given(inputs.concepts, "concepts")
     labels = read_labels(spec.labels, bank.image_ids, column=spec.label_column) if spec.labels else None
     result = concepts_to_labels(bank, labels, label_group=spec.label_group, exclude_groups=spec.drop_groups or (),
                                 repeats=protocol.clusterings, seed=protocol.seed, probe=protocol.probe,
@@ -379,7 +393,7 @@ def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: An
     inputs.concepts = bank_of(concepts, inputs.features)
     inputs.result = result_of(result)
     if results is not None:
-        inputs.results = [result_of(r) for r in results]
+        inputs.results = [_given(result_of(r), "every entry of results to be a result") for r in results]
         inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (r.name or f"result {i}")
                               for i, r in enumerate(results)]
     inputs.target_features = feats_of(target_features)
