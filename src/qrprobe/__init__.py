@@ -35,7 +35,7 @@ from ._network import disable_telemetry
 __version__ = "0.1.0"
 disable_telemetry()  # before any dependency that reads its telemetry switch at import (huggingface_hub)
 
-_EXPORTS = {
+_EXPORTS: dict[str, str | tuple[str, str]] = {
     "ConceptBank": "qrprobe.concepts.bank",
     "FeatureStore": "qrprobe.features.store",
     "write_feature_store": "qrprobe.features.store",
@@ -69,7 +69,8 @@ __all__ = ["__version__", *_EXPORTS, *_MODULES]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+        target = _EXPORTS[name]
+        module, attr = target if isinstance(target, tuple) else (target, name)
         return getattr(importlib.import_module(module), attr)
     if name in _MODULES:
         return importlib.import_module(f"qrprobe.{name}")

@@ -21,6 +21,7 @@ import functools
 import os
 import socket
 import sys
+from typing import Any
 from urllib.parse import urlparse
 
 #: Seconds the one connection attempt may take.
@@ -32,7 +33,7 @@ def disable_telemetry() -> None:
     """Opt out of the telemetry of every dependency that has a documented switch (see the module docstring)."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    hub = sys.modules.get("huggingface_hub.constants")
+    hub: Any = sys.modules.get("huggingface_hub.constants")  # its settings are plain module attributes
     if hub is not None and os.environ["HF_HUB_DISABLE_TELEMETRY"].strip().lower() in _TRUE:
         hub.HF_HUB_DISABLE_TELEMETRY = True
 
@@ -84,7 +85,7 @@ def hub_download_mode() -> str | None:
     reason = "HF_HUB_OFFLINE is set" if _set("HF_HUB_OFFLINE") else offline_reason(hf_host())
     if reason is not None:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        hub = sys.modules.get("huggingface_hub.constants")
+        hub: Any = sys.modules.get("huggingface_hub.constants")
         if hub is not None:
             hub.HF_HUB_OFFLINE = True
     return reason

@@ -166,7 +166,7 @@ def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = T
 
 
 #: What the first bytes of a file qrprobe wrote hold, per kind of file output (``check_output(file=KIND)``).
-FILE_MARKERS = {"report": b'<meta name="generator" content="qrprobe',
+FILE_MARKERS: dict[str, bytes | tuple[bytes, ...]] = {"report": b'<meta name="generator" content="qrprobe',
                 "study-template": (b"# A qrprobe study", b"# The paper's study")}
 
 

@@ -155,8 +155,8 @@ def paper_role(entry: Mapping) -> str | None:
     expert = entry.get("expert")
     if expert in ("coco-seg", "onnx-segmenter"):
         classes = (entry.get("config") or {}).get("classes", "coco-voc" if expert == "coco-seg" else None)
-        return _SEGMENTER_ROLES.get(classes)
-    return _ROLES.get(expert)
+        return _SEGMENTER_ROLES.get(classes) if isinstance(classes, str) else None
+    return _ROLES.get(expert) if isinstance(expert, str) else None
 
 
 def _label(entry: Mapping) -> str:

@@ -42,7 +42,7 @@ def _downscale(image: np.ndarray, short_side: int) -> np.ndarray:
 
     r = short_side / min(h, w)
     size = (max(1, round(w * r)), max(1, round(h * r)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
 def _laplacian(x: np.ndarray) -> np.ndarray:

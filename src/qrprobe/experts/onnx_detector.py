@@ -112,7 +112,7 @@ class _OnnxExpert(Expert):
         h, w = self._hw
         out = []
         for im in images:
-            x = np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR), dtype=np.float32)
+            x = np.asarray(Image.fromarray(im).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
             if self.bgr:
                 x = x[:, :, ::-1]
             x = (x * self.scale - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)

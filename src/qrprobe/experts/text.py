@@ -57,7 +57,7 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _normalize_bgr(image: np.ndarray) -> np.ndarray:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 #: File extensions (lower case, with the dot) that the folder and tar readers treat as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
@@ -21,7 +25,7 @@ class ImageDecodeError(Exception):
     """An image could not be read or decoded; the message says why."""
 
 
-def decode_image(data: bytes) -> PIL.Image.Image:  # noqa: F821 - PIL is imported lazily
+def decode_image(data: bytes) -> PIL.Image.Image:
     """Decode encoded image bytes into a fully loaded RGB image.
 
     Parameters
@@ -62,7 +66,7 @@ def decode_image(data: bytes) -> PIL.Image.Image:  # noqa: F821 - PIL is importe
         raise ImageDecodeError(f"cannot decode image ({text})") from None
 
 
-def load_rgb(item) -> PIL.Image.Image:  # noqa: F821
+def load_rgb(item) -> PIL.Image.Image:
     """An RGB PIL image from what a source's reader returns: encoded bytes, a PIL image or a uint8 array.
 
     Raises :class:`ImageDecodeError` with the reason when the item cannot be used.
@@ -89,5 +93,5 @@ def fit_within(image, max_side: int | None):
     from PIL import Image
 
     small = image.copy()
-    small.thumbnail((max_side, max_side), Image.BICUBIC)
+    small.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return small

@@ -22,14 +22,19 @@ mode by mode (``v`` is a pixel value; results are rounded to the nearest integer
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 #: Modes that Pillow converts to RGB without losing range.
 _PILLOW_CONVERTS = frozenset({"1", "L", "P", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA"})
 _UINT16_MAX = 65535
 
 
-def to_rgb(image) -> PIL.Image.Image:  # noqa: F821 - PIL is imported lazily
+def to_rgb(image) -> PIL.Image.Image:
     """Return ``image`` (a loaded PIL image of any mode) as an RGB PIL image, following the table above.
 
     Raises ``ValueError`` for a mode that cannot be converted (the decoder turns it into a reason).

@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import QRProbeInputError
 from .decode import fit_within, load_rgb
 from .files import read_file_bytes
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 
 class FileReader:
@@ -66,7 +71,7 @@ class ImageSource:
     paths: list[str]
     labels: list[str] | None = None
     sizes: np.ndarray | None = None
-    reader: object | None = None
+    reader: Any = None  # duck-typed: FileReader, a tar reader, in-memory images
     rejected: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,8 +83,7 @@ class ImageSource:
             self.sizes = np.full(n, -1, dtype=np.int64)
         if self.reader is None:
             self.reader = FileReader(self.paths)
-        seen: set[str] = set()
-        dups = [i for i in self.image_ids if i in seen or seen.add(i)]
+        dups = [i for i, count in Counter(self.image_ids).items() if count > 1]
         if dups:
             raise QRProbeInputError(f"{self.location}: duplicate image ids {sorted(set(dups))[:5]} "
                                     "(each image id must appear once)")
@@ -98,7 +102,7 @@ class ImageSource:
             raise TypeError(f"{self.kind} sources hold decoded images, not encoded bytes")
         return item
 
-    def load(self, row: int) -> PIL.Image.Image:  # noqa: F821 - PIL is imported lazily
+    def load(self, row: int) -> PIL.Image.Image:
         """Image ``row`` as an RGB PIL image; :class:`ImageDecodeError` says why it cannot be used."""
         return load_rgb(self.reader(row))
 
@@ -109,6 +113,7 @@ class ImageSource:
     def select(self, rows: Sequence[int] | np.ndarray) -> ImageSource:
         """A source with only the given rows (in the given order); ``rejected`` is kept."""
         rows = np.asarray(rows, dtype=np.int64)
+        assert self.sizes is not None  # set by __post_init__
         return ImageSource(
             kind=self.kind, location=self.location,
             image_ids=[self.image_ids[i] for i in rows], paths=[self.paths[i] for i in rows],
@@ -123,6 +128,7 @@ class ImageSource:
             return content_hash(self.image_ids)
         h = hashlib.sha256()
         labels = self.labels or [""] * len(self)
+        assert self.sizes is not None  # set by __post_init__
         for image_id, path, label, size in zip(self.image_ids, self.paths, labels, self.sizes.tolist(), strict=True):
             h.update(f"{image_id}\0{path}\0{label}\0{size}\n".encode())
         return h.hexdigest()[:16]
