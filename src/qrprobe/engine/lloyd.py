@@ -126,7 +126,7 @@ def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_it
     dev = x_all.device
     x_train = x_all if train_idx is None else x_all[torch.from_numpy(train_idx).to(dev)]
     train_sq = row_norms(x_train, chunk)
-    best = None
+    best: tuple | None = None
     inertias = []
     total_reseeded = 0
     for restart in range(n_restarts):
@@ -141,6 +141,7 @@ def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_it
         if best is None or inertia < best[0]:
             best = (inertia, centroids, n_done, labels, dist)
         del labels, dist
+    assert best is not None  # n_restarts >= 1
     _, centroids, n_done, labels, dist = best
     if train_idx is not None:  # the kept restart's final assignment already covers every point otherwise
         labels, dist = assign(x_all, centroids, chunk)

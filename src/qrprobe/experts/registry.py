@@ -123,7 +123,7 @@ def build_expert(name: str, options: Mapping | None = None, *, kind: str | None 
 
 def expert_parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword parameters an expert class accepts (from its ``__init__`` signature)."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     return {k: p for k, p in params.items() if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 

@@ -82,8 +82,8 @@ class ChunkAssembler:
     def _commit(self, chunk: int, batches: list[tuple]) -> None:
         source = self.source
         rows = [r for batch_rows, _, _ in batches for r in batch_rows]
-        feats = [f for batch_rows, f, _ in batches if len(batch_rows)]
-        feats = np.concatenate(feats) if feats else np.zeros((0, self.dim), self.dtype)
+        parts = [f for batch_rows, f, _ in batches if len(batch_rows)]
+        feats = np.concatenate(parts) if parts else np.zeros((0, self.dim), self.dtype)
         skipped = [{"image_id": source.image_ids[row], "path": source.paths[row], "reason": reason}
                    for _, _, failures in batches for row, reason in failures]
         labels = None if source.labels is None else [source.labels[r] for r in rows]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from .._atomic import ChunkedWorkDir, atomic_directory, atomic_write_text
@@ -111,7 +112,7 @@ class FeatureStore:
         for shard in self.manifest["shards"]:
             yield np.load(member(self.path, shard["file"], "feature store"), mmap_mode="r", allow_pickle=False)
 
-    def load(self, dtype: str | np.dtype = np.float32) -> np.ndarray:
+    def load(self, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
         """Return all features as one in-memory array, shape (N, dim), in ``dtype``."""
         out = np.empty((self.n, self.dim), dtype=dtype)
         start = 0
@@ -266,7 +267,9 @@ class FeatureStoreWriter:
         if missing:
             raise RuntimeError(f"cannot finish the feature store: chunks {missing[:10]} were never written")
         h = hashlib.sha256()
-        shards, indexes, skipped = [], [], list(rejected)
+        shards: list[dict] = []
+        indexes: list[pd.DataFrame] = []
+        skipped = list(rejected)
         for c in range(n_chunks):
             entry = self.chunks[c]
             skipped.extend(entry.get("skipped", []))

@@ -56,7 +56,7 @@ def collate_skipping(items: Sequence[tuple[int, torch.Tensor | None, str | None]
     failures : list of ``(row, reason)``
     """
     good = [(r, t) for r, t, _ in items if t is not None]
-    failures = [(r, reason) for r, t, reason in items if t is None]
+    failures = [(r, reason or "unreadable") for r, t, reason in items if t is None]
     rows = torch.tensor([r for r, _ in good], dtype=torch.int64)
     # default_collate stacks straight into shared memory inside a worker: no extra copy on the way out
     images = default_collate([t for _, t in good]) if good else None

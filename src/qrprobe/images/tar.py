@@ -117,7 +117,7 @@ def tar_source(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> Image
                 image_ext = next((e for e in members if e in _WDS_IMAGE_EXTS), None)
                 label_ext = next((e for e in _WDS_LABEL_EXTS if e in members), None)
                 reason = _sample_problem(key, members, image_ext, label_ext)
-                if reason:
+                if reason or image_ext is None:  # (no image member is a reason)
                     rejected.append({"image_id": printable(key), "path": where, "reason": reason})
                     continue
                 name, offset, size = members[image_ext]

@@ -145,13 +145,14 @@ def load_checkpoint(model: nn.Module | Sequence[tuple[str, nn.Module]], path: st
     state, nested = read_state_dict(path)
     if not state:
         raise QRProbeInputError(f"--weights {str(path)!r}: the checkpoint holds no tensors")
-    best = None
+    best: tuple | None = None
     for name, module in targets:
         model_state = module.state_dict()
         candidate, stripped = strip_prefixes(state, set(model_state))
         score = _overlap(candidate, set(model_state))
         if best is None or score > best[0]:
             best = (score, name, module, model_state, candidate, stripped)
+    assert best is not None  # targets is never empty
     score, target, module, model_state, candidate, stripped = best
     if score == 0:
         raise QRProbeInputError(

@@ -61,7 +61,7 @@ def save_figure(fig, directory: str | os.PathLike, name: str,
 
 
 # ---------------------------------------------------------------------- model comparison (Fig. 3)
-def comparison_scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], *,
+def comparison_scatter(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, labels: Sequence[str], *,
                        slope: float | None = None, intercept: float | None = None,
                        r: float | None = None, xlabel: str = "external score",
                        ylabel: str = "reverse-probe top-1 (%)"):

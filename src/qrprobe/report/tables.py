@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -241,7 +242,7 @@ class Table:
             raise QRProbeInputError(f"{str(path)!r}: not a qrprobe table JSON file ({exc})") from exc
 
 
-def _isnan(value: object) -> bool:
+def _isnan(value: Any) -> bool:
     try:
         return value is None or math.isnan(float(value))
     except (TypeError, ValueError):
