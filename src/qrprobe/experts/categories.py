@@ -73,7 +73,7 @@ def read_class_list(spec: str) -> tuple[list[int] | None, list[str]]:
         return _parse(f.read(), path)
 
 
-def channel_columns(ids: Sequence[int] | None, n_names: int, n_channels: int, first_id: int = 0,
+def channel_columns(ids: Sequence[int] | np.ndarray | None, n_names: int, n_channels: int, first_id: int = 0,
                     what: str = "class list") -> np.ndarray:
     """Map a model's output channel -> concept column (-1: a channel no concept is read from).
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -139,8 +140,8 @@ class TorchClassifierExpert(Expert):
         self.batch_size = int(batch_size)
         self.rule = {"top1": "top-1 (one-hot)", "threshold": f"{activation} score >= {self.threshold:g}",
                      "topk": f"top-{self.top_k}"}[rule]
-        self._model = None
-        self._preprocess = None
+        self._model: Any = None  # loaded on first use
+        self._preprocess: Any = None
         self.load_report: dict | None = None
 
     @property
@@ -252,7 +253,7 @@ class SunAttributesExpert(TorchClassifierExpert):
         self.attributes = None if attributes is None else os.fspath(attributes)
         self.rule = (f"top-{self.top_k} attribute scores" if rule == "topk"
                      else f"attribute score >= {self.threshold:g}")
-        self._w = None
+        self._w: Any = None  # loaded on first use
 
     def _weights_url(self) -> str | None:
         return PLACES_URL + "wideresnet18_places365.pth.tar"
@@ -277,7 +278,8 @@ class SunAttributesExpert(TorchClassifierExpert):
             self.attributes_file = path
             super().prepare(image_ids, labels)
             torch = torch_module()
-            self._model.fc = torch.nn.Identity()  # the 512-d pooled features feed the attribute map
+            model: Any = self._model  # built by super().prepare
+            model.fc = torch.nn.Identity()  # the 512-d pooled features feed the attribute map
             self._preprocess = ImagePreprocess(resize=224, crop=0, resize_mode="squash")
         self._prepared = True
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,9 @@ class ClipExpert(Expert):
         self.background = background
         self.device, self.batch_size = device, int(batch_size)
         self.rule = f"best prompt if {score} >= {self.threshold:g}, else {background}"
-        self._model = self._text = self._preprocess = None
+        self._model: Any = None  # loaded on first use
+        self._text: Any = None
+        self._preprocess: Any = None
         self._logit_scale = 100.0
 
     @property

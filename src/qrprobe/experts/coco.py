@@ -21,6 +21,7 @@ VOC categories only).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class _TorchvisionCocoExpert(Expert):
                                     "(the ids are the model's class numbers)")
         self.class_ids = np.asarray(ids, dtype=np.int64)
         self._names = names
-        self._model = None
+        self._model: Any = None  # loaded on first use
         self.load_report: dict | None = None
 
     @property

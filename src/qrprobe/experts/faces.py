@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class FaceExpert(Expert):
         self.min_size = float(min_size)
         self.rule = (f"face detected with confidence >= {self.threshold:g}" if backend == "mediapipe"
                      else f"Haar cascade hit (min_neighbors={self.min_neighbors})")
-        self._model = None
+        self._model: Any = None  # loaded on first use
 
     @property
     def concepts(self) -> list[str]:

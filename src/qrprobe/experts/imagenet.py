@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 from ..device import resolve_device
 from ..errors import QRProbeInputError, require
@@ -67,8 +68,8 @@ class ImageNetExpert(Expert):
         from ..models import imagenet_class_names
 
         self._names = unique_names(imagenet_class_names())
-        self._net = None
-        self._preprocess = None
+        self._net: Any = None  # loaded on first use
+        self._preprocess: Any = None
         self.load_report: dict | None = None
 
     @property
@@ -110,7 +111,7 @@ class ImageNetExpert(Expert):
             net = timm.create_model(name, pretrained=hub, num_classes=1000)
         except (OSError, RuntimeError, ValueError) as exc:
             raise self._hub_error(exc) from None
-        if not hub:
+        if self.weights is not None:
             self.load_report = load_weights_into(net, self.weights, self.name, f"timm:{name}")
         from ..models.preprocess import LibraryPreprocess
 
@@ -126,7 +127,7 @@ class ImageNetExpert(Expert):
             raise QRProbeInputError(f"imagenet.model: unknown torchvision model {name!r}") from None
         except Exception as exc:
             raise self._hub_error(exc) from None
-        if not hub:
+        if self.weights is not None:
             self.load_report = load_weights_into(net, self.weights, self.name, f"torchvision:{name}")
         from ..models.preprocess import ImagePreprocess
 

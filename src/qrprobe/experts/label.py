@@ -130,7 +130,7 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
 
         def finished(k: int, chunk: dict) -> None:
             if work is not None:
-                work.commit(k, {_CHUNK.format(k): lambda path, c=chunk: _save_npz(path, c)})
+                work.commit(k, {_CHUNK.format(k): lambda path: _save_npz(path, chunk)})
             chunks[k] = chunk
 
         if backend == "ray":
@@ -150,7 +150,8 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                                             save_scores, bar))
     finally:
         bar.close()
-    parts, ok_rows, score_parts = [], [], {e.name: [] for e in built}
+    parts, ok_rows = [], []
+    score_parts: dict[str, list[np.ndarray]] = {e.name: [] for e in built}
     for k in range(n_chunks):
         chunk, lo = chunks[k], k * chunk_size
         parts.append(sp.csr_matrix((chunk["data"], chunk["indices"], chunk["indptr"]),
@@ -185,7 +186,8 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                 for e in built:
                     if score_parts[e.name]:
                         np.save(tmp / "scores" / f"{e.name}.npy", np.concatenate(score_parts[e.name]))
-        work.remove()
+        if work is not None:
+            work.remove()
     return LabelResult(bank, report)
 
 

@@ -72,6 +72,7 @@ class LabelsExpert(Expert):
                             for i, v in zip(image_ids, labels, strict=True)}
 
     def _prepare_table(self, image_ids) -> None:
+        assert self.table is not None  # prepare() calls this only with a table
         table = read_table(self.table)
         for col in ("image_id", "concept"):
             if col not in table.columns:
@@ -90,8 +91,8 @@ class LabelsExpert(Expert):
         pairs = pairs.sort_values("concept", kind="stable")
         self._names = pairs["concept"].tolist()
         self._groups = pairs["group"].tolist()
-        col = {n: j for j, n in enumerate(self._names)}
-        table = table.assign(col=table["concept"].map(col))
+        column_of = {n: j for j, n in enumerate(self._names)}
+        table = table.assign(col=table["concept"].map(column_of))
         self._columns_of = {k: np.unique(v.to_numpy(np.int64)) for k, v in table.groupby("image_id")["col"]}
         if image_ids is not None:
             known = set(map(str, image_ids))

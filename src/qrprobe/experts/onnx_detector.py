@@ -25,6 +25,7 @@ pixels. Input: the image resized to ``size`` x ``size`` (``size=0``: the model's
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _floats(text: str | tuple | list, what: str) -> tuple[float, float, float]:
         values = values * 3
     if len(values) != 3:
         raise QRProbeInputError(f"{what}: expected 1 or 3 numbers, got {text!r}")
-    return tuple(values)
+    return values[0], values[1], values[2]
 
 
 class _OnnxExpert(Expert):
@@ -77,7 +78,7 @@ class _OnnxExpert(Expert):
         self.mean = _floats(mean, f"{self.name}.mean")
         self.std = _floats(std, f"{self.name}.std")
         self.threads = threads
-        self._session = None
+        self._session: Any = None  # loaded on first use
 
     @property
     def concepts(self) -> list[str]:
@@ -112,7 +113,7 @@ class _OnnxExpert(Expert):
         h, w = self._hw
         out = []
         for im in images:
-            x = np.asarray(Image.fromarray(im).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+            x: np.ndarray = np.asarray(Image.fromarray(im).resize((w, h), Image.Resampling.BILINEAR), np.float32)
             if self.bgr:
                 x = x[:, :, ::-1]
             x = (x * self.scale - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)

@@ -14,6 +14,8 @@ segmentation was not used: it marks most of a cat photo as person.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import QRProbeInputError
@@ -45,7 +47,8 @@ class PersonExpert(Expert):
         self.face_confidence = float(face_confidence)
         self.rule = (f"body detected (confidence >= {self.pose_confidence:g})"
                      + (f" or face detected (confidence >= {self.face_confidence:g})" if self.use_faces else ""))
-        self._pose = self._face = None
+        self._pose: Any = None  # loaded on first use
+        self._face: Any = None
 
     @property
     def concepts(self) -> list[str]:

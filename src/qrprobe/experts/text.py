@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,8 @@ class TextExpert(Expert):
         self.rule = (f"region score >= {self.box_threshold:g}"
                      + (f", >= {self.min_chars} chars read at confidence >= {self.char_confidence:g}"
                         if self.verify else ""))
-        self._det = self._rec = None
+        self._det: Any = None  # loaded on first use
+        self._rec: Any = None
 
     @property
     def concepts(self) -> list[str]:
@@ -168,7 +170,7 @@ class TextExpert(Expert):
                 prob = self._det.run(None, {self._det.get_inputs()[0].name: x})[0][:, 0]
                 for j, i in enumerate(part):
                     maps[i] = prob[j]
-        return maps
+        return [m for m in maps if m is not None]  # all of them: every image is in one size group
 
     # ------------------------------------------------------------------ recognition
     def read(self, crop: np.ndarray) -> tuple[int, float]:
