@@ -184,13 +184,13 @@ def _map_and_influence(y_true: np.ndarray, scores: np.ndarray, block_columns: in
         cols = present[b:b + block_columns]
         block = np.ascontiguousarray(np.asarray(scores)[:, cols].T)
         for c, row in zip(cols, block, strict=True):
-            if influence:
+            if total is not None:  # (influence asked for)
                 ap, infl = average_precision_influence(y_true == c, row)
                 total += infl
             else:
                 ap = average_precision(y_true == c, row)
             aps.append(ap)
-    if influence:
+    if total is not None:
         total /= len(present)
     return float(np.mean(aps)), total
 
@@ -251,6 +251,7 @@ def score_details(y_true: np.ndarray, log_proba: np.ndarray) -> tuple[dict[str, 
     # AP depends only on the order of scores: log-probabilities rank exactly as softmax probabilities do,
     # without the ties that float underflow of exp() would create.
     map_, influence = _map_and_influence(y_true, log_proba)
+    assert influence is not None  # asked for by default
     scores = {
         "nmi": 100.0 * normalized_mutual_info(y_true, y_pred),
         "ami": 100.0 * ami,

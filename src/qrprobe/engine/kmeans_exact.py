@@ -234,6 +234,7 @@ class BoundedLloyd:
         self._set_centroids(init.float())
         sums = CentroidSums(self.x, self.k, kernel=getattr(self.engine, "kernel", None))
         n_reseeded, it, fixed = 0, 0, False
+        drift: torch.Tensor  # set at the end of each iteration, read by the next
         for it in range(1, n_iter + 1):
             if it == 1:
                 self._full()

@@ -253,7 +253,7 @@ class MomentumTable:
         else:
             shrink = 1.0 - self.c * self.lr
             beta, alpha, lr_w = shrink * self.momentum, shrink / batch.size, self.lr / self.scale
-        if batch.rows_of_entries is None:
+        if batch.t_indptr is not None and batch.t_indices is not None:  # (else rows_of_entries)
             t = csr_tensor(batch.t_indptr, batch.t_indices, _ones(len(batch.t_indices), w.device),
                            (w.shape[0], batch.size))
             torch.addmm(v, t, grad_logits, beta=beta, alpha=alpha, out=v)

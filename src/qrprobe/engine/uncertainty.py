@@ -136,13 +136,13 @@ def difference_estimate(values_a: np.ndarray, replicates_a: np.ndarray | None, v
     if shared_clusterings:
         if len(values_a) != len(values_b):
             raise ValueError("shared clusterings need the same number of clusterings")
-        return mean_estimate(values_a - values_b, ra - rb if has_reps else None, level)
+        return mean_estimate(values_a - values_b, ra - rb if ra is not None and rb is not None else None, level)
     s2a, shared_a, na = _spread(values_a, ra)
     s2b, shared_b, nb = _spread(values_b, rb)
-    mean_diff = ra.mean(axis=0) - rb.mean(axis=0) if has_reps else None
+    mean_diff = ra.mean(axis=0) - rb.mean(axis=0) if ra is not None and rb is not None else None
     v_img = _image_variance(mean_diff)
     cross = 0.0
-    if has_reps and ra.shape[1] >= 2:
+    if ra is not None and rb is not None and ra.shape[1] >= 2:
         cross = float(np.cov(ra.mean(axis=0), rb.mean(axis=0))[0, 1])
     # a result with one clustering contributes its image variance instead of s²/R + c̄
     part_a = s2a + shared_a if na > 1 else _image_variance(None if ra is None else ra.mean(axis=0))

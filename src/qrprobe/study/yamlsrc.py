@@ -76,8 +76,9 @@ def _convert(node, key_path: tuple, path: Path, locations: Location, count: list
             key = key_node.value
             if key in out:
                 raise QRProbeInputError(f"{_mark(path, key_node)}: duplicate key {key!r}")
-            locations[(*key_path, key)] = _mark(path, key_node)
-            out[key] = _convert(value_node, (*key_path, key), path, locations, count, open_nodes)
+            key_at = (*key_path, key)
+            locations[key_at] = _mark(path, key_node)
+            out[key] = _convert(value_node, key_at, path, locations, count, open_nodes)
         open_nodes.discard(id(node))
         return out
     if isinstance(node, yaml.SequenceNode):
