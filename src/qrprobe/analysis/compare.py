@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def chance_table(results: Sequence[Result], names: Sequence[str], metrics: Seque
     """
     rows = []
     for name, res in zip(names, results, strict=True):
-        row = {"model": name}
+        row: dict[str, Any] = {"model": name}
         for m in metrics:
             entry = res.summary.get(m) or {}
             for key, col in (("mean", m), ("null_mean", f"{m}_null"), ("above_null", f"{m}_above_null"),

@@ -143,7 +143,7 @@ class ConceptBank:
     def from_long_table(
         cls,
         table: pd.DataFrame | str | os.PathLike,
-        image_ids: Sequence[str] | None = None,
+        image_ids: Sequence[str] | np.ndarray | None = None,
         default_group: str = DEFAULT_GROUP,
         expert: str = DEFAULT_EXPERT,
     ) -> ConceptBank:

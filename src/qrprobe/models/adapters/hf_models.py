@@ -82,6 +82,7 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     info = {"adapter": "hf", "architecture": type(model).__name__,
             "weights": "pretrained (hub)" if load_hub else "random init"}
     maybe_load_weights(info, model, weights, strict_weights)
+    preprocess: LibraryPreprocess | ImagePreprocess
     try:
         processor = tr.AutoImageProcessor.from_pretrained(name)
         preprocess = LibraryPreprocess(_ProcessorPreprocess(processor), _describe_processor(processor))

@@ -49,6 +49,7 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     cfg = dict(getattr(visual, "preprocess_cfg", {}) or {})
     preprocess = LibraryPreprocess(transform, {"kind": "open_clip",
                                                **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}})
+    encoder: nn.Module
     if layer == "embed":
         encoder, layer_name = _EncodeImage(model), "embed"
     elif layer:
@@ -62,7 +63,9 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
 def _default_encoder(visual: nn.Module) -> tuple[nn.Module, str]:
     kind = type(visual).__name__
     if kind == "VisionTransformer" and getattr(visual, "proj", None) is not None:
-        visual.proj = None  # the pooled token before the projection to the joint space
+        # the pooled token before the projection to the joint space (torch accepts None for a parameter; the
+        # stubs of nn.Module.__setattr__ do not)
+        setattr(visual, "proj", None)  # noqa: B010
         pool = getattr(visual, "pool_type", "tok")
         return PooledOutput(visual), "cls" if pool == "tok" else f"pool({pool})"
     if kind == "ModifiedResNet":

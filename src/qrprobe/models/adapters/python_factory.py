@@ -27,6 +27,8 @@ def _import(module_name: str):
             raise QRProbeInputError(f"MODEL python:{module_name}: file not found")
         mod_id = "qrprobe_user_" + os.path.splitext(os.path.basename(module_name))[0]
         spec = importlib.util.spec_from_file_location(mod_id, module_name)
+        if spec is None or spec.loader is None:
+            raise QRProbeInputError(f"MODEL python:{module_name}: not an importable Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_id] = module
         spec.loader.exec_module(module)

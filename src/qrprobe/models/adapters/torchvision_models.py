@@ -63,6 +63,7 @@ def build(name: str, *, layer: str | None = None, pretrained: bool = True, weigh
     if not layer:
         info["classifier_removed"] = _remove_last_linear(model)
     maybe_load_weights(info, model, weights, strict_weights)
+    preprocess: LibraryPreprocess | ImagePreprocess
     if weight_enum is not None:
         t = weight_enum.transforms()
         preprocess = LibraryPreprocess(t, {
