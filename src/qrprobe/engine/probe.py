@@ -175,7 +175,7 @@ class ReverseProbe:
         k = int(n_classes if n_classes is not None else labels.max() + 1)
         _check_rows(concepts, labels, k, "training")
         has_val = val_concepts is not None and val_labels is not None and len(val_labels) > 0
-        if has_val:
+        if has_val and val_concepts is not None and val_labels is not None:
             val_concepts = sp.csr_matrix(val_concepts)
             val_labels = np.asarray(val_labels, dtype=np.int64)
             _check_rows(val_concepts, val_labels, k, "validation")
@@ -185,7 +185,7 @@ class ReverseProbe:
         dev = resolve_device(self.device)
         log_prior = class_prior(labels, k)
         prior = {"epoch": 0, "lr": 0.0, "train_loss": prior_loss(labels, log_prior), "seconds": 0.0}
-        if has_val:
+        if has_val and val_labels is not None:
             prior["val_loss"] = prior_loss(val_labels, log_prior)
         with intra_op_threads(self.threads if dev.type == "cpu" else None):
             if self.config.solver == "lbfgs":
@@ -196,10 +196,11 @@ class ReverseProbe:
                 weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
                 self.best_epoch_ = None
             else:
-                val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) if has_val else None
+                val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) \
+                    if has_val and val_concepts is not None and val_labels is not None else None
                 weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
                 self.weight_decay_ = self.config.weight_decay
-        if weight is None:  # the prior was kept
+        if weight is None or bias is None:  # the prior was kept (both None)
             weight = torch.zeros(concepts.shape[1], k, device=dev)
             bias = torch.from_numpy(log_prior).to(dev)
             self.best_epoch_ = 0
@@ -216,7 +217,7 @@ class ReverseProbe:
         table_x = with_bias_column(concepts)
         n, m1 = table_x.shape
         if (self.batching or ("device" if dev.type == "cuda" else "host")) == "device":
-            batches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
+            batches: DeviceBatches | HostBatches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
         else:
             batches = HostBatches(table_x, labels, cfg.batch_size, self.lazy_fraction)
         table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(batches, "lazy", False))
@@ -227,7 +228,8 @@ class ReverseProbe:
         n_steps = math.ceil(n / cfg.batch_size)
         by_val = val is not None and cfg.select == "val_loss"
         self.history_ = [prior]
-        best = (prior["val_loss"], None, None, 0) if by_val and self.prior_candidate else (math.inf, None, None, 0)
+        best: tuple[float, torch.Tensor | None, torch.Tensor | None, int] = \
+            (prior["val_loss"], None, None, 0) if by_val and self.prior_candidate else (math.inf, None, None, 0)
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"probe M={m1 - 1}→K={k}", unit="epoch",
                    disable=None if self.progress else True, leave=False)
         for epoch in bar:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from .preprocess import describe_preprocess
+
+_Module = TypeVar("_Module", bound=nn.Module)
 
 
 @dataclass
@@ -92,7 +95,7 @@ def probe_dim(encoder: nn.Module | Callable, preprocess: Callable) -> int:
     return int(out.shape[1])
 
 
-def freeze(model: nn.Module) -> nn.Module:
+def freeze(model: _Module) -> _Module:
     """Evaluation mode and no gradients: the representation is frozen."""
     model.eval()
     for p in model.parameters():
