@@ -74,6 +74,7 @@ def concepts_to_labels(concepts: ConceptBank, labels: Sequence | np.ndarray | No
         bank = bank.drop_groups(drop)
     if bank.n_concepts == 0:
         raise QRProbeInputError("no concepts are left once the label and excluded groups are removed")
+    assert labels is not None  # given, or read from the label group
     result = self_labels(labels, bank, repeats=repeats, seed=seed, probe=probe, test_fraction=test_fraction,
                          val_fraction=val_fraction, device=device, name=name, source=source, progress=progress)
     result.config["labelling"]["kind"] = "ground-truth"

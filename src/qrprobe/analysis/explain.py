@@ -174,14 +174,14 @@ def explain_pairs(labels: np.ndarray, test_rows: np.ndarray, coef: np.ndarray, c
         table = table.rename(columns={"confusion": "confusion_base"}).assign(confusion_added=np.nan)
     support = concept_support(concepts, matrix)
     pairs = []
-    for row in table.itertuples(index=False):
-        a, b = int(row.cluster_a), int(row.cluster_b)
+    for row in table.to_dict("records"):
+        a, b = int(row["cluster_a"]), int(row["cluster_b"])
         pairs.append(PairExplanation(
-            a, b, float(row.confusion_base), float(row.confusion_added),
+            a, b, float(row["confusion_base"]), float(row["confusion_added"]),
             coefficient_differences(coef, a, b, concepts, top_concepts_per_pair, groups, support=support,
                                     min_support=min_support),
             example_rows(labels, a, n_examples, seed), example_rows(labels, b, n_examples, seed),
-            int(row.n_a), int(row.n_b)))
+            int(row["n_a"]), int(row["n_b"])))
     involved = list(dict.fromkeys(c for p in pairs for c in (p.cluster_a, p.cluster_b)))
     summaries = summarize_clusters(labels, coef, concepts, clusters=involved, matrix=matrix,
                                    n_examples=n_examples, seed=seed)

@@ -110,7 +110,7 @@ def forward_probe(features, concepts: ConceptBank, *, clusterings: np.ndarray | 
     skipped = [bank.names[j] for j in np.flatnonzero(~usable)]
     rows = []
     for j in order:
-        y = matrix[:, j].toarray().ravel().astype(bool)
+        y = matrix[:, int(j)].toarray().ravel().astype(bool)
         rng = np.random.default_rng([seed, int(j)])
         test = _stratified_holdout(y, test_fraction, rng)
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=max_iter)

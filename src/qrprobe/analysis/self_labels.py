@@ -27,7 +27,7 @@ from ..errors import QRProbeInputError
 from ..results import Result, summarize
 
 
-def encode_labels(labels: Sequence) -> tuple[np.ndarray, list[str]]:
+def encode_labels(labels: Sequence | np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Map arbitrary labels (ints or strings) to ``0 … C-1``; returns the codes (N,) and the C class names.
 
     Integer labels keep their order (class ``i`` is the ``i``-th smallest value present).

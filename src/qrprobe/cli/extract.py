@@ -35,7 +35,7 @@ def _floats3(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"expected three numbers, got {text!r}") from exc
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected three numbers (R,G,B), got {text!r}")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 def _preprocess_spec(text: str):

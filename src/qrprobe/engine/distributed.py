@@ -280,7 +280,8 @@ def sharded_kmeans(x: torch.Tensor, k: int, *, row_start: int, n_total: int, n_i
     sixteen = x.dtype in (torch.float16, torch.bfloat16)
     fit = _exact_16bit(x, k, row_start, n_total, comm) if sixteen else \
         _full_products(Shard(x, row_start, n_total, _chunk_rows(chunk, k)), comm)
-    best, inertias, reseeded = None, [], 0
+    best: tuple | None = None
+    inertias, reseeded = [], 0
     with torch.inference_mode():
         for _ in range(n_restarts):
             if init is not None:
@@ -292,6 +293,7 @@ def sharded_kmeans(x: torch.Tensor, k: int, *, row_start: int, n_total: int, n_i
             inertias.append(inertia)
             if best is None or inertia < best[0]:
                 best = (inertia, centroids, n_done, labels)
+    assert best is not None  # n_restarts >= 1
     inertia, centroids, n_done, labels = best
     precision = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(x.dtype, "float32")
     return KMeansResult(labels.cpu().numpy(), centroids.cpu().numpy(), inertia, n_done, tuple(inertias),

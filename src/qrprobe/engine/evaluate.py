@@ -117,8 +117,8 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
                               n_replicates=getattr(cfg, "bootstrap", 0))
     summary = summarize(per)
-    for r, extra in zip(per, stats.per_clustering, strict=True):
-        r.update(extra)
+    for row, extra in zip(per, stats.per_clustering, strict=True):
+        row.update(extra)
     for m, extra in stats.summary.items():
         if m in summary:
             summary[m].update(extra)

@@ -258,6 +258,7 @@ class MomentumTable:
                            (w.shape[0], batch.size))
             torch.addmm(v, t, grad_logits, beta=beta, alpha=alpha, out=v)
         else:
+            assert batch.rows_of_entries is not None
             v.mul_(beta).index_add_(0, batch.flat, grad_logits.index_select(0, batch.rows_of_entries), alpha=alpha)
         if self.c is None and self.weight_decay:
             v.add_(w, alpha=self.weight_decay)

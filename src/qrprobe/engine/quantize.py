@@ -24,6 +24,7 @@ changed), after which further iterations could not change anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -176,7 +177,7 @@ class KMeans:
                                        on_restart=lambda i: _show_restart(bar, i, self.n_restarts))
                     result = KMeansResult(*fitted, precision="float32")
                 else:
-                    self.work_ = []  # per restart: the work of each assignment pass (benchmarks)
+                    self.work_: list = []  # per restart: the work of each assignment pass (benchmarks)
                     result = _fit_exact(self, stored, train_idx, rng, bar)
         finally:
             if own_bar:
@@ -225,12 +226,14 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
     x, dev, k = stored.x, stored.x.device, km.n_clusters
     rows = (torch.arange(x.shape[0], device=dev) if train_idx is None
             else torch.from_numpy(train_idx).to(dev))
-    best, inertias, total_reseeded = None, [], 0
+    best: tuple | None = None
+    inertias, total_reseeded = [], 0
     for restart in range(km.n_restarts):
         _show_restart(bar, restart, km.n_restarts)
         if isinstance(km.init, np.ndarray) or km.init == "random":
             x_pick = x if train_idx is None else _RowView(x, rows)
-            init = initial_centroids(x_pick, k, km.init, rng)
+            # a _RowView has the shape and row indexing that random initialisation reads
+            init = initial_centroids(cast(torch.Tensor, x_pick), k, km.init, rng)
         else:
             init = initial_centroids(x if train_idx is None else x[rows], k, km.init, rng)
         run = _lloyd_for(stored, None if train_idx is None else rows, k)
@@ -242,6 +245,7 @@ def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, ba
         if best is None or inertia < best[0]:
             best = (inertia, centroids, n_done, run.labels)
         del run
+    assert best is not None  # n_restarts >= 1
     inertia, centroids, n_done, labels = best
     if train_idx is not None:
         labels = _assign_exact(stored, centroids)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from ..metrics import TestDetails
 from .bootstrap import REPLICATE_METRICS, SCHEME, image_keys, images_fingerprint, split_replicates
 from .chance import BASELINE_KINDS, baselines, small_sample_warnings
 from .protocol import ProbeOutcome, Quantization
@@ -62,6 +64,13 @@ def _finite_or_none(value):
     return value
 
 
+def _details(outcome: ProbeOutcome) -> TestDetails:
+    """The per-image test quantities that every probe outcome of the protocol records."""
+    if outcome.details is None:
+        raise ValueError("a probe outcome without its test details (made outside probe_labels?)")
+    return outcome.details
+
+
 def _mean_scores(outcomes: list[ProbeOutcome]) -> dict[str, float]:
     return {m: float(np.mean([o.scores[m] for o in outcomes])) for m in REPLICATE_METRICS}
 
@@ -82,7 +91,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
     keys = image_keys(image_ids, n) if n_replicates else None
     per, reps, null_reps = [], [], []
     for r, outcome in enumerate(outcomes):
-        d, split = outcome.details, outcome.split
+        d, split = _details(outcome), outcome.split
         extra = {"test_clusters": len(np.unique(d.y_true)), "labels_hash": labels_hash(quant.labels[r], image_ids)}
         base = baselines(d, quant.labels[r][split.train], quant.config.k)
         extra.update({f"{m}_baseline": v for m, v in base.items()})
@@ -92,7 +101,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
             runs = nulls[r]
             extra.update({f"{m}_null": v for m, v in _mean_scores(runs).items()})
             if keys is not None:
-                null_reps.append(np.mean([split_replicates(o.details, keys[o.split.test], n_replicates,
+                null_reps.append(np.mean([split_replicates(_details(o), keys[o.split.test], n_replicates,
                                                            o.scores["map"]) for o in runs], axis=0))
         per.append(extra)
     replicates = np.stack(reps) if reps else None
@@ -119,8 +128,8 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
                 entry.update(above_null_ci_low=diff.ci_low, above_null_ci_high=diff.ci_high,
                              above_null_p=diff.p_value)
         if m in BASELINE_KINDS:
-            base = np.array([s[f"{m}_baseline"] for s in scores], dtype=np.float64)
-            entry.update(baseline=float(base.mean()), baseline_kind=BASELINE_KINDS[m])
+            base_values = np.array([s[f"{m}_baseline"] for s in scores], dtype=np.float64)
+            entry.update(baseline=float(base_values.mean()), baseline_kind=BASELINE_KINDS[m])
         summary[m] = {k: _finite_or_none(v) for k, v in entry.items()}
     warnings = []
     for metric, message in small_sample_warnings(
@@ -128,7 +137,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
             [{**o.scores, **e} for o, e in zip(outcomes, per, strict=True)]):
         summary[metric]["warning"] = message
         warnings.append(message)
-    info = {"level": level, "intervals": INTERVAL_METHOD,
+    info: dict[str, Any] = {"level": level, "intervals": INTERVAL_METHOD,
             "bootstrap": {"replicates": int(n_replicates), "scheme": SCHEME, "metrics": list(REPLICATE_METRICS),
                           "keys": "image_id" if image_ids is not None else "position",
                           "images_hash": images_fingerprint(keys) if keys is not None else None},

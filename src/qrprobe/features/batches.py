@@ -62,7 +62,7 @@ class ChunkAssembler:
             self.expected[chunk] = self.expected.get(chunk, 0) + 1
         self.pending: dict[int, dict[int, tuple]] = {}
 
-    def add(self, b: int, rows: Sequence[int], features: np.ndarray, failures: Sequence[tuple[int, str]],
+    def add(self, b: int, rows: Sequence[int], features: np.ndarray | None, failures: Sequence[tuple[int, str]],
             problem: str | None = None) -> None:
         rows = [int(r) for r in rows]
         if problem:

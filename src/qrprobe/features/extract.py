@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,8 +161,8 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
                                 + (f" ({_first_rejected(source)})" if source.rejected else ""))
     n_chunks = max(1, math.ceil(n / chunk_size))
     if isinstance(model, Representation):
-        factory = GivenRepresentation(model)
-        model_config = {"representation": model.describe()}
+        factory: GivenRepresentation | functools.partial = GivenRepresentation(model)
+        model_config: dict[str, Any] = {"representation": model.describe()}
     else:
         factory = functools.partial(_create, str(model), layer=layer, weights=weights, pretrained=pretrained,
                                     strict_weights=strict_weights, image_size=image_size,
