@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,7 @@ def _metrics_row(values: dict[str, list[float]]) -> dict:
     return row
 
 
-def _scores(quant: Quantization, bank: ConceptBank, groups: Sequence[str], progress: bool) -> dict[str, list]:
+def _scores(quant: Quantization, bank: ConceptBank, groups: Sequence[str], progress: bool) -> dict[str, Any]:
     sub = bank.select_groups(groups)
     if sub.matrix.nnz == 0:
         raise QRProbeInputError(f"concept groups {list(groups)}: no image shows any of their concepts")
@@ -125,7 +126,7 @@ def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | N
         if label_group is None or without_labels:
             variants.append(False)
         for with_labels in variants:
-            groups: list[str] = [label_group] if with_labels else []
+            groups: list[str] = [label_group] if with_labels and label_group is not None else []
             steps = ([(label_group, list(groups))] if with_labels else [])
             for g in order:
                 groups = [*groups, g]

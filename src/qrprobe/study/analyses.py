@@ -78,6 +78,7 @@ def _inputs(ctx: StageContext, kind: AnalysisKind, spec, state: StudyState, mode
         inputs.result_keys = [path.name for path, _ in state.results.values()]
         inputs.external = _external(ctx)
     if target is not None:
+        assert model is not None  # a target is made per model
         images, store = target
         inputs.target_features, inputs.target_concepts, _ = matched_inputs(
             ctx, store, label_stage(ctx, images), f"{model.name} on {spec.images}")
@@ -86,7 +87,7 @@ def _inputs(ctx: StageContext, kind: AnalysisKind, spec, state: StudyState, mode
 
 def analysis_items(ctx: StageContext) -> list[tuple[AnalysisKind, object, ModelSpec | None]]:
     """Every analysis item the study asks for: ``(kind, its spec, the model or None)``, in run order."""
-    out = []
+    out: list[tuple[AnalysisKind, object, ModelSpec | None]] = []
     for kind in ANALYSES.values():
         spec = getattr(ctx.study.analyses, kind.key)
         if spec is None or ("target" in kind.needs and not getattr(spec, "images", None)):

@@ -11,14 +11,18 @@ items a (re)submission can skip.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .analyses import StudyState, analyses_stage, analysis_items
 from .config import StudyConfig
 from .runner import STAGES, StudyOutcome, report_done, run_study, study_context
 from .stages import ImageSet, StageMissing, evaluate_stage, expert_paths, extract_stage, label_experts, label_stage
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def finished_items(study: StudyConfig, output: str | Path, force: Collection[str
     ctx = study_context(study, out, outcome, images, progress=False, echo=lambda text: None, check_only=True)
     done: set[StageItem] = set()
 
-    def check(item: StageItem, step: Callable[[], object]) -> object | None:
+    def check(item: StageItem, step: Callable[[], _T]) -> _T | None:
         try:
             value = step()
         except StageMissing:
@@ -118,7 +122,7 @@ def finished_items(study: StudyConfig, output: str | Path, force: Collection[str
         done.add(item)
         return value
 
-    stores = {m.name: check(StageItem("extract", m.name), lambda m=m: extract_stage(ctx, m, images))
+    stores = {m.name: check(StageItem("extract", m.name), functools.partial(extract_stage, ctx, m, images))
               for m in study.models}
     paths = expert_paths(ctx, images)
     for e in study.experts:
@@ -128,16 +132,17 @@ def finished_items(study: StudyConfig, output: str | Path, force: Collection[str
         bank = label_stage(ctx, images)
         bank_hash, protocol = bank.content_hash(), study.protocol_config()
         for m in study.models:
-            if stores[m.name] is not None:
+            store = stores[m.name]
+            if store is not None:
                 check(StageItem("evaluate", m.name),
-                      lambda m=m: evaluate_stage(ctx, m, stores[m.name], bank, bank_hash, protocol))
+                      functools.partial(evaluate_stage, ctx, m, store, bank, bank_hash, protocol))
     if all(StageItem("evaluate", m.name) in done for m in study.models):
         state = _state(ctx, images)
         outcome.results = {name: path for name, (path, _) in state.results.items()}
         for kind, _, model in analysis_items(ctx):
             item = StageItem("analyses", kind.name, model.name if model else None)
-            made = check(item, lambda kind=kind, model=model: analyses_stage(
-                ctx, state, only=(kind.name, model.name if model else None)))
+            made = check(item, functools.partial(analyses_stage, ctx, state,
+                                                 only=(kind.name, model.name if model else None)))
             outcome.analyses.extend(made or [])
     items = study_items(study)
     if all(item in done for item, _ in items[:-1]) and (

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .._atomic import atomic_write_text
 from ..errors import QRProbeInputError, require
@@ -90,7 +91,8 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
         return result
     executor = submitit.AutoExecutor(folder=Path(folder or out / "jobs"), cluster=cluster)
     scheduler_side = cluster == "slurm"
-    jobs, running = {}, {}
+    jobs: dict[StageItem, Any] = {}  # submitit jobs
+    running: dict[StageItem, Any] = {}
     while pending or running:
         for item, deps in list(pending.items()):
             if any(d in result.failed or d in result.blocked for d in deps):

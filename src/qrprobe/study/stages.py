@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
@@ -110,7 +111,7 @@ def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Feat
     if not done:
         ctx.may_compute("extract", images.key, model.name, path)
     t = time.perf_counter()
-    options = {"layer": model.layer, "weights": model.weights, "pretrained": model.pretrained,
+    options: dict[str, Any] = {"layer": model.layer, "weights": model.weights, "pretrained": model.pretrained,
                "device": ctx.study.device, "dtype": model.dtype, "progress": ctx.progress}
     if model.batch_size:
         options["batch_size"] = model.batch_size
