@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with qrprobe and all its extras (offline apart from the package registries).
-# Usage: bash scripts/install.sh [dev]      (dev: also pytest, hypothesis, ruff)
+# Usage: bash scripts/install.sh [dev]      (dev: also pytest, hypothesis, ruff, mypy and its stubs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="all"
