@@ -50,7 +50,8 @@ def assert_input_error(capsys, args: list[str], *names: str, out: Path | None = 
     code = main(args)
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "Traceback" not in err and len([line for line in err.splitlines() if "error" in line]) == 1, err
+    assert "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1, err
     for name in names:
         assert name in err, (name, err)
     if out is not None:

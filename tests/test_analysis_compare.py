@@ -44,9 +44,11 @@ def test_external_columns_and_fit(tmp_path, results) -> None:
     fit = fit_line(table, "linear_acc", "top1_mean")
     xs, ys = np.array([73.90, 67.70, 46.58]), np.array([55.85, 47.53, 9.80])
     slope, intercept = np.polyfit(xs, ys, 1)
-    assert fit.slope == pytest.approx(slope) and fit.intercept == pytest.approx(intercept)
+    assert fit.slope == pytest.approx(slope)
+    assert fit.intercept == pytest.approx(intercept)
     assert fit.pearson_r == pytest.approx(np.corrcoef(xs, ys)[0, 1])
-    assert fit.n == 3 and fit.spearman_rho == pytest.approx(1.0)
+    assert fit.n == 3
+    assert fit.spearman_rho == pytest.approx(1.0)
 
 
 def test_external_errors(tmp_path, results) -> None:

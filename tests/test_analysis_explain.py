@@ -62,8 +62,10 @@ def test_explanations_name_the_separating_scene() -> None:
         rows_b = np.flatnonzero(expl.labels == pair.cluster_b)
         obj_a, obj_b = _majority(data.objects[rows_a]), _majority(data.objects[rows_b])
         scene_a, scene_b = _majority(data.scenes[rows_a]), _majority(data.scenes[rows_b])
-        assert obj_a == obj_b and scene_a != scene_b  # confused: same label, different scene
-        assert pair.confusion_base > 0.3 and pair.confusion_added < 0.05
+        assert obj_a == obj_b  # confused: same label, different scene
+        assert scene_a != scene_b
+        assert pair.confusion_base > 0.3
+        assert pair.confusion_added < 0.05
         top = pair.concepts.set_index("concept")
         assert top.index[0] in (f"scene:{SCENES[scene_a]}", f"scene:{SCENES[scene_b]}")
         assert top.loc[f"scene:{SCENES[scene_a]}", "favours"] == pair.cluster_a
@@ -77,7 +79,8 @@ def test_explanations_name_the_separating_scene() -> None:
                                        "confused_base", "confusion_added", "confused_added", "drop"]
     # the counts the confusions rest on: confused images / test images of the pair
     total = table["n_test_a"] + table["n_test_b"]
-    assert (table["n_test_a"] > 0).all() and (table["n_test_b"] > 0).all()
+    assert (table["n_test_a"] > 0).all()
+    assert (table["n_test_b"] > 0).all()
     np.testing.assert_allclose(table["confused_base"] / total, table["confusion_base"] / 100, atol=1e-9)
     np.testing.assert_allclose(table["confused_added"] / total, table["confusion_added"] / 100, atol=1e-9)
     summary = expl.clusters_table()
@@ -89,7 +92,8 @@ def test_rare_concepts_are_left_out_unless_asked() -> None:
     coef = np.array([[3.0, -1.0], [-9.0, 9.0], [1.0, 0.0]])
     support = concept_support(concepts)
     kept = coefficient_differences(coef, 0, 1, concepts, support=support, min_support=5)
-    assert kept["concept"].tolist() == ["sand", "tree"] and kept["support"].tolist() == [40, 9]
+    assert kept["concept"].tolist() == ["sand", "tree"]
+    assert kept["support"].tolist() == [40, 9]
     everything = coefficient_differences(coef, 0, 1, concepts, support=support, min_support=0)
     assert everything["concept"].tolist() == ["road", "sand", "tree"]
     unknown = coefficient_differences(coef, 0, 1, concepts.drop(columns="n_images"), min_support=5)

@@ -33,6 +33,7 @@ def test_xor_concept_is_found_by_clusters_not_by_a_linear_probe() -> None:
 def test_linear_only_and_labels() -> None:
     x, bank, blobs = _xor_data(600)
     fp = forward_probe(x, bank, min_positives=1000)
-    assert fp.table.empty and fp.skipped == ["square", "red"]
+    assert fp.table.empty
+    assert fp.skipped == ["square", "red"]
     scores = forward_probe_labels(x, blobs)
     assert scores["top1"] == pytest.approx(100.0)

@@ -20,7 +20,8 @@ def test_self_labels_score_a_given_labelling() -> None:
     combos = data.objects * 3 + data.scenes  # a perfect "self-labelling": the generating combinations
     res = self_labels(combos, data.bank, repeats=2, probe=FAST, device="cpu", name="oracle")
     assert res.summary["top1"]["mean"] > 95
-    assert res.config["k"] == 12 and res.clusterings.shape == (2, 1200)
+    assert res.config["k"] == 12
+    assert res.clusterings.shape == (2, 1200)
     noise = np.random.default_rng(99).integers(0, 12, 1200)  # independent of the data seed
     res_noise = self_labels(noise, data.bank, repeats=1, probe=FAST, device="cpu")
     assert res_noise.summary["nmi"]["mean"] < 5
@@ -33,7 +34,8 @@ def test_concepts_to_labels_from_group() -> None:
     assert res.config["excluded_groups"] == ["Labels"]
     assert res.summary["ami"]["mean"] < 2
     rows, labels = labels_from_group(data.bank, "Labels")
-    assert len(rows) == 1200 and set(labels) == set(OBJECTS)
+    assert len(rows) == 1200
+    assert set(labels) == set(OBJECTS)
     # with the object labels given separately and kept among the inputs, the probe is perfect
     full = concepts_to_labels(data.bank, labels=np.asarray(OBJECTS)[data.objects], repeats=1, probe=FAST,
                               device="cpu")
@@ -46,7 +48,8 @@ def test_concepts_to_labels_from_group() -> None:
 
 def test_read_and_encode_labels(tmp_path) -> None:
     codes, classes = encode_labels([10, 3, 10, 7])
-    assert codes.tolist() == [2, 0, 2, 1] and classes == ["3", "7", "10"]
+    assert codes.tolist() == [2, 0, 2, 1]
+    assert classes == ["3", "7", "10"]
     codes, classes = encode_labels(["b", "a", "b"])
     assert codes.tolist() == [1, 0, 1]
     pd.DataFrame({"image_id": ["c", "a", "b"], "label": ["x", "y", "z"]}).to_csv(tmp_path / "l.csv", index=False)

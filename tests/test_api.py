@@ -23,7 +23,8 @@ def test_the_public_api_is_visible_to_dir_and_help():
     names = dir(qrprobe)
     for name in ("evaluate", "ConceptBank", "ReverseProbing", "run_analysis", "synthetic"):
         assert name in names
-    assert "evaluate" in qrprobe.__doc__ and "run_analysis" in qrprobe.__doc__
+    assert "evaluate" in qrprobe.__doc__
+    assert "run_analysis" in qrprobe.__doc__
 
 
 def test_result_has_a_short_repr_and_frames(tmp_path):
@@ -38,11 +39,16 @@ def test_result_has_a_short_repr_and_frames(tmp_path):
     result = qrprobe.evaluate(x, tmp_path / "bank", k=4, clusterings=2, iters=5, restarts=1, epochs=2,
                               device="cpu")  # concepts given as a path
     text = repr(result)
-    assert len(text) < 400 and "K=4" in text and "R=2" in text and "NMI" in text
+    assert len(text) < 400
+    assert "K=4" in text
+    assert "R=2" in text
+    assert "NMI" in text
     frame = result.to_frame()
-    assert list(frame["clustering"]) == [0, 1] and {"nmi", "mi_bits"} <= set(frame.columns)
+    assert list(frame["clustering"]) == [0, 1]
+    assert {"nmi", "mi_bits"} <= set(frame.columns)
     summary = result.summary_frame()
-    assert summary.loc["nmi", "mean"] == result.summary["nmi"]["mean"] and summary.loc["nmi", "n"] == 2
+    assert summary.loc["nmi", "mean"] == result.summary["nmi"]["mean"]
+    assert summary.loc["nmi", "n"] == 2
 
 
 def test_analyze_takes_paths_or_objects_and_options_by_name(tmp_path):
@@ -61,7 +67,8 @@ def test_analyze_takes_paths_or_objects_and_options_by_name(tmp_path):
                               order=["G1", "G2"], **fast)
     by_object = qrprobe.analyze("breakdown", features=x, concepts=bank, order=["G1", "G2"], **fast)
     a, b = (o.section.tables()[0].data for o in (by_path, by_object))
-    assert a.equals(b) and len(a) == 2
+    assert a.equals(b)
+    assert len(a) == 2
     import pytest
 
     with pytest.raises(TypeError, match="unknown protocol parameter 'pairz'"):

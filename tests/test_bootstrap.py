@@ -22,7 +22,8 @@ def test_weights_are_poisson_one_and_depend_only_on_image_and_replicate():
     ids = np.array([f"img{i}" for i in range(3000)])
     keys = B.image_keys(ids, len(ids))
     w = B.poisson_weights(keys, 0, 100)
-    assert w.shape == (3000, 100) and w.dtype == np.uint8
+    assert w.shape == (3000, 100)
+    assert w.dtype == np.uint8
     counts = np.bincount(w.ravel(), minlength=6)[:6] / w.size
     expected = np.exp(-1) / np.array([1, 1, 2, 6, 24, 120])
     np.testing.assert_allclose(counts, expected, atol=0.003)

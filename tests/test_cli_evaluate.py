@@ -47,12 +47,15 @@ def test_npy_inputs_write_results_json_and_print_markdown(inputs, capsys):
     results = json.loads((out / "results.json").read_text())
     for metric in METRICS:
         entry = results["summary"][metric]
-        assert set(entry) >= {"mean", "std", "values"} and len(entry["values"]) == 2
+        assert set(entry) >= {"mean", "std", "values"}
+        assert len(entry["values"]) == 2
     assert results["summary"]["top1"]["mean"] > 95
-    assert results["config"]["k"] == 4 and results["seeds"] == [0, 1]
+    assert results["config"]["k"] == 4
+    assert results["seeds"] == [0, 1]
     assert results["inputs"]["matched_by"] == "position"
     printed = capsys.readouterr().out
-    assert printed.startswith("| representation | K | R | NMI |") and "| features | 4 | 2 |" in printed
+    assert printed.startswith("| representation | K | R | NMI |")
+    assert "| features | 4 | 2 |" in printed
     assert (out / "results.md").read_text().strip() == printed.strip()
 
 
@@ -184,7 +187,8 @@ def test_sharded_store_streams_and_scores_like_the_array(inputs):
     store = write_feature_store(inputs / "sharded", features, ids, shard_rows=64)
     assert len(store.manifest["shards"]) == 7
     rows = load_features(inputs / "sharded").array
-    assert isinstance(rows, ShardedRows) and rows.shape == (400, 16)
+    assert isinstance(rows, ShardedRows)
+    assert rows.shape == (400, 16)
     np.testing.assert_array_equal(rows[60:130], features[60:130])
     np.testing.assert_array_equal(np.asarray(rows), features)
     cfg = ProtocolConfig(k=4, clusterings=1, iters=10, kmeans_init="k-means++", device="cpu",
@@ -201,15 +205,19 @@ def test_printed_table_has_intervals_chance_and_baselines_and_compare_pairs_resu
     printed = capsys.readouterr().out
     summary = json.loads((a / "results.json").read_text())["summary"]["nmi"]
     assert f"[{summary['ci_low']:.1f}, {summary['ci_high']:.1f}]" in printed
-    assert "- chance (concepts shuffled across images, 1 repeat(s)" in printed and "- baselines: NMI" in printed
-    assert (a / "replicates.npy").is_file() and (a / "null_replicates.npy").is_file()
+    assert "- chance (concepts shuffled across images, 1 repeat(s)" in printed
+    assert "- baselines: NMI" in printed
+    assert (a / "replicates.npy").is_file()
+    assert (a / "null_replicates.npy").is_file()
     assert _run(inputs / "store", inputs / "bank", "-o", b, "--name", "B", "--seed", "10", "--bootstrap", "50",
                 "--null-repeats", "0", *FAST) == 0
     capsys.readouterr()
     assert main(["compare", str(a), str(b), "--sort-by", "ami", "-o", str(inputs / "cmp")]) == 0
     printed = capsys.readouterr().out
-    assert "ranked by AMI" in printed and "Adjacent pairs in the ranking by AMI" in printed
+    assert "ranked by AMI" in printed
+    assert "Adjacent pairs in the ranking by AMI" in printed
     assert "Rank agreement between metrics (Kendall τ)" in printed
     adjacent = pd.read_csv(inputs / "cmp" / "tables" / "comparison-adjacent.csv")
-    assert adjacent.loc[0, "metric"] == "ami" and adjacent.loc[0, "clusterings"] == "independent"
+    assert adjacent.loc[0, "metric"] == "ami"
+    assert adjacent.loc[0, "clusterings"] == "independent"
     assert np.isfinite(adjacent.loc[0, "p_value"])

@@ -24,7 +24,8 @@ def test_from_matrix_dense_and_sparse_agree():
     a = ConceptBank.from_matrix(dense, ["x", "y", "z"])
     b = ConceptBank.from_matrix(sp.csr_matrix(dense.astype(bool)), ["x", "y", "z"])
     assert (a.matrix != b.matrix).nnz == 0
-    assert a.matrix.dtype == np.uint8 and sp.isspmatrix_csr(a.matrix)
+    assert a.matrix.dtype == np.uint8
+    assert sp.isspmatrix_csr(a.matrix)
     assert a.groups == ["Labels"]
 
 
@@ -114,7 +115,8 @@ def test_concat_requires_same_rows():
     bank = _bank()
     other = ConceptBank.from_matrix(np.ones((3, 1)), ["sunny"], "Other", image_ids=["a", "b", "c"])
     both = ConceptBank.concat([bank, other])
-    assert both.names[-1] == "sunny" and both.n_concepts == 5
+    assert both.names[-1] == "sunny"
+    assert both.n_concepts == 5
     with pytest.raises(QRProbeInputError, match="image ids differ"):
         ConceptBank.concat([bank, ConceptBank.from_matrix(np.ones((3, 1)), ["x"], image_ids=["a", "b", "z"])])
 

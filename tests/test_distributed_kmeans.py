@@ -87,7 +87,8 @@ def test_two_gloo_processes_give_the_single_process_result_bit_for_bit(tmp_path)
             assert int(r[f"{name}_n_iter"]) == result.n_iter
             assert int(r[f"{name}_n_empty_reseeded"]) == result.n_empty_reseeded
     for dtype in (torch.float32, torch.float16):
-        assert single[f"given-{dtype}"].n_empty_reseeded >= 1 and single[f"random-{dtype}"].n_iter > 5
+        assert single[f"given-{dtype}"].n_empty_reseeded >= 1
+        assert single[f"random-{dtype}"].n_iter > 5
         assert len(set(single[f"random-{dtype}"].inertias)) > 1  # the restarts differ, the lowest inertia is kept
 
 
@@ -122,7 +123,8 @@ def test_float32_storage_follows_a_float64_lloyd_and_the_float32_backend():
                                 init=start)
         labels, centroids, n_iter = lloyd_float64(x, start, 50)
         np.testing.assert_array_equal(result.labels, labels)
-        assert result.n_iter == n_iter and result.precision == "float32"
+        assert result.n_iter == n_iter
+        assert result.precision == "float32"
         # fixed-point sums: the means agree with float32(float64 mean) to one float32 rounding
         np.testing.assert_allclose(result.centroids, centroids, rtol=2**-23, atol=2**-30)
         plain = KMeans(12, n_iter=50, n_restarts=1, init=start, device="cpu", precision="float32").fit(x)
@@ -144,7 +146,8 @@ def test_16bit_storage_gives_the_single_device_exact_kmeans(precision):
         single = KMeans(15, n_iter=60, n_restarts=1, init=start, device="cpu", precision=precision).fit(stored)
         np.testing.assert_array_equal(ours.labels, single.labels_)
         assert ours.centroids.tobytes() == single.cluster_centers_.tobytes()
-        assert ours.n_iter == single.result_.n_iter and ours.precision == precision
+        assert ours.n_iter == single.result_.n_iter
+        assert ours.precision == precision
         assert ours.n_empty_reseeded == single.result_.n_empty_reseeded
         assert ours.inertia == pytest.approx(single.inertia_, rel=1e-12)
         # the full-products Lloyd (every row against every centroid, no Yinyang bounds; the float32 path),
@@ -152,7 +155,8 @@ def test_16bit_storage_gives_the_single_device_exact_kmeans(precision):
         shard = Shard(stored, 0, 2000, chunk=512)
         centroids, n_iter, _ = lloyd(shard, torch.from_numpy(np.asarray(start, dtype=np.float32)), 60)
         np.testing.assert_array_equal(assign(shard, centroids).numpy(), single.labels_)
-        assert centroids.numpy().tobytes() == single.cluster_centers_.tobytes() and n_iter == ours.n_iter
+        assert centroids.numpy().tobytes() == single.cluster_centers_.tobytes()
+        assert n_iter == ours.n_iter
 
 
 @settings(max_examples=30, deadline=None)

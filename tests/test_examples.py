@@ -33,15 +33,19 @@ def test_paper_study_with_files_present_lists_the_table_2_models(tmp_path, monke
             (tmp_path / item["weights"]).write_bytes(b"")
     (tmp_path / "study.yaml").write_text((EXAMPLES / "paper-imagenet.yaml").read_text())
     study = load_study(tmp_path / "study.yaml")
-    assert len(study.models) == 20 and study.protocol.k == 1000 and study.protocol.clusterings == 5
+    assert len(study.models) == 20
+    assert study.protocol.k == 1000
+    assert study.protocol.clusterings == 5
     assert study.analyses.breakdown.label_group == "IN-1k"
 
 
 def test_demo_study_is_valid_and_its_images_are_bundled():
     study = demo_study()
-    assert Path(study.images.source).is_file() and Path(study.images.labels).is_file()
+    assert Path(study.images.source).is_file()
+    assert Path(study.images.labels).is_file()
     assert [m.model for m in study.models] == ["efficientnet-lite0", "efficientnet-lite0-random", "pixels"]
-    assert study.notes and "K = 24" in " ".join(study.notes)
+    assert study.notes
+    assert "K = 24" in " ".join(study.notes)
 
 
 @pytest.mark.slow
@@ -61,6 +65,8 @@ def test_demo_pipeline_runs_on_the_bundled_images(tmp_path):
         analyses=dataclasses.replace(study.analyses, breakdown=None, explain=None))
     outcome = run_study(study, output=tmp_path / "demo", progress=False, echo=lambda _: None)
     assert outcome.report.is_file()
-    assert "pixels 16x16" in outcome.ranking and "ranked by top1" in outcome.ranking
+    assert "pixels 16x16" in outcome.ranking
+    assert "ranked by top1" in outcome.ranking
     html = outcome.report.read_text()
-    assert "About this study" in html and "K = 24 for 1,484 images" in html
+    assert "About this study" in html
+    assert "K = 24 for 1,484 images" in html

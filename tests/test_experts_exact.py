@@ -94,7 +94,8 @@ def test_labels_from_a_user_table_with_groups(tmp_path):
     expert.prepare(["a", "b", "c"], None)
     out = expert.predict([np.zeros((2, 2, 3), np.uint8)] * 3, ["a", "b", "c"])
     t = expert.concept_table().set_index("name")
-    assert t.loc["indoor", "group"] == "Scene" and t.loc["cat", "group"] == "Objects"
+    assert t.loc["indoor", "group"] == "Scene"
+    assert t.loc["cat", "group"] == "Objects"
     assert out.binary[:, expert.concepts.index("cat")].tolist() == [True, False, False]
     assert out.binary[2].sum() == 0
     with pytest.raises(QRProbeInputError, match="none of its image ids matches"):

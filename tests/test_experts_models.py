@@ -182,8 +182,10 @@ def test_open_clip_with_random_weights_runs_end_to_end(tmp_path):
                    ' "heads": 2, "layers": 1}}')
     style = build_expert("clip-style", {"arch": str(cfg), "pretrained": "random"})
     out = style.predict([data.chelsea(), data.astronaut()])
-    assert out.binary.shape == (2, 9) and out.binary.sum(axis=1).tolist() == [1, 1]
-    assert style.concepts[-1] == "no style" and style.concepts[0] == "a high quality photo"
+    assert out.binary.shape == (2, 9)
+    assert out.binary.sum(axis=1).tolist() == [1, 1]
+    assert style.concepts[-1] == "no style"
+    assert style.concepts[0] == "a high quality photo"
     # the same architecture loaded from a checkpoint file, with a user vocabulary and a chosen group
     model, _, _ = open_clip.create_model_and_transforms("tiny-clip-test")
     torch.save(model.state_dict(), tmp_path / "clip.pt")
@@ -192,9 +194,12 @@ def test_open_clip_with_random_weights_runs_end_to_end(tmp_path):
     mine = build_expert("styles", {"vocab": str(vocab), "arch": str(cfg), "weights": str(tmp_path / "clip.pt"),
                                    "group": "Scene", "threshold": "0.0"}, kind="clip")
     out = mine.predict([data.chelsea()])
-    assert mine.concepts == ["beach", "snow", "background"] and mine.prompts[1] == "snow on the ground"
-    assert out.binary[0, :2].sum() == 1 and not out.binary[0, 2]  # threshold 0: never background
-    assert set(mine.concept_table()["group"]) == {"Scene"} and mine.name == "styles"
+    assert mine.concepts == ["beach", "snow", "background"]
+    assert mine.prompts[1] == "snow on the ground"
+    assert out.binary[0, :2].sum() == 1
+    assert not out.binary[0, 2]  # threshold 0: never background
+    assert set(mine.concept_table()["group"]) == {"Scene"}
+    assert mine.name == "styles"
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(QRProbeInputError, match="cannot load CLIP"):
         build_expert("clip-style", {"arch": str(cfg), "weights": str(tmp_path / "bad.pt")}).prepare()

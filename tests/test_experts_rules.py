@@ -72,9 +72,12 @@ def test_registry_lists_every_paper_family_with_groups():
     for name in ("labels", "color", "text", "faces", "person", "imagenet", "image-stats", "clip", "clip-style",
                  "places365", "sun-attributes", "minc", "dtd", "sentiment", "coco", "coco-seg", "onnx-detector"):
         assert name in infos
-    assert infos["color"].group == "Texture" and infos["color"].n_concepts == 11
-    assert infos["places365"].n_concepts == 365 and infos["sun-attributes"].n_concepts == 102
-    assert infos["minc"].n_concepts == 23 and infos["dtd"].n_concepts == 47
+    assert infos["color"].group == "Texture"
+    assert infos["color"].n_concepts == 11
+    assert infos["places365"].n_concepts == 365
+    assert infos["sun-attributes"].n_concepts == 102
+    assert infos["minc"].n_concepts == 23
+    assert infos["dtd"].n_concepts == 47
     assert "weights" in infos["minc"].needs
 
 

@@ -41,7 +41,8 @@ def test_trained_lite0_beats_random_twin_and_pixels(cifar_subset, tmp_path):
     nmi = {}
     for spec in ("efficientnet-lite0", "efficientnet-lite0-random", "pixels"):
         store = extract(spec, cifar_subset, tmp_path / spec, workers=1, progress=False)
-        assert store.n == len(cifar_subset) and list(store.labels) == list(labels)
+        assert store.n == len(cifar_subset)
+        assert list(store.labels) == list(labels)
         result = evaluate(store, bank, k=10, clusterings=3, seed=0)
         nmi[spec] = result.summary["nmi"]["mean"]
     print("CIFAR-10 NMI (K=10, 3 clusterings):", nmi)

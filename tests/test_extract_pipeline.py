@@ -35,17 +35,26 @@ def _same_store(a: FeatureStore, b: FeatureStore) -> None:
 def test_folder_with_corrupt_and_non_image_files(tmp_path):
     root = image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
     store, stats = run_extraction("pixels", root, tmp_path / "feats", batch_size=2, **FAST)
-    assert store.n == 5 and store.dim == 768 and store.dtype == "float32"
+    assert store.n == 5
+    assert store.dim == 768
+    assert store.dtype == "float32"
     assert list(store.labels) == ["cat"] * 3 + ["dog"] * 2
     assert "cat/broken.jpg" not in set(store.image_ids)
     skipped = {s["image_id"]: s["reason"] for s in store.manifest["skipped"]}
-    assert set(skipped) == {"notes.txt", "cat/broken.jpg"} and store.manifest["n_skipped"] == 2
-    assert "truncated" in skipped["cat/broken.jpg"] and "not an image" in skipped["notes.txt"]
-    assert stats.n_skipped == 2 and stats.n_extracted == 5
+    assert set(skipped) == {"notes.txt", "cat/broken.jpg"}
+    assert store.manifest["n_skipped"] == 2
+    assert "truncated" in skipped["cat/broken.jpg"]
+    assert "not an image" in skipped["notes.txt"]
+    assert stats.n_skipped == 2
+    assert stats.n_extracted == 5
     m = store.manifest
-    assert m["complete"] and m["model"] == "pixels" and m["layer"] == "features"
-    assert m["preprocessing"]["kind"] == "pixels" and "torch" in m["versions"]
-    assert m["source"]["kind"] == "folder" and m["source"]["n_images"] == 6
+    assert m["complete"]
+    assert m["model"] == "pixels"
+    assert m["layer"] == "features"
+    assert m["preprocessing"]["kind"] == "pixels"
+    assert "torch" in m["versions"]
+    assert m["source"]["kind"] == "folder"
+    assert m["source"]["n_images"] == 6
     # the content hash is the same as write_feature_store's for the same array
     again = write_feature_store(tmp_path / "copy", store.load(np.float32), dtype="float32")
     assert again.manifest["content_hash"] == m["content_hash"]
@@ -73,12 +82,14 @@ def test_interrupted_extraction_resumes_to_an_identical_store(tmp_path, monkeypa
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         extract("efficientnet-lite0-random", root, out, **opts)
-    assert not out.exists() and partial_path(out).is_dir()
+    assert not out.exists()
+    assert partial_path(out).is_dir()
     with pytest.raises(QRProbeInputError, match="incomplete"):
         FeatureStore.open(partial_path(out))
     restore()
     store, stats = run_extraction("efficientnet-lite0-random", root, out, **opts)
-    assert stats.resumed_chunks == 2 and stats.n_encoded_now == 4  # only the last chunk was computed
+    assert stats.resumed_chunks == 2
+    assert stats.n_encoded_now == 4  # only the last chunk was computed
     assert not partial_path(out).exists()
     _same_store(store, reference)
 
@@ -92,7 +103,8 @@ def test_finished_store_is_reused_and_conflicts_are_errors(tmp_path, monkeypatch
 
     monkeypatch.setattr("qrprobe.models.registry.create_representation", boom)
     store, stats = run_extraction("pixels", root, tmp_path / "f", **FAST)
-    assert stats.reused and store.manifest == first.manifest
+    assert stats.reused
+    assert store.manifest == first.manifest
     monkeypatch.undo()
     with pytest.raises(QRProbeInputError, match="another configuration"):
         extract("pixels", root, tmp_path / "f", dtype="float16", **FAST)
@@ -103,13 +115,16 @@ def test_finished_store_is_reused_and_conflicts_are_errors(tmp_path, monkeypatch
 def test_tar_shards_and_file_list(tmp_path):
     webdataset_shards(tmp_path / "wds", 2, 3)
     store = extract("pixels-4", str(tmp_path / "wds"), tmp_path / "f1", **FAST)
-    assert store.n == 6 and store.dim == 48 and store.image_ids[0] == "s000_000"
+    assert store.n == 6
+    assert store.dim == 48
+    assert store.image_ids[0] == "s000_000"
     assert list(store.labels) == ["0", "1", "0", "0", "1", "0"]
     root = image_folder(tmp_path / "imgs", {"a": 2})
     lst = tmp_path / "list.csv"
     lst.write_text("image_id,path\nx,imgs/a/000.jpg\ny,imgs/a/missing.jpg\nz,imgs/a/001.jpg\n")
     store = extract("pixels-4", lst, tmp_path / "f2", **FAST)
-    assert list(store.image_ids) == ["x", "z"] and store.labels is None
+    assert list(store.image_ids) == ["x", "z"]
+    assert store.labels is None
     assert store.manifest["skipped"] == [{"image_id": "y", "path": str(root / "a" / "missing.jpg"),
                                           "reason": "file not found"}]
 
@@ -127,8 +142,10 @@ def test_cli_extract_and_models(tmp_path, capsys):
     out = tmp_path / "feats"
     assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet", "--workers", "0"]) == 0
     captured = capsys.readouterr()
-    assert "wrote 3 feature vectors (768-d, float32" in captured.out and "images/s" in captured.out
-    assert "skipped 2 file(s)" in captured.err and "broken.jpg" in captured.err
+    assert "wrote 3 feature vectors (768-d, float32" in captured.out
+    assert "images/s" in captured.out
+    assert "skipped 2 file(s)" in captured.err
+    assert "broken.jpg" in captured.err
     assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet"]) == 0
     assert "reused the complete feature store" in capsys.readouterr().out
     assert main(["extract", "no-such-model", str(root), "-o", str(tmp_path / "x")]) == 2
@@ -136,7 +153,9 @@ def test_cli_extract_and_models(tmp_path, capsys):
     assert main(["extract", "pixels", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")]) == 2
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    assert "timm:NAME" in listing and "efficientnet-lite0-random" in listing and "EXTRA" in listing
+    assert "timm:NAME" in listing
+    assert "efficientnet-lite0-random" in listing
+    assert "EXTRA" in listing
     assert main(["models", "--layers", "efficientnet-lite0-random"]) == 0
     assert "_blocks.15" in capsys.readouterr().out
 
@@ -170,6 +189,7 @@ def test_extract_limit_takes_the_first_images(tmp_path):
     root = image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
     assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "f"), "--limit", "2", "--quiet"]) == 0
     store = FeatureStore.open(tmp_path / "f")
-    assert store.n == 2 and list(store.image_ids) == ["a/000.jpg", "a/001.jpg"]
+    assert store.n == 2
+    assert list(store.image_ids) == ["a/000.jpg", "a/001.jpg"]
     assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "g"), "--limit", "0"]) == 2
     assert not (tmp_path / "g").exists()

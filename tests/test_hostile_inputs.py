@@ -44,7 +44,7 @@ def _damage(path, how: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- class 5
-@pytest.mark.parametrize("member,how", [("matrix.npz", "garbage"), ("matrix.npz", "truncated"),
+@pytest.mark.parametrize(("member", "how"), [("matrix.npz", "garbage"), ("matrix.npz", "truncated"),
                                         ("concepts.parquet", "garbage"), ("index.parquet", "empty"),
                                         ("manifest.json", "garbage"), ("manifest.json", "json-list")])
 def test_a_damaged_concept_bank(example, tmp_path, capsys, member, how):
@@ -55,7 +55,7 @@ def test_a_damaged_concept_bank(example, tmp_path, capsys, member, how):
                        str(concepts), out=out)
 
 
-@pytest.mark.parametrize("member,how", [("features-00000.npy", "empty"), ("features-00000.npy", "truncated"),
+@pytest.mark.parametrize(("member", "how"), [("features-00000.npy", "empty"), ("features-00000.npy", "truncated"),
                                         ("index.parquet", "garbage"), ("manifest.json", "garbage"),
                                         ("manifest.json", "json-list")])
 def test_a_damaged_feature_store(example, tmp_path, capsys, member, how):
@@ -77,7 +77,7 @@ def test_a_damaged_npy(example, tmp_path, capsys, how):
                        "f.npy", out=tmp_path / "r")
 
 
-@pytest.mark.parametrize("member,content", [("results.json", "{bad json"), ("results.json", "[]"),
+@pytest.mark.parametrize(("member", "content"), [("results.json", "{bad json"), ("results.json", "[]"),
                                             ("results.json", '{"format": "qrprobe.result/1"}'),
                                             ("clusterings.npy", None), ("predictions.npy", b"")])
 def test_a_damaged_result(result, tmp_path, capsys, member, content):
@@ -100,7 +100,7 @@ def test_a_result_with_cluster_ids_out_of_range(result, tmp_path, capsys):
                        out=tmp_path / "x")
 
 
-@pytest.mark.parametrize("flag,value", [("--lr", "nan"), ("--lr", "1e308"), ("--weight-decay", "inf"),
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--lr", "1e308"), ("--weight-decay", "inf"),
                                         ("--seed", "-1"), ("--seed", "99999999999999999999"),
                                         ("--milestones", "9,1,-3"), ("--lr-decay", "-1"), ("--k", "1"),
                                         ("--test-fraction", "1.5"), ("--clusterings", "0")])
@@ -111,7 +111,7 @@ def test_bad_protocol_values_name_their_flag(example, tmp_path, capsys, flag, va
                        f"{flag}:", out=out)
 
 
-@pytest.mark.parametrize("args,named", [
+@pytest.mark.parametrize(("args", "named"), [
     (["extract", "pixels-4", "IMGS", "--workers", "-1"], "--workers"),
     (["extract", "pixels-4", "IMGS", "--chunk-size", "0"], "--chunk-size"),
     (["extract", "efficientnet-lite0-random", "IMGS", "--image-size", "0"], "--image-size"),
@@ -131,7 +131,9 @@ def test_threads_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:  # an argparse type: usage and one error line, exit 2
         main(["extract", "pixels-4", str(tmp_path), "--threads", "-1", "-o", str(tmp_path / "f")])
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and "--threads" in err and "Traceback" not in err
+    assert stop.value.code == 2
+    assert "--threads" in err
+    assert "Traceback" not in err
 
 
 def test_explain_pairs_zero_leaves_no_output(result, tmp_path, capsys):
@@ -193,7 +195,7 @@ def test_transfer_with_no_shared_concept_or_another_dimension(result, tmp_path, 
                                 str(tmp_path / "x")], "5 dimensions", out=tmp_path / "x")
 
 
-@pytest.mark.parametrize("make,named", [
+@pytest.mark.parametrize(("make", "named"), [
     (lambda: np.ones((120, 4), complex), "real numbers"),
     (lambda: np.full((120, 4), 1e300), "too large to standardize"),
     (lambda: np.ones(120, np.float32), "2-D"),

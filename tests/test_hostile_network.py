@@ -49,7 +49,7 @@ def offline(monkeypatch, tmp_path):
     _network._reachable.cache_clear()
 
 
-@pytest.mark.parametrize("spec,host", [("timm:resnet18", "huggingface.co"),
+@pytest.mark.parametrize(("spec", "host"), [("timm:resnet18", "huggingface.co"),
                                        ("torchvision:resnet18", "download.pytorch.org"),
                                        ("open_clip:RN50:openai", "huggingface.co")])
 def test_an_offline_hub_name_fails_after_one_attempt(offline, spec, host):

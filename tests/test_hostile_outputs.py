@@ -73,7 +73,8 @@ def test_an_output_is_never_an_input_nor_holds_one(example, tmp_path, capsys):
     assert_input_error(capsys, ["explain", str(res), "-o", str(res), "--overwrite"], "is the input RESULT")
     assert_input_error(capsys, ["report", str(res), "-o", str(tmp_path / "r.html"), "--figures-dir", str(res)],
                        "--figures-dir", "is the input INPUT")
-    assert _files(tmp_path / "ex") == before and (res / "results.json").is_file()
+    assert _files(tmp_path / "ex") == before
+    assert (res / "results.json").is_file()
 
 
 def test_an_output_inside_the_image_folder_is_refused(tmp_path, capsys):
@@ -88,7 +89,8 @@ def test_overwrite_replaces_an_artifact_of_the_same_kind_only(example, tmp_path,
     features, concepts = example
     res = tmp_path / "res"
     assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(res)]) == 0
-    assert artifact_kind(res) == "qrprobe.result" and artifact_kind(concepts) == "qrprobe.concept-bank"
+    assert artifact_kind(res) == "qrprobe.result"
+    assert artifact_kind(concepts) == "qrprobe.concept-bank"
     assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(res)],
                        "already exists", "pass --overwrite")
     assert main(["evaluate", str(features), str(concepts), *FAST, "--seed", "3", "-o", str(res), "--overwrite"]) == 0
@@ -156,4 +158,5 @@ def test_a_forged_work_folder_state_never_moves_files_outside_it(tmp_path):
     state["chunks"] = [{"chunk": 0, "files": ["../precious.npy"], "file": "../precious.npy"}]
     (work.path / "state.json").write_text(json.dumps(state))
     again = ChunkedWorkDir(final, identity={"k": 1})
-    assert again.chunks == {} and (tmp_path / "precious.npy").read_bytes() == b"keep"
+    assert again.chunks == {}
+    assert (tmp_path / "precious.npy").read_bytes() == b"keep"

@@ -55,7 +55,7 @@ def _dead_pid() -> int:
 
 
 # ---------------------------------------------------------------------------------------------- class 4
-@pytest.mark.parametrize("old,new,named", [
+@pytest.mark.parametrize(("old", "new", "named"), [
     ("k: 2", "k: -3", "protocol.k"),
     ("name: color", "name: nosuch", "unknown expert 'nosuch'"),
     ("{name: color}", "{name: color, options: {shade: 3}}", "has no option 'shade'"),
@@ -137,7 +137,8 @@ def test_two_runs_started_0_3_s_apart(study, tmp_path):
     codes = sorted([first.returncode, second.returncode])
     refused = second.stderr if second.returncode else first_err
     assert codes == [0, 2], (first_err, second.stderr)
-    assert "another qrprobe run (pid" in refused and "Traceback" not in first_err + second.stderr
+    assert "another qrprobe run (pid" in refused
+    assert "Traceback" not in first_err + second.stderr
 
 
 # ---------------------------------------------------------------------------------------------- class 7
@@ -157,7 +158,7 @@ def test_yaml_alias_expansion_is_bounded(tmp_path, capsys):
     assert_input_error(capsys, ["run", str(bomb)], "bomb.yaml:", "aliases")
 
 
-@pytest.mark.parametrize("text,named", [
+@pytest.mark.parametrize(("text", "named"), [
     ("name: &x [*x]\n", "recursive alias"),
     ("a: &x\n  b: *x\n", "recursive alias"),
     ("name: !!python/object:os.system ls\n", "python/object"),

@@ -41,11 +41,13 @@ def _assert_input_error(capsys, args: list[str], *names: str, out: Path | None =
     """``qrprobe ARGS`` exits 2 with one error line naming ``names``, no traceback, and leaves no output."""
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and len([line for line in err.splitlines() if "error" in line]) == 1, err
+    assert "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1, err
     for name in names:
         assert name in err, err
     if out is not None:
-        assert not out.exists() and not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+        assert not out.exists()
+        assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
     return err
 
 
@@ -71,7 +73,8 @@ def test_symlink_loop_through_the_cli(tmp_path, capsys):
     assert main([*EXTRACT, str(root), "-o", str(tmp_path / "f")]) == 0
     err = capsys.readouterr().err
     store = FeatureStore.open(tmp_path / "f")
-    assert store.n == 10 and "a/loop" in err
+    assert store.n == 10
+    assert "a/loop" in err
     assert [s["image_id"] for s in store.manifest["skipped"]] == ["a/loop"]
 
 
@@ -104,7 +107,8 @@ def test_file_list_naming_a_fifo_a_device_and_a_folder(tmp_path):
     run = _cli([*EXTRACT, str(lst), "-o", str(out)])
     assert run.returncode == 0, run.stderr
     store = FeatureStore.open(out)
-    assert list(store.image_ids) == ["good"] and root.is_dir()
+    assert list(store.image_ids) == ["good"]
+    assert root.is_dir()
     assert {s["image_id"]: s["reason"] for s in store.manifest["skipped"]} == {
         "pipe": "not a regular file (a FIFO)", "zero": "not a regular file (a character device)",
         "dir": "is a directory, not a file"}
@@ -119,14 +123,16 @@ def test_files_over_the_size_cap_are_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MAX_IMAGE_BYTES", len(big) - 1)
     src = folder_source(root)
     assert src.image_ids == ["a/000.jpg", "a/001.jpg"]
-    assert "file too large" in src.rejected[0]["reason"] and src.rejected[0]["image_id"] == "a/big.jpg"
+    assert "file too large" in src.rejected[0]["reason"]
+    assert src.rejected[0]["image_id"] == "a/big.jpg"
     listed = file_list_source(_write(tmp_path / "l.txt", f"{root / 'a' / 'big.jpg'}\n"))
     with pytest.raises(ImageDecodeError, match="file too large"):
         listed.load(0)
     shard = tmp_path / "big.tar"
     _tar(shard, {"k0.jpg": jpeg_bytes(1), "k1.jpg": big})
     src = tar_source(str(shard))
-    assert src.image_ids == ["k0"] and "file too large" in src.rejected[0]["reason"]
+    assert src.image_ids == ["k0"]
+    assert "file too large" in src.rejected[0]["reason"]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -210,7 +216,8 @@ def _mode_cases():
 @pytest.mark.parametrize(("name", "data", "expected"), _mode_cases(), ids=[c[0] for c in _mode_cases()])
 def test_every_mode_decodes_by_the_documented_rule(name, data, expected):
     decoded = np.asarray(decode_image(data))
-    assert decoded.dtype == np.uint8 and decoded.shape == expected.shape
+    assert decoded.dtype == np.uint8
+    assert decoded.shape == expected.shape
     np.testing.assert_array_equal(decoded, expected)
 
 
@@ -250,7 +257,8 @@ def test_16bit_and_float_files_give_the_features_of_their_8bit_version(tmp_path)
     from qrprobe.features import extract
 
     feats = extract("pixels", root, tmp_path / "f", workers=0, progress=False, dtype="float32").load()
-    assert feats.shape[0] == 3 and feats[0].std() > 0.1
+    assert feats.shape[0] == 3
+    assert feats[0].std() > 0.1
     np.testing.assert_array_equal(feats[1], feats[0])
     np.testing.assert_array_equal(feats[2], feats[0])
 
@@ -283,7 +291,7 @@ def _check_nothing_silently_lost(data: bytes, shard: Path) -> None:
     try:
         src = tar_source(str(shard))
     except QRProbeInputError as exc:  # unreadable from the first header on: the whole shard is refused
-        assert shard.name in str(exc)
+        assert shard.name in str(exc)  # noqa: PT017 - refusing the shard is one of the outcomes checked
         return
     rejected = {r["image_id"] for r in src.rejected}
     damaged = shard.name in rejected
@@ -294,7 +302,8 @@ def _check_nothing_silently_lost(data: bytes, shard: Path) -> None:
             assert src.labels[row] == members[f"{key}.cls"][1].decode()
         elif key not in rejected:
             first_header = min(off for name, (off, _) in members.items() if name.startswith(f"{key}."))
-            assert damaged and first_header >= shard.stat().st_size - 512, (key, src.rejected)
+            assert damaged, (key, src.rejected)
+            assert first_header >= shard.stat().st_size - 512, (key, src.rejected)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -320,7 +329,8 @@ def test_a_flipped_byte_is_seen_or_reported(shard_bytes, tmp_path, block, byte):
     try:
         src = tar_source(str(shard))
     except QRProbeInputError as exc:  # a broken first header, or no sample left: the whole shard is refused
-        assert shard.name in str(exc) and pos < members["s000_002.jpg"][0]
+        assert shard.name in str(exc)  # noqa: PT017 - refusing the shard is one of the outcomes checked
+        assert pos < members["s000_002.jpg"][0]
         return
     rejected = {r["image_id"] for r in src.rejected}
     for key in sorted({name.split(".")[0] for name in members}):
@@ -343,10 +353,13 @@ def test_damaged_header_report_names_each_lost_member(shard_bytes, tmp_path):
     assert src.image_ids == ["s000_000"]
     reasons = {r["image_id"]: r["reason"] for r in src.rejected}
     assert set(reasons) == {"bad.tar", "s000_001", "s000_002", "s000_003"}
-    assert "damaged tar header at byte 7168" in reasons["bad.tar"] and "'s000_002.jpg'" in reasons["bad.tar"]
+    assert "damaged tar header at byte 7168" in reasons["bad.tar"]
+    assert "'s000_002.jpg'" in reasons["bad.tar"]
     assert "possibly incomplete" in reasons["s000_001"]  # a damaged header's name cannot be trusted
-    assert "damaged or cut short" in reasons["s000_002"] and "s000_002.cls" in reasons["s000_002"]
-    assert "s000_003.jpg" in reasons["s000_003"] and "s000_003.cls" in reasons["s000_003"]
+    assert "damaged or cut short" in reasons["s000_002"]
+    assert "s000_002.cls" in reasons["s000_002"]
+    assert "s000_003.jpg" in reasons["s000_003"]
+    assert "s000_003.cls" in reasons["s000_003"]
 
 
 def test_members_after_an_early_end_marker_are_reported(tmp_path):
@@ -357,7 +370,8 @@ def test_members_after_an_early_end_marker_are_reported(tmp_path):
     src = tar_source(str(both))
     assert src.image_ids == ["k0"]
     reasons = {r["image_id"]: r["reason"] for r in src.rejected}
-    assert set(reasons) == {"both.tar", "k1", "k2"} and "after an end-of-archive marker" in reasons["k1"]
+    assert set(reasons) == {"both.tar", "k1", "k2"}
+    assert "after an end-of-archive marker" in reasons["k1"]
 
 
 def test_truncated_shard_through_the_cli(shard_bytes, tmp_path, capsys):
@@ -370,8 +384,10 @@ def test_truncated_shard_through_the_cli(shard_bytes, tmp_path, capsys):
     store = FeatureStore.open(out)
     assert list(store.image_ids) == ["s000_000", "s000_001"]
     skipped = {s["image_id"]: s["reason"] for s in store.manifest["skipped"]}
-    assert set(skipped) == {"cut.tar", "s000_002"} and "cut short" in skipped["s000_002"]
-    assert "s000_002" in err and store.manifest["source"]["n_rejected"] == 2
+    assert set(skipped) == {"cut.tar", "s000_002"}
+    assert "cut short" in skipped["s000_002"]
+    assert "s000_002" in err
+    assert store.manifest["source"]["n_rejected"] == 2
     head = tmp_path / "head.tar"
     head.write_bytes(shard_bytes[:300])  # not even the first header is whole
     _assert_input_error(capsys, [*EXTRACT, str(head), "-o", str(tmp_path / "g")], "head.tar", out=tmp_path / "g")
@@ -391,5 +407,6 @@ def test_labelling_reads_through_the_same_layer(tmp_path):
     assert [r["image_id"] for r in result.report.rejected] == ["a/loop"]
     row = list(result.bank.image_ids).index("a/dark16.png")
     present = {result.bank.names[j] for j in result.bank.matrix[row].indices}
-    assert "dark" in present and "bright" not in present, present
+    assert "dark" in present, present
+    assert "bright" not in present, present
     assert "a/loop" in json.dumps(result.bank.info["source"]) or result.bank.info["source"]["n_rejected"] == 1

@@ -38,7 +38,8 @@ def test_flat_folder_has_no_labels(tmp_path):
     for i in range(3):
         make_image(i).save(tmp_path / f"img{i}.png")
     src = folder_source(tmp_path)
-    assert src.labels is None and src.image_ids == ["img0.png", "img1.png", "img2.png"]
+    assert src.labels is None
+    assert src.image_ids == ["img0.png", "img1.png", "img2.png"]
 
 
 def test_inputs_hash_is_stable_and_sensitive(tmp_path):
@@ -59,7 +60,8 @@ def test_csv_list_with_header_and_relative_paths(tmp_path):
     lst = tmp_path / "list.csv"
     lst.write_text("label,path,image_id\nx,imgs/a/000.jpg,first\ny,imgs/a/001.jpg,second\n")
     src = file_list_source(lst)
-    assert src.image_ids == ["first", "second"] and src.labels == ["x", "y"]
+    assert src.image_ids == ["first", "second"]
+    assert src.labels == ["x", "y"]
     assert src.paths[0] == str((root / "a" / "000.jpg").resolve())
 
 
@@ -70,7 +72,8 @@ def test_text_list_positional_forms(tmp_path):
     assert file_list_source(lst).image_ids == ["imgs/a/000.jpg"]
     lst.write_text("one\timgs/a/000.jpg\tcat\ntwo\timgs/a/001.jpg\tdog\n")
     src = file_list_source(lst)
-    assert src.image_ids == ["one", "two"] and src.labels == ["cat", "dog"]
+    assert src.image_ids == ["one", "two"]
+    assert src.labels == ["cat", "dog"]
     lst.write_text("one imgs/a/000.jpg\ntwo imgs/a/001.jpg\n")
     assert file_list_source(lst).labels is None
 
@@ -88,14 +91,16 @@ def test_list_errors_name_the_line(tmp_path):
 def test_tar_shards_webdataset_layout(tmp_path):
     shards = webdataset_shards(tmp_path / "wds", 2, 3, extra_sample=True)
     src = tar_source(str(tmp_path / "wds" / "shard-{000..001}.tar"))
-    assert src.kind == "tar" and len(src) == 6
+    assert src.kind == "tar"
+    assert len(src) == 6
     assert src.image_ids[:3] == ["s000_000", "s000_001", "s000_002"]
     assert src.labels == ["0", "1", "0", "0", "1", "0"]
     assert src.read_bytes(4) == jpeg_bytes(101)
     assert [r["image_id"] for r in src.rejected] == ["s000_meta", "s001_meta"]
     assert src.paths[0].endswith("shard-000.tar::s000_000.jpg")
     same = open_images(str(tmp_path / "wds"))
-    assert same.kind == "tar" and same.image_ids == src.image_ids
+    assert same.kind == "tar"
+    assert same.image_ids == src.image_ids
     assert open_images([str(p) for p in shards]).image_ids == src.image_ids
 
 
@@ -120,13 +125,15 @@ def test_open_images_dispatch_and_errors(tmp_path):
     with pytest.raises(QRProbeInputError, match="not found"):
         open_images(tmp_path / "missing")
     src = paths_source([tmp_path / "imgs" / "a" / "000.jpg"], image_ids=["x"])
-    assert src.image_ids == ["x"] and open_images(src) is src
+    assert src.image_ids == ["x"]
+    assert open_images(src) is src
 
 
 def test_select_keeps_columns(tmp_path):
     src = folder_source(image_folder(tmp_path / "imgs", {"a": 2, "b": 2}))
     sub = src.select([3, 0])
-    assert sub.image_ids == ["b/001.jpg", "a/000.jpg"] and sub.labels == ["b", "a"]
+    assert sub.image_ids == ["b/001.jpg", "a/000.jpg"]
+    assert sub.labels == ["b", "a"]
     np.testing.assert_array_equal(sub.sizes, src.sizes[[3, 0]])
 
 
@@ -135,7 +142,8 @@ def test_decode_modes_and_failures():
         buf = io.BytesIO()
         make_image(1, mode=mode).save(buf, format="PNG")
         img = decode_image(buf.getvalue())
-        assert img.mode == "RGB" and img.size == (40, 30)
+        assert img.mode == "RGB"
+        assert img.size == (40, 30)
     full = jpeg_bytes(3, (64, 48))
     with pytest.raises(ImageDecodeError, match="truncated"):
         decode_image(full[: len(full) // 2])
@@ -153,7 +161,8 @@ def test_loaders_pickle_and_select_keeps_the_images(tmp_path):
     shards = tar_source(webdataset_shards(tmp_path / "wds", 1, 3))
     arrays = [make_image(k) for k in range(3)]
     memory = open_images(arrays, image_ids=["x", "y", "z"], labels=["p", "q", "p"])
-    assert memory.kind == "memory" and memory.labels == ["p", "q", "p"]
+    assert memory.kind == "memory"
+    assert memory.labels == ["p", "q", "p"]
     for src in (folder, shards, memory):
         loader = pickle.loads(pickle.dumps(src.loader()))
         for row in range(len(src)):
@@ -162,7 +171,9 @@ def test_loaders_pickle_and_select_keeps_the_images(tmp_path):
         np.testing.assert_array_equal(np.asarray(sub.load(0)), np.asarray(src.load(2)))
         assert sub.image_ids == [src.image_ids[2], src.image_ids[0]]
     small = memory.loader(max_side=10)(0)
-    assert small.mode == "RGB" and max(small.size) == 10 and arrays[0].size == (40, 30)
+    assert small.mode == "RGB"
+    assert max(small.size) == 10
+    assert arrays[0].size == (40, 30)
 
 
 def test_in_memory_source_hash_covers_pixels_and_ids():

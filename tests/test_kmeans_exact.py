@@ -98,9 +98,11 @@ def test_restarts_keep_the_lowest_inertia_and_k_means_plus_plus_runs():
     x = overlapping_mixture(n=1500, d=16, centres=12, seed=4)
     s = stored(x, "float16")
     km = KMeans(12, n_iter=20, n_restarts=3, seed=1, device="cpu").fit_stored(s)
-    assert len(km.result_.inertias) == 3 and km.inertia_ == pytest.approx(min(km.result_.inertias), rel=1e-12)
+    assert len(km.result_.inertias) == 3
+    assert km.inertia_ == pytest.approx(min(km.result_.inertias), rel=1e-12)
     pp = KMeans(12, n_iter=20, n_restarts=1, seed=1, init="k-means++", device="cpu").fit_stored(s)
-    assert np.isfinite(pp.inertia_) and len(np.unique(pp.labels_)) == 12
+    assert np.isfinite(pp.inertia_)
+    assert len(np.unique(pp.labels_)) == 12
 
 
 def test_max_train_points_assigns_every_point_exactly():

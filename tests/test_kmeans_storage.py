@@ -93,7 +93,8 @@ def test_incremental_sums_equal_sums_from_scratch():
     moving.move(moved, labels[moved], new[moved])
     scratch = CentroidSums(x16, 7)
     scratch.reset(rows, new)
-    assert torch.equal(moving.sums, scratch.sums) and torch.equal(moving.counts, scratch.counts)
+    assert torch.equal(moving.sums, scratch.sums)
+    assert torch.equal(moving.counts, scratch.counts)
     prev = torch.zeros(7, 12)
     assert torch.equal(moving.centroids(prev), scratch.centroids(prev))
 

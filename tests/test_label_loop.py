@@ -38,7 +38,8 @@ def test_label_folder_skips_unreadable_images_and_reports_them(image_folder, tmp
     result = run_labelling(image_folder, ["labels", "color", "image-stats"], output=tmp_path / "bank",
                            batch_size=3, chunk_size=4, progress=False)
     bank, report = result.bank, result.report
-    assert bank.n_images == 7 and report.n_listed == 8
+    assert bank.n_images == 7
+    assert report.n_listed == 8
     assert [s["image_id"] for s in report.skipped] == ["cat/broken.jpg"]
     assert "truncated" in report.skipped[0]["reason"] or "decode" in report.skipped[0]["reason"]
     assert [r["image_id"] for r in report.rejected] == ["readme.txt"]
@@ -51,7 +52,8 @@ def test_label_folder_skips_unreadable_images_and_reports_them(image_folder, tmp
     assert loaded.info["labelling"]["skipped"][0]["image_id"] == "cat/broken.jpg"
     assert {e["name"] for e in loaded.info["experts"]} == {"labels", "color", "image-stats"}
     table = loaded.concepts.set_index("name")
-    assert table.loc["red", "threshold"] == 0.05 and table.loc["red", "expert"] == "color"
+    assert table.loc["red", "threshold"] == 0.05
+    assert table.loc["red", "expert"] == "color"
     assert not (tmp_path / ".bank.partial").exists()
 
 
@@ -88,11 +90,13 @@ def test_an_interrupted_run_resumes_from_finished_chunks(image_folder, tmp_path)
     _Flaky.calls, _Flaky.fail = 0, True
     with pytest.raises(KeyboardInterrupt):
         run_labelling(image_folder, ["color", _Flaky()], output=out, batch_size=4, chunk_size=4, progress=False)
-    assert not out.exists() and (tmp_path / ".bank.partial" / "chunk-000000.npz").is_file()
+    assert not out.exists()
+    assert (tmp_path / ".bank.partial" / "chunk-000000.npz").is_file()
     _Flaky.fail = False
     result = run_labelling(image_folder, ["color", _Flaky()], output=out, batch_size=4, chunk_size=4,
                            progress=False)
-    assert result.report.resumed_images == 4 and result.bank.n_images == 7
+    assert result.report.resumed_images == 4
+    assert result.bank.n_images == 7
     fresh = run_labelling(image_folder, ["color", _Flaky()], batch_size=4, chunk_size=4, progress=False).bank
     assert (fresh.matrix != result.bank.matrix).nnz == 0
     again = run_labelling(image_folder, ["color", _Flaky()], output=out, batch_size=4, chunk_size=4, progress=False)
@@ -124,7 +128,8 @@ def test_in_memory_images_and_duplicate_concept_names_across_experts():
     bank = label_images([red, data.camera()], ["labels", "color"], image_ids=["r", "c"], labels=["red", "grey"],
                         progress=False)
     assert bank.names[:2] == ["grey (labels)", "red (labels)"]
-    assert "red (color)" in bank.names and "blue" in bank.names
+    assert "red (color)" in bank.names
+    assert "blue" in bank.names
     assert set(bank.concepts.loc[bank.concepts["name"] == "red (color)", "concept"]) == {"red"}
     assert list(bank.image_ids) == ["r", "c"]
 
@@ -144,7 +149,8 @@ def test_cli_label_and_experts(image_folder, tmp_path, capsys):
                "--set", "color.min_fraction=0.2", "--group", "color=Other"])
     assert rc == 0
     text = capsys.readouterr()
-    assert "7 images x" in text.out and "broken.jpg" in text.err
+    assert "7 images x" in text.out
+    assert "broken.jpg" in text.err
     bank = ConceptBank.load(out)
     assert set(bank.concepts.loc[bank.concepts["expert"] == "color", "group"]) == {"Other"}
     assert bank.concepts.loc[bank.concepts["expert"] == "color", "threshold"].tolist() == [0.2] * 11
@@ -157,7 +163,9 @@ def test_cli_label_and_experts(image_folder, tmp_path, capsys):
                  "--set", "color=0.1"]) == 2
     assert main(["experts"]) == 0
     listing = capsys.readouterr().out
-    assert "places365" in listing and "Texture" in listing
+    assert "places365" in listing
+    assert "Texture" in listing
     assert main(["experts", "text", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["group"] == "Other" and "box_threshold" in info["options"]
+    assert info["group"] == "Other"
+    assert "box_threshold" in info["options"]

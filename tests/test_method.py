@@ -96,14 +96,19 @@ def test_result_summary_and_estimator_api(tmp_path):
         assert res.summary[metric]["mean"] == pytest.approx(np.mean(values))
         assert res.summary[metric]["std"] == pytest.approx(np.std(values))
     assert est.score() == res.summary["nmi"]["mean"]
-    assert res.clusterings.shape == (3, 800) and res.coef.shape == (3, 2, 4) and res.centroids.shape == (3, 4, 16)
-    assert res.config["probe"]["lr"] == 3.5 and res.config["k"] == 4
-    assert "torch" in res.versions and "numpy" in res.versions
+    assert res.clusterings.shape == (3, 800)
+    assert res.coef.shape == (3, 2, 4)
+    assert res.centroids.shape == (3, 4, 16)
+    assert res.config["probe"]["lr"] == 3.5
+    assert res.config["k"] == 4
+    assert "torch" in res.versions
+    assert "numpy" in res.versions
     res.save(tmp_path / "r")
     from qrprobe.results import Result
 
     back = Result.load(tmp_path / "r")
-    assert back.summary == res.summary and back.name == "toy"
+    assert back.summary == res.summary
+    assert back.name == "toy"
     np.testing.assert_array_equal(back.coef, res.coef)
 
 

@@ -80,7 +80,8 @@ def test_mi_estimate_never_exceeds_cluster_entropy(seed, k, temperature):
     s = metrics.score_predictions(y, log_proba)
     assert s["mi_bits"] <= s["cluster_entropy_bits"] + 1e-12
     assert s["cross_entropy_bits"] >= 0
-    assert 0 <= s["top1"] <= 100 and 0 <= s["map"] <= 100
+    assert 0 <= s["top1"] <= 100
+    assert 0 <= s["map"] <= 100
 
 
 def test_perfect_probe_scores_100():
@@ -88,8 +89,10 @@ def test_perfect_probe_scores_100():
     log_proba = np.log(np.full((100, 5), 1e-9))
     log_proba[np.arange(100), y] = 0.0
     s = metrics.score_predictions(y, log_proba)
-    assert s["nmi"] == pytest.approx(100) and s["ami"] == pytest.approx(100)
-    assert s["top1"] == 100 and s["map"] == pytest.approx(100)
+    assert s["nmi"] == pytest.approx(100)
+    assert s["ami"] == pytest.approx(100)
+    assert s["top1"] == 100
+    assert s["map"] == pytest.approx(100)
     assert s["mi_bits"] == pytest.approx(np.log2(5), abs=1e-6)
 
 

@@ -20,7 +20,7 @@ def _encode(rep, n: int = 1):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec, dim, layer", [
+@pytest.mark.parametrize(("spec", "dim", "layer"), [
     ("timm:resnet50", 2048, "pool"),
     ("timm:vit_base_patch16_224", 768, "cls"),
     ("torchvision:resnet50", 2048, "pool"),
@@ -33,16 +33,19 @@ def test_paper_backbones_shapes(spec, dim, layer):
     rep = create_representation(spec, pretrained=False)
     assert (rep.dim, rep.layer) == (dim, layer)
     out = _encode(rep, 2)
-    assert out.shape == (2, dim) and torch.isfinite(out).all()
+    assert out.shape == (2, dim)
+    assert torch.isfinite(out).all()
 
 
 def test_timm_small_model_layers_and_preprocess():
     pytest.importorskip("timm")
     rep = create_representation("timm:resnet18", pretrained=False)
-    assert rep.dim == 512 and rep.preprocessing["kind"] == "timm"
+    assert rep.dim == 512
+    assert rep.preprocessing["kind"] == "timm"
     assert rep.preprocessing["input_size"] == [3, 224, 224]
     tap = create_representation("timm:resnet18", pretrained=False, layer="layer3")
-    assert tap.dim == 256 and _encode(tap).shape == (1, 256)
+    assert tap.dim == 256
+    assert _encode(tap).shape == (1, 256)
     with pytest.raises(QRProbeInputError, match="close names"):
         create_representation("timm:resnet18", pretrained=False, layer="layer33")
     with pytest.raises(QRProbeInputError, match="unknown timm model"):
@@ -52,13 +55,15 @@ def test_timm_small_model_layers_and_preprocess():
 def test_open_clip_embedding_layer():
     pytest.importorskip("open_clip")
     rep = create_representation("open_clip:RN50", pretrained=False, layer="embed")
-    assert rep.dim == 1024 and rep.layer == "embed"
+    assert rep.dim == 1024
+    assert rep.layer == "embed"
 
 
 def test_torchvision_small_model():
     pytest.importorskip("torchvision")
     rep = create_representation("torchvision:mobilenet_v3_small", pretrained=False)
-    assert rep.dim == 1024 and rep.info["classifier_removed"] == "classifier.3"
+    assert rep.dim == 1024
+    assert rep.info["classifier_removed"] == "classifier.3"
     with pytest.raises(QRProbeInputError, match="unknown torchvision model"):
         create_representation("torchvision:resnet5000", pretrained=False)
 
@@ -69,7 +74,8 @@ def test_hf_local_folder_vit_and_resnet(tmp_path):
                                    intermediate_size=64, image_size=32, patch_size=8))
     vit.save_pretrained(tmp_path / "vit")
     rep = create_representation(f"hf:{tmp_path / 'vit'}", pretrained=True)  # local folder: no download
-    assert (rep.dim, rep.layer) == (32, "cls") and _encode(rep, 2).shape == (2, 32)
+    assert (rep.dim, rep.layer) == (32, "cls")
+    assert _encode(rep, 2).shape == (2, 32)
     x = rep.preprocess(make_image(1))[None]
     with torch.inference_mode():
         expected = rep.model(pixel_values=x).last_hidden_state[:, 0]
@@ -96,7 +102,8 @@ def test_torchscript_file(tmp_path):
     family, _ = parse_model_spec(str(path))
     assert family == "torchscript"
     rep = create_representation(str(path))
-    assert rep.dim == 4 and _encode(rep, 2).shape == (2, 4)
+    assert rep.dim == 4
+    assert _encode(rep, 2).shape == (2, 4)
     torch.save(_Tiny().state_dict(), tmp_path / "state.pt")
     with pytest.raises(QRProbeInputError, match="not a TorchScript archive"):
         create_representation(str(tmp_path / "state.pt"))
@@ -111,7 +118,8 @@ def test_onnx_file(tmp_path):
     torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["images"], output_names=["out"],
                       dynamic_axes={"images": {0: "batch"}})
     rep = create_representation(f"onnx:{path}")
-    assert rep.dim == 4 and rep.preprocessing["crop"] == 64
+    assert rep.dim == 4
+    assert rep.preprocessing["crop"] == 64
     batch = torch.stack([rep.preprocess(make_image(i)) for i in range(3)])
     with torch.inference_mode():
         expected = model(batch)
@@ -132,7 +140,8 @@ def test_python_factory(tmp_path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     rep = create_representation("python:user_nets:build")
-    assert rep.dim == 7 and rep.layer == "output"  # (B, 7, H, W) average-pooled
+    assert rep.dim == 7  # (B, 7, H, W) average-pooled
+    assert rep.layer == "output"
     assert create_representation("python:user_nets:build", layer="0").dim == 5
     rep_file = create_representation(f"python:{tmp_path / 'user_nets.py'}:build")
     assert rep_file.dim == 7

@@ -31,8 +31,11 @@ def _top1(lite0, image) -> str:
 
 def test_class_names():
     names = imagenet_class_names()
-    assert len(names) == 1000 and len(set(names)) == 1000
-    assert names[0] == "tench" and names[281] == "tabby" and names[967] == "espresso"
+    assert len(names) == 1000
+    assert len(set(names)) == 1000
+    assert names[0] == "tench"
+    assert names[281] == "tabby"
+    assert names[967] == "espresso"
 
 
 def test_real_weights_classify_chelsea_as_a_cat_and_coffee_as_espresso_or_cup(lite0):
@@ -64,13 +67,15 @@ def test_random_twin_is_reproducible_and_different():
     fa, fb, fr = a.encode(x), b.encode(x), real.encode(x)
     torch.testing.assert_close(fa, fb)
     assert not torch.allclose(fa, fr)
-    assert torch.isfinite(fa).all() and fa.std() > 0
+    assert torch.isfinite(fa).all()
+    assert fa.std() > 0
     assert a.info["weights"].startswith("random init")
 
 
 def test_lite0_intermediate_layer_is_pooled():
     rep = create_representation("efficientnet-lite0-random", layer="_blocks.5")
-    assert rep.dim == 80 and rep.layer == "_blocks.5"
+    assert rep.dim == 80
+    assert rep.layer == "_blocks.5"
     rep_max = create_representation("efficientnet-lite0-random", layer="_blocks.5:max")
     x = rep.preprocess(make_image(1))[None]
     assert (rep_max.encode(x) >= rep.encode(x) - 1e-5).all()
@@ -79,13 +84,15 @@ def test_lite0_intermediate_layer_is_pooled():
 def test_classical_representations():
     img = make_image(3, (50, 40))
     pixels = create_representation("pixels")
-    assert pixels.dim == 768 and pixels.encode(pixels.preprocess(img)[None]).shape == (1, 768)
+    assert pixels.dim == 768
+    assert pixels.encode(pixels.preprocess(img)[None]).shape == (1, 768)
     assert create_representation("pixels-8").dim == 192
     flat = pixels.preprocess(make_image(0, (20, 20)).point(lambda v: 51))
     torch.testing.assert_close(flat, torch.full((768,), 0.2))
     hist = create_representation("color-histogram")
     h = hist.preprocess(img)
-    assert h.shape == (512,) and abs(float(h.sum()) - 1) < 1e-5
+    assert h.shape == (512,)
+    assert abs(float(h.sum()) - 1) < 1e-5
     hog = create_representation("hog")
     assert hog.preprocess(img).shape == (hog.dim,) == (1764,)
 

@@ -22,7 +22,9 @@ def test_module_prefix_checkpoint_loads_values(tmp_path):
     torch.save({"module." + k: v for k, v in source.state_dict().items()}, path)
     target = _net()
     report = load_checkpoint(target, path)
-    assert report.stripped_prefixes == ["module."] and report.missing == [] and report.unexpected == []
+    assert report.stripped_prefixes == ["module."]
+    assert report.missing == []
+    assert report.unexpected == []
     for k, v in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[k], v)
 
@@ -38,7 +40,8 @@ def test_moco_style_nested_checkpoint(tmp_path):
     report = load_checkpoint(_net(), path)
     assert report.nested_key == "state_dict"
     assert report.stripped_prefixes == ["module.", "encoder_q."]
-    assert report.unexpected == ["fc.0.weight"] and report.missing == []
+    assert report.unexpected == ["fc.0.weight"]
+    assert report.missing == []
 
 
 def test_extraction_model_with_module_prefixed_weights(tmp_path):
@@ -47,8 +50,10 @@ def test_extraction_model_with_module_prefixed_weights(tmp_path):
     torch.save({"model": {"module." + k: v for k, v in source.state_dict().items()}}, path)
     rep = create_representation("timm:resnet18", weights=str(path))
     ck = rep.info["checkpoint"]
-    assert ck["n_missing"] == 0 and sorted(ck["unexpected"]) == ["fc.bias", "fc.weight"]
-    assert rep.info["weights"] == "checkpoint" and len(ck["sha256"]) == 16
+    assert ck["n_missing"] == 0
+    assert sorted(ck["unexpected"]) == ["fc.bias", "fc.weight"]
+    assert rep.info["weights"] == "checkpoint"
+    assert len(ck["sha256"]) == 16
     torch.testing.assert_close(rep.model.conv1.weight, source.conv1.weight)
 
 
@@ -97,4 +102,5 @@ def test_safetensors_checkpoint(tmp_path):
     path = tmp_path / "w.safetensors"
     st.save_file({"backbone." + k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     report = load_checkpoint(_net(), path)
-    assert report.stripped_prefixes == ["backbone."] and report.n_loaded == len(source.state_dict())
+    assert report.stripped_prefixes == ["backbone."]
+    assert report.n_loaded == len(source.state_dict())

@@ -49,9 +49,13 @@ def _entry(expert) -> dict:
 def test_coco_class_lists_have_the_papers_counts_and_ids():
     things_ids, things = read_class_list("coco-things-91")
     stuff_ids, stuff = read_class_list("coco-stuff")
-    assert things_ids == list(range(1, 92)) and len(set(things)) == 91
-    assert stuff_ids == list(range(92, 183)) and len(set(stuff)) == 91
-    assert things[CAT - 1] == "cat" and stuff[GRASS - 92] == "grass" and things[-1] == "hair brush"
+    assert things_ids == list(range(1, 92))
+    assert len(set(things)) == 91
+    assert stuff_ids == list(range(92, 183))
+    assert len(set(stuff)) == 91
+    assert things[CAT - 1] == "cat"
+    assert stuff[GRASS - 92] == "grass"
+    assert things[-1] == "hair brush"
     # the 80 annotated things are the 91 less the 11 COCO never annotated, with the same ids and names
     ids80, names80 = read_class_list("coco-things")
     assert dict(zip(ids80, names80, strict=True)).items() <= dict(zip(things_ids, things, strict=True)).items()
@@ -116,7 +120,8 @@ def test_onnx_cocostuff_segmenter_gives_things_and_stuff_with_the_example_option
     image = _half_red_image()
     assert _present(experts["coco-things"], image) == {"cat"}
     assert _present(experts["coco-stuff"], image) == {"grass"}
-    assert len(experts["coco-things"].concepts) == 91 and len(experts["coco-stuff"].concepts) == 91
+    assert len(experts["coco-things"].concepts) == 91
+    assert len(experts["coco-stuff"].concepts) == 91
     fractions = experts["coco-things"].predict([image]).scores[0]
     assert fractions[CAT - 1] == pytest.approx(0.5)
     # the id offset matters: with first_id 0, channel 16 is read as id 16 ("bird") and grass as no thing
@@ -147,9 +152,12 @@ def test_torchvision_cocostuff_segmenter_through_coco_seg(tmp_path):
     things = build_expert("things", {**options, "classes": "coco-things-91"}, kind="coco-seg")
     from skimage import data
 
-    assert _present(stuff, data.chelsea()) == {"grass"} and len(stuff.concepts) == 91
-    assert _present(things, data.chelsea()) == set() and len(things.concepts) == 91
-    assert stuff.config()["classes"] == "coco-stuff" and stuff.group == "Material"
+    assert _present(stuff, data.chelsea()) == {"grass"}
+    assert len(stuff.concepts) == 91
+    assert _present(things, data.chelsea()) == set()
+    assert len(things.concepts) == 91
+    assert stuff.config()["classes"] == "coco-stuff"
+    assert stuff.group == "Material"
 
 
 def test_coco_seg_needs_weights_for_the_cocostuff_lists_and_ids_in_range():
@@ -158,7 +166,9 @@ def test_coco_seg_needs_weights_for_the_cocostuff_lists_and_ids_in_range():
     with pytest.raises(QRProbeInputError, match="outside the model's 21 output channels"):
         build_expert("coco-seg", {"classes": "coco-stuff", "num_classes": "21", "weights": __file__})
     default = build_expert("coco-seg")
-    assert len(default.concepts) == 20 and default.num_classes == 21 and "classes" not in default.config()
+    assert len(default.concepts) == 20
+    assert default.num_classes == 21
+    assert "classes" not in default.config()
 
 
 # ------------------------------------------------------------------------------------------ differences
@@ -242,7 +252,8 @@ def test_missing_groups_substitutes_rules_groups_and_extras_are_each_reported():
                  "Other: no text detection expert (paper: CRAFT", "Other: no sentiment (T4SA) expert",
                  "experts the paper did not use: imagenet (Objects)"):
         assert part in text, part
-    assert "no Places-365" not in text and "no MS-COCO things" not in text
+    assert "no Places-365" not in text
+    assert "no MS-COCO things" not in text
     assert battery_note([]).count("; ") == len(PAPER_BATTERY) - 1
 
 

@@ -101,14 +101,16 @@ def test_each_row_resolves_to_its_weights_and_transform(entry):
     desc = rep.preprocessing
     assert (desc["resize"], desc["crop"], desc["interpolation"]) == (entry.transform.resize, entry.transform.crop,
                                                                       entry.transform.interpolation)
-    assert tuple(desc["mean"]) == entry.transform.mean and tuple(desc["std"]) == entry.transform.std
+    assert tuple(desc["mean"]) == entry.transform.mean
+    assert tuple(desc["std"]) == entry.transform.std
     assert rep.dim == (2048 if entry.backbone == "ResNet-50" else 768)
     assert rep.layer == ("pool" if entry.backbone == "ResNet-50" else "cls")
     if entry.hub_tag:
         assert rep.info["hub_tag"] == entry.hub_tag
         assert rep.info["hub_url"].rsplit("/", 1)[-1] == entry.hub_file
     else:
-        assert entry.weights and entry.hub_file is None
+        assert entry.weights
+        assert entry.hub_file is None
 
 
 @pytest.mark.slow
@@ -121,7 +123,8 @@ def test_hub_rows_would_download_the_tables_file(entry, monkeypatch):
     monkeypatch.setattr(builder, "load_pretrained", lambda model, pretrained_cfg=None, **kw: asked.append(
         pretrained_cfg))
     rep = create_representation(entry.model, pretrained=True, preprocess=entry.preprocess)
-    assert rep.info["weights"] == "pretrained (timm hub)" and len(asked) == 1
+    assert rep.info["weights"] == "pretrained (timm hub)"
+    assert len(asked) == 1
     assert asked[0]["url"].rsplit("/", 1)[-1] == entry.hub_file
     assert f"{asked[0]['architecture']}.{asked[0]['tag']}" == entry.hub_tag
 
@@ -131,10 +134,12 @@ def test_supervised_resnet50_is_torchvisions_original_weights():
 
     entry = paper_model("Supervised (R50)")
     v1 = ResNet50_Weights.IMAGENET1K_V1
-    assert v1.url.rsplit("/", 1)[-1] == entry.hub_file and v1.meta["_metrics"]["ImageNet-1K"]["acc@1"] == 76.13
+    assert v1.url.rsplit("/", 1)[-1] == entry.hub_file
+    assert v1.meta["_metrics"]["ImageNet-1K"]["acc@1"] == 76.13
     # what `torchvision:resnet50` resolves to is the 2021 retraining, with its resize-232 transform
     plain = _resolved("torchvision:resnet50", None)
-    assert plain.info["hub_tag"] == "ResNet50_Weights.IMAGENET1K_V2" and plain.preprocessing["resize"] == [232]
+    assert plain.info["hub_tag"] == "ResNet50_Weights.IMAGENET1K_V2"
+    assert plain.preprocessing["resize"] == [232]
     # timm's own transform for the tag is already the table's
     assert _same_transform(_resolved(entry.model, None).preprocess, entry.transform)
 
@@ -148,7 +153,8 @@ def test_without_a_stated_transform_the_hub_configurations_differ():
     for name in ("DINO (ViT-B/16)", "Supervised (ViT-B/16)"):
         entry = paper_model(name)
         own = _resolved(entry.model, None)
-        assert own.preprocessing["crop_pct"] == 0.9 and not _same_transform(own.preprocess, entry.transform)
+        assert own.preprocessing["crop_pct"] == 0.9
+        assert not _same_transform(own.preprocess, entry.transform)
     r50 = paper_model("MoCo-v2")
     assert not _same_transform(_resolved(r50.model, None).preprocess, r50.transform)
 
@@ -208,7 +214,8 @@ def test_mocov3_vit_layout_loads_into_timms_vit(tmp_path):
     path = tmp_path / "vit.pth.tar"
     torch.save(state, path)
     rep = create_representation("timm:vit_tiny_patch16_224", weights=str(path), preprocess="imagenet")
-    assert rep.info["checkpoint"]["n_missing"] == 0 and rep.info["checkpoint"]["stripped_prefixes"] == [
+    assert rep.info["checkpoint"]["n_missing"] == 0
+    assert rep.info["checkpoint"]["stripped_prefixes"] == [
         "module.", "base_encoder."]
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -231,7 +238,8 @@ def test_preprocess_specs_and_their_errors():
         assert err.value.param == "preprocess"
     with pytest.raises(QRProbeInputError, match="not applicable"):
         create_representation("pixels-4", preprocess="imagenet")
-    assert preprocess_check(None) is None and preprocess_check({"crop": 192}) is None
+    assert preprocess_check(None) is None
+    assert preprocess_check({"crop": 192}) is None
     assert "(crop: expected a positive number of pixels" in preprocess_check({"crop": -1})
 
 

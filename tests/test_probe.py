@@ -55,7 +55,8 @@ def test_prior_is_kept_when_concepts_carry_nothing():
     train, val, test = slice(0, 1800), slice(1800, 2400), slice(2400, 3000)
     probe = ReverseProbe(ProbeConfig(epochs=15), device="cpu").fit(x[train], y[train], x[val], y[val], n_classes=20)
     assert min(h["val_loss"] for h in probe.history_[1:]) > probe.history_[0]["val_loss"]
-    assert probe.best_epoch_ == 0 and probe.selected_prior_
+    assert probe.best_epoch_ == 0
+    assert probe.selected_prior_
     assert not probe.coef_.any()
     counts = np.bincount(y[train], minlength=20) + 0.5
     np.testing.assert_allclose(probe.intercept_, np.log(counts / counts.sum()), rtol=1e-6)
@@ -71,7 +72,8 @@ def test_prior_gives_absent_clusters_a_finite_loss():
     probe = ReverseProbe(ProbeConfig(epochs=1), device="cpu").fit(x[y < 4], y[y < 4], x[:50], y[:50],
                                                                   n_classes=6)
     prior = probe.history_[0]
-    assert np.isfinite(prior["val_loss"]) and np.isfinite(prior["train_loss"])
+    assert np.isfinite(prior["val_loss"])
+    assert np.isfinite(prior["train_loss"])
     lp = ReverseProbe(ProbeConfig(epochs=1), device="cpu").fit(x[y < 4], y[y < 4], n_classes=6).predict_log_proba(x)
     assert np.isfinite(lp).all()
 

@@ -32,7 +32,9 @@ def test_optimum_equals_scikit_learn(weight_decay):
     ref = LogisticRegression(C=1 / (n * weight_decay), fit_intercept=False, tol=1e-12, max_iter=20000).fit(dense, y)
     np.testing.assert_allclose(probe.coef_, ref.coef_[:, :-1].T, atol=2e-4)
     np.testing.assert_allclose(probe.intercept_, ref.coef_[:, -1], atol=2e-4)
-    assert probe.weight_decay_ == weight_decay and probe.best_epoch_ is None and not probe.selected_prior_
+    assert probe.weight_decay_ == weight_decay
+    assert probe.best_epoch_ is None
+    assert not probe.selected_prior_
 
 
 def test_objective_gradient_matches_autograd():
@@ -68,7 +70,8 @@ def test_weight_decay_is_chosen_on_validation_and_fit_is_deterministic():
     np.testing.assert_array_equal(fits[0].coef_, fits[1].coef_)
     tried = fits[0].history_[1:]
     assert [h["weight_decay"] for h in tried] == weight_decay_grid(cfg)[:len(tried)]
-    assert weight_decay_grid(cfg)[0] == pytest.approx(3e-6 * 10**2.5) and weight_decay_grid(cfg)[-1] == 3e-6
+    assert weight_decay_grid(cfg)[0] == pytest.approx(3e-6 * 10**2.5)
+    assert weight_decay_grid(cfg)[-1] == 3e-6
     best = min(tried, key=lambda h: h["val_loss"])
     assert fits[0].weight_decay_ == best["weight_decay"]
     assert best["val_loss"] < fits[0].history_[0]["val_loss"]  # better than the prior: not kept
@@ -81,7 +84,9 @@ def test_prior_is_kept_when_concepts_carry_nothing():
     y = rng.integers(0, 8, 1500)
     probe = ReverseProbe(ProbeConfig(solver="lbfgs", lbfgs_grid=4), device="cpu")
     probe.fit(x[:1000], y[:1000], x[1000:], y[1000:], n_classes=8)
-    assert probe.selected_prior_ and probe.best_epoch_ == 0 and not probe.coef_.any()
+    assert probe.selected_prior_
+    assert probe.best_epoch_ == 0
+    assert not probe.coef_.any()
 
 
 def test_l1_optimum_satisfies_the_optimality_conditions():

@@ -64,7 +64,8 @@ def test_lazy_steps_really_skip_rows():
     catch-up is exercised (rows lag several steps)."""
     x, y = skewed_data(m=400)
     batches = HostBatches(with_bias_column(x), y, 64, LAZY_FRACTION)
-    assert batches.lazy and not HostBatches(with_bias_column(x), y, 700, LAZY_FRACTION).lazy
+    assert batches.lazy
+    assert not HostBatches(with_bias_column(x), y, 700, LAZY_FRACTION).lazy
     touched = [len(b.touched) for b in batches.epoch(np.arange(len(y)))]
     assert max(touched) < 0.3 * batches.n_table
 
@@ -113,7 +114,8 @@ def test_bias_column_is_binary_and_canonical():
     x = sp.csr_matrix((np.array([2, 0, 1, 1], np.int64), (np.array([0, 0, 1, 1]), np.array([1, 0, 2, 2]))),
                       shape=(2, 3))
     t = with_bias_column(x)
-    assert t.shape == (2, 4) and t.indices.dtype == np.int32
+    assert t.shape == (2, 4)
+    assert t.indices.dtype == np.int32
     np.testing.assert_array_equal(t.toarray(), [[0, 1, 0, 1], [0, 0, 1, 1]])  # explicit zero dropped
 
 

@@ -81,7 +81,9 @@ def test_extraction_over_the_demo_images_is_byte_identical(tmp_path):
     common = {"chunk_size": 256, "progress": False, "device": "cpu"}
     local, _ = run_extraction("pixels", IMAGES, tmp_path / "local", workers=1, **common)
     store, stats = run_extraction("pixels", IMAGES, tmp_path / "ray", backend="ray", **common)
-    assert local.n == 1484 and store.n == 1484 and stats.n_encoded_now == 1484
+    assert local.n == 1484
+    assert store.n == 1484
+    assert stats.n_encoded_now == 1484
     same_files(local.path, store.path)
     assert stats.device == "ray: 1 actor(s) on cpu"
 
@@ -92,7 +94,8 @@ def test_a_network_over_demo_images_is_byte_identical(tmp_path):
     local, _ = run_extraction("efficientnet-lite0-random", IMAGES, tmp_path / "local", workers=1, **common)
     store, _ = run_extraction("efficientnet-lite0-random", IMAGES, tmp_path / "ray", backend="ray",
                               ray=RayOptions(actors=1), **common)
-    assert store.n == 56 and len(store.manifest["shards"]) == 4
+    assert store.n == 56
+    assert len(store.manifest["shards"]) == 4
     same_files(local.path, store.path)
     assert float(np.abs(store.load()).mean()) > 0
 
@@ -109,7 +112,8 @@ def test_unreadable_files_are_skipped_the_same_way(tmp_path):
                                batch_size=3, progress=False)
     ray_bank = run_labelling(root, ["labels", "color"], output=tmp_path / "bank-ray", chunk_size=4, batch_size=3,
                              progress=False, backend="ray")
-    assert ray_bank.report.skipped == local_bank.report.skipped and len(ray_bank.report.skipped) == 1
+    assert ray_bank.report.skipped == local_bank.report.skipped
+    assert len(ray_bank.report.skipped) == 1
     same_bank(tmp_path / "bank-local", tmp_path / "bank-ray")
 
 
@@ -119,7 +123,8 @@ def test_labelling_the_demo_images_is_byte_identical(tmp_path):
                           save_scores=True, progress=False)
     result = run_labelling(IMAGES, experts, output=tmp_path / "ray", options=LABELS, chunk_size=512,
                            save_scores=True, progress=False, backend="ray")
-    assert result.bank.n_images == 1484 and result.report.images_this_run == 1484
+    assert result.bank.n_images == 1484
+    assert result.report.images_this_run == 1484
     assert result.bank.content_hash() == local.bank.content_hash()
     same_bank(tmp_path / "local", tmp_path / "ray")  # scores/ included
     assert set(result.report.seconds) == {"decode", *experts}
@@ -145,7 +150,8 @@ def test_a_run_interrupted_locally_resumes_on_ray(tmp_path, monkeypatch):
         run_extraction("pixels-4", IMAGES, tmp_path / "out", **common)
     restore()
     store, stats = run_extraction("pixels-4", IMAGES, tmp_path / "out", backend="ray", **common)
-    assert stats.resumed_chunks == 2 and stats.n_encoded_now == 320 - 128
+    assert stats.resumed_chunks == 2
+    assert stats.n_encoded_now == 320 - 128
     same_files(reference.path, store.path)
 
 
@@ -208,7 +214,8 @@ def test_options_and_pool_resolution():
         resolve_pool(Cluster(2, 1), RayOptions(), "cuda:1")
     assert column([np.zeros(2), np.ones(2)]).shape == (2, 2)
     ragged = column([np.zeros(2), np.ones(3)])
-    assert ragged.dtype == object and [len(v) for v in ragged] == [2, 3]
+    assert ragged.dtype == object
+    assert [len(v) for v in ragged] == [2, 3]
 
 
 def _ray_processes(session_dir: str) -> list[int]:

@@ -52,9 +52,12 @@ def test_estimator_parameters_are_exactly_the_protocol_fields():
 def test_estimator_clones_and_sets_params_like_scikit_learn():
     est = ReverseProbing(k=50, clusterings=3, lr_decay=0.5)
     twin = clone(est)
-    assert twin is not est and twin.get_params() == est.get_params()
+    assert twin is not est
+    assert twin.get_params() == est.get_params()
     twin.set_params(k=100, epochs=7)
-    assert twin.protocol().k == 100 and twin.protocol().probe.epochs == 7 and est.k == 50
+    assert twin.protocol().k == 100
+    assert twin.protocol().probe.epochs == 7
+    assert est.k == 50
     with pytest.raises(ParameterError, match=r"^k: "):
         ReverseProbing(k=1).protocol()
 
@@ -62,7 +65,8 @@ def test_estimator_clones_and_sets_params_like_scikit_learn():
 def test_deprecated_names_still_work_with_a_warning():
     with pytest.warns(FutureWarning, match="n_clusterings"):
         cfg = ProtocolConfig.from_params(n_clusterings=3, gamma=0.5)
-    assert cfg.clusterings == 3 and cfg.probe.lr_decay == 0.5
+    assert cfg.clusterings == 3
+    assert cfg.probe.lr_decay == 0.5
     assert ProbeConfig.from_dict({"gamma": 0.2}).lr_decay == 0.2  # results written before 0.2
     with pytest.raises(TypeError, match="did you mean 'clusterings'"):
         ProtocolConfig.from_params(clusterngs=3)
@@ -73,7 +77,8 @@ def test_deprecated_names_still_work_with_a_warning():
 def test_bad_probe_values_name_the_field(field, value):
     with pytest.raises(ParameterError) as info:
         ProbeConfig(**{field: value})
-    assert info.value.param == field and str(info.value).startswith(f"{field}: ")
+    assert info.value.param == field
+    assert str(info.value).startswith(f"{field}: ")
 
 
 @pytest.mark.parametrize(("field", "value"), [("seed", -1), ("seed", 2**40), ("k", 1), ("clusterings", 0),
@@ -132,7 +137,8 @@ def test_old_spellings_keep_working_with_a_deprecation_message(capsys):
     args = parsers["transfer"].parse_args(["r", "f", "c", "-o", "x", "--without", "Labels"])
     assert args.drop_groups == ["Labels"]
     args = parsers["concepts-to-labels"].parse_args(["c", "-o", "x", "--exclude", "A,B", "--repeats", "3"])
-    assert args.drop_groups == ["A", "B"] and args.clusterings == 3
+    assert args.drop_groups == ["A", "B"]
+    assert args.clusterings == 3
     args = parsers["extract"].parse_args(["pixels", "imgs", "-o", "x", "--no-progress"])
     assert args.quiet is True
     args = parsers["run"].parse_args(["study.yaml", "--output", "o"])
@@ -149,7 +155,8 @@ def test_a_wrong_flag_prints_the_subcommands_usage(capsys):
         main(["breakdown", "f.npy", "c", "-o", "x", "--bogus"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "usage: qrprobe breakdown" in err and "unrecognized arguments: --bogus" in err
+    assert "usage: qrprobe breakdown" in err
+    assert "unrecognized arguments: --bogus" in err
 
 
 def test_every_analysis_has_a_command_and_a_study_key():
@@ -171,5 +178,6 @@ def test_cli_parameter_errors_name_the_flag(tmp_path, capsys):
 
     assert main(["evaluate", "f.npy", "c", "-o", str(tmp_path / "o"), "--lr", "nan"]) == 2
     err = capsys.readouterr().err
-    assert "--lr: expected a finite number" in err and "Traceback" not in err
+    assert "--lr: expected a finite number" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "o").exists()

@@ -59,8 +59,12 @@ def test_adjacent_pairs_say_which_steps_of_the_ranking_are_significant(results):
     pairs = adjacent_significance(results, [r.name for r in results], table["model"].tolist(), "nmi")
     assert pairs["next_model"].tolist()[1] == "far"
     close, far = pairs.iloc[0], pairs.iloc[1]
-    assert not close["significant"] and far["significant"] and far["significant_holm"]
-    assert far["ci_low"] > 0 and far["p_value"] < 1e-3 and close["ci_low"] < 0 < close["ci_high"]
+    assert not close["significant"]
+    assert far["significant"]
+    assert far["significant_holm"]
+    assert far["ci_low"] > 0
+    assert far["p_value"] < 1e-3
+    assert close["ci_low"] < 0 < close["ci_high"]
     assert pairs["clusterings"].tolist() == ["independent", "independent"]
     # Holm: the smaller p-value times 2, the larger times 1 (never below the first)
     assert pairs["p_holm"].tolist() == pytest.approx([max(close["p_value"], 2 * far["p_value"]), 2 * far["p_value"]])
@@ -74,7 +78,8 @@ def test_pairs_that_cannot_be_tested_say_why(results):
     ranking = compare_results(results)["model"].tolist()
     pairs = adjacent_significance(results, names, ranking, "nmi").set_index("next_model")
     assert "no bootstrap replicates" in pairs.loc["no-reps", "note"]
-    assert np.isnan(pairs.loc["no-reps", "p_value"]) and not pairs.loc["no-reps", "significant"]
+    assert np.isnan(pairs.loc["no-reps", "p_value"])
+    assert not pairs.loc["no-reps", "significant"]
     assert "no bootstrap replicates" in pairs.loc["other-bank", "note"]  # its neighbour has none either
     swapped = adjacent_significance(results, names, ["far", "other-bank"], "nmi")
     assert "different concept banks" in swapped.loc[0, "note"]
@@ -84,7 +89,8 @@ def test_rank_agreement_is_kendall_tau_between_metric_rankings():
     table = pd.DataFrame({"nmi_mean": [3.0, 2.0, 1.0, 0.5], "top1_mean": [1.0, 2.0, 3.0, 4.0],
                           "ami_mean": [3.0, 1.0, 2.0, 0.0]})
     tau = rank_agreement(table).set_index("metric")
-    assert tau.loc["NMI", "NMI"] == 1.0 and tau.loc["NMI", "top-1"] == -1.0
+    assert tau.loc["NMI", "NMI"] == 1.0
+    assert tau.loc["NMI", "top-1"] == -1.0
     assert tau.loc["NMI", "AMI"] == pytest.approx(2 / 3)  # one discordant pair of six
     assert list(tau.index) == ["NMI", "AMI", "top-1"]
 
@@ -98,7 +104,8 @@ def test_compare_section_ranks_by_the_metric_it_says(results):
     assert set(tables["comparison-adjacent"].data["metric"]) == {"ami"}
     assert "ranking by AMI" in tables["comparison-adjacent"].title
     printed = out.markdown()
-    assert "Adjacent pairs" in printed and "Kendall" in printed
+    assert "Adjacent pairs" in printed
+    assert "Kendall" in printed
     chance = chance_table(results, [r.name for r in results])
     assert {"nmi_null", "nmi_above_null", "nmi_baseline"} <= set(chance.columns)
 

@@ -52,15 +52,19 @@ def test_every_score_has_an_interval_a_chance_level_and_a_baseline(result):
         e = result.summary[m]
         assert e["ci_low"] < e["mean"] < e["ci_high"], m
         assert e["se_seeds"] ** 2 == pytest.approx(max(e["se"] ** 2 - e["se_images"] ** 2, 0), abs=1e-12)
-        assert len(e["null_values"]) == r and e["above_null"] == pytest.approx(e["mean"] - e["null_mean"])
+        assert len(e["null_values"]) == r
+        assert e["above_null"] == pytest.approx(e["mean"] - e["null_mean"])
         assert all(f"{m}_null" in p for p in result.per_clustering)
     for m in ("nmi", "ami", "top1", "map", "mi_bits"):
-        assert "baseline" in result.summary[m] and result.summary[m]["baseline_kind"]
+        assert "baseline" in result.summary[m]
+        assert result.summary[m]["baseline_kind"]
     assert result.summary["nmi"]["above_null_p"] < 0.05  # the concepts explain these clusters
     assert result.summary["ami"]["baseline"] == 0.0
     stats = result.statistics
-    assert stats["null"]["repeats"] == 1 and stats["null"]["seconds"] > 0
-    assert stats["bootstrap"]["replicates"] == 100 and stats["bootstrap"]["keys"] == "image_id"
+    assert stats["null"]["repeats"] == 1
+    assert stats["null"]["seconds"] > 0
+    assert stats["bootstrap"]["replicates"] == 100
+    assert stats["bootstrap"]["keys"] == "image_id"
     assert all(p["labels_hash"] and p["test_clusters"] <= p["nonempty_clusters"] for p in result.per_clustering)
 
 
@@ -70,7 +74,8 @@ def test_new_fields_leave_the_scores_as_they_were(data, result):
         assert plain.summary[m]["values"] == result.summary[m]["values"], m
         assert set(plain.summary[m]) == {"mean", "std", "values"} | ({"baseline", "baseline_kind"}
                                                                      if "baseline" in plain.summary[m] else set())
-    assert plain.replicates is None and plain.null_replicates is None
+    assert plain.replicates is None
+    assert plain.null_replicates is None
 
 
 def test_saved_and_old_results_load(tmp_path, result):
@@ -82,7 +87,8 @@ def test_saved_and_old_results_load(tmp_path, result):
     low, high = back.summary["nmi"]["ci_low"], back.summary["nmi"]["ci_high"]
     assert f"[{low:.1f}, {high:.1f}]" in table
     lines = statistics_lines(back)
-    assert lines[0].startswith("[low, high]: 95% interval") and any(line.startswith("chance") for line in lines)
+    assert lines[0].startswith("[low, high]: 95% interval")
+    assert any(line.startswith("chance") for line in lines)
     # a result written before intervals existed: no statistics, no replicates, summary mean/std/values only
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     data.pop("statistics")
@@ -90,7 +96,9 @@ def test_saved_and_old_results_load(tmp_path, result):
     (tmp_path / "r" / "results.json").write_text(json.dumps(data))
     (tmp_path / "r" / "replicates.npy").unlink()
     old = Result.load(tmp_path / "r")
-    assert old.statistics == {} and statistics_lines(old) == [] and "[" not in markdown_table([old], intervals=True)
+    assert old.statistics == {}
+    assert statistics_lines(old) == []
+    assert "[" not in markdown_table([old], intervals=True)
     assert "no bootstrap replicates" in pairing_problem(old, back)
 
 
@@ -127,11 +135,14 @@ def test_a_planted_difference_is_significant_and_an_identical_representation_is_
     worse[rows] = x[rng.permutation(rows)]  # a third of the images' features belong to other images
     planted = evaluate(worse, bank, name="P", **{**FAST, "seed": 100})
     diff = paired_difference(result, planted, "nmi")
-    assert diff.mean > 0 and diff.p_value < 0.05 and diff.ci_low > 0
+    assert diff.mean > 0
+    assert diff.p_value < 0.05
+    assert diff.ci_low > 0
     again = evaluate(x, bank, name="A again", **FAST)
     assert shared_clusterings(result, again)
     same = paired_difference(result, again, "nmi")
-    assert same.mean == 0 and same.p_value == 1.0
+    assert same.mean == 0
+    assert same.p_value == 1.0
 
 
 def test_pairing_is_refused_on_other_images_or_concepts(data, result):
@@ -159,7 +170,8 @@ def test_one_quantization_probed_with_two_concept_sets_pairs_by_clustering(data)
 def test_the_null_keeps_splits_and_shuffles_concept_rows(data, result):
     x, bank = data
     perm = null_permutation(bank.n_images, result.seeds[0], 0)
-    assert sorted(perm) == list(range(bank.n_images)) and (perm != np.arange(bank.n_images)).mean() > 0.9
+    assert sorted(perm) == list(range(bank.n_images))
+    assert (perm != np.arange(bank.n_images)).mean() > 0.9
     np.testing.assert_array_equal(perm, null_permutation(bank.n_images, result.seeds[0], 0))
     assert not np.array_equal(perm, null_permutation(bank.n_images, result.seeds[0], 1))
     from qrprobe.engine.config import ProtocolConfig
@@ -167,7 +179,9 @@ def test_the_null_keeps_splits_and_shuffles_concept_rows(data, result):
     quant = quantize(prepare_inputs(x, bank).features, ProtocolConfig.from_params(**{**FAST, "clusterings": 1}))
     real = probe_all(quant, bank)[0]
     nulls, seconds = null_outcomes(quant, bank, 2)
-    assert len(nulls) == 1 and len(nulls[0]) == 2 and seconds > 0
+    assert len(nulls) == 1
+    assert len(nulls[0]) == 2
+    assert seconds > 0
     for null in nulls[0]:
         np.testing.assert_array_equal(null.split.test, real.split.test)  # same clustering, same split
     assert nulls[0][0].scores["nmi"] < real.scores["nmi"] / 2

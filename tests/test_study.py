@@ -83,7 +83,8 @@ def test_rerun_does_no_work_and_a_changed_expert_recomputes_only_what_depends_on
 
     changed = study_file(**{"- {name: color}": "- {name: color, options: {min_fraction: 0.2}}"})
     third = run_study(load_study(changed), progress=False, echo=lambda _: None)
-    assert third.ran("extract") == [] and third.ran("label") == ["color"]
+    assert third.ran("extract") == []
+    assert third.ran("label") == ["color"]
     assert set(third.ran("evaluate")) == {"pixels", "histogram"}  # they depend on the concepts
     assert third.ran("analyses") == ["breakdown pixels"]
 
@@ -114,7 +115,8 @@ def test_a_run_killed_during_probing_resumes_with_the_same_results(study_file, t
     out = tmp_path / "out"
     assert len([p for p in (out / "results").iterdir() if (p / "results.json").is_file()]) == 1
     resumed = run_study(load_study(path), progress=False, echo=lambda _: None)
-    assert resumed.ran("extract") == [] and resumed.ran("label") == []
+    assert resumed.ran("extract") == []
+    assert resumed.ran("label") == []
     assert len(resumed.ran("evaluate")) == 1
     assert _summaries(out) == _summaries(reference.output)
 
@@ -124,7 +126,8 @@ def test_config_typo_fails_at_once_with_location_and_valid_keys(study_file, tmp_
     with pytest.raises(QRProbeInputError) as err:
         load_study(path)
     message = str(err.value)
-    assert f"{path}:11:18:" in message and "protocol.clustrings: unknown key 'clustrings'" in message
+    assert f"{path}:11:18:" in message
+    assert "protocol.clustrings: unknown key 'clustrings'" in message
     assert "valid keys: bootstrap, clusterings, iters, k" in message
     assert main(["run", str(path)]) == 2
     assert "unknown key 'clustrings'" in capsys.readouterr().err
@@ -149,7 +152,8 @@ def test_study_report_is_written(study_file):
     pytest.importorskip("matplotlib")
     outcome = run_study(load_study(study_file(report=True)), progress=False, echo=lambda _: None)
     html = outcome.report.read_text()
-    assert "Model comparison" in html and "pixels" in html
+    assert "Model comparison" in html
+    assert "pixels" in html
     again = run_study(load_study(study_file(report=True)), progress=False, echo=lambda _: None)
     assert again.ran("report") == []
 
@@ -174,7 +178,8 @@ def test_the_study_template_is_a_valid_study(tmp_path):
     assert main(["example", "--study", "-o", str(path)]) == 0
     (tmp_path / "images").mkdir()
     study = load_study(path)
-    assert study.protocol.k == 1000 and study.analyses.breakdown.label_group == "Labels"
+    assert study.protocol.k == 1000
+    assert study.analyses.breakdown.label_group == "Labels"
     assert main(["example", "--study", "-o", str(path)]) == 2  # exists: needs --overwrite
 
 
@@ -206,9 +211,11 @@ def test_a_study_takes_a_feature_store_and_a_concept_bank_made_elsewhere(tmp_pat
                                           "probe": {"epochs": 3}},
                              "report": {"enabled": False}}, {}, tmp_path)
     outcome = run_study(study, output=tmp_path / "out", progress=False, echo=lambda _: None)
-    assert outcome.ran("extract") == [] and outcome.ran("label") == []  # nothing re-made
+    assert outcome.ran("extract") == []  # nothing re-made
+    assert outcome.ran("label") == []
     result = Result.load(outcome.results["pixels"])
-    assert result.inputs["features"]["model"] == "pixels-4" and result.inputs["concepts"]["n_concepts"] > 2
+    assert result.inputs["features"]["model"] == "pixels-4"
+    assert result.inputs["concepts"]["n_concepts"] > 2
 
 
 def test_cli_and_study_give_the_same_numbers(study_file, tmp_path):
@@ -237,4 +244,5 @@ def test_the_paper_study_is_shipped_with_the_package(tmp_path):
 
     path = tmp_path / "paper.yaml"
     assert main(["example", "--study", "paper", "-o", str(path)]) == 0
-    assert "Table 2" in path.read_text() and "deit_base_patch16_224" in path.read_text()
+    assert "Table 2" in path.read_text()
+    assert "deit_base_patch16_224" in path.read_text()

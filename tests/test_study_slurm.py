@@ -63,11 +63,14 @@ def test_the_job_graph_and_each_jobs_request(study_file):
     order = [item for item, _ in study_items(study)]
     assert all(order.index(d) < order.index(item) for item, deps in graph.items() for d in deps)
     params = job_parameters(study, StageItem("evaluate", "pixels"), ["11", "12"])
-    assert params["gpus_per_node"] == 2 and params["slurm_partition"] == "big" and params["mem_gb"] == 64.0
+    assert params["gpus_per_node"] == 2
+    assert params["slurm_partition"] == "big"
+    assert params["mem_gb"] == 64.0
     assert params["slurm_additional_parameters"] == {"account": "lab", "dependency": "afterok:11:12",
                                                      "kill-on-invalid-dep": "yes"}
     extract = job_parameters(study, StageItem("extract", "pixels"))
-    assert extract["gpus_per_node"] == 1 and "dependency" not in extract["slurm_additional_parameters"]
+    assert extract["gpus_per_node"] == 1
+    assert "dependency" not in extract["slurm_additional_parameters"]
     assert pickle.loads(pickle.dumps(study)) == study  # what submitit ships to a job
 
 
@@ -99,8 +102,11 @@ def test_submitted_jobs_give_the_local_results_and_a_resubmission_skips_finished
     reference = run_study(load_study(study_file("reference.yaml", out="reference")), progress=False, **QUIET)
 
     first = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.5, **QUIET)
-    assert not first.failed and not first.blocked and not first.finished_before
-    assert _labels(first.completed) == _labels(item for item, _ in study_items(study)) and len(first.jobs) == 8
+    assert not first.failed
+    assert not first.blocked
+    assert not first.finished_before
+    assert _labels(first.completed) == _labels(item for item, _ in study_items(study))
+    assert len(first.jobs) == 8
     assert len({*first.jobs.values()}) == 8  # eight processes, eight job ids
     assert _summaries(tmp_path / "out") == _summaries(reference.output)
     assert (tmp_path / "out" / "ranking.md").read_text() == (reference.output / "ranking.md").read_text()
@@ -108,10 +114,12 @@ def test_submitted_jobs_give_the_local_results_and_a_resubmission_skips_finished
 
     # resubmitting the unchanged study submits nothing; so does the CLI
     again = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", **QUIET)
-    assert again.jobs == {} and len(again.finished_before) == 8
+    assert again.jobs == {}
+    assert len(again.finished_before) == 8
     assert main(["run", str(path), "--executor", "slurm", "--cluster", "local", "--quiet"]) == 0
     captured = capsys.readouterr()
-    assert "were finished already" in captured.err and "| representation |" in captured.out
+    assert "were finished already" in captured.err
+    assert "| representation |" in captured.out
 
     # a changed expert: its labelling and what depends on it run again, the extractions do not
     changed = load_study(study_file(**{"- {name: color}": "- {name: color, options: {min_fraction: 0.2}}"}))
@@ -125,7 +133,8 @@ def test_submitted_jobs_give_the_local_results_and_a_resubmission_skips_finished
     for name, path in local.results.items():
         assert _summary(submitted[name]) == _summary(path)
     ran = {(e["stage"], e["item"]) for e in third.log if not e["reused"]}
-    assert ("label", "color") in ran and not any(stage == "extract" for stage, _ in ran)
+    assert ("label", "color") in ran
+    assert not any(stage == "extract" for stage, _ in ran)
 
 
 @pytest.mark.slow
@@ -140,7 +149,8 @@ def test_a_failed_job_blocks_what_depends_on_it_and_a_resubmission_runs_the_rest
     assert "evaluate histogram" in _labels(first.completed)
     second = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.5, **QUIET)
     assert _labels(second.jobs) == {"extract pixels", "evaluate pixels", "report"}
-    assert not second.failed and json.loads((tmp_path / "out" / "run-log.json").read_text())
+    assert not second.failed
+    assert json.loads((tmp_path / "out" / "run-log.json").read_text())
 
 
 def test_without_submitit_the_error_names_the_extra(study_file, monkeypatch, capsys):

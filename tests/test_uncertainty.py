@@ -14,13 +14,16 @@ def test_without_replicates_it_is_the_t_interval_over_clusterings():
     est = mean_estimate(values, None)
     low, high = stats.t.interval(0.95, 4, loc=values.mean(), scale=stats.sem(values))
     assert (est.ci_low, est.ci_high) == (pytest.approx(low), pytest.approx(high))
-    assert est.df == pytest.approx(4) and est.se_images == 0
+    assert est.df == pytest.approx(4)
+    assert est.se_images == 0
 
 
 def test_one_clustering_uses_the_image_bootstrap_alone():
     reps = np.random.default_rng(0).normal(50, 2.0, (1, 400))
     est = mean_estimate(np.array([50.3]), reps)
-    assert est.se == pytest.approx(reps.std(ddof=1)) and est.se_seeds == 0 and np.isinf(est.df)
+    assert est.se == pytest.approx(reps.std(ddof=1))
+    assert est.se_seeds == 0
+    assert np.isinf(est.df)
     assert est.ci_high - est.ci_low == pytest.approx(2 * 1.959964 * est.se)
 
 
@@ -59,7 +62,8 @@ def test_identical_results_differ_by_nothing():
         est = difference_estimate(values, reps, values, reps, shared_clusterings=shared)
         assert est.mean == 0
         if shared:
-            assert est.se == 0 and est.p_value == 1.0
+            assert est.se == 0
+            assert est.p_value == 1.0
 
 
 def test_shared_clusterings_pair_clustering_by_clustering():
@@ -122,6 +126,8 @@ def test_undefined_replicates_are_left_out():
     holes = reps.copy()
     holes[1, :10] = np.nan  # e.g. a replicate that drew no test image of a tiny split
     est = mean_estimate(values, holes)
-    assert np.isfinite(est.se) and est.se == pytest.approx(mean_estimate(values, reps[:, 10:]).se)
+    assert np.isfinite(est.se)
+    assert est.se == pytest.approx(mean_estimate(values, reps[:, 10:]).se)
     diff = difference_estimate(values, holes, values + 1, reps, shared_clusterings=True)
-    assert diff.mean == pytest.approx(-1) and np.isfinite(diff.p_value)
+    assert diff.mean == pytest.approx(-1)
+    assert np.isfinite(diff.p_value)

@@ -119,7 +119,8 @@ def test_a_full_disk_keeps_the_previous_output_and_a_rerun_cleans_up(writer, ima
     assert _debris(tmp_path, allow_partial=True) == []
     monkeypatch.undo()
     write(images, out)
-    assert _snapshot(out) != previous and _debris(tmp_path) == []
+    assert _snapshot(out) != previous
+    assert _debris(tmp_path) == []
 
 
 @pytest.mark.parametrize("writer", list(WRITERS))
@@ -135,7 +136,8 @@ def test_a_read_only_output_is_a_clear_error(writer, images, tmp_path, monkeypat
     monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
     with pytest.raises(QRProbeInputError, match=r"cannot write .*Read-only file system"):
         write(images, out)
-    assert _snapshot(out) == previous and _debris(tmp_path) == []
+    assert _snapshot(out) == previous
+    assert _debris(tmp_path) == []
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -149,7 +151,9 @@ def test_an_unwritable_folder_through_the_cli(images, tmp_path, capsys):
     finally:
         locked.chmod(0o755)
     err = capsys.readouterr().err
-    assert "Permission denied" in err and "Traceback" not in err and list(locked.iterdir()) == []
+    assert "Permission denied" in err
+    assert "Traceback" not in err
+    assert list(locked.iterdir()) == []
 
 
 def test_a_full_disk_through_the_cli(images, tmp_path, capsys, monkeypatch):
@@ -158,8 +162,11 @@ def test_a_full_disk_through_the_cli(images, tmp_path, capsys, monkeypatch):
     out = tmp_path / "f"
     assert main(["extract", "pixels-4", str(images), "-o", str(out), "--no-progress", "--workers", "0"]) == 2
     err = capsys.readouterr().err
-    assert "No space left on device" in err and str(out) in err and "Traceback" not in err
-    assert not out.exists() and _debris(tmp_path, allow_partial=True) == []
+    assert "No space left on device" in err
+    assert str(out) in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert _debris(tmp_path, allow_partial=True) == []
 
 
 def test_a_run_killed_between_the_two_renames_gets_its_previous_output_back(tmp_path):
@@ -171,7 +178,8 @@ def test_a_run_killed_between_the_two_renames_gets_its_previous_output_back(tmp_
     out.rename(tmp_path / f".store.old-{dead.pid}-0123abcd")  # moved aside; the new one never arrived
     (tmp_path / f".store.tmp-{dead.pid}-4567cdef").mkdir()
     clean_stale(out)
-    assert _snapshot(out) == previous and _debris(tmp_path) == []
+    assert _snapshot(out) == previous
+    assert _debris(tmp_path) == []
 
 
 _KILL_SCRIPT = textwrap.dedent("""
@@ -211,7 +219,8 @@ def test_a_kill_during_save_keeps_the_previous_output_and_a_rerun_cleans_up(writ
     assert _snapshot(out) == previous
     assert any(".tmp-" in p for p in _debris(tmp_path)), "the kill left nothing to clean up"
     write(images, out)
-    assert _snapshot(out) != previous and _debris(tmp_path) == []
+    assert _snapshot(out) != previous
+    assert _debris(tmp_path) == []
     if writer == "extract":  # resumed after the finished chunk to the same store as an uninterrupted run
         reference = _extract(images, tmp_path / "ref")
         np.testing.assert_array_equal(FeatureStore.open(out).load(), reference.load())

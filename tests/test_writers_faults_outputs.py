@@ -48,7 +48,8 @@ def _example(out: Path, n: int, overwrite: bool = False) -> None:
     with contextlib.redirect_stderr(err):
         code = main(["example", "--n", str(n), "-o", str(out), *(["--overwrite"] if overwrite else [])])
     if code != 0:
-        assert code == 2 and "Traceback" not in err.getvalue()
+        assert code == 2
+        assert "Traceback" not in err.getvalue()
         raise QRProbeInputError(err.getvalue().strip())
 
 
@@ -80,7 +81,7 @@ def _patch(monkeypatch, writer: str, replacement) -> None:
 
 
 @pytest.mark.parametrize("writer", list(WRITERS))
-@pytest.mark.parametrize("code,message", [(errno.ENOSPC, "No space left on device"),
+@pytest.mark.parametrize(("code", "message"), [(errno.ENOSPC, "No space left on device"),
                                           (errno.EROFS, "Read-only file system")])
 def test_a_failing_disk_keeps_the_previous_output_and_a_rerun_cleans_up(writer, code, message, tmp_path,
                                                                         monkeypatch):
@@ -91,10 +92,12 @@ def test_a_failing_disk_keeps_the_previous_output_and_a_rerun_cleans_up(writer, 
     _patch(monkeypatch, writer, _partial_write_then(OSError(code, message)))
     with pytest.raises(QRProbeInputError, match=rf"cannot write .*out.*{message}"):
         write(out)
-    assert _state(out) == previous and _debris(tmp_path) == []
+    assert _state(out) == previous
+    assert _debris(tmp_path) == []
     monkeypatch.undo()
     write(out)
-    assert _state(out) != previous and _debris(tmp_path) == []
+    assert _state(out) != previous
+    assert _debris(tmp_path) == []
 
 
 _KILL = textwrap.dedent("""
@@ -138,5 +141,6 @@ def test_a_kill_during_save_keeps_the_previous_output_and_a_rerun_cleans_up(writ
     assert _state(out) == previous
     assert any(".tmp-" in p for p in _debris(tmp_path)), "the kill left nothing to clean up"
     write(out)
-    assert _state(out) != previous and _debris(tmp_path) == []
+    assert _state(out) != previous
+    assert _debris(tmp_path) == []
     assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -99,7 +99,8 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
                      r: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Retrain clustering ``r``'s probe on the source data without the groups ``drop``."""
     _require(result, "clusterings", "splits")
-    assert result.clusterings is not None and result.splits is not None  # checked by _require
+    assert result.clusterings is not None  # checked by _require
+    assert result.splits is not None
     bank = source_concepts
     if result.image_ids is not None and bank.image_ids is not None:
         order = pd.Index(bank.image_ids).get_indexer(pd.Index(result.image_ids))
@@ -124,7 +125,8 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
 def _check_compatible(result: Result, dim: int, bank: ConceptBank, drop: list[str]) -> None:
     """Refuse target inputs the source's quantizer and probe cannot read: another feature dimension, or no
     concept in common (every probe input would be 0 and the scores would measure the bias alone)."""
-    assert result.standardizer is not None and result.concepts is not None  # checked by transfer's _require
+    assert result.standardizer is not None  # checked by transfer's _require
+    assert result.concepts is not None
     source_dim = len(np.asarray(result.standardizer["mean"]))
     if dim != source_dim:
         raise QRProbeInputError(f"FEATURES: the target features have {dim} dimensions, the result's quantizer "
@@ -159,8 +161,11 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
     TransferResult
     """
     _require(result, "centroids", "standardizer", "coef", "bias", "concepts")
-    assert (result.centroids is not None and result.standardizer is not None and result.coef is not None
-            and result.bias is not None and result.concepts is not None)  # checked by _require
+    assert result.centroids is not None  # checked by _require
+    assert result.standardizer is not None
+    assert result.coef is not None
+    assert result.bias is not None
+    assert result.concepts is not None
     inputs = prepare_inputs(features, concepts)
     feats, bank = inputs.features, inputs.concepts
     drop = [str(g) for g in drop_groups]
