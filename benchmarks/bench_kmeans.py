@@ -19,7 +19,8 @@ load average before and after. Ratios are reference / ours per round (> 1: ours 
 
 The data: ``--n`` rows of ``--dim`` float16 features, ReLU of a random projection of a 64-d Gaussian mixture
 with 5,000 components of Zipf-like sizes plus noise — non-negative, correlated, and with no clean K-cluster
-structure, so Lloyd keeps moving points for many iterations as on real image features.
+structure, so Lloyd keeps moving points for many iterations as on real image features
+(:func:`qrprobe.synthetic.mixture_blocks`; the same rows as before it moved there).
 
 Usage (one command)::
 
@@ -42,32 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-GEN_BLOCK = 16384
-
-
-def blocks(n: int, d: int, seed: int = 0):
-    """Yield ``(start, features (m, d) float32, mixture component (m,))`` of the generated data, block by block
-    (the same rows whatever n)."""
-    rng = np.random.default_rng(seed)
-    latent, comps = 64, 5000
-    means = rng.standard_normal((comps, latent)).astype(np.float32) * 1.5
-    weights = 1.0 / np.arange(1, comps + 1) ** 0.7
-    weights /= weights.sum()
-    spread = rng.uniform(0.4, 1.0, comps).astype(np.float32)
-    proj = (rng.standard_normal((latent, d)) / np.sqrt(latent)).astype(np.float32)
-    bias = rng.normal(0.2, 0.3, d).astype(np.float32)
-    for b, start in enumerate(range(0, n, GEN_BLOCK)):
-        r = np.random.default_rng([seed, b])
-        m = min(GEN_BLOCK, n - start)
-        comp = r.choice(comps, m, p=weights)
-        z = means[comp] + spread[comp, None] * r.standard_normal((m, latent), dtype=np.float32)
-        yield start, np.maximum(z @ proj + bias, 0) + 0.25 * r.standard_normal((m, d), dtype=np.float32), comp
+from qrprobe.synthetic import mixture_blocks
 
 
 def generate(path: Path, n: int, d: int, seed: int = 0) -> None:
     """Write the generated features (n, d) float16 to ``path`` (.npy), block by block."""
     out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float16, shape=(n, d))
-    for start, x, _ in blocks(n, d, seed):
+    for start, x, _ in mixture_blocks(n, d, seed):
         out[start:start + len(x)] = x
     out.flush()
     del out
@@ -87,7 +69,7 @@ def write_store(folder: Path, n: int, d: int, seed: int = 0, n_concepts: int = 2
                                 header={"model": "generated (benchmarks/bench_kmeans.py)", "layer": ""})
     preferred = np.random.default_rng([seed, 999]).integers(0, n_concepts, (5000, ones))
     cols = []
-    for c, (start, x, comp) in enumerate(blocks(n, d, seed)):
+    for c, (start, x, comp) in enumerate(mixture_blocks(n, d, seed)):
         ids = [f"img{i:08d}" for i in range(start, start + len(x))]
         writer.commit_chunk(c, x, ids, [""] * len(x))
         r = np.random.default_rng([seed, 7, c])

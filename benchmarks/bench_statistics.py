@@ -26,15 +26,7 @@ import numpy as np
 
 from qrprobe import metrics
 from qrprobe.engine.bootstrap import image_keys, poisson_weights, split_replicates
-
-
-def probe_output(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    logits = rng.standard_normal((n, k), dtype=np.float32)
-    logits[np.arange(n), y] += 2.5
-    logits -= np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    return y, logits
+from qrprobe.synthetic import make_probe_output
 
 
 def timed(fn, *args):
@@ -76,7 +68,7 @@ def main() -> None:
           "extrapolated s | exact AMI per replicate, extrapolated s | peak RSS GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.n:
-        y, lp = probe_output(n, args.k)
+        y, lp = make_probe_output(n, args.k)
         olds, news = [], []
         for _ in range(args.rounds):  # alternate, so that a change of load hits both
             olds.append(timed(old_scores, y, lp)[0])

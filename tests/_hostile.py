@@ -1,4 +1,5 @@
-"""Helpers of the hostile-input tests (issue 11): run the CLI, check a one-line error, small inputs on disk."""
+"""Helpers of the hostile-input tests (issue 11): run the CLI, check a one-line error, kill a writer mid-save
+(their small inputs are the fixtures ``write_example`` and ``bank_of`` of conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from qrprobe.cli.main import main
-from qrprobe.concepts.bank import ConceptBank
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--k", "4", "--clusterings", "1", "--epochs", "2", "--iters", "5", "--restarts", "1", "--quiet"]
@@ -57,21 +55,3 @@ def assert_input_error(capsys, args: list[str], *names: str, out: Path | None = 
     if out is not None:
         assert leftovers(out) == [], (leftovers(out), err)
     return err
-
-
-def write_example(folder: Path, n: int = 120, seed: int = 0) -> tuple[Path, Path]:
-    """A small generated dataset with a known answer: ``(features.npy, concept-bank directory)``."""
-    from qrprobe.synthetic import make_concept_clusters
-
-    features, bank, _ = make_concept_clusters(n, dim=8, n_objects=4, n_scenes=2, seed=seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "features.npy", features)
-    bank.save(folder / "concepts")
-    return folder / "features.npy", folder / "concepts"
-
-
-def bank_of(matrix, names=None, ids=None) -> ConceptBank:
-    """A concept bank of a 0/1 matrix (concept names ``c0 …`` unless given)."""
-    matrix = np.asarray(matrix)
-    names = names or [f"c{j}" for j in range(matrix.shape[1])]
-    return ConceptBank.from_matrix(matrix, names, image_ids=ids)

@@ -1,32 +1,13 @@
-"""Generated probe problems and the reference SGD the reverse probe must equal (shared by the probe tests)."""
+"""The reference SGD the reverse probe must equal (shared by the probe tests; their generated problems are
+:func:`qrprobe.synthetic.make_linear_probe_problem` and :func:`~qrprobe.synthetic.make_skewed_probe_problem`)."""
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from qrprobe.engine.probe import intra_op_threads
-
-
-def linear_data(n=600, m=40, k=5, seed=0, density=0.1, scale=3.0):
-    """Binary concepts of one frequency, clusters drawn from a linear model of them plus Gumbel noise."""
-    rng = np.random.default_rng(seed)
-    x = (rng.random((n, m)) < density).astype(np.uint8)
-    w = rng.normal(size=(m, k)) * scale
-    y = (x @ w + rng.gumbel(size=(n, k))).argmax(1)
-    return sp.csr_matrix(x), y
-
-
-def skewed_data(n=700, m=120, k=6, seed=0):
-    """Concepts with very different frequencies (many rare ones), so that batches leave most rows untouched."""
-    rng = np.random.default_rng(seed)
-    freq = 0.4 / (1 + np.arange(m)) ** 1.2
-    x = (rng.random((n, m)) < freq).astype(np.uint8)
-    w = rng.normal(size=(m, k)) * 2
-    y = (x @ w + rng.gumbel(size=(n, k))).argmax(1)
-    return sp.csr_matrix(x), y
 
 
 def dense_reference(x, y, cfg, seed, k, xv=None, yv=None):

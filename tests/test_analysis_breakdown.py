@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from _analysis_synth import evaluated, fast_config, make_object_scene
 from qrprobe.analysis.breakdown import group_breakdown
 from qrprobe.errors import QRProbeInputError
+from qrprobe.synthetic import make_object_scene
 
 
 @pytest.fixture(scope="module")
-def breakdown():
+def breakdown(fast_config):
     data = make_object_scene(n=1500)
     return group_breakdown(data.features, data.bank, order=["Labels", "Scene", "Noise"], label_group="Labels",
                            config=fast_config(n_clusterings=2))
@@ -42,7 +42,7 @@ def test_cumulative_steps(breakdown) -> None:
     assert with_labels["n_concepts"].tolist() == [4, 7, 11]
 
 
-def test_all_groups_reproduce_evaluate(breakdown) -> None:
+def test_all_groups_reproduce_evaluate(evaluated, breakdown) -> None:
     """Breakdown probes run on the clusterings ``evaluate`` makes: the full set gives evaluate's scores."""
     _, result = evaluated("full")
     last = breakdown.cumulative.iloc[2]
@@ -50,7 +50,7 @@ def test_all_groups_reproduce_evaluate(breakdown) -> None:
         assert last[f"{m}_mean"] == pytest.approx(result.summary[m]["mean"], abs=1e-6)
 
 
-def test_bad_groups_are_input_errors() -> None:
+def test_bad_groups_are_input_errors(fast_config) -> None:
     data = make_object_scene(n=300)
     with pytest.raises(QRProbeInputError, match="--order"):
         group_breakdown(data.features, data.bank, order=["Labels", "Colour"], config=fast_config())

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from _analysis_synth import SCENES, fast_config, make_object_scene
 from qrprobe.analysis.coefficients import coefficient_differences, concept_support, top_concepts
 from qrprobe.analysis.confusion import confusion_drops, confusion_matrix, most_confused_pairs, pair_confusion
 from qrprobe.analysis.explain import explain_groups
 from qrprobe.errors import QRProbeInputError
+from qrprobe.synthetic import SCENE_NAMES, make_object_scene
 
 
 def test_confusion_matrix_matches_sklearn(rng) -> None:
@@ -50,7 +50,7 @@ def test_coefficient_differences_signed() -> None:
     assert top_concepts(coef, 1, concepts)["concept"].tolist() == ["road"]
 
 
-def test_explanations_name_the_separating_scene() -> None:
+def test_explanations_name_the_separating_scene(fast_config) -> None:
     """Clusters are object x scene; with the object labels alone, same-object clusters are confused; adding
     the scene group removes the confusion, and the word-cloud concepts are exactly the two scenes."""
     data = make_object_scene(n=1500)
@@ -67,9 +67,9 @@ def test_explanations_name_the_separating_scene() -> None:
         assert pair.confusion_base > 0.3
         assert pair.confusion_added < 0.05
         top = pair.concepts.set_index("concept")
-        assert top.index[0] in (f"scene:{SCENES[scene_a]}", f"scene:{SCENES[scene_b]}")
-        assert top.loc[f"scene:{SCENES[scene_a]}", "favours"] == pair.cluster_a
-        assert top.loc[f"scene:{SCENES[scene_b]}", "favours"] == pair.cluster_b
+        assert top.index[0] in (f"scene:{SCENE_NAMES[scene_a]}", f"scene:{SCENE_NAMES[scene_b]}")
+        assert top.loc[f"scene:{SCENE_NAMES[scene_a]}", "favours"] == pair.cluster_a
+        assert top.loc[f"scene:{SCENE_NAMES[scene_b]}", "favours"] == pair.cluster_b
         assert set(pair.concepts["group"]) == {"Scene"}
         support = np.asarray(data.bank.matrix.sum(axis=0)).ravel()
         names = list(data.bank.concepts["name"])
@@ -107,7 +107,7 @@ def _majority(values: np.ndarray) -> int:
     return int(np.bincount(values).argmax())
 
 
-def test_explain_groups_rejects_bad_groups() -> None:
+def test_explain_groups_rejects_bad_groups(fast_config) -> None:
     data = make_object_scene(n=300)
     with pytest.raises(QRProbeInputError, match="both"):
         explain_groups(data.features, data.bank, ["Labels"], ["Labels"], config=fast_config())

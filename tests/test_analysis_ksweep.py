@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _analysis_synth import evaluated, fast_config, make_object_scene
 from qrprobe.analysis.ksweep import k_sweep, k_sweep_table, parse_ks
 from qrprobe.errors import QRProbeInputError
+from qrprobe.synthetic import make_object_scene
 
 
-def test_mi_grows_with_k() -> None:
+def test_mi_grows_with_k(fast_config) -> None:
     data = make_object_scene(n=1500)
     sweep = k_sweep(data.features, data.bank, "24,3,6,12", config=fast_config(n_clusterings=1), name="synth")
     table = sweep.table
@@ -23,7 +23,7 @@ def test_mi_grows_with_k() -> None:
     assert set(table["model"]) == {"synth"}
 
 
-def test_table_from_existing_results() -> None:
+def test_table_from_existing_results(evaluated) -> None:
     _, r12 = evaluated("full")
     _, r6 = evaluated("k6")
     table = k_sweep_table([r12, r6])
@@ -31,7 +31,7 @@ def test_table_from_existing_results() -> None:
     assert table.loc[1, "nmi_mean"] == pytest.approx(r12.summary["nmi"]["mean"])
 
 
-def test_parse_ks() -> None:
+def test_parse_ks(fast_config) -> None:
     assert parse_ks("32, 8,16,8") == [8, 16, 32]
     for bad in ("8,x", "1,4", ""):
         with pytest.raises(QRProbeInputError, match="--k"):

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _analysis_synth import OBJECTS, make_object_scene
 from qrprobe.analysis.concepts_to_labels import concepts_to_labels, labels_from_group
 from qrprobe.analysis.self_labels import encode_labels, read_labels, self_labels
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.errors import QRProbeInputError
+from qrprobe.synthetic import OBJECT_NAMES, make_object_scene
 
 FAST = ProbeConfig(epochs=20, milestones=(12, 16))
 
@@ -35,9 +35,9 @@ def test_concepts_to_labels_from_group() -> None:
     assert res.summary["ami"]["mean"] < 2
     rows, labels = labels_from_group(data.bank, "Labels")
     assert len(rows) == 1200
-    assert set(labels) == set(OBJECTS)
+    assert set(labels) == set(OBJECT_NAMES)
     # with the object labels given separately and kept among the inputs, the probe is perfect
-    full = concepts_to_labels(data.bank, labels=np.asarray(OBJECTS)[data.objects], repeats=1, probe=FAST,
+    full = concepts_to_labels(data.bank, labels=np.asarray(OBJECT_NAMES)[data.objects], repeats=1, probe=FAST,
                               device="cpu")
     assert full.summary["top1"]["mean"] > 99
     with pytest.raises(QRProbeInputError, match="exactly one"):

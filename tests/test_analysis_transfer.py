@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _analysis_synth import evaluated
 from qrprobe.analysis.transfer import aligned_concepts, top_k_accuracy, transfer
 from qrprobe.concepts.bank import ConceptBank
 from qrprobe.errors import QRProbeInputError
@@ -13,7 +12,7 @@ from qrprobe.errors import QRProbeInputError
 METRICS = ("nmi", "ami", "top1", "map", "mi_bits")
 
 
-def test_copy_reproduces_the_scores() -> None:
+def test_copy_reproduces_the_scores(evaluated) -> None:
     data, result = evaluated("full")
     for r in range(2):
         test_rows = np.flatnonzero(np.asarray(result.splits[r]) == 2)
@@ -28,7 +27,7 @@ def test_copy_reproduces_the_scores() -> None:
     assert not whole.missing_concepts
 
 
-def test_shuffled_concepts_drop_to_chance() -> None:
+def test_shuffled_concepts_drop_to_chance(evaluated) -> None:
     data, result = evaluated("full")
     perm = np.random.default_rng(0).permutation(data.bank.n_images)
     shuffled = ConceptBank(data.bank.matrix[perm], data.bank.concepts, data.bank.image_ids)
@@ -40,7 +39,7 @@ def test_shuffled_concepts_drop_to_chance() -> None:
     assert tr.summary["mi_bits"]["mean"] < 0.05  # no information (the estimate may be negative)
 
 
-def test_without_group_retrains_on_source() -> None:
+def test_without_group_retrains_on_source(evaluated) -> None:
     data, result = evaluated("full")
     target = data.bank.drop_groups(["Scene"])  # the target images have no scene concepts
     zeroed = transfer(result, data.features, target)
@@ -58,7 +57,7 @@ def test_without_group_retrains_on_source() -> None:
         transfer(result, data.features, target, drop_groups=["Texture"], source_concepts=data.bank)
 
 
-def test_bad_inputs() -> None:
+def test_bad_inputs(evaluated) -> None:
     data, result = evaluated("full")
     with pytest.raises(QRProbeInputError, match="dimensions"):
         transfer(result, data.features[:, :5], data.bank)

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import combination_dataset
 from qrprobe.cli.main import main
 from qrprobe.concepts import ConceptBank
 from qrprobe.features import write_feature_store
+from qrprobe.synthetic import make_concept_combinations
 
 FAST = ["--k", "4", "--clusterings", "2", "--iters", "20", "--restarts", "2", "--epochs", "5",
         "--kmeans-init", "k-means++", "--device", "cpu", "--quiet"]
@@ -22,7 +22,7 @@ METRICS = ("nmi", "ami", "top1", "map", "mi_bits")
 
 @pytest.fixture
 def inputs(tmp_path):
-    features, concepts, _ = combination_dataset(n=400, n_bits=2, seed=0)
+    features, concepts, _ = make_concept_combinations(n=400, n_bits=2, seed=0)
     np.save(tmp_path / "features.npy", features)
     np.save(tmp_path / "concepts.npy", concepts)
     (tmp_path / "names.txt").write_text("Objects\tcat\nScene\tbeach\n")

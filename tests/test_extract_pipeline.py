@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _image_fixtures import image_folder, webdataset_shards
 from _kill import committed_chunks, interrupt_after, wait_for_chunks
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features import FeatureStore, FeatureStoreWriter, extract, run_extraction, write_feature_store
 from qrprobe.features.store import partial_path
+from qrprobe.synthetic import write_image_folder, write_webdataset_shards
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"workers": 0, "progress": False, "device": "cpu"}
@@ -33,7 +33,7 @@ def _same_store(a: FeatureStore, b: FeatureStore) -> None:
 
 
 def test_folder_with_corrupt_and_non_image_files(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
+    root = write_image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
     store, stats = run_extraction("pixels", root, tmp_path / "feats", batch_size=2, **FAST)
     assert store.n == 5
     assert store.dim == 768
@@ -61,7 +61,7 @@ def test_folder_with_corrupt_and_non_image_files(tmp_path):
 
 
 def test_features_match_the_model_in_order(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
+    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
     store = extract("color-histogram", root, tmp_path / "f", dtype="float32", batch_size=4, **FAST)
     from qrprobe.images import decode_image, folder_source
     from qrprobe.models import create_representation
@@ -74,7 +74,7 @@ def test_features_match_the_model_in_order(tmp_path):
 
 
 def test_interrupted_extraction_resumes_to_an_identical_store(tmp_path, monkeypatch):
-    root = image_folder(tmp_path / "imgs", {"a": 5, "b": 6}, corrupt=True)
+    root = write_image_folder(tmp_path / "imgs", {"a": 5, "b": 6}, corrupt=True)
     opts = dict(batch_size=3, chunk_size=4, **FAST)
     reference = extract("efficientnet-lite0-random", root, tmp_path / "ref", **opts)
 
@@ -95,7 +95,7 @@ def test_interrupted_extraction_resumes_to_an_identical_store(tmp_path, monkeypa
 
 
 def test_finished_store_is_reused_and_conflicts_are_errors(tmp_path, monkeypatch):
-    root = image_folder(tmp_path / "imgs", {"a": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
     first = extract("pixels", root, tmp_path / "f", **FAST)
 
     def boom(*a, **k):
@@ -113,13 +113,13 @@ def test_finished_store_is_reused_and_conflicts_are_errors(tmp_path, monkeypatch
 
 
 def test_tar_shards_and_file_list(tmp_path):
-    webdataset_shards(tmp_path / "wds", 2, 3)
+    write_webdataset_shards(tmp_path / "wds", 2, 3)
     store = extract("pixels-4", str(tmp_path / "wds"), tmp_path / "f1", **FAST)
     assert store.n == 6
     assert store.dim == 48
     assert store.image_ids[0] == "s000_000"
     assert list(store.labels) == ["0", "1", "0", "0", "1", "0"]
-    root = image_folder(tmp_path / "imgs", {"a": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
     lst = tmp_path / "list.csv"
     lst.write_text("image_id,path\nx,imgs/a/000.jpg\ny,imgs/a/missing.jpg\nz,imgs/a/001.jpg\n")
     store = extract("pixels-4", lst, tmp_path / "f2", **FAST)
@@ -130,7 +130,7 @@ def test_tar_shards_and_file_list(tmp_path):
 
 
 def test_workers_give_the_same_store(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 4, "b": 3}, corrupt=True)
+    root = write_image_folder(tmp_path / "imgs", {"a": 4, "b": 3}, corrupt=True)
     a = extract("hog", root, tmp_path / "w0", **FAST)
     b = extract("hog", root, tmp_path / "w2", workers=2, progress=False, batch_size=2)
     np.testing.assert_array_equal(a.load(), b.load())
@@ -138,7 +138,7 @@ def test_workers_give_the_same_store(tmp_path):
 
 
 def test_cli_extract_and_models(tmp_path, capsys):
-    root = image_folder(tmp_path / "imgs", {"a": 2, "b": 1}, corrupt=True)
+    root = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 1}, corrupt=True)
     out = tmp_path / "feats"
     assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet", "--workers", "0"]) == 0
     captured = capsys.readouterr()
@@ -163,7 +163,7 @@ def test_cli_extract_and_models(tmp_path, capsys):
 @pytest.mark.slow
 def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
     """A real SIGKILL in the middle of `qrprobe extract`, then the same command again."""
-    root = image_folder(tmp_path / "imgs", {"a": 12, "b": 12})
+    root = write_image_folder(tmp_path / "imgs", {"a": 12, "b": 12})
     cmd = [sys.executable, "-m", "qrprobe", "extract", "efficientnet-lite0-random", str(root), "--no-progress",
            "--workers", "0", "--batch-size", "2", "--chunk-size", "4", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -186,7 +186,7 @@ def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
 
 
 def test_extract_limit_takes_the_first_images(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
     assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "f"), "--limit", "2", "--quiet"]) == 0
     store = FeatureStore.open(tmp_path / "f")
     assert store.n == 2

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import combination_dataset
 from qrprobe.concepts import ConceptBank
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 from qrprobe.engine.evaluate import evaluate
 from qrprobe.engine.probe import ReverseProbe
 from qrprobe.engine.quantize import KMeans
+from qrprobe.synthetic import make_concept_combinations
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
 def test_kmeans_gpu_matches_cpu_from_the_same_start():
-    features, _, _ = combination_dataset(n=5000, n_bits=4, dim=32, noise=2.0, seed=0)
+    features, _, _ = make_concept_combinations(n=5000, n_bits=4, dim=32, noise=2.0, seed=0)
     init = features[np.random.default_rng(0).choice(5000, 16, replace=False)]
     cpu = KMeans(16, n_iter=50, n_restarts=1, init=init, device="cpu").fit(features)
     gpu = KMeans(16, n_iter=50, n_restarts=1, init=init, device="cuda").fit(features)
@@ -26,7 +26,7 @@ def test_kmeans_gpu_matches_cpu_from_the_same_start():
 
 
 def test_kmeans_gpu_chunked_equals_unchunked():
-    features, _, _ = combination_dataset(n=20000, n_bits=5, dim=64, seed=1)
+    features, _, _ = make_concept_combinations(n=20000, n_bits=5, dim=64, seed=1)
     a = KMeans(32, n_iter=20, n_restarts=1, seed=0, device="cuda", chunk_rows=1000).fit(features)
     b = KMeans(32, n_iter=20, n_restarts=1, seed=0, device="cuda", chunk_rows=50000).fit(features)
     assert (a.labels_ == b.labels_).mean() > 0.999
@@ -45,7 +45,7 @@ def test_probe_gpu_matches_cpu():
 
 
 def test_evaluate_end_to_end_on_gpu():
-    features, concepts, _ = combination_dataset(n=4000, n_bits=4, seed=2)
+    features, concepts, _ = make_concept_combinations(n=4000, n_bits=4, seed=2)
     bank = ConceptBank.from_matrix(concepts, ["a", "b", "c", "d"])
     res = evaluate(features, bank, config=ProtocolConfig(k=16, clusterings=2, kmeans_init="k-means++",
                                                          device="cuda", probe=ProbeConfig(epochs=30)))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _hostile import FAST, assert_input_error, bank_of, write_example
+from _hostile import FAST, assert_input_error
 from qrprobe.cli.main import main
 from qrprobe.engine.degenerate import (
     DOMINANT_SHARE,
@@ -33,7 +33,7 @@ def _flags(out) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------------------------------- refused
-def test_constant_features_are_refused_not_scored_100(tmp_path, capsys):
+def test_constant_features_are_refused_not_scored_100(write_example, tmp_path, capsys):
     _, concepts = write_example(tmp_path / "ex")
     np.save(tmp_path / "const.npy", np.zeros((120, 8), np.float32))
     out = tmp_path / "res"
@@ -42,7 +42,7 @@ def test_constant_features_are_refused_not_scored_100(tmp_path, capsys):
     assert "100 %" in err  # says why the number would have looked perfect
 
 
-def test_a_single_distinct_point_is_refused_in_every_protocol_path(tmp_path):
+def test_a_single_distinct_point_is_refused_in_every_protocol_path(bank_of, tmp_path):
     bank = bank_of(np.random.default_rng(0).random((60, 3)) < 0.5)
     same = np.ones((60, 4), np.float32) * 3.0
     with pytest.raises(QRProbeInputError, match="one cluster"):
@@ -53,7 +53,7 @@ def test_a_single_distinct_point_is_refused_in_every_protocol_path(tmp_path):
         analyze("ksweep", features=same, concepts=bank, k=[2, 3], clusterings=1, epochs=1, iters=3, restarts=1)
 
 
-def test_a_concept_present_in_every_image_is_refused(tmp_path, capsys):
+def test_a_concept_present_in_every_image_is_refused(write_example, tmp_path, capsys):
     features, _ = write_example(tmp_path / "ex")
     table = tmp_path / "all.csv"
     pd.DataFrame({"image_id": [str(i) for i in range(120)], "concept": "everywhere"}).to_csv(table, index=False)
@@ -62,7 +62,7 @@ def test_a_concept_present_in_every_image_is_refused(tmp_path, capsys):
                        "no concept varies", "everywhere", out=out)
 
 
-def test_concepts_that_never_vary_are_refused_even_mixed(tmp_path):
+def test_concepts_that_never_vary_are_refused_even_mixed(bank_of, tmp_path):
     matrix = np.zeros((50, 3), np.uint8)
     matrix[:, 0] = 1  # present everywhere; the others nowhere
     with pytest.raises(QRProbeInputError, match="no concept varies"):
@@ -71,7 +71,7 @@ def test_concepts_that_never_vary_are_refused_even_mixed(tmp_path):
     bank_of(matrix).check_usable()
 
 
-def test_test_splits_of_a_single_cluster_are_refused(tmp_path):
+def test_test_splits_of_a_single_cluster_are_refused(bank_of, tmp_path):
     # 290 images at one point, 10 spread ones: K=8 puts the 10 in clusters too small to reach the test split
     rng = np.random.default_rng(1)
     x = np.zeros((300, 8), np.float32)
@@ -100,7 +100,7 @@ def test_k2_on_15_images_is_flagged_in_the_cli_and_in_results_json(tmp_path, cap
     assert flags["few_test_images"]["message"] in json.loads((out / "results.json").read_text())["inputs"]["warnings"]
 
 
-def test_duplicate_points_give_fewer_clusters_than_k_and_a_warning(tmp_path):
+def test_duplicate_points_give_fewer_clusters_than_k_and_a_warning(bank_of, tmp_path):
     rng = np.random.default_rng(0)
     x = np.repeat(rng.normal(size=(3, 6)) * 4, 40, axis=0).astype(np.float32)
     res = evaluate(x, bank_of(rng.random((120, 4)) < 0.5), k=6, clusterings=1, epochs=1, iters=5, restarts=1)
@@ -109,7 +109,7 @@ def test_duplicate_points_give_fewer_clusters_than_k_and_a_warning(tmp_path):
     assert "only 3 of K=6 clusters are non-empty" in flags["empty_clusters"]["message"]
 
 
-def test_a_dominant_cluster_is_flagged(tmp_path):
+def test_a_dominant_cluster_is_flagged(bank_of, tmp_path):
     rng = np.random.default_rng(0)
     x = np.concatenate([np.zeros((200, 4)), rng.normal(size=(10, 4)) + 30, rng.normal(size=(10, 4)) - 30])
     res = evaluate(x.astype(np.float32), bank_of(rng.random((220, 3)) < 0.5), k=3, clusterings=1, epochs=1,
@@ -120,14 +120,14 @@ def test_a_dominant_cluster_is_flagged(tmp_path):
     assert f"holds {share:.0%} of the images" in flag["message"]
 
 
-def test_a_sound_result_has_no_warning(tmp_path):
+def test_a_sound_result_has_no_warning(write_example, tmp_path):
     features, concepts = write_example(tmp_path / "ex", n=400)
     res = evaluate(str(features), str(concepts), k=4, clusterings=1, epochs=5, iters=10, restarts=1)
     assert [f for f in res.inputs["flags"] if f["level"] == "warning"] == []
     assert res.inputs["warnings"] == []
 
 
-def test_the_report_marks_flagged_results(tmp_path, capsys):
+def test_the_report_marks_flagged_results(bank_of, tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = np.repeat(rng.normal(size=(3, 6)) * 4, 40, axis=0).astype(np.float32)
     res = evaluate(x, bank_of(rng.random((120, 4)) < 0.5), k=6, clusterings=1, epochs=1, iters=5, restarts=1,
@@ -160,7 +160,7 @@ def test_score_flags_negative_mi_single_cluster_and_undefined():
         score_flags(rows, [1, 1], [4, 4])
 
 
-def test_concept_notes_and_the_single_cluster_check():
+def test_concept_notes_and_the_single_cluster_check(bank_of):
     matrix = np.zeros((6, 3), np.uint8)
     matrix[:, 0] = 1
     matrix[2, 1] = 1

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _hostile import FAST, assert_input_error, bank_of, write_example
-from _image_fixtures import image_folder
+from _hostile import FAST, assert_input_error
 from qrprobe.cli.main import main
 from qrprobe.features import write_feature_store
+from qrprobe.synthetic import write_image_folder
 
 
 @pytest.fixture
-def example(tmp_path):
+def example(write_example, tmp_path):
     return write_example(tmp_path / "ex")
 
 
@@ -121,7 +121,7 @@ def test_bad_protocol_values_name_their_flag(example, tmp_path, capsys, flag, va
     (["example", "--n", "-5"], "--n"), (["example", "--n", "0"], "--n"), (["example", "--n", "1000000000000"], "--n"),
 ])
 def test_bad_run_arguments(tmp_path, capsys, args, named):
-    images = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
     args = [str(images) if a == "IMGS" else a for a in args]
     out = tmp_path / "out"
     assert_input_error(capsys, [*args, "-o", str(out)], named, out=out)
@@ -184,7 +184,7 @@ def test_external_scores_matching_no_model(result, tmp_path, capsys):
                        "--external", out=tmp_path / "r.html")
 
 
-def test_transfer_with_no_shared_concept_or_another_dimension(result, tmp_path, capsys):
+def test_transfer_with_no_shared_concept_or_another_dimension(bank_of, result, tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "t.npy", rng.normal(size=(40, 8)).astype(np.float32))
     bank_of(rng.random((40, 2)) < 0.5, ["zebra", "piano"]).save(tmp_path / "tc")

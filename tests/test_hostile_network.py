@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from _hostile import REPO
-from _image_fixtures import image_folder
 from qrprobe import _network
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
+from qrprobe.synthetic import write_image_folder
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_the_clip_expert_and_expert_weights_fail_after_one_attempt(offline, tmp_
     with pytest.raises(QRProbeInputError, match=r"offline: places2\.csail\.mit\.edu cannot be reached"):
         resolve_weights("places365", None, url="http://places2.csail.mit.edu/models/wideresnet18.pth.tar")
     assert offline == ["connect places2.csail.mit.edu"]
-    images = image_folder(tmp_path / "imgs", {"a": 2})
+    images = write_image_folder(tmp_path / "imgs", {"a": 2})
     assert main(["label", str(images), "--experts", "clip-style", "-o", str(tmp_path / "c"), "--quiet"]) == 2
     assert offline[1:] == ["connect huggingface.co"]
 
@@ -82,7 +82,7 @@ def test_qrprobe_offline_makes_no_attempt_at_all(offline, monkeypatch):
 
 
 def test_offline_work_opens_no_connection(offline, tmp_path, capsys):
-    images = image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
+    images = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
     assert main(["label", str(images), "--experts", "color,image-stats,labels", "-o", str(tmp_path / "c"),
                  "--quiet"]) == 0
     assert main(["extract", "pixels-4", str(images), "-o", str(tmp_path / "f"), "--workers", "0", "--quiet"]) == 0

@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 
-from _hostile import FAST, assert_input_error, write_example
-from _image_fixtures import image_folder
+from _hostile import FAST, assert_input_error
 from qrprobe._atomic import ChunkedWorkDir, artifact_kind
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features import FeatureStore, write_feature_store
 from qrprobe.results import Result
+from qrprobe.synthetic import write_image_folder
 
 
 def _user_folder(path):
@@ -33,7 +33,7 @@ def _files(path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def example(tmp_path):
+def example(write_example, tmp_path):
     return write_example(tmp_path / "ex")
 
 
@@ -42,7 +42,7 @@ def test_overwrite_refuses_a_folder_of_user_files_in_every_command(example, tmp_
     features, concepts = example
     user = _user_folder(tmp_path / "mine")
     before = _files(user)
-    images = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
     commands = [
         ["evaluate", str(features), str(concepts), *FAST],
         ["breakdown", str(features), str(concepts), *FAST],
@@ -78,7 +78,7 @@ def test_an_output_is_never_an_input_nor_holds_one(example, tmp_path, capsys):
 
 
 def test_an_output_inside_the_image_folder_is_refused(tmp_path, capsys):
-    images = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
     for args in (["extract", "pixels-4", str(images), "--workers", "0"], ["label", str(images), "--experts", "color"]):
         assert_input_error(capsys, [*args, "-o", str(images / "out")], "inside the image folder", out=images / "out")
         assert_input_error(capsys, [*args, "-o", str(images), "--overwrite"], "is the input IMAGES")

@@ -18,11 +18,11 @@ import tracemalloc
 import pytest
 
 from _hostile import REPO, assert_input_error, cli
-from _image_fixtures import image_folder
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.study.lock import study_lock
 from qrprobe.study.yamlsrc import MAX_VALUES, load_located
+from qrprobe.synthetic import write_image_folder
 
 STUDY = """\
 name: tiny
@@ -36,7 +36,7 @@ report: {{enabled: false}}
 
 @pytest.fixture
 def study(tmp_path):
-    images = image_folder(tmp_path / "imgs", {"a": 15, "b": 15})
+    images = write_image_folder(tmp_path / "imgs", {"a": 15, "b": 15})
     path = tmp_path / "study.yaml"
     path.write_text(STUDY.format(images=images))
     return path

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from _image_fixtures import image_folder, jpeg_bytes, webdataset_shards
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features import FeatureStore
 from qrprobe.images import ImageDecodeError, decode_image, file_list_source, folder_source, memory_source, tar_source
+from qrprobe.synthetic import random_jpeg, write_image_folder, write_webdataset_shards
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRACT = ["extract", "pixels-4", "--workers", "0", "--no-progress"]
@@ -53,8 +53,8 @@ def _assert_input_error(capsys, args: list[str], *names: str, out: Path | None =
 
 # ---------------------------------------------------------------------------------------------- folders
 def test_symlink_loops_and_repeated_links_list_every_folder_once(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 5, "b": 5})
-    outside = image_folder(tmp_path / "outside", {"o": 1})
+    root = write_image_folder(tmp_path / "imgs", {"a": 5, "b": 5})
+    outside = write_image_folder(tmp_path / "outside", {"o": 1})
     (root / "a" / "loop").symlink_to("..")                     # a loop: the 10 files became 410 images
     (root / "b" / "self").symlink_to(".")
     (root / "a" / "to_b").symlink_to(root / "b")               # a second way into a folder of the tree
@@ -68,7 +68,7 @@ def test_symlink_loops_and_repeated_links_list_every_folder_once(tmp_path):
 
 
 def test_symlink_loop_through_the_cli(tmp_path, capsys):
-    root = image_folder(tmp_path / "imgs", {"a": 5, "b": 5})
+    root = write_image_folder(tmp_path / "imgs", {"a": 5, "b": 5})
     (root / "a" / "loop").symlink_to("..")
     assert main([*EXTRACT, str(root), "-o", str(tmp_path / "f")]) == 0
     err = capsys.readouterr().err
@@ -79,12 +79,12 @@ def test_symlink_loop_through_the_cli(tmp_path, capsys):
 
 
 def test_fifo_device_and_non_utf8_names_are_reported_not_read(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 3})
+    root = write_image_folder(tmp_path / "imgs", {"a": 3})
     os.mkfifo(root / "a" / "pipe.jpg")                           # reading it would block forever
     (root / "a" / "zero.jpg").symlink_to("/dev/zero")           # reading it would never end
     bad_name = os.fsencode(str(root / "a")) + b"/caf\xe9.jpg"   # Latin-1 bytes: not UTF-8
     with open(bad_name, "wb") as f:
-        f.write(jpeg_bytes(5))
+        f.write(random_jpeg(5))
     out = tmp_path / "f"
     run = _cli([*EXTRACT, str(root), "-o", str(out)])
     assert run.returncode == 0, run.stderr
@@ -99,7 +99,7 @@ def test_fifo_device_and_non_utf8_names_are_reported_not_read(tmp_path):
 
 
 def test_file_list_naming_a_fifo_a_device_and_a_folder(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
     os.mkfifo(tmp_path / "pipe.jpg")
     lst = tmp_path / "list.csv"
     lst.write_text("image_id,path\ngood,imgs/a/000.jpg\npipe,pipe.jpg\nzero,/dev/zero\ndir,imgs/a\n")
@@ -117,8 +117,8 @@ def test_file_list_naming_a_fifo_a_device_and_a_folder(tmp_path):
 def test_files_over_the_size_cap_are_reported(tmp_path, monkeypatch):
     import qrprobe.images.files as files
 
-    root = image_folder(tmp_path / "imgs", {"a": 2})
-    big = jpeg_bytes(7, (400, 300))
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
+    big = random_jpeg(7, (400, 300))
     (root / "a" / "big.jpg").write_bytes(big)
     monkeypatch.setattr(files, "MAX_IMAGE_BYTES", len(big) - 1)
     src = folder_source(root)
@@ -129,7 +129,7 @@ def test_files_over_the_size_cap_are_reported(tmp_path, monkeypatch):
     with pytest.raises(ImageDecodeError, match="file too large"):
         listed.load(0)
     shard = tmp_path / "big.tar"
-    _tar(shard, {"k0.jpg": jpeg_bytes(1), "k1.jpg": big})
+    _tar(shard, {"k0.jpg": random_jpeg(1), "k1.jpg": big})
     src = tar_source(str(shard))
     assert src.image_ids == ["k0"]
     assert "file too large" in src.rejected[0]["reason"]
@@ -151,7 +151,7 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 
 # ---------------------------------------------------------------------------------------------- file lists
 def test_bad_file_lists_are_input_errors(tmp_path, capsys):
-    image_folder(tmp_path / "imgs", {"a": 1})
+    write_image_folder(tmp_path / "imgs", {"a": 1})
     lst = tmp_path / "list.txt"
     lst.write_bytes(b"imgs/a/000.jpg\nimgs/a/caf\xe9.jpg\n")
     out = tmp_path / "f"
@@ -275,7 +275,7 @@ def test_in_memory_images_follow_the_same_rules():
 # ---------------------------------------------------------------------------------------------- tar shards
 @pytest.fixture(scope="module")
 def shard_bytes(tmp_path_factory) -> bytes:
-    return webdataset_shards(tmp_path_factory.mktemp("wds"), 1, 4)[0].read_bytes()
+    return write_webdataset_shards(tmp_path_factory.mktemp("wds"), 1, 4)[0].read_bytes()
 
 
 def _members(data: bytes) -> dict[str, tuple[int, bytes]]:
@@ -363,8 +363,8 @@ def test_damaged_header_report_names_each_lost_member(shard_bytes, tmp_path):
 
 
 def test_members_after_an_early_end_marker_are_reported(tmp_path):
-    first = _tar(tmp_path / "a.tar", {"k0.jpg": jpeg_bytes(0)}).read_bytes()
-    second = _tar(tmp_path / "b.tar", {"k1.jpg": jpeg_bytes(1), "k2.jpg": jpeg_bytes(2)}).read_bytes()
+    first = _tar(tmp_path / "a.tar", {"k0.jpg": random_jpeg(0)}).read_bytes()
+    second = _tar(tmp_path / "b.tar", {"k1.jpg": random_jpeg(1), "k2.jpg": random_jpeg(2)}).read_bytes()
     both = tmp_path / "both.tar"
     both.write_bytes(first + second)  # `cat a.tar b.tar`: tar readers stop at the first end marker
     src = tar_source(str(both))
@@ -400,7 +400,7 @@ def test_labelling_reads_through_the_same_layer(tmp_path):
     """The labelling loop sees the same rejected entries and decodes 16-bit images the same way."""
     from qrprobe.experts.label import run_labelling
 
-    root = image_folder(tmp_path / "imgs", {"a": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
     (root / "a" / "loop").symlink_to("..")
     Image.fromarray(np.full((8, 8), 5000, np.uint16)).save(root / "a" / "dark16.png")  # clipping made it white
     result = run_labelling(root, ["image-stats"], progress=False)

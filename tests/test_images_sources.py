@@ -7,7 +7,6 @@ import io
 import numpy as np
 import pytest
 
-from _image_fixtures import image_folder, jpeg_bytes, make_image, webdataset_shards
 from qrprobe.errors import QRProbeInputError
 from qrprobe.images import (
     ImageDecodeError,
@@ -18,10 +17,11 @@ from qrprobe.images import (
     paths_source,
     tar_source,
 )
+from qrprobe.synthetic import random_image, random_jpeg, write_image_folder, write_webdataset_shards
 
 
 def test_folder_ids_labels_order_and_rejected_files(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
+    root = write_image_folder(tmp_path / "imgs", {"cat": 3, "dog": 2}, corrupt=True)
     (root / ".hidden.jpg").write_bytes(b"x")
     src = folder_source(root)
     assert src.kind == "folder"
@@ -36,17 +36,17 @@ def test_folder_ids_labels_order_and_rejected_files(tmp_path):
 
 def test_flat_folder_has_no_labels(tmp_path):
     for i in range(3):
-        make_image(i).save(tmp_path / f"img{i}.png")
+        random_image(i).save(tmp_path / f"img{i}.png")
     src = folder_source(tmp_path)
     assert src.labels is None
     assert src.image_ids == ["img0.png", "img1.png", "img2.png"]
 
 
 def test_inputs_hash_is_stable_and_sensitive(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
     h1, h2 = folder_source(root).inputs_hash(), folder_source(root).inputs_hash()
     assert h1 == h2
-    (root / "b" / "002.jpg").write_bytes(jpeg_bytes(77))
+    (root / "b" / "002.jpg").write_bytes(random_jpeg(77))
     assert folder_source(root).inputs_hash() != h1
 
 
@@ -56,7 +56,7 @@ def test_empty_folder_is_an_input_error(tmp_path):
 
 
 def test_csv_list_with_header_and_relative_paths(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"a": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
     lst = tmp_path / "list.csv"
     lst.write_text("label,path,image_id\nx,imgs/a/000.jpg,first\ny,imgs/a/001.jpg,second\n")
     src = file_list_source(lst)
@@ -66,7 +66,7 @@ def test_csv_list_with_header_and_relative_paths(tmp_path):
 
 
 def test_text_list_positional_forms(tmp_path):
-    image_folder(tmp_path / "imgs", {"a": 3})
+    write_image_folder(tmp_path / "imgs", {"a": 3})
     lst = tmp_path / "list.txt"
     lst.write_text("# comment\nimgs/a/000.jpg\n\n")
     assert file_list_source(lst).image_ids == ["imgs/a/000.jpg"]
@@ -89,13 +89,13 @@ def test_list_errors_name_the_line(tmp_path):
 
 
 def test_tar_shards_webdataset_layout(tmp_path):
-    shards = webdataset_shards(tmp_path / "wds", 2, 3, extra_sample=True)
+    shards = write_webdataset_shards(tmp_path / "wds", 2, 3, extra_sample=True)
     src = tar_source(str(tmp_path / "wds" / "shard-{000..001}.tar"))
     assert src.kind == "tar"
     assert len(src) == 6
     assert src.image_ids[:3] == ["s000_000", "s000_001", "s000_002"]
     assert src.labels == ["0", "1", "0", "0", "1", "0"]
-    assert src.read_bytes(4) == jpeg_bytes(101)
+    assert src.read_bytes(4) == random_jpeg(101)
     assert [r["image_id"] for r in src.rejected] == ["s000_meta", "s001_meta"]
     assert src.paths[0].endswith("shard-000.tar::s000_000.jpg")
     same = open_images(str(tmp_path / "wds"))
@@ -105,8 +105,8 @@ def test_tar_shards_webdataset_layout(tmp_path):
 
 
 def test_tar_duplicate_keys_and_compressed_shards_are_errors(tmp_path):
-    webdataset_shards(tmp_path / "a", 1, 2)
-    webdataset_shards(tmp_path / "b", 1, 2)
+    write_webdataset_shards(tmp_path / "a", 1, 2)
+    write_webdataset_shards(tmp_path / "b", 1, 2)
     with pytest.raises(QRProbeInputError, match="duplicate image ids"):
         tar_source([str(tmp_path / "a" / "shard-000.tar"), str(tmp_path / "b" / "shard-000.tar")])
     gz = tmp_path / "x.tar"
@@ -118,7 +118,7 @@ def test_tar_duplicate_keys_and_compressed_shards_are_errors(tmp_path):
 
 
 def test_open_images_dispatch_and_errors(tmp_path):
-    image_folder(tmp_path / "imgs", {"a": 1})
+    write_image_folder(tmp_path / "imgs", {"a": 1})
     assert open_images(tmp_path / "imgs").kind == "folder"
     (tmp_path / "l.txt").write_text("imgs/a/000.jpg\n")
     assert open_images(tmp_path / "l.txt").kind == "file-list"
@@ -130,7 +130,7 @@ def test_open_images_dispatch_and_errors(tmp_path):
 
 
 def test_select_keeps_columns(tmp_path):
-    src = folder_source(image_folder(tmp_path / "imgs", {"a": 2, "b": 2}))
+    src = folder_source(write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2}))
     sub = src.select([3, 0])
     assert sub.image_ids == ["b/001.jpg", "a/000.jpg"]
     assert sub.labels == ["b", "a"]
@@ -140,11 +140,11 @@ def test_select_keeps_columns(tmp_path):
 def test_decode_modes_and_failures():
     for mode in ("RGBA", "L"):
         buf = io.BytesIO()
-        make_image(1, mode=mode).save(buf, format="PNG")
+        random_image(1, mode=mode).save(buf, format="PNG")
         img = decode_image(buf.getvalue())
         assert img.mode == "RGB"
         assert img.size == (40, 30)
-    full = jpeg_bytes(3, (64, 48))
+    full = random_jpeg(3, (64, 48))
     with pytest.raises(ImageDecodeError, match="truncated"):
         decode_image(full[: len(full) // 2])
     with pytest.raises(ImageDecodeError, match="not an image"):
@@ -157,9 +157,9 @@ def test_loaders_pickle_and_select_keeps_the_images(tmp_path):
     """What a worker process (or a distributed backend) receives: a picklable row -> RGB image."""
     import pickle
 
-    folder = folder_source(image_folder(tmp_path / "imgs", {"a": 2, "b": 1}))
-    shards = tar_source(webdataset_shards(tmp_path / "wds", 1, 3))
-    arrays = [make_image(k) for k in range(3)]
+    folder = folder_source(write_image_folder(tmp_path / "imgs", {"a": 2, "b": 1}))
+    shards = tar_source(write_webdataset_shards(tmp_path / "wds", 1, 3))
+    arrays = [random_image(k) for k in range(3)]
     memory = open_images(arrays, image_ids=["x", "y", "z"], labels=["p", "q", "p"])
     assert memory.kind == "memory"
     assert memory.labels == ["p", "q", "p"]
@@ -177,10 +177,10 @@ def test_loaders_pickle_and_select_keeps_the_images(tmp_path):
 
 
 def test_in_memory_source_hash_covers_pixels_and_ids():
-    a = [make_image(1), make_image(2)]
+    a = [random_image(1), random_image(2)]
     h = open_images(a).inputs_hash()
-    assert open_images([make_image(1), make_image(2)]).inputs_hash() == h
-    assert open_images([make_image(1), make_image(3)]).inputs_hash() != h
+    assert open_images([random_image(1), random_image(2)]).inputs_hash() == h
+    assert open_images([random_image(1), random_image(3)]).inputs_hash() != h
     assert open_images(a, image_ids=["p", "q"]).inputs_hash() != h
     with pytest.raises(QRProbeInputError, match="2 images but 1 image ids"):
         open_images(a, image_ids=["p"])

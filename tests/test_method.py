@@ -7,11 +7,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from conftest import combination_dataset
 from qrprobe.concepts import ConceptBank
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 from qrprobe.engine.estimator import ReverseProbing
 from qrprobe.engine.evaluate import evaluate
+from qrprobe.synthetic import make_concept_combinations
 
 FAST_PROBE = ProbeConfig(epochs=30, milestones=(20, 25))
 
@@ -22,7 +22,7 @@ def _config(k: int, **kwargs) -> ProtocolConfig:
 
 
 def test_clusters_determined_by_concept_combinations_are_recovered():
-    features, concepts, _ = combination_dataset(n=3000, n_bits=4, seed=1)
+    features, concepts, _ = make_concept_combinations(n=3000, n_bits=4, seed=1)
     noise = (np.random.default_rng(2).random((3000, 6)) < 0.3).astype(np.uint8)
     bank = ConceptBank.from_matrix(np.hstack([concepts, noise]), [f"c{i}" for i in range(10)])
     # k-means++ seeding, so that K-means itself recovers the 16 groups in every clustering and the test is
@@ -85,7 +85,7 @@ def test_same_seed_same_result_different_seed_different_clustering():
 
 
 def test_result_summary_and_estimator_api(tmp_path):
-    features, concepts, _ = combination_dataset(n=800, n_bits=2, seed=6)
+    features, concepts, _ = make_concept_combinations(n=800, n_bits=2, seed=6)
     bank = ConceptBank.from_matrix(concepts, ["a", "b"])
     est = ReverseProbing(k=4, clusterings=3, seed=0, iters=20, kmeans_init="k-means++",
                          epochs=5, device="cpu").fit(features, bank, name="toy")
@@ -116,7 +116,7 @@ def test_an_expert_that_is_the_network_under_test_is_flagged(tmp_path):
     """Circularity: the concepts of an expert that is the probed network are flagged in the result."""
     from qrprobe.features import write_feature_store
 
-    features, concepts, _ = combination_dataset(n=300, n_bits=2, seed=7)
+    features, concepts, _ = make_concept_combinations(n=300, n_bits=2, seed=7)
     ids = [f"i{i}" for i in range(300)]
     store = write_feature_store(tmp_path / "feats", features, ids, model="efficientnet-lite0")
     bank = ConceptBank.from_matrix(concepts, ["tabby cat", "espresso"], "Objects", "imagenet", image_ids=ids,

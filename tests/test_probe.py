@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from _probe_reference import dense_reference, linear_data
+from _probe_reference import dense_reference
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import ReverseProbe
 from qrprobe.errors import QRProbeInputError
+from qrprobe.synthetic import make_linear_probe_problem
 
 
 def _data(n=600, m=40, k=5, seed=0):
-    return linear_data(n, m, k, seed)
+    return make_linear_probe_problem(n, m, k, seed)
 
 
 def test_sparse_probe_equals_dense_sgd():

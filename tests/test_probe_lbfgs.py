@@ -8,14 +8,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from _probe_reference import linear_data
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import ReverseProbe
 from qrprobe.engine.probe_lbfgs import Objective, weight_decay_grid
+from qrprobe.synthetic import make_linear_probe_problem
 
 
 def _data(n=900, m=30, k=5, seed=0):
-    return linear_data(n, m, k, seed, density=0.15, scale=1.5)
+    return make_linear_probe_problem(n, m, k, seed, density=0.15, scale=1.5)
 
 
 @pytest.mark.parametrize("weight_decay", [1e-3, 3e-2])

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _probe_reference import dense_reference, skewed_data
+from _probe_reference import dense_reference
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import ReverseProbe
 from qrprobe.engine.probe_sgd import (
@@ -21,6 +21,7 @@ from qrprobe.engine.probe_sgd import (
     step_matrices,
     with_bias_column,
 )
+from qrprobe.synthetic import make_skewed_probe_problem
 
 
 def _fit(cfg, x, y, k, seed, lazy_fraction, batching="host", val=None):
@@ -35,7 +36,7 @@ FORMS = [(0.0, "host"), (1.0, "host"), (0.0, "device")]  # dense (decoupled coor
 @pytest.mark.parametrize(("lazy_fraction", "batching"), FORMS)
 @pytest.mark.parametrize("weight_decay", [3e-6, 2e-2])
 def test_equals_dense_torch_sgd_with_milestones(lazy_fraction, batching, weight_decay):
-    x, y = skewed_data()
+    x, y = make_skewed_probe_problem()
     cfg = ProbeConfig(epochs=7, milestones=(3, 5), batch_size=64, select="last", weight_decay=weight_decay, lr=2.0)
     probe = _fit(cfg, x, y, 6, 4, lazy_fraction, batching)
     w, b, _, _, losses = dense_reference(x.toarray(), y, cfg, seed=4, k=6)
@@ -48,7 +49,7 @@ def test_equals_dense_torch_sgd_with_milestones(lazy_fraction, batching, weight_
 
 @pytest.mark.parametrize(("lazy_fraction", "batching"), FORMS)
 def test_same_best_epoch_and_weights_as_the_reference(lazy_fraction, batching):
-    x, y = skewed_data(n=900, seed=1)
+    x, y = make_skewed_probe_problem(n=900, seed=1)
     cfg = ProbeConfig(epochs=10, milestones=(6, 8), batch_size=50)
     train, val = slice(0, 600), slice(600, 900)
     probe = _fit(cfg, x[train], y[train], 6, 2, lazy_fraction, batching, (x[val], y[val]))
@@ -62,7 +63,7 @@ def test_same_best_epoch_and_weights_as_the_reference(lazy_fraction, batching):
 def test_lazy_steps_really_skip_rows():
     """On skewed data with small batches most rows are untouched per batch: the lazy form is chosen, and its
     catch-up is exercised (rows lag several steps)."""
-    x, y = skewed_data(m=400)
+    x, y = make_skewed_probe_problem(m=400)
     batches = HostBatches(with_bias_column(x), y, 64, LAZY_FRACTION)
     assert batches.lazy
     assert not HostBatches(with_bias_column(x), y, 700, LAZY_FRACTION).lazy
@@ -120,7 +121,7 @@ def test_bias_column_is_binary_and_canonical():
 
 
 def test_prior_is_epoch_zero_of_the_history():
-    x, y = skewed_data(seed=3)
+    x, y = make_skewed_probe_problem(seed=3)
     probe = _fit(ProbeConfig(epochs=3), x[:500], y[:500], 6, 0, 0.25, "host", (x[500:], y[500:]))
     assert [h["epoch"] for h in probe.history_] == [0, 1, 2, 3]
     assert all(h["seconds"] >= 0 for h in probe.history_)
@@ -131,7 +132,7 @@ def test_prior_is_epoch_zero_of_the_history():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_gpu_equals_the_reference_and_the_cpu():
     """On CUDA (batches cut on the device, index_add_ scatter): the reference's best epoch and weights."""
-    x, y = skewed_data(n=900, seed=1)
+    x, y = make_skewed_probe_problem(n=900, seed=1)
     cfg = ProbeConfig(epochs=10, milestones=(6, 8), batch_size=50)
     train, val = slice(0, 600), slice(600, 900)
     gpu = ReverseProbe(cfg, seed=2, device="cuda").fit(x[train], y[train], x[val], y[val], n_classes=6)

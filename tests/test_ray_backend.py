@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _image_fixtures import image_folder
 from _kill import committed_chunks, interrupt_after, wait_for_chunks
 from qrprobe.cli.main import main
 from qrprobe.errors import MissingExtraError, ParameterError, QRProbeInputError
@@ -31,6 +30,7 @@ from qrprobe.features import FeatureStore, FeatureStoreWriter
 from qrprobe.features.extract import run_extraction
 from qrprobe.features.store import partial_path
 from qrprobe.raycluster import RayOptions, column, resolve_pool
+from qrprobe.synthetic import write_image_folder
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -101,7 +101,7 @@ def test_a_network_over_demo_images_is_byte_identical(tmp_path):
 
 
 def test_unreadable_files_are_skipped_the_same_way(tmp_path):
-    root = image_folder(tmp_path / "imgs", {"cat": 5, "dog": 4}, corrupt=True)
+    root = write_image_folder(tmp_path / "imgs", {"cat": 5, "dog": 4}, corrupt=True)
     local, _ = run_extraction("color-histogram", root, tmp_path / "local", chunk_size=4, batch_size=3,
                               workers=0, progress=False, device="cpu")
     store, _ = run_extraction("color-histogram", root, tmp_path / "ray", chunk_size=4, batch_size=3,
@@ -156,7 +156,7 @@ def test_a_run_interrupted_locally_resumes_on_ray(tmp_path, monkeypatch):
 
 
 def test_cli_label_and_extract_with_the_ray_backend(tmp_path, capsys):
-    root = image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
+    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
     assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "f"), "--backend", "ray", "--quiet",
                  "--device", "cpu"]) == 0
     assert "on ray: 1 actor(s) on cpu" in capsys.readouterr().out
@@ -173,7 +173,7 @@ def test_cli_label_and_extract_with_the_ray_backend(tmp_path, capsys):
 
 
 def test_without_ray_the_error_names_the_extra(tmp_path, monkeypatch, capsys):
-    root = image_folder(tmp_path / "imgs", {"a": 2})
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
     ray.shutdown()
     try:
         monkeypatch.setitem(sys.modules, "ray", None)

@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from _report_inputs import make_report_inputs
 from qrprobe.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,7 +25,7 @@ def _chromium(args: list[str], profile) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(make_report_inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("chromium")
     inputs = make_report_inputs(root / "inputs")
     html = build_report([inputs[k] for k in ("full", "labels", "k6", "breakdown")], root / "report.html",

@@ -8,18 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _analysis_synth import make_object_scene
-from _report_inputs import make_report_inputs
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.report import build_report
 from qrprobe.report.section import Section
+from qrprobe.synthetic import make_object_scene
 
 SCRIPT = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(make_report_inputs, tmp_path_factory):
     return make_report_inputs(tmp_path_factory.mktemp("report-inputs"))
 
 

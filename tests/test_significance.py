@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import combination_dataset
 from qrprobe.analysis.compare import chance_table, compare_results
 from qrprobe.analysis.significance import adjacent_significance, rank_agreement
 from qrprobe.concepts.bank import ConceptBank
 from qrprobe.engine.bootstrap import REPLICATE_METRICS
 from qrprobe.engine.evaluate import evaluate
 from qrprobe.results import Result, summarize
+from qrprobe.synthetic import make_concept_combinations
 from qrprobe.workflow.analyses import AnalysisInputs, run_analysis
 from qrprobe.workflow.specs import CompareSpec
 
@@ -112,7 +112,7 @@ def test_compare_section_ranks_by_the_metric_it_says(results):
 
 # ---------------------------------------------------------------------------------------------- provenance
 def _bank(ids):
-    _, concepts, _ = combination_dataset(n=300, n_bits=2, seed=7)
+    _, concepts, _ = make_concept_combinations(n=300, n_bits=2, seed=7)
     matrix = np.hstack([concepts, concepts[:, :1]])
     info = {"experts": [{"name": "imagenet", "config": {"model": "efficientnet-lite0"}},
                         {"name": "color", "config": {}}]}
@@ -126,7 +126,7 @@ FAST = dict(k=4, clusterings=1, epochs=2, iters=10, restarts=1, device="cpu", nu
 def test_circularity_follows_the_concepts_used_and_npy_names(tmp_path):
     from qrprobe.features import write_feature_store
 
-    features, _, _ = combination_dataset(n=300, n_bits=2, seed=7)
+    features, _, _ = make_concept_combinations(n=300, n_bits=2, seed=7)
     ids = [f"i{i}" for i in range(300)]
     bank = _bank(ids)
     store = write_feature_store(tmp_path / "feats", features, ids, model="efficientnet-lite0")
@@ -144,7 +144,7 @@ def test_circularity_follows_the_concepts_used_and_npy_names(tmp_path):
 
 
 def test_rows_matched_by_position_are_announced_on_the_console(capsys):
-    features, _, _ = combination_dataset(n=300, n_bits=2, seed=7)
+    features, _, _ = make_concept_combinations(n=300, n_bits=2, seed=7)
     res = evaluate(features, _bank(None), **FAST)
     assert res.inputs["matched_by"] == "position"
     err = capsys.readouterr().err

@@ -21,12 +21,12 @@ import pytest
 import scipy.sparse as sp
 
 from _hostile import kill_once_ready
-from _image_fixtures import image_folder
 from qrprobe._atomic import clean_stale
 from qrprobe.cli.main import main
 from qrprobe.concepts.bank import ConceptBank
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features import FeatureStore, extract, write_feature_store
+from qrprobe.synthetic import write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def _debris(root: Path, *, allow_partial: bool = False) -> list[str]:
 
 @pytest.fixture
 def images(tmp_path) -> Path:
-    return image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
+    return write_image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
 
 
 def _partial_write_then(exc: BaseException):
