@@ -197,6 +197,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_path):
+    # one test: the two runs are the two sides of the comparison
     raw = blobs(n=2001, d=16, k=10, seed=9) * np.linspace(0.5, 4, 16, dtype=np.float32) + 3
     store = write_feature_store(tmp_path / "store", raw, shard_rows=700)  # rows split across shards
     args = [str(store.path), "-k", "10", "--clusterings", "2", "--iters", "30", "--restarts", "2", "--device", "cpu",

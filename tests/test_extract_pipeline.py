@@ -137,32 +137,51 @@ def test_workers_give_the_same_store(tmp_path):
     assert a.manifest["content_hash"] == b.manifest["content_hash"]
 
 
-def test_cli_extract_and_models(tmp_path, capsys):
-    root = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 1}, corrupt=True)
+@pytest.fixture(scope="module")
+def damaged_folder(tmp_path_factory) -> Path:
+    """Three images in two classes, a truncated JPEG and a text file (read only by the tests)."""
+    return write_image_folder(tmp_path_factory.mktemp("imgs"), {"a": 2, "b": 1}, corrupt=True)
+
+
+def test_cli_extract_writes_then_reuses_the_store(damaged_folder, tmp_path, capsys):
+    # one sequence: the second command must find the store the first one wrote
     out = tmp_path / "feats"
-    assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet", "--workers", "0"]) == 0
+    assert main(["extract", "pixels", str(damaged_folder), "-o", str(out), "--quiet", "--workers", "0"]) == 0
     captured = capsys.readouterr()
     assert "wrote 3 feature vectors (768-d, float32" in captured.out
     assert "images/s" in captured.out
     assert "skipped 2 file(s)" in captured.err
     assert "broken.jpg" in captured.err
-    assert main(["extract", "pixels", str(root), "-o", str(out), "--quiet"]) == 0
+    assert main(["extract", "pixels", str(damaged_folder), "-o", str(out), "--quiet"]) == 0
     assert "reused the complete feature store" in capsys.readouterr().out
-    assert main(["extract", "no-such-model", str(root), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_cli_extract_unknown_model(damaged_folder, tmp_path, capsys):
+    assert main(["extract", "no-such-model", str(damaged_folder), "-o", str(tmp_path / "x")]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_cli_extract_missing_images(tmp_path):
     assert main(["extract", "pixels", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_cli_models_lists_the_model_strings(capsys):
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
     assert "timm:NAME" in listing
     assert "efficientnet-lite0-random" in listing
     assert "EXTRA" in listing
+
+
+def test_cli_models_lists_a_models_layers(capsys):
     assert main(["models", "--layers", "efficientnet-lite0-random"]) == 0
     assert "_blocks.15" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
-    """A real SIGKILL in the middle of `qrprobe extract`, then the same command again."""
+    """A real SIGKILL in the middle of `qrprobe extract`, then the same command again (one sequence: the resumed
+    run needs the killed run's work folder; the reference run is what it must equal)."""
     root = write_image_folder(tmp_path / "imgs", {"a": 12, "b": 12})
     cmd = [sys.executable, "-m", "qrprobe", "extract", "efficientnet-lite0-random", str(root), "--no-progress",
            "--workers", "0", "--batch-size", "2", "--chunk-size", "4", "--threads", "1"]
@@ -185,11 +204,19 @@ def test_killed_cli_run_resumes_to_an_identical_store(tmp_path):
     _same_store(FeatureStore.open(out), FeatureStore.open(tmp_path / "ref"))
 
 
-def test_extract_limit_takes_the_first_images(tmp_path):
-    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 2})
-    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "f"), "--limit", "2", "--quiet"]) == 0
+@pytest.fixture(scope="module")
+def five_images(tmp_path_factory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("imgs"), {"a": 3, "b": 2})
+
+
+def test_extract_limit_takes_the_first_images(five_images, tmp_path):
+    assert main(["extract", "pixels-4", str(five_images), "-o", str(tmp_path / "f"), "--limit", "2",
+                 "--quiet"]) == 0
     store = FeatureStore.open(tmp_path / "f")
     assert store.n == 2
     assert list(store.image_ids) == ["a/000.jpg", "a/001.jpg"]
-    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "g"), "--limit", "0"]) == 2
+
+
+def test_extract_limit_zero_is_refused(five_images, tmp_path):
+    assert main(["extract", "pixels-4", str(five_images), "-o", str(tmp_path / "g"), "--limit", "0"]) == 2
     assert not (tmp_path / "g").exists()

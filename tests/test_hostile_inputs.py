@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,15 +159,21 @@ def test_an_unwritable_output_is_found_before_any_work(example, tmp_path, capsys
 
 
 # ---------------------------------------------------------------------------------------------- class 6
-def test_feature_stores_of_no_rows_are_never_written(tmp_path, capsys):
+def test_a_file_list_without_paths_writes_no_feature_store(tmp_path, capsys):
     listing = tmp_path / "list.csv"
     listing.write_text("image_id,label\na,cat\nb,dog\n")
     assert_input_error(capsys, ["extract", "pixels-4", str(listing), "--workers", "0", "-o", str(tmp_path / "f")],
                        "list.csv:1", "no path column", out=tmp_path / "f")
+
+
+def test_a_folder_without_images_writes_no_feature_store(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
     assert_input_error(capsys, ["extract", "pixels-4", str(tmp_path / "empty"), "--workers", "0", "-o",
                                 str(tmp_path / "f")], "no image files", out=tmp_path / "f")
+
+
+def test_a_folder_of_undecodable_images_writes_no_feature_store(tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     for i in range(3):
@@ -175,23 +182,41 @@ def test_feature_stores_of_no_rows_are_never_written(tmp_path, capsys):
                        "none of the 3 images", out=tmp_path / "f")
 
 
-def test_external_scores_matching_no_model(result, tmp_path, capsys):
+@pytest.fixture
+def external_scores(tmp_path) -> Path:
+    """External scores of models that are not among the results."""
     table = tmp_path / "ext.csv"
     pd.DataFrame({"model": ["resnet", "vit"], "linear": [70.0, 80.0]}).to_csv(table, index=False)
-    assert_input_error(capsys, ["compare", str(result), "--external", str(table), "-o", str(tmp_path / "c")],
-                       "--external", "no row", out=tmp_path / "c")
-    assert_input_error(capsys, ["report", str(result), "--external", str(table), "-o", str(tmp_path / "r.html")],
-                       "--external", out=tmp_path / "r.html")
+    return table
 
 
-def test_transfer_with_no_shared_concept_or_another_dimension(bank_of, result, tmp_path, capsys):
+def test_compare_with_external_scores_matching_no_model(result, external_scores, tmp_path, capsys):
+    assert_input_error(capsys, ["compare", str(result), "--external", str(external_scores), "-o",
+                                str(tmp_path / "c")], "--external", "no row", out=tmp_path / "c")
+
+
+def test_report_with_external_scores_matching_no_model(result, external_scores, tmp_path, capsys):
+    assert_input_error(capsys, ["report", str(result), "--external", str(external_scores), "-o",
+                                str(tmp_path / "r.html")], "--external", out=tmp_path / "r.html")
+
+
+@pytest.fixture
+def unrelated_concepts(bank_of, tmp_path) -> Path:
+    """A concept bank of 40 images whose concepts the result's probe never saw."""
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "t.npy", rng.normal(size=(40, 8)).astype(np.float32))
     bank_of(rng.random((40, 2)) < 0.5, ["zebra", "piano"]).save(tmp_path / "tc")
-    assert_input_error(capsys, ["transfer", str(result), str(tmp_path / "t.npy"), str(tmp_path / "tc"), "-o",
+    return tmp_path / "tc"
+
+
+def test_transfer_with_no_shared_concept(result, unrelated_concepts, tmp_path, capsys):
+    np.save(tmp_path / "t.npy", np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
+    assert_input_error(capsys, ["transfer", str(result), str(tmp_path / "t.npy"), str(unrelated_concepts), "-o",
                                 str(tmp_path / "x")], "CONCEPTS", "zebra", out=tmp_path / "x")
-    np.save(tmp_path / "t5.npy", rng.normal(size=(40, 5)).astype(np.float32))
-    assert_input_error(capsys, ["transfer", str(result), str(tmp_path / "t5.npy"), str(tmp_path / "tc"), "-o",
+
+
+def test_transfer_with_another_dimension(result, unrelated_concepts, tmp_path, capsys):
+    np.save(tmp_path / "t5.npy", np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32))
+    assert_input_error(capsys, ["transfer", str(result), str(tmp_path / "t5.npy"), str(unrelated_concepts), "-o",
                                 str(tmp_path / "x")], "5 dimensions", out=tmp_path / "x")
 
 

@@ -38,54 +38,85 @@ def example(write_example, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- class 2
-def test_overwrite_refuses_a_folder_of_user_files_in_every_command(example, tmp_path, capsys):
+_FOLDER_COMMANDS = {  # command -> its arguments before -o, from (features, concepts, images)
+    "evaluate": lambda features, concepts, images: ["evaluate", str(features), str(concepts), *FAST],
+    "breakdown": lambda features, concepts, images: ["breakdown", str(features), str(concepts), *FAST],
+    "example": lambda features, concepts, images: ["example", "--n", "30"],
+    "extract": lambda features, concepts, images: ["extract", "pixels-4", str(images), "--workers", "0", "--quiet"],
+    "label": lambda features, concepts, images: ["label", str(images), "--experts", "color", "--quiet"],
+}
+
+
+@pytest.mark.parametrize("command", list(_FOLDER_COMMANDS))
+def test_overwrite_refuses_a_folder_of_user_files(command, example, tmp_path, capsys):
     features, concepts = example
     user = _user_folder(tmp_path / "mine")
     before = _files(user)
     images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
-    commands = [
-        ["evaluate", str(features), str(concepts), *FAST],
-        ["breakdown", str(features), str(concepts), *FAST],
-        ["example", "--n", "30"],
-        ["extract", "pixels-4", str(images), "--workers", "0", "--quiet"],
-        ["label", str(images), "--experts", "color", "--quiet"],
-    ]
-    for args in commands:
-        err = assert_input_error(capsys, [*args, "-o", str(user), "--overwrite"], str(user),
-                                 "was not written by qrprobe")
-        assert "choose another path" in err
-        assert _files(user) == before, args
-    for args in (["report", str(tmp_path)], ["example", "--study"]):  # file outputs
-        assert_input_error(capsys, [*args, "-o", str(user / "thesis.tex"), "--overwrite"], "thesis.tex",
-                           "was not written by qrprobe")
+    args = _FOLDER_COMMANDS[command](features, concepts, images)
+    err = assert_input_error(capsys, [*args, "-o", str(user), "--overwrite"], str(user), "was not written by qrprobe")
+    assert "choose another path" in err
+    assert _files(user) == before, args
+
+
+@pytest.mark.parametrize("command", ["report", "example --study"])
+def test_overwrite_refuses_a_user_file(command, tmp_path, capsys):
+    user = _user_folder(tmp_path / "mine")
+    before = _files(user)
+    args = ["report", str(tmp_path)] if command == "report" else command.split()
+    assert_input_error(capsys, [*args, "-o", str(user / "thesis.tex"), "--overwrite"], "thesis.tex",
+                       "was not written by qrprobe")
     assert _files(user) == before
 
 
-def test_an_output_is_never_an_input_nor_holds_one(example, tmp_path, capsys):
+@pytest.fixture
+def result_dir(example, tmp_path):
+    """A result directory evaluated from the example."""
     features, concepts = example
-    before = _files(tmp_path / "ex")
-    for out, named in ((concepts, "is the input CONCEPTS"), (tmp_path / "ex", "holds the input FEATURES"),
-                       (tmp_path, "holds the input FEATURES")):
-        assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(out), "--overwrite"],
-                           named)
     res = tmp_path / "res"
     assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(res)]) == 0
-    assert_input_error(capsys, ["explain", str(res), "-o", str(res), "--overwrite"], "is the input RESULT")
-    assert_input_error(capsys, ["report", str(res), "-o", str(tmp_path / "r.html"), "--figures-dir", str(res)],
-                       "--figures-dir", "is the input INPUT")
+    return res
+
+
+@pytest.mark.parametrize("case", ["the concepts", "their folder", "the folder above"])
+def test_an_output_is_never_an_input_nor_holds_one(case, example, tmp_path, capsys):
+    features, concepts = example
+    before = _files(tmp_path / "ex")
+    out, named = {"the concepts": (concepts, "is the input CONCEPTS"),
+                  "their folder": (tmp_path / "ex", "holds the input FEATURES"),
+                  "the folder above": (tmp_path, "holds the input FEATURES")}[case]
+    assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(out), "--overwrite"],
+                       named)
     assert _files(tmp_path / "ex") == before
-    assert (res / "results.json").is_file()
 
 
-def test_an_output_inside_the_image_folder_is_refused(tmp_path, capsys):
+def test_an_output_is_never_the_input_result(result_dir, capsys):
+    assert_input_error(capsys, ["explain", str(result_dir), "-o", str(result_dir), "--overwrite"],
+                       "is the input RESULT")
+    assert (result_dir / "results.json").is_file()
+
+
+def test_a_figures_folder_is_never_an_input(result_dir, tmp_path, capsys):
+    assert_input_error(capsys, ["report", str(result_dir), "-o", str(tmp_path / "r.html"), "--figures-dir",
+                                str(result_dir)], "--figures-dir", "is the input INPUT")
+    assert (result_dir / "results.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["extract", "label"])
+@pytest.mark.parametrize("case", ["inside", "equal"])
+def test_an_output_inside_the_image_folder_is_refused(command, case, tmp_path, capsys):
     images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
-    for args in (["extract", "pixels-4", str(images), "--workers", "0"], ["label", str(images), "--experts", "color"]):
+    args = (["extract", "pixels-4", str(images), "--workers", "0"] if command == "extract"
+            else ["label", str(images), "--experts", "color"])
+    if case == "inside":
         assert_input_error(capsys, [*args, "-o", str(images / "out")], "inside the image folder", out=images / "out")
+    else:
         assert_input_error(capsys, [*args, "-o", str(images), "--overwrite"], "is the input IMAGES")
     assert sorted(p.name for p in images.iterdir()) == ["a", "b"]
 
 
-def test_overwrite_replaces_an_artifact_of_the_same_kind_only(example, tmp_path, capsys):
+def test_overwrite_replaces_a_result_with_a_result(example, tmp_path, capsys):
+    # one sequence: the refusal and the replacement need the result the first command wrote
     features, concepts = example
     res = tmp_path / "res"
     assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(res)]) == 0
@@ -95,12 +126,23 @@ def test_overwrite_replaces_an_artifact_of_the_same_kind_only(example, tmp_path,
                        "already exists", "pass --overwrite")
     assert main(["evaluate", str(features), str(concepts), *FAST, "--seed", "3", "-o", str(res), "--overwrite"]) == 0
     assert Result.load(res).seeds == [3]
+
+
+def test_overwrite_never_replaces_a_feature_store_by_a_result(example, tmp_path, capsys):
+    features, concepts = example
     store = write_feature_store(tmp_path / "store", np.load(features))
     assert_input_error(capsys, ["evaluate", str(features), str(concepts), *FAST, "-o", str(store.path),
                                 "--overwrite"], "holds a feature store, not a result directory")
-    assert_input_error(capsys, ["breakdown", str(features), str(concepts), *FAST, "-o", str(res), "--overwrite"],
-                       "holds a result directory, not an analysis directory")
-    capsys.readouterr()
+
+
+def test_overwrite_never_replaces_a_result_by_an_analysis(example, result_dir, capsys):
+    features, concepts = example
+    assert_input_error(capsys, ["breakdown", str(features), str(concepts), *FAST, "-o", str(result_dir),
+                                "--overwrite"], "holds a result directory, not an analysis directory")
+
+
+def test_overwrite_replaces_a_generated_example(tmp_path):
+    # one sequence: the second command replaces what the first wrote
     assert main(["example", "--n", "30", "-o", str(tmp_path / "gen")]) == 0
     assert main(["example", "--n", "40", "-o", str(tmp_path / "gen"), "--overwrite"]) == 0  # its own kind
     assert np.load(tmp_path / "gen" / "features.npy").shape[0] == 40
