@@ -63,6 +63,7 @@ def test_npy_inputs_write_results_json_and_print_markdown(inputs, capsys):
 
 
 def test_store_with_bank_and_long_table_match_by_image_id(inputs):
+    # one test: the three runs are the three sides of the comparison
     rng = np.random.default_rng(0)
     perm = rng.permutation(400)
     bank = ConceptBank.load(inputs / "bank")

@@ -81,16 +81,16 @@ def test_a_damaged_npy(example, tmp_path, capsys, how):
 @pytest.mark.parametrize(("member", "content"), [("results.json", "{bad json"), ("results.json", "[]"),
                                             ("results.json", '{"format": "qrprobe.result/1"}'),
                                             ("clusterings.npy", None), ("predictions.npy", b"")])
-def test_a_damaged_result(result, tmp_path, capsys, member, content):
+@pytest.mark.parametrize("command", ["explain", "report"])
+def test_a_damaged_result(result, tmp_path, capsys, member, content, command):
     if content is None:  # clusterings of the wrong shape
         np.save(result / member, np.zeros((1, 7), np.int32))
     elif isinstance(content, bytes):
         (result / member).write_bytes(content)
     else:
         (result / member).write_text(content)
-    for args in (["explain", str(result), "-o", str(tmp_path / "x")],
-                 ["report", str(result), "-o", str(tmp_path / "x.html")]):
-        assert_input_error(capsys, [*args], "res", out=tmp_path / args[-1])
+    args = [command, str(result), "-o", str(tmp_path / ("x" if command == "explain" else "x.html"))]
+    assert_input_error(capsys, args, "res", out=tmp_path / args[-1])
 
 
 def test_a_result_with_cluster_ids_out_of_range(result, tmp_path, capsys):
@@ -137,10 +137,10 @@ def test_threads_must_be_positive(tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_explain_pairs_zero_leaves_no_output(result, tmp_path, capsys):
-    for pairs in ("0", "-3"):
-        assert_input_error(capsys, ["explain", str(result), "--pairs", pairs, "-o", str(tmp_path / "x")], "--pairs",
-                           out=tmp_path / "x")
+@pytest.mark.parametrize("pairs", ["0", "-3"])
+def test_explain_pairs_zero_leaves_no_output(result, tmp_path, capsys, pairs):
+    assert_input_error(capsys, ["explain", str(result), "--pairs", pairs, "-o", str(tmp_path / "x")], "--pairs",
+                       out=tmp_path / "x")
 
 
 def test_an_unwritable_output_is_found_before_any_work(example, tmp_path, capsys, monkeypatch):

@@ -81,11 +81,14 @@ def test_qrprobe_offline_makes_no_attempt_at_all(offline, monkeypatch):
     assert offline == []
 
 
-def test_offline_work_opens_no_connection(offline, tmp_path, capsys):
+@pytest.mark.parametrize("command", [
+    ["label", "{images}", "--experts", "color,image-stats,labels", "-o", "{out}", "--quiet"],
+    ["extract", "pixels-4", "{images}", "-o", "{out}", "--workers", "0", "--quiet"],
+], ids=["label", "extract"])
+def test_offline_work_opens_no_connection(command, offline, tmp_path, capsys):
     images = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
-    assert main(["label", str(images), "--experts", "color,image-stats,labels", "-o", str(tmp_path / "c"),
-                 "--quiet"]) == 0
-    assert main(["extract", "pixels-4", str(images), "-o", str(tmp_path / "f"), "--workers", "0", "--quiet"]) == 0
+    args = [a.format(images=images, out=tmp_path / "out") for a in command]
+    assert main(args) == 0
     assert offline == [], offline
 
 

@@ -67,10 +67,15 @@ def test_the_whole_study_is_checked_before_any_work(study, tmp_path, capsys, old
     assert "variant.yaml:" in err  # file:line:column of the offending key
 
 
-def test_outputs_inside_or_equal_to_the_image_folder_are_refused(study, tmp_path, capsys):
+def test_an_output_inside_the_image_folder_is_refused(study, tmp_path, capsys):
     images = tmp_path / "imgs"
     assert_input_error(capsys, ["run", str(study), "-o", str(images / "out")], "inside the image folder",
                        out=images / "out")
+    assert sorted(p.name for p in images.iterdir()) == ["a", "b"]
+
+
+def test_the_image_folder_is_refused_as_output(study, tmp_path, capsys):
+    images = tmp_path / "imgs"
     assert_input_error(capsys, ["run", str(study), "-o", str(images)], "is the input images.source")
     assert sorted(p.name for p in images.iterdir()) == ["a", "b"]
 
@@ -102,6 +107,7 @@ _HOLD = textwrap.dedent("""
 
 
 def test_a_killed_run_leaves_no_lock_that_blocks_and_its_debris_is_removed(study, tmp_path, capsys):
+    # one sequence: the run after the kill must find the killed run's lock and debris
     out, ready = tmp_path / "out", tmp_path / "ready"
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out), str(ready)],
                               env={**os.environ, "PYTHONPATH": str(REPO / "src")})
@@ -127,6 +133,7 @@ def test_a_killed_run_leaves_no_lock_that_blocks_and_its_debris_is_removed(study
 
 @pytest.mark.slow
 def test_two_runs_started_0_3_s_apart(study, tmp_path):
+    # one test: the two runs must overlap in time
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     first = subprocess.Popen([sys.executable, "-m", "qrprobe", "run", str(study), "-o", str(out), "--quiet"],

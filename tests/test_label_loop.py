@@ -143,7 +143,7 @@ def test_circularity_is_flagged_for_the_same_network():
     assert "circularity" in circularity_warnings(info, "timm:resnet50")[0]
 
 
-def test_cli_label_and_experts(image_folder, tmp_path, capsys):
+def test_cli_label_writes_a_bank(image_folder, tmp_path, capsys):
     out = tmp_path / "bank"
     rc = main(["label", str(image_folder), "--experts", "labels,color", "-o", str(out), "--no-progress",
                "--set", "color.min_fraction=0.2", "--group", "color=Other"])
@@ -154,17 +154,32 @@ def test_cli_label_and_experts(image_folder, tmp_path, capsys):
     bank = ConceptBank.load(out)
     assert set(bank.concepts.loc[bank.concepts["expert"] == "color", "group"]) == {"Other"}
     assert bank.concepts.loc[bank.concepts["expert"] == "color", "threshold"].tolist() == [0.2] * 11
+
+
+def test_cli_label_unknown_expert(image_folder, tmp_path, capsys):
     assert main(["label", str(image_folder), "--experts", "colour", "-o", str(tmp_path / "x")]) == 2
     assert "unknown expert 'colour'" in capsys.readouterr().err
+
+
+def test_cli_label_missing_weights(image_folder, tmp_path, capsys):
     assert main(["label", str(image_folder), "--experts", "minc", "-o", str(tmp_path / "y"),
                  "--weights", f"minc={tmp_path / 'missing.pth'}"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_label_option_without_a_name(image_folder, tmp_path):
     assert main(["label", str(image_folder), "--experts", "color", "-o", str(tmp_path / "z"),
                  "--set", "color=0.1"]) == 2
+
+
+def test_cli_experts_lists_the_experts(capsys):
     assert main(["experts"]) == 0
     listing = capsys.readouterr().out
     assert "places365" in listing
     assert "Texture" in listing
+
+
+def test_cli_experts_describes_one_expert(capsys):
     assert main(["experts", "text", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["group"] == "Other"

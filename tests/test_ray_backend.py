@@ -155,19 +155,32 @@ def test_a_run_interrupted_locally_resumes_on_ray(tmp_path, monkeypatch):
     same_files(reference.path, store.path)
 
 
-def test_cli_label_and_extract_with_the_ray_backend(tmp_path, capsys):
-    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3})
-    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "f"), "--backend", "ray", "--quiet",
+@pytest.fixture(scope="module")
+def six_images(tmp_path_factory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("imgs"), {"a": 3, "b": 3})
+
+
+def test_cli_extract_with_the_ray_backend(six_images, tmp_path, capsys):
+    assert main(["extract", "pixels-4", str(six_images), "-o", str(tmp_path / "f"), "--backend", "ray", "--quiet",
                  "--device", "cpu"]) == 0
     assert "on ray: 1 actor(s) on cpu" in capsys.readouterr().out
     assert FeatureStore.open(tmp_path / "f").n == 6
-    assert main(["label", str(root), "--experts", "labels,color", "-o", str(tmp_path / "bank"), "--backend", "ray",
-                 "--quiet", "--actors", "1"]) == 0
+
+
+def test_cli_label_with_the_ray_backend(six_images, tmp_path, capsys):
+    assert main(["label", str(six_images), "--experts", "labels,color", "-o", str(tmp_path / "bank"), "--backend",
+                 "ray", "--quiet", "--actors", "1"]) == 0
     assert "6 images x" in capsys.readouterr().out
-    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "g"), "--backend", "ray",
+
+
+def test_cli_ray_backend_without_gpus(six_images, tmp_path, capsys):
+    assert main(["extract", "pixels-4", str(six_images), "-o", str(tmp_path / "g"), "--backend", "ray",
                  "--device", "cuda"]) == 2
     assert "no GPUs" in capsys.readouterr().err
-    assert main(["extract", "pixels-4", str(root), "-o", str(tmp_path / "g"), "--backend", "ray",
+
+
+def test_cli_ray_backend_with_no_actors(six_images, tmp_path, capsys):
+    assert main(["extract", "pixels-4", str(six_images), "-o", str(tmp_path / "g"), "--backend", "ray",
                  "--actors", "0"]) == 2
     assert "--actors: expected a positive number" in capsys.readouterr().err
 
@@ -233,7 +246,8 @@ def ray_tmpdir():
 
 
 def test_a_killed_ray_extraction_reruns_to_an_identical_store(tmp_path, ray_tmpdir):
-    """A real SIGKILL of `qrprobe extract --backend ray` (driver, its Ray runtime and workers), then again."""
+    """A real SIGKILL of `qrprobe extract --backend ray` (driver, its Ray runtime and workers), then again (one
+    sequence: the rerun needs what the killed run left)."""
     cmd = [sys.executable, "-m", "qrprobe", "extract", "efficientnet-lite0-random", IMAGES, "--quiet",
            "--limit", "48", "--batch-size", "4", "--chunk-size", "8", "--device", "cpu"]
     ray_flags = ["--backend", "ray", "--num-cpus", "2", "--object-store-gb", "1"]

@@ -180,11 +180,13 @@ def test_the_study_template_is_a_valid_study(tmp_path):
     study = load_study(path)
     assert study.protocol.k == 1000
     assert study.analyses.breakdown.label_group == "Labels"
-    assert main(["example", "--study", "-o", str(path)]) == 2  # exists: needs --overwrite
+    # the same command again: the template it wrote is not replaced without --overwrite
+    assert main(["example", "--study", "-o", str(path)]) == 2
 
 
 def test_a_study_takes_a_feature_store_and_a_concept_bank_made_elsewhere(tmp_path):
-    """Features extracted with the CLI and a bank labelled with the CLI enter a study as they are."""
+    """Features extracted with the CLI and a bank labelled with the CLI enter a study as they are (one sequence:
+    the study reads what the two commands wrote)."""
     import numpy as np
 
     from qrprobe.cli.main import main
@@ -220,7 +222,7 @@ def test_a_study_takes_a_feature_store_and_a_concept_bank_made_elsewhere(tmp_pat
 
 def test_cli_and_study_give_the_same_numbers(study_file, tmp_path):
     """The CLI (extract → label → evaluate) and a study with the same settings agree exactly (one feature dtype,
-    one protocol default everywhere)."""
+    one protocol default everywhere; one sequence: evaluate reads what extract and label wrote)."""
     from qrprobe.cli.main import main
     from qrprobe.study.config import load_study
     from qrprobe.study.runner import run_study
