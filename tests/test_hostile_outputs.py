@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from _hostile import FAST, assert_input_error
-from qrprobe._atomic import ChunkedWorkDir, artifact_kind
+from qrprobe._atomic import artifact_kind
+from qrprobe._workdir import ChunkedWorkDir
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features import FeatureStore, write_feature_store

@@ -1,5 +1,7 @@
 """The concept bank: which human-nameable concepts each image shows.
 
+Kept whole (about 380 lines): one class, its constructors, selections and directory format, read together.
+
 A :class:`ConceptBank` is an N × M binary matrix kept sparse (``scipy.sparse.csr_matrix`` of ``uint8``),
 a concept table with one row per column (``name``, ``group``, ``expert`` and optional extra columns such as
 ``threshold``) and, optionally, the ``image_id`` of every row.

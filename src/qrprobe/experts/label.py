@@ -2,7 +2,7 @@
 
 Rows are processed in chunks (``chunk_size`` images, :mod:`.label_chunk`); with an output directory each
 finished chunk is kept in the resumable work folder beside it (``.NAME.partial/``, a
-:class:`~qrprobe._atomic.ChunkedWorkDir`), so an interrupted run started again with the same images and
+:class:`~qrprobe._workdir.ChunkedWorkDir`), so an interrupted run started again with the same images and
 experts continues where it stopped. The bank itself is written atomically when every chunk is done, and the
 work folder is then removed. Images that cannot be read or decoded are skipped and listed in the bank's
 manifest (``info.labelling.skipped``), never filled with zeros. Images are read through the same layer as
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .._atomic import ChunkedWorkDir, atomic_directory, check_replaceable
+from .._atomic import atomic_directory, check_replaceable
+from .._workdir import ChunkedWorkDir
 from ..concepts.bank import FORMAT as BANK_FORMAT
 from ..concepts.bank import ConceptBank
 from ..errors import ParameterError, QRProbeInputError

@@ -23,9 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from .._atomic import ChunkedWorkDir, atomic_directory, atomic_write_text
+from .._atomic import atomic_directory, atomic_write_text
 from .._files import member, reading
 from .._versions import library_versions
+from .._workdir import ChunkedWorkDir
 from ..errors import QRProbeInputError
 
 FORMAT = "qrprobe.feature-store/1"
@@ -202,7 +203,7 @@ class FeatureStoreWriter:
 
     The input images are cut into fixed chunks (chunk ``c`` = input rows ``[c * S, (c + 1) * S)``); each
     chunk's features become one shard. Work happens in the resumable work folder :func:`partial_path`
-    (``.NAME.partial``, a :class:`~qrprobe._atomic.ChunkedWorkDir`), whose ``manifest.json``
+    (``.NAME.partial``, a :class:`~qrprobe._workdir.ChunkedWorkDir`), whose ``manifest.json``
     (``complete: false``) lists the committed chunks. Re-opening with the same ``config_hash``, ``dim`` and
     ``dtype`` resumes; anything else starts afresh. :meth:`finish` numbers the shards, writes
     ``index.parquet`` and the complete manifest, and renames the folder to its final name.

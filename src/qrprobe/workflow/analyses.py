@@ -11,87 +11,18 @@ labels, which rank beside K-means results).
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
-import pandas as pd
+from typing import Any
 
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..engine.inputs import Features
 from ..errors import QRProbeInputError
-from ..report.section import Section
-from ..results import Result, markdown_table
-from . import specs
-
-
-@dataclass
-class AnalysisInputs:
-    """What an analysis reads; each kind uses the fields its ``needs`` name.
-
-    features, concepts : one representation's features and its concept bank (rows matched by image id)
-    result : a result directory's Result (explain, transfer, forward probe); versus : a base Result (explain)
-    results, result_keys : several Results and their directory names (compare)
-    target_features, target_concepts : the images a result is transferred to; source_concepts : its own bank
-    external : external scores per model (compare; a study passes its models' ``external`` values)
-    name : the representation's name in tables
-    """
-
-    features: Features | None = None
-    concepts: ConceptBank | None = None
-    result: Result | None = None
-    versus: Result | None = None
-    results: list[Result] = field(default_factory=list)
-    result_keys: list[str] = field(default_factory=list)
-    target_features: Features | None = None
-    target_concepts: ConceptBank | None = None
-    source_concepts: ConceptBank | None = None
-    external: pd.DataFrame | None = None
-    name: str = ""
-
-
-_T = TypeVar("_T")
-
-
-def _given(value: _T | None, what: str) -> _T:
-    """``value``, or the error that the analysis needs it (an input its ``needs`` names but the caller left out)."""
-    if value is None:
-        raise QRProbeInputError(f"this analysis needs {what}")
-    return value
-
-
-@dataclass
-class AnalysisOutput:
-    """What an analysis produced: a report section (with files to add beside it) or a Result."""
-
-    section: Section | None = None
-    result: Result | None = None
-    extra: Callable[[Path], None] | None = None
-    printed_tables: int = 2  # how many of the section's tables the CLI prints
-
-    def markdown(self) -> str:
-        """The output's main table(s) as Markdown (printed by the CLI)."""
-        if self.result is not None:
-            return markdown_table([self.result])
-        assert self.section is not None
-        return "\n\n".join(t.to_markdown() for t in self.section.tables()[:self.printed_tables])
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the analysis directory (``section.json`` …) or the result directory, atomically."""
-        if self.result is not None:
-            table = self.markdown()
-
-            def add_markdown(tmp: Path) -> None:
-                (tmp / "results.md").write_text(table + "\n", encoding="utf-8")
-
-            return self.result.save(path, overwrite=overwrite, extra=add_markdown)
-        assert self.section is not None
-        return self.section.save(path, overwrite=overwrite, extra=self.extra)
-
+from ..results import Result
+from . import runs, specs
+from .analysis_io import AnalysisInputs, AnalysisOutput, required_input
 
 Run = Callable[[AnalysisInputs, Any, ProtocolConfig, bool], AnalysisOutput]
 
@@ -126,161 +57,6 @@ class AnalysisKind:
         return self.spec in (specs.SelfLabelsSpec, specs.ConceptsToLabelsSpec)
 
 
-# ------------------------------------------------------------------------------------------------ runs
-def _compare(inputs: AnalysisInputs, spec: specs.CompareSpec, protocol: ProtocolConfig,
-             progress: bool) -> AnalysisOutput:
-    from ..analysis.compare import read_external
-    from ..report.build import display_names
-    from .comparison import comparison
-
-    results = inputs.results
-    keys = inputs.result_keys or [r.name for r in results]
-    names = display_names(results, keys)
-    ids = [r.name or key for r, key in zip(results, keys, strict=True)]
-    external = read_external(spec.external, spec.external_columns) if spec.external else inputs.external
-    section = comparison(results, names, ids, external=external, external_columns=spec.external_columns,
-                         sort_by=spec.sort_by)
-    return AnalysisOutput(section, printed_tables=len(section.tables()))
-
-
-def _breakdown(inputs: AnalysisInputs, spec: specs.BreakdownSpec, protocol: ProtocolConfig,
-               progress: bool) -> AnalysisOutput:
-    from ..analysis.breakdown import group_breakdown
-    from ..report.sections import breakdown_section
-
-    concepts = _given(inputs.concepts, "concepts")
-    result = group_breakdown(inputs.features, concepts, order=spec.order, label_group=spec.label_group,
-                             config=protocol, without_labels=spec.without_labels, name=inputs.name,
-                             progress=progress)
-    return AnalysisOutput(_titled(breakdown_section(result, metric=spec.metric), inputs.name))
-
-
-def _explain(inputs: AnalysisInputs, spec: specs.ExplainSpec, protocol: ProtocolConfig,
-             progress: bool) -> AnalysisOutput:
-    from ..analysis.explain import explain_result, explain_results
-    from ..report.sections import explanation_section
-
-    kwargs = {"clustering": spec.clustering, "top_pairs": spec.pairs,
-              "top_concepts_per_pair": spec.concepts_per_pair, "n_examples": spec.examples,
-              "min_support": spec.min_support}
-    added = _given(inputs.result, "a result")
-    if inputs.versus is not None:
-        expl = explain_results(inputs.versus, added, groups=spec.explain_groups, **kwargs)
-    else:
-        expl = explain_result(added, **kwargs)
-        expl.base_label = inputs.name or added.name
-    return AnalysisOutput(_titled(explanation_section(expl), inputs.name))
-
-
-def _explain_groups(inputs: AnalysisInputs, spec: specs.ExplainGroupsSpec, protocol: ProtocolConfig,
-                    progress: bool) -> AnalysisOutput:
-    from ..analysis.explain import explain_groups
-    from ..report.sections import explanation_section
-
-    expl = explain_groups(inputs.features, inputs.concepts, spec.base, spec.added, config=protocol,
-                          clustering=spec.clustering, only_added=not spec.all_concepts, top_pairs=spec.pairs,
-                          top_concepts_per_pair=spec.concepts_per_pair, n_examples=spec.examples,
-                          min_support=spec.min_support, progress=progress)
-    title = f"What separates clusters of {inputs.name}" if inputs.name else None
-    return AnalysisOutput(explanation_section(expl, title=title))
-
-
-def _ksweep(inputs: AnalysisInputs, spec: specs.KSweepSpec, protocol: ProtocolConfig,
-            progress: bool) -> AnalysisOutput:
-    from ..analysis.ksweep import k_sweep
-    from ..report.sections import ksweep_section
-
-    if spec.clusterings is not None:
-        protocol = replace(protocol, clusterings=spec.clusterings)
-    sweep = k_sweep(inputs.features, _given(inputs.concepts, "concepts"), spec.k, config=protocol, name=inputs.name,
-                    progress=progress)
-
-    def save_results(tmp: Path) -> None:
-        for res in sweep.results:
-            res.save(tmp / "results" / f"k-{res.config['k']}")
-
-    return AnalysisOutput(_titled(ksweep_section(sweep.table), inputs.name), extra=save_results)
-
-
-def _transfer(inputs: AnalysisInputs, spec: specs.TransferSpec, protocol: ProtocolConfig,
-              progress: bool) -> AnalysisOutput:
-    from ..analysis.transfer import transfer
-    from ..report.sections import transfer_section
-
-    source = _given(inputs.result, "a result")
-    target_concepts = _given(inputs.target_concepts, "target concepts")
-    tr = transfer(source, inputs.target_features, target_concepts, drop_groups=spec.drop_groups or (),
-                  source_concepts=inputs.source_concepts, device=protocol.device)
-    section = transfer_section(tr, None if spec.drop_groups else source.summary)
-
-    def save_arrays(tmp: Path) -> None:
-        np.save(tmp / "clusterings.npy", tr.clusterings)
-        np.save(tmp / "predictions.npy", tr.predictions)
-
-    return AnalysisOutput(_titled(section, inputs.name), extra=save_arrays)
-
-
-def _forward_probe(inputs: AnalysisInputs, spec: specs.ForwardProbeSpec, protocol: ProtocolConfig,
-                   progress: bool) -> AnalysisOutput:
-    from ..analysis.forward_probe import forward_probe
-    from ..report.sections import forward_probe_section
-
-    reverse = inputs.result
-    clusterings = None
-    if reverse is not None:
-        if reverse.clusterings is None:
-            raise QRProbeInputError("the result was saved without its clusterings")
-        clusterings = np.asarray(reverse.clusterings)
-        ids = inputs.features.image_ids if inputs.features is not None else None
-        if reverse.image_ids is not None and ids is not None:
-            order = pd.Index([str(i) for i in reverse.image_ids]).get_indexer([str(i) for i in ids])
-            if (order < 0).any():
-                raise QRProbeInputError("the result does not cover the images of FEATURES")
-            clusterings = clusterings[:, order]
-    concepts = _given(inputs.concepts, "concepts")
-    fp = forward_probe(inputs.features, concepts, clusterings=clusterings, max_concepts=spec.max_concepts,
-                       min_positives=spec.min_positives, test_fraction=spec.test_fraction, seed=spec.seed, c=spec.c)
-    return AnalysisOutput(_titled(forward_probe_section(fp, reverse), inputs.name))
-
-
-def _self_labels(inputs: AnalysisInputs, spec: specs.SelfLabelsSpec, protocol: ProtocolConfig,
-                 progress: bool) -> AnalysisOutput:
-    from ..analysis.self_labels import read_labels, self_labels
-
-    if spec.labels is None:
-        raise QRProbeInputError("self-labels needs the labels file")
-    bank = _given(inputs.concepts, "concepts")
-    labels = read_labels(spec.labels, bank.image_ids, column=spec.label_column)
-    result = self_labels(labels, bank, repeats=protocol.clusterings, seed=protocol.seed, probe=protocol.probe,
-                         test_fraction=protocol.test_fraction, val_fraction=protocol.val_fraction,
-                         device=protocol.device, name=inputs.name or Path(spec.labels).stem, source=str(spec.labels),
-                         progress=progress)
-    return AnalysisOutput(result=result)
-
-
-def _concepts_to_labels(inputs: AnalysisInputs, spec: specs.ConceptsToLabelsSpec, protocol: ProtocolConfig,
-                        progress: bool) -> AnalysisOutput:
-    from ..analysis.concepts_to_labels import concepts_to_labels
-    from ..analysis.self_labels import read_labels
-
-    if (spec.labels is None) == (spec.label_group is None):
-        raise QRProbeInputError("give exactly one of labels (a file) and label_group (a concept group)")
-    bank = _given(inputs.concepts, "concepts")
-    labels = read_labels(spec.labels, bank.image_ids, column=spec.label_column) if spec.labels else None
-    result = concepts_to_labels(bank, labels, label_group=spec.label_group, exclude_groups=spec.drop_groups or (),
-                                repeats=protocol.clusterings, seed=protocol.seed, probe=protocol.probe,
-                                test_fraction=protocol.test_fraction, val_fraction=protocol.val_fraction,
-                                device=protocol.device, name=inputs.name or "concepts → labels", progress=progress)
-    return AnalysisOutput(result=result)
-
-
-def _titled(section: Section, name: str) -> Section:
-    """Add the representation's name to a section's title (once)."""
-    if name and name not in section.title:
-        section.title = f"{section.title} — {name}"
-    return section
-
-
 # ------------------------------------------------------------------------------------------------ registry
 ANALYSES: dict[str, AnalysisKind] = {k.name: k for k in (
     AnalysisKind("compare", "rank several results (paper Table 2) and correlate with an external score",
@@ -289,48 +65,48 @@ ANALYSES: dict[str, AnalysisKind] = {k.name: k for k in (
                  "of top-1 against the first external column; then, for each pair of neighbours in the ranking,\n"
                  "the paired difference with its interval and p-value (results on the same images and concepts),\n"
                  "Kendall's tau between the metrics' rankings, and each result's chance levels and baselines.",
-                 specs.CompareSpec, ("results",), None, _compare, per_model=False),
+                 specs.CompareSpec, ("results",), None, runs.compare, per_model=False),
     AnalysisKind("breakdown", "scores of cumulative and single concept groups (paper Fig. 4, Table 3)",
                  "Quantize FEATURES once, then train one probe per concept-group combination on the same\n"
                  "clusterings: the groups accumulated in --order (with the --label-group first, and without it),\n"
                  "and each group added alone on top of the label group (ΔNMI etc., paired over clusterings).",
-                 specs.BreakdownSpec, ("features", "concepts"), "kmeans", _breakdown),
+                 specs.BreakdownSpec, ("features", "concepts"), "kmeans", runs.breakdown),
     AnalysisKind("explain", "explain confused cluster pairs of a result (paper Fig. 5, 8-11)",
                  "Pairs of clusters that a result's probe confuses most on the test split, the concepts whose\n"
                  "coefficients differ most between them (signed: which cluster each favours), word clouds,\n"
                  "thumbnails from both clusters (when the result records image paths) and per-cluster summaries.\n"
                  "With --versus BASE (a result on the same features, K and seeds, with fewer concept groups):\n"
                  "the pairs whose confusion drops most from BASE to RESULT, explained by the added groups.",
-                 specs.ExplainSpec, ("result",), None, _explain),
+                 specs.ExplainSpec, ("result",), None, runs.explain),
     AnalysisKind("explain-groups", "which cluster pairs an added concept group disambiguates (paper Fig. 5)",
                  "Quantize FEATURES (one clustering), train a probe on the --base groups and one on base +\n"
                  "--added groups, and explain the cluster pairs whose test confusion drops most.",
-                 specs.ExplainGroupsSpec, ("features", "concepts"), "kmeans", _explain_groups),
+                 specs.ExplainGroupsSpec, ("features", "concepts"), "kmeans", runs.explain_groups),
     AnalysisKind("ksweep", "scores and MI as the number of clusters K varies (paper Fig. 6, 7)",
                  "Run the protocol at every K of --k (e.g. 500,1000,2000) and tabulate/plot MI (bits), NMI, AMI\n"
                  "and top-1 against K. Each K's result directory is kept under OUT/results/k-K/.",
-                 specs.KSweepSpec, ("features", "concepts"), "kmeans", _ksweep, protocol_skip=("k",)),
+                 specs.KSweepSpec, ("features", "concepts"), "kmeans", runs.ksweep, protocol_skip=("k",)),
     AnalysisKind("transfer", "apply a result's quantizer and probe to other images (paper Tables 4, 7)",
                  "Standardize the target FEATURES with the result's statistics, assign them to its centroids,\n"
                  "predict their clusters from the target CONCEPTS with its probes (no retraining; concepts matched\n"
                  "by name, absent ones fed as 0) and score. --drop-groups G retrains the source probes without the\n"
                  "groups G (needs --source-concepts, the source concept bank).",
-                 specs.TransferSpec, ("result", "target"), None, _transfer),
+                 specs.TransferSpec, ("result", "target"), None, runs.transfer),
     AnalysisKind("forward-probe", "forward linear probes features → concept, beside the clusters (paper Fig. 2)",
                  "Train one linear classifier per concept from the standardized FEATURES (balanced accuracy, AP)\n"
                  "and, with --result (same images), read each concept out of that result's clusters: a concept\n"
                  "the clusters capture but a linear probe does not has a large positive gap.",
-                 specs.ForwardProbeSpec, ("features", "concepts"), None, _forward_probe),
+                 specs.ForwardProbeSpec, ("features", "concepts"), None, runs.forward_probe),
     AnalysisKind("self-labels", "reverse-probe a given labelling instead of K-means (paper Table 6)",
                  "Train and score the reverse probe on LABELS (e.g. a self-labelling model's pseudo-labels): a\n"
                  "1-D .npy, or a table with a label column (and image_id to match the concept rows). Writes a\n"
                  "result directory, comparable with K-means results in `qrprobe compare` / `qrprobe report`.",
-                 specs.SelfLabelsSpec, ("labels", "concepts"), "probe", _self_labels, per_model=False),
+                 specs.SelfLabelsSpec, ("labels", "concepts"), "probe", runs.self_labels, per_model=False),
     AnalysisKind("concepts-to-labels", "how well the concepts predict ground-truth labels (App. D.1)",
                  "Train the reverse probe to predict each image's ground-truth label from its concepts. Labels\n"
                  "come from --labels FILE or from a one-hot --label-group of CONCEPTS (then left out of the\n"
                  "inputs); --drop-groups G1,G2 leaves out further groups (e.g. objects overlapping the labels).",
-                 specs.ConceptsToLabelsSpec, ("concepts",), "probe", _concepts_to_labels, per_model=False),
+                 specs.ConceptsToLabelsSpec, ("concepts",), "probe", runs.concepts_to_labels, per_model=False),
 )}
 
 
@@ -393,7 +169,7 @@ def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: An
     inputs.concepts = bank_of(concepts, inputs.features)
     inputs.result = result_of(result)
     if results is not None:
-        inputs.results = [_given(result_of(r), "every entry of results to be a result") for r in results]
+        inputs.results = [required_input(result_of(r), "every entry of results to be a result") for r in results]
         inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (r.name or f"result {i}")
                               for i, r in enumerate(results)]
     inputs.target_features = feats_of(target_features)
