@@ -1,5 +1,7 @@
 """Reading qrprobe's own files (manifests, arrays, tables) when they may be damaged or forged.
 
+- :func:`read_marker`: an artifact directory's JSON marker file (``manifest.json``, ``results.json``), checked
+  to be there, to be a JSON object and to name the expected format;
 - :func:`reading`: a context in which any failure to parse a file (a truncated ``.npy``, a corrupt ``.npz`` or
   parquet file, JSON that is not JSON or lacks a field) becomes one :class:`~qrprobe.errors.QRProbeInputError`
   naming the file and what it should have been, instead of a traceback;
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import zipfile
 from collections.abc import Iterator
@@ -33,6 +36,21 @@ def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
         raise QRProbeInputError(f"{str(path)!r} cannot be read as {what} ({detail.splitlines()[0][:300]}); "
                                 "the file is damaged or was not written by qrprobe") from None
+
+
+def read_marker(directory: str | os.PathLike, name: str, expected_format: str, what: str) -> dict:
+    """The JSON object in the marker file ``name`` of the artifact directory ``directory``, whose ``format`` must
+    be ``expected_format``; ``what`` is the artifact (``"a concept bank directory"``). A missing file, one that
+    cannot be parsed, and another format are input errors naming the path."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise QRProbeInputError(f"{str(directory)!r} is not {what} (no {name})")
+    with reading(path, f"the {name} of {what}"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt != expected_format:
+        raise QRProbeInputError(f"{path}: format {fmt!r}, expected {expected_format!r}")
+    return data
 
 
 def member(base: str | os.PathLike, name: object, what: str) -> Path:

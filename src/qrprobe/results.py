@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_directory
-from ._files import reading, result_array_problems
+from ._files import read_marker, reading, result_array_problems
 from .errors import QRProbeInputError
 
 FORMAT = "qrprobe.result/1"
@@ -148,18 +148,16 @@ class Result:
         rpath = path / "results.json" if path.is_dir() else path
         if not rpath.is_file():
             raise QRProbeInputError(f"{str(path)!r} is not a result directory (no results.json)")
+        data = read_marker(rpath.parent, rpath.name, FORMAT, "a result directory")
         with reading(rpath, "a qrprobe result (results.json)"):
-            res = cls._load(rpath, arrays)
+            res = cls._load(rpath, data, arrays)
         problems = result_array_problems(res)
         if problems:
             raise QRProbeInputError(f"result directory {str(rpath.parent)!r} is inconsistent: {'; '.join(problems)}")
         return res
 
     @classmethod
-    def _load(cls, rpath: Path, arrays: bool) -> Result:
-        data = json.loads(rpath.read_text())
-        if data.get("format") != FORMAT:
-            raise QRProbeInputError(f"{rpath}: format {data.get('format')!r}, expected {FORMAT!r}")
+    def _load(cls, rpath: Path, data: dict, arrays: bool) -> Result:
         res = cls(summary=data["summary"], per_clustering=data["per_clustering"], config=data["config"],
                   seeds=data["seeds"], versions=data.get("versions", {}), inputs=data.get("inputs", {}),
                   name=data.get("name", ""), statistics=data.get("statistics") or {})

@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._atomic import atomic_directory
-from .._files import reading
+from .._files import read_marker, reading
 from .._versions import library_versions
 from ..errors import QRProbeInputError
 
@@ -338,14 +338,7 @@ class ConceptBank:
     def load(cls, path: str | os.PathLike) -> ConceptBank:
         """Read a bank directory written by :meth:`save`."""
         path = Path(path)
-        manifest_path = path / "manifest.json"
-        if not manifest_path.is_file():
-            raise QRProbeInputError(f"{str(path)!r} is not a concept bank directory (no manifest.json)")
-        with reading(manifest_path, "a concept bank's manifest"):
-            manifest = json.loads(manifest_path.read_text())
-            fmt = manifest.get("format")
-        if fmt != FORMAT:
-            raise QRProbeInputError(f"{manifest_path}: format {fmt!r}, expected {FORMAT!r}")
+        manifest = read_marker(path, "manifest.json", FORMAT, "a concept bank directory")
         for name in ("matrix.npz", "concepts.parquet"):
             if not (path / name).is_file():
                 raise QRProbeInputError(f"concept bank {str(path)!r} is incomplete: {name} is missing")

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .._atomic import atomic_directory, atomic_write_text
-from .._files import member, reading
+from .._files import member, read_marker, reading
 from .._versions import library_versions
 from .._workdir import ChunkedWorkDir
 from ..errors import QRProbeInputError
@@ -64,13 +64,7 @@ class FeatureStore:
         """Open a complete store; raise :class:`QRProbeInputError` naming what is missing or wrong."""
         path = Path(path)
         mpath = path / "manifest.json"
-        if not mpath.is_file():
-            raise QRProbeInputError(f"{str(path)!r} is not a feature store (no manifest.json)")
-        with reading(mpath, "a feature store's manifest"):
-            manifest = json.loads(mpath.read_text())
-            fmt = manifest.get("format")
-        if fmt != FORMAT:
-            raise QRProbeInputError(f"{mpath}: format {fmt!r}, expected {FORMAT!r}")
+        manifest = read_marker(path, "manifest.json", FORMAT, "a feature store")
         if not manifest.get("complete", True):
             raise QRProbeInputError(f"feature store {str(path)!r} is incomplete (extraction did not finish)")
         if not (path / "index.parquet").is_file():
