@@ -82,5 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     result.save(out, overwrite=args.overwrite, extra=add_markdown)
     print(table)
+    if not args.quiet:
+        spent = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+        print(f"\ntime: {spent}", file=sys.stderr)
     print(f"\nresults: {out / 'results.json'}", file=sys.stderr)
     return 0
