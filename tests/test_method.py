@@ -111,7 +111,8 @@ def test_result_summary_and_estimator_api(tmp_path):
     assert back.name == "toy"
     np.testing.assert_array_equal(back.coef, res.coef)
     stages = ("inputs", "quantize", "probe", "null", "statistics")
-    assert set(res.timings) == {*stages, "total"} and all(res.timings[s] >= 0 for s in stages)
+    assert set(res.timings) == {*stages, "total"}
+    assert all(res.timings[s] >= 0 for s in stages)
     assert sum(res.timings[s] for s in stages) <= res.timings["total"] + 0.01  # the stages do not overlap
     assert back.timings == res.timings
 

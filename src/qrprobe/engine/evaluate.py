@@ -47,7 +47,7 @@ def load_concepts_for(features: FeaturesLike, concepts: ConceptsLike) -> tuple[F
     return feats, load_concepts(concepts, image_ids=feats.image_ids, n_images=feats.array.shape[0])
 
 
-def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolConfig | None = None, *,
+def evaluate(features: FeaturesLike | None, concepts: ConceptsLike, config: ProtocolConfig | None = None, *,
              name: str = "", progress: bool = False, keep_arrays: bool = True,
              quantization: Quantization | None = None, **params: Any) -> Result:
     """Quantized reverse probing of one representation.
@@ -63,7 +63,8 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
     progress : progress bars and one line per clustering on stderr.
     keep_arrays : keep cluster ids, splits, predictions, probe weights and centroids in the Result.
     quantization : reuse these clusterings (from :func:`~qrprobe.engine.protocol.quantize`) instead of
-        quantizing again; ``features`` is then ignored and the protocol is theirs (no ``config``/parameters).
+        quantizing again; ``features`` is then ignored (may be None) and the protocol is theirs (no
+        ``config``/parameters).
 
     Returns
     -------
@@ -80,6 +81,8 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
         quant = quantization
         inputs = prepare_inputs(quant.features, load_concepts_for(quant.features, concepts)[1])
     else:
+        if features is None:
+            raise TypeError("evaluate() needs features unless quantization= is given")
         cfg = protocol_config(config, params)
         features, bank = load_concepts_for(features, concepts)
         inputs = prepare_inputs(features, bank)
