@@ -133,6 +133,22 @@ class Expert:
         return f"{type(self).__name__}(name={self.name!r}, group={self.group!r}, concepts={len(self.concepts)})"
 
 
+class ClassListExpert(Expert):
+    """An expert whose concepts are a model's class list (``_names``, set by the subclass) read with a rule
+    (``rule_name``): ``threshold`` records ``threshold`` as every concept's threshold, other rules none."""
+
+    _names: list[str]
+    rule_name: str = ""
+    threshold: float = math.nan
+
+    @property
+    def concepts(self) -> list[str]:
+        return list(self._names)
+
+    def thresholds(self) -> list[float]:
+        return [self.threshold if self.rule_name == "threshold" else math.nan] * len(self._names)
+
+
 def as_rgb_array(image) -> np.ndarray:
     """Return ``image`` as a C-contiguous uint8 array (H, W, 3) in RGB.
 

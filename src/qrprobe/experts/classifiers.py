@@ -24,7 +24,6 @@ attributes keep the ``top_k`` best-scoring attributes (10, as the official unifi
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from ..device import resolve_device
 from ..errors import QRProbeInputError, require
 from ..models.preprocess import ImagePreprocess
 from ._torch import load_weights_into, preprocess_batch, run_batched, torch_module
-from .base import Expert, ExpertOutput
+from .base import ClassListExpert, ExpertOutput
 from .categories import places365_display_name, read_class_list
 from .rules import softmax, threshold_multilabel, top1_onehot, topk_multilabel
 from .weights import file_identity, resolve_weights
@@ -91,7 +90,7 @@ def build_architecture(arch: str, num_classes: int):
                                 "resnet50, 'timm:NAME' or 'wideresnet18-places')") from None
 
 
-class TorchClassifierExpert(Expert):
+class TorchClassifierExpert(ClassListExpert):
     """A torch image classifier whose predictions become concepts.
 
     Parameters
@@ -143,13 +142,6 @@ class TorchClassifierExpert(Expert):
         self._model: Any = None  # loaded on first use
         self._preprocess: Any = None
         self.load_report: dict | None = None
-
-    @property
-    def concepts(self) -> list[str]:
-        return list(self._names)
-
-    def thresholds(self) -> list[float]:
-        return [self.threshold if self.rule_name == "threshold" else math.nan] * len(self._names)
 
     def _weights_url(self) -> str | None:
         return self.preset.url if self.preset else None

@@ -12,14 +12,13 @@ manifest; :func:`qrprobe.experts.circularity_warnings` compares it with a featur
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 from ..device import resolve_device
 from ..errors import QRProbeInputError, require
 from ._torch import load_weights_into, preprocess_batch, run_batched
-from .base import Expert, ExpertOutput
+from .base import ClassListExpert, ExpertOutput
 from .rules import softmax, threshold_multilabel, top1_onehot
 from .weights import file_identity
 
@@ -36,7 +35,7 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-class ImageNetExpert(Expert):
+class ImageNetExpert(ClassListExpert):
     """ImageNet-1k classes of a pretrained classifier.
 
     Parameters
@@ -71,13 +70,6 @@ class ImageNetExpert(Expert):
         self._net: Any = None  # loaded on first use
         self._preprocess: Any = None
         self.load_report: dict | None = None
-
-    @property
-    def concepts(self) -> list[str]:
-        return list(self._names)
-
-    def thresholds(self) -> list[float]:
-        return [self.threshold if self.rule_name == "threshold" else math.nan] * len(self._names)
 
     def prepare(self, image_ids=None, labels=None) -> None:
         if self._net is None:
