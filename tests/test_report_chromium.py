@@ -39,7 +39,7 @@ def test_dom_shows_the_script_concept_as_text(page) -> None:
     run = _chromium(["--dump-dom", html.as_uri()], root / "profile-dom")
     assert run.returncode == 0, run.stderr[-2000:]
     dom = run.stdout
-    assert "Model comparison" in dom and "<table>" in dom
+    assert "Model comparison" in dom and "<table " in dom
     # serialized DOM: the name is a text node (escaped), and the page has no script element at all
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert "<script" not in dom.lower()
