@@ -26,7 +26,13 @@ from .comparison import check_external_matched, comparison_from_results  # noqa:
 from .html import export_sections, write_html
 from .notes import input_notes_section
 from .section import Section
-from .sections import configuration_section, explanation_section, ksweep_section, merge_ksweeps
+from .sections import (
+    configuration_section,
+    explanation_section,
+    ksweep_section,
+    merge_ksweeps,
+    redraw_breakdown,
+)
 
 
 def load_report_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Result], list[str], list[Section]]:
@@ -127,7 +133,7 @@ def arrange(sections: Sequence[Section], results: Sequence[Result], names: Seque
     themselves: how they differ from the paper, flags, small-sample warnings), the comparison, the K curves
     (every model's in one section), the concept-group breakdown, the other analyses, the explanations and
     last the run configuration."""
-    sections = list(sections)
+    sections = [redraw_breakdown(s) for s in sections]
     sweeps = [s for s in sections if s.kind == "ksweep"]
     if len(sweeps) > 1:
         first = sections.index(sweeps[0])

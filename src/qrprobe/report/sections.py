@@ -64,6 +64,30 @@ def breakdown_section(breakdown, metric: str = "nmi") -> Section:
     return section
 
 
+def redraw_breakdown(section: Section) -> Section:
+    """A breakdown section with its bar charts drawn again from its own tables (a section cached by an earlier
+    qrprobe keeps its numbers and gets today's figures); other sections, and charts whose table lacks a
+    column, are left as they are."""
+    if section.kind != "breakdown":
+        return section
+    tables = {t.name: t.data for t in section.tables()}
+    draw = {"breakdown-cumulative": ("breakdown-cumulative", F.breakdown_bars, lambda d: d),
+            "breakdown-deltas": ("breakdown-single", F.delta_bars, lambda d: d.iloc[1:])}
+    for block in section.blocks:
+        for i, fig in enumerate(block.figures):
+            if fig.name not in draw or draw[fig.name][0] not in tables:
+                continue
+            table, function, rows = draw[fig.name]
+            metric = next((m for m, label in METRIC_LABELS.items()
+                           if fig.caption.removeprefix("Δ").startswith(label + " ")), "nmi")
+            try:
+                drawn = function(rows(tables[table]), metric)
+            except KeyError:
+                continue
+            block.figures[i] = FigureData.from_figure(drawn, fig.name, fig.caption, fig.embed)
+    return section
+
+
 def _of(name: str) -> str:
     return f" — {name}" if name else ""
 
