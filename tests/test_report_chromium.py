@@ -3,6 +3,7 @@ images, and a concept named ``<script>alert(1)</script>`` appears as text (skipp
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -61,3 +62,22 @@ def test_screenshot_shows_tables_and_images(page) -> None:
     # ... and the page is not blank: figures put many distinct colours on it
     colours = np.unique(pixels[::4, ::4].reshape(-1, 3), axis=0)
     assert len(colours) > 200
+
+
+def test_print_keeps_every_configuration_row(page) -> None:
+    """Printed (Chromium's PDF), the run configuration is whole: its last setting is in the PDF's text (a
+    scroll box of fixed height would cut it off), and the page has print rules."""
+    html, root = page
+    text = html.read_text(encoding="utf-8")
+    assert "max-height" not in text and "@media print" in text
+    settings = re.findall(r'<table class="t-configuration">.*?</table>', text, re.S)[0]
+    last = re.findall(r'<tr><td class="text">([^<]+)</td>', settings)[-1]
+    pdf = root / "report.pdf"
+    run = _chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html.as_uri()], root / "profile-pdf")
+    assert run.returncode == 0 and pdf.read_bytes().startswith(b"%PDF"), run.stderr[-2000:]
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("pdftotext (Debian poppler-utils) is not installed: the PDF's text cannot be read")
+    words = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    assert last in words.replace("\n", " ")
