@@ -119,9 +119,9 @@ def _external_block(table: pd.DataFrame, fit, x_column: str) -> Block:
                      [Table("correlation", pd.DataFrame([fit.as_row()]), title, digits=2)],
                      [FigureData.from_figure(fig, "comparison-scatter", f"Reverse-probe top-1 against {x_column}")])
     shown = rows[["model", x_column, "top1_mean", "top1_std", *(["clusterings"] if "clusterings" in rows else [])]]
-    return Block(title, f"{fit.n} model(s) have a {x_column} value: a line and a correlation need at least "
-                        f"{MIN_SCATTER_POINTS} (through 2 points any line fits exactly and r = ±1), so the values "
-                        f"are listed instead of the paper's Fig. 3 scatter.{lacking}",
+    return Block(title, f"{fit.n} of {len(table)} models have a value of {x_column}: a line and a correlation "
+                        f"need at least {MIN_SCATTER_POINTS} (through 2 points any line fits exactly and r = ±1), so "
+                        f"the values are listed instead of the paper's Fig. 3 scatter.{lacking}",
                  [Table("external-values", shown.reset_index(drop=True), title)])
 
 
