@@ -5,8 +5,9 @@ Each input is either a Result directory (``results.json``: from ``qrprobe evalua
 ``explain``, ``transfer``, ``forward-probe`` ...). From the Results the report makes the comparison table (with
 external columns and the Fig. 3 scatter when a user table is given), the K curves when a model was evaluated
 at several K, the explanations of each Result's most confused cluster pairs and the run configuration; the
-analysis directories are shown as they are. A part that cannot be made (no arrays, no image paths, a single
-K) is left out with a note saying why.
+analysis directories are shown as they are, each once, in the order of :func:`arrange` (notes first, as the
+paper reads). A part that cannot be made (no arrays, no image paths, a single K) is left out with a note
+saying why.
 """
 
 from __future__ import annotations
