@@ -52,7 +52,7 @@ def test_scatter_and_correlation_with_three_points(results) -> None:
     assert [f.name for f in section.figures()] == ["comparison-scatter"]
     corr = next(t for t in section.tables() if t.name == "correlation").data
     assert int(corr["n"].iloc[0]) == 3
-    assert "Ranked by top-1" in section.tables()[0].caption  # captions name the ranking metric
+    assert "ranked by top-1" in section.tables()[0].caption  # captions name the ranking metric
 
 
 def test_missing_external_value_is_not_a_warning_unless_a_name_is_misspelt() -> None:

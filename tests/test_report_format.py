@@ -24,6 +24,7 @@ def test_metric_digits_and_format() -> None:
     assert format_metric(46.3649, "nmi") == "46.36"
     assert format_metric(0.5, "delta_nmi", signed=True) == "+0.50"
     assert format_metric(None, "nmi") == format_metric(float("nan"), "nmi") == "–"
+    assert format_metric(-1e-6, "mi_bits") == "0.000" and format_metric(-0.002, "nmi") == "0.00"
 
 
 def test_metric_of_columns() -> None:
@@ -91,3 +92,29 @@ def test_report_tables_survive_hostile_names() -> None:
     assert all(line.replace(r"\&", "").count("&") == 2 for line in body)  # 3 columns on every row
     assert r"a\textbar{}b \textbackslash{} c\_d \& e\% \textless{}x\textgreater{} \$f\$ \#1 \{g\}" in tex
     assert "\n[" not in tex  # the interval's line break is a space in LaTeX
+
+
+def test_a_rows_metric_sets_its_decimals() -> None:
+    """Long tables (one row per model and metric, e.g. the chance levels) print each row with its metric's
+    decimals, and name the metric as everywhere else."""
+    data = pd.DataFrame({"model": ["a", "a"], "metric": ["nmi", "mi_bits"], "value": [46.361, 1.71849],
+                         "above_null_p": [0.0004, 0.25]})
+    disp = Table("t", data).display_frame()
+    assert disp["value"].tolist() == ["46.36", "1.718"]
+    assert disp["metric"].tolist() == ["NMI", "MI (bits)"]
+    assert disp["above_null_p"].tolist() == ["<0.001", "0.250"]
+
+
+def test_chance_levels_as_one_row_per_model_and_metric() -> None:
+    from qrprobe.analysis.compare import chance_table
+    from qrprobe.report.comparison import chance_long
+
+    _, full = evaluated("full")
+    _, labels = evaluated("labels")
+    wide = chance_table([full, labels], ["x", "y"])
+    long = chance_long(wide, ["y", "x"])
+    assert long["model"].tolist()[:5] == ["y"] * 5 and len(long) == 2 * len(HEADLINE)
+    row = long[(long["model"] == "x") & (long["metric"] == "mi_bits")].iloc[0]
+    source = wide.set_index("model").loc["x"]
+    assert row["value"] == source["mi_bits"] and row["baseline"] == source["mi_bits_baseline"]
+    assert row["above_null_p"] == source["mi_bits_above_null_p"] or np.isnan(row["above_null_p"])

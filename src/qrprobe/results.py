@@ -205,7 +205,9 @@ def format_metric(value: float | None, metric: str, signed: bool = False) -> str
     missing or non-finite value."""
     if value is None or not math.isfinite(float(value)):
         return "–"
-    return f"{float(value):{'+' if signed else ''}.{metric_digits(metric)}f}"
+    digits = metric_digits(metric)
+    value = float(value) if round(float(value), digits) != 0 else 0.0  # no "-0.000" for a tiny negative
+    return f"{value:{'+' if signed else ''}.{digits}f}"
 
 
 def format_mean_std(entry: dict, metric: str = "nmi", interval: bool = False) -> str:
@@ -254,12 +256,12 @@ def statistics_lines(result: Result, metrics: tuple[str, ...] = HEADLINE) -> lis
         lines.append(f"[low, high]: {100 * stats.get('level', 0.95):.0f}% interval over test images "
                      f"({boot['replicates']} bootstrap replicates) and clustering seeds ({len(result.seeds)})")
     null = stats.get("null") or {}
-    parts = [f"{LABELS.get(m, m)} {result.summary[m]['null_mean']:.{metric_digits(m)}f}"
+    parts = [f"{LABELS.get(m, m)} {format_metric(result.summary[m]['null_mean'], m)}"
              for m in metrics if result.summary.get(m, {}).get("null_mean") is not None]
     if parts:
         lines.append(f"chance (concepts shuffled across images, {null.get('repeats')} repeat(s), "
                      f"{null.get('seconds', 0):.1f} s): " + ", ".join(parts))
-    parts = [f"{LABELS.get(m, m)} {result.summary[m]['baseline']:.{metric_digits(m)}f} "
+    parts = [f"{LABELS.get(m, m)} {format_metric(result.summary[m]['baseline'], m)} "
              f"({result.summary[m].get('baseline_kind', '')})"
              for m in metrics if result.summary.get(m, {}).get("baseline") is not None]
     if parts:

@@ -95,7 +95,7 @@ def comparison_section(table: pd.DataFrame, *, fit=None, x_column: str | None = 
     block = Block(tables=[Table("comparison", table, f"Model comparison, ranked by {label}",
                                 f"Reverse-probing scores on the test split, {spread}, and below each its 95% "
                                 "interval (test images and clustering seeds; docs/statistics.md) where the "
-                                f"result has one. NMI, AMI, top-1 and mAP ×100, MI in bits. Ranked by {label}.")])
+                                f"result has one. NMI, AMI, top-1 and mAP ×100, MI in bits; ranked by {label}.")])
     section = Section("comparison", "Model comparison",
                       f"Ranking of the representations by {label} (paper Table 2).", [block], list(notes))
     if fit is not None and x_column is not None:
@@ -152,18 +152,31 @@ def significance_blocks(results: Sequence[Result], names: Sequence[str], table: 
                             "metrics (1: the same order; 0: unrelated; −1: reversed).",
                             [Table("comparison-rank-agreement", tau, "Rank agreement between metrics (Kendall τ)",
                                    "Kendall's τ-b between rankings by the row and column metrics.", digits=2)]))
-    chance = chance_table(results, names)
-    chance = chance.set_index("model").loc[[n for n in ranking if n in set(names)]].reset_index()
-    if chance.drop(columns="model").notna().any().any():
+    chance = chance_long(chance_table(results, names), ranking)
+    if chance.drop(columns=["model", "metric"]).notna().any().any():
         blocks.append(Block("Chance levels and baselines",
                             "Each score beside its chance level (the same protocol on concepts shuffled across "
                             "images) and a baseline that needs no probe (NMI/AMI: shuffled predictions; top-1: "
                             "the largest cluster; mAP: constant scores; MI: the cluster prior).",
                             [Table("comparison-chance", chance, "Chance levels and baselines",
-                                   f"Rows in the order of the ranking by {label}; null: concepts shuffled across "
-                                   "images; − null: the difference, with its p-value; baseline: no probe.")]))
+                                   f"Models in the order of the ranking by {label}; null: concepts shuffled across "
+                                   "images; above_null: the difference, p: its p-value; baseline: no probe.")]))
     return blocks
 
 
-__all__ = ["FLAG_MARK", "MIN_SCATTER_POINTS", "check_external_matched", "comparison_from_results",
+def chance_long(chance: pd.DataFrame, ranking: Sequence[str]) -> pd.DataFrame:
+    """:func:`~qrprobe.analysis.compare.chance_table` (one row per model, five columns per metric) as one row
+    per model and metric (``model, metric, value, null, above_null, above_null_p, baseline``), models in
+    ``ranking`` order: as wide as five numbers, so it fits a page."""
+    rows = []
+    for model in ranking:
+        wide = chance.loc[chance["model"] == model].iloc[0]
+        for metric in [c for c in chance.columns if f"{c}_null" in chance.columns]:
+            rows.append({"model": model, "metric": metric, "value": wide[metric], "null": wide[f"{metric}_null"],
+                         "above_null": wide[f"{metric}_above_null"], "above_null_p": wide[f"{metric}_above_null_p"],
+                         "baseline": wide[f"{metric}_baseline"]})
+    return pd.DataFrame(rows, columns=["model", "metric", "value", "null", "above_null", "above_null_p", "baseline"])
+
+
+__all__ = ["FLAG_MARK", "MIN_SCATTER_POINTS", "chance_long", "check_external_matched", "comparison_from_results",
            "comparison_section", "flagged_names", "significance_blocks", "unmatched_note"]

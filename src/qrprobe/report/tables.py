@@ -116,6 +116,7 @@ class Table:
         which has no spread) and its ``<m>_ci_low`` / ``<m>_ci_high`` (``[low, high]`` on a second line)."""
         df = self.data
         single = _single_clustering_rows(df)
+        row_metric = df["metric"].tolist() if "metric" in df.columns else [None] * len(df)
         out: dict[str, list[str]] = {}
         done: set[str] = set()
         for col in df.columns:
@@ -127,7 +128,7 @@ class Table:
                 out[_column_label(base)] = [self._estimate(df, i, base, bool(single[i])) for i in range(len(df))]
                 done.update({col, *parts})
             else:
-                out[_column_label(col)] = [self._cell(v, col) for v in df[col]]
+                out[_column_label(col)] = [self._cell(v, col, m) for v, m in zip(df[col], row_metric, strict=True)]
                 done.add(col)
         return pd.DataFrame(out, columns=list(out))
 
@@ -135,17 +136,19 @@ class Table:
         """For each column of :meth:`display_frame`: whether it holds text (left-aligned) rather than numbers."""
         return [_is_text_column(self.data, c) for c in _source_columns(self.data)]
 
-    def number(self, value: float, column: str, signed: bool = False) -> str:
+    def number(self, value: float, column: str, signed: bool = False, row_metric: object = None) -> str:
         """One number of ``column`` as shown: a metric's value with its metric's decimals
-        (:func:`qrprobe.results.metric_digits`, the rule of every table and figure), a p-value with 3 decimals
-        (``<0.001`` below), anything else with the table's ``digits``."""
+        (:func:`qrprobe.results.metric_digits`, the rule of every table and figure; the metric is the column's,
+        else the row's ``metric`` cell), a p-value with 3 decimals (``<0.001`` below), anything else with the
+        table's ``digits``."""
         if not math.isfinite(value):
             return "–"
         if _is_p_value(column):
             return "<0.001" if value < 0.001 else f"{value:.3f}"
-        metric = metric_of(column)
+        metric = metric_of(column) or (row_metric if row_metric in METRIC_LABELS else None)
         if metric is not None:
             return format_metric(value, metric, signed)
+        value = value if round(value, self.digits) != 0 else 0.0  # no "-0.00" for a tiny negative
         return f"{value:{'+' if signed else ''}.{self.digits}f}"
 
     def _estimate(self, df: pd.DataFrame, row: int, base: str, single: bool) -> str:
@@ -159,15 +162,17 @@ class Table:
                 text += f"\n[{self.number(float(low), base)}, {self.number(float(high), base)}]"
         return text
 
-    def _cell(self, value: object, column: str) -> str:
+    def _cell(self, value: object, column: str, row_metric: object = None) -> str:
         if isinstance(value, (bool, np.bool_)):
             return "yes" if value else "no"
         if isinstance(value, (int, np.integer)):
             return f"{int(value):+d}" if column in self.signed else str(int(value))
         if isinstance(value, (float, np.floating)):
-            return self.number(float(value), column, column in self.signed)
+            return self.number(float(value), column, column in self.signed, row_metric)
         if value is None:
             return "–"
+        if column == "metric" and value in METRIC_LABELS:
+            return METRIC_LABELS[str(value)]
         return str(value)
 
     # ------------------------------------------------------------------ renderers
