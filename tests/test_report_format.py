@@ -102,7 +102,7 @@ def test_a_rows_metric_sets_its_decimals() -> None:
     disp = Table("t", data).display_frame()
     assert disp["value"].tolist() == ["46.36", "1.718"]
     assert disp["metric"].tolist() == ["NMI", "MI (bits)"]
-    assert disp["above_null_p"].tolist() == ["<0.001", "0.250"]
+    assert disp["p (− null)"].tolist() == ["<0.001", "0.250"]
 
 
 def test_chance_levels_as_one_row_per_model_and_metric() -> None:

@@ -160,7 +160,7 @@ def significance_blocks(results: Sequence[Result], names: Sequence[str], table: 
                             "the largest cluster; mAP: constant scores; MI: the cluster prior).",
                             [Table("comparison-chance", chance, "Chance levels and baselines",
                                    f"Models in the order of the ranking by {label}; null: concepts shuffled across "
-                                   "images; above_null: the difference, p: its p-value; baseline: no probe.")]))
+                                   "images; − null: the difference, with its p-value; baseline: no probe.")]))
     return blocks
 
 

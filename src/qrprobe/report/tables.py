@@ -291,7 +291,12 @@ def _single_clustering_rows(df: pd.DataFrame) -> np.ndarray:
     return single
 
 
+_LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)"}  # columns of one-row-per-metric tables
+
+
 def _column_label(column: str) -> str:
+    if column in _LONG_LABELS:
+        return _LONG_LABELS[column]
     if column in METRIC_LABELS:
         return METRIC_LABELS[column]
     if column.startswith("delta_") and column[6:] in METRIC_LABELS:
