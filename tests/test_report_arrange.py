@@ -77,12 +77,13 @@ def test_study_notes_come_first_and_configuration_last(results) -> None:
 
 
 def test_each_input_section_once(results, tmp_path) -> None:
-    """A compare directory beside its result directories: one comparison; an explanation given and made: once."""
+    """A compare directory beside its result directories: one comparison; an explanation given and made, or a
+    directory named twice: once."""
     paths = [r.save(tmp_path / r.name) for r in results[:2]]
     given = [s for s in assemble(paths, explain_pairs=1) if s.kind in ("comparison", "explain")]
     for s in given:
         s.save(tmp_path / f"given-{s.kind}-{len(list(tmp_path.iterdir()))}")
-    sections = assemble([*paths, *sorted(tmp_path.glob("given-*"))], explain_pairs=1)
+    sections = assemble([*paths, paths[0], *sorted(tmp_path.glob("given-*"))], explain_pairs=1)
     titles = [s.title for s in sections]
     assert [s.kind for s in sections].count("comparison") == 1
     assert len(titles) == len(set(titles)), titles

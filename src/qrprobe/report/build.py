@@ -39,8 +39,12 @@ from .sections import (
 def load_report_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Result], list[str], list[Section]]:
     """Read every input directory; returns the Results, their display names and the analysis sections."""
     results, dirs, sections = [], [], []
+    seen: set[Path] = set()
     for p in paths:
         path = Path(p)
+        if path.exists() and path.resolve() in seen:
+            continue  # the same directory named twice is one input
+        seen.add(path.resolve())
         if (path / "results.json").is_file():
             results.append(Result.load(path))
             dirs.append(path.name)
