@@ -65,13 +65,20 @@ def test_missing_external_value_is_not_a_warning_unless_a_name_is_misspelt() -> 
 def test_study_notes_come_first_and_configuration_last(results) -> None:
     study = Section("notes", "About this study: test", notes=["why K is 12"])
     breakdown = Section("breakdown", "Concept-group breakdown")
-    with_note = dataclasses.replace(results[0], inputs={**results[0].inputs,
+    flags = [{"code": "constant_concepts", "level": "note", "message": "3 concepts never vary", "clusterings": []},
+             {"code": "negative_mi", "level": "warning", "message": "MI below zero", "clusterings": [0]}]
+    with_note = dataclasses.replace(results[0], inputs={**results[0].inputs, "flags": flags,
+                                                        "warnings": ["MI below zero"],
                                                         "notes": ["concept battery differs from the paper: x"]})
     sections = report_sections([with_note, *results[1:]], ["alpha", "beta", "gamma"], [breakdown, study],
                                explain_pairs=1)
     kinds = [s.kind for s in sections]
     assert sections[0] is study
-    assert kinds[1] == "notes" and any("differs from the paper" in n for n in sections[1].notes)
+    assert kinds[1] == "notes" and "alpha: concept battery differs from the paper: x" in sections[1].notes
+    assert "alpha: 3 concepts never vary" in sections[1].notes  # a note-level flag
+    comparison = sections[kinds.index("comparison")]
+    assert "alpha ⚠" in comparison.tables()[0].data["model"].tolist()  # a warning-level flag marks the row
+    assert "alpha: MI below zero" in comparison.notes
     assert kinds.index("comparison") < kinds.index("breakdown") < kinds.index("explain")
     assert kinds[-1] == "configuration"
 
