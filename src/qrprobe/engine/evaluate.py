@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
     baselines (``docs/statistics.md``).
 
     """
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
     if quantization is not None:
         if config is not None or params:
             raise TypeError("quantization= carries its own protocol; do not pass config= or protocol parameters")
@@ -80,8 +83,12 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
         cfg = protocol_config(config, params)
         features, bank = load_concepts_for(features, concepts)
         inputs = prepare_inputs(features, bank)
+        timings["inputs"] = time.perf_counter() - clock
         quant = quantize(inputs.features, cfg, progress)
+        timings["quantize"] = time.perf_counter() - clock - timings["inputs"]
+    start = time.perf_counter()
     outcomes = probe_all(quant, inputs.concepts, progress)
+    timings["probe"] = time.perf_counter() - start
     nulls, null_seconds = None, 0.0
     repeats = getattr(quant.config, "null_repeats", 0)
     if repeats:
@@ -89,8 +96,14 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
         if progress:
             print(f"null: {repeats} probe(s) per clustering on shuffled concepts, {null_seconds:.1f} s",
                   file=sys.stderr, flush=True)
-    return assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
-                           nulls=nulls, null_seconds=null_seconds)
+    timings["null"] = null_seconds
+    start = time.perf_counter()
+    result = assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
+                             nulls=nulls, null_seconds=null_seconds)
+    timings["statistics"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - clock
+    result.timings = {key: round(value, 3) for key, value in timings.items()}
+    return result
 
 
 def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOutcome], *, name: str = "",
