@@ -3,6 +3,7 @@ images, and a concept named ``<script>alert(1)</script>`` appears as text (skipp
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -38,7 +39,7 @@ def test_dom_shows_the_script_concept_as_text(page) -> None:
     run = _chromium(["--dump-dom", html.as_uri()], root / "profile-dom")
     assert run.returncode == 0, run.stderr[-2000:]
     dom = run.stdout
-    assert "Model comparison" in dom and "<table>" in dom
+    assert "Model comparison" in dom and "<table " in dom
     # serialized DOM: the name is a text node (escaped), and the page has no script element at all
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert "<script" not in dom.lower()
@@ -60,3 +61,22 @@ def test_screenshot_shows_tables_and_images(page) -> None:
     # ... and the page is not blank: figures put many distinct colours on it
     colours = np.unique(pixels[::4, ::4].reshape(-1, 3), axis=0)
     assert len(colours) > 200
+
+
+def test_print_keeps_every_configuration_row(page) -> None:
+    """Printed (Chromium's PDF), the run configuration is whole: its last setting is in the PDF's text (a
+    scroll box of fixed height would cut it off), and the page has print rules."""
+    html, root = page
+    text = html.read_text(encoding="utf-8")
+    assert "max-height" not in text and "@media print" in text
+    settings = re.findall(r'<table class="t-configuration">.*?</table>', text, re.S)[0]
+    last = re.findall(r'<tr><td class="text">([^<]+)</td>', settings)[-1]
+    pdf = root / "report.pdf"
+    run = _chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html.as_uri()], root / "profile-pdf")
+    assert run.returncode == 0 and pdf.read_bytes().startswith(b"%PDF"), run.stderr[-2000:]
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("pdftotext (Debian poppler-utils) is not installed: the PDF's text cannot be read")
+    words = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    assert last in words.replace("\n", " ")

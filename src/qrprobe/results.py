@@ -90,7 +90,7 @@ class Result:
         return self.summary[metric]["mean"]
 
     def __repr__(self) -> str:
-        scores = ", ".join(f"{LABELS[m]} {format_mean_std(self.summary[m], 3 if m.endswith('bits') else 2)}"
+        scores = ", ".join(f"{LABELS[m]} {format_mean_std(self.summary[m], m)}"
                            for m in HEADLINE if m in self.summary)
         arrays = [n for n in _ARRAYS if getattr(self, n) is not None]
         return (f"Result(name={self.name!r}, K={self.config.get('k')}, R={len(self.seeds)}: {scores}; "
@@ -196,34 +196,56 @@ def _json_safe(obj):
     return obj
 
 
-def format_mean_std(entry: dict, digits: int = 2, interval: bool = False) -> str:
-    """``mean ± std`` of a summary entry; with ``interval`` and when the entry has one, ``[ci_low, ci_high]``
-    after it (one decimal fewer)."""
+def metric_digits(metric: str) -> int:
+    """Decimals shown for ``metric`` wherever a score is printed (terminal and Markdown tables, report tables,
+    figure labels): 3 for information in bits (``mi_bits`` …, also as ``delta_mi_bits``), 2 for the
+    percentages (NMI, AMI, top-1, mAP, MI/H ×100)."""
+    return 3 if metric.removeprefix("delta_").endswith("bits") else 2
+
+
+def format_metric(value: float | None, metric: str, signed: bool = False) -> str:
+    """``value`` of ``metric`` with :func:`metric_digits` decimals (``+`` shown when ``signed``); ``–`` for a
+    missing or non-finite value."""
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    digits = metric_digits(metric)
+    value = float(value) if round(float(value), digits) != 0 else 0.0  # no "-0.000" for a tiny negative
+    return f"{value:{'+' if signed else ''}.{digits}f}"
+
+
+def format_mean_std(entry: dict, metric: str = "nmi", interval: bool = False) -> str:
+    """``mean ± std`` of a summary entry of ``metric`` (the ``± std`` left out for a single clustering, which
+    has no spread); with ``interval`` and when the entry has one, ``[ci_low, ci_high]`` after it."""
     mean, std = entry["mean"], entry["std"]
     if mean is None:
         return "n/a"
-    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = format_metric(mean, metric)
+    if std is not None and len(entry.get("values") or [0, 0]) > 1:
+        text += f" ± {format_metric(std, metric)}"
     low, high = entry.get("ci_low"), entry.get("ci_high")
     if interval and low is not None and high is not None:
-        d = max(digits - 1, 1)
-        text += f" [{low:.{d}f}, {high:.{d}f}]"
+        text += f" [{format_metric(low, metric)}, {format_metric(high, metric)}]"
     return text
 
 
-def _digits(metric: str) -> int:
-    return 3 if metric.endswith("bits") else 2
+def markdown_cell(text: object) -> str:
+    """Escape a Markdown table cell: backslashes, pipes, HTML brackets and line breaks (names come from
+    users: a model called ``a|b`` must not add a column)."""
+    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    s = s.replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(s.splitlines())
 
 
 def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE, intervals: bool = False) -> str:
     """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics`` (with the 95%
-    interval in brackets where the result has one and ``intervals``)."""
+    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`)."""
     head = ["representation", "K", "R", *[LABELS.get(m, m) for m in metrics]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(markdown_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [r.name or "-", str(r.config.get("k", "")), str(len(r.seeds))]
         for m in metrics:
-            cells.append(format_mean_std(r.summary[m], _digits(m), intervals) if m in r.summary else "")
-        lines.append("| " + " | ".join(cells) + " |")
+            cells.append(format_mean_std(r.summary[m], m, intervals) if m in r.summary else "")
+        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -237,12 +259,12 @@ def statistics_lines(result: Result, metrics: tuple[str, ...] = HEADLINE) -> lis
         lines.append(f"[low, high]: {100 * stats.get('level', 0.95):.0f}% interval over test images "
                      f"({boot['replicates']} bootstrap replicates) and clustering seeds ({len(result.seeds)})")
     null = stats.get("null") or {}
-    parts = [f"{LABELS.get(m, m)} {result.summary[m]['null_mean']:.{_digits(m)}f}"
+    parts = [f"{LABELS.get(m, m)} {format_metric(result.summary[m]['null_mean'], m)}"
              for m in metrics if result.summary.get(m, {}).get("null_mean") is not None]
     if parts:
         lines.append(f"chance (concepts shuffled across images, {null.get('repeats')} repeat(s), "
                      f"{null.get('seconds', 0):.1f} s): " + ", ".join(parts))
-    parts = [f"{LABELS.get(m, m)} {result.summary[m]['baseline']:.{_digits(m)}f} "
+    parts = [f"{LABELS.get(m, m)} {format_metric(result.summary[m]['baseline'], m)} "
              f"({result.summary[m].get('baseline_kind', '')})"
              for m in metrics if result.summary.get(m, {}).get("baseline") is not None]
     if parts:

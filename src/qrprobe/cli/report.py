@@ -18,10 +18,15 @@ One HTML file with every image embedded, on any number of inputs:
                           the most confused cluster pairs of each result with word clouds and thumbnails
                           (Fig. 5), and the run configuration;
   analysis directories  (qrprobe breakdown / explain / explain-groups / ksweep / transfer / forward-probe /
-                        compare) → shown as they are.
+                        compare) → shown as they are (a given comparison replaces the one made from
+                        the results; the K sweeps of several models share one set of axes).
+
+The page starts with the notes (the study's and each result's own: how its inputs differ from the paper,
+flags, small-sample warnings) and ends with the run configuration.
 
 With --external CSV (a 'model' column and numeric columns, e.g. linear-probe accuracy) the comparison gets
-those columns and the Fig. 3 scatter of top-1 against the first of them. --figures-dir also writes every
+those columns and the Fig. 3 scatter of top-1 against the first of them (with at least 3 models that have a
+value; with fewer, the values are listed and no correlation is given). --figures-dir also writes every
 figure as PNG and PDF and every table as CSV, JSON, Markdown and LaTeX."""
 
 

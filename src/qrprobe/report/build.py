@@ -5,8 +5,9 @@ Each input is either a Result directory (``results.json``: from ``qrprobe evalua
 ``explain``, ``transfer``, ``forward-probe`` ...). From the Results the report makes the comparison table (with
 external columns and the Fig. 3 scatter when a user table is given), the K curves when a model was evaluated
 at several K, the explanations of each Result's most confused cluster pairs and the run configuration; the
-analysis directories are shown as they are. A part that cannot be made (no arrays, no image paths, a single
-K) is left out with a note saying why.
+analysis directories are shown as they are, each once, in the order of :func:`arrange` (notes first, as the
+paper reads). A part that cannot be made (no arrays, no image paths, a single K) is left out with a note
+saying why.
 """
 
 from __future__ import annotations
@@ -17,27 +18,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.compare import compare_results, fit_line, read_external
+from ..analysis.compare import read_external
 from ..analysis.explain import explain_result
 from ..analysis.ksweep import k_sweep_table
-from ..errors import ParameterError, QRProbeInputError
+from ..errors import QRProbeInputError
 from ..results import Result
+from .comparison import check_external_matched, comparison_from_results  # noqa: F401  (its old home)
 from .html import export_sections, write_html
+from .notes import input_notes_section
 from .section import Section
 from .sections import (
-    comparison_section,
     configuration_section,
     explanation_section,
-    flagged_names,
     ksweep_section,
+    merge_ksweeps,
+    redraw_breakdown,
 )
 
 
 def load_report_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Result], list[str], list[Section]]:
     """Read every input directory; returns the Results, their display names and the analysis sections."""
     results, dirs, sections = [], [], []
+    seen: set[Path] = set()
     for p in paths:
         path = Path(p)
+        if path.exists() and path.resolve() in seen:
+            continue  # the same directory named twice is one input
+        seen.add(path.resolve())
         if (path / "results.json").is_file():
             results.append(Result.load(path))
             dirs.append(path.name)
@@ -77,42 +84,18 @@ def _has_arrays(result: Result) -> bool:
     return all(getattr(result, n) is not None for n in ("clusterings", "splits", "predictions", "coef", "concepts"))
 
 
-def check_external_matched(table: pd.DataFrame, columns: Sequence[str], keys: Sequence[str]) -> None:
-    """Refuse an external table none of whose rows names a compared model (every external value would be
-    empty): ``table`` is the comparison with the external ``columns`` joined, ``keys`` the models' names."""
-    if columns and table[list(columns)].isna().all(axis=None):
-        raise ParameterError("external", f"no row of the table names a compared model ({', '.join(map(str, keys))}); "
-                             "its 'model' column must hold these names")
-
-
 def result_sections(results: Sequence[Result], names: Sequence[str], *, external: pd.DataFrame | None = None,
                     external_columns: Sequence[str] | None = None, explain_pairs: int = 4, sort_by: str = "nmi",
-                    thumbnail_size: int = 96) -> list[Section]:
-    """Comparison, K curves and explanations made from Results (see the module docstring)."""
+                    thumbnail_size: int = 96, comparison: bool = True) -> list[Section]:
+    """Comparison (unless ``comparison`` is False: one was given), K curves and explanations made from
+    Results (see the module docstring)."""
     sections: list[Section] = []
     if not results:
         return sections
-    notes = [f"{name}: {w}" for res, name in zip(results, names, strict=True)
-             for w in res.inputs.get("warnings", [])]
-    fit = x_column = None
     keys = [r.name or n for r, n in zip(results, names, strict=True)]
-    if external is not None:
-        table = compare_results(results, names, external=external, external_columns=external_columns, keys=keys,
-                                sort_by=sort_by)
-        extra = [c for c in table.columns if c not in compare_results(results, names).columns]
-        if extra:
-            check_external_matched(table, extra, keys)
-            x_column = extra[0]
-            fit = fit_line(table, x_column, "top1_mean")
-            unmatched = table.loc[table[extra].isna().all(axis=1), "model"].tolist()
-            if unmatched:
-                notes.append(f"No external value for: {', '.join(unmatched)} (names must match the external "
-                             "table's model column).")
-    else:
-        table = compare_results(results, names, sort_by=sort_by)
-    sections.append(comparison_section(table, fit=fit, x_column=x_column, notes=notes, sort_by=sort_by,
-                                       flagged=flagged_names(results, names)))
-
+    if comparison:
+        sections.append(comparison_from_results(results, names, keys, external=external,
+                                                external_columns=external_columns, sort_by=sort_by))
     sweep = k_sweep_table(results, _curve_labels(results, keys))
     sweep = sweep.drop_duplicates(["model", "k"]).reset_index(drop=True)  # the same run given twice
     multi_k = sweep.groupby("model")["k"].nunique()
@@ -133,6 +116,42 @@ def result_sections(results: Sequence[Result], names: Sequence[str], *, external
     return sections
 
 
+def report_sections(results: Sequence[Result], names: Sequence[str], analyses: Sequence[Section], *,
+                    external: pd.DataFrame | None = None, external_columns: Sequence[str] | None = None,
+                    explain_pairs: int = 4, sort_by: str = "nmi") -> list[Section]:
+    """Every section of a report on ``results`` and ``analyses``, each once, in the order of
+    :func:`arrange`. A comparison is made from the results only when none was given among the analyses, and a
+    made section with the title of a given one (the same explanations) is left out."""
+    given = {s.kind for s in analyses}
+    made = result_sections(results, names, external=external, external_columns=external_columns,
+                           explain_pairs=explain_pairs, sort_by=sort_by, comparison="comparison" not in given)
+    titles = {s.title for s in analyses}
+    made = [s for s in made if s.title not in titles]
+    return arrange([*analyses, *made], results, names)
+
+
+_ORDER = {"notes": 0, "comparison": 1, "ksweep": 2, "breakdown": 3, "explain": 5, "configuration": 6}
+
+
+def arrange(sections: Sequence[Section], results: Sequence[Result], names: Sequence[str]) -> list[Section]:
+    """Report order, as the paper reads: the notes first (the study's own, then what the inputs say about
+    themselves: how they differ from the paper, flags, small-sample warnings), the comparison, the K curves
+    (every model's in one section), the concept-group breakdown, the other analyses, the explanations and
+    last the run configuration."""
+    sections = [redraw_breakdown(s) for s in sections]
+    sweeps = [s for s in sections if s.kind == "ksweep"]
+    if len(sweeps) > 1:
+        first = sections.index(sweeps[0])
+        sections = [s for s in sections if s.kind != "ksweep"]
+        sections.insert(first, merge_ksweeps(sweeps))
+    inputs = input_notes_section(results, names)
+    if inputs is not None:
+        sections.append(inputs)
+    if results:
+        sections.append(configuration_section(results, names))
+    return sorted(sections, key=lambda s: _ORDER.get(s.kind, 4))  # stable: given analyses before made ones
+
+
 def assemble(paths: Sequence[str | os.PathLike], *, external: str | os.PathLike | pd.DataFrame | None = None,
              external_columns: Sequence[str] | None = None, explain_pairs: int = 4,
              sort_by: str = "nmi") -> list[Section]:
@@ -143,12 +162,8 @@ def assemble(paths: Sequence[str | os.PathLike], *, external: str | os.PathLike 
     ext = None
     if external is not None:
         ext = external if isinstance(external, pd.DataFrame) else read_external(external, external_columns)
-    made = result_sections(results, names, external=ext, external_columns=external_columns,
+    return report_sections(results, names, analyses, external=ext, external_columns=external_columns,
                            explain_pairs=explain_pairs, sort_by=sort_by)
-    head = [s for s in made if s.kind == "comparison"]
-    tail = [s for s in made if s.kind != "comparison"]
-    config = [configuration_section(results, names)] if results else []
-    return [*head, *analyses, *tail, *config]
 
 
 def build_report(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,
@@ -191,11 +206,8 @@ def report(items: Sequence[Result | Section | str | os.PathLike], output: str | 
         if len(names) != len(results):
             raise QRProbeInputError(f"{len(names)} names for {len(results)} results")
         result_names = list(names)
-    made = result_sections(results, result_names, external=external, external_columns=external_columns,
-                           explain_pairs=explain_pairs, sort_by=sort_by)
-    sections = [*[s for s in made if s.kind == "comparison"], *analyses,
-                *[s for s in made if s.kind != "comparison"],
-                *([configuration_section(results, result_names)] if results else [])]
+    sections = report_sections(results, result_names, analyses, external=external,
+                               external_columns=external_columns, explain_pairs=explain_pairs, sort_by=sort_by)
     if figures_dir is not None:
         export_sections(sections, figures_dir)
     return write_html(sections, output, title=title)

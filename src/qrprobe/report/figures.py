@@ -79,7 +79,7 @@ def comparison_scatter(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.
         if r is not None and np.isfinite(r):
             fit += f"   (Pearson r = {r:.2f})"
         ax.plot(xs, slope * xs + intercept, "--", color="#555555", lw=1.2, label=fit)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, frameon=False)
     ax.set_xlabel(plain_text(xlabel))
     ax.set_ylabel(plain_text(ylabel))
     ax.grid(alpha=0.3)
@@ -112,7 +112,7 @@ def breakdown_bars(cumulative: pd.DataFrame, metric: str = "nmi"):
     ax.set_xticks(range(len(steps)), ticks, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title("Cumulative concept groups", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -136,23 +136,34 @@ def delta_bars(deltas: pd.DataFrame, metric: str = "nmi"):
 
 # ---------------------------------------------------------------------- K sweep (Fig. 6, 7)
 def k_curves(sweep: pd.DataFrame, metrics: Sequence[str] = ("mi_bits", "nmi", "ami", "top1")):
-    """One panel per metric, ``<metric>_mean`` against ``k``, one line per ``model`` (error bars = std)."""
+    """One panel per metric, ``<metric>_mean`` against ``k`` (log scale, ticks at the swept K), every ``model``'s
+    line on the panel's axes (paper Fig. 6, 7); error bars (± ``<metric>_std``) only where a point averages
+    several clusterings (``clusterings`` > 1). The legend sits below the panels."""
     metrics = [m for m in metrics if f"{m}_mean" in sweep.columns]
-    fig = _figure(3.2 * max(len(metrics), 1), 3.3)
+    fig = _figure(3.2 * max(len(metrics), 1), 3.6)
     axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
     models = list(pd.unique(sweep["model"])) if "model" in sweep.columns else [""]
+    ks = sorted(pd.unique(sweep["k"]))
     for ax, metric in zip(axes, metrics, strict=False):
         for i, model in enumerate(models):
-            rows = sweep if model == "" else sweep[sweep["model"] == model]
-            rows = rows.sort_values("k")
-            std = rows[f"{metric}_std"] if f"{metric}_std" in rows.columns else None
-            ax.errorbar(rows["k"], rows[f"{metric}_mean"], yerr=std, marker="o", ms=4, capsize=2,
-                        color=_SERIES_COLOURS[i % len(_SERIES_COLOURS)], label=plain_text(model) or None)
-        ax.set_xlabel("K")
+            rows = (sweep if model == "" else sweep[sweep["model"] == model]).sort_values("k")
+            std = rows[f"{metric}_std"].to_numpy(float) if f"{metric}_std" in rows.columns else None
+            if std is not None and "clusterings" in rows.columns:
+                std = np.where(rows["clusterings"].to_numpy() > 1, std, np.nan)
+            has_spread = std is not None and np.isfinite(std).any()
+            ax.errorbar(rows["k"], rows[f"{metric}_mean"], yerr=std if has_spread else None, marker="o", ms=4,
+                        capsize=2, color=_SERIES_COLOURS[i % len(_SERIES_COLOURS)],
+                        label=plain_text(model) or None)
+        if len(ks) > 1 and min(ks) > 0:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel("K (clusters)")
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
         ax.grid(alpha=0.3)
     if len(models) > 1 or models[0]:
-        axes[0].legend(fontsize=7, frameon=False)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4),
+                   fontsize=8, frameon=False)
     return fig
 
 

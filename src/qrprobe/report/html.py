@@ -45,7 +45,7 @@ def _display_width(png: bytes, dpi: int = 130, css_dpi: int = 96) -> int:
 def _table_view(table: Table) -> dict:
     disp = table.display_frame()
     text = table.text_columns()
-    return {"title": table.title, "caption": table.caption, "columns": list(disp.columns),
+    return {"name": slugify(table.name), "title": table.title, "caption": table.caption, "columns": list(disp.columns),
             "rows": [list(r) for r in disp.itertuples(index=False)], "text": text}
 
 

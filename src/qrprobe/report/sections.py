@@ -14,60 +14,16 @@ import pandas as pd
 
 from ..results import HEADLINE, Result
 from . import figures as F
+from .comparison import FLAG_MARK, comparison_section, flagged_names  # noqa: F401  (their old home)
 from .section import Block, FigureData, Section, ThumbnailRow
 from .tables import METRIC_LABELS, Table
-from .thumbnails import decode, thumbnails_for_rows
+from .thumbnails import DistinctExamples, decode, thumbnails_for_rows
 
 _DELTAS = tuple(f"delta_{m}" for m in HEADLINE)
 
 
 def _metric_columns(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> list[str]:
     return [c for m in metrics for c in (f"{m}_mean", f"{m}_std") if c in df.columns]
-
-
-# ---------------------------------------------------------------------- comparison (Table 2, Fig. 3)
-_METRIC_NAMES = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": "MI (bits)"}
-
-
-FLAG_MARK = "⚠"
-
-
-def flagged_names(results: Sequence[Result], names: Sequence[str]) -> list[str]:
-    """The names of the results with warning flags (``inputs.flags``: a degenerate clustering, an unreliable
-    test split, a negative MI estimate ...; see ``qrprobe.engine.degenerate``)."""
-    return [n for r, n in zip(results, names, strict=True)
-            if any(f.get("level") == "warning" for f in r.inputs.get("flags", []))]
-
-
-def comparison_section(table: pd.DataFrame, *, fit=None, x_column: str | None = None,
-                       notes: Sequence[str] = (), sort_by: str = "nmi", flagged: Sequence[str] = ()) -> Section:
-    """Ranked comparison (``compare_results`` output) and, with ``fit`` (a LineFit), the Fig. 3 scatter.
-    Rows of ``flagged`` models are marked, with a note saying why (their warnings are among ``notes``)."""
-    if flagged:
-        table = table.assign(model=[f"{m} {FLAG_MARK}" if m in set(flagged) else m for m in table["model"]])
-        notes = [f"{FLAG_MARK} marks results whose scores are degenerate or unreliable; the warnings below say "
-                 "why.", *notes]
-    block = Block(tables=[Table("comparison", table, "Model comparison",
-                                "Reverse-probing scores, mean ± std over clusterings (test split; NMI, AMI, "
-                                f"top-1 and mAP ×100, MI in bits), ranked by {_METRIC_NAMES.get(sort_by, sort_by)}.")])
-    section = Section("comparison", "Model comparison", "Ranking of the representations (paper Table 2).",
-                      [block], list(notes))
-    if fit is not None and x_column is not None:
-        rows = table[np.isfinite(pd.to_numeric(table[x_column], errors="coerce").to_numpy(float))]
-        if fit.n >= 2 and np.isfinite(fit.slope):
-            fig = F.comparison_scatter(rows[x_column], rows["top1_mean"], list(rows["model"]), slope=fit.slope,
-                                       intercept=fit.intercept, r=fit.pearson_r, xlabel=x_column)
-            corr = pd.DataFrame([fit.as_row()])
-            section.blocks.append(Block(
-                f"Top-1 against {x_column}",
-                f"Least-squares line over {fit.n} models; Pearson r = {fit.pearson_r:.3f}, "
-                f"Spearman ρ = {fit.spearman_rho:.3f} (paper Fig. 3).",
-                [Table("correlation", corr, f"Top-1 against {x_column}", digits=3)],
-                [FigureData.from_figure(fig, "comparison-scatter", f"Reverse-probe top-1 against {x_column}")]))
-        else:
-            section.notes.append(f"The scatter against {x_column!r} needs at least two models with a value "
-                                 f"(found {fit.n}); it is omitted.")
-    return section
 
 
 # ---------------------------------------------------------------------- breakdown (Fig. 4, Table 3)
@@ -108,23 +64,63 @@ def breakdown_section(breakdown, metric: str = "nmi") -> Section:
     return section
 
 
+def redraw_breakdown(section: Section) -> Section:
+    """A breakdown section with its bar charts drawn again from its own tables (a section cached by an earlier
+    qrprobe keeps its numbers and gets today's figures); other sections, and charts whose table lacks a
+    column, are left as they are."""
+    if section.kind != "breakdown":
+        return section
+    tables = {t.name: t.data for t in section.tables()}
+    draw = {"breakdown-cumulative": ("breakdown-cumulative", F.breakdown_bars, lambda d: d),
+            "breakdown-deltas": ("breakdown-single", F.delta_bars, lambda d: d.iloc[1:])}
+    for block in section.blocks:
+        for i, fig in enumerate(block.figures):
+            if fig.name not in draw or draw[fig.name][0] not in tables:
+                continue
+            table, function, rows = draw[fig.name]
+            metric = next((m for m, label in METRIC_LABELS.items()
+                           if fig.caption.removeprefix("Δ").startswith(label + " ")), "nmi")
+            try:
+                drawn = function(rows(tables[table]), metric)
+            except KeyError:
+                continue
+            block.figures[i] = FigureData.from_figure(drawn, fig.name, fig.caption, fig.embed)
+    return section
+
+
 def _of(name: str) -> str:
     return f" — {name}" if name else ""
 
 
 # ---------------------------------------------------------------------- K sweep (Fig. 6, 7)
 def ksweep_section(table: pd.DataFrame, notes: Sequence[str] = ()) -> Section:
-    """K curves of MI and NMI/AMI/top-1, one line per model."""
+    """K curves of MI and NMI/AMI/top-1: one panel per metric, every model's line on the panel's shared axes
+    (paper Fig. 6, 7)."""
     cols = ["model", "k", "clusterings", *_metric_columns(table, ("mi_bits", "cluster_entropy_bits", "nmi", "ami",
                                                                  "top1", "map"))]
     cols = [c for c in cols if c in table.columns]
     fig = F.k_curves(table)
+    single = "clusterings" in table.columns and (table["clusterings"] == 1).all()
+    spread = ("one clustering per K: no error bars" if single
+              else "mean over clusterings, error bars ± std (none where a K has one clustering)")
     return Section("ksweep", "Scores against K",
                    "MI (bits) is a lower bound of I(f_K(x); y(x)) and should grow with K (paper Fig. 6); "
                    "NMI/AMI/top-1 rank models across K (Fig. 7).",
-                   [Block(tables=[Table("ksweep", table[cols], "Scores against K", digits=3)],
-                          figures=[FigureData.from_figure(fig, "ksweep", "Scores as K grows, one line per model")])],
+                   [Block(tables=[Table("ksweep", table[cols], "Scores against K")],
+                          figures=[FigureData.from_figure(fig, "ksweep", f"Scores as K grows, one panel per metric "
+                                                                         f"and one line per model ({spread}).")])],
                    list(notes))
+
+
+def merge_ksweeps(sections: Sequence[Section]) -> Section:
+    """One K-sweep section from several (e.g. one per model): their ``ksweep`` tables stacked and drawn
+    together, so that the models share each metric's axes."""
+    tables = [t.data for s in sections for t in s.tables() if t.name == "ksweep" and {"model", "k"} <= set(t.data)]
+    notes = list(dict.fromkeys(n for s in sections for n in s.notes))
+    if not tables:
+        return sections[0]
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(["model", "k"]).reset_index(drop=True)
+    return ksweep_section(table, notes)
 
 
 # ---------------------------------------------------------------------- explanations (Fig. 5, 8-11)
@@ -153,11 +149,12 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
     if not has_paths:
         section.notes.append("No image paths are recorded with these results: thumbnails are omitted.")
     missing_total = [0, 0]
+    shown = DistinctExamples(expl.labels)
 
-    def thumbs(rows, caption, colour):
+    def thumbs(cluster, rows, caption, colour):
         if not has_paths:
             return []
-        items, missing = thumbnails_for_rows(rows, paths, expl.image_ids, thumbnail_size)
+        items, missing = thumbnails_for_rows(shown.pick(cluster, rows), paths, expl.image_ids, thumbnail_size)
         missing_total[0] += missing
         missing_total[1] += len(items)
         return [ThumbnailRow(caption, items, colour)]
@@ -166,15 +163,18 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
         a, b = p.cluster_a, p.cluster_b
         weights = dict(zip(p.concepts["concept"], p.concepts["difference"], strict=True))
         cloud = F.word_cloud(weights)
+        pair_n = p.n_a + p.n_b
         if np.isfinite(p.confusion_added):
-            text = (f"Pair confusion {100 * p.confusion_base:.1f}% with {expl.base_label} → "
-                    f"{100 * p.confusion_added:.1f}% with {expl.added_label} added.")
+            text = (f"Pair confusion {100 * p.confusion_base:.1f}% ({p.confused_base} of {pair_n} test images of "
+                    f"the two clusters) with {expl.base_label} → {100 * p.confusion_added:.1f}% "
+                    f"({p.confused_added} of {pair_n}) with {expl.added_label} added.")
         else:
-            text = f"Pair confusion {100 * p.confusion_base:.1f}%."
+            text = (f"Pair confusion {100 * p.confusion_base:.1f}%: {p.confused_base} of the {pair_n} test images "
+                    f"of the two clusters ({p.n_a} in cluster {a}, {p.n_b} in cluster {b}) are assigned to the other.")
         if len(p.concepts):
             text += f" Largest coefficient difference: {p.concepts['difference'].abs().max():.3g} (logit units)."
-        rows = thumbs(p.rows_a, f"cluster {a} (a)", F.FAVOURS_A) + thumbs(p.rows_b, f"cluster {b} (b)",
-                                                                            F.FAVOURS_B)
+        rows = (thumbs(a, p.rows_a, f"cluster {a} (a)", F.FAVOURS_A)
+                + thumbs(b, p.rows_b, f"cluster {b} (b)", F.FAVOURS_B))
         figs = [FigureData.from_figure(cloud, f"pair-{i + 1}-cloud", f"Concepts separating cluster {a} (blue) "
                                                                     f"from cluster {b} (red)")]
         if export_panels:
@@ -187,14 +187,15 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
         section.blocks.append(Block(f"Pair {i + 1}: cluster {a} vs cluster {b}", text,
                                     [Table(f"pair-{i + 1}-concepts", concepts, f"Cluster {a} vs {b}",
                                            "Coefficient difference a − b (logit units); favours: the cluster "
-                                           "the concept pushes towards.", digits=3, signed=("coef_difference",))],
+                                           "the concept pushes towards; support: images carrying the concept "
+                                           "(-1: unknown).", digits=3, signed=("coef_difference",))],
                                     figs, rows))
     if expl.clusters:
         block = Block("Cluster summaries", "Top concepts (coefficient centred over clusters) and the most "
                       "frequent concepts of each cluster, with example images.",
                       [Table("explain-clusters", expl.clusters_table(), "Cluster summaries")])
         for s in expl.clusters:
-            block.thumbnail_rows += thumbs(s.rows, f"cluster {s.cluster} ({s.size} images): "
+            block.thumbnail_rows += thumbs(s.cluster, s.rows, f"cluster {s.cluster} ({s.size} images): "
                                                    f"{', '.join(s.top_concepts['concept'].head(4))}", "")
         section.blocks.append(block)
     if missing_total[0]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .._atomic import atomic_write_text
 from ..errors import QRProbeInputError
+from ..results import format_metric, markdown_cell
 
 # Display names of the metrics qrprobe reports (``mi_bits`` etc. are not ×100).
 METRIC_LABELS = {
@@ -67,23 +68,13 @@ def latex_escape(text: object) -> str:
     return escaped
 
 
-def markdown_escape(text: object) -> str:
-    """Escape a Markdown table cell: pipes, backslashes, HTML brackets and line breaks."""
-    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
-    s = s.replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(s.splitlines())
+markdown_escape = markdown_cell  # one escaping rule for every Markdown table (results.md, ranking.md, reports)
 
 
 def slugify(text: str) -> str:
     """A file-name-safe version of ``text`` (letters, digits, ``-`` and ``_``)."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-").lower()
     return slug or "table"
-
-
-def _format_number(value: float, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
 
 
 @dataclass
@@ -121,23 +112,24 @@ class Table:
 
     # ------------------------------------------------------------------ human-readable view
     def display_frame(self) -> pd.DataFrame:
-        """The table as strings: numbers rounded, mean/std pairs merged, metric columns renamed."""
+        """The table as strings: numbers rounded (:meth:`number`), metric columns renamed, and each
+        ``<m>_mean`` merged with its ``<m>_std`` (``mean ± std``; no ``± std`` on a row of a single clustering,
+        which has no spread) and its ``<m>_ci_low`` / ``<m>_ci_high`` (``[low, high]`` on a second line)."""
         df = self.data
+        single = _single_clustering_rows(df)
+        row_metric = df["metric"].tolist() if "metric" in df.columns else [None] * len(df)
         out: dict[str, list[str]] = {}
         done: set[str] = set()
         for col in df.columns:
             if col in done:
                 continue
-            if col.endswith("_mean") and f"{col[:-5]}_std" in df.columns:
-                base = col[:-5]
-                std_col = f"{base}_std"
-                out[_column_label(base)] = [
-                    self._cell(m, base) + ("" if _isnan(s) else f" ± {_format_number(float(s), self.digits)}")
-                    for m, s in zip(df[col], df[std_col], strict=True)
-                ]
-                done.update({col, std_col})
+            base = col[:-5] if col.endswith("_mean") else ""
+            if base and f"{base}_std" in df.columns:
+                parts = [f"{base}_{p}" for p in ("std", "ci_low", "ci_high") if f"{base}_{p}" in df.columns]
+                out[_column_label(base)] = [self._estimate(df, i, base, bool(single[i])) for i in range(len(df))]
+                done.update({col, *parts})
             else:
-                out[_column_label(col)] = [self._cell(v, col) for v in df[col]]
+                out[_column_label(col)] = [self._cell(v, col, m) for v, m in zip(df[col], row_metric, strict=True)]
                 done.add(col)
         return pd.DataFrame(out, columns=list(out))
 
@@ -145,19 +137,43 @@ class Table:
         """For each column of :meth:`display_frame`: whether it holds text (left-aligned) rather than numbers."""
         return [_is_text_column(self.data, c) for c in _source_columns(self.data)]
 
-    def _cell(self, value: object, column: str) -> str:
+    def number(self, value: float, column: str, signed: bool = False, row_metric: object = None) -> str:
+        """One number of ``column`` as shown: a metric's value with its metric's decimals
+        (:func:`qrprobe.results.metric_digits`, the rule of every table and figure; the metric is the column's,
+        else the row's ``metric`` cell), a p-value with 3 decimals (``<0.001`` below), anything else with the
+        table's ``digits``."""
+        if not math.isfinite(value):
+            return "–"
+        if _is_p_value(column):
+            return "<0.001" if value < 0.001 else f"{value:.3f}"
+        metric = metric_of(column) or (row_metric if row_metric in METRIC_LABELS else None)
+        if metric is not None:
+            return format_metric(value, metric, signed)
+        value = value if round(value, self.digits) != 0 else 0.0  # no "-0.00" for a tiny negative
+        return f"{value:{'+' if signed else ''}.{self.digits}f}"
+
+    def _estimate(self, df: pd.DataFrame, row: int, base: str, single: bool) -> str:
+        text = self._cell(df[f"{base}_mean"].iloc[row], base)
+        std = df[f"{base}_std"].iloc[row]
+        if not single and not _isnan(std) and text != "–":
+            text += f" ± {self.number(float(std), base)}"
+        if f"{base}_ci_low" in df.columns and f"{base}_ci_high" in df.columns:
+            low, high = df[f"{base}_ci_low"].iloc[row], df[f"{base}_ci_high"].iloc[row]
+            if not (_isnan(low) or _isnan(high)):
+                text += f"\n[{self.number(float(low), base)}, {self.number(float(high), base)}]"
+        return text
+
+    def _cell(self, value: object, column: str, row_metric: object = None) -> str:
         if isinstance(value, (bool, np.bool_)):
             return "yes" if value else "no"
         if isinstance(value, (int, np.integer)):
             return f"{int(value):+d}" if column in self.signed else str(int(value))
         if isinstance(value, (float, np.floating)):
-            if math.isnan(float(value)):
-                return "–"
-            if column in self.signed:
-                return f"{float(value):+.{self.digits}f}"
-            return _format_number(float(value), self.digits)
+            return self.number(float(value), column, column in self.signed, row_metric)
         if value is None:
             return "–"
+        if column == "metric" and value in METRIC_LABELS:
+            return METRIC_LABELS[str(value)]
         return str(value)
 
     # ------------------------------------------------------------------ renderers
@@ -202,7 +218,7 @@ class Table:
         lines.append(" & ".join(latex_escape(c) for c in disp.columns) + r" \\")
         lines.append(r"\midrule")
         for row in disp.itertuples(index=False):
-            lines.append(" & ".join(latex_escape(v) for v in row) + r" \\")
+            lines.append(" & ".join(latex_escape(" ".join(str(v).split("\n"))) for v in row) + r" \\")
         lines.append(r"\bottomrule")
         lines += [r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines) + "\n"
@@ -249,11 +265,46 @@ def _isnan(value: Any) -> bool:
         return False
 
 
+_SUFFIX_LABELS = {"_null": " null", "_above_null": " − null", "_above_null_p": " − null: p", "_baseline": " baseline"}
+
+
+def metric_of(column: str) -> str | None:
+    """The metric a column holds (``nmi`` for ``nmi_mean``, ``delta_nmi_std``, ``nmi_ci_low``, ``nmi_null`` …),
+    or None for a column that is not a metric's."""
+    name = column.removeprefix("delta_")
+    for metric in sorted(METRIC_LABELS, key=len, reverse=True):
+        if name == metric or name.startswith(metric + "_"):
+            return metric
+    return None
+
+
+def _is_p_value(column: str) -> bool:
+    return column in ("p_value", "p_holm") or column.endswith("_p")
+
+
+def _single_clustering_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows whose means come from one clustering (a ``clusterings`` or ``repeats`` column equal to 1): their
+    std is 0 by construction, not a measured spread."""
+    single = np.zeros(len(df), dtype=bool)
+    for col in ("clusterings", "repeats"):
+        if col in df.columns:
+            single |= pd.to_numeric(df[col], errors="coerce").to_numpy(float) == 1
+    return single
+
+
+_LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)"}  # columns of one-row-per-metric tables
+
+
 def _column_label(column: str) -> str:
+    if column in _LONG_LABELS:
+        return _LONG_LABELS[column]
     if column in METRIC_LABELS:
         return METRIC_LABELS[column]
     if column.startswith("delta_") and column[6:] in METRIC_LABELS:
         return "Δ" + METRIC_LABELS[column[6:]]
+    metric = metric_of(column)
+    if metric is not None and column[len(metric):] in _SUFFIX_LABELS:
+        return METRIC_LABELS[metric] + _SUFFIX_LABELS[column[len(metric):]]
     return column
 
 

@@ -80,3 +80,30 @@ def decode(jpeg: bytes):
     """A thumbnail's pixels as a PIL image (for matplotlib figures)."""
     image_mod = require("PIL.Image", "report", "image thumbnails")
     return image_mod.open(io.BytesIO(jpeg)).convert("RGB")
+
+
+class DistinctExamples:
+    """Example images that a report shows once each: the same cluster in several pairs (and in the cluster
+    summaries) gets other images every time, while its images last.
+
+    ``labels`` is the explained clustering ((N,) cluster of every row), or None (then only the analysis's own
+    picks are available, minus those already shown).
+    """
+
+    def __init__(self, labels: np.ndarray | None, seed: int = 0) -> None:
+        self.labels = None if labels is None else np.asarray(labels)
+        self.seed = seed
+        self.shown: set[int] = set()
+
+    def pick(self, cluster: int, preferred: Sequence[int]) -> list[int]:
+        """As many rows of ``cluster`` as ``preferred`` holds, none shown before: ``preferred`` (the analysis's
+        sample) first, then other members of the cluster in a seeded random order. Sorted; may be fewer."""
+        n = len(preferred)
+        rows = [int(r) for r in preferred if int(r) not in self.shown]
+        if len(rows) < n and self.labels is not None:
+            members = np.flatnonzero(self.labels == cluster)
+            order = np.random.default_rng([self.seed, int(cluster)]).permutation(members)
+            taken = set(rows)
+            rows += [int(r) for r in order if int(r) not in self.shown and int(r) not in taken][: n - len(rows)]
+        self.shown.update(rows)
+        return sorted(rows)

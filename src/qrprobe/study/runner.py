@@ -27,7 +27,7 @@ from .._atomic import atomic_write_text, check_writable, clean_stale_in
 from ..errors import QRProbeInputError
 from ..results import Result, markdown_table
 from .analyses import StudyState, analyses_stage
-from .cache import slug, stage_key
+from .cache import file_identity, slug, stage_key
 from .checks import RESOLVED, check_layout
 from .config import StudyConfig
 from .lock import study_lock
@@ -148,9 +148,19 @@ def _report_key(study: StudyConfig, outcome: StudyOutcome, out: Path) -> tuple[l
     if study.notes:
         inputs.append(out / "analyses" / f"notes-{stage_key(study.notes)}")
     external = _external(study)
-    key = stage_key({"inputs": [str(p) for p in inputs], "report": study.report,
+    key = stage_key({"inputs": [str(p) for p in inputs], "written": [_written(p) for p in inputs],
+                     "report": study.report,
                      "external": None if external is None else external.to_dict("records"), "notes": study.notes})
     return inputs, key
+
+
+def _written(path: Path) -> dict | None:
+    """When an input of the report was written: an analysis recomputed (``--force analyses``) keeps its
+    directory name, so the name alone would let a stale report be reused."""
+    for name in ("results.json", "section.json"):
+        if (path / name).is_file():
+            return file_identity(path / name)
+    return None
 
 
 def _external(study: StudyConfig):
