@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _analysis_synth import evaluated
 from qrprobe.analysis.compare import compare_results, fit_line
 from qrprobe.report import build_report, report
 from qrprobe.report.build import assemble, report_sections
@@ -21,7 +20,7 @@ from qrprobe.report.thumbnails import DistinctExamples
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(evaluated):
     _, full = evaluated("full")
     _, labels = evaluated("labels")
     _, k6 = evaluated("k6")
@@ -40,9 +39,12 @@ def test_no_scatter_and_no_correlation_through_two_points(results) -> None:
     section = _external_section(results, {"alpha": 70.0, "beta": 10.0})
     assert not section.figures()
     names = [t.name for t in section.tables()]
-    assert "correlation" not in names and "external-values" in names
+    assert "correlation" not in names
+    assert "external-values" in names
     text = " ".join(b.text for b in section.blocks)
-    assert "Pearson" not in text and f"at least {MIN_SCATTER_POINTS}" in text and "No linear value for gamma" in text
+    assert "Pearson" not in text
+    assert f"at least {MIN_SCATTER_POINTS}" in text
+    assert "No linear value for gamma" in text
     values = next(t for t in section.tables() if t.name == "external-values").data
     assert values["model"].tolist() == ["alpha", "beta"] or set(values["model"]) == {"alpha", "beta"}
 
@@ -59,7 +61,9 @@ def test_missing_external_value_is_not_a_warning_unless_a_name_is_misspelt() -> 
     ext = pd.DataFrame({"model": ["alpha", "beta"], "linear": [1.0, 2.0]})
     assert unmatched_note(ext, ["alpha", "beta", "pixels"]) is None  # pixels simply has no value
     note = unmatched_note(ext.assign(model=["alpha", "Beta"]), ["alpha", "beta", "pixels"])
-    assert note is not None and "beta, pixels" in note and "Beta" in note
+    assert note is not None
+    assert "beta, pixels" in note
+    assert "Beta" in note
 
 
 def test_study_notes_come_first_and_configuration_last(results) -> None:
@@ -74,7 +78,8 @@ def test_study_notes_come_first_and_configuration_last(results) -> None:
                                explain_pairs=1)
     kinds = [s.kind for s in sections]
     assert sections[0] is study
-    assert kinds[1] == "notes" and "alpha: concept battery differs from the paper: x" in sections[1].notes
+    assert kinds[1] == "notes"
+    assert "alpha: concept battery differs from the paper: x" in sections[1].notes
     assert "alpha: 3 concepts never vary" in sections[1].notes  # a note-level flag
     comparison = sections[kinds.index("comparison")]
     assert "alpha ⚠" in comparison.tables()[0].data["model"].tolist()  # a warning-level flag marks the row
@@ -106,7 +111,8 @@ def test_k_sweeps_of_several_models_share_one_section() -> None:
     sections = report_sections([], [], [sweep("a", 0.0), sweep("b", 5.0), sweep("c", 10.0)])
     assert [s.kind for s in sections] == ["ksweep"]
     table = sections[0].tables()[0]
-    assert sorted(set(table.data["model"])) == ["a", "b", "c"] and len(table.data) == 9
+    assert sorted(set(table.data["model"])) == ["a", "b", "c"]
+    assert len(table.data) == 9
     assert len(sections[0].figures()) == 1
     assert "±" not in " ".join(table.display_frame()["NMI"])  # one clustering per K: no spread shown
 
@@ -116,24 +122,27 @@ def test_distinct_examples() -> None:
     shown = DistinctExamples(labels)
     first = shown.pick(0, [0, 1, 2, 3])
     second = shown.pick(0, [0, 1, 2, 3])  # the analysis's sample again: other images of the cluster instead
-    assert first == [0, 1, 2, 3] and len(second) == 4 and not set(first) & set(second)
+    assert first == [0, 1, 2, 3]
+    assert len(second) == 4
+    assert not set(first) & set(second)
     assert set(second) <= set(range(10))
-    assert len(shown.pick(1, [10, 11, 12])) == 3 and shown.pick(1, [10, 11, 12]) == []  # exhausted: none
+    assert len(shown.pick(1, [10, 11, 12])) == 3
+    assert shown.pick(1, [10, 11, 12]) == []
     assert DistinctExamples(None).pick(0, [1, 2]) == [1, 2]
 
 
-def test_no_thumbnail_repeats_within_an_explanation(tmp_path) -> None:
-    from _report_inputs import make_report_inputs
-
+def test_no_thumbnail_repeats_within_an_explanation(tmp_path, make_report_inputs) -> None:
     inputs = make_report_inputs(tmp_path / "inputs")
     html = build_report([inputs["full"]], tmp_path / "r.html", explain_pairs=4).read_text(encoding="utf-8")
     for section in re.findall(r'<section id="s\d+" data-kind="explain">(.*?)</section>', html, re.S):
         shown = re.findall(r'<img src="data:image/jpeg;base64,[^"]*" alt="([^"]*)"', section)
-        assert shown and len(shown) == len(set(shown)), "an example image is shown twice"
+        assert shown
+        assert len(shown) == len(set(shown)), "an example image is shown twice"
 
 
 def test_library_report_matches_the_command(results, tmp_path) -> None:
     html = report(results, tmp_path / "lib.html", explain_pairs=0).read_text(encoding="utf-8")
     kinds = re.findall(r'data-kind="([^"]+)"', html)
     assert kinds[0] == "notes" or kinds[0] == "comparison"
-    assert kinds.count("comparison") == 1 and kinds[-1] == "configuration"
+    assert kinds.count("comparison") == 1
+    assert kinds[-1] == "configuration"

@@ -39,12 +39,14 @@ def test_dom_shows_the_script_concept_as_text(page) -> None:
     run = _chromium(["--dump-dom", html.as_uri()], root / "profile-dom")
     assert run.returncode == 0, run.stderr[-2000:]
     dom = run.stdout
-    assert "Model comparison" in dom and "<table " in dom
+    assert "Model comparison" in dom
+    assert "<table " in dom
     # serialized DOM: the name is a text node (escaped), and the page has no script element at all
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert "<script" not in dom.lower()
     assert dom.count("<img ") > 10
-    assert "Uncaught" not in run.stderr and "Refused to" not in run.stderr
+    assert "Uncaught" not in run.stderr
+    assert "Refused to" not in run.stderr
 
 
 def test_screenshot_shows_tables_and_images(page) -> None:
@@ -53,7 +55,8 @@ def test_screenshot_shows_tables_and_images(page) -> None:
     html, root = page
     shot = root / "report.png"
     run = _chromium([f"--screenshot={shot}", "--window-size=1280,2600", html.as_uri()], root / "profile-shot")
-    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert shot.is_file(), run.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert pixels.shape[:2] == (2600, 1280)
     # the dark header band is drawn ...
@@ -68,12 +71,14 @@ def test_print_keeps_every_configuration_row(page) -> None:
     scroll box of fixed height would cut it off), and the page has print rules."""
     html, root = page
     text = html.read_text(encoding="utf-8")
-    assert "max-height" not in text and "@media print" in text
+    assert "max-height" not in text
+    assert "@media print" in text
     settings = re.findall(r'<table class="t-configuration">.*?</table>', text, re.S)[0]
     last = re.findall(r'<tr><td class="text">([^<]+)</td>', settings)[-1]
     pdf = root / "report.pdf"
     run = _chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html.as_uri()], root / "profile-pdf")
-    assert run.returncode == 0 and pdf.read_bytes().startswith(b"%PDF"), run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert pdf.read_bytes().startswith(b"%PDF"), run.stderr[-2000:]
     pdftotext = shutil.which("pdftotext")
     if pdftotext is None:
         pytest.skip("pdftotext (Debian poppler-utils) is not installed: the PDF's text cannot be read")

@@ -16,7 +16,8 @@ def test_save_png_and_pdf(tmp_path) -> None:
                                r=0.99, xlabel="linear acc. ($)")
     paths = F.save_figure(fig, tmp_path, "Fig 3")
     assert [p.name for p in paths] == ["fig-3.png", "fig-3.pdf"]
-    assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+    assert paths[1].read_bytes().startswith(b"%PDF")
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
 

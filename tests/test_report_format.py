@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _analysis_synth import evaluated
 from qrprobe.analysis.compare import compare_results
 from qrprobe.report.tables import Table, metric_of
 from qrprobe.results import HEADLINE, format_mean_std, format_metric, markdown_table, metric_digits
@@ -19,21 +18,26 @@ HOSTILE = "a|b \\ c_d & e% <x> $f$ #1 {g} ~^"
 
 def test_metric_digits_and_format() -> None:
     assert [metric_digits(m) for m in HEADLINE] == [2, 2, 2, 2, 3]
-    assert metric_digits("delta_mi_bits") == 3 and metric_digits("cluster_entropy_bits") == 3
+    assert metric_digits("delta_mi_bits") == 3
+    assert metric_digits("cluster_entropy_bits") == 3
     assert format_metric(1.23456, "mi_bits") == "1.235"
     assert format_metric(46.3649, "nmi") == "46.36"
     assert format_metric(0.5, "delta_nmi", signed=True) == "+0.50"
     assert format_metric(None, "nmi") == format_metric(float("nan"), "nmi") == "–"
-    assert format_metric(-1e-6, "mi_bits") == "0.000" and format_metric(-0.002, "nmi") == "0.00"
+    assert format_metric(-1e-6, "mi_bits") == "0.000"
+    assert format_metric(-0.002, "nmi") == "0.00"
 
 
 def test_metric_of_columns() -> None:
-    assert metric_of("mi_bits_mean") == "mi_bits" and metric_of("delta_mi_bits_std") == "mi_bits"
-    assert metric_of("nmi_ci_low") == "nmi" and metric_of("top1_above_null_p") == "top1"
-    assert metric_of("n_concepts") is None and metric_of("model") is None
+    assert metric_of("mi_bits_mean") == "mi_bits"
+    assert metric_of("delta_mi_bits_std") == "mi_bits"
+    assert metric_of("nmi_ci_low") == "nmi"
+    assert metric_of("top1_above_null_p") == "top1"
+    assert metric_of("n_concepts") is None
+    assert metric_of("model") is None
 
 
-def test_terminal_and_report_show_the_same_numbers() -> None:
+def test_terminal_and_report_show_the_same_numbers(evaluated) -> None:
     """results.md / ranking.md (markdown_table) and the report's comparison table print every metric alike."""
     _, result = evaluated("full")
     md = markdown_table([result], intervals=True)
@@ -70,7 +74,7 @@ def test_p_values_and_plain_numbers() -> None:
 
 
 @pytest.mark.parametrize("name", [HOSTILE, "x|y", "line\nbreak", "back\\slash|"])
-def test_markdown_table_survives_hostile_names(name: str) -> None:
+def test_markdown_table_survives_hostile_names(name: str, evaluated) -> None:
     _, result = evaluated("full")
     md = markdown_table([dataclasses.replace(result, name=name), result])
     lines = md.splitlines()
@@ -105,7 +109,7 @@ def test_a_rows_metric_sets_its_decimals() -> None:
     assert disp["p (− null)"].tolist() == ["<0.001", "0.250"]
 
 
-def test_chance_levels_as_one_row_per_model_and_metric() -> None:
+def test_chance_levels_as_one_row_per_model_and_metric(evaluated) -> None:
     from qrprobe.analysis.compare import chance_table
     from qrprobe.report.comparison import chance_long
 
@@ -113,8 +117,10 @@ def test_chance_levels_as_one_row_per_model_and_metric() -> None:
     _, labels = evaluated("labels")
     wide = chance_table([full, labels], ["x", "y"])
     long = chance_long(wide, ["y", "x"])
-    assert long["model"].tolist()[:5] == ["y"] * 5 and len(long) == 2 * len(HEADLINE)
+    assert long["model"].tolist()[:5] == ["y"] * 5
+    assert len(long) == 2 * len(HEADLINE)
     row = long[(long["model"] == "x") & (long["metric"] == "mi_bits")].iloc[0]
     source = wide.set_index("model").loc["x"]
-    assert row["value"] == source["mi_bits"] and row["baseline"] == source["mi_bits_baseline"]
+    assert row["value"] == source["mi_bits"]
+    assert row["baseline"] == source["mi_bits_baseline"]
     assert row["above_null_p"] == source["mi_bits_above_null_p"] or np.isnan(row["above_null_p"])

@@ -41,7 +41,8 @@ def test_report_is_self_contained_and_escaped(report) -> None:
     assert "<script" not in html.lower()
     # every image is embedded; nothing is loaded from elsewhere
     srcs = re.findall(r'src="([^"]*)"', html)
-    assert srcs and all(s.startswith("data:image/") for s in srcs)
+    assert srcs
+    assert all(s.startswith("data:image/") for s in srcs)
     assert not re.search(r"(href|src)=\"(https?:|//|file:)", html)
     assert "Content-Security-Policy" in html
 
@@ -69,7 +70,8 @@ def test_figures_and_tables_exported(report) -> None:
     assert any(n.endswith("ksweep.png") for n in names)
     assert any(re.search(r"pair-1-panel\.pdf$", n) for n in names)
     md = (figures / cmp / "tables" / "comparison.md").read_text()
-    assert "linear_acc" in md and "&lt;A&gt;" in md
+    assert "linear_acc" in md
+    assert "&lt;A&gt;" in md
     for pdf in figures.rglob("*.pdf"):
         assert pdf.read_bytes().startswith(b"%PDF")
 
@@ -112,7 +114,8 @@ def test_cli_result_commands(tmp_path, inputs) -> None:
                  "-o", str(tmp_path / "ex")]) == 0
     section = Section.load(tmp_path / "ex")
     pairs = section.tables()[0].data
-    assert len(pairs) == 2 and (pairs["drop"] > 20).all()
+    assert len(pairs) == 2
+    assert (pairs["drop"] > 20).all()
     assert main(["explain", str(inputs["k6"]), "--versus", str(inputs["labels"]),
                  "-o", str(tmp_path / "ex2")]) == 2  # different clusterings
 

@@ -42,13 +42,15 @@ def test_json_round_trip(table: Table) -> None:
     payload = json.loads(table.to_json())
     assert payload["columns"][:2] == ["model", "nmi_mean"]
     back = Table.from_json(table.to_json())
-    assert back.name == table.name and back.signed == ("delta_nmi",)
+    assert back.name == table.name
+    assert back.signed == ("delta_nmi",)
     pd.testing.assert_frame_equal(back.data, table.data, check_dtype=False)
 
 
 def test_markdown_escapes_cells(table: Table) -> None:
     md = table.to_markdown()
-    assert "<script>" not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "<script>" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
     assert "x\\|y" in md
     header = md.splitlines()[2]
     assert header.count("|") == 6  # 5 columns
