@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from .. import progress as _progress
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..engine.evaluate import evaluate, protocol_config
@@ -81,6 +82,10 @@ def k_sweep(features, concepts: ConceptBank, ks: Sequence[int], *, config: Proto
     n = feats.array.shape[0]
     if max(ks) > n:
         raise QRProbeInputError(f"--k: K={max(ks)} exceeds the number of images N={n}")
-    results = [evaluate(feats, bank, config=replace(cfg, k=k), name=name, progress=progress) for k in ks]
+    results = []
+    with _progress.scope(name), _progress.once():  # a warning about these inputs is printed once, not per K
+        for i, k in enumerate(ks):
+            with _progress.scope(f"K sweep {i + 1}/{len(ks)}: K={k}"):
+                results.append(evaluate(feats, bank, config=replace(cfg, k=k), name=name, progress=progress))
     label = name or results[0].name or "model"
     return KSweep(k_sweep_table(results, [label] * len(results)), results)

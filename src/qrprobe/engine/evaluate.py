@@ -7,12 +7,12 @@ every clustering, and collect the scores, the arrays later analyses need and the
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import progress as _progress
 from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
@@ -71,6 +71,12 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
     baselines (``docs/statistics.md``).
 
     """
+    with _progress.scope(name):
+        return _evaluate(features, concepts, config, name, progress, keep_arrays, quantization, params)
+
+
+def _evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolConfig | None, name: str,
+              progress: bool, keep_arrays: bool, quantization: Quantization | None, params: dict) -> Result:
     if quantization is not None:
         if config is not None or params:
             raise TypeError("quantization= carries its own protocol; do not pass config= or protocol parameters")
@@ -86,9 +92,8 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
     repeats = getattr(quant.config, "null_repeats", 0)
     if repeats:
         nulls, null_seconds = null_outcomes(quant, inputs.concepts, repeats, progress)
-        if progress:
-            print(f"null: {repeats} probe(s) per clustering on shuffled concepts, {null_seconds:.1f} s",
-                  file=sys.stderr, flush=True)
+        _progress.note(f"null: {repeats} probe(s) per clustering on shuffled concepts, "
+                       f"{_progress.format_seconds(null_seconds)}", progress)
     return assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
                            nulls=nulls, null_seconds=null_seconds)
 
@@ -108,10 +113,6 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         per.append({"clustering": r, "seed": s, "k": cfg.k, **outcome.scores, "inertia": km.inertia,
                     "restart_inertias": list(km.inertias), "kmeans_iterations": km.n_iter,
                     "nonempty_clusters": len(np.unique(km.labels))})
-        if progress:
-            sc = outcome.scores
-            print(f"clustering {r + 1}/{cfg.clusterings} (seed {s}): NMI {sc['nmi']:.2f}  "
-                  f"top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits", file=sys.stderr, flush=True)
     flags = result_flags(quant.labels, cfg.k, per, [len(np.unique(quant.labels[r][o.split.test]))
                                                     for r, o in enumerate(outcomes)], bank)
     stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
@@ -131,9 +132,9 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
     for message in warnings + stats.warnings:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        _progress.warn(message)
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        print(f"note: {message}", file=sys.stderr, flush=True)
+        _progress.note(f"note: {message}")
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),

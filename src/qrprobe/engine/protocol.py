@@ -12,11 +12,13 @@ shuffle order, so a run is fully determined by ``config.seed`` (on the CPU).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
+from .. import progress as _progress
 from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
@@ -146,10 +148,19 @@ def probe_all(quant: Quantization, concepts: ConceptBank, progress: bool = False
     """One probe per clustering of ``quant`` on ``concepts`` (rows as ``quant.features``), seeds as the
     clusterings'."""
     cfg = quant.config
-    return [probe_labels(labels, concepts, seed=s, n_classes=cfg.k, probe=cfg.probe,
-                         test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, device=cfg.device,
-                         progress=progress)
-            for labels, s in zip(quant.labels, quant.seeds, strict=True)]
+    outcomes = []
+    for r, (labels, s) in enumerate(zip(quant.labels, quant.seeds, strict=True)):
+        what = f"probe K={cfg.k}, clustering {r + 1}/{len(quant.seeds)} (seed {s})"
+        t = time.perf_counter()
+        with _progress.scope(what):
+            outcome = probe_labels(labels, concepts, seed=s, n_classes=cfg.k, probe=cfg.probe,
+                                   test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
+                                   device=cfg.device, progress=progress)
+        sc = outcome.scores
+        _progress.note(f"{what}: NMI {sc['nmi']:.2f}  top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits, "
+                       f"in {_progress.format_seconds(time.perf_counter() - t)}", progress)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def summary_of(outcomes: list[ProbeOutcome]) -> dict[str, dict]:

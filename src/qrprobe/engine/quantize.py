@@ -23,11 +23,13 @@ changed), after which further iterations could not change anything.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .. import progress as _progress
 from ..device import resolve_device
 from ..errors import ParameterError
 from .kmeans_bounds import make_groups as _groups_for
@@ -68,10 +70,9 @@ def _show_restart(bar, restart: int, n_restarts: int) -> None:
         bar.set_postfix_str(f"restart {restart + 1}/{n_restarts}")
 
 
-def _progress_bar(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="it", disable=None if progress else True, leave=False)
+def _progress_bar(total: int, desc: str, progress: bool) -> _progress.Bar:
+    """A bar over Lloyd iterations (:mod:`qrprobe.progress`)."""
+    return _progress.bar(total, desc, enabled=progress, unit="it")
 
 
 class KMeans:
@@ -163,7 +164,7 @@ class KMeans:
             train_idx = np.sort(rng.choice(n, self.max_train_points, replace=False))
         own_bar = bar is None
         if own_bar:
-            bar = _progress_bar(self.n_iter * self.n_restarts, f"k-means K={self.n_clusters}", self.progress)
+            bar = _progress_bar(self.n_iter * self.n_restarts, f"K-means K={self.n_clusters}", self.progress)
         try:
             with torch.inference_mode():
                 if self.backend == "faiss":
@@ -303,11 +304,16 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
     stored.check_sums()
     results = []
-    bar = _progress_bar(n_iter * n_restarts * len(seeds), f"k-means K={k}", progress)
+    bar = _progress_bar(n_iter * n_restarts * len(seeds), f"K-means K={k}", progress)
     with bar:
         for r, seed in enumerate(seeds):
-            bar.set_description(f"k-means K={k}, clustering {r + 1}/{len(seeds)}")
-            results.append(make(seed).fit_stored(stored, bar).result_)
+            what = f"K-means K={k}, clustering {r + 1}/{len(seeds)} (seed {seed})"
+            bar.set_description(what)
+            t = time.perf_counter()
+            fitted = make(seed).fit_stored(stored, bar).result_
+            results.append(fitted)
+            _progress.note(f"{what}: {fitted.n_iter} iterations (best of {n_restarts} restart(s)) in "
+                           f"{_progress.format_seconds(time.perf_counter() - t)}", progress)
     return standardizer, results
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .. import progress as _progress
 from .._atomic import ChunkedWorkDir, atomic_directory, check_replaceable
 from ..concepts.bank import FORMAT as BANK_FORMAT
 from ..concepts.bank import ConceptBank
@@ -113,10 +114,9 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                                                       header={"n_chunks": n_chunks}, resume=resume)
     report = LabelReport(n_listed=n, rejected=list(source.rejected),
                          seconds={"decode": 0.0, **{e.name: 0.0 for e in built}})
-    from tqdm.auto import tqdm
-
     chunks: dict[int, dict] = {}
-    bar = tqdm(total=n, unit="img", desc="labelling", disable=not progress, dynamic_ncols=True)
+    bar = _progress.bar(n, f"labelling ({', '.join(e.name for e in built)})", enabled=progress, unit="img",
+                        leave=True)
     try:
         todo = []
         for k in range(n_chunks):
@@ -150,6 +150,10 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                                             save_scores, bar))
     finally:
         bar.close()
+    if report.n_listed - report.resumed_images:
+        _progress.note(f"labelling: {n - report.resumed_images} images in {_progress.format_seconds(bar.seconds)} ("
+                       + ", ".join(f"{name} {_progress.format_seconds(sec)}" for name, sec in report.seconds.items())
+                       + ")", progress)
     parts, ok_rows, score_parts = [], [], {e.name: [] for e in built}
     for k in range(n_chunks):
         chunk, lo = chunks[k], k * chunk_size

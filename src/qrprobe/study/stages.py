@@ -17,6 +17,7 @@ from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
+from ..progress import StageCounter
 from ..results import Result
 from .cache import file_identity, slug, stage_key
 from .config import ModelSpec, StudyConfig
@@ -65,6 +66,23 @@ class StageContext:
     #: stages whose items on the study's own images must already exist (a job's inputs, made by other jobs)
     reuse_only: frozenset[str] = field(default_factory=frozenset)
     check_only: bool = False  # compute nothing: a missing item raises StageMissing (which items are done?)
+    #: the run's ``[stage i/n]`` counter (None: items are not counted, e.g. one study job)
+    counter: StageCounter | None = None
+
+    def begin(self, kind: str, name: str) -> int:
+        """Announce the next item of stage ``kind`` (``[stage i/n] name``); returns a mark for :meth:`end`."""
+        if self.counter is not None:
+            self.counter.begin(kind, name)
+        return len(self._entries())
+
+    def end(self, kind: str, mark: int) -> None:
+        """The item begun at ``mark`` is finished (computed when any of its log entries since was not reused)."""
+        if self.counter is not None:
+            self.counter.end(kind, any(not e["reused"] for e in self._entries()[mark:]))
+
+    def _entries(self) -> list[dict]:
+        outcome = getattr(self.log, "outcome", None)  # the run's log entries, where the log keeps them
+        return outcome.log if outcome is not None else []
 
     def fresh(self, stage: str, path: Path) -> None:
         """Remove ``path`` when ``stage`` is forced, so that it is recomputed."""
@@ -169,7 +187,7 @@ def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
                      "experts": [x for x in labelled.bank.info.get("experts", []) if x.get("name") == e.name]}
         part.save(paths[e.name], overwrite=True)
         ctx.log("label", e.name, False, float(seconds.get(e.name, 0.0)), paths[e.name])
-    if seconds.get("decode"):
+    if seconds.get("decode") and ctx.progress:
         ctx.echo(f"[label] decoding images (not hidden by the experts): {seconds['decode']:.1f} s")
     shutil.rmtree(work, ignore_errors=True)
 
