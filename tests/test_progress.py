@@ -144,8 +144,8 @@ def test_stage_eta_uses_the_mean_time_per_stage_kind(monkeypatch):
     counter.end("extract", computed=False)  # reused: not timed
     counter.begin("label", "label x")  # t=12
     assert lines[0] == "[stage 1/4] extract a"
-    assert lines[1].startswith("[stage 2/4] extract b (elapsed 10.0 s, about 30 s left")
-    assert lines[2].startswith("[stage 3/4] label x (elapsed 12.0 s, about 20 s left")
+    assert lines[1] == ("[stage 2/4] extract b (elapsed 10 s, about 30 s left)")
+    assert lines[2] == ("[stage 3/4] label x (elapsed 12 s, about 20 s left)")
 
 
 def test_format_seconds():

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import progress as _progress
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..engine.evaluate import protocol_config
 from ..engine.protocol import Quantization, prepare_inputs, probe_all, quantize
 from ..errors import QRProbeInputError
+from ..progress import bar as progress_bar
+from ..progress import format_seconds, note, scope
 from ..results import HEADLINE
 
 BREAKDOWN_METRICS = HEADLINE  # nmi, ami, top1, map, mi_bits
@@ -114,10 +115,10 @@ def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | N
     with_single = single and label_group is not None
     singles = [[label_group]] + [[label_group, g] for g in order] if with_single else []
     planned = list(dict.fromkeys(tuple(sorted(g)) for g in [*(groups for _, _, groups in cum_steps), *singles]))
-    with _progress.scope(name):
+    with scope(name):
         quant = quantize(feats, cfg, progress)
         cache: dict[tuple[str, ...], dict] = {}
-        with _progress.bar(len(planned), "breakdown", enabled=progress, unit="step", leave=True) as bar:
+        with progress_bar(len(planned), "breakdown", enabled=progress, unit="step", leave=True) as bar:
 
             def scores(groups: Sequence[str]) -> dict:
                 key = tuple(sorted(groups))
@@ -125,11 +126,11 @@ def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | N
                     what = f"breakdown step {len(cache) + 1}/{len(planned)}: {' + '.join(groups)}"
                     bar.set_description(what)
                     t = time.perf_counter()
-                    with _progress.scope(f"step {len(cache) + 1}/{len(planned)}"):
+                    with scope(f"step {len(cache) + 1}/{len(planned)}"):
                         cache[key] = _scores(quant, bank, groups, progress)
                     bar.update()
-                    _progress.note(f"{what} ({cache[key]['n_concepts']} concepts) in "
-                                   f"{_progress.format_seconds(time.perf_counter() - t)}", progress)
+                    note(f"{what} ({cache[key]['n_concepts']} concepts) in "
+                                   f"{format_seconds(time.perf_counter() - t)}", progress)
                 return cache[key]
 
             cum_rows = []

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from .. import progress as _progress
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..engine.evaluate import evaluate, protocol_config
 from ..engine.protocol import prepare_inputs
 from ..errors import QRProbeInputError
+from ..progress import once, scope
 from ..results import METRICS, Result
 from .compare import result_name
 
@@ -83,9 +83,9 @@ def k_sweep(features, concepts: ConceptBank, ks: Sequence[int], *, config: Proto
     if max(ks) > n:
         raise QRProbeInputError(f"--k: K={max(ks)} exceeds the number of images N={n}")
     results = []
-    with _progress.scope(name), _progress.once():  # a warning about these inputs is printed once, not per K
+    with scope(name), once():  # a warning about these inputs is printed once, not per K
         for i, k in enumerate(ks):
-            with _progress.scope(f"K sweep {i + 1}/{len(ks)}: K={k}"):
+            with scope(f"K sweep {i + 1}/{len(ks)}: K={k}"):
                 results.append(evaluate(feats, bank, config=replace(cfg, k=k), name=name, progress=progress))
     label = name or results[0].name or "model"
     return KSweep(k_sweep_table(results, [label] * len(results)), results)

@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from .. import progress as _progress
 from ..concepts.bank import ConceptBank
 from ..metrics import TestDetails
+from ..progress import scope
 from .protocol import ProbeOutcome, Quantization, probe_labels
 
 _LN2 = float(np.log(2.0))
@@ -57,7 +57,7 @@ def null_outcomes(quant: Quantization, concepts: ConceptBank, repeats: int,
         runs = []
         for j in range(repeats):
             shuffled = matrix[null_permutation(matrix.shape[0], s, j)]
-            with _progress.scope(f"null probe {j + 1}/{repeats}, clustering {r + 1}/{len(quant.seeds)}"):
+            with scope(f"null probe {j + 1}/{repeats}, clustering {r + 1}/{len(quant.seeds)}"):
                 runs.append(probe_labels(labels, shuffled, seed=s, n_classes=cfg.k, probe=cfg.probe,
                                          test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                                          device=cfg.device, progress=progress))

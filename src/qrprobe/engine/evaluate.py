@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import progress as _progress
 from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings, expert_networks
+from ..progress import format_seconds, note, scope, warn
 from ..results import Result, summarize
 from .chance import null_outcomes
 from .config import ProtocolConfig
@@ -71,7 +71,7 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
     baselines (``docs/statistics.md``).
 
     """
-    with _progress.scope(name):
+    with scope(name):
         return _evaluate(features, concepts, config, name, progress, keep_arrays, quantization, params)
 
 
@@ -92,8 +92,8 @@ def _evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCo
     repeats = getattr(quant.config, "null_repeats", 0)
     if repeats:
         nulls, null_seconds = null_outcomes(quant, inputs.concepts, repeats, progress)
-        _progress.note(f"null: {repeats} probe(s) per clustering on shuffled concepts, "
-                       f"{_progress.format_seconds(null_seconds)}", progress)
+        note(f"null: {repeats} probe(s) per clustering on shuffled concepts, "
+                       f"{format_seconds(null_seconds)}", progress)
     return assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
                            nulls=nulls, null_seconds=null_seconds)
 
@@ -132,9 +132,9 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
     for message in warnings + stats.warnings:
-        _progress.warn(message)
+        warn(message)
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        _progress.note(f"note: {message}")
+        note(f"note: {message}")
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
@@ -193,8 +193,8 @@ def provenance_notes(bank: ConceptBank) -> list[str]:
     experts = bank.info.get("experts")
     if not experts:
         return []
-    note = battery_note(experts)
-    return [note] if note else []
+    text = battery_note(experts)
+    return [text] if text else []
 
 
 def default_name(provenance: dict) -> str:

@@ -210,7 +210,7 @@ class ReverseProbe:
     def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
         """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
         prior)."""
-        from .. import progress as _progress
+        from ..progress import bar as progress_bar
 
         cfg = self.config
         table_x = with_bias_column(concepts)
@@ -228,7 +228,7 @@ class ReverseProbe:
         by_val = val is not None and cfg.select == "val_loss"
         self.history_ = [prior]
         best = (prior["val_loss"], None, None, 0) if by_val and self.prior_candidate else (math.inf, None, None, 0)
-        with _progress.bar(cfg.epochs, f"probe M={m1 - 1}→K={k}", enabled=self.progress, unit="epoch") as bar:
+        with progress_bar(cfg.epochs, f"probe M={m1 - 1}→K={k}", enabled=self.progress, unit="epoch") as bar:
             for epoch in range(1, cfg.epochs + 1):
                 started = time.perf_counter()
                 lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .. import progress as _progress
 from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
 from ..metrics import TestDetails, score_details
+from ..progress import format_seconds, note, scope
 from ..results import summarize
 from .config import ProbeConfig, ProtocolConfig
 from .degenerate import check_quantization
@@ -152,13 +152,13 @@ def probe_all(quant: Quantization, concepts: ConceptBank, progress: bool = False
     for r, (labels, s) in enumerate(zip(quant.labels, quant.seeds, strict=True)):
         what = f"probe K={cfg.k}, clustering {r + 1}/{len(quant.seeds)} (seed {s})"
         t = time.perf_counter()
-        with _progress.scope(what):
+        with scope(what):
             outcome = probe_labels(labels, concepts, seed=s, n_classes=cfg.k, probe=cfg.probe,
                                    test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                                    device=cfg.device, progress=progress)
         sc = outcome.scores
-        _progress.note(f"{what}: NMI {sc['nmi']:.2f}  top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits, "
-                       f"in {_progress.format_seconds(time.perf_counter() - t)}", progress)
+        note(f"{what}: NMI {sc['nmi']:.2f}  top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits, "
+                       f"in {format_seconds(time.perf_counter() - t)}", progress)
         outcomes.append(outcome)
     return outcomes
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import progress as _progress
 from ..device import resolve_device
 from ..errors import ParameterError
+from ..progress import Bar, format_seconds, note
+from ..progress import bar as progress_bar
 from .kmeans_bounds import make_groups as _groups_for
 from .kmeans_exact import BoundedLloyd
 from .kmeans_faiss import fit_faiss
@@ -70,9 +71,9 @@ def _show_restart(bar, restart: int, n_restarts: int) -> None:
         bar.set_postfix_str(f"restart {restart + 1}/{n_restarts}")
 
 
-def _progress_bar(total: int, desc: str, progress: bool) -> _progress.Bar:
+def _progress_bar(total: int, desc: str, progress: bool) -> Bar:
     """A bar over Lloyd iterations (:mod:`qrprobe.progress`)."""
-    return _progress.bar(total, desc, enabled=progress, unit="it")
+    return progress_bar(total, desc, enabled=progress, unit="it")
 
 
 class KMeans:
@@ -312,8 +313,8 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
             t = time.perf_counter()
             fitted = make(seed).fit_stored(stored, bar).result_
             results.append(fitted)
-            _progress.note(f"{what}: {fitted.n_iter} iterations (best of {n_restarts} restart(s)) in "
-                           f"{_progress.format_seconds(time.perf_counter() - t)}", progress)
+            note(f"{what}: {fitted.n_iter} iterations (best of {n_restarts} restart(s)) in "
+                           f"{format_seconds(time.perf_counter() - t)}", progress)
     return standardizer, results
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .. import progress as _progress
 from .._atomic import ChunkedWorkDir, atomic_directory, check_replaceable
 from ..concepts.bank import FORMAT as BANK_FORMAT
 from ..concepts.bank import ConceptBank
 from ..errors import ParameterError, QRProbeInputError
 from ..images import open_images
+from ..progress import bar as progress_bar
+from ..progress import format_seconds, note
 from ..raycluster import RayOptions
 from .base import Expert
 from .label_chunk import label_chunk
@@ -115,7 +116,7 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     report = LabelReport(n_listed=n, rejected=list(source.rejected),
                          seconds={"decode": 0.0, **{e.name: 0.0 for e in built}})
     chunks: dict[int, dict] = {}
-    bar = _progress.bar(n, f"labelling ({', '.join(e.name for e in built)})", enabled=progress, unit="img",
+    bar = progress_bar(n, f"labelling ({', '.join(e.name for e in built)})", enabled=progress, unit="img",
                         leave=True)
     try:
         todo = []
@@ -151,8 +152,8 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     finally:
         bar.close()
     if report.n_listed - report.resumed_images:
-        _progress.note(f"labelling: {n - report.resumed_images} images in {_progress.format_seconds(bar.seconds)} ("
-                       + ", ".join(f"{name} {_progress.format_seconds(sec)}" for name, sec in report.seconds.items())
+        note(f"labelling: {n - report.resumed_images} images in {format_seconds(bar.seconds)} ("
+                       + ", ".join(f"{name} {format_seconds(sec)}" for name, sec in report.seconds.items())
                        + ")", progress)
     parts, ok_rows, score_parts = [], [], {e.name: [] for e in built}
     for k in range(n_chunks):

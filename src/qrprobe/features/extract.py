@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import progress as _progress
 from .._atomic import check_replaceable
 from .._versions import library_versions
 from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
+from ..progress import Bar, format_seconds, note
+from ..progress import bar as progress_bar
 from ..raycluster import RayOptions
 from .batches import ChunkAssembler, GivenRepresentation, encode_batch
 from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
@@ -236,7 +237,7 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
             bar.close()
         stats.seconds = time.perf_counter() - start
     if stats.n_encoded_now:
-        _progress.note(f"extract {rep.spec}: {stats.n_encoded_now} images in {_progress.format_seconds(stats.seconds)} "
+        note(f"extract {rep.spec}: {stats.n_encoded_now} images in {format_seconds(stats.seconds)} "
                        f"({stats.images_per_second:.1f} img/s)", progress)
     if not any(writer.chunks[c]["rows"] for c in range(n_chunks)):  # a store of 0 rows is no store
         failed = [s for c in range(n_chunks) for s in writer.chunks[c].get("skipped", [])]
@@ -281,9 +282,9 @@ def _prefetch_batches(batch_size: int) -> int:
     return max(2, 64 // batch_size)
 
 
-def _progress_bar(total: int, desc: str, *, enabled: bool) -> _progress.Bar:
+def _progress_bar(total: int, desc: str, *, enabled: bool) -> Bar:
     """The bar over images encoded (:mod:`qrprobe.progress`: drawn on a terminal only)."""
-    return _progress.bar(total, f"extract {desc}", enabled=enabled, unit="img", leave=True)
+    return progress_bar(total, f"extract {desc}", enabled=enabled, unit="img", leave=True)
 
 
 def extract(model, images, out: str | os.PathLike, **options) -> FeatureStore:
