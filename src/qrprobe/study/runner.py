@@ -130,8 +130,8 @@ def _run_locked(study: StudyConfig, out: Path, force: Sequence[str], progress: b
               for m in study.models}
     remove_orphans(out / "features", ".partial")  # work folders of models the study no longer has
     experts = ", ".join(e.name for e in study.experts)
-    bank = (_counted(ctx, "label", experts, lambda: label_stage(ctx, images)) if study.experts
-            else label_stage(ctx, images))
+    bank = (_counted(ctx, "label", experts, lambda: label_stage(ctx, images, stores)) if study.experts
+            else label_stage(ctx, images, stores))
     remove_orphans(out / "concepts", ".pass-")  # labelling passes of a killed run whose experts changed
     protocol = study.protocol_config()
     bank_hash = bank.content_hash()  # once: it is part of every downstream stage key

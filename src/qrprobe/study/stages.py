@@ -152,8 +152,25 @@ def expert_paths(ctx: StageContext, images: ImageSet) -> dict[str, Path]:
     return {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{_expert_key(e, images)}" for e in ctx.study.experts}
 
 
-def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
-    """Label ``images`` with those of ``experts`` (specs) whose banks are missing, in one pass; one bank each."""
+def shared_forward_pass(spec, options: dict, stores: dict[str, FeatureStore] | None) -> FeatureStore | None:
+    """The study's feature store from which the expert ``spec`` (with ``options``) can take its network's
+    output instead of running the network again (an ``imagenet`` expert whose network is a model of the study:
+    :func:`qrprobe.experts.imagenet.shares_forward_pass`), or None."""
+    from ..experts.imagenet import DEFAULT_MODEL, shares_forward_pass
+
+    if (spec.kind or spec.name) != "imagenet" or spec.weights or options.get("weights") or not stores:
+        return None
+    if options.get("model", DEFAULT_MODEL) != DEFAULT_MODEL:
+        return None
+    return next((s for s in stores.values() if shares_forward_pass(s.manifest)), None)
+
+
+def label_experts(ctx: StageContext, images: ImageSet, experts: list,
+                  stores: dict[str, FeatureStore] | None = None) -> None:
+    """Label ``images`` with those of ``experts`` (specs) whose banks are missing, in one pass; one bank each.
+
+    ``stores``: the study's feature stores on these images; an expert whose network is one of the models reads
+    that model's stored output instead of a second forward pass (:func:`shared_forward_pass`)."""
     from ..experts.label import run_labelling
     from ..experts.registry import expert_class, expert_parameters
 
@@ -173,6 +190,12 @@ def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
             options[e.name].setdefault("device", ctx.study.device)  # torch experts follow the study's device
         if (e.kind or e.name) == "labels" and images.labels and "table" not in options[e.name]:
             options[e.name]["table"] = images.labels
+        shared = shared_forward_pass(e, options[e.name], stores)
+        if shared is not None:
+            options[e.name]["features"] = str(shared.path)
+            if ctx.progress:
+                ctx.echo(f"[label] {e.name}: the network's output is computed from the stored features of "
+                         f"{shared.path.name} (one forward pass for both)")
     work = ctx.out / "concepts" / f".pass-{stage_key(sorted(str(paths[e.name]) for e in missing))}"
     labelled = run_labelling(
         images.source, [e.name for e in missing], output=work, options=options,
@@ -192,9 +215,10 @@ def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def label_stage(ctx: StageContext, images: ImageSet) -> ConceptBank:
-    """The study's concept bank on ``images``: one cached bank per expert, concatenated."""
-    label_experts(ctx, images, list(ctx.study.experts))
+def label_stage(ctx: StageContext, images: ImageSet, stores: dict[str, FeatureStore] | None = None) -> ConceptBank:
+    """The study's concept bank on ``images``: one cached bank per expert, concatenated (``stores``: the
+    models' feature stores on ``images``, see :func:`label_experts`)."""
+    label_experts(ctx, images, list(ctx.study.experts), stores)
     paths = expert_paths(ctx, images)
     banks = _study_names([ConceptBank.load(paths[e.name]) for e in ctx.study.experts])
     if images.key == ctx.images_key:  # the study's own images: add the banks it names
