@@ -33,6 +33,7 @@ from ..device import resolve_device
 from ..errors import ParameterError
 from ..progress import Bar, format_seconds, note
 from ..progress import bar as progress_bar
+from . import kmeans_memo
 from .kmeans_bounds import make_groups as _groups_for
 from .kmeans_exact import BoundedLloyd
 from .kmeans_faiss import fit_faiss
@@ -300,21 +301,37 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     first = make(seeds[0] if seeds else 0)
     first.check(n)
     storage = first.storage_precision(n, d)
-    standardizer = Standardizer().fit(features, progress)
     dev = resolve_device(device) if backend == "torch" else torch.device("cpu")
-    stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
-    stored.check_sums()
+    memo_key = None
+    if kmeans_memo.active() and isinstance(init, str):
+        memo_key = (kmeans_memo.features_fingerprint(features), k, n_iter, n_restarts, max_train_points, init,
+                    backend, str(dev), storage)
+    found = {s: kmeans_memo.lookup((*memo_key, s)) for s in seeds} if memo_key else {}
+    standardizer = kmeans_memo.lookup(memo_key[:1]) if memo_key else None
+    todo = [s for s in seeds if found.get(s) is None]
+    if standardizer is None:
+        standardizer = Standardizer().fit(features, progress)
+    if todo:
+        stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
+        stored.check_sums()
     results = []
-    bar = _progress_bar(n_iter * n_restarts * len(seeds), f"K-means K={k}", progress)
-    with bar:
+    with _progress_bar(n_iter * n_restarts * len(todo), f"K-means K={k}", progress) as bar:
         for r, seed in enumerate(seeds):
             what = f"K-means K={k}, clustering {r + 1}/{len(seeds)} (seed {seed})"
+            if seed not in todo:
+                results.append(found[seed])
+                note(f"{what}: the same clustering as earlier in this run, reused", progress)
+                continue
             bar.set_description(what)
             t = time.perf_counter()
             fitted = make(seed).fit_stored(stored, bar).result_
             results.append(fitted)
             note(f"{what}: {fitted.n_iter} iterations (best of {n_restarts} restart(s)) in "
-                           f"{format_seconds(time.perf_counter() - t)}", progress)
+                 f"{format_seconds(time.perf_counter() - t)}", progress)
+            if memo_key:
+                kmeans_memo.store((*memo_key, seed), fitted)
+    if memo_key:
+        kmeans_memo.store(memo_key[:1], standardizer)
     return standardizer, results
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._atomic import atomic_write_text, check_writable, clean_stale_in
+from ..engine.kmeans_memo import reuse_clusterings
 from ..errors import QRProbeInputError
 from ..progress import StageCounter, format_seconds, note
 from ..results import Result, markdown_table
@@ -111,7 +112,7 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     out = Path(output) if output is not None else default_output(None, study)
     check_layout(study, out)
     check_writable(out / RESOLVED)
-    with study_lock(out):
+    with study_lock(out), reuse_clusterings():  # the same clustering is computed once per run
         return _run_locked(study, out, force, progress, echo, reuse_only)
 
 
