@@ -213,3 +213,15 @@ def test_printed_table_has_intervals_chance_and_baselines_and_compare_pairs_resu
     adjacent = pd.read_csv(inputs / "cmp" / "tables" / "comparison-adjacent.csv")
     assert adjacent.loc[0, "metric"] == "ami" and adjacent.loc[0, "clusterings"] == "independent"
     assert np.isfinite(adjacent.loc[0, "p_value"])
+
+
+def test_compare_solver_probes_the_same_clusterings_with_both_solvers(inputs, capsys):
+    out = inputs / "both"
+    assert _run(inputs / "store", inputs / "bank", "-o", out, *FAST, "--compare-solver", "lbfgs") == 0
+    printed = capsys.readouterr().out
+    assert "| toy | 4 | 2 |" in printed and "| toy (solver lbfgs) | 4 | 2 |" in printed
+    main_result, other = (json.loads((d / "results.json").read_text()) for d in (out, out / "solver-lbfgs"))
+    assert (main_result["config"]["probe"]["solver"], other["config"]["probe"]["solver"]) == ("sgd", "lbfgs")
+    np.testing.assert_array_equal(np.load(out / "clusterings.npy"), np.load(out / "solver-lbfgs" / "clusterings.npy"))
+    assert not np.array_equal(np.load(out / "coef.npy"), np.load(out / "solver-lbfgs" / "coef.npy"))
+    assert main_result["timings"]["quantize"] == other["timings"]["quantize"] > 0

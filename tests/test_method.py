@@ -105,6 +105,10 @@ def test_result_summary_and_estimator_api(tmp_path):
     back = Result.load(tmp_path / "r")
     assert back.summary == res.summary and back.name == "toy"
     np.testing.assert_array_equal(back.coef, res.coef)
+    stages = ("inputs", "quantize", "probe", "null", "statistics")
+    assert set(res.timings) == {*stages, "total"} and all(res.timings[s] >= 0 for s in stages)
+    assert sum(res.timings[s] for s in stages) <= res.timings["total"] + 0.01  # the stages do not overlap
+    assert back.timings == res.timings
 
 
 def test_an_expert_that_is_the_network_under_test_is_flagged(tmp_path):

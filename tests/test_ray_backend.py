@@ -228,7 +228,7 @@ def ray_tmpdir():
 def test_a_killed_ray_extraction_reruns_to_an_identical_store(tmp_path, ray_tmpdir):
     """A real SIGKILL of `qrprobe extract --backend ray` (driver, its Ray runtime and workers), then again."""
     cmd = [sys.executable, "-m", "qrprobe", "extract", "efficientnet-lite0-random", IMAGES, "--quiet",
-           "--limit", "48", "--batch-size", "4", "--chunk-size", "8", "--device", "cpu"]
+           "--limit", "48", "--batch-size", "4", "--chunk-size", "4", "--device", "cpu"]
     ray_flags = ["--backend", "ray", "--num-cpus", "2", "--object-store-gb", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RAY_TMPDIR": ray_tmpdir}
     out = tmp_path / "killed"
@@ -240,7 +240,7 @@ def test_a_killed_ray_extraction_reruns_to_an_identical_store(tmp_path, ray_tmpd
     proc.wait()
     assert not out.exists()
     done = committed_chunks(manifest)
-    assert 2 <= done < 6
+    assert 2 <= done < 12  # 12 chunks of 4: Ray commits them in bursts, so leave room before the last
     time.sleep(2)
     assert not _ray_processes(ray_tmpdir), "Ray processes outlived the killed job"
     resumed = subprocess.run([*cmd, *ray_flags, "-o", str(out)], env=env, capture_output=True, text=True,

@@ -60,6 +60,8 @@ class Result:
         of its null (metrics in the order of ``statistics["bootstrap"]["metrics"]``), or None
     statistics : intervals' method, bootstrap and null settings and costs, baselines, small-sample warnings
         (``docs/statistics.md``); empty for results written before intervals existed
+    timings : wall-clock seconds per stage of :func:`~qrprobe.evaluate` (``inputs``, ``quantize``, ``probe``,
+        ``null``, ``statistics``, ``total``); empty for results written before timings were recorded
     """
 
     summary: dict
@@ -82,6 +84,7 @@ class Result:
     replicates: np.ndarray | None = None
     null_replicates: np.ndarray | None = None
     statistics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
 
     def mean(self, metric: str) -> float:
         return self.summary[metric]["mean"]
@@ -110,7 +113,8 @@ class Result:
         """The JSON-serialisable part (everything but the arrays)."""
         return {"format": FORMAT, "name": self.name, "summary": self.summary, "std": STD_NOTE,
                 "per_clustering": self.per_clustering, "config": self.config, "seeds": self.seeds,
-                "inputs": self.inputs, "statistics": self.statistics, "versions": self.versions}
+                "inputs": self.inputs, "statistics": self.statistics, "timings": self.timings,
+                "versions": self.versions}
 
     def to_markdown(self, metrics: tuple[str, ...] = HEADLINE) -> str:
         """A one-row Markdown table of mean ± std."""
@@ -162,7 +166,8 @@ class Result:
             raise QRProbeInputError(f"{rpath}: format {data.get('format')!r}, expected {FORMAT!r}")
         res = cls(summary=data["summary"], per_clustering=data["per_clustering"], config=data["config"],
                   seeds=data["seeds"], versions=data.get("versions", {}), inputs=data.get("inputs", {}),
-                  name=data.get("name", ""), statistics=data.get("statistics") or {})
+                  name=data.get("name", ""), statistics=data.get("statistics") or {},
+                  timings=data.get("timings") or {})
         base = rpath.parent
         if arrays:
             for name in _ARRAYS:

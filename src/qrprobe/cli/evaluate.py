@@ -59,6 +59,9 @@ def add_parser(subparsers) -> None:
     add_output(parser, "result directory: results.json, results.md and the arrays for later analyses")
     parser.add_argument("--name", default="", help="name of the representation in tables [default: the model]")
     add_quiet(parser)
+    parser.add_argument("--compare-solver", choices=("sgd", "lbfgs"), default=None, metavar="SOLVER",
+                        help="also probe the same clusterings with this solver (sgd, lbfgs) and show both side by "
+                             "side; its result is saved in OUT/solver-SOLVER/ [default: off]")
     add_concept_arguments(parser)
     add_protocol_arguments(parser)
     parser.set_defaults(func=run)
@@ -71,16 +74,47 @@ def run(args: argparse.Namespace) -> int:
         "FEATURES": args.features, "CONCEPTS": args.concepts, "--concept-names": args.concept_names})
     config = protocol_from_args(args)
     feats, bank = load_inputs(args)
-    result = evaluate(feats, bank, config, name=args.name, progress=not args.quiet)
-    table = markdown_table([result], intervals=True)
+    others = []
+    if args.compare_solver is None:
+        result = evaluate(feats, bank, config, name=args.name, progress=not args.quiet)
+    else:
+        result, other = _with_other_solver(feats, bank, config, args.compare_solver, args.name, not args.quiet)
+        others.append(other)
+    table = markdown_table([result, *others], intervals=True)
     lines = statistics_lines(result)
     if lines:
         table += "\n\n" + "\n".join(f"- {line}" for line in lines)
 
     def add_markdown(tmp: Path) -> None:
         (tmp / "results.md").write_text(table + "\n", encoding="utf-8")
+        for other in others:
+            other.save(tmp / f"solver-{other.config['probe']['solver']}")
 
     result.save(out, overwrite=args.overwrite, extra=add_markdown)
     print(table)
+    if not args.quiet:
+        spent = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+        print(f"\ntime: {spent}", file=sys.stderr)
     print(f"\nresults: {out / 'results.json'}", file=sys.stderr)
     return 0
+
+
+def _with_other_solver(feats, bank, config, solver: str, name: str, progress: bool):
+    """The result of ``config`` and that of the same clusterings probed with ``solver`` (one quantization)."""
+    import time
+    from dataclasses import replace
+
+    from ..engine.evaluate import evaluate
+    from ..engine.protocol import prepare_inputs, quantize
+
+    start = time.perf_counter()
+    quant = quantize(prepare_inputs(feats, bank).features, config, progress)
+    seconds = time.perf_counter() - start
+    result = evaluate(None, bank, quantization=quant, name=name, progress=progress)
+    other_config = replace(config, probe=replace(config.probe, solver=solver))
+    other = evaluate(None, bank, quantization=replace(quant, config=other_config),
+                     name=f"{result.name} (solver {solver})", progress=progress)
+    for res in (result, other):
+        res.timings = {"quantize": round(seconds, 3), **res.timings,
+                       "total": round(res.timings.get("total", 0.0) + seconds, 3)}
+    return result, other

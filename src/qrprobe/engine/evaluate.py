@@ -7,6 +7,7 @@ every clustering, and collect the scores, the arrays later analyses need and the
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ def evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCon
 
 def _evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolConfig | None, name: str,
               progress: bool, keep_arrays: bool, quantization: Quantization | None, params: dict) -> Result:
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
     if quantization is not None:
         if config is not None or params:
             raise TypeError("quantization= carries its own protocol; do not pass config= or protocol parameters")
@@ -86,16 +89,26 @@ def _evaluate(features: FeaturesLike, concepts: ConceptsLike, config: ProtocolCo
         cfg = protocol_config(config, params)
         features, bank = load_concepts_for(features, concepts)
         inputs = prepare_inputs(features, bank)
+        timings["inputs"] = time.perf_counter() - clock
         quant = quantize(inputs.features, cfg, progress)
+        timings["quantize"] = time.perf_counter() - clock - timings["inputs"]
+    start = time.perf_counter()
     outcomes = probe_all(quant, inputs.concepts, progress)
+    timings["probe"] = time.perf_counter() - start
     nulls, null_seconds = None, 0.0
     repeats = getattr(quant.config, "null_repeats", 0)
     if repeats:
         nulls, null_seconds = null_outcomes(quant, inputs.concepts, repeats, progress)
-        note(f"null: {repeats} probe(s) per clustering on shuffled concepts, "
-                       f"{format_seconds(null_seconds)}", progress)
-    return assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
-                           nulls=nulls, null_seconds=null_seconds)
+        note(f"null: {repeats} probe(s) per clustering on shuffled concepts, {format_seconds(null_seconds)}",
+             progress)
+    timings["null"] = null_seconds
+    start = time.perf_counter()
+    result = assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
+                             nulls=nulls, null_seconds=null_seconds)
+    timings["statistics"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - clock
+    result.timings = {key: round(value, 3) for key, value in timings.items()}
+    return result
 
 
 def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOutcome], *, name: str = "",

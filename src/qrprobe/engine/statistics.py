@@ -94,7 +94,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
             if keys is not None:
                 null_reps.append(np.mean([split_replicates(o.details, keys[o.split.test], n_replicates,
                                                            o.scores["map"]) for o in runs], axis=0))
-        per.append(extra)
+        per.append({k: _finite_or_none(v) for k, v in extra.items()})
     replicates = np.stack(reps) if reps else None
     null_replicates = np.stack(null_reps) if null_reps else None
     scores = [{**o.scores, **e} for o, e in zip(outcomes, per, strict=True)]
