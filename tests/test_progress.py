@@ -132,20 +132,22 @@ def test_warnings_inside_once_print_once(capsys):
 
 
 def test_stage_eta_uses_the_mean_time_per_stage_kind(monkeypatch):
-    clock = iter([0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 12.0, 12.0])
+    clock = iter([0.0, 0.0, 10.0, 10.0, 10.0, 12.0, 12.0, 20.0, 20.0, 20.0])
     monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
     lines: list[str] = []
-    counter = progress.StageCounter(["extract", "extract", "label", "evaluate"], emit=lines.append)  # t=0
-    assert counter.eta() is None
+    counter = progress.StageCounter(["extract", "extract", "label", "extract", "evaluate"], emit=lines.append)
     counter.begin("extract", "extract a")  # t=0
     counter.end("extract", computed=True)  # t=10: one extract took 10 s
-    assert counter.eta() == pytest.approx(30.0)  # one more extract (10 s) + two unseen kinds at the mean (10 s)
+    assert counter.eta() == (pytest.approx(20.0), 2)  # two more extracts; label and evaluate not timed
     counter.begin("extract", "extract b")  # t=10
     counter.end("extract", computed=False)  # reused: not timed
     counter.begin("label", "label x")  # t=12
-    assert lines[0] == "[stage 1/4] extract a"
-    assert lines[1] == ("[stage 2/4] extract b (elapsed 10 s, about 30 s left)")
-    assert lines[2] == ("[stage 3/4] label x (elapsed 12 s, about 20 s left)")
+    counter.end("label", computed=True)  # t=20: 8 s
+    counter.begin("extract", "extract c")  # t=20
+    assert lines == ["[stage 1/5] extract a",
+                     "[stage 2/5] extract b (elapsed 10 s, about 20 s left + 2 item(s) not timed yet)",
+                     "[stage 3/5] label x (elapsed 12 s, about 10 s left + 2 item(s) not timed yet)",
+                     "[stage 4/5] extract c (elapsed 20 s, about 10 s left + 1 item(s) not timed yet)"]
 
 
 def test_format_seconds():

@@ -195,11 +195,12 @@ def track(items, desc: str, *, enabled: bool, unit: str = "it", total: int | Non
 
 
 class StageCounter:
-    """``[stage i/n] name`` lines with an overall ETA, for a run of ``n`` items known in advance.
+    """``[stage i/n] name`` lines with the time elapsed and a rough estimate of the time left, for a run of ``n``
+    items known in advance.
 
-    The ETA is rough by design: the mean time of the items of the same kind computed so far times the items of
-    that kind still to do, plus, for kinds not seen yet, the mean time of every computed item. Reused items
-    count as done in no time. It is shown once at least one item was computed.
+    The estimate is rough by design: the mean time of the items of a stage computed so far times the items of
+    that stage still to do. Items of stages not reached yet have no estimate and are counted instead (``"3
+    items not timed yet"``); reused items count as done in no time.
     """
 
     def __init__(self, kinds: list[str], enabled: bool = True, emit: Callable[[str], None] | None = None) -> None:
@@ -216,7 +217,7 @@ class StageCounter:
         return len(self.kinds)
 
     def begin(self, kind: str, name: str) -> None:
-        """Announce the next item (``kind``: its stage, for the ETA; ``name``: what is shown)."""
+        """Announce the next item (``kind``: its stage, for the estimate; ``name``: what is shown)."""
         self._item_start = time.perf_counter()
         i = min(self.done + 1, self.total)
         if self.enabled:
@@ -228,21 +229,23 @@ class StageCounter:
             self._times.setdefault(kind, []).append(time.perf_counter() - self._item_start)
         self.done += 1
 
-    def eta(self) -> float | None:
-        """Seconds still to go (None before any item was computed)."""
-        every = [t for times in self._times.values() for t in times]
-        if not every:
-            return None
-        overall = sum(every) / len(every)
+    def eta(self) -> tuple[float, int]:
+        """``(seconds, untimed)``: the estimated time of the items left whose stage has a measured item, and how
+        many items are left whose stage has none."""
         left = self.kinds[self.done:]
-        return sum(sum(self._times[k]) / len(self._times[k]) if k in self._times else overall for k in left)
+        timed = [k for k in left if k in self._times]
+        seconds = sum(sum(self._times[k]) / len(self._times[k]) for k in timed)
+        return seconds, len(left) - len(timed)
 
     def _eta_text(self) -> str:
-        elapsed = time.perf_counter() - self.start
-        eta = self.eta()
-        if eta is None:
-            return f" (elapsed {format_seconds(elapsed)})" if self.done else ""
-        return f" (elapsed {format_seconds(elapsed)}, about {format_seconds(eta)} left)"
+        if not self.done:
+            return ""
+        parts = [f"elapsed {format_seconds(time.perf_counter() - self.start)}"]
+        seconds, untimed = self.eta()
+        if untimed < len(self.kinds) - self.done:
+            parts.append(f"about {format_seconds(seconds)} left" + (f" + {untimed} item(s) not timed yet"
+                                                                     if untimed else ""))
+        return f" ({', '.join(parts)})"
 
 
 __all__ = ["Bar", "StageCounter", "bar", "describe", "format_seconds", "interactive", "note", "once", "scope",
