@@ -122,13 +122,16 @@ def test_scopes_prefix_and_are_not_repeated(capsys):
     assert capsys.readouterr().err.splitlines() == ["model · K=4 · step", "bare"]
 
 
-def test_warnings_inside_once_print_once(capsys):
+def test_warnings_and_notes_inside_once_print_once(capsys):
     with progress.once():
-        for _ in range(3):
+        for k in range(3):
             progress.warn("same")
+            with progress.scope(f"K={k}"):
+                progress.remark("the battery differs")
         progress.warn("other")
     progress.warn("same")
-    assert capsys.readouterr().err.splitlines() == ["warning: same", "warning: other", "warning: same"]
+    assert capsys.readouterr().err.splitlines() == ["warning: same", "K=0 · note: the battery differs",
+                                                     "warning: other", "warning: same"]
 
 
 def test_stage_eta_uses_the_mean_time_per_stage_kind(monkeypatch):

@@ -77,6 +77,16 @@ def note(text: str, enabled: bool = True) -> None:
         _emit(describe(text))
 
 
+def remark(text: str, enabled: bool = True) -> None:
+    """:func:`note` ``"note: text"``, once per text inside :func:`once` (e.g. once per K sweep, not per K)."""
+    seen = _SEEN.get()
+    if seen is not None:
+        if f"note: {text}" in seen:
+            return
+        seen.add(f"note: {text}")
+    note(f"note: {text}", enabled)
+
+
 def warn(message: str) -> None:
     """``warning: message`` on stderr, always (also when progress is off); once per message inside :func:`once`."""
     seen = _SEEN.get()
@@ -248,5 +258,5 @@ class StageCounter:
         return f" ({', '.join(parts)})"
 
 
-__all__ = ["Bar", "StageCounter", "bar", "describe", "format_seconds", "interactive", "note", "once", "scope",
-           "track", "warn"]
+__all__ = ["Bar", "StageCounter", "bar", "describe", "format_seconds", "interactive", "note", "once", "remark",
+           "scope", "track", "warn"]

@@ -17,7 +17,7 @@ from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings, expert_networks
-from ..progress import format_seconds, note, scope, warn
+from ..progress import format_seconds, note, remark, scope, warn
 from ..results import Result, summarize
 from .chance import null_outcomes
 from .config import ProtocolConfig
@@ -147,7 +147,7 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     for message in warnings + stats.warnings:
         warn(message)
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        note(f"note: {message}")
+        remark(message)
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
