@@ -111,3 +111,29 @@ def test_check_finite_names_the_row():
     x[3, 1] = np.inf
     with pytest.raises(QRProbeInputError, match="non-finite"):
         check_finite(x)
+
+
+def test_inside_reuse_clusterings_each_clustering_is_computed_once(monkeypatch):
+    from qrprobe.engine import quantize as q
+    from qrprobe.engine.kmeans_memo import reuse_clusterings
+
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    plain = q.fit_clusterings(x, k=5, seeds=[0, 1], n_iter=10, n_restarts=2)[1]
+    calls = []
+    original = q.KMeans.fit_stored
+    monkeypatch.setattr(q.KMeans, "fit_stored", lambda self, *a: calls.append(self.seed) or original(self, *a))
+    with reuse_clusterings():
+        first = q.fit_clusterings(x, k=5, seeds=[0, 1], n_iter=10, n_restarts=2)[1]
+        again = q.fit_clusterings(x.copy(), k=5, seeds=[1, 2], n_iter=10, n_restarts=2)[1]  # same values
+        other_k = q.fit_clusterings(x, k=6, seeds=[0], n_iter=10, n_restarts=2)[1]
+        changed = q.fit_clusterings(x + 1e-3, k=5, seeds=[0], n_iter=10, n_restarts=2)[1]
+    assert calls == [0, 1, 2, 0, 0]  # seed 1 at K=5 on these values was not computed twice
+    assert again[0] is first[1]
+    for a, b in zip(first, plain, strict=True):  # what is reused is what a fresh run computes
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.inertia == b.inertia
+    assert other_k[0].centroids.shape[0] == 6
+    assert changed[0] is not first[0]
+    q.fit_clusterings(x, k=5, seeds=[0], n_iter=10, n_restarts=2)  # outside: nothing is kept
+    assert calls[-1] == 0
+    assert len(calls) == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,21 @@ def test_the_paper_study_is_shipped_with_the_package(tmp_path):
     assert main(["example", "--study", "paper", "-o", str(path)]) == 0
     assert "Table 2" in path.read_text()
     assert "deit_base_patch16_224" in path.read_text()
+
+
+def test_the_run_counts_its_stage_items_and_quiet_prints_nothing(study_file, capsys):
+    path = study_file()
+    lines: list[str] = []
+    run_study(load_study(path), progress=True, echo=lines.append)
+    stages = [re.match(r"\[stage (\d+)/(\d+)\] (\w+)", line) for line in lines]
+    stages = [m for m in stages if m]
+    # 2 extract, 1 labelling pass, 2 evaluate, 1 breakdown (no report): one line each, in order
+    assert [int(m[1]) for m in stages] == [1, 2, 3, 4, 5, 6]
+    assert {int(m[2]) for m in stages} == {6}
+    assert [m[3] for m in stages] == ["extract", "extract", "label", "evaluate", "evaluate", "analyses"]
+    assert "left + 1 item(s) not timed yet" in next(line for line in lines if line.startswith("[stage 5/6]"))
+    assert "\r" not in capsys.readouterr().err
+    quiet: list[str] = []
+    run_study(load_study(path), force=["evaluate"], progress=False, echo=quiet.append)
+    assert quiet == []
+    assert all(line.startswith("warning: ") for line in capsys.readouterr().err.splitlines())  # warnings only

@@ -11,6 +11,7 @@ rows are due to the concepts alone.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from ..engine.config import ProtocolConfig
 from ..engine.evaluate import protocol_config
 from ..engine.protocol import Quantization, prepare_inputs, probe_all, quantize
 from ..errors import QRProbeInputError
+from ..progress import bar as progress_bar
+from ..progress import format_seconds, note, scope
 from ..results import HEADLINE
 
 BREAKDOWN_METRICS = HEADLINE  # nmi, ami, top1, map, mi_bits
@@ -109,42 +112,67 @@ def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | N
     inputs = prepare_inputs(features, concepts)
     feats, bank = inputs.features, inputs.concepts
     order = resolve_order(bank, order, label_group)
-    quant = quantize(feats, cfg, progress)
-    cache: dict[tuple[str, ...], dict] = {}
+    cum_steps = _cumulative_steps(order, label_group, without_labels) if cumulative else []
+    singles: list[list[str]] = ([[label_group]] + [[label_group, g] for g in order]
+                                if single and label_group is not None else [])
+    planned = list(dict.fromkeys(tuple(sorted(g)) for g in [*(groups for _, _, groups in cum_steps), *singles]))
+    with scope(name):
+        quant = quantize(feats, cfg, progress)
+        cache: dict[tuple[str, ...], dict] = {}
+        with progress_bar(len(planned), "breakdown", enabled=progress, unit="step", leave=True) as bar:
 
-    def scores(groups: Sequence[str]) -> dict:
-        key = tuple(sorted(groups))
-        if key not in cache:
-            cache[key] = _scores(quant, bank, groups, progress)
-        return cache[key]
+            def scores(groups: Sequence[str]) -> dict:
+                key = tuple(sorted(groups))
+                if key not in cache:
+                    what = f"breakdown step {len(cache) + 1}/{len(planned)}: {' + '.join(groups)}"
+                    bar.set_description(what)
+                    t = time.perf_counter()
+                    with scope(f"step {len(cache) + 1}/{len(planned)}"):
+                        cache[key] = _scores(quant, bank, groups, progress)
+                    bar.update()
+                    note(f"{what} ({cache[key]['n_concepts']} concepts) in "
+                                   f"{format_seconds(time.perf_counter() - t)}", progress)
+                return cache[key]
 
-    cum_rows = []
-    if cumulative:
-        variants = []
-        if label_group is not None:
-            variants.append(True)
-        if label_group is None or without_labels:
-            variants.append(False)
-        for with_labels in variants:
-            groups: list[str] = [label_group] if with_labels and label_group is not None else []
-            steps = ([(label_group, list(groups))] if with_labels else [])
-            for g in order:
-                groups = [*groups, g]
-                steps.append((g, list(groups)))
-            for step, groups_now in steps:
+            cum_rows = []
+            for with_labels, step, groups_now in cum_steps:
                 s = scores(groups_now)
                 cum_rows.append({"step": step, "groups": " + ".join(groups_now), "with_labels": with_labels,
                                  "n_concepts": s["n_concepts"], **_metrics_row(s)})
-    single_rows = []
-    if single and label_group is not None:
-        base = scores([label_group])
-        for g in [label_group, *order]:
-            s = base if g == label_group else scores([label_group, g])
-            row = {"group": g if g == label_group else f"+{g}", "n_concepts": s["n_concepts"], **_metrics_row(s)}
-            for m in BREAKDOWN_METRICS:
-                diff = np.asarray(s[m]) - np.asarray(base[m])
-                row[f"delta_{m}_mean"] = float(diff.mean())
-                row[f"delta_{m}_std"] = float(diff.std())
-            single_rows.append(row)
+            single_rows = _single_rows(scores, label_group, order) if singles and label_group is not None else []
     return Breakdown(pd.DataFrame(cum_rows), pd.DataFrame(single_rows), order, label_group, cfg.to_dict(),
                      name or str(feats.provenance.get("model") or ""))
+
+
+def _cumulative_steps(order: list[str], label_group: str | None, without_labels: bool
+                      ) -> list[tuple[bool, str, list[str]]]:
+    """The cumulative steps ``(with_labels, group added, groups so far)``, with and/or without the labels."""
+    variants = []
+    if label_group is not None:
+        variants.append(True)
+    if label_group is None or without_labels:
+        variants.append(False)
+    out = []
+    for with_labels in variants:
+        groups: list[str] = [label_group] if with_labels and label_group is not None else []
+        if with_labels and label_group is not None:
+            out.append((True, label_group, list(groups)))
+        for g in order:
+            groups = [*groups, g]
+            out.append((with_labels, g, list(groups)))
+    return out
+
+
+def _single_rows(scores, label_group: str, order: list[str]) -> list[dict]:
+    """Each group added alone to the label group, with its difference to the label group alone."""
+    base = scores([label_group])
+    single_rows = []
+    for g in [label_group, *order]:
+        s = base if g == label_group else scores([label_group, g])
+        row = {"group": g if g == label_group else f"+{g}", "n_concepts": s["n_concepts"], **_metrics_row(s)}
+        for m in BREAKDOWN_METRICS:
+            diff = np.asarray(s[m]) - np.asarray(base[m])
+            row[f"delta_{m}_mean"] = float(diff.mean())
+            row[f"delta_{m}_std"] = float(diff.std())
+        single_rows.append(row)
+    return single_rows

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import QRProbeInputError
+from ..progress import scope
 from .coefficients import (
     MIN_SUPPORT,
     ClusterSummary,
@@ -302,8 +303,10 @@ def explain_groups(features, concepts, base_groups: Sequence[str], added_groups:
     quant = quantize(feats, one, progress)
     base_bank = bank.select_groups(base_groups)
     added_bank = bank.select_groups([*base_groups, *added_groups])
-    base_out = probe_all(quant, base_bank, progress)[0]
-    added_out = probe_all(quant, added_bank, progress)[0]
+    with scope(" + ".join(base_groups)):
+        base_out = probe_all(quant, base_bank, progress)[0]
+    with scope(" + ".join([*base_groups, *added_groups])):
+        added_out = probe_all(quant, added_bank, progress)[0]
     labels = quant.labels[0]
     pairs, summaries = explain_pairs(labels, base_out.split.test, added_out.probe.coef_, added_bank.concepts,
                                      pred_added=added_out.predictions, pred_base=base_out.predictions,

@@ -18,6 +18,7 @@ from ..engine.config import ProtocolConfig
 from ..engine.evaluate import evaluate, protocol_config
 from ..engine.protocol import prepare_inputs
 from ..errors import QRProbeInputError
+from ..progress import once, scope
 from ..results import METRICS, Result
 from .compare import result_name
 
@@ -81,6 +82,10 @@ def k_sweep(features, concepts: ConceptBank, ks: Sequence[int], *, config: Proto
     n = feats.array.shape[0]
     if max(ks) > n:
         raise QRProbeInputError(f"--k: K={max(ks)} exceeds the number of images N={n}")
-    results = [evaluate(feats, bank, config=replace(cfg, k=k), name=name, progress=progress) for k in ks]
+    results = []
+    with scope(name), once():  # a warning about these inputs is printed once, not per K
+        for i, k in enumerate(ks):
+            with scope(f"K sweep {i + 1}/{len(ks)}: K={k}"):
+                results.append(evaluate(feats, bank, config=replace(cfg, k=k), name=name, progress=progress))
     label = name or results[0].name or "model"
     return KSweep(k_sweep_table(results, [label] * len(results)), results)

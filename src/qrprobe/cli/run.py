@@ -80,8 +80,9 @@ def _execute(study, output: Path, args: argparse.Namespace) -> int:
     outcome = run_study(study, output=output, force=args.force, progress=not args.quiet)
     print(outcome.ranking)
     ran = sum(1 for e in outcome.log if not e["reused"])
-    print(f"\n{ran} stage item(s) computed, {len(outcome.log) - ran} reused, in {time.perf_counter() - start:.0f} s",
-          file=sys.stderr)
+    if not args.quiet:
+        print(f"\n{ran} stage item(s) computed, {len(outcome.log) - ran} reused, in "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     if outcome.report is not None:
         print(f"report: {outcome.report}")
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..concepts.bank import ConceptBank
 from ..metrics import TestDetails
+from ..progress import scope
 from .protocol import ProbeOutcome, Quantization, probe_labels
 
 _LN2 = float(np.log(2.0))
@@ -52,13 +53,14 @@ def null_outcomes(quant: Quantization, concepts: ConceptBank, repeats: int,
     start = time.perf_counter()
     matrix = concepts.matrix
     out = []
-    for labels, s in zip(quant.labels, quant.seeds, strict=True):
+    for r, (labels, s) in enumerate(zip(quant.labels, quant.seeds, strict=True)):
         runs = []
         for j in range(repeats):
             shuffled = matrix[null_permutation(matrix.shape[0], s, j)]
-            runs.append(probe_labels(labels, shuffled, seed=s, n_classes=cfg.k, probe=cfg.probe,
-                                     test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
-                                     device=cfg.device, progress=progress))
+            with scope(f"null probe {j + 1}/{repeats}, clustering {r + 1}/{len(quant.seeds)}"):
+                runs.append(probe_labels(labels, shuffled, seed=s, n_classes=cfg.k, probe=cfg.probe,
+                                         test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
+                                         device=cfg.device, progress=progress))
         out.append(runs)
     return out, time.perf_counter() - start
 

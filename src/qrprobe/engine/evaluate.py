@@ -7,7 +7,6 @@ every clustering, and collect the scores, the arrays later analyses need and the
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings, expert_networks
+from ..progress import format_seconds, note, remark, scope, warn
 from ..results import Result, summarize
 from .chance import null_outcomes
 from .config import ProtocolConfig
@@ -73,6 +73,12 @@ def evaluate(features: FeaturesLike | None, concepts: ConceptsLike, config: Prot
     baselines (``docs/statistics.md``).
 
     """
+    with scope(name):
+        return _evaluate(features, concepts, config, name, progress, keep_arrays, quantization, params)
+
+
+def _evaluate(features: FeaturesLike | None, concepts: ConceptsLike, config: ProtocolConfig | None, name: str,
+              progress: bool, keep_arrays: bool, quantization: Quantization | None, params: dict) -> Result:
     clock = time.perf_counter()
     timings: dict[str, float] = {}
     if quantization is not None:
@@ -96,9 +102,8 @@ def evaluate(features: FeaturesLike | None, concepts: ConceptsLike, config: Prot
     repeats = getattr(quant.config, "null_repeats", 0)
     if repeats:
         nulls, null_seconds = null_outcomes(quant, inputs.concepts, repeats, progress)
-        if progress:
-            print(f"null: {repeats} probe(s) per clustering on shuffled concepts, {null_seconds:.1f} s",
-                  file=sys.stderr, flush=True)
+        note(f"null: {repeats} probe(s) per clustering on shuffled concepts, {format_seconds(null_seconds)}",
+             progress)
     timings["null"] = null_seconds
     start = time.perf_counter()
     result = assemble_result(quant, inputs, outcomes, name=name, keep_arrays=keep_arrays, progress=progress,
@@ -124,10 +129,6 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         per.append({"clustering": r, "seed": s, "k": cfg.k, **outcome.scores, "inertia": km.inertia,
                     "restart_inertias": list(km.inertias), "kmeans_iterations": km.n_iter,
                     "nonempty_clusters": len(np.unique(km.labels))})
-        if progress:
-            sc = outcome.scores
-            print(f"clustering {r + 1}/{cfg.clusterings} (seed {s}): NMI {sc['nmi']:.2f}  "
-                  f"top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits", file=sys.stderr, flush=True)
     flags = result_flags(quant.labels, cfg.k, per, [len(np.unique(quant.labels[r][o.split.test]))
                                                     for r, o in enumerate(outcomes)], bank)
     stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
@@ -147,9 +148,9 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
     for message in warnings + stats.warnings:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        warn(message)
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        print(f"note: {message}", file=sys.stderr, flush=True)
+        remark(message)
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
@@ -208,8 +209,8 @@ def provenance_notes(bank: ConceptBank) -> list[str]:
     experts = bank.info.get("experts")
     if not experts:
         return []
-    note = battery_note(experts)
-    return [note] if note else []
+    text = battery_note(experts)
+    return [text] if text else []
 
 
 def default_name(provenance: dict) -> str:

@@ -211,7 +211,7 @@ class ReverseProbe:
     def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
         """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
         prior)."""
-        from tqdm.auto import tqdm
+        from ..progress import bar as progress_bar
 
         cfg = self.config
         table_x = with_bias_column(concepts)
@@ -230,31 +230,31 @@ class ReverseProbe:
         self.history_ = [prior]
         best: tuple[float, torch.Tensor | None, torch.Tensor | None, int] = \
             (prior["val_loss"], None, None, 0) if by_val and self.prior_candidate else (math.inf, None, None, 0)
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"probe M={m1 - 1}→K={k}", unit="epoch",
-                   disable=None if self.progress else True, leave=False)
-        for epoch in bar:
-            started = time.perf_counter()
-            lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)
-            table.start_epoch(lr, n_steps)
-            perm = torch.randperm(n, generator=gen).numpy()
-            start = 0
-            for batch in batches.epoch(perm):
-                train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
-                start += batch.size
-            table.finish_epoch()
-            record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
-            if not np.isfinite(record["train_loss"]):
-                raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "
-                                         "try a smaller learning rate")
-            weight, bias = table.weight[:-1], table.weight[-1]
-            if val is not None:
-                record["val_loss"] = self._mean_loss(val[0], val[1], weight, bias)
-                bar.set_postfix(val_loss=f"{record['val_loss']:.3f}")
-            record["seconds"] = time.perf_counter() - started
-            self.history_.append(record)
-            score = record["val_loss"] if by_val else -epoch
-            if score < best[0]:
-                best = (score, weight.clone(), bias.clone(), epoch)
+        with progress_bar(cfg.epochs, f"probe M={m1 - 1}→K={k}", enabled=self.progress, unit="epoch") as bar:
+            for epoch in range(1, cfg.epochs + 1):
+                started = time.perf_counter()
+                lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)
+                table.start_epoch(lr, n_steps)
+                perm = torch.randperm(n, generator=gen).numpy()
+                start = 0
+                for batch in batches.epoch(perm):
+                    train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
+                    start += batch.size
+                table.finish_epoch()
+                record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
+                if not np.isfinite(record["train_loss"]):
+                    raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "
+                                             "try a smaller learning rate")
+                weight, bias = table.weight[:-1], table.weight[-1]
+                if val is not None:
+                    record["val_loss"] = self._mean_loss(val[0], val[1], weight, bias)
+                    bar.set_postfix_str(f"val_loss={record['val_loss']:.3f}")
+                record["seconds"] = time.perf_counter() - started
+                self.history_.append(record)
+                score = record["val_loss"] if by_val else -epoch
+                if score < best[0]:
+                    best = (score, weight.clone(), bias.clone(), epoch)
+                bar.update()
         _, w, b, best_epoch = best
         return w, b, best_epoch
 

@@ -131,7 +131,7 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
               val_labels: np.ndarray | None, n_classes: int, config: ProbeConfig, log_prior: np.ndarray,
               device: torch.device, progress: bool = False) -> LbfgsFit:
     """Fit the probe by L-BFGS for each weight decay of the grid; keep the best on validation (or the prior)."""
-    from tqdm.auto import tqdm
+    from ..progress import track
 
     train = Objective(concepts, labels, n_classes, device)
     val = (Objective(val_concepts, val_labels, n_classes, device)
@@ -147,7 +147,7 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
     best: tuple[float, torch.Tensor | None, float | None] = (prior_val if prior_val is not None else np.inf, None, None)
     rises = 0
     flat = start.ravel()
-    for wd in tqdm(grid, desc="probe L-BFGS", unit="decay", disable=None if progress else True, leave=False):
+    for wd in track(grid, "probe L-BFGS", enabled=progress, unit="decay"):
         began = time.perf_counter()
         flat, info = minimize(train, wd, flat, config.lbfgs_iters, config.lbfgs_penalty)
         theta = torch.from_numpy(flat.reshape(train.n_table, n_classes)).to(device)

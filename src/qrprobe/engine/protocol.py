@@ -12,6 +12,7 @@ shuffle order, so a run is fully determined by ``config.seed`` (on the CPU).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
 from ..metrics import TestDetails, score_details
+from ..progress import format_seconds, note, scope
 from ..results import summarize
 from .config import ProbeConfig, ProtocolConfig
 from .degenerate import check_quantization
@@ -146,10 +148,19 @@ def probe_all(quant: Quantization, concepts: ConceptBank, progress: bool = False
     """One probe per clustering of ``quant`` on ``concepts`` (rows as ``quant.features``), seeds as the
     clusterings'."""
     cfg = quant.config
-    return [probe_labels(labels, concepts, seed=s, n_classes=cfg.k, probe=cfg.probe,
-                         test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, device=cfg.device,
-                         progress=progress)
-            for labels, s in zip(quant.labels, quant.seeds, strict=True)]
+    outcomes = []
+    for r, (labels, s) in enumerate(zip(quant.labels, quant.seeds, strict=True)):
+        what = f"probe K={cfg.k}, clustering {r + 1}/{len(quant.seeds)} (seed {s})"
+        t = time.perf_counter()
+        with scope(what):
+            outcome = probe_labels(labels, concepts, seed=s, n_classes=cfg.k, probe=cfg.probe,
+                                   test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
+                                   device=cfg.device, progress=progress)
+        sc = outcome.scores
+        note(f"{what}: NMI {sc['nmi']:.2f}  top-1 {sc['top1']:.2f}  MI {sc['mi_bits']:.3f} bits, "
+                       f"in {format_seconds(time.perf_counter() - t)}", progress)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def summary_of(outcomes: list[ProbeOutcome]) -> dict[str, dict]:

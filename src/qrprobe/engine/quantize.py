@@ -23,6 +23,7 @@ changed), after which further iterations could not change anything.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import cast
 
@@ -31,6 +32,9 @@ import torch
 
 from ..device import resolve_device
 from ..errors import ParameterError
+from ..progress import Bar, format_seconds, note
+from ..progress import bar as progress_bar
+from . import kmeans_memo
 from .kmeans_bounds import make_groups as _groups_for
 from .kmeans_exact import BoundedLloyd
 from .kmeans_faiss import fit_faiss
@@ -69,10 +73,9 @@ def _show_restart(bar, restart: int, n_restarts: int) -> None:
         bar.set_postfix_str(f"restart {restart + 1}/{n_restarts}")
 
 
-def _progress_bar(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="it", disable=None if progress else True, leave=False)
+def _progress_bar(total: int, desc: str, progress: bool) -> Bar:
+    """A bar over Lloyd iterations (:mod:`qrprobe.progress`)."""
+    return progress_bar(total, desc, enabled=progress, unit="it")
 
 
 class KMeans:
@@ -164,7 +167,7 @@ class KMeans:
             train_idx = np.sort(rng.choice(n, self.max_train_points, replace=False))
         own_bar = bar is None
         if own_bar:
-            bar = _progress_bar(self.n_iter * self.n_restarts, f"k-means K={self.n_clusters}", self.progress)
+            bar = _progress_bar(self.n_iter * self.n_restarts, f"K-means K={self.n_clusters}", self.progress)
         try:
             with torch.inference_mode():
                 if self.backend == "faiss":
@@ -302,16 +305,37 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     first = make(seeds[0] if seeds else 0)
     first.check(n)
     storage = first.storage_precision(n, d)
-    standardizer = Standardizer().fit(features, progress)
     dev = resolve_device(device) if backend == "torch" else torch.device("cpu")
-    stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
-    stored.check_sums()
-    results = []
-    bar = _progress_bar(n_iter * n_restarts * len(seeds), f"k-means K={k}", progress)
-    with bar:
+    memo_key = None
+    if kmeans_memo.active() and isinstance(init, str):
+        memo_key = (kmeans_memo.features_fingerprint(features), k, n_iter, n_restarts, max_train_points, init,
+                    backend, str(dev), storage)
+    found = {s: cast("KMeansResult | None", kmeans_memo.lookup((*memo_key, s))) for s in seeds} if memo_key else {}
+    standardizer = cast("Standardizer | None", kmeans_memo.lookup(memo_key[:1])) if memo_key else None
+    todo = [s for s in seeds if found.get(s) is None]
+    if standardizer is None:
+        standardizer = Standardizer().fit(features, progress)
+    if todo:
+        stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
+        stored.check_sums()
+    results: list[KMeansResult] = []
+    with _progress_bar(n_iter * n_restarts * len(todo), f"K-means K={k}", progress) as bar:
         for r, seed in enumerate(seeds):
-            bar.set_description(f"k-means K={k}, clustering {r + 1}/{len(seeds)}")
-            results.append(make(seed).fit_stored(stored, bar).result_)
+            what = f"K-means K={k}, clustering {r + 1}/{len(seeds)} (seed {seed})"
+            if seed not in todo:
+                results.append(cast(KMeansResult, found[seed]))
+                note(f"{what}: the same clustering as earlier in this run, reused", progress)
+                continue
+            bar.set_description(what)
+            t = time.perf_counter()
+            fitted = make(seed).fit_stored(stored, bar).result_
+            results.append(fitted)
+            note(f"{what}: {fitted.n_iter} iterations (best of {n_restarts} restart(s)) in "
+                 f"{format_seconds(time.perf_counter() - t)}", progress)
+            if memo_key:
+                kmeans_memo.store((*memo_key, seed), fitted)
+    if memo_key:
+        kmeans_memo.store(memo_key[:1], standardizer)
     return standardizer, results
 
 

@@ -115,14 +115,13 @@ class Standardizer:
 
     def fit(self, features: Rows, progress: bool = False) -> Standardizer:
         """Mean and scale of ``features`` (N, D): two streamed passes (a progress bar over both if asked)."""
-        from tqdm.auto import tqdm
+        from ..progress import bar as progress_bar
 
         n, d = features.shape
         step = self._rows(d)
         total = np.zeros(d)
         total_sq = np.zeros(d)
-        bar = tqdm(total=2 * n, desc="standardize: statistics", unit="row", unit_scale=True, leave=False,
-                   disable=None if progress else True)
+        bar = progress_bar(2 * n, "standardize: statistics", enabled=progress, unit="row", unit_scale=True)
         with bar:
             for start in range(0, n, step):
                 block = np.asarray(features[start:start + step], dtype=np.float64)
@@ -183,15 +182,14 @@ def standardized_copy(features, standardizer: Standardizer, precision: str, devi
     For ``float32`` the values equal ``standardizer.transform(features)`` bit for bit. On a GPU, each block is
     standardized on the CPU and copied over, so only the copy itself lives on the device.
     """
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     n, d = features.shape
     device = torch.device(device)
     if precision == "float32" and device.type == "cpu":
         return torch.from_numpy(standardizer.transform(features))
     out = torch.empty((n, d), dtype=_DTYPES[precision], device=device)
-    with tqdm(total=n, desc=f"standardize: {precision} copy", unit="row", unit_scale=True,
-              disable=None if progress else True, leave=False) as bar:
+    with progress_bar(n, f"standardize: {precision} copy", enabled=progress, unit="row", unit_scale=True) as bar:
         for start, block in standardizer.blocks(features):
             out[start:start + len(block)] = to_storage(block, precision).to(device)
             bar.update(len(block))

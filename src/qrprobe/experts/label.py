@@ -28,6 +28,8 @@ from ..concepts.bank import FORMAT as BANK_FORMAT
 from ..concepts.bank import ConceptBank
 from ..errors import ParameterError, QRProbeInputError
 from ..images import open_images
+from ..progress import bar as progress_bar
+from ..progress import format_seconds, note
 from ..raycluster import RayOptions
 from .base import Expert
 from .label_chunk import label_chunk
@@ -114,10 +116,9 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                                                       header={"n_chunks": n_chunks}, resume=resume)
     report = LabelReport(n_listed=n, rejected=list(source.rejected),
                          seconds={"decode": 0.0, **{e.name: 0.0 for e in built}})
-    from tqdm.auto import tqdm
-
     chunks: dict[int, dict] = {}
-    bar = tqdm(total=n, unit="img", desc="labelling", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(n, f"labelling ({', '.join(e.name for e in built)})", enabled=progress, unit="img",
+                        leave=True)
     try:
         todo = []
         for k in range(n_chunks):
@@ -151,6 +152,10 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                                             save_scores, bar))
     finally:
         bar.close()
+    if report.n_listed - report.resumed_images:
+        note(f"labelling: {n - report.resumed_images} images in {format_seconds(bar.seconds)} ("
+                       + ", ".join(f"{name} {format_seconds(sec)}" for name, sec in report.seconds.items())
+                       + ")", progress)
     parts, ok_rows = [], []
     score_parts: dict[str, list[np.ndarray]] = {e.name: [] for e in built}
     for k in range(n_chunks):

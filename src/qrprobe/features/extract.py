@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,8 @@ from .._atomic import check_replaceable
 from .._versions import library_versions
 from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
+from ..progress import Bar, format_seconds, note
+from ..progress import bar as progress_bar
 from ..raycluster import RayOptions
 from .batches import ChunkAssembler, GivenRepresentation, encode_batch
 from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
@@ -236,6 +237,9 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
         if bar is not None:
             bar.close()
         stats.seconds = time.perf_counter() - start
+    if stats.n_encoded_now:
+        note(f"extract {rep.spec}: {stats.n_encoded_now} images in {format_seconds(stats.seconds)} "
+                       f"({stats.images_per_second:.1f} img/s)", progress)
     if not any(writer.chunks[c]["rows"] for c in range(n_chunks)):  # a store of 0 rows is no store
         failed = [s for c in range(n_chunks) for s in writer.chunks[c].get("skipped", [])]
         writer.abandon()
@@ -279,11 +283,9 @@ def _prefetch_batches(batch_size: int) -> int:
     return max(2, 64 // batch_size)
 
 
-def _progress_bar(total: int, desc: str, *, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"extract {desc}", unit="img", disable=not enabled or total == 0,
-                file=sys.stderr, smoothing=0.1, dynamic_ncols=True)
+def _progress_bar(total: int, desc: str, *, enabled: bool) -> Bar:
+    """The bar over images encoded (:mod:`qrprobe.progress`: drawn on a terminal only)."""
+    return progress_bar(total, f"extract {desc}", enabled=enabled, unit="img", leave=True)
 
 
 def extract(model, images, out: str | os.PathLike, **options) -> FeatureStore:

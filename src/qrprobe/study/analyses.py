@@ -117,6 +117,7 @@ def analyses_stage(ctx: StageContext, state: StudyState, only: tuple[str, str | 
         if only is not None and only != (kind.name, model.name if model else None):
             continue
         label = f"{kind.name} {model.name}" if model else kind.name
+        mark = ctx.begin("analyses", f"analyses {label}")
         t = time.perf_counter()
         payload, target = _payload(ctx, kind, spec, state, model)
         path = ctx.out / "analyses" / f"{kind.name}-{slug(model.name) + '-' if model else ''}{stage_key(payload)}"
@@ -129,6 +130,7 @@ def analyses_stage(ctx: StageContext, state: StudyState, only: tuple[str, str | 
             inputs = _inputs(ctx, kind, spec, state, model, target)
             run_analysis(kind, inputs, spec, state.protocol, progress=ctx.progress).save(path, overwrite=True)
             ctx.log("analyses", label, False, time.perf_counter() - t, path)
+        ctx.end("analyses", mark)
         made.append(path)
     return made
 

@@ -17,16 +17,19 @@ its own resumable work folder), so running the same command again picks up where
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from .._atomic import atomic_write_text, check_writable, clean_stale_in
+from ..engine.kmeans_memo import reuse_clusterings
 from ..errors import QRProbeInputError
+from ..progress import StageCounter, format_seconds, note
 from ..results import Result, markdown_table
-from .analyses import StudyState, analyses_stage
+from .analyses import StudyState, analyses_stage, analysis_items
 from .cache import file_identity, slug, stage_key
 from .checks import RESOLVED, check_layout
 from .config import StudyConfig
@@ -34,6 +37,7 @@ from .lock import study_lock
 from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage, remove_orphans
 
 STAGES = ("extract", "label", "evaluate", "analyses", "report")
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,14 +57,18 @@ class StudyOutcome:
 
 
 class _Log:
-    def __init__(self, outcome: StudyOutcome, echo: Callable[[str], None]) -> None:
+    """Records each stage item in the outcome and, when ``show``, prints it (the time measured per item)."""
+
+    def __init__(self, outcome: StudyOutcome, echo: Callable[[str], None], show: bool = True) -> None:
         self.outcome = outcome
         self.echo = echo
+        self.show = show
 
     def __call__(self, stage: str, item: str, reused: bool, seconds: float, path: Path | None = None) -> None:
         self.outcome.log.append({"stage": stage, "item": item, "reused": reused, "seconds": round(seconds, 2),
                                  "path": str(path) if path else None})
-        self.echo(f"[{stage}] {item}: {'reused' if reused else f'done in {seconds:.1f} s'}")
+        if self.show:
+            self.echo(f"[{stage}] {item}: {'reused' if reused else f'done in {format_seconds(seconds)}'}")
 
 
 def default_output(config_path: Path | None, study: StudyConfig) -> Path:
@@ -78,9 +86,20 @@ def study_context(study: StudyConfig, out: Path, outcome: StudyOutcome, images: 
     unknown = [s for s in force if s not in STAGES]
     if unknown:
         raise QRProbeInputError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
-    echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
-    return StageContext(study, out, _Log(outcome, echo), frozenset(force), progress, echo, images.key,
+    echo = echo or _print_line
+    return StageContext(study, out, _Log(outcome, echo, progress), frozenset(force), progress, echo, images.key,
                         frozenset(reuse_only), check_only)
+
+
+def _print_line(text: str) -> None:
+    note(text)  # above any open progress bar on a terminal
+
+
+def stage_kinds(study: StudyConfig, ctx: StageContext) -> list[str]:
+    """The stage of every item of a whole run, in run order (the labelling pass counts as one item)."""
+    kinds = ["extract"] * len(study.models) + (["label"] if study.experts else [])
+    kinds += ["evaluate"] * len(study.models) + ["analyses"] * len(analysis_items(ctx))
+    return kinds + (["report"] if study.report.enabled else [])
 
 
 def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Sequence[str] = (),
@@ -94,7 +113,7 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     out = Path(output) if output is not None else default_output(None, study)
     check_layout(study, out)
     check_writable(out / RESOLVED)
-    with study_lock(out):
+    with study_lock(out), reuse_clusterings():  # the same clustering is computed once per run
         return _run_locked(study, out, force, progress, echo, reuse_only)
 
 
@@ -107,22 +126,35 @@ def _run_locked(study: StudyConfig, out: Path, force: Sequence[str], progress: b
     ctx = study_context(study, out, outcome, images, force=force, progress=progress, echo=echo,
                         reuse_only=reuse_only)
     atomic_write_text(out / RESOLVED, json.dumps(study.to_dict(), indent=2, default=str))
+    ctx.counter = StageCounter(stage_kinds(study, ctx), enabled=progress, emit=ctx.echo)
 
-    stores = {m.name: extract_stage(ctx, m, images) for m in study.models}
+    stores = {m.name: _counted(ctx, "extract", m.name, partial(extract_stage, ctx, m, images)) for m in study.models}
     remove_orphans(out / "features", ".partial")  # work folders of models the study no longer has
-    bank = label_stage(ctx, images)
+    experts = ", ".join(e.name for e in study.experts)
+    bank = (_counted(ctx, "label", experts, lambda: label_stage(ctx, images, stores)) if study.experts
+            else label_stage(ctx, images, stores))
     remove_orphans(out / "concepts", ".pass-")  # labelling passes of a killed run whose experts changed
     protocol = study.protocol_config()
     bank_hash = bank.content_hash()  # once: it is part of every downstream stage key
-    results = {m.name: evaluate_stage(ctx, m, stores[m.name], bank, bank_hash, protocol) for m in study.models}
+    results = {m.name: _counted(ctx, "evaluate", m.name,
+                                partial(evaluate_stage, ctx, m, stores[m.name], bank, bank_hash, protocol))
+               for m in study.models}
     outcome.results = {name: path for name, (path, _) in results.items()}
     outcome.analyses = analyses_stage(ctx, StudyState(stores, results, bank, bank_hash, protocol))
     outcome.ranking = _ranking([res for _, res in results.values()], study)
     atomic_write_text(out / "ranking.md", outcome.ranking + "\n")
     if study.report.enabled:
-        outcome.report = report_stage(ctx, outcome)
+        outcome.report = _counted(ctx, "report", "", lambda: report_stage(ctx, outcome))
     atomic_write_text(out / "run-log.json", json.dumps(outcome.log, indent=2))
     return outcome
+
+
+def _counted(ctx: StageContext, kind: str, name: str, run: Callable[[], T]) -> T:
+    """``run()`` as the next ``[stage i/n]`` item."""
+    mark = ctx.begin(kind, f"{kind} {name}".strip())
+    value = run()
+    ctx.end(kind, mark)
+    return value
 
 
 def _ranking(results: list[Result], study: StudyConfig) -> str:

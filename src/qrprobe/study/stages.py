@@ -18,6 +18,7 @@ from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
+from ..progress import StageCounter
 from ..results import Result
 from .cache import file_identity, slug, stage_key
 from .config import ModelSpec, StudyConfig
@@ -66,6 +67,23 @@ class StageContext:
     #: stages whose items on the study's own images must already exist (a job's inputs, made by other jobs)
     reuse_only: frozenset[str] = field(default_factory=frozenset)
     check_only: bool = False  # compute nothing: a missing item raises StageMissing (which items are done?)
+    #: the run's ``[stage i/n]`` counter (None: items are not counted, e.g. one study job)
+    counter: StageCounter | None = None
+
+    def begin(self, kind: str, name: str) -> int:
+        """Announce the next item of stage ``kind`` (``[stage i/n] name``); returns a mark for :meth:`end`."""
+        if self.counter is not None:
+            self.counter.begin(kind, name)
+        return len(self._entries())
+
+    def end(self, kind: str, mark: int) -> None:
+        """The item begun at ``mark`` is finished (computed when any of its log entries since was not reused)."""
+        if self.counter is not None:
+            self.counter.end(kind, any(not e["reused"] for e in self._entries()[mark:]))
+
+    def _entries(self) -> list[dict]:
+        outcome = getattr(self.log, "outcome", None)  # the run's log entries, where the log keeps them
+        return outcome.log if outcome is not None else []
 
     def fresh(self, stage: str, path: Path) -> None:
         """Remove ``path`` when ``stage`` is forced, so that it is recomputed."""
@@ -135,8 +153,25 @@ def expert_paths(ctx: StageContext, images: ImageSet) -> dict[str, Path]:
     return {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{_expert_key(e, images)}" for e in ctx.study.experts}
 
 
-def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
-    """Label ``images`` with those of ``experts`` (specs) whose banks are missing, in one pass; one bank each."""
+def shared_forward_pass(spec, options: dict, stores: dict[str, FeatureStore] | None) -> FeatureStore | None:
+    """The study's feature store from which the expert ``spec`` (with ``options``) can take its network's
+    output instead of running the network again (an ``imagenet`` expert whose network is a model of the study:
+    :func:`qrprobe.experts.imagenet.shares_forward_pass`), or None."""
+    from ..experts.imagenet import DEFAULT_MODEL, shares_forward_pass
+
+    if (spec.kind or spec.name) != "imagenet" or spec.weights or options.get("weights") or not stores:
+        return None
+    if options.get("model", DEFAULT_MODEL) != DEFAULT_MODEL:
+        return None
+    return next((s for s in stores.values() if shares_forward_pass(s.manifest)), None)
+
+
+def label_experts(ctx: StageContext, images: ImageSet, experts: list,
+                  stores: dict[str, FeatureStore] | None = None) -> None:
+    """Label ``images`` with those of ``experts`` (specs) whose banks are missing, in one pass; one bank each.
+
+    ``stores``: the study's feature stores on these images; an expert whose network is one of the models reads
+    that model's stored output instead of a second forward pass (:func:`shared_forward_pass`)."""
     from ..experts.label import run_labelling
     from ..experts.registry import expert_class, expert_parameters
 
@@ -156,6 +191,12 @@ def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
             options[e.name].setdefault("device", ctx.study.device)  # torch experts follow the study's device
         if (e.kind or e.name) == "labels" and images.labels and "table" not in options[e.name]:
             options[e.name]["table"] = images.labels
+        shared = shared_forward_pass(e, options[e.name], stores)
+        if shared is not None:
+            options[e.name]["features"] = str(shared.path)
+            if ctx.progress:
+                ctx.echo(f"[label] {e.name}: the network's output is computed from the stored features of "
+                         f"{shared.path.name} (one forward pass for both)")
     work = ctx.out / "concepts" / f".pass-{stage_key(sorted(str(paths[e.name]) for e in missing))}"
     labelled = run_labelling(
         images.source, [e.name for e in missing], output=work, options=options,
@@ -170,14 +211,15 @@ def label_experts(ctx: StageContext, images: ImageSet, experts: list) -> None:
                      "experts": [x for x in labelled.bank.info.get("experts", []) if x.get("name") == e.name]}
         part.save(paths[e.name], overwrite=True)
         ctx.log("label", e.name, False, float(seconds.get(e.name, 0.0)), paths[e.name])
-    if seconds.get("decode"):
+    if seconds.get("decode") and ctx.progress:
         ctx.echo(f"[label] decoding images (not hidden by the experts): {seconds['decode']:.1f} s")
     shutil.rmtree(work, ignore_errors=True)
 
 
-def label_stage(ctx: StageContext, images: ImageSet) -> ConceptBank:
-    """The study's concept bank on ``images``: one cached bank per expert, concatenated."""
-    label_experts(ctx, images, list(ctx.study.experts))
+def label_stage(ctx: StageContext, images: ImageSet, stores: dict[str, FeatureStore] | None = None) -> ConceptBank:
+    """The study's concept bank on ``images``: one cached bank per expert, concatenated (``stores``: the
+    models' feature stores on ``images``, see :func:`label_experts`)."""
+    label_experts(ctx, images, list(ctx.study.experts), stores)
     paths = expert_paths(ctx, images)
     banks = _study_names([ConceptBank.load(paths[e.name]) for e in ctx.study.experts])
     if images.key == ctx.images_key:  # the study's own images: add the banks it names

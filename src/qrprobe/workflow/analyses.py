@@ -20,6 +20,7 @@ from ..concepts.bank import ConceptBank
 from ..engine.config import ProtocolConfig
 from ..engine.inputs import Features
 from ..errors import QRProbeInputError
+from ..progress import scope
 from ..results import Result
 from . import runs, specs
 from .analysis_io import AnalysisInputs, AnalysisOutput, required_input
@@ -125,7 +126,8 @@ def run_analysis(kind: str | AnalysisKind, inputs: AnalysisInputs, spec: Any = N
     spec = spec if spec is not None else entry.spec()
     if not isinstance(spec, entry.spec):
         raise TypeError(f"{entry.name}: expected {entry.spec.__name__} options, got {type(spec).__name__}")
-    return entry.run(inputs, spec, protocol or ProtocolConfig(), progress)
+    with scope(inputs.name):  # every progress line of the analysis names its representation
+        return entry.run(inputs, spec, protocol or ProtocolConfig(), progress)
 
 
 def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: Any = None, results: Any = None,
