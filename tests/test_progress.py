@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from _analysis_synth import fast_config, make_object_scene
 
 from qrprobe import progress
 from qrprobe.analysis.breakdown import group_breakdown
 from qrprobe.analysis.ksweep import k_sweep
 from qrprobe.engine.evaluate import evaluate
+from qrprobe.synthetic import make_object_scene
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def scene():
     return make_object_scene(n=600)
 
 
-def test_progress_off_prints_nothing(scene, capsys):
+def test_progress_off_prints_nothing(scene, capsys, fast_config):
     evaluate(scene.features, scene.bank, fast_config(k=6), name="synth", progress=False)
     group_breakdown(scene.features, scene.bank, config=fast_config(k=6, n_clusterings=1), progress=False)
     captured = capsys.readouterr()
@@ -31,7 +31,7 @@ def test_progress_off_prints_nothing(scene, capsys):
     assert captured.out == ""
 
 
-def test_off_a_terminal_plain_lines_name_model_k_and_clustering(scene, capsys):
+def test_off_a_terminal_plain_lines_name_model_k_and_clustering(scene, capsys, fast_config):
     evaluate(scene.features, scene.bank, fast_config(k=6), name="synth", progress=True)
     err = capsys.readouterr().err
     assert "\r" not in err  # no bars in logs
@@ -41,7 +41,7 @@ def test_off_a_terminal_plain_lines_name_model_k_and_clustering(scene, capsys):
     assert len(lines) < 20  # a few lines per clustering, not one per epoch or iteration
 
 
-def test_breakdown_counts_its_steps(scene, capsys):
+def test_breakdown_counts_its_steps(scene, capsys, fast_config):
     group_breakdown(scene.features, scene.bank, label_group=scene.bank.groups[0],
                     config=fast_config(k=6, n_clusterings=1), name="synth", progress=True)
     steps = re.findall(r"breakdown step (\d+)/(\d+)", capsys.readouterr().err)
@@ -50,7 +50,7 @@ def test_breakdown_counts_its_steps(scene, capsys):
     assert {int(n) for _, n in steps} == {len(steps)}
 
 
-def test_k_sweep_names_k_and_model_and_warns_once(scene, capsys, monkeypatch):
+def test_k_sweep_names_k_and_model_and_warns_once(scene, capsys, monkeypatch, fast_config):
     import qrprobe.engine.evaluate as ev
 
     monkeypatch.setattr(ev, "provenance_warnings", lambda bank, prov, name: ["circular: the expert is the model"])
@@ -62,7 +62,7 @@ def test_k_sweep_names_k_and_model_and_warns_once(scene, capsys, monkeypatch):
     assert any(line.startswith("synth · K sweep 2/2: K=6 · K-means K=6") for line in kmeans)
 
 
-def test_warnings_print_with_progress_off(scene, capsys, monkeypatch):
+def test_warnings_print_with_progress_off(scene, capsys, monkeypatch, fast_config):
     import qrprobe.engine.evaluate as ev
 
     monkeypatch.setattr(ev, "provenance_warnings", lambda bank, prov, name: ["look here"])
@@ -71,12 +71,13 @@ def test_warnings_print_with_progress_off(scene, capsys, monkeypatch):
 
 
 _ON_A_TERMINAL = """
-import sys
-sys.path.insert(0, {tests!r})
-from _analysis_synth import fast_config, make_object_scene
+from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 from qrprobe.engine.evaluate import evaluate
+from qrprobe.synthetic import make_object_scene
 data = make_object_scene(n=400)
-evaluate(data.features, data.bank, fast_config(k=6, n_clusterings=1), name="synth", progress={enabled})
+config = ProtocolConfig(k=6, clusterings=1, iters=30, restarts=2, device="cpu",
+                        probe=ProbeConfig(epochs=15, milestones=(10, 13)))
+evaluate(data.features, data.bank, config, name="synth", progress={enabled})
 """
 
 
@@ -84,7 +85,7 @@ def _stderr_on_a_terminal(enabled: bool) -> str:
     """stderr of a small evaluate() run whose stderr is a pseudo-terminal."""
     pty = pytest.importorskip("pty")
     master, slave = pty.openpty()
-    code = _ON_A_TERMINAL.format(tests=os.path.dirname(__file__), enabled=enabled)
+    code = _ON_A_TERMINAL.format(enabled=enabled)
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=slave, env={**os.environ, "COLUMNS": "120"})
     os.close(slave)
