@@ -68,7 +68,7 @@ def test_p_values_and_plain_numbers() -> None:
     data = pd.DataFrame({"model": ["a", "b"], "p_value": [0.0004, 0.0123], "difference": [1.5, -0.25],
                          "nmi_above_null_p": [0.5, 0.00001]})
     disp = Table("t", data, digits=2, signed=("difference",)).display_frame()
-    assert disp["p_value"].tolist() == ["<0.001", "0.012"]
+    assert disp["p"].tolist() == ["<0.001", "0.012"]
     assert disp["NMI − null: p"].tolist() == ["0.500", "<0.001"]
     assert disp["difference"].tolist() == ["+1.50", "-0.25"]
 

@@ -292,7 +292,9 @@ def _single_clustering_rows(df: pd.DataFrame) -> np.ndarray:
     return single
 
 
-_LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)"}  # columns of one-row-per-metric tables
+_LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)",  # columns of one-row-per-metric tables
+                "next_model": "next model", "ci_low": "95% low", "ci_high": "95% high", "p_value": "p",
+                "p_holm": "p (Holm)", "significant": "p < 0.05", "significant_holm": "Holm p < 0.05"}
 
 
 def _column_label(column: str) -> str:
