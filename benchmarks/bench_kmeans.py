@@ -25,9 +25,9 @@ structure, so Lloyd keeps moving points for many iterations as on real image fea
 Usage (one command)::
 
     python benchmarks/bench_kmeans.py --n 256000 --dim 2048 --k 1000 --iters 100 \\
-        --contenders ours,faiss --rounds 1 --data /tmp/qrprobe-bench-kmeans
+        --contenders ours,faiss --rounds 1 --data bench-data
     python benchmarks/bench_kmeans.py --n 1280000 --device cuda --contenders ours,faiss,flash,fastkmeans
-    python benchmarks/bench_kmeans.py --n 1280000 --write-store /tmp/paper-scale   # for `qrprobe evaluate`
+    python benchmarks/bench_kmeans.py --n 1280000 --write-store paper-scale   # for `qrprobe evaluate`
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -256,7 +257,8 @@ def main() -> None:
     p.add_argument("--contenders", default="ours,faiss")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--data", default="/tmp/qrprobe-bench-kmeans", help="folder for the generated features")
+    p.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "qrprobe-bench-kmeans"),
+                   help="folder for the generated features [default: qrprobe-bench-kmeans in the temporary folder]")
     p.add_argument("--out", default="", help="write all results as JSON here")
     p.add_argument("--write-store", default="", metavar="DIR",
                    help="only write the generated data as a float16 feature store and a concept bank in DIR "

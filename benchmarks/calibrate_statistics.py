@@ -16,7 +16,7 @@ clustering values, no image bootstrap) and ``two-level`` (percentile bootstrap r
 the images together, the naive design). Single-threaded torch (a loaded 2-core machine otherwise spends most
 of its time in thread contention).
 
-    PYTHONPATH=src python benchmarks/calibrate_statistics.py --datasets 200 --out /tmp/calib.npz
+    PYTHONPATH=src python benchmarks/calibrate_statistics.py --datasets 200 --out calib.npz
     PYTHONPATH=src python benchmarks/calibrate_statistics.py --datasets 200 --noise 0.5 --k 32 --restarts 3 \
         --drop-groups Scene
 """

