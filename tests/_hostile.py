@@ -16,6 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--k", "4", "--clusterings", "1", "--epochs", "2", "--iters", "5", "--restarts", "1", "--quiet"]
 
 
+def evaluate_example(example: tuple[Path, Path], out: Path) -> Path:
+    """``qrprobe evaluate`` of a ``write_example`` example into ``out`` with the :data:`FAST` protocol."""
+    features, concepts = example
+    assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(out)]) == 0
+    return out
+
+
 def cli(args: list[str], timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
     """``qrprobe ARGS`` in a subprocess (this checkout's sources first)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **kwargs.pop("env", {})}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _hostile import FAST, assert_input_error
+from _hostile import FAST, assert_input_error, evaluate_example
 from qrprobe.cli.main import main
 from qrprobe.features import write_feature_store
 from qrprobe.synthetic import write_image_folder
@@ -27,10 +27,7 @@ def example(write_example, tmp_path):
 
 @pytest.fixture
 def result(example, tmp_path):
-    features, concepts = example
-    out = tmp_path / "res"
-    assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(out)]) == 0
-    return out
+    return evaluate_example(example, tmp_path / "res")
 
 
 def _damage(path, how: str) -> None:

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from _hostile import FAST, assert_input_error
+from _hostile import FAST, assert_input_error, evaluate_example
 from qrprobe._atomic import artifact_kind
 from qrprobe._workdir import ChunkedWorkDir
 from qrprobe.cli.main import main
@@ -73,10 +73,7 @@ def test_overwrite_refuses_a_user_file(command, tmp_path, capsys):
 @pytest.fixture
 def result_dir(example, tmp_path):
     """A result directory evaluated from the example."""
-    features, concepts = example
-    res = tmp_path / "res"
-    assert main(["evaluate", str(features), str(concepts), *FAST, "-o", str(res)]) == 0
-    return res
+    return evaluate_example(example, tmp_path / "res")
 
 
 @pytest.mark.parametrize("case", ["the concepts", "their folder", "the folder above"])
