@@ -59,14 +59,14 @@ def _stage(args: argparse.Namespace) -> dict:
     if args.stage in ("standardize", "kmeans-ours", "kmeans-faiss"):
         x = np.load(data / "features.npy", mmap_mode="r")
     if args.stage == "standardize":
-        from qrprobe.engine.quantize import Standardizer
+        from qrprobe.engine.kmeans.quantize import Standardizer
 
         t = time.perf_counter()
         z = Standardizer().fit_transform(x)
         out["seconds"] = time.perf_counter() - t
         np.save(data / "standardized.npy", z)
     elif args.stage == "kmeans-ours":
-        from qrprobe.engine.quantize import KMeans
+        from qrprobe.engine.kmeans.quantize import KMeans
 
         z = np.load(data / "standardized.npy")
         t = time.perf_counter()
@@ -91,7 +91,7 @@ def _stage(args: argparse.Namespace) -> dict:
         out["inertia"] = float(dist.sum())
         out["lloyd_iterations"] = args.iters * args.restarts  # faiss always runs every iteration
     elif args.stage == "split":
-        from qrprobe.engine.split import stratified_split
+        from qrprobe.engine.probe.split import stratified_split
 
         labels = np.load(data / "labels.npy")
         t = time.perf_counter()
@@ -106,7 +106,7 @@ def _stage(args: argparse.Namespace) -> dict:
         concepts = sp.load_npz(data / "concepts.npz").tocsr()
         cfg = ProbeConfig(epochs=args.epochs)
         if args.stage == "probe-ours":
-            from qrprobe.engine.probe import ReverseProbe
+            from qrprobe.engine.probe.reverse_probe import ReverseProbe
 
             t = time.perf_counter()
             probe = ReverseProbe(cfg, seed=0, device=args.device).fit(

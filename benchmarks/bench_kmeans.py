@@ -124,8 +124,8 @@ def _inertia_f32(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray, centroids
 def _stage(args: argparse.Namespace) -> dict:
     import torch
 
-    from qrprobe.engine.quantize import KMeans, Stored
-    from qrprobe.engine.standardize import Standardizer, standardized_copy
+    from qrprobe.engine.kmeans.quantize import KMeans, Stored
+    from qrprobe.engine.kmeans.standardize import Standardizer, standardized_copy
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,7 +9,8 @@ before each run (the machine may be shared: compare side by side, not across run
 process's CPU time (all its threads) per training step: for one thread, the work itself, less sensitive to
 other processes than the wall time; with several threads it includes their waiting (spinning) time.
 
-    ours     qrprobe.engine.probe.ReverseProbe (fused sparse steps, lazy rows), ``--threads`` intra-op threads
+    ours     qrprobe.engine.probe.reverse_probe.ReverseProbe (fused sparse steps, lazy rows), ``--threads``
+             intra-op threads
     before   the previous probe (autograd through ``embedding_bag``, ``torch.optim.SGD``, a dense gradient),
              as in qrprobe before this change
     dense    ``torch.nn.Linear`` on each batch densified (B × M floats; the dense N × M matrix would not fit)
@@ -39,7 +40,7 @@ def _data(args: argparse.Namespace, folder: Path) -> None:
     import numpy as np
     import scipy.sparse as sp
 
-    from qrprobe.engine.split import stratified_split
+    from qrprobe.engine.probe.split import stratified_split
     from qrprobe.synthetic import make_imagenet_shaped
 
     features, concepts = make_imagenet_shaped(args.n, 4, args.concepts, args.ones, args.k, noise=0.0)
@@ -78,8 +79,8 @@ def _ours(x, y, xv, yv, args, steps):
     import torch
 
     from qrprobe.engine.config import ProbeConfig
-    from qrprobe.engine.probe import ConceptRows, ReverseProbe
-    from qrprobe.engine.probe_sgd import (
+    from qrprobe.engine.probe.reverse_probe import ConceptRows, ReverseProbe
+    from qrprobe.engine.probe.sgd import (
         DeviceBatches,
         HostBatches,
         MomentumTable,

@@ -16,8 +16,8 @@ shared. With ``--device cuda`` on a GPU machine the Ray actors hold one GPU each
 and the local backend runs on the GPU: the images/s per GPU for the cost model of docs/scale.md.
 
 ``kmeans``: seconds per Lloyd iteration (from the same random start, the same rows, stored in ``--precision``)
-of the single-device torch backend (:class:`qrprobe.engine.quantize.KMeans`: float32 Lloyd, or for 16-bit
-storage the exact path with Yinyang bounds), of :func:`qrprobe.engine.distributed.sharded_kmeans` in one
+of the single-device torch backend (:class:`qrprobe.engine.kmeans.quantize.KMeans`: float32 Lloyd, or for 16-bit
+storage the exact path with Yinyang bounds), of :func:`qrprobe.engine.kmeans.distributed.sharded.sharded_kmeans` in one
 process and in two gloo CPU processes (torch.multiprocessing), alternating.
 """
 
@@ -98,7 +98,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def _kmeans_worker(rank: int, world: int, init_file: str, data: str, k: int, iters: int, out: str,
                    precision: str) -> None:
-    from qrprobe.engine.distributed import shard_bounds, sharded_kmeans
+    from qrprobe.engine.kmeans.distributed.sharded import shard_bounds, sharded_kmeans
 
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -113,8 +113,8 @@ def _kmeans_worker(rank: int, world: int, init_file: str, data: str, k: int, ite
 
 
 def bench_kmeans(args) -> None:
-    from qrprobe.engine.distributed import sharded_kmeans
-    from qrprobe.engine.quantize import KMeans
+    from qrprobe.engine.kmeans.distributed.sharded import sharded_kmeans
+    from qrprobe.engine.kmeans.quantize import KMeans
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from qrprobe import metrics
-from qrprobe.engine.bootstrap import image_keys, poisson_weights, split_replicates
+from qrprobe.engine.stats.bootstrap import image_keys, poisson_weights, split_replicates
 from qrprobe.synthetic import make_probe_output
 
 

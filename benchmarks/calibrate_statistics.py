@@ -29,9 +29,9 @@ import time
 import numpy as np
 import torch
 
-from qrprobe.engine.bootstrap import REPLICATE_METRICS
 from qrprobe.engine.evaluate import evaluate
-from qrprobe.engine.uncertainty import difference_estimate, mean_estimate
+from qrprobe.engine.stats.bootstrap import REPLICATE_METRICS
+from qrprobe.engine.stats.uncertainty import difference_estimate, mean_estimate
 from qrprobe.synthetic import make_concept_clusters
 
 METRICS = ("nmi", "ami", "top1", "map", "mi_bits")

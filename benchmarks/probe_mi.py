@@ -74,8 +74,8 @@ def _with_random_sets(informative: sp.csr_matrix, rng: np.random.Generator) -> d
 
 def probe_once(labels: np.ndarray, concepts: sp.csr_matrix, seed: int, mode: str, epochs: int) -> dict:
     from qrprobe.engine.config import ProbeConfig
-    from qrprobe.engine.probe import ReverseProbe
-    from qrprobe.engine.split import stratified_split
+    from qrprobe.engine.probe.reverse_probe import ReverseProbe
+    from qrprobe.engine.probe.split import stratified_split
     from qrprobe.metrics import score_predictions
 
     split = stratified_split(labels, seed)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qrprobe.engine.probe import intra_op_threads
+from qrprobe.engine.probe.reverse_probe import intra_op_threads
 
 
 def dense_reference(x, y, cfg, seed, k, xv=None, yv=None):

@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from qrprobe import metrics
-from qrprobe.engine import bootstrap as B
+from qrprobe.engine.stats import bootstrap as B
 
 
 def _probe_output(seed: int, n: int = 400, k: int = 12, signal: float = 1.5):

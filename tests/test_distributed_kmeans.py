@@ -1,7 +1,7 @@
-"""K-means across processes (qrprobe.engine.distributed): two gloo CPU processes give the single-process result
-bit for bit (float32 and 16-bit storage); labels are the exact nearest centroids; with 16-bit storage the result
-is the single-device exact K-means' (labels, centroids, iterations), with float32 storage a float64 Lloyd's; the
-torchrun launcher writes the same file for one and two processes."""
+"""K-means across processes (qrprobe.engine.kmeans.distributed.sharded): two gloo CPU processes give the single-process
+result bit for bit (float32 and 16-bit storage); labels are the exact nearest centroids; with 16-bit storage the
+result is the single-device exact K-means' (labels, centroids, iterations), with float32 storage a float64 Lloyd's;
+the torchrun launcher writes the same file for one and two processes."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from qrprobe.concepts.bank import ConceptBank
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig
-from qrprobe.engine.distributed import Shard, _scale_bits, assign, lloyd, shard_bounds, sharded_kmeans
-from qrprobe.engine.distributed_run import read_quantization
 from qrprobe.engine.evaluate import evaluate
-from qrprobe.engine.lloyd import assign as plain_assign
-from qrprobe.engine.quantize import KMeans, fit_clusterings
+from qrprobe.engine.kmeans.distributed.sharded import Shard, _scale_bits, assign, lloyd, shard_bounds, sharded_kmeans
+from qrprobe.engine.kmeans.lloyd import assign as plain_assign
+from qrprobe.engine.kmeans.quantize import KMeans, fit_clusterings
+from qrprobe.engine.protocol import read_quantization
 from qrprobe.errors import QRProbeInputError
 from qrprobe.features.store import write_feature_store
 
@@ -203,11 +203,12 @@ def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_pa
     args = [str(store.path), "-k", "10", "--clusterings", "2", "--iters", "30", "--restarts", "2", "--device", "cpu",
             "--precision", "float16"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "qrprobe.engine.distributed_run", *args, "-o",
+    one = subprocess.run([sys.executable, "-m", "qrprobe.engine.kmeans.distributed.run", *args, "-o",
                           str(tmp_path / "one.npz")], env=env, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "-m", "qrprobe.engine.distributed_run", *args, "-o",
+                          "--master-port", str(_free_port()), "-m", "qrprobe.engine.kmeans.distributed.run", *args,
+                          "-o",
                           str(tmp_path / "two.npz")], env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr
     assert "on 2 process(es)" in two.stderr

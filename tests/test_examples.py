@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from qrprobe.errors import QRProbeInputError
-from qrprobe.study.config import load_study
 from qrprobe.study.demo import demo_study
+from qrprobe.study.load import load_study
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -9,8 +9,8 @@ import torch
 from qrprobe.concepts import ConceptBank
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 from qrprobe.engine.evaluate import evaluate
-from qrprobe.engine.probe import ReverseProbe
-from qrprobe.engine.quantize import KMeans
+from qrprobe.engine.kmeans.quantize import KMeans
+from qrprobe.engine.probe.reverse_probe import ReverseProbe
 from qrprobe.synthetic import make_concept_combinations
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

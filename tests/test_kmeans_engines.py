@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrprobe.engine import kmeans_kernel
-from qrprobe.engine.kmeans_bounds import make_groups
-from qrprobe.engine.kmeans_engines import KernelEngine, TorchEngine
-from qrprobe.engine.standardize import to_storage
+from qrprobe.engine.kmeans import kernel as kmeans_kernel
+from qrprobe.engine.kmeans.bounds import make_groups
+from qrprobe.engine.kmeans.engines import KernelEngine, TorchEngine
+from qrprobe.engine.kmeans.standardize import to_storage
 
 KERNEL = kmeans_kernel.load()
 needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no AVX-512 BF16 kernel here")

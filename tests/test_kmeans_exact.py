@@ -9,10 +9,10 @@ import torch
 from sklearn.datasets import make_blobs
 
 from _kmeans_reference import inertia, nearest, reference_lloyd
-from qrprobe.engine import kmeans_kernel
-from qrprobe.engine.kmeans_exact import BoundedLloyd
-from qrprobe.engine.quantize import KMeans, Stored
-from qrprobe.engine.standardize import to_storage
+from qrprobe.engine.kmeans import kernel as kmeans_kernel
+from qrprobe.engine.kmeans.exact import BoundedLloyd
+from qrprobe.engine.kmeans.quantize import KMeans, Stored
+from qrprobe.engine.kmeans.standardize import to_storage
 
 HAS_KERNEL = kmeans_kernel.load() is not None
 ENGINES = ["torch", pytest.param("kernel", marks=pytest.mark.skipif(not HAS_KERNEL, reason="no bf16 kernel here"))]

@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import make_blobs
 
 from _kmeans_reference import reference_lloyd
-from qrprobe.engine.quantize import KMeans, Stored, fit_clusterings
-from qrprobe.engine.standardize import to_storage
+from qrprobe.engine.kmeans.quantize import KMeans, Stored, fit_clusterings
+from qrprobe.engine.kmeans.standardize import to_storage
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 

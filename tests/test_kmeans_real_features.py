@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from _kmeans_reference import reference_lloyd
-from qrprobe.engine.quantize import KMeans, Stored
-from qrprobe.engine.standardize import Standardizer, standardized_copy
+from qrprobe.engine.kmeans.quantize import KMeans, Stored
+from qrprobe.engine.kmeans.standardize import Standardizer, standardized_copy
 
 PER_CLASS = 60
 

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from qrprobe.engine.config import ProtocolConfig
-from qrprobe.engine.kmeans_sums import CentroidSums, check_sum_range
-from qrprobe.engine.quantize import KMeans, Stored, fit_clusterings
-from qrprobe.engine.standardize import (
+from qrprobe.engine.kmeans.quantize import KMeans, Stored, fit_clusterings
+from qrprobe.engine.kmeans.standardize import (
     BF16_FLUSH,
     Standardizer,
     release_rows,
@@ -18,6 +17,7 @@ from qrprobe.engine.standardize import (
     standardized_copy,
     to_storage,
 )
+from qrprobe.engine.kmeans.sums import CentroidSums, check_sum_range
 from qrprobe.errors import ParameterError
 from qrprobe.features.store import FeatureStore, write_feature_store
 

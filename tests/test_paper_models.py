@@ -262,7 +262,7 @@ def test_study_states_the_transform_and_reports_a_bad_one_with_its_location(tmp_
     from PIL import Image
 
     from qrprobe.features.store import FeatureStore
-    from qrprobe.study.config import load_study
+    from qrprobe.study.load import load_study
     from qrprobe.study.runner import run_study
 
     for cls in ("a", "b"):

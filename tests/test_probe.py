@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from _probe_reference import dense_reference
 from qrprobe.engine.config import ProbeConfig
-from qrprobe.engine.probe import ReverseProbe
+from qrprobe.engine.probe.reverse_probe import ReverseProbe
 from qrprobe.errors import QRProbeInputError
 from qrprobe.synthetic import make_linear_probe_problem
 
@@ -80,7 +80,7 @@ def test_prior_gives_absent_clusters_a_finite_loss():
 
 
 def test_fit_many_equals_fitting_in_turn():
-    from qrprobe.engine.probe import fit_many
+    from qrprobe.engine.probe.reverse_probe import fit_many
 
     data = [(x[:400], y[:400], x[400:], y[400:], 5) for x, y in (_data(seed=s) for s in range(3))]
     cfg = ProbeConfig(epochs=4)

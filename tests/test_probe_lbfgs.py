@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import torch
 
 from qrprobe.engine.config import ProbeConfig
-from qrprobe.engine.probe import ReverseProbe
-from qrprobe.engine.probe_lbfgs import Objective, weight_decay_grid
+from qrprobe.engine.probe.lbfgs import Objective, weight_decay_grid
+from qrprobe.engine.probe.reverse_probe import ReverseProbe
 from qrprobe.synthetic import make_linear_probe_problem
 
 
@@ -50,7 +50,7 @@ def test_objective_gradient_matches_autograd():
 
 
 def test_blocks_sum_to_the_whole(monkeypatch):
-    import qrprobe.engine.probe_lbfgs as lb
+    import qrprobe.engine.probe.lbfgs as lb
 
     x, y = _data(n=300, seed=2)
     theta = torch.randn(31, 5, dtype=torch.float64)

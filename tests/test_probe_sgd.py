@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from _probe_reference import dense_reference
 from qrprobe.engine.config import ProbeConfig
-from qrprobe.engine.probe import ReverseProbe
-from qrprobe.engine.probe_sgd import (
+from qrprobe.engine.probe.reverse_probe import ReverseProbe
+from qrprobe.engine.probe.sgd import (
     LAZY_FRACTION,
     HostBatches,
     decoupling,

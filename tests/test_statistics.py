@@ -13,10 +13,10 @@ from sklearn import metrics as skm
 from qrprobe import metrics
 from qrprobe.analysis.significance import paired_difference, pairing_problem, shared_clusterings
 from qrprobe.concepts.bank import ConceptBank
-from qrprobe.engine.bootstrap import REPLICATE_METRICS
-from qrprobe.engine.chance import baselines, null_outcomes, null_permutation
 from qrprobe.engine.evaluate import evaluate
 from qrprobe.engine.protocol import prepare_inputs, probe_all, quantize
+from qrprobe.engine.stats.bootstrap import REPLICATE_METRICS
+from qrprobe.engine.stats.chance import baselines, null_outcomes, null_permutation
 from qrprobe.errors import QRProbeInputError
 from qrprobe.results import Result, markdown_table, statistics_lines
 from qrprobe.synthetic import make_concept_clusters

@@ -11,7 +11,7 @@ import pytest
 
 from qrprobe.cli.main import main
 from qrprobe.errors import QRProbeInputError
-from qrprobe.study.config import load_study
+from qrprobe.study.load import load_study
 from qrprobe.study.runner import run_study
 
 pytest.importorskip("PIL")
@@ -173,7 +173,7 @@ def test_study_reference_doc_is_generated_from_the_schema():
 
 def test_the_study_template_is_a_valid_study(tmp_path):
     from qrprobe.cli.main import main
-    from qrprobe.study.config import load_study
+    from qrprobe.study.load import load_study
 
     path = tmp_path / "study.yaml"
     assert main(["example", "--study", "-o", str(path)]) == 0
@@ -192,7 +192,7 @@ def test_a_study_takes_a_feature_store_and_a_concept_bank_made_elsewhere(tmp_pat
 
     from qrprobe.cli.main import main
     from qrprobe.results import Result
-    from qrprobe.study.config import study_from_dict
+    from qrprobe.study.load import study_from_dict
     from qrprobe.study.runner import run_study
 
     images = tmp_path / "images"
@@ -225,7 +225,7 @@ def test_cli_and_study_give_the_same_numbers(study_file, tmp_path):
     """The CLI (extract → label → evaluate) and a study with the same settings agree exactly (one feature dtype,
     one protocol default everywhere; one sequence: evaluate reads what extract and label wrote)."""
     from qrprobe.cli.main import main
-    from qrprobe.study.config import load_study
+    from qrprobe.study.load import load_study
     from qrprobe.study.runner import run_study
 
     path = study_file()

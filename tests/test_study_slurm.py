@@ -12,8 +12,8 @@ import pytest
 
 from qrprobe.cli.main import main
 from qrprobe.errors import MissingExtraError
-from qrprobe.study.config import load_study
 from qrprobe.study.items import StageItem, finished_items, run_item, study_items
+from qrprobe.study.load import load_study
 from qrprobe.study.runner import run_study
 from qrprobe.study.slurm import job_parameters, submit_study
 from qrprobe.study.stages import StageMissing

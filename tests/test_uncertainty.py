@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qrprobe.engine.uncertainty import difference_estimate, holm, mean_estimate
+from qrprobe.engine.stats.uncertainty import difference_estimate, holm, mean_estimate
 
 
 def test_without_replicates_it_is_the_t_interval_over_clusterings():

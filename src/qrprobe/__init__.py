@@ -45,10 +45,10 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ProtocolConfig": "qrprobe.engine.config",
     "ReverseProbing": "qrprobe.engine.estimator",
     "ProbeConfig": "qrprobe.engine.config",
-    "ReverseProbe": "qrprobe.engine.probe",
-    "KMeans": "qrprobe.engine.quantize",
-    "Standardizer": "qrprobe.engine.quantize",
-    "stratified_split": "qrprobe.engine.split",
+    "ReverseProbe": "qrprobe.engine.probe.reverse_probe",
+    "KMeans": "qrprobe.engine.kmeans.quantize",
+    "Standardizer": "qrprobe.engine.kmeans.quantize",
+    "stratified_split": "qrprobe.engine.probe.split",
     "Result": "qrprobe.results",
     "QRProbeInputError": "qrprobe.errors",
     "ParameterError": "qrprobe.errors",
@@ -59,7 +59,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "run_analysis": "qrprobe.workflow.analyses",
     "analyze": "qrprobe.workflow.analyses",
     "report": "qrprobe.report",
-    "load_study": "qrprobe.study.config",
+    "load_study": "qrprobe.study.load",
     "run_study": "qrprobe.study.runner",
 }
 _MODULES = ("analysis", "synthetic")

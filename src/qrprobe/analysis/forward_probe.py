@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ..concepts.bank import ConceptBank
+from ..engine.kmeans.quantize import Standardizer
 from ..engine.protocol import prepare_inputs
-from ..engine.quantize import Standardizer
 from ..errors import QRProbeInputError
 from ..metrics import adjusted_mutual_info, average_precision, normalized_mutual_info, top1_accuracy
 

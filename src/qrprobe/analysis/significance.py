@@ -2,8 +2,8 @@
 
 Two results pair when they were evaluated on the same images and the same concepts with bootstrap replicates
 (``qrprobe evaluate`` stores them in ``replicates.npy``): replicate ``b`` then resampled the same images in
-both (:mod:`qrprobe.engine.bootstrap`), so the difference of their replicate values is a bootstrap replicate of
-their difference, and :func:`qrprobe.engine.uncertainty.difference_estimate` gives its interval and p-value.
+both (:mod:`qrprobe.engine.stats.bootstrap`), so the difference of their replicate values is a bootstrap replicate of
+their difference, and :func:`qrprobe.engine.stats.uncertainty.difference_estimate` gives its interval and p-value.
 Results on different images or concepts are refused: their replicates resample different things, and a
 difference between concept banks is not a difference between representations.
 """
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..engine.statistics import labels_hash
-from ..engine.uncertainty import Estimate, difference_estimate, holm
+from ..engine.stats.result_statistics import labels_hash
+from ..engine.stats.uncertainty import Estimate, difference_estimate, holm
 from ..errors import QRProbeInputError
 from ..results import HEADLINE, LABELS, Result
 

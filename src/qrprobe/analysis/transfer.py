@@ -26,9 +26,9 @@ import scipy.sparse as sp
 
 from ..concepts.bank import ConceptBank
 from ..engine.config import ProbeConfig
-from ..engine.probe import ReverseProbe
+from ..engine.kmeans.quantize import KMeans, apply_standardization
+from ..engine.probe.reverse_probe import ReverseProbe
 from ..engine.protocol import prepare_inputs
-from ..engine.quantize import KMeans, apply_standardization
 from ..errors import QRProbeInputError
 from ..metrics import score_predictions
 from ..results import Result, summarize

@@ -89,7 +89,7 @@ def _execute(study, output: Path, args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..study.config import load_study
+    from ..study.load import load_study
     from ..study.runner import default_output
 
     config = Path(args.config)

@@ -19,11 +19,11 @@ from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings, expert_networks
 from ..progress import format_seconds, note, remark, scope, warn
 from ..results import Result, summarize
-from .chance import null_outcomes
 from .config import ProtocolConfig
 from .degenerate import result_flags, warning_messages
 from .protocol import FeaturesLike, Inputs, ProbeOutcome, Quantization, prepare_inputs, probe_all, quantize
-from .statistics import result_statistics
+from .stats.chance import null_outcomes
+from .stats.result_statistics import result_statistics
 
 ConceptsLike = ConceptBank | str | os.PathLike
 
@@ -120,7 +120,7 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     """Collect the scores of ``outcomes`` (one per clustering of ``quant``) into a :class:`Result`.
 
     ``nulls`` (per clustering, the probes on shuffled concepts) add the chance level of every score; the
-    protocol's ``bootstrap`` replicates add intervals (:mod:`qrprobe.engine.statistics`).
+    protocol's ``bootstrap`` replicates add intervals (:mod:`qrprobe.engine.stats.result_statistics`).
     """
     cfg, feats, bank = quant.config, inputs.features, inputs.concepts
     n = feats.array.shape[0]

@@ -11,6 +11,7 @@ shuffle order, so a run is fully determined by ``config.seed`` (on the CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,9 +28,9 @@ from ..results import summarize
 from .config import ProbeConfig, ProtocolConfig
 from .degenerate import check_quantization
 from .inputs import Features, align, load_features
-from .probe import ReverseProbe
-from .quantize import KMeansResult, check_finite, fit_clusterings
-from .split import Split, stratified_split
+from .kmeans.quantize import KMeansResult, check_finite, fit_clusterings
+from .probe.reverse_probe import ReverseProbe
+from .probe.split import Split, stratified_split
 
 FeaturesLike = np.ndarray | FeatureStore | str | os.PathLike | Features
 
@@ -98,6 +99,31 @@ def quantize(features: Features, config: ProtocolConfig, progress: bool = False)
     scale = np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_)
     check_quantization(labels, scale, seeds)  # a single cluster: refused before any probe is trained
     return Quantization(labels, runs, seeds, standardizer.mean_, scale, features, config)
+
+
+def read_quantization(path: str | os.PathLike, features, config=None):
+    """The clusterings in ``path`` (written by ``python -m qrprobe.engine.kmeans.distributed.run``) as a
+    :class:`Quantization` of ``features`` (the same feature store or array, path or
+    :class:`~qrprobe.engine.inputs.Features`).
+
+    ``config``: the protocol for the probing (default: the paper's); its K-means fields (``k``,
+    ``clusterings``, ``seed``, ``iters``, ``restarts``) are replaced by the file's.
+    """
+    feats = features if isinstance(features, Features) else load_features(features)
+    with np.load(path) as z:
+        saved = {name: z[name] for name in z.files}
+    labels, centroids = saved["labels"], saved["centroids"]
+    if labels.shape[1] != feats.array.shape[0]:
+        raise QRProbeInputError(f"{path}: clusterings of {labels.shape[1]} rows, the features have "
+                                f"{feats.array.shape[0]}")
+    precision = str(saved["precision"])
+    config = dataclasses.replace(config or ProtocolConfig(), k=int(centroids.shape[1]), clusterings=len(labels),
+                                 seed=int(saved["seed"]), iters=int(saved["iters"]), restarts=int(saved["restarts"]),
+                                 kmeans_precision=precision)
+    runs = [KMeansResult(labels[r], centroids[r], float(saved["inertia"][r]), int(saved["n_iter"][r]),
+                         (float(saved["inertia"][r]),), 0, precision) for r in range(len(labels))]
+    seeds = [config.seed + r for r in range(len(labels))]
+    return Quantization(labels, runs, seeds, saved["mean"], saved["scale"], feats, config)
 
 
 @dataclass
@@ -169,4 +195,4 @@ def summary_of(outcomes: list[ProbeOutcome]) -> dict[str, dict]:
 
 
 __all__ = ["Inputs", "ProbeOutcome", "Quantization", "prepare_inputs", "probe_all", "probe_labels", "quantize",
-           "summary_of"]
+           "read_quantization", "summary_of"]

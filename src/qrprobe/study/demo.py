@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import StudyConfig, study_from_dict
+from .config import StudyConfig
+from .load import study_from_dict
 from .yamlsrc import load_located
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")

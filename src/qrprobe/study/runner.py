@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._atomic import atomic_write_text, check_writable, clean_stale_in
-from ..engine.kmeans_memo import reuse_clusterings
+from ..engine.kmeans.memo import reuse_clusterings
 from ..errors import QRProbeInputError
 from ..progress import StageCounter, format_seconds, note
 from ..results import Result, markdown_table

@@ -1,7 +1,7 @@
 """Exact centroid sums of 16-bit stored features, in int64 fixed point.
 
 Every stored float16 value, and every stored bfloat16 value (magnitudes below 2⁻¹⁷ are stored as 0,
-:mod:`qrprobe.engine.standardize`), is an integer multiple of 2⁻²⁴. Scaled by 2²⁴ it is an exact integer of
+:mod:`qrprobe.engine.kmeans.standardize`), is an integer multiple of 2⁻²⁴. Scaled by 2²⁴ it is an exact integer of
 magnitude below 2⁴⁰, so the sum of a cluster's points is exact in int64 whatever the order of addition: a sum
 updated by only the points that moved equals one recomputed from scratch, on the CPU and on a GPU (atomic
 additions of integers commute). A centroid is then ``float32(float64(sum) · 2⁻²⁴ / count)``, one fixed
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ParameterError
+from ...errors import ParameterError
 
 SCALE_BITS = 24
 _INT64_ROOM = 2.0**62  # |sum| must stay below this (a margin under 2**63)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import QRProbeInputError
+from ...errors import QRProbeInputError
 
 
 @dataclass(frozen=True)

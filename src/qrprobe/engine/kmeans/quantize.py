@@ -3,13 +3,13 @@
 The defaults follow the paper (App. C): K = 1000, 100 Lloyd iterations, the lowest-inertia result of 5
 restarts, all points used for training. :func:`fit_clusterings` is the protocol's entry point: it
 standardizes the raw features once, streamed into one copy of the storage precision (``kmeans_precision``,
-:mod:`qrprobe.engine.standardize`), and runs every seed and restart on that copy.
+:mod:`qrprobe.engine.kmeans.standardize`), and runs every seed and restart on that copy.
 
 Backends:
 
 - ``torch`` (default), by storage precision:
-  - ``float32``: plain float32 Lloyd (:mod:`qrprobe.engine.lloyd`), the results of earlier releases bit for bit;
-  - ``float16`` / ``bfloat16``: exact Lloyd on the 16-bit values (:mod:`qrprobe.engine.kmeans_exact`) with
+  - ``float32``: plain float32 Lloyd (:mod:`qrprobe.engine.kmeans.lloyd`), the results of earlier releases bit for bit;
+  - ``float16`` / ``bfloat16``: exact Lloyd on the 16-bit values (:mod:`qrprobe.engine.kmeans.exact`) with
     Yinyang bounds, a bfloat16 kernel with float32 accumulation on CPUs with AVX-512 BF16, tensor cores on
     CUDA, and a float64 check wherever two candidates are too close to call: the labels of float64 Lloyd.
 - ``faiss``: ``faiss.Kmeans`` with the same iterations, restarts and seed, on a float32 copy, and with its
@@ -24,22 +24,21 @@ changed), after which further iterations could not change anything.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 import torch
 
-from ..device import resolve_device
-from ..errors import ParameterError
-from ..progress import Bar, format_seconds, note
-from ..progress import bar as progress_bar
-from . import kmeans_memo
-from .kmeans_bounds import make_groups as _groups_for
-from .kmeans_exact import BoundedLloyd
-from .kmeans_faiss import fit_faiss
-from .kmeans_stored import Stored
+from ...device import resolve_device
+from ...errors import ParameterError
+from ...progress import Bar, format_seconds, note
+from ...progress import bar as progress_bar
+from . import memo as kmeans_memo
+from .bounds import make_groups as _groups_for
+from .exact import BoundedLloyd
+from .faiss_backend import fit_faiss
 from .lloyd import assign, chunk_rows, fit_plain, initial_centroids
+from .result import KMeansResult
 from .standardize import (
     PRECISIONS,
     Standardizer,
@@ -48,24 +47,10 @@ from .standardize import (
     resolve_precision,
     standardized_copy,
 )
+from .stored import Stored
 
 BACKENDS = ("torch", "faiss")
 INITS = ("random", "k-means++")
-
-
-@dataclass(frozen=True)
-class KMeansResult:
-    """One clustering: ``labels`` (N,) int64, ``centroids`` (K, D) float32, ``inertia`` (sum of squared
-    distances of all N points to their centroid), ``n_iter`` of the kept restart, ``inertias`` of all
-    restarts, ``n_empty_reseeded`` over all restarts, ``precision`` the features were stored in."""
-
-    labels: np.ndarray
-    centroids: np.ndarray
-    inertia: float
-    n_iter: int
-    inertias: tuple[float, ...]
-    n_empty_reseeded: int
-    precision: str = "float32"
 
 
 def _show_restart(bar, restart: int, n_restarts: int) -> None:
@@ -95,7 +80,7 @@ class KMeans:
     chunk_rows : rows per distance block of the float32 path (None: sized so a block is at most 256 MiB).
     progress : show a progress bar over Lloyd iterations.
     precision : storage of the features: ``"auto"``, ``"float32"``, ``"float16"`` or ``"bfloat16"``
-        (:func:`~qrprobe.engine.standardize.resolve_precision`); the faiss backend always uses float32.
+        (:func:`~qrprobe.engine.kmeans.standardize.resolve_precision`); the faiss backend always uses float32.
 
     Attributes
     ----------

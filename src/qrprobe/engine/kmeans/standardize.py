@@ -13,7 +13,7 @@ Storage precision (``kmeans_precision``): ``float32`` keeps today's values bit f
 clusterings stay ~4× closer to float32 storage; see docs/protocol.md). A 16-bit copy is rounded from
 float64 through float32, and a bfloat16 magnitude below 2⁻¹⁷ is stored as 0, so that every stored 16-bit
 value is an integer multiple of 2⁻²⁴ (centroid sums are then exact in int64, see
-:mod:`qrprobe.engine.kmeans_sums`).
+:mod:`qrprobe.engine.kmeans.sums`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..errors import ParameterError, QRProbeInputError
+from ...errors import ParameterError, QRProbeInputError
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 AUTO_FLOAT32_BYTES = 2**30  # auto: float32 storage while the float32 copy is at most 1 GiB
@@ -115,7 +115,7 @@ class Standardizer:
 
     def fit(self, features: Rows, progress: bool = False) -> Standardizer:
         """Mean and scale of ``features`` (N, D): two streamed passes (a progress bar over both if asked)."""
-        from ..progress import bar as progress_bar
+        from ...progress import bar as progress_bar
 
         n, d = features.shape
         step = self._rows(d)
@@ -182,7 +182,7 @@ def standardized_copy(features, standardizer: Standardizer, precision: str, devi
     For ``float32`` the values equal ``standardizer.transform(features)`` bit for bit. On a GPU, each block is
     standardized on the CPU and copied over, so only the copy itself lives on the device.
     """
-    from ..progress import bar as progress_bar
+    from ...progress import bar as progress_bar
 
     n, d = features.shape
     device = torch.device(device)

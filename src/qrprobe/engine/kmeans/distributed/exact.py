@@ -1,6 +1,6 @@
 """Sharded Lloyd on 16-bit stored rows with the single-device exact path's machinery: Yinyang bounds and the
-fast engines (:class:`~qrprobe.engine.kmeans_exact.BoundedLloyd`) on each process' rows, with the steps that
-see every row made global (:mod:`qrprobe.engine.distributed`).
+fast engines (:class:`~qrprobe.engine.kmeans.exact.BoundedLloyd`) on each process' rows, with the steps that
+see every row made global (:mod:`qrprobe.engine.kmeans.distributed.sharded`).
 
 Each process runs the single-device assignment passes on its own rows: a row's label, and its bounds, depend
 only on the row and the centroids, so they are the labels the single-device run gives that row. What needs all
@@ -17,13 +17,14 @@ import copy
 
 import torch
 
-from .kmeans_exact import BoundedLloyd
-from .kmeans_sums import CentroidSums
+from ..exact import BoundedLloyd
+from ..sums import CentroidSums
+from .collectives import farthest_rows
 
 
 class ShardedBoundedLloyd(BoundedLloyd):
     """:class:`BoundedLloyd` on this process' rows (all of them, in order: ``rows`` = 0 … n_local − 1), its steps
-    that look at every row made global through ``comm`` (:class:`~qrprobe.engine.distributed.Collectives`);
+    that look at every row made global through ``comm`` (:class:`~.collectives.Collectives`);
     ``start``: the global index of the first row. The Lloyd loop itself is the single-device one."""
 
     def __init__(self, *args, comm, start: int, **kwargs) -> None:
@@ -41,9 +42,7 @@ class ShardedBoundedLloyd(BoundedLloyd):
         return every.centroids(self.c), every.counts
 
     def _farthest(self, m: int) -> torch.Tensor:
-        from .distributed import _farthest
-
-        return _farthest(self.x, self.start, self.own_sq_dist(), m, self.comm)  # rows 0 … n_local − 1
+        return farthest_rows(self.x, self.start, self.own_sq_dist(), m, self.comm)  # rows 0 … n_local − 1
 
 
 __all__ = ["ShardedBoundedLloyd"]

@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 
-from ..concepts.bank import ConceptBank
-from ..metrics import TestDetails
-from ..progress import scope
-from .protocol import ProbeOutcome, Quantization, probe_labels
+from ...concepts.bank import ConceptBank
+from ...metrics import TestDetails
+from ...progress import scope
+from ..protocol import ProbeOutcome, Quantization, probe_labels
 
 _LN2 = float(np.log(2.0))
 NULL_STREAM = 0x5EED_0001  # entropy added to the clustering seed for the permutations of the null

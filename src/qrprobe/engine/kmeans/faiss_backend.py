@@ -8,15 +8,14 @@ import math
 
 import numpy as np
 
-from ..device import resolve_device
-from ..errors import require
+from ...device import resolve_device
+from ...errors import require
+from .result import KMeansResult
 
 
 def fit_faiss(km, features: np.ndarray, train_idx: np.ndarray | None):
-    """Cluster ``features`` (N, D) float32 with the parameters of ``km`` (a :class:`~qrprobe.engine.quantize.
+    """Cluster ``features`` (N, D) float32 with the parameters of ``km`` (a :class:`~qrprobe.engine.kmeans.quantize.
     KMeans`); ``train_idx`` rows train (None: all). Returns a ``KMeansResult``."""
-    from .quantize import KMeansResult
-
     faiss = require("faiss", "faiss", "the faiss K-means backend")
     features = np.ascontiguousarray(features, dtype=np.float32)
     train = features if train_idx is None else features[train_idx]

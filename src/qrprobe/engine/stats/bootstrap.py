@@ -7,7 +7,7 @@ in a bootstrap sample of random size (the "Poisson bootstrap"); because it depen
 replicate, every result computed on the same images uses the same resampling in replicate ``b``, whatever its
 clusterings, splits or concepts. The difference of two results' replicate values is therefore a paired
 bootstrap replicate of their difference, computable after the fact from two saved results
-(:mod:`qrprobe.engine.uncertainty`).
+(:mod:`qrprobe.engine.stats.uncertainty`).
 
 Each metric is recomputed under integer weights exactly as on the expanded sample (each image repeated ``w``
 times), with two shortcuts, both documented in ``docs/statistics.md``:
@@ -26,7 +26,7 @@ import hashlib
 import numpy as np
 import scipy.sparse as sp
 
-from ..metrics import TestDetails
+from ...metrics import TestDetails
 
 SCHEME = "poisson1-blake2b-splitmix64/1"
 REPLICATE_METRICS = ("nmi", "nmi_geometric", "nmi_max", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits",

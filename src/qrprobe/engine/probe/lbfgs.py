@@ -27,8 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .config import ProbeConfig
-from .probe_sgd import csr_tensor, with_bias_column
+from ..config import ProbeConfig
+from .sgd import csr_tensor, with_bias_column
 
 BLOCK_BYTES = 256 * 2**20  # float64 logits of one block of rows
 PATIENCE = 2  # rises of the validation loss in a row that end the path
@@ -131,7 +131,7 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
               val_labels: np.ndarray | None, n_classes: int, config: ProbeConfig, log_prior: np.ndarray,
               device: torch.device, progress: bool = False) -> LbfgsFit:
     """Fit the probe by L-BFGS for each weight decay of the grid; keep the best on validation (or the prior)."""
-    from ..progress import track
+    from ...progress import track
 
     train = Objective(concepts, labels, n_classes, device)
     val = (Objective(val_concepts, val_labels, n_classes, device)

@@ -1,7 +1,7 @@
 """K-means across processes: Lloyd on rows sharded over processes (GPUs or CPUs), through ``torch.distributed``.
 
 Each process holds a contiguous slice of the N standardized rows (its *shard*) in the protocol's storage
-precision (``kmeans_precision``, :mod:`qrprobe.engine.standardize`); only centroids (K × D), per-cluster sums
+precision (``kmeans_precision``, :mod:`qrprobe.engine.kmeans.standardize`); only centroids (K × D), per-cluster sums
 and counts, and a few scalars travel, by ``all_reduce`` (NCCL between GPUs, gloo between CPU processes). One
 process, without ``torch.distributed``, runs the same code.
 
@@ -10,13 +10,13 @@ the same, bit for bit, whatever the number of processes and however the rows are
 order of floating-point additions across rows.
 
 - A point's label is its exact nearest centroid, as in the single-device 16-bit path (ties within
-  ``TIE_REL · (‖x‖² + ‖c‖²)`` to the lowest index, :func:`~qrprobe.engine.kmeans_bounds.pick_lowest`), so it
+  ``TIE_REL · (‖x‖² + ‖c‖²)`` to the lowest index, :func:`~qrprobe.engine.kmeans.bounds.pick_lowest`), so it
   depends on the point and the centroids only. 16-bit shards run that path itself on their rows (Yinyang
-  bounds, its engines: :mod:`qrprobe.engine.distributed_exact`); float32 shards multiply every row with every
+  bounds, its engines: :mod:`qrprobe.engine.kmeans.distributed.exact`); float32 shards multiply every row with every
   centroid in float32 (:func:`assign`) with a proven error bound (``γ_{D+2} (2‖x‖‖c‖ + ‖c‖²)``, any summation
   order, plus the last rounding) and settle the rows the bounds leave undecided with float64 distances.
 - Cluster sums are int64 (associative, in an all-reduce as in GPU atomics): 16-bit values are multiples of
-  2⁻²⁴, summed exactly as on one device (:mod:`qrprobe.engine.kmeans_sums`); float32 values are rounded to
+  2⁻²⁴, summed exactly as on one device (:mod:`qrprobe.engine.kmeans.sums`); float32 values are rounded to
   multiples of ``2^-S``, ``S`` as large as int64 allows (about 35 bits for 1.28M rows of values below 64). A
   centroid is ``float32(float64(sum) · 2^-S / count)``, the single-device formula.
 - Empty clusters are re-seeded with the rows farthest from their centroids by float64 distance (ties: the
@@ -28,7 +28,7 @@ float32 storage it is a float64 Lloyd's, which the single-device float32 path (f
 depends on the order of the rows, and on atomic scheduling on a GPU) follows wherever float32 did not mistake
 a near-tie; the centroids are within one float32 rounding of the exact means.
 
-Run it under ``torchrun`` on a feature store with ``python -m qrprobe.engine.distributed_run`` (docs/scale.md).
+Run it under ``torchrun`` on a feature store with ``python -m qrprobe.engine.kmeans.distributed.run`` (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -38,52 +38,16 @@ import math
 import numpy as np
 import torch
 
-from ..errors import QRProbeInputError
-from .kmeans_bounds import pick_lowest
-from .kmeans_sums import SCALE_BITS, check_sum_range
-from .lloyd import chunk_rows as _chunk_rows
-from .quantize import KMeansResult
+from ....errors import QRProbeInputError
+from ..bounds import pick_lowest
+from ..lloyd import chunk_rows as _chunk_rows
+from ..result import KMeansResult
+from ..sums import SCALE_BITS, check_sum_range
+from .collectives import Collectives, farthest_rows
 
 #: float32 unit roundoff; matrix products in TF32 (``torch.set_float32_matmul_precision("high")`` on CUDA)
 #: round to 10 fraction bits instead of 23, and the error bounds use that.
 _U32, _UTF32 = 2.0**-24, 2.0**-11
-
-
-class Collectives:
-    """The few collective operations Lloyd needs, on ``group`` (default: the whole world); with
-    ``torch.distributed`` not initialised, one process and no communication."""
-
-    def __init__(self, group=None) -> None:
-        self.dist = torch.distributed if torch.distributed.is_available() and torch.distributed.is_initialized() \
-            else None
-        self.group = group
-        self.world = self.dist.get_world_size(group) if self.dist else 1
-        self.rank = self.dist.get_rank(group) if self.dist else 0
-
-    def sum_(self, t: torch.Tensor) -> torch.Tensor:
-        """In-place sum over processes (integers here: the order of additions cannot matter)."""
-        if self.dist:
-            self.dist.all_reduce(t, op=self.dist.ReduceOp.SUM, group=self.group)
-        return t
-
-    def max_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.dist:
-            self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX, group=self.group)
-        return t
-
-    def broadcast_(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
-        """In place: process ``src``'s ``t`` on every process (bit for bit)."""
-        if self.dist:
-            self.dist.broadcast(t, src=src, group=self.group)
-        return t
-
-    def gather(self, t: torch.Tensor) -> torch.Tensor:
-        """Every process' ``t`` (same shape everywhere), stacked in rank order: (world, *t.shape)."""
-        if not self.dist:
-            return t.unsqueeze(0)
-        out = [torch.empty_like(t) for _ in range(self.world)]
-        self.dist.all_gather(out, t.contiguous(), group=self.group)
-        return torch.stack(out)
 
 
 class Shard:
@@ -202,21 +166,6 @@ class _ClusterSums:
         return torch.where((counts > 0).unsqueeze(1), mean, previous), counts
 
 
-def _farthest(x: torch.Tensor, start: int, dist: torch.Tensor, m: int, comm: Collectives) -> torch.Tensor:
-    """The ``m`` rows (over all processes) farthest from their centroids (``dist``: this process' rows ``x``,
-    global rows ``start …``), farthest first (ties: lower row), as (m, D) float32."""
-    order = torch.sort(dist, descending=True, stable=True).indices[:m]  # farthest first, then the lower row
-    take = len(order)
-    keys = torch.full((m,), -math.inf, dtype=torch.float64, device=x.device)
-    rows = torch.full((m,), -1, dtype=torch.int64, device=x.device)
-    vecs = torch.zeros((m, x.shape[1]), dtype=torch.float32, device=x.device)
-    keys[:take], rows[:take], vecs[:take] = dist[order], order + start, x[order].float()
-    keys, rows, vecs = comm.gather(keys).flatten(), comm.gather(rows).flatten(), comm.gather(vecs).flatten(0, 1)
-    by_row = torch.sort(rows, stable=True).indices
-    best = by_row[torch.sort(keys[by_row], descending=True, stable=True).indices][:m]
-    return vecs[best]
-
-
 def lloyd(shard: Shard, init: torch.Tensor, n_iter: int, comm: Collectives | None = None
           ) -> tuple[torch.Tensor, int, int]:
     """Lloyd from ``init`` (K, D) float32 on every process' shard. Stops early only at an exact fixed point (no
@@ -237,7 +186,7 @@ def lloyd(shard: Shard, init: torch.Tensor, n_iter: int, comm: Collectives | Non
         empty = torch.nonzero(counts == 0).flatten()
         if len(empty):
             dist = own_distances(shard, centroids, labels)
-            updated[empty] = _farthest(shard.x, shard.start, dist, len(empty), comm)
+            updated[empty] = farthest_rows(shard.x, shard.start, dist, len(empty), comm)
             reseeded += len(empty)
         centroids = updated
     return centroids, it, reseeded
@@ -271,8 +220,8 @@ def sharded_kmeans(x: torch.Tensor, k: int, *, row_start: int, n_total: int, n_i
 
     Initial centroids: ``init`` (K, D) if given (then every restart is the same), else K distinct rows drawn by
     ``numpy.random.default_rng(seed).choice(n_total, K, replace=False)`` per restart, the draw of the
-    single-device torch backend (:class:`~qrprobe.engine.quantize.KMeans`). Returns a
-    :class:`~qrprobe.engine.quantize.KMeansResult` whose ``labels`` are this process' rows' (the centroids,
+    single-device torch backend (:class:`~qrprobe.engine.kmeans.quantize.KMeans`). Returns a
+    :class:`~qrprobe.engine.kmeans.quantize.KMeansResult` whose ``labels`` are this process' rows' (the centroids,
     inertias and counts are the same on every process).
     """
     comm = Collectives(group)
@@ -312,9 +261,9 @@ def _full_products(shard: Shard, comm: Collectives):
 
 def _exact_16bit(x: torch.Tensor, k: int, row_start: int, n_total: int, comm: Collectives):
     """One restart on 16-bit rows: the single-device exact path (Yinyang bounds, its engines) on this process'
-    rows, its sums, fixed point and re-seeding made global (:mod:`qrprobe.engine.distributed_exact`)."""
-    from .distributed_exact import ShardedBoundedLloyd
-    from .kmeans_stored import Stored
+    rows, its sums, fixed point and re-seeding made global (:mod:`qrprobe.engine.kmeans.distributed.exact`)."""
+    from ..stored import Stored
+    from .exact import ShardedBoundedLloyd
 
     precision = "float16" if x.dtype == torch.float16 else "bfloat16"
     stored = Stored(x.contiguous(), precision)

@@ -10,10 +10,10 @@ from typing import cast
 import numpy as np
 import torch
 
-from . import kmeans_kernel
-from .kmeans_engines import Engine, KernelEngine, TorchEngine
-from .kmeans_sums import check_sum_range
+from . import kernel as kmeans_kernel
+from .engines import Engine, KernelEngine, TorchEngine
 from .standardize import to_storage, torch_dtype
+from .sums import check_sum_range
 
 
 class Stored:

@@ -2,7 +2,7 @@
 
 A result's score is the mean over R clusterings of a per-clustering score ``m_r``. Two things vary from run to
 run: the clustering seed (K-means initialisation, split, probe shuffle order) and which images the test
-splits happen to contain. The image bootstrap (:mod:`qrprobe.engine.bootstrap`) gives, for every clustering,
+splits happen to contain. The image bootstrap (:mod:`qrprobe.engine.stats.bootstrap`) gives, for every clustering,
 ``B`` replicate values ``X[r, b]`` under resampling weights shared by all clusterings (and all results on the
 same images). Write ``m_r = μ + a_r + e_r`` (seed effect, test-sampling error); the errors of different
 clusterings are correlated because their test splits share images. Then
@@ -126,7 +126,7 @@ def difference_estimate(values_a: np.ndarray, replicates_a: np.ndarray | None, v
     """``mean(values_a) − mean(values_b)`` with interval and p-value (two-sided, against no difference).
 
     ``replicates_*`` (R, B) must come from the same images and the same replicate numbers (the shared weights
-    of :mod:`qrprobe.engine.bootstrap`), or be None for both. ``shared_clusterings``: the two results were
+    of :mod:`qrprobe.engine.stats.bootstrap`), or be None for both. ``shared_clusterings``: the two results were
     computed on the same clusterings (same R), so clustering ``r`` of one is paired with clustering ``r`` of
     the other; otherwise their seeds vary independently.
     """

@@ -1,6 +1,6 @@
-"""Clusterings computed once per run: inside :func:`reuse_clusterings`, :func:`~qrprobe.engine.quantize.fit_clusterings`
-returns the clustering of a seed it has already computed on the same features with the same parameters
-instead of running K-means again.
+"""Clusterings computed once per run: inside :func:`reuse_clusterings`,
+:func:`~qrprobe.engine.kmeans.quantize.fit_clusterings` returns the clustering of a seed it has already computed
+on the same features with the same parameters instead of running K-means again.
 
 A study clusters the same features several times with the same protocol: the evaluation, the breakdown, the
 explanations (one of the evaluation's clusterings) and the K sweep at the study's K (its first clustering).

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import TestDetails
+from ...metrics import TestDetails
+from ..protocol import ProbeOutcome, Quantization
 from .bootstrap import REPLICATE_METRICS, SCHEME, image_keys, images_fingerprint, split_replicates
 from .chance import BASELINE_KINDS, baselines, small_sample_warnings
-from .protocol import ProbeOutcome, Quantization
 from .uncertainty import difference_estimate, mean_estimate
 
 LEVEL = 0.95

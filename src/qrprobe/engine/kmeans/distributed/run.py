@@ -1,18 +1,18 @@
 """The quantization of a feature store across processes, for ``torchrun`` (or one process without it)::
 
-    torchrun --nproc-per-node 8 -m qrprobe.engine.distributed_run FEATURES -k 1000 --clusterings 5 -o q.npz
+    torchrun --nproc-per-node 8 -m qrprobe.engine.kmeans.distributed.run FEATURES -k 1000 --clusterings 5 -o q.npz
 
 Every process reads only its slice of the rows (a contiguous range, memory-mapped shard by shard) and keeps it
 standardized in the storage precision (``--precision``, the protocol's ``kmeans_precision``), on its own GPU
 (``cuda:LOCAL_RANK``; NCCL) or on the CPU (gloo). Process 0 computes the standardization statistics over
-all rows, streaming (:class:`~qrprobe.engine.quantize.Standardizer`), and sends them to the others bit for bit;
-then clustering ``r`` runs :func:`~qrprobe.engine.distributed.sharded_kmeans` with seed ``seed + r`` (the
+all rows, streaming (:class:`~qrprobe.engine.kmeans.quantize.Standardizer`), and sends them to the others bit for bit;
+then clustering ``r`` runs :func:`~qrprobe.engine.kmeans.distributed.sharded.sharded_kmeans` with seed ``seed + r`` (the
 protocol's seeds). Process 0 writes ``OUT`` (``.npz``): ``labels`` (clusterings, N) int64, ``centroids``
 (clusterings, K, D) float32 in standardized units, ``inertia`` (clusterings,), ``n_iter`` (clusterings,),
 ``mean`` and ``scale`` (D,) of the standardization, ``seed``, ``iters``, ``restarts``, ``precision``. The same
-file, bit for bit, for any number of processes. :func:`read_quantization` turns it into the protocol's
-:class:`~qrprobe.engine.protocol.Quantization`, so that ``evaluate(features, concepts, quantization=q)`` probes
-these clusterings.
+file, bit for bit, for any number of processes. :func:`qrprobe.engine.protocol.read_quantization` turns it
+into the protocol's :class:`~qrprobe.engine.protocol.Quantization`, so that
+``evaluate(features, concepts, quantization=q)`` probes these clusterings.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ import sys
 import numpy as np
 import torch
 
-from .distributed import Collectives, shard_bounds, sharded_kmeans
-from .inputs import load_features
-from .standardize import PRECISIONS, Standardizer, resolve_precision, to_storage, torch_dtype
+from ...inputs import load_features
+from ..standardize import PRECISIONS, Standardizer, resolve_precision, to_storage, torch_dtype
+from .collectives import Collectives
+from .sharded import shard_bounds, sharded_kmeans
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m qrprobe.engine.distributed_run", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m qrprobe.engine.kmeans.distributed.run",
+                                description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("features", metavar="FEATURES", help="a feature store (qrprobe extract) or a .npy file (N x D)")
     p.add_argument("-k", type=int, default=1000, help="clusters [default: 1000]")
@@ -118,38 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
-
-
-def read_quantization(path: str | os.PathLike, features, config=None):
-    """The clusterings in ``path`` (written by this module) as a :class:`~qrprobe.engine.protocol.Quantization`
-    of ``features`` (the same feature store or array, path or :class:`~qrprobe.engine.inputs.Features`).
-
-    ``config``: the protocol for the probing (default: the paper's); its K-means fields (``k``,
-    ``clusterings``, ``seed``, ``iters``, ``restarts``) are replaced by the file's.
-    """
-    import dataclasses
-
-    from ..errors import QRProbeInputError
-    from .config import ProtocolConfig
-    from .inputs import Features
-    from .protocol import Quantization
-    from .quantize import KMeansResult
-
-    feats = features if isinstance(features, Features) else load_features(features)
-    with np.load(path) as z:
-        saved = {name: z[name] for name in z.files}
-    labels, centroids = saved["labels"], saved["centroids"]
-    if labels.shape[1] != feats.array.shape[0]:
-        raise QRProbeInputError(f"{path}: clusterings of {labels.shape[1]} rows, the features have "
-                                f"{feats.array.shape[0]}")
-    precision = str(saved["precision"])
-    config = dataclasses.replace(config or ProtocolConfig(), k=int(centroids.shape[1]), clusterings=len(labels),
-                                 seed=int(saved["seed"]), iters=int(saved["iters"]), restarts=int(saved["restarts"]),
-                                 kmeans_precision=precision)
-    runs = [KMeansResult(labels[r], centroids[r], float(saved["inertia"][r]), int(saved["n_iter"][r]),
-                         (float(saved["inertia"][r]),), 0, precision) for r in range(len(labels))]
-    seeds = [config.seed + r for r in range(len(labels))]
-    return Quantization(labels, runs, seeds, saved["mean"], saved["scale"], feats, config)
 
 
 if __name__ == "__main__":  # pragma: no cover - run by torchrun or python -m

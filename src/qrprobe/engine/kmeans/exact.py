@@ -1,14 +1,14 @@
 """Exact Lloyd on 16-bit stored features, with Yinyang bounds and fast approximate distances.
 
-Same iterations as :mod:`qrprobe.engine.lloyd` (assign, stop at an exact fixed point, move centroids to their
+Same iterations as :mod:`qrprobe.engine.kmeans.lloyd` (assign, stop at an exact fixed point, move centroids to their
 means, re-seed empty clusters with the farthest points), but:
 
-- assignments are the exact nearest centroids of the stored values (:mod:`qrprobe.engine.kmeans_bounds`):
-  approximate distances from a fast product (:mod:`qrprobe.engine.kmeans_engines`) settle most points, and the
+- assignments are the exact nearest centroids of the stored values (:mod:`qrprobe.engine.kmeans.bounds`):
+  approximate distances from a fast product (:mod:`qrprobe.engine.kmeans.engines`) settle most points, and the
   few whose best two candidates are too close to call are recomputed in float64;
 - points whose Yinyang bounds prove they keep their centroid cost no product at all, and a point that must be
   checked is multiplied only with the centroid groups that could hold a closer centroid;
-- centroids are exact means: int64 sums updated by the points that moved (:mod:`qrprobe.engine.kmeans_sums`).
+- centroids are exact means: int64 sums updated by the points that moved (:mod:`qrprobe.engine.kmeans.sums`).
 
 So the labels equal those of a plain float64 Lloyd on the same stored values from the same initial centroids,
 on any device and whichever engine ran.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .kmeans_bounds import (
+from .bounds import (
     down32,
     group_pairs,
     grow_,
@@ -34,8 +34,8 @@ from .kmeans_bounds import (
     up32,
     upper_dist,
 )
-from .kmeans_engines import Engine
-from .kmeans_sums import CentroidSums
+from .engines import Engine
+from .sums import CentroidSums
 
 ROWS_PER_CALL = 32768  # rows per engine call: bounds the (rows × groups) outputs alive at once
 
@@ -266,7 +266,7 @@ class BoundedLloyd:
         return self.c, it, n_reseeded
 
     # Steps that look at every row: overridden where the rows are spread over processes
-    # (qrprobe.engine.distributed_exact).
+    # (qrprobe.engine.kmeans.distributed.exact).
     def _any_moved(self, moved: torch.Tensor) -> bool:
         """Whether any row changed centroid (``moved``: the rows of this run that did)."""
         return bool(len(moved))

@@ -9,13 +9,13 @@ Training follows the paper (App. C): SGD, momentum 0.9, learning rate 3.5, batch
 learning rate ÷10 at epochs 60 and 80, L2 weight decay 3e-6 (decided: applied as PyTorch's SGD
 ``weight_decay`` to weights and bias alike), and (decided) the epoch with the lowest validation cross-entropy
 is kept. Weights start at zero (the problem is convex); the shuffle order is drawn from the seed. The update
-is exactly ``torch.optim.SGD``'s, computed with few fused operations (:mod:`qrprobe.engine.probe_sgd`).
+is exactly ``torch.optim.SGD``'s, computed with few fused operations (:mod:`qrprobe.engine.probe.sgd`).
 
 Epoch 0 (decided): the class prior, ``W = 0`` and ``b = log`` of the training clusters' frequencies (add-½
 smoothed, so a cluster absent from training keeps a finite loss), is a candidate of the validation selection,
 so the kept probe is never worse on validation than knowing nothing about the concepts.
 
-``solver="lbfgs"`` fits the same objective to its optimum instead (:mod:`qrprobe.engine.probe_lbfgs`).
+``solver="lbfgs"`` fits the same objective to its optimum instead (:mod:`qrprobe.engine.probe.lbfgs`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ..device import resolve_device
-from ..errors import QRProbeInputError
-from .config import ProbeConfig
-from .probe_sgd import (
+from ...device import resolve_device
+from ...errors import QRProbeInputError
+from ..config import ProbeConfig
+from .sgd import (
     LAZY_FRACTION,
     DeviceBatches,
     HostBatches,
@@ -189,7 +189,7 @@ class ReverseProbe:
             prior["val_loss"] = prior_loss(val_labels, log_prior)
         with intra_op_threads(self.threads if dev.type == "cpu" else None):
             if self.config.solver == "lbfgs":
-                from .probe_lbfgs import fit_lbfgs
+                from .lbfgs import fit_lbfgs
 
                 fit = fit_lbfgs(concepts, labels, val_concepts if has_val else None,
                                 val_labels if has_val else None, k, self.config, log_prior, dev, self.progress)
@@ -211,7 +211,7 @@ class ReverseProbe:
     def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
         """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
         prior)."""
-        from ..progress import bar as progress_bar
+        from ...progress import bar as progress_bar
 
         cfg = self.config
         table_x = with_bias_column(concepts)
