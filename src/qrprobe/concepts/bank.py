@@ -103,7 +103,7 @@ class ConceptBank:
         for col in _TABLE_COLUMNS:
             if col not in table.columns:
                 raise QRProbeInputError(f"concept table: missing column {col!r} (needs {list(_TABLE_COLUMNS)})")
-        table = table.astype({c: str for c in _TABLE_COLUMNS})
+        table = table.astype(dict.fromkeys(_TABLE_COLUMNS, str))
         self.concepts = table[[*_TABLE_COLUMNS, *[c for c in table.columns if c not in _TABLE_COLUMNS]]]
         n, m = self.matrix.shape
         if len(self.concepts) != m:

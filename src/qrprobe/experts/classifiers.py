@@ -122,11 +122,12 @@ class TorchClassifierExpert(ClassListExpert):
             raise QRProbeInputError(f"{self.name}.rule must be one of {RULES}, got {rule!r}")
         if activation not in ACTIVATIONS:
             raise QRProbeInputError(f"{self.name}.activation must be one of {ACTIVATIONS}, got {activation!r}")
-        self.arch = arch or (preset.arch if preset else None)
+        chosen_arch = arch or (preset.arch if preset else None)
         classes = classes or (preset.classes if preset else None)
-        if self.arch is None or classes is None:
+        if chosen_arch is None or classes is None:
             raise QRProbeInputError(f"expert {self.name!r}: give its architecture and class list "
                                     f"(--set {self.name}.arch=resnet50 --set {self.name}.classes=FILE)")
+        self.arch: str = chosen_arch
         self.classes_spec = classes
         _, raw = read_class_list(classes)
         self.raw_classes = raw

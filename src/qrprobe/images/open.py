@@ -28,7 +28,7 @@ def open_images(spec: str | os.PathLike | Sequence | ImageSource, image_ids: Seq
     ``image_ids`` and ``labels`` (one per image) name the images of a list of paths or of in-memory images;
     the other forms carry their own.
     """
-    if isinstance(spec, ImageSource) or isinstance(spec, (str, os.PathLike)):
+    if isinstance(spec, (ImageSource, str, os.PathLike)):
         if image_ids is not None or labels is not None:
             raise QRProbeInputError("IMAGES: image ids and labels can only be given with a list of image paths "
                                     "or of in-memory images")

@@ -167,7 +167,7 @@ def scan_shard(tar_path: str) -> ShardScan:
     lost: dict[str, str] = {}  # member name -> why it is lost
     with open(tar_path, "rb") as fh:
         try:
-            tf = tarfile.open(fileobj=fh, mode="r:")
+            tf = tarfile.open(fileobj=fh, mode="r:")  # noqa: SIM115 - it reads fh, closed by the with
         except tarfile.TarError as exc:
             raise QRProbeInputError(f"IMAGES: {tar_path!r} is not an uncompressed tar file ({exc}); "
                                     "compressed shards are not supported, use plain .tar") from None

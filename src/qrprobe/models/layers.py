@@ -10,6 +10,7 @@ A layer is named by its ``named_modules()`` path, optionally followed by a pooli
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable
 
@@ -102,10 +103,8 @@ class LayerTap(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._captured = None
-        try:
+        with contextlib.suppress(_StopForward):
             self._run(x)
-        except _StopForward:
-            pass
         if self._captured is None:
             raise RuntimeError(f"layer {self.layer!r} did not run during the forward pass")
         out, self._captured = self._captured, None

@@ -123,17 +123,17 @@ class BoundedLloyd:
         o_s, g_s = torch.nonzero(single, as_tuple=True)
         every = torch.arange(len(unsure), device=at.device)
         w_owner, w_ids = group_pairs(self.slot_ids, self.engine.width, o_g, g_g)
-        owner = [w_owner, o_s, every]
-        cid = [w_ids, ids[unsure][o_s, g_s], label[unsure]]
+        owners = [w_owner, o_s, every]
+        cids = [w_ids, ids[unsure][o_s, g_s], label[unsure]]
         if own is not None:
-            owner.append(every)
-            cid.append(own[2][unsure])
-        owner, cid = torch.cat(owner), torch.cat(cid)
+            owners.append(every)
+            cids.append(own[2][unsure])
+        owner, cid = torch.cat(owners), torch.cat(cids)
         dist = self.exact_sq(local[owner], cid)
         scale = self.xsq[local][owner] + self.csq64[cid]
         chosen = pick_lowest(owner, cid, dist, scale, len(unsure))
         best = torch.full((len(unsure),), math.inf, dtype=torch.float64, device=at.device)
-        best.scatter_reduce_(0, owner, torch.where(cid == chosen[owner], dist, math.inf), reduce="amin")
+        best.scatter_reduce_(0, owner, dist.masked_fill(cid != chosen[owner], math.inf), reduce="amin")
         label, upper = label.clone(), upper.clone()
         label[unsure] = chosen
         upper[unsure] = (best + 1e-9 * (self.xsq[local] + self.csq64[chosen])).clamp_min(0).sqrt()

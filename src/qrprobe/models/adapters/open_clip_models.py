@@ -8,6 +8,8 @@ attention pooling. ``--layer embed`` gives the projected CLIP image embedding in
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from ..._network import hub_download_mode
@@ -24,7 +26,8 @@ class _EncodeImage(nn.Module):
         self.model = model
 
     def forward(self, x):
-        return self.model.encode_image(x)
+        encode: Any = self.model.encode_image  # open_clip's models are untyped: nn.Module's __getattr__ says Tensor
+        return encode(x)
 
 
 def build(name: str, *, layer: str | None = None, pretrained: bool = True, weights: str | None = None,
