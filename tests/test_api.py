@@ -73,3 +73,17 @@ def test_analyze_takes_paths_or_objects_and_options_by_name(tmp_path):
 
     with pytest.raises(TypeError, match="unknown protocol parameter 'pairz'"):
         qrprobe.analyze("breakdown", features=x, concepts=bank, pairz=3)
+
+
+def test_help_is_a_short_page_that_loads_nothing_heavy():
+    code = ("import io, sys, contextlib, qrprobe\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    help(qrprobe)\n"
+            "print(len(out.getvalue().splitlines()), 'torch' in sys.modules, 'sklearn' in sys.modules)\n"
+            "print('evaluate' in dir(qrprobe), callable(qrprobe.evaluate))")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    n_lines, torch_loaded, sklearn_loaded = lines[0].split()
+    assert int(n_lines) < 150
+    assert (torch_loaded, sklearn_loaded) == ("False", "False")
+    assert lines[1] == "True True"  # dir() still lists the API and every name still resolves after help()

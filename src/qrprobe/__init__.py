@@ -29,8 +29,40 @@ Errors: ``QRProbeInputError`` (bad input), ``ParameterError`` (a bad parameter v
 from __future__ import annotations
 
 import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
 
 from ._network import disable_telemetry
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name below is imported on first use
+    from . import analysis as analysis
+    from . import synthetic as synthetic
+    from .concepts.bank import ConceptBank as ConceptBank
+    from .engine.config import ProbeConfig as ProbeConfig
+    from .engine.config import ProtocolConfig as ProtocolConfig
+    from .engine.estimator import ReverseProbing as ReverseProbing
+    from .engine.evaluate import evaluate as evaluate
+    from .engine.kmeans.quantize import KMeans as KMeans
+    from .engine.kmeans.quantize import Standardizer as Standardizer
+    from .engine.probe.reverse_probe import ReverseProbe as ReverseProbe
+    from .engine.probe.split import stratified_split as stratified_split
+    from .engine.protocol import probe_labels as probe_labels
+    from .engine.protocol import quantize as quantize
+    from .errors import ParameterError as ParameterError
+    from .errors import QRProbeInputError as QRProbeInputError
+    from .experts.label import label_images as label  # noqa: F401 - exported as ``label``
+    from .features.extract import extract as extract
+    from .features.store import FeatureStore as FeatureStore
+    from .features.store import write_feature_store as write_feature_store
+    from .images import open_images as open_images
+    from .models.registry import create_representation as create_representation
+    from .report.build import report as report
+    from .results import Result as Result
+    from .study.load import load_study as load_study
+    from .study.runner import run_study as run_study
+    from .workflow.analyses import analyze as analyze
+    from .workflow.analyses import run_analysis as run_analysis
 
 __version__ = "0.1.0"
 disable_telemetry()  # before any dependency that reads its telemetry switch at import (huggingface_hub)
@@ -67,7 +99,21 @@ _MODULES = ("analysis", "synthetic")
 __all__ = ["__version__", *_EXPORTS, *_MODULES]
 
 
+def _documenting() -> bool:
+    """Whether pydoc (``help(qrprobe)``) is walking the module's members: it reads every name ``dir()`` lists,
+    and importing them all would load torch, scikit-learn and matplotlib for a page whose docstring already lists
+    the API."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "pydoc":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def __getattr__(name: str):
+    if (name in _EXPORTS or name in _MODULES) and _documenting():
+        raise AttributeError(name)  # pydoc skips it: the docstring above lists it
     if name in _EXPORTS:
         target = _EXPORTS[name]
         module, attr = target if isinstance(target, tuple) else (target, name)
