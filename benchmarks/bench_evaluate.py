@@ -70,7 +70,7 @@ def _stage(args: argparse.Namespace) -> dict:
 
         z = np.load(data / "standardized.npy")
         t = time.perf_counter()
-        km = KMeans(args.k, n_iter=args.iters, n_restarts=args.restarts, seed=0, device=args.device).fit(z)
+        km = KMeans(args.k, iters=args.iters, restarts=args.restarts, seed=0, device=args.device).fit(z)
         if device.type == "cuda":
             torch.cuda.synchronize()
         out["seconds"] = time.perf_counter() - t

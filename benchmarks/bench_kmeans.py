@@ -142,7 +142,7 @@ def _stage(args: argparse.Namespace) -> dict:
         stored = Stored(standardized_copy(raw, std, precision, args.device), precision)
         out["standardize_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        km = KMeans(args.k, n_iter=args.iters, n_restarts=1, seed=args.seed, device=args.device)
+        km = KMeans(args.k, iters=args.iters, restarts=1, seed=args.seed, device=args.device)
         km.fit_stored(stored, bar=timer)
         out["kmeans_s"] = time.perf_counter() - t1
         labels, centroids = km.labels_, km.cluster_centers_

@@ -130,8 +130,8 @@ def bench_kmeans(args) -> None:
             for name in (("torch", "sharded-1", "sharded-2") if r % 2 == 0 else ("sharded-2", "sharded-1", "torch")):
                 start = time.perf_counter()
                 if name == "torch":
-                    km = KMeans(args.k, n_iter=args.iters, n_restarts=1, seed=0, device="cpu",
-                                precision=args.precision).fit(stored)
+                    km = KMeans(args.k, iters=args.iters, restarts=1, seed=0, device="cpu",
+                                kmeans_precision=args.precision).fit(stored)
                     times[name] = (time.perf_counter() - start) / km.result_.n_iter
                 elif name == "sharded-1":
                     res = sharded_kmeans(stored, args.k, row_start=0, n_total=len(x), n_iter=args.iters,

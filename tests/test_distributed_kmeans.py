@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrprobe.concepts.bank import ConceptBank
-from qrprobe.engine.config import ProbeConfig, ProtocolConfig
+from qrprobe.engine.config import KMeansConfig, ProbeConfig, ProtocolConfig
 from qrprobe.engine.evaluate import evaluate
 from qrprobe.engine.kmeans.distributed.sharded import Shard, _scale_bits, assign, lloyd, shard_bounds, sharded_kmeans
 from qrprobe.engine.kmeans.lloyd import assign as plain_assign
@@ -127,7 +127,7 @@ def test_float32_storage_follows_a_float64_lloyd_and_the_float32_backend():
         assert result.precision == "float32"
         # fixed-point sums: the means agree with float32(float64 mean) to one float32 rounding
         np.testing.assert_allclose(result.centroids, centroids, rtol=2**-23, atol=2**-30)
-        plain = KMeans(12, n_iter=50, n_restarts=1, init=start, device="cpu", precision="float32").fit(x)
+        plain = KMeans(12, iters=50, restarts=1, kmeans_init=start, device="cpu", kmeans_precision="float32").fit(x)
         np.testing.assert_array_equal(result.labels, plain.labels_)
         assert result.n_empty_reseeded == plain.result_.n_empty_reseeded
         assert result.inertia == pytest.approx(plain.inertia_, rel=1e-6)
@@ -143,7 +143,8 @@ def test_16bit_storage_gives_the_single_device_exact_kmeans(precision):
     for start in (stored[torch.from_numpy(np.random.default_rng(2).choice(2000, 15, replace=False))].float().numpy(),
                   far_start(x, 15)):
         ours = sharded_kmeans(stored, 15, row_start=0, n_total=2000, n_iter=60, n_restarts=1, init=start)
-        single = KMeans(15, n_iter=60, n_restarts=1, init=start, device="cpu", precision=precision).fit(stored)
+        single = KMeans(15, iters=60, restarts=1, kmeans_init=start, device="cpu",
+                        kmeans_precision=precision).fit(stored)
         np.testing.assert_array_equal(ours.labels, single.labels_)
         assert ours.centroids.tobytes() == single.cluster_centers_.tobytes()
         assert ours.n_iter == single.result_.n_iter
@@ -217,8 +218,8 @@ def test_torchrun_launcher_writes_the_same_file_for_one_and_two_processes(tmp_pa
     for key in a.files:
         assert a[key].tobytes() == b[key].tobytes(), key
     # the protocol's own quantization (one device, exact 16-bit K-means) from the same seeds: the same clusterings
-    standardizer, results = fit_clusterings(store.load(), k=10, seeds=[0, 1], n_iter=30, n_restarts=2, device="cpu",
-                                            precision="float16")
+    standardizer, results = fit_clusterings(
+        store.load(), KMeansConfig(k=10, iters=30, restarts=2, kmeans_precision="float16"), seeds=[0, 1], device="cpu")
     np.testing.assert_array_equal(a["mean"], standardizer.mean_)
     for r, result in enumerate(results):
         np.testing.assert_array_equal(a["labels"][r], result.labels)

@@ -19,16 +19,16 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 def test_kmeans_gpu_matches_cpu_from_the_same_start():
     features, _, _ = make_concept_combinations(n=5000, n_bits=4, dim=32, noise=2.0, seed=0)
     init = features[np.random.default_rng(0).choice(5000, 16, replace=False)]
-    cpu = KMeans(16, n_iter=50, n_restarts=1, init=init, device="cpu").fit(features)
-    gpu = KMeans(16, n_iter=50, n_restarts=1, init=init, device="cuda").fit(features)
+    cpu = KMeans(16, iters=50, restarts=1, kmeans_init=init, device="cpu").fit(features)
+    gpu = KMeans(16, iters=50, restarts=1, kmeans_init=init, device="cuda").fit(features)
     assert (cpu.labels_ == gpu.labels_).mean() > 0.999
     assert gpu.inertia_ == pytest.approx(cpu.inertia_, rel=1e-4)
 
 
 def test_kmeans_gpu_chunked_equals_unchunked():
     features, _, _ = make_concept_combinations(n=20000, n_bits=5, dim=64, seed=1)
-    a = KMeans(32, n_iter=20, n_restarts=1, seed=0, device="cuda", chunk_rows=1000).fit(features)
-    b = KMeans(32, n_iter=20, n_restarts=1, seed=0, device="cuda", chunk_rows=50000).fit(features)
+    a = KMeans(32, iters=20, restarts=1, seed=0, device="cuda", chunk_rows=1000).fit(features)
+    b = KMeans(32, iters=20, restarts=1, seed=0, device="cuda", chunk_rows=50000).fit(features)
     assert (a.labels_ == b.labels_).mean() > 0.999
 
 

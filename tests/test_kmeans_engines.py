@@ -1,5 +1,6 @@
 """Distance engines and their error bounds: every value they return lies within its proven bound of the exact
-float64 value, on random and adversarial data (hypothesis), with the kernel and with torch."""
+float64 value, on random and adversarial data (hypothesis), with every registered engine that runs here (the
+kernel and torch); and the registry picks the engine as it always has, or says why one cannot run."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qrprobe.engine.kmeans import engines as registry
 from qrprobe.engine.kmeans import kernel as kmeans_kernel
 from qrprobe.engine.kmeans.bounds import make_groups
 from qrprobe.engine.kmeans.engines import KernelEngine, TorchEngine
 from qrprobe.engine.kmeans.standardize import to_storage
+from qrprobe.engine.kmeans.stored import Stored
+from qrprobe.errors import QRProbeInputError
 
 KERNEL = kmeans_kernel.load()
 needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no AVX-512 BF16 kernel here")
 
 
 def engines(x16: torch.Tensor, width: int):
-    out = [TorchEngine(x16, width)]
-    if KERNEL is not None and x16.shape[1] % 2 == 0:
-        out.append(KernelEngine(x16, width, KERNEL))
+    """Every registered engine that can run on ``x16`` here (torch always; the kernel where it runs)."""
+    out = [e.make(x16, width) for e in registry.registered() if e.cannot_run(x16) is None]
+    assert any(isinstance(e, TorchEngine) for e in out)
+    assert any(isinstance(e, KernelEngine) for e in out) == (KERNEL is not None and x16.shape[1] % 2 == 0)
     return out
 
 
@@ -108,3 +113,54 @@ def test_engines_on_float16_storage():
     x16 = to_storage(rng.standard_normal((200, 40)) * 3, "float16")
     centroids = torch.from_numpy(rng.standard_normal((20, 40))).float()
     check_engine(x16, centroids, 16)
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+def test_auto_picks_the_kernel_where_it_runs_else_torch():
+    rng = np.random.default_rng(0)
+    even = to_storage(rng.standard_normal((50, 16)), "bfloat16")
+    odd = to_storage(rng.standard_normal((50, 7)), "float16")
+    assert registry.choose(even).name == ("kernel" if KERNEL is not None else "torch")
+    assert registry.choose(odd).name == "torch"
+    assert registry.choose(even, "torch").name == "torch"
+    assert isinstance(Stored(even, "bfloat16").engine(70), KernelEngine if KERNEL is not None else TorchEngine)
+    assert Stored(even, "bfloat16").engine(70).width == 32
+    assert Stored(even, "bfloat16").engine(20).width == 16
+    with pytest.raises(QRProbeInputError, match=r"no registered distance engine can run .*torch: it needs float16"):
+        registry.choose(even.float())
+
+
+def test_an_engine_asked_for_by_name_says_why_it_cannot_run():
+    odd = to_storage(np.random.default_rng(1).standard_normal((50, 7)), "bfloat16")
+    with pytest.raises(QRProbeInputError, match=r"distance engine 'kernel' cannot run here: it needs an even number "
+                                                r"of dimensions, not 7"):
+        Stored(odd, "bfloat16", engine="kernel").engine(10)
+    with pytest.raises(QRProbeInputError, match=r"unknown distance engine 'fast'; registered: kernel, torch \(or "):
+        Stored(odd, "bfloat16", engine="fast").engine(10)
+
+
+def test_the_kernel_says_why_it_is_off(monkeypatch):
+    monkeypatch.setenv("QRPROBE_KMEANS_KERNEL", "0")
+    kmeans_kernel._load.cache_clear()
+    try:
+        assert kmeans_kernel.load() is None
+        x = to_storage(np.random.default_rng(2).standard_normal((20, 8)), "bfloat16")
+        assert registry.choose(x).name == "torch"
+        with pytest.raises(QRProbeInputError, match="'kernel' cannot run here: switched off by QRPROBE_KMEANS_KERNEL"):
+            registry.choose(x, "kernel")
+    finally:
+        monkeypatch.undo()
+        kmeans_kernel._load.cache_clear()
+    assert (kmeans_kernel.load() is None) == (KERNEL is None)
+
+
+def test_every_engine_declares_what_it_guarantees_and_names_are_unique():
+    for engine in registry.registered():
+        assert engine.name != "auto"
+        assert "exact" in engine.guarantee
+        assert "E =" in engine.guarantee
+    assert [e.name for e in registry.registered()] == ["kernel", "torch"]  # "auto" tries them in this order
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.TORCH)
+    with pytest.raises(ValueError, match="'auto' is not an engine name"):
+        registry.register(registry.DistanceEngine("auto", TorchEngine, lambda x: None, "exact; E = 0"))

@@ -29,7 +29,7 @@ def overlapping_mixture(n=3000, d=32, centres=25, std=3.0, seed=0) -> np.ndarray
 
 
 def fit_from(s: Stored, init: np.ndarray, n_iter: int) -> KMeans:
-    return KMeans(len(init), n_iter=n_iter, n_restarts=1, init=init, device="cpu").fit_stored(s)
+    return KMeans(len(init), iters=n_iter, restarts=1, kmeans_init=init, device="cpu").fit_stored(s)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -88,7 +88,7 @@ def test_ties_go_to_the_lowest_centroid_and_empty_clusters_are_reseeded(engine):
 def test_random_init_draws_the_same_points_as_the_float32_path():
     x = overlapping_mixture(n=1500, d=16, centres=12, seed=2)
     s = stored(x, "bfloat16")
-    km = KMeans(12, n_iter=25, n_restarts=1, seed=7, device="cpu").fit_stored(s)
+    km = KMeans(12, iters=25, restarts=1, seed=7, device="cpu").fit_stored(s)
     idx = np.random.default_rng(7).choice(len(x), 12, replace=False)
     labels, _, _ = reference_lloyd(s.x, s.x[idx].float().numpy(), 25)
     np.testing.assert_array_equal(km.labels_, labels)
@@ -97,10 +97,10 @@ def test_random_init_draws_the_same_points_as_the_float32_path():
 def test_restarts_keep_the_lowest_inertia_and_k_means_plus_plus_runs():
     x = overlapping_mixture(n=1500, d=16, centres=12, seed=4)
     s = stored(x, "float16")
-    km = KMeans(12, n_iter=20, n_restarts=3, seed=1, device="cpu").fit_stored(s)
+    km = KMeans(12, iters=20, restarts=3, seed=1, device="cpu").fit_stored(s)
     assert len(km.result_.inertias) == 3
     assert km.inertia_ == pytest.approx(min(km.result_.inertias), rel=1e-12)
-    pp = KMeans(12, n_iter=20, n_restarts=1, seed=1, init="k-means++", device="cpu").fit_stored(s)
+    pp = KMeans(12, iters=20, restarts=1, seed=1, kmeans_init="k-means++", device="cpu").fit_stored(s)
     assert np.isfinite(pp.inertia_)
     assert len(np.unique(pp.labels_)) == 12
 
@@ -108,7 +108,7 @@ def test_restarts_keep_the_lowest_inertia_and_k_means_plus_plus_runs():
 def test_max_train_points_assigns_every_point_exactly():
     x = overlapping_mixture(n=2000, d=16, centres=10, seed=6)
     s = stored(x, "bfloat16")
-    km = KMeans(10, n_iter=20, n_restarts=2, seed=0, max_train_points=600, device="cpu").fit_stored(s)
+    km = KMeans(10, iters=20, restarts=2, seed=0, max_train_points=600, device="cpu").fit_stored(s)
     assert km.labels_.shape == (2000,)
     expected = nearest(s.x.double(), torch.from_numpy(km.cluster_centers_)).numpy()
     np.testing.assert_array_equal(km.labels_, expected)
@@ -120,7 +120,7 @@ def test_labels_equal_plain_float32_lloyd_on_the_same_stored_values():
     s = stored(x, "bfloat16")
     init = s.x[np.random.default_rng(3).choice(3000, 30, replace=False)].float().numpy()
     exact = fit_from(s, init, 30)
-    plain = KMeans(30, n_iter=30, n_restarts=1, init=init, device="cpu", precision="float32").fit(
+    plain = KMeans(30, iters=30, restarts=1, kmeans_init=init, device="cpu", kmeans_precision="float32").fit(
         s.x.float().numpy())
     np.testing.assert_array_equal(exact.labels_, plain.labels_)
     assert exact.inertia_ == pytest.approx(plain.inertia_, rel=1e-6)

@@ -9,6 +9,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from _kmeans_reference import reference_lloyd
+from qrprobe.engine.config import KMeansConfig
 from qrprobe.engine.kmeans.quantize import KMeans, Stored, fit_clusterings
 from qrprobe.engine.kmeans.standardize import to_storage
 
@@ -24,9 +25,9 @@ def mixture(n=6000, d=128, centres=90, seed=0):
 def test_gpu_equals_cpu_and_the_float64_reference(precision):
     x16 = to_storage(mixture(), precision)
     init = x16[np.random.default_rng(0).choice(len(x16), 80, replace=False)].float().numpy()
-    cpu = KMeans(80, n_iter=25, n_restarts=1, init=init, device="cpu").fit_stored(Stored(x16, precision))
+    cpu = KMeans(80, iters=25, restarts=1, kmeans_init=init, device="cpu").fit_stored(Stored(x16, precision))
     gpu_stored = Stored(x16.cuda(), precision)
-    gpu = KMeans(80, n_iter=25, n_restarts=1, init=init, device="cuda").fit_stored(gpu_stored)
+    gpu = KMeans(80, iters=25, restarts=1, kmeans_init=init, device="cuda").fit_stored(gpu_stored)
     labels, centroids, _ = reference_lloyd(x16, init, 25)
     np.testing.assert_array_equal(gpu.labels_, labels)
     np.testing.assert_array_equal(gpu.cluster_centers_, centroids)
@@ -36,10 +37,9 @@ def test_gpu_equals_cpu_and_the_float64_reference(precision):
 
 def test_fit_clusterings_keeps_a_16bit_copy_on_the_device():
     x = mixture(n=3000, d=64, centres=20, seed=1).astype(np.float32)
-    _, runs_gpu = fit_clusterings(x, k=20, seeds=[0, 1], n_iter=15, n_restarts=2, device="cuda",
-                                  precision="bfloat16")
-    _, runs_cpu = fit_clusterings(x, k=20, seeds=[0, 1], n_iter=15, n_restarts=2, device="cpu",
-                                  precision="bfloat16")
+    config = KMeansConfig(k=20, iters=15, restarts=2, kmeans_precision="bfloat16")
+    _, runs_gpu = fit_clusterings(x, config, seeds=[0, 1], device="cuda")
+    _, runs_cpu = fit_clusterings(x, config, seeds=[0, 1], device="cpu")
     for g, c in zip(runs_gpu, runs_cpu, strict=True):
         np.testing.assert_array_equal(g.labels, c.labels)
         np.testing.assert_array_equal(g.centroids, c.centroids)

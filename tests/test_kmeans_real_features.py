@@ -37,12 +37,12 @@ def test_exact_lloyd_on_lite0_features(lite0_features, precision):
     std = Standardizer().fit(lite0_features)
     stored = Stored(standardized_copy(lite0_features, std, precision), precision)
     init = stored.x[np.random.default_rng(0).choice(len(stored.x), 24, replace=False)].float().numpy()
-    ours = KMeans(24, n_iter=30, n_restarts=1, init=init, device="cpu").fit_stored(stored)
+    ours = KMeans(24, iters=30, restarts=1, kmeans_init=init, device="cpu").fit_stored(stored)
     labels, centroids, n_done = reference_lloyd(stored.x, init, 30)
     np.testing.assert_array_equal(ours.labels_, labels)
     np.testing.assert_array_equal(ours.cluster_centers_, centroids)
     assert ours.result_.n_iter == n_done
-    plain = KMeans(24, n_iter=30, n_restarts=1, init=init, device="cpu", precision="float32").fit(
+    plain = KMeans(24, iters=30, restarts=1, kmeans_init=init, device="cpu", kmeans_precision="float32").fit(
         stored.x.float().numpy())
     np.testing.assert_array_equal(ours.labels_, plain.labels_)
     assert ours.inertia_ == pytest.approx(plain.inertia_, rel=1e-4)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qrprobe.engine.config import ProtocolConfig
+from qrprobe.engine.config import KMeansConfig, ProtocolConfig
 from qrprobe.engine.kmeans.quantize import KMeans, Stored, fit_clusterings
 from qrprobe.engine.kmeans.standardize import (
     BF16_FLUSH,
@@ -108,10 +108,10 @@ def test_sum_range_is_checked():
 def test_default_protocol_results_are_unchanged_on_small_data():
     """auto = float32 below 1 GiB: the float32 path, and fit_clusterings equals KMeans on the transform."""
     x = raw_features(n=1500, d=16)
-    _std, runs = fit_clusterings(x, k=6, seeds=[0, 1], n_iter=20, n_restarts=2, device="cpu")
+    _std, runs = fit_clusterings(x, KMeansConfig(k=6, iters=20, restarts=2), seeds=[0, 1], device="cpu")
     z = Standardizer().fit_transform(x)
     for seed, run in zip([0, 1], runs, strict=True):
-        km = KMeans(6, n_iter=20, n_restarts=2, seed=seed, device="cpu").fit(z)
+        km = KMeans(6, iters=20, restarts=2, seed=seed, device="cpu").fit(z)
         assert run.precision == "float32"
         np.testing.assert_array_equal(run.labels, km.labels_)
         np.testing.assert_array_equal(run.centroids, km.cluster_centers_)
@@ -120,9 +120,10 @@ def test_default_protocol_results_are_unchanged_on_small_data():
 
 def test_fit_clusterings_16bit_equals_kmeans_on_the_stored_copy():
     x = raw_features(n=2000, d=32)
-    _std, runs = fit_clusterings(x, k=8, seeds=[3], n_iter=15, n_restarts=2, device="cpu", precision="bfloat16")
+    _std, runs = fit_clusterings(x, KMeansConfig(k=8, iters=15, restarts=2, kmeans_precision="bfloat16"), seeds=[3],
+                                 device="cpu")
     stored = Stored(standardized_copy(x, Standardizer().fit(x), "bfloat16"), "bfloat16")
-    km = KMeans(8, n_iter=15, n_restarts=2, seed=3, device="cpu").fit_stored(stored)
+    km = KMeans(8, iters=15, restarts=2, seed=3, device="cpu").fit_stored(stored)
     np.testing.assert_array_equal(runs[0].labels, km.labels_)
     assert runs[0].precision == "bfloat16"
 

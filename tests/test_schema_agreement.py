@@ -10,9 +10,16 @@ import pytest
 from sklearn.base import clone
 
 from qrprobe.cli.main import build_parser
-from qrprobe.engine.config import ProbeConfig, ProtocolConfig, config_fields, flat_defaults, flat_params
+from qrprobe.engine.config import (
+    KMeansConfig,
+    ProbeConfig,
+    ProtocolConfig,
+    config_fields,
+    flat_defaults,
+    flat_params,
+)
 from qrprobe.engine.estimator import ReverseProbing
-from qrprobe.errors import ParameterError
+from qrprobe.errors import ParameterError, QRProbeInputError
 from qrprobe.study.load import study_from_dict
 from qrprobe.workflow.analyses import ANALYSES
 
@@ -82,7 +89,9 @@ def test_bad_probe_values_name_the_field(field, value):
 
 
 @pytest.mark.parametrize(("field", "value"), [("seed", -1), ("seed", 2**40), ("k", 1), ("clusterings", 0),
-                                              ("test_fraction", 1.0), ("kmeans_backend", "sklearn")])
+                                              ("test_fraction", 1.0), ("kmeans_backend", "sklearn"), ("iters", 0),
+                                              ("restarts", 10**4), ("max_train_points", 1),
+                                              ("kmeans_init", "kmeans++"), ("kmeans_precision", "half")])
 def test_bad_protocol_values_name_the_field(field, value):
     with pytest.raises(ParameterError) as info:
         ProtocolConfig(**{field: value})
@@ -91,11 +100,74 @@ def test_bad_protocol_values_name_the_field(field, value):
 
 def test_every_protocol_field_has_a_flag_named_after_it():
     evaluate_cli = _options(_subparsers()["evaluate"])
-    for cls in (ProtocolConfig, ProbeConfig):
+    for cls in (ProtocolConfig, KMeansConfig, ProbeConfig):
         for f in config_fields(cls):
             flag = "--" + f.name.replace("_", "-")
             assert flag in evaluate_cli, flag
             assert f.metadata["help"] in evaluate_cli[flag].help
+
+
+KMEANS = {"k": 50, "iters": 20, "restarts": 2, "max_train_points": 400, "kmeans_backend": "faiss",
+          "kmeans_init": "random", "kmeans_precision": "float16"}
+SAVED_BEFORE_KMEANS_CONFIG = {  # a result's config as releases before KMeansConfig wrote it
+    "k": 50, "clusterings": 3, "seed": 0, "iters": 20, "restarts": 2, "max_train_points": 400,
+    "kmeans_backend": "faiss", "kmeans_init": "random", "test_fraction": 0.2, "val_fraction": 0.2,
+    "probe": {"lr": 3.5, "momentum": 0.9, "batch_size": 512, "epochs": 100, "milestones": [60, 80], "lr_decay": 0.1,
+              "weight_decay": 3e-06, "select": "val_loss", "solver": "sgd", "lbfgs_grid": 8, "lbfgs_iters": 500,
+              "lbfgs_penalty": "l2"},
+    "device": "auto", "kmeans_precision": "float16", "null_repeats": 1, "bootstrap": 200}
+
+
+def test_kmeans_fields_are_one_set_of_names_nested_or_flat():
+    nested = ProtocolConfig(kmeans=KMeansConfig(**KMEANS), clusterings=3)
+    assert nested.kmeans == KMeansConfig(**KMEANS)
+    assert ProtocolConfig(**KMEANS, clusterings=3) == nested  # flat keyword arguments, as before
+    assert ProtocolConfig.from_params(**KMEANS, clusterings=3) == nested  # evaluate(k=…, …), ReverseProbing(k=…)
+    assert dataclasses.replace(ProtocolConfig(), **KMEANS, clusterings=3) == nested
+    for name, value in KMEANS.items():
+        assert getattr(nested, name) == value  # config.k reads config.kmeans.k
+    assert flat_params(nested) == {**flat_defaults(), **KMEANS, "clusterings": 3}
+    assert {f.name for f in config_fields(KMeansConfig)} <= set(flat_defaults())
+
+
+def test_saved_config_keeps_its_flat_form_so_results_and_study_caches_stay_valid():
+    old = SAVED_BEFORE_KMEANS_CONFIG
+    cfg = ProtocolConfig.from_dict(old)
+    assert cfg.kmeans == KMeansConfig(**KMEANS)
+    saved = cfg.to_dict()
+    assert saved == {**old, "probe": {**old["probe"], "milestones": (60, 80)}}  # the same keys and values
+    assert ProtocolConfig.from_dict({**{k: v for k, v in old.items() if k not in KMEANS}, "kmeans": KMEANS}) == cfg
+    with pytest.raises(TypeError, match="'k' is given both flat and under 'kmeans'"):
+        ProtocolConfig.from_dict({"k": 5, "kmeans": {"k": 6}})
+
+
+def _study(protocol: dict):
+    return study_from_dict({"name": "s", "images": {"source": "."}, "models": [{"name": "m", "model": "pixels"}],
+                            "experts": [{"name": "color"}], "protocol": protocol}, {}, __import__("pathlib").Path("."))
+
+
+def test_the_study_takes_kmeans_keys_flat_or_nested_but_not_both():
+    flat = _study({**KMEANS, "clusterings": 3}).protocol
+    assert flat == ProtocolConfig(kmeans=KMeansConfig(**KMEANS), clusterings=3)
+    assert _study({"kmeans": KMEANS, "clusterings": 3}).protocol == flat
+    assert _study({"k": 50, "kmeans": {"iters": 20}}).protocol.kmeans == KMeansConfig(k=50, iters=20)
+    with pytest.raises(QRProbeInputError, match=r"protocol\.k: given both here and under 'kmeans'"):
+        _study({"k": 50, "kmeans": {"k": 60}})
+    with pytest.raises(QRProbeInputError, match=r"protocol\.kmeans\.k: expected an integer ≥ 2, got 1"):
+        _study({"kmeans": {"k": 1}})
+    with pytest.raises(QRProbeInputError, match=r"protocol\.iters: expected an integer ≥ 1"):
+        _study({"iters": 0})
+    with pytest.warns(FutureWarning, match="'n_iter' is deprecated, use 'iters'"):
+        assert _study({"n_iter": 7}).protocol.iters == 7
+
+
+def test_cli_kmeans_flags_fill_the_nested_config():
+    args = _subparsers()["evaluate"].parse_args(["f.npy", "c", "-o", "x", "--k", "50", "--iters", "20", "--restarts",
+                                                 "2", "--max-train-points", "400", "--kmeans-backend", "faiss",
+                                                 "--kmeans-precision", "float16", "--clusterings", "3"])
+    from qrprobe.cli.options import protocol_from_args
+
+    assert protocol_from_args(args) == ProtocolConfig(kmeans=KMeansConfig(**KMEANS), clusterings=3)
 
 
 SHARED = ("-o", "--out", "--overwrite", "--quiet", "--device", "--groups", "--drop-groups", "--concept-names",

@@ -15,7 +15,7 @@ The public API (imported lazily, so ``import qrprobe`` stays light)::
 
 Inputs and artifacts: ``open_images``, ``extract``, ``FeatureStore``, ``write_feature_store``,
 ``create_representation``, ``label``, ``ConceptBank``.
-The protocol: ``evaluate``, ``ProtocolConfig``, ``ProbeConfig``, ``ReverseProbing`` (a scikit-learn
+The protocol: ``evaluate``, ``ProtocolConfig``, ``KMeansConfig``, ``ProbeConfig``, ``ReverseProbing`` (a scikit-learn
 estimator), ``quantize`` and ``probe_labels`` (its steps), ``KMeans``, ``Standardizer``, ``ReverseProbe``,
 ``stratified_split``, ``Result``.
 Analyses and reports: ``analyze`` (any analysis of the paper by name, inputs as paths or objects:
@@ -77,6 +77,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ProtocolConfig": "qrprobe.engine.config",
     "ReverseProbing": "qrprobe.engine.estimator",
     "ProbeConfig": "qrprobe.engine.config",
+    "KMeansConfig": "qrprobe.engine.config",
     "ReverseProbe": "qrprobe.engine.probe.reverse_probe",
     "KMeans": "qrprobe.engine.kmeans.quantize",
     "Standardizer": "qrprobe.engine.kmeans.quantize",

@@ -314,7 +314,7 @@ def explain_groups(features, concepts, base_groups: Sequence[str], added_groups:
                                      groups=added_groups if only_added else None, n_examples=n_examples,
                                      seed=cfg.seed, matrix=added_bank.matrix, min_support=min_support)
     expl = Explanation(pairs, summaries, base_label=" + ".join(base_groups), added_label=" + ".join(added_groups),
-                       clustering=clustering, n_clusters=cfg.k, image_ids=feats.image_ids, paths=feats.paths,
+                       clustering=clustering, n_clusters=quant.k, image_ids=feats.image_ids, paths=feats.paths,
                        labels=labels)
     expl.notes.extend(_support_notes(added_bank.concepts, added_bank.matrix, min_support))
     expl.notes.append(

@@ -86,6 +86,7 @@ def k_sweep(features, concepts: ConceptBank, ks: Sequence[int], *, config: Proto
     with scope(name), once():  # a warning about these inputs is printed once, not per K
         for i, k in enumerate(ks):
             with scope(f"K sweep {i + 1}/{len(ks)}: K={k}"):
-                results.append(evaluate(feats, bank, config=replace(cfg, k=k), name=name, progress=progress))
+                at_k = replace(cfg, kmeans=replace(cfg.kmeans, k=k))
+                results.append(evaluate(feats, bank, config=at_k, name=name, progress=progress))
     label = name or results[0].name or "model"
     return KSweep(k_sweep_table(results, [label] * len(results)), results)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import ProbeConfig, ProtocolConfig, config_fields, field_default
+from ..engine.config import KMeansConfig, ProbeConfig, ProtocolConfig, config_fields, field_default
 
 
 def flag(name: str) -> str:
@@ -112,8 +112,7 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *,
                                 **extra)
 
 
-QUANTIZATION = ("k", "clusterings", "seed", "iters", "restarts", "max_train_points", "kmeans_backend", "kmeans_init",
-                "kmeans_precision")
+REPETITIONS = ("clusterings", "seed")
 SPLIT = ("test_fraction", "val_fraction")
 STATISTICS = ("null_repeats", "bootstrap")
 
@@ -127,8 +126,11 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, *, quantization: boo
     ``k`` in a K sweep).
     """
     q = parser.add_argument_group("quantization (K-means)" if quantization else "repetitions")
-    add_config_arguments(q, ProtocolConfig, only=QUANTIZATION if quantization else ("clusterings", "seed"),
-                         skip=skip)
+    if quantization:
+        add_config_arguments(q, KMeansConfig, only=("k",), skip=skip)
+    add_config_arguments(q, ProtocolConfig, only=REPETITIONS, skip=skip)
+    if quantization:
+        add_config_arguments(q, KMeansConfig, skip=("k", *skip))
     add_config_arguments(parser.add_argument_group("split"), ProtocolConfig, only=SPLIT)
     add_config_arguments(parser.add_argument_group("reverse probe (SGD)"), ProbeConfig)
     if quantization:
@@ -140,10 +142,12 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, *, quantization: boo
 def protocol_from_args(args: argparse.Namespace, skip: Iterable[str] = ()) -> ProtocolConfig:
     """The :class:`ProtocolConfig` of the parsed protocol flags (absent flags keep the defaults; ``skip``:
     fields whose flag means something else in this command)."""
-    probe = {f.name: getattr(args, f.name) for f in config_fields(ProbeConfig) if hasattr(args, f.name)}
-    top = {f.name: getattr(args, f.name) for f in config_fields(ProtocolConfig)
-           if hasattr(args, f.name) and f.name not in skip}
-    return ProtocolConfig(**top, probe=ProbeConfig(**probe))
+    def given(cls: type) -> dict[str, Any]:
+        return {f.name: getattr(args, f.name) for f in config_fields(cls)
+                if hasattr(args, f.name) and f.name not in skip}
+
+    return ProtocolConfig(**given(ProtocolConfig), kmeans=KMeansConfig(**given(KMeansConfig)),
+                          probe=ProbeConfig(**given(ProbeConfig)))
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:

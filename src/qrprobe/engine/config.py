@@ -1,12 +1,19 @@
 """The protocol's parameters: the one schema that the library, the CLI and the study YAML are generated from.
 
-:class:`ProtocolConfig` (quantization, split, repetitions) and :class:`ProbeConfig` (the reverse probe's
-training schedule) are frozen dataclasses. Each field carries, in its metadata, its help text, its check, its
-choices and the deprecated names it still accepts. From them:
+:class:`ProtocolConfig` (repetitions, split, statistics), with :class:`KMeansConfig` (the quantization's
+K-means) and :class:`ProbeConfig` (the reverse probe's training schedule) nested in it, are frozen dataclasses.
+Each field carries, in its metadata, its help text, its check, its choices and the deprecated names it still
+accepts. From them:
 
 - the CLI's flags (``qrprobe.cli.options.add_config_arguments``): ``--`` + the field name with ``-`` for ``_``;
-- the study file's ``protocol:`` section (``qrprobe.study.schema``), with the same names (``probe:`` nested);
-- the keyword parameters of :func:`qrprobe.evaluate` and of :class:`qrprobe.ReverseProbing`.
+- the study file's ``protocol:`` section (``qrprobe.study.schema``), with the same names (``probe:`` nested;
+  the K-means keys flat, or nested under ``kmeans:``);
+- the keyword parameters of :func:`qrprobe.evaluate` and of :class:`qrprobe.ReverseProbing`, and the
+  parameters of :class:`qrprobe.KMeans` (the K-means fields).
+
+The K-means fields keep their flat names everywhere, nested or not: ``ProtocolConfig(k=50)``,
+``config.k`` and ``config.kmeans.k``, ``evaluate(k=50)``, ``--k 50``, ``protocol: {k: 50}`` all mean
+``kmeans.k``; a saved result's ``config`` holds them flat, as it always has.
 
 One name per idea everywhere: ``k``, ``clusterings``, ``iters``, ``restarts``, ``lr_decay`` … The names of
 earlier releases (``n_clusterings``, ``n_iter``, ``n_restarts``, ``gamma``) are declared aliases: still accepted,
@@ -20,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from ..errors import ParameterError
 
@@ -135,17 +143,12 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
-class ProtocolConfig:
-    """Every parameter of quantized reverse probing; the defaults are the paper's (``docs/protocol.md``).
-
-    ``probe`` holds the probe's schedule (:class:`ProbeConfig`); :meth:`from_params` takes the fields of both
-    as flat keyword parameters (``ProtocolConfig.from_params(k=50, epochs=20)``).
-    """
+class KMeansConfig:
+    """The quantization's K-means (defaults: the paper's, App. C): K, Lloyd iterations, restarts, the training
+    sample, the implementation, the initialisation and the storage precision. ``qrprobe.KMeans`` takes these
+    parameters, with these names."""
 
     k: int = param(1000, "number of clusters K (paper: 1000)", check=int_at_least(2))
-    clusterings: int = param(5, "independent clusterings, one seed each; scores are mean ± std over them "
-                             "(paper: 5)", check=int_at_least(1, 10_000), aliases=("n_clusterings",), metavar="R")
-    seed: int = param(0, "first seed; clustering r uses seed + r", check=int_at_least(0, SEED_MAX - 10_000))
     iters: int = param(100, "Lloyd iterations per restart (paper: 100)", check=int_at_least(1, 100_000),
                        aliases=("n_iter",))
     restarts: int = param(5, "K-means restarts per clustering, the lowest inertia kept (paper: 5)",
@@ -156,38 +159,135 @@ class ProtocolConfig:
                                 choices=("torch", "faiss"))
     kmeans_init: str = param("random", "initial centroids: K random points (as faiss) or k-means++",
                              choices=("random", "k-means++"))
-    test_fraction: float = param(0.2, "share of each cluster held out for test (paper: 0.2)",
-                                 check=number_in(0, 1, low_open=True, high_open=True))
-    val_fraction: float = param(0.2, "share of each cluster's training images held out for validation (paper: 0.2)",
-                                check=number_in(0, 1, high_open=True))
-    probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the reverse probe's schedule"})
-    device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N", study=False)
     kmeans_precision: str = param(
         "auto", "storage of the standardized features for K-means: float32 (plain float32 Lloyd, as earlier "
         "releases), float16 or bfloat16 (half the memory; exact Lloyd on the 16-bit values, faster), or auto: "
         "float32 while that copy is at most 1 GiB, else float16", choices=("auto", "float32", "float16", "bfloat16"))
-    null_repeats: int = param(1, "probes per clustering on concepts shuffled across images, the chance level "
-                              "of every score (0: none)", check=int_at_least(0, 1000), metavar="N")
-    bootstrap: int = param(200, "bootstrap replicates over test images, for intervals and paired comparisons "
-                           "(0: none)", check=int_at_least(0, 100_000), metavar="B")
 
     def __post_init__(self) -> None:
-        if isinstance(self.probe, Mapping):
-            object.__setattr__(self, "probe", ProbeConfig.from_dict(self.probe))
-        elif not isinstance(self.probe, ProbeConfig):
-            raise ParameterError("probe", f"expected a ProbeConfig or a mapping, got {type(self.probe).__name__}")
         validate(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> KMeansConfig:
+        """Build from a mapping (e.g. ``kmeans:`` of a study file); deprecated names are accepted."""
+        return cls(**resolve_aliases(cls, dict(values or {}), warn=False))
+
+
+_T = TypeVar("_T")
+
+
+class _KMeansField(Generic[_T]):
+    """``ProtocolConfig.<name>``: the K-means field of that name, read from ``kmeans`` (``config.k`` is
+    ``config.kmeans.k``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _KMeansField[_T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj.kmeans, self.name)  # type: ignore[attr-defined]
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def _flat_kmeans(cls: _C) -> _C:
+    """Let ``cls`` (:class:`ProtocolConfig`) take the K-means fields flat, by their names:
+    ``ProtocolConfig(k=50)`` and ``dataclasses.replace(config, k=50)`` set ``kmeans.k``."""
+    init = vars(cls)["__init__"]  # the one the dataclass wrote
+    names = {f.name for f in dataclasses.fields(KMeansConfig)}
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        flat = {name: kwargs.pop(name) for name in [n for n in kwargs if n in names]}
+        if flat:
+            nested = kwargs.get("kmeans", KMeansConfig())
+            if isinstance(nested, Mapping):
+                nested = KMeansConfig.from_dict(nested)
+            elif not isinstance(nested, KMeansConfig):
+                raise ParameterError("kmeans", f"expected a KMeansConfig or a mapping, got {type(nested).__name__}")
+            kwargs["kmeans"] = dataclasses.replace(nested, **flat)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+@_flat_kmeans
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Every parameter of quantized reverse probing; the defaults are the paper's (``docs/protocol.md``).
+
+    ``kmeans`` holds the quantization's K-means (:class:`KMeansConfig`), ``probe`` the probe's schedule
+    (:class:`ProbeConfig`); :meth:`from_params` takes the fields of all three as flat keyword parameters
+    (``ProtocolConfig.from_params(k=50, epochs=20)``). The K-means fields are also taken and read flat:
+    ``ProtocolConfig(k=50)``, ``dataclasses.replace(config, k=50)``, ``config.k`` (``config.kmeans.k``).
+    """
+
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig,
+                                 metadata={"help": "the quantization's K-means (its fields may also be given flat)",
+                                           "flat": True})
+    clusterings: int = param(5, "independent clusterings, one seed each; scores are mean ± std over them "
+                             "(paper: 5)", check=int_at_least(1, 10_000), aliases=("n_clusterings",), metavar="R")
+    seed: int = param(0, "first seed; clustering r uses seed + r", check=int_at_least(0, SEED_MAX - 10_000))
+    test_fraction: float = param(0.2, "share of each cluster held out for test (paper: 0.2)",
+                                 check=number_in(0, 1, low_open=True, high_open=True))
+    val_fraction: float = param(0.2, "share of each cluster's training images held out for validation (paper: 0.2)",
+                                check=number_in(0, 1, high_open=True))
+    probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the reverse probe's schedule"})
+    device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N", study=False)
+    null_repeats: int = param(1, "probes per clustering on concepts shuffled across images, the chance level "
+                              "of every score (0: none)", check=int_at_least(0, 1000), metavar="N")
+    bootstrap: int = param(200, "bootstrap replicates over test images, for intervals and paired comparisons "
+                           "(0: none)", check=int_at_least(0, 100_000), metavar="B")
+
+    # the K-means fields read flat, by the names every front end gives them (``config.k`` is ``config.kmeans.k``)
+    k = _KMeansField[int]()
+    iters = _KMeansField[int]()
+    restarts = _KMeansField[int]()
+    max_train_points = _KMeansField["int | None"]()
+    kmeans_backend = _KMeansField[str]()
+    kmeans_init = _KMeansField[str]()
+    kmeans_precision = _KMeansField[str]()
+
+    def __post_init__(self) -> None:
+        for name, nested in (("kmeans", KMeansConfig), ("probe", ProbeConfig)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, nested.from_dict(value))
+            elif not isinstance(value, nested):
+                raise ParameterError(name, f"expected a {nested.__name__} or a mapping, got {type(value).__name__}")
+        validate(self)
+
+    def to_dict(self) -> dict:
+        """The saved form (a result's ``config``, the study's cache keys): the K-means fields flat and the probe's
+        nested under ``probe``, as results have always held them."""
+        out = dataclasses.asdict(self)
+        return {**out.pop("kmeans"), **out}
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProtocolConfig:
-        """Build from a nested mapping (e.g. a saved result's ``config``); deprecated names are accepted and
-        keys that are not protocol fields (``labelling`` …) are ignored."""
-        values = resolve_aliases(cls, dict(values or {}), warn=False)
+        """Build from a mapping (e.g. a saved result's ``config``): the K-means fields flat (as :meth:`to_dict`
+        writes them) or nested under ``kmeans``; deprecated names are accepted and keys that are not protocol
+        fields (``labelling`` …) are ignored."""
+        values = resolve_aliases(KMeansConfig, resolve_aliases(cls, dict(values or {}), warn=False), warn=False)
+        kmeans = dict(values.pop("kmeans", None) or {})
+        for name in _KMEANS_NAMES & set(values):
+            if name in kmeans:
+                raise TypeError(f"{name!r} is given both flat and under 'kmeans'")
+            kmeans[name] = values.pop(name)
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{k: v for k, v in values.items() if k in known}, kmeans=KMeansConfig.from_dict(kmeans))
 
     @classmethod
     def from_params(cls, base: ProtocolConfig | None = None, **params: Any) -> ProtocolConfig:
@@ -196,15 +296,20 @@ class ProtocolConfig:
         Unknown names raise ``TypeError`` with the closest valid name; deprecated names warn.
         """
         base = base or cls()
-        top, probe = split_params(params)
+        top, kmeans, probe = split_params(params)
+        new_kmeans = dataclasses.replace(base.kmeans, **kmeans) if kmeans else base.kmeans
         new_probe = dataclasses.replace(base.probe, **probe) if probe else base.probe
-        return dataclasses.replace(base, **top, probe=new_probe)
+        return dataclasses.replace(base, **top, kmeans=new_kmeans, probe=new_probe)
+
+
+_KMEANS_NAMES = frozenset(f.name for f in dataclasses.fields(KMeansConfig))
+NESTED = ("kmeans", "probe")  # the fields of ProtocolConfig that hold a config of their own
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 def config_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass that carry a value (not a nested config)."""
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.name != "probe"]
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.name not in NESTED]
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -215,13 +320,15 @@ def field_default(f: dataclasses.Field) -> Any:
 
 
 def flat_defaults() -> dict[str, Any]:
-    """Every protocol and probe parameter with its default, flat (``{"k": 1000, …, "lr": 3.5, …}``)."""
-    return {f.name: field_default(f) for cls in (ProtocolConfig, ProbeConfig) for f in config_fields(cls)}
+    """Every protocol, K-means and probe parameter with its default, flat (``{"k": 1000, …, "lr": 3.5, …}``)."""
+    return {f.name: field_default(f) for cls in (KMeansConfig, ProtocolConfig, ProbeConfig)
+            for f in config_fields(cls)}
 
 
 def flat_params(config: ProtocolConfig) -> dict[str, Any]:
     """The values of ``config`` as flat keyword parameters (inverse of :meth:`ProtocolConfig.from_params`)."""
-    out = {f.name: getattr(config, f.name) for f in config_fields(ProtocolConfig)}
+    out = {f.name: getattr(config.kmeans, f.name) for f in config_fields(KMeansConfig)}
+    out.update({f.name: getattr(config, f.name) for f in config_fields(ProtocolConfig)})
     out.update({f.name: getattr(config.probe, f.name) for f in config_fields(ProbeConfig)})
     return out
 
@@ -239,22 +346,24 @@ def resolve_aliases(cls: type, values: dict[str, Any], *, warn: bool = True) -> 
     return values
 
 
-def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Flat keyword parameters → (protocol fields, probe fields); unknown names raise ``TypeError``."""
-    params = resolve_aliases(ProbeConfig, resolve_aliases(ProtocolConfig, dict(params)))
-    top_names = {f.name for f in config_fields(ProtocolConfig)}
-    probe_names = {f.name for f in config_fields(ProbeConfig)}
-    top, probe = {}, {}
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Flat keyword parameters → (protocol fields, K-means fields, probe fields); unknown names raise
+    ``TypeError``."""
+    params = dict(params)
+    for cls in (ProtocolConfig, KMeansConfig, ProbeConfig):
+        params = resolve_aliases(cls, params)
+    groups: list[tuple[set[str], dict[str, Any]]] = [
+        ({f.name for f in config_fields(cls)}, {}) for cls in (ProtocolConfig, KMeansConfig, ProbeConfig)]
     for name, value in params.items():
-        if name in top_names:
-            top[name] = value
-        elif name in probe_names:
-            probe[name] = value
-        else:
-            close = difflib.get_close_matches(name, sorted(top_names | probe_names), n=1)
+        group = next((values for names, values in groups if name in names), None)
+        if group is None:
+            valid = sorted(set().union(*(names for names, _ in groups)))
+            close = difflib.get_close_matches(name, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TypeError(f"unknown protocol parameter {name!r}{hint}")
-    return top, probe
+        group[name] = value
+    (_, top), (_, kmeans), (_, probe) = groups
+    return top, kmeans, probe
 
 
 def _normalize_tuple(config: Any, name: str) -> None:
@@ -276,5 +385,5 @@ def validate(config: Any) -> None:
             raise ParameterError(f.name, f"expected {expected}, got {value!r}")
 
 
-__all__ = ["ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults", "flat_params", "param",
-           "split_params", "validate"]
+__all__ = ["KMeansConfig", "ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults",
+           "flat_params", "param", "split_params", "validate"]

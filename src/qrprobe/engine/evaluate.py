@@ -126,10 +126,10 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     n = feats.array.shape[0]
     per = []
     for r, (km, outcome, s) in enumerate(zip(quant.kmeans, outcomes, quant.seeds, strict=True)):
-        per.append({"clustering": r, "seed": s, "k": cfg.k, **outcome.scores, "inertia": km.inertia,
+        per.append({"clustering": r, "seed": s, "k": quant.k, **outcome.scores, "inertia": km.inertia,
                     "restart_inertias": list(km.inertias), "kmeans_iterations": km.n_iter,
                     "nonempty_clusters": len(np.unique(km.labels))})
-    flags = result_flags(quant.labels, cfg.k, per, [len(np.unique(quant.labels[r][o.split.test]))
+    flags = result_flags(quant.labels, quant.k, per, [len(np.unique(quant.labels[r][o.split.test]))
                                                     for r, o in enumerate(outcomes)], bank)
     stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
                               n_replicates=getattr(cfg, "bootstrap", 0))

@@ -79,6 +79,11 @@ class Quantization:
     config: ProtocolConfig
 
     @property
+    def k(self) -> int:
+        """K, the number of clusters of each clustering (the probe's number of classes)."""
+        return self.config.kmeans.k
+
+    @property
     def centroids(self) -> np.ndarray:
         """(R, K, D) float32 centroids in standardized space."""
         return np.stack([km.centroids for km in self.kmeans])
@@ -91,10 +96,8 @@ class Quantization:
 def quantize(features: Features, config: ProtocolConfig, progress: bool = False) -> Quantization:
     """Standardize ``features`` once and run K-means ``config.clusterings`` times (seeds ``seed + r``)."""
     seeds = [config.seed + r for r in range(config.clusterings)]
-    standardizer, runs = fit_clusterings(
-        features.array, k=config.k, seeds=seeds, n_iter=config.iters, n_restarts=config.restarts,
-        max_train_points=config.max_train_points, init=config.kmeans_init, backend=config.kmeans_backend,
-        device=config.device, progress=progress, precision=config.kmeans_precision)
+    standardizer, runs = fit_clusterings(features.array, config.kmeans, seeds=seeds, device=config.device,
+                                         progress=progress)
     labels = np.stack([np.asarray(km.labels, dtype=np.int64) for km in runs])
     scale = np.where(np.isinf(standardizer.scale_), 0.0, standardizer.scale_)
     check_quantization(labels, scale, seeds)  # a single cluster: refused before any probe is trained
@@ -106,8 +109,8 @@ def read_quantization(path: str | os.PathLike, features, config=None):
     :class:`Quantization` of ``features`` (the same feature store or array, path or
     :class:`~qrprobe.engine.inputs.Features`).
 
-    ``config``: the protocol for the probing (default: the paper's); its K-means fields (``k``,
-    ``clusterings``, ``seed``, ``iters``, ``restarts``) are replaced by the file's.
+    ``config``: the protocol for the probing (default: the paper's); its ``clusterings``, ``seed`` and K-means
+    fields ``k``, ``iters``, ``restarts``, ``kmeans_precision`` are replaced by the file's.
     """
     feats = features if isinstance(features, Features) else load_features(features)
     with np.load(path) as z:
@@ -117,9 +120,10 @@ def read_quantization(path: str | os.PathLike, features, config=None):
         raise QRProbeInputError(f"{path}: clusterings of {labels.shape[1]} rows, the features have "
                                 f"{feats.array.shape[0]}")
     precision = str(saved["precision"])
-    config = dataclasses.replace(config or ProtocolConfig(), k=int(centroids.shape[1]), clusterings=len(labels),
-                                 seed=int(saved["seed"]), iters=int(saved["iters"]), restarts=int(saved["restarts"]),
-                                 kmeans_precision=precision)
+    config = config or ProtocolConfig()
+    kmeans = dataclasses.replace(config.kmeans, k=int(centroids.shape[1]), iters=int(saved["iters"]),
+                                 restarts=int(saved["restarts"]), kmeans_precision=precision)
+    config = dataclasses.replace(config, kmeans=kmeans, clusterings=len(labels), seed=int(saved["seed"]))
     runs = [KMeansResult(labels[r], centroids[r], float(saved["inertia"][r]), int(saved["n_iter"][r]),
                          (float(saved["inertia"][r]),), 0, precision) for r in range(len(labels))]
     seeds = [config.seed + r for r in range(len(labels))]
@@ -176,10 +180,10 @@ def probe_all(quant: Quantization, concepts: ConceptBank, progress: bool = False
     cfg = quant.config
     outcomes = []
     for r, (labels, s) in enumerate(zip(quant.labels, quant.seeds, strict=True)):
-        what = f"probe K={cfg.k}, clustering {r + 1}/{len(quant.seeds)} (seed {s})"
+        what = f"probe K={quant.k}, clustering {r + 1}/{len(quant.seeds)} (seed {s})"
         t = time.perf_counter()
         with scope(what):
-            outcome = probe_labels(labels, concepts, seed=s, n_classes=cfg.k, probe=cfg.probe,
+            outcome = probe_labels(labels, concepts, seed=s, n_classes=quant.k, probe=cfg.probe,
                                    test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                                    device=cfg.device, progress=progress)
         sc = outcome.scores

@@ -75,6 +75,15 @@ def reference_markdown() -> str:
         nested = []
         for f, hint in _fields(cls):
             inner, type_name = _inner(hint)
+            if f.metadata.get("flat") and inner is not None:
+                # keys of a nested config that a study gives flat here (or nested under f.name, not both)
+                for g, _ in _fields(inner):
+                    lines.append(f"| `{g.name}` | {_inner(typing.get_type_hints(inner)[g.name])[1]} | {_default(g)} | "
+                                 f"{_help(g)} |")
+                lines.append(f"| `{f.name}` | mapping | none | the keys "
+                             f"{', '.join(f'`{g.name}`' for g, _ in _fields(inner))} nested under `{f.name}:` "
+                             "instead of flat (each key once) |")
+                continue
             lines.append(f"| `{f.name}` | {type_name} | {_default(f)} | {_help(f)} |")
             if inner is not None:
                 sub = f"{path}.{f.name}" if path else f.name

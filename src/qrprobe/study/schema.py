@@ -3,7 +3,9 @@
 ``build(cls, value, path, locations)`` turns a plain mapping into an instance of the dataclass ``cls``,
 recursively. Each field's type annotation says what is accepted (``int``, ``float``, ``str``, ``bool``,
 ``X | None``, ``list[X]``, ``dict[str, X]``, a nested dataclass); a field whose metadata has ``"file": True``
-must name an existing file or directory (relative paths are resolved against ``base_dir``). Every error names
+must name an existing file or directory (relative paths are resolved against ``base_dir``). The keys of a
+nested dataclass whose field has ``"flat": True`` (the protocol's ``kmeans``) may also be given flat, at the
+level of the field itself (``protocol: {k: 50}`` or ``protocol: {kmeans: {k: 50}}``, not both). Every error names
 the location (``file:line:column``), the key path and what was expected; all errors are collected and
 reported together.
 """
@@ -50,6 +52,8 @@ class _Checker:
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("study", True)}
         aliases = {a: f.name for f in fields.values() for a in f.metadata.get("aliases", ())}
+        flat = _flat_fields(fields.values(), hints)  # key → (nested field, its field of that name, its type)
+        aliases.update({a: name for name, (_, f, _) in flat.items() for a in f.metadata.get("aliases", ())})
         if value is None:
             value = {}
         if not isinstance(value, dict):
@@ -58,8 +62,8 @@ class _Checker:
         kwargs = {}
         for key, item in value.items():
             name = aliases.get(key, key)
-            if name not in fields:
-                self.fail((*path, key), f"unknown key {key!r}; valid keys: {', '.join(sorted(fields))}")
+            if name not in fields and name not in flat:
+                self.fail((*path, key), f"unknown key {key!r}; valid keys: {', '.join(sorted({*fields, *flat}))}")
                 continue
             if name in kwargs:
                 self.fail((*path, key), f"{key!r} is a deprecated name of {name!r}, which is also given")
@@ -67,7 +71,15 @@ class _Checker:
             if name != key:
                 self.deprecated.append(f"{self.where((*path, key))}: {_dotted((*path, key))}: "
                                        f"{key!r} is deprecated, use {name!r}")
-            kwargs[name] = self.convert(hints[name], item, (*path, key), fields[name].metadata)
+            if name in flat:
+                nested, f, hint = flat[name]
+                spellings = {name, *f.metadata.get("aliases", ())}
+                if isinstance(value.get(nested), dict) and spellings & set(value[nested]):
+                    self.fail((*path, key), f"given both here and under {nested!r}; give it once")
+                    continue
+                kwargs[name] = self.convert(hint, item, (*path, key), f.metadata)
+            else:
+                kwargs[name] = self.convert(hints[name], item, (*path, key), fields[name].metadata)
         for name, f in fields.items():
             if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 self.fail(path, f"missing required key {name!r}")
@@ -139,6 +151,19 @@ class _Checker:
                 return str(resolved)
             return value
         raise TypeError(f"unsupported config type {hint!r}")  # a bug in a schema, not a user error
+
+
+def _flat_fields(fields, hints: dict) -> dict[str, tuple[str, dataclasses.Field, typing.Any]]:
+    """The keys that may be given flat: each field of a nested dataclass whose field is marked ``"flat"``, as
+    ``key → (the nested field's name, the field, its type)``."""
+    out = {}
+    for f in fields:
+        if f.metadata.get("flat") and dataclasses.is_dataclass(hints[f.name]):
+            inner = hints[f.name]
+            inner_hints = typing.get_type_hints(inner)
+            out.update({g.name: (f.name, g, inner_hints[g.name]) for g in dataclasses.fields(inner)
+                        if g.init and g.metadata.get("study", True)})
+    return out
 
 
 def _type_name(hint) -> str:

@@ -68,6 +68,25 @@ class BoundedLloyd:
         self.n = len(rows)
         self.stats = Stats([], [], [], [], [], [])
 
+    # ------------------------------------------------------------------------------------ given centroids
+    def assign_all(self, centroids: torch.Tensor) -> torch.Tensor:
+        """The exact nearest centroid of every row of this run to ``centroids`` (K, D) float32, in one full
+        pass: labels (n,) int64 (also kept in ``self.labels``, so that :meth:`inertia` follows)."""
+        self.use_centroids(centroids)
+        self._full()
+        return self.labels
+
+    def inertia_of(self, centroids: torch.Tensor, labels: torch.Tensor) -> float:
+        """Sum over the rows of this run of the float64 squared distance to their centroid under ``labels``."""
+        self.use_centroids(centroids)
+        self.labels = labels
+        return self.inertia()
+
+    def use_centroids(self, centroids: torch.Tensor) -> None:
+        """Take ``centroids`` (K, D) float32, grouped afresh (as at the start of :meth:`run`)."""
+        self.slot_ids = make_groups(centroids, self.engine.width)
+        self._set_centroids(centroids)
+
     # ------------------------------------------------------------------------------------ centroids
     def _set_centroids(self, centroids: torch.Tensor) -> None:
         self.c = centroids
@@ -145,7 +164,7 @@ class BoundedLloyd:
         self.labels = torch.empty(self.n, dtype=torch.int64, device=self.x.device)
         self.ub = torch.empty(self.n, dtype=torch.float32, device=self.x.device)
         self.lb = torch.empty((self.n, self.engine.groups), dtype=torch.float32, device=self.x.device)
-        if hasattr(self.engine, "assign_pass"):
+        if self.engine.fused_pass:
             self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.row_err, self.labels, self.ub,
                                                  self.lb, None, None))
             return
@@ -175,7 +194,7 @@ class BoundedLloyd:
         step = up32(drift)
         group_step = torch.zeros(self.engine.groups, dtype=torch.float32, device=dev)
         group_step.scatter_reduce_(0, self.group_of, step, reduce="amax")
-        if hasattr(self.engine, "assign_pass"):
+        if self.engine.fused_pass:
             before = self.labels.clone()
             self._record(self.engine.assign_pass(self.rows, self.xsq, self.norm, self.row_err, self.labels, self.ub,
                                                  self.lb, step, group_step))
@@ -232,7 +251,7 @@ class BoundedLloyd:
         and the number of empty clusters re-seeded; ``self.labels`` holds the final assignment."""
         self.slot_ids = make_groups(init, self.engine.width)
         self._set_centroids(init.float())
-        sums = CentroidSums(self.x, self.k, kernel=getattr(self.engine, "kernel", None))
+        sums = CentroidSums(self.x, self.k, kernel=self.engine.kernel)
         n_reseeded, it, fixed = 0, 0, False
         drift: torch.Tensor  # set at the end of each iteration, read by the next
         for it in range(1, n_iter + 1):

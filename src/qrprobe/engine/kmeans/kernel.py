@@ -52,23 +52,36 @@ def _compile(target: Path) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def load() -> BF16Kernel | None:
-    """The kernel, or None where it cannot run here (see the module docstring)."""
+def _load() -> tuple[BF16Kernel | None, str]:
+    """(the kernel, "") or (None, why it cannot run here)."""
     if os.environ.get("QRPROBE_KMEANS_KERNEL", "1") in ("0", "off", "false", "no"):
-        return None
+        return None, "switched off by QRPROBE_KMEANS_KERNEL"
     if os.uname().machine not in ("x86_64", "AMD64"):
-        return None
+        return None, f"an x86-64 CPU is needed, this is {os.uname().machine}"
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS))).hexdigest()[:16]
     target = cache_dir() / f"kmeans_bf16-{digest}.so"
     try:
         if not target.exists():
             _compile(target)
         lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if lib.qr_abi_version() != _ABI or not lib.qr_cpu_supported():
-        return None
-    return BF16Kernel(lib)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"it could not be built or loaded ({exc})"
+    if lib.qr_abi_version() != _ABI:
+        return None, f"the cached library {target} is of another version"
+    if not lib.qr_cpu_supported():
+        return None, "the CPU has no AVX-512 BF16"
+    return BF16Kernel(lib), ""
+
+
+def load() -> BF16Kernel | None:
+    """The kernel, or None where it cannot run here (see the module docstring; :func:`unavailable` says why)."""
+    return _load()[0]
+
+
+def unavailable() -> str | None:
+    """Why the kernel cannot run here (no C compiler, another CPU, switched off …), or None when it can."""
+    kernel, why = _load()
+    return None if kernel is not None else why
 
 
 class AssignArgs(ctypes.Structure):

@@ -115,10 +115,11 @@ def initial_centroids(x: torch.Tensor, k: int, init, rng: np.random.Generator) -
     return x[torch.from_numpy(idx).to(x.device)].float()
 
 
-def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_iter: int, n_restarts: int, init,
+def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, iters: int, restarts: int, init,
               rng: np.random.Generator, chunk: int, bar, on_restart=None) -> tuple[np.ndarray, np.ndarray, float,
                                                                                    int, tuple[float, ...], int]:
-    """Float32 Lloyd with restarts on ``x_all`` (N, D) float32 (rows ``train_idx`` for training, None: all).
+    """Float32 Lloyd on ``x_all`` (N, D) float32 (rows ``train_idx`` for training, None: all): ``restarts`` runs of
+    at most ``iters`` iterations.
 
     Returns labels (N,), centroids (K, D), inertia, iterations of the kept restart, all restarts' inertias and
     the number of empty clusters re-seeded.
@@ -129,11 +130,11 @@ def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_it
     best: tuple | None = None
     inertias = []
     total_reseeded = 0
-    for restart in range(n_restarts):
+    for restart in range(restarts):
         if on_restart is not None:
             on_restart(restart)
         init_c = initial_centroids(x_train, k, init, rng)
-        centroids, n_done, n_reseeded = lloyd(x_train, init_c, n_iter, chunk, bar, train_sq)
+        centroids, n_done, n_reseeded = lloyd(x_train, init_c, iters, chunk, bar, train_sq)
         total_reseeded += n_reseeded
         labels, dist = assign(x_train, centroids, chunk, train_sq)
         inertia = float(dist.double().sum())
@@ -141,7 +142,7 @@ def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, n_it
         if best is None or inertia < best[0]:
             best = (inertia, centroids, n_done, labels, dist)
         del labels, dist
-    assert best is not None  # n_restarts >= 1
+    assert best is not None  # restarts >= 1
     _, centroids, n_done, labels, dist = best
     if train_idx is not None:  # the kept restart's final assignment already covers every point otherwise
         labels, dist = assign(x_all, centroids, chunk)

@@ -1,43 +1,52 @@
 """Quantization of features: per-dimension standardization, then K-means (Lloyd).
 
 The defaults follow the paper (App. C): K = 1000, 100 Lloyd iterations, the lowest-inertia result of 5
-restarts, all points used for training. :func:`fit_clusterings` is the protocol's entry point: it
-standardizes the raw features once, streamed into one copy of the storage precision (``kmeans_precision``,
-:mod:`qrprobe.engine.kmeans.standardize`), and runs every seed and restart on that copy.
+restarts, all points used for training. The parameters are the protocol's K-means fields
+(:class:`~qrprobe.engine.config.KMeansConfig`: ``k``, ``iters``, ``restarts``, ``max_train_points``,
+``kmeans_backend``, ``kmeans_init``, ``kmeans_precision``), with these names in :class:`KMeans` and in every
+message. :func:`fit_clusterings` is the protocol's entry point: it standardizes the raw features once, streamed
+into one copy of the storage precision (``kmeans_precision``, :mod:`qrprobe.engine.kmeans.standardize`), and
+runs every seed and restart on that copy.
 
-Backends:
+Backends (``kmeans_backend``):
 
 - ``torch`` (default), by storage precision:
   - ``float32``: plain float32 Lloyd (:mod:`qrprobe.engine.kmeans.lloyd`), the results of earlier releases bit for bit;
-  - ``float16`` / ``bfloat16``: exact Lloyd on the 16-bit values (:mod:`qrprobe.engine.kmeans.exact`) with
-    Yinyang bounds, a bfloat16 kernel with float32 accumulation on CPUs with AVX-512 BF16, tensor cores on
-    CUDA, and a float64 check wherever two candidates are too close to call: the labels of float64 Lloyd.
+  - ``float16`` / ``bfloat16``: exact Lloyd on the 16-bit values (:mod:`qrprobe.engine.kmeans.exact_fit`) with
+    Yinyang bounds over a distance engine of the registry (:mod:`qrprobe.engine.kmeans.engines`: a bfloat16
+    kernel with float32 accumulation on CPUs with AVX-512 BF16, tensor cores on CUDA), and a float64 check
+    wherever two candidates are too close to call: the labels of float64 Lloyd.
 - ``faiss``: ``faiss.Kmeans`` with the same iterations, restarts and seed, on a float32 copy, and with its
   silent sub-sampling (256 points per centroid by default) disabled unless ``max_train_points`` asks for it.
 
-Initialisation draws K distinct training points uniformly at random (``init="random"``, what faiss does and
-so the default) or by k-means++ seeding (``init="k-means++"``, D² sampling). Empty clusters are re-seeded with
-the points farthest from their centroids. Lloyd stops early only at an exact fixed point (no assignment
+Initialisation (``kmeans_init``) draws K distinct training points uniformly at random (``"random"``, what faiss
+does and so the default) or by k-means++ seeding (``"k-means++"``, D² sampling). Empty clusters are re-seeded
+with the points farthest from their centroids. Lloyd stops early only at an exact fixed point (no assignment
 changed), after which further iterations could not change anything.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from typing import cast
+import warnings
+from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from ...device import resolve_device
 from ...errors import ParameterError
 from ...progress import Bar, format_seconds, note
 from ...progress import bar as progress_bar
+from ..config import KMeansConfig
 from . import memo as kmeans_memo
-from .bounds import make_groups as _groups_for
-from .exact import BoundedLloyd
+from .exact_fit import assign_exact, fit_exact
 from .faiss_backend import fit_faiss
-from .lloyd import assign, chunk_rows, fit_plain, initial_centroids
+from .lloyd import assign, chunk_rows, fit_plain
 from .result import KMeansResult
 from .standardize import (
     PRECISIONS,
@@ -48,9 +57,14 @@ from .standardize import (
     standardized_copy,
 )
 from .stored import Stored
+from .validation import check_features
 
 BACKENDS = ("torch", "faiss")
 INITS = ("random", "k-means++")
+#: Parameter names of earlier releases → the schema's (still accepted, with a FutureWarning).
+RENAMED = {"n_clusters": "k", "n_iter": "iters", "n_restarts": "restarts", "init": "kmeans_init",
+           "backend": "kmeans_backend", "precision": "kmeans_precision"}
+_BLOCK_BYTES = 64 * 2**20  # distances (rows × K float64) computed at once by transform and score
 
 
 def _show_restart(bar, restart: int, n_restarts: int) -> None:
@@ -63,81 +77,98 @@ def _progress_bar(total: int, desc: str, progress: bool) -> Bar:
     return progress_bar(total, desc, enabled=progress, unit="it")
 
 
-class KMeans:
-    """K-means with the paper's protocol (scikit-learn style: parameters in ``__init__``, ``fit`` sets ``attr_``).
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """K-means with the paper's protocol, as a scikit-learn clusterer (``fit``, ``predict``, ``fit_predict``,
+    ``transform``, ``score``; ``get_params``/``set_params``/``clone``). It is exact and deterministic: the
+    same features, parameters and ``seed`` give the same clustering.
 
     Parameters
     ----------
-    n_clusters : K, 2 ≤ K ≤ N.
-    n_iter : Lloyd iterations per restart (paper: 100).
-    n_restarts : independent restarts; the lowest inertia is kept (paper: 5).
+    k, iters, restarts, max_train_points, kmeans_backend, kmeans_init, kmeans_precision : the protocol's K-means
+        fields, same names and defaults (:class:`~qrprobe.engine.config.KMeansConfig`): K (2 ≤ K ≤ N), Lloyd
+        iterations per restart, restarts (the lowest inertia kept), a random training sample of this many
+        points (None: all), ``"torch"`` or ``"faiss"``, ``"random"`` or ``"k-means++"``, and the storage of the
+        features (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``; faiss always uses float32).
+        ``kmeans_init`` may also be an array (K, D) of initial centroids (torch backend; every restart is then
+        the same).
     seed : seed of the initialisations (and of the training sample, if any).
-    max_train_points : train on a random sample of this many points (None: all points, the default).
-    init : ``"random"`` (K distinct points, as faiss; default), ``"k-means++"``, or an array (K, D) of initial
-        centroids (the last two with the torch backend only; an array makes every restart identical).
-    backend : ``"torch"`` or ``"faiss"``.
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` … (torch backend; faiss uses its GPU build only if installed).
     chunk_rows : rows per distance block of the float32 path (None: sized so a block is at most 256 MiB).
     progress : show a progress bar over Lloyd iterations.
-    precision : storage of the features: ``"auto"``, ``"float32"``, ``"float16"`` or ``"bfloat16"``
-        (:func:`~qrprobe.engine.kmeans.standardize.resolve_precision`); the faiss backend always uses float32.
+
+    The names of earlier releases — ``n_clusters``, ``n_iter``, ``n_restarts``, ``init``, ``backend``,
+    ``precision`` — are still accepted, with a :class:`FutureWarning`. Bad values raise
+    :class:`~qrprobe.errors.ParameterError` naming the parameter, at ``fit``.
 
     Attributes
     ----------
     cluster_centers_ : (K, D) float32; labels_ : (N,) int64; inertia_ : float; result_ : KMeansResult;
-    precision_ : the storage precision used.
+    precision_ : the storage precision used; n_features_in_ : D.
     """
 
-    def __init__(self, n_clusters: int = 1000, *, n_iter: int = 100, n_restarts: int = 5, seed: int = 0,
-                 max_train_points: int | None = None, init: str = "random", backend: str = "torch",
-                 device: str = "auto", chunk_rows: int | None = None, progress: bool = False,
-                 precision: str = "auto") -> None:
-        self.n_clusters = n_clusters
-        self.n_iter = n_iter
-        self.n_restarts = n_restarts
+    def __init__(self, k: int = 1000, *, iters: int = 100, restarts: int = 5, seed: int = 0,
+                 max_train_points: int | None = None, kmeans_backend: str = "torch",
+                 kmeans_init: str | np.ndarray = "random", kmeans_precision: str = "auto", device: str = "auto",
+                 chunk_rows: int | None = None, progress: bool = False, **renamed: Any) -> None:
+        self.k = k
+        self.iters = iters
+        self.restarts = restarts
         self.seed = seed
         self.max_train_points = max_train_points
-        self.init = init
-        self.backend = backend
+        self.kmeans_backend = kmeans_backend
+        self.kmeans_init = kmeans_init
+        self.kmeans_precision = kmeans_precision
         self.device = device
         self.chunk_rows = chunk_rows
         self.progress = progress
-        self.precision = precision
+        for old, value in renamed.items():
+            if old not in RENAMED:
+                raise TypeError(f"KMeans() got an unexpected keyword argument {old!r}")
+            warnings.warn(f"KMeans({old}=…) is deprecated; use {RENAMED[old]}=…", FutureWarning, stacklevel=2)
+            setattr(self, RENAMED[old], value)
 
-    def check(self, n: int) -> None:
-        """Raise :class:`~qrprobe.errors.ParameterError` when these parameters cannot cluster ``n`` points."""
-        k = self.n_clusters
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
-            raise ParameterError("k", f"the number of clusters must be an integer ≥ 2, got {k!r}")
+    @classmethod
+    def from_config(cls, config: KMeansConfig, *, seed: int = 0, device: str = "auto", progress: bool = False,
+                    chunk_rows: int | None = None) -> KMeans:
+        """The estimator of the protocol's K-means ``config`` with this ``seed``, ``device`` and ``progress``."""
+        return cls(**config.to_dict(), seed=seed, device=device, progress=progress, chunk_rows=chunk_rows)
+
+    def check(self, n: int) -> KMeansConfig:
+        """The parameters as a checked :class:`~qrprobe.engine.config.KMeansConfig` for clustering ``n`` points
+        (an array ``kmeans_init`` appears there as ``"random"``); a bad value raises
+        :class:`~qrprobe.errors.ParameterError` naming the parameter."""
+        init = self.kmeans_init
+        given = isinstance(init, np.ndarray)
+        values: dict[str, Any] = {
+            "k": self.k, "iters": self.iters, "restarts": self.restarts, "max_train_points": self.max_train_points,
+            "kmeans_backend": self.kmeans_backend, "kmeans_precision": self.kmeans_precision,
+            "kmeans_init": "random" if given else init}
+        plain: dict[str, Any] = {name: int(v) if isinstance(v, np.integer) else v for name, v in values.items()}
+        config = KMeansConfig(**plain)
+        k = config.k
         if k > n:
             raise ParameterError("k", f"K={k} clusters exceeds the number of images N={n}")
-        if self.n_iter < 1:
-            raise ParameterError("iters", f"K-means needs at least 1 iteration, got {self.n_iter!r}")
-        if self.n_restarts < 1:
-            raise ParameterError("restarts", f"K-means needs at least 1 restart, got {self.n_restarts!r}")
-        if self.backend not in BACKENDS:
-            raise ParameterError("kmeans_backend", f"unknown backend {self.backend!r}, expected one of {BACKENDS}")
-        if self.precision not in PRECISIONS:
-            raise ParameterError("kmeans_precision",
-                                 f"unknown precision {self.precision!r}, expected one of {PRECISIONS}")
-        if isinstance(self.init, np.ndarray):
-            if self.init.shape[0] != k:
-                raise ParameterError("init", f"initial centroids have {self.init.shape[0]} rows, expected K={k}")
-        elif self.init not in INITS:
-            raise ParameterError("kmeans_init", f"unknown initialisation {self.init!r}, expected one of {INITS}")
-        if not (isinstance(self.init, str) and self.init == "random") and self.backend == "faiss":
+        if given and cast(np.ndarray, init).shape[0] != k:
+            raise ParameterError("kmeans_init", f"initial centroids have {cast(np.ndarray, init).shape[0]} rows, "
+                                                f"expected K={k}")
+        if (given or config.kmeans_init != "random") and config.kmeans_backend == "faiss":
             raise ParameterError("kmeans_init", "the faiss backend supports only the random initialisation")
-        if self.max_train_points is not None and self.max_train_points < k:
-            raise ParameterError("max_train_points", f"{self.max_train_points} is smaller than K={k}")
+        if config.max_train_points is not None and config.max_train_points < k:
+            raise ParameterError("max_train_points", f"{config.max_train_points} is smaller than K={k}")
+        return config
 
     def storage_precision(self, n: int, d: int) -> str:
-        return "float32" if self.backend == "faiss" else resolve_precision(self.precision, n, d)
+        """The storage precision for (n, d) features: float32 for faiss, else ``kmeans_precision`` resolved."""
+        return "float32" if self.kmeans_backend == "faiss" else resolve_precision(self.kmeans_precision, n, d)
 
-    def fit(self, features) -> KMeans:
-        """Cluster ``features`` (N, D), already standardized (any float type; an array, memory map or tensor)."""
-        n, d = features.shape
+    # ------------------------------------------------------------------------------------ fitting
+    def fit(self, X, y=None) -> KMeans:
+        """Cluster ``X`` (N, D), already standardized (any float type; an array, memory map or tensor);
+        ``y`` is ignored."""
+        X = check_features(self, X, reset=True, min_samples=2)  # K ≥ 2 clusters need two points
+        n, d = X.shape
         self.check(n)
-        stored = Stored.from_array(features, self.storage_precision(n, d), resolve_device(self.device))
+        stored = Stored.from_array(X, self.storage_precision(n, d), resolve_device(self.device))
         stored.check_sums()
         return self.fit_stored(stored)
 
@@ -145,31 +176,36 @@ class KMeans:
         """Cluster features already stored (:class:`Stored`), sharing its norms and engine; ``bar``: a progress
         bar to advance (one is made when None)."""
         n = stored.x.shape[0]
-        self.check(n)
+        config = self.check(n)
+        init = self.kmeans_init if isinstance(self.kmeans_init, np.ndarray) else config.kmeans_init
+        k, iters, restarts = config.k, config.iters, config.restarts
         rng = np.random.default_rng(self.seed)
         train_idx = None
-        if self.max_train_points is not None and self.max_train_points < n:
-            train_idx = np.sort(rng.choice(n, self.max_train_points, replace=False))
+        if config.max_train_points is not None and config.max_train_points < n:
+            train_idx = np.sort(rng.choice(n, config.max_train_points, replace=False))
         own_bar = bar is None
         if own_bar:
-            bar = _progress_bar(self.n_iter * self.n_restarts, f"K-means K={self.n_clusters}", self.progress)
+            bar = _progress_bar(iters * restarts, f"K-means K={k}", self.progress)
         try:
             with torch.inference_mode():
-                if self.backend == "faiss":
-                    result = fit_faiss(self, stored.x.cpu().numpy(), train_idx)
-                    bar.update(self.n_iter * self.n_restarts)
+                if config.kmeans_backend == "faiss":
+                    result = fit_faiss(stored.x.cpu().numpy(), train_idx, k=k, iters=iters, restarts=restarts,
+                                       seed=self.seed, gpu=resolve_device(self.device).type == "cuda")
+                    bar.update(iters * restarts)
                 elif stored.precision == "float32":
-                    chunk = chunk_rows(self.chunk_rows, self.n_clusters)
-                    fitted = fit_plain(stored.x, train_idx, k=self.n_clusters, n_iter=self.n_iter,
-                                       n_restarts=self.n_restarts, init=self.init, rng=rng, chunk=chunk, bar=bar,
-                                       on_restart=lambda i: _show_restart(bar, i, self.n_restarts))
+                    fitted = fit_plain(stored.x, train_idx, k=k, iters=iters, restarts=restarts, init=init, rng=rng,
+                                       chunk=chunk_rows(self.chunk_rows, k), bar=bar,
+                                       on_restart=lambda i: _show_restart(bar, i, restarts))
                     result = KMeansResult(*fitted, precision="float32")
                 else:
-                    self.work_: list = []  # per restart: the work of each assignment pass (benchmarks)
-                    result = _fit_exact(self, stored, train_idx, rng, bar)
+                    # work_: per restart, the work of each assignment pass (benchmarks)
+                    result, self.work_ = fit_exact(stored, train_idx, k=k, iters=iters, restarts=restarts,
+                                                   init=init, rng=rng, bar=bar,
+                                                   on_restart=lambda i: _show_restart(bar, i, restarts))
         finally:
             if own_bar:
                 bar.close()
+        self.n_features_in_ = stored.x.shape[1]
         self.precision_ = stored.precision
         self.result_ = result
         self.cluster_centers_ = result.centroids
@@ -177,104 +213,78 @@ class KMeans:
         self.inertia_ = result.inertia
         return self
 
-    def predict(self, features) -> np.ndarray:
-        """Nearest centroid of each row of ``features`` (N, D) → (N,) int64 (on the features stored as at fit:
-        exact nearest centroids for 16-bit storage, so ``predict`` of the training features gives ``labels_``)."""
-        dev = resolve_device(self.device)
-        precision = getattr(self, "precision_", "float32")
-        centroids = torch.from_numpy(np.array(self.cluster_centers_, dtype=np.float32)).to(dev)  # a copy
-        stored = Stored.from_array(features, precision, dev)
+    # ------------------------------------------------------------------------------------ fitted
+    def _stored(self, X) -> tuple[Stored, np.dtype | torch.dtype]:
+        """``X`` checked against ``fit`` and stored as the training features were; and its checked dtype."""
+        check_is_fitted(self, "cluster_centers_")
+        X = check_features(self, X, reset=False)
+        return Stored.from_array(X, getattr(self, "precision_", "float32"), resolve_device(self.device)), X.dtype
+
+    def _centroids(self, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.cluster_centers_, dtype=np.float32)).to(device)  # a copy
+
+    def predict(self, X) -> np.ndarray:
+        """Nearest centroid of each row of ``X`` (N, D) → (N,) int64 (on the features stored as at fit: exact
+        nearest centroids for 16-bit storage, so ``predict`` of the training features gives ``labels_``)."""
+        stored, _ = self._stored(X)
+        centroids = self._centroids(stored.x.device)
         with torch.inference_mode():
-            if precision == "float32":
-                labels, _ = assign(stored.x, centroids, chunk_rows(self.chunk_rows, self.n_clusters))
+            if stored.precision == "float32":
+                labels, _ = assign(stored.x, centroids, chunk_rows(self.chunk_rows, centroids.shape[0]))
                 return labels.cpu().numpy()
-            return _assign_exact(stored, centroids).cpu().numpy()
+            return assign_exact(stored, centroids).cpu().numpy()
+
+    def _sq_distances(self, stored: Stored) -> Iterator[torch.Tensor]:
+        """Float64 squared distances of the stored rows to the centroids, in blocks of rows."""
+        c = self._centroids(stored.x.device).double()
+        csq = (c * c).sum(1)
+        step = max(1, _BLOCK_BYTES // (8 * max(len(c), stored.x.shape[1])))
+        with torch.inference_mode():
+            for start in range(0, stored.x.shape[0], step):
+                x = stored.x[start:start + step].double()
+                yield ((x * x).sum(1, keepdim=True) - 2 * x @ c.T + csq).clamp_min_(0)
+
+    def transform(self, X) -> np.ndarray:
+        """Euclidean distances (N, K) of the rows of ``X`` to the centroids, as scikit-learn's ``KMeans`` (of the
+        rows as stored at fit, in float64; returned as float64 for float64 ``X``, else float32)."""
+        stored, dtype = self._stored(X)
+        out = np.concatenate([block.sqrt_().cpu().numpy() for block in self._sq_distances(stored)])
+        return out.astype(np.float64 if dtype == np.float64 else np.float32, copy=False)
+
+    def score(self, X, y=None) -> float:
+        """Minus the K-means objective of ``X``: −Σ squared distance of each row to its nearest centroid, as
+        scikit-learn's ``KMeans.score`` (higher is better); ``y`` is ignored."""
+        stored, _ = self._stored(X)
+        return -sum(float(block.min(1).values.sum()) for block in self._sq_distances(stored))
+
+    @property
+    def _n_features_out(self) -> int:
+        """Output columns of :meth:`transform`: one per cluster (names ``kmeans0`` …)."""
+        return self.cluster_centers_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
 
 
-def _lloyd_for(stored: Stored, rows: torch.Tensor | None, k: int) -> BoundedLloyd:
-    """Lloyd on ``rows`` of the stored features (None: all, sharing the per-row arrays without copies)."""
-    row_err, xsq = stored.row_err(k), stored.sq_norms()
-    if rows is None:
-        return BoundedLloyd(stored.x, torch.arange(stored.x.shape[0], device=stored.x.device), xsq,
-                            stored.engine(k), k, row_err)
-    return BoundedLloyd(stored.x, rows, xsq[rows], stored.engine(k), k, None if row_err is None else row_err[rows])
+# The names of earlier releases are taken by ``**renamed`` but are no part of the estimator's signature, which
+# scikit-learn reads for get_params, set_params and clone: those see the schema's names only.
+KMeans.__init__.__signature__ = inspect.signature(KMeans.__init__).replace(  # type: ignore[attr-defined]
+    parameters=[p for p in inspect.signature(KMeans.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD])
 
 
-def _assign_exact(stored: Stored, centroids: torch.Tensor) -> torch.Tensor:
-    """Exact nearest centroid of every stored row (one full pass)."""
-    k = centroids.shape[0]
-    run = _lloyd_for(stored, None, k)
-    run.slot_ids = _groups_for(centroids, run.engine.width)
-    run._set_centroids(centroids)
-    run._full()
-    return run.labels
-
-
-def _fit_exact(km: KMeans, stored: Stored, train_idx: np.ndarray | None, rng, bar) -> KMeansResult:
-    x, dev, k = stored.x, stored.x.device, km.n_clusters
-    rows = (torch.arange(x.shape[0], device=dev) if train_idx is None
-            else torch.from_numpy(train_idx).to(dev))
-    best: tuple | None = None
-    inertias, total_reseeded = [], 0
-    for restart in range(km.n_restarts):
-        _show_restart(bar, restart, km.n_restarts)
-        if isinstance(km.init, np.ndarray) or km.init == "random":
-            x_pick = x if train_idx is None else _RowView(x, rows)
-            # a _RowView has the shape and row indexing that random initialisation reads
-            init = initial_centroids(cast(torch.Tensor, x_pick), k, km.init, rng)
-        else:
-            init = initial_centroids(x if train_idx is None else x[rows], k, km.init, rng)
-        run = _lloyd_for(stored, None if train_idx is None else rows, k)
-        centroids, n_done, n_reseeded = run.run(init.to(dev), km.n_iter, bar)
-        km.work_.append(run.stats)
-        total_reseeded += n_reseeded
-        inertia = run.inertia()
-        inertias.append(inertia)
-        if best is None or inertia < best[0]:
-            best = (inertia, centroids, n_done, run.labels)
-        del run
-    assert best is not None  # n_restarts >= 1
-    inertia, centroids, n_done, labels = best
-    if train_idx is not None:
-        labels = _assign_exact(stored, centroids)
-        inertia = _exact_inertia(stored, centroids, labels)
-    return KMeansResult(labels.cpu().numpy(), centroids.cpu().numpy().astype(np.float32), inertia, n_done,
-                        tuple(inertias), total_reseeded, precision=stored.precision)
-
-
-def _exact_inertia(stored: Stored, centroids: torch.Tensor, labels: torch.Tensor) -> float:
-    k = centroids.shape[0]
-    run = _lloyd_for(stored, None, k)
-    run.slot_ids = _groups_for(centroids, run.engine.width)
-    run._set_centroids(centroids)
-    run.labels = labels
-    return run.inertia()
-
-
-class _RowView:
-    """Rows ``rows`` of ``x`` seen as an array for drawing initial points (shape and row indexing only)."""
-
-    def __init__(self, x: torch.Tensor, rows: torch.Tensor) -> None:
-        self.x, self.rows = x, rows
-        self.shape = (len(rows), x.shape[1])
-        self.device = x.device
-
-    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.x[self.rows[idx]]
-
-
-def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_restarts: int = 5,
-                    max_train_points: int | None = None, init: str = "random", backend: str = "torch",
-                    device: str = "auto", progress: bool = False,
-                    precision: str = "auto") -> tuple[Standardizer, list[KMeansResult]]:
+def fit_clusterings(features, config: KMeansConfig, *, seeds: list[int], device: str = "auto",
+                    progress: bool = False) -> tuple[Standardizer, list[KMeansResult]]:
     """Standardize raw ``features`` once and run K-means once per seed: the quantization of the protocol.
 
     Parameters
     ----------
     features : (N, D) raw features: an ndarray, a memory map or a sharded store read slice by slice
         (``qrprobe.engine.inputs.ShardedRows``); never modified, never copied whole.
-    k, n_iter, n_restarts, max_train_points, init, backend, device, progress, precision : as :class:`KMeans`.
+    config : the K-means (:class:`~qrprobe.engine.config.KMeansConfig`).
     seeds : one K-means seed per clustering.
+    device, progress : as :class:`KMeans`.
 
     Returns
     -------
@@ -283,18 +293,18 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     precision (N·D·2 bytes for 16-bit) plus O(N·G + K·D) working state.
     """
     def make(seed: int) -> KMeans:
-        return KMeans(k, n_iter=n_iter, n_restarts=n_restarts, seed=seed, max_train_points=max_train_points,
-                      init=init, backend=backend, device=device, progress=progress, precision=precision)
+        return KMeans.from_config(config, seed=seed, device=device, progress=progress)
 
     n, d = features.shape
     first = make(seeds[0] if seeds else 0)
     first.check(n)
     storage = first.storage_precision(n, d)
-    dev = resolve_device(device) if backend == "torch" else torch.device("cpu")
+    dev = resolve_device(device) if config.kmeans_backend == "torch" else torch.device("cpu")
+    k, iters, restarts = config.k, config.iters, config.restarts
     memo_key = None
-    if kmeans_memo.active() and isinstance(init, str):
-        memo_key = (kmeans_memo.features_fingerprint(features), k, n_iter, n_restarts, max_train_points, init,
-                    backend, str(dev), storage)
+    if kmeans_memo.active():
+        memo_key = (kmeans_memo.features_fingerprint(features), k, iters, restarts, config.max_train_points,
+                    config.kmeans_init, config.kmeans_backend, str(dev), storage)
     found = {s: cast("KMeansResult | None", kmeans_memo.lookup((*memo_key, s))) for s in seeds} if memo_key else {}
     standardizer = cast("Standardizer | None", kmeans_memo.lookup(memo_key[:1])) if memo_key else None
     todo = [s for s in seeds if found.get(s) is None]
@@ -304,7 +314,7 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
         stored = Stored(standardized_copy(features, standardizer, storage, dev, progress), storage)
         stored.check_sums()
     results: list[KMeansResult] = []
-    with _progress_bar(n_iter * n_restarts * len(todo), f"K-means K={k}", progress) as bar:
+    with _progress_bar(iters * restarts * len(todo), f"K-means K={k}", progress) as bar:
         for r, seed in enumerate(seeds):
             what = f"K-means K={k}, clustering {r + 1}/{len(seeds)} (seed {seed})"
             if seed not in todo:
@@ -315,7 +325,7 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
             t = time.perf_counter()
             fitted = make(seed).fit_stored(stored, bar).result_
             results.append(fitted)
-            note(f"{what}: {fitted.n_iter} iterations (best of {n_restarts} restart(s)) in "
+            note(f"{what}: {fitted.n_iter} iterations (best of {restarts} restart(s)) in "
                  f"{format_seconds(time.perf_counter() - t)}", progress)
             if memo_key:
                 kmeans_memo.store((*memo_key, seed), fitted)
@@ -324,5 +334,5 @@ def fit_clusterings(features, *, k: int, seeds: list[int], n_iter: int = 100, n_
     return standardizer, results
 
 
-__all__ = ["BACKENDS", "INITS", "PRECISIONS", "KMeans", "KMeansResult", "Standardizer", "apply_standardization",
-           "check_finite", "fit_clusterings"]
+__all__ = ["BACKENDS", "INITS", "PRECISIONS", "RENAMED", "KMeans", "KMeansConfig", "KMeansResult", "Standardizer",
+           "apply_standardization", "check_finite", "fit_clusterings"]

@@ -1,6 +1,7 @@
 """Standardized features as K-means holds them (:class:`Stored`): one (N, D) tensor of the storage precision
 on the device, and what every clustering and restart of them shares — exact squared row norms, the rows'
-rounding error where the engine rounds them, the distance engine — computed once."""
+rounding error where the engine rounds them, the distance engine (picked from the registry,
+:mod:`qrprobe.engine.kmeans.engines`) — computed once."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import cast
 import numpy as np
 import torch
 
+from . import engines
 from . import kernel as kmeans_kernel
-from .engines import Engine, KernelEngine, TorchEngine
+from .engines import DistanceEngine, Engine, KernelEngine
+from .exact import BoundedLloyd
 from .standardize import to_storage, torch_dtype
 from .sums import check_sum_range
 
@@ -20,13 +23,16 @@ class Stored:
     """Standardized features as K-means holds them: one (N, D) tensor of the storage precision on the device,
     plus what every clustering of them shares (exact squared row norms, the distance engine).
 
-    ``engine``: ``"auto"`` (the bfloat16 kernel where it runs, else torch), ``"kernel"`` or ``"torch"``.
+    ``engine``: the name of a registered distance engine (:mod:`~qrprobe.engine.kmeans.engines`: ``"kernel"``,
+    ``"torch"`` …), or ``"auto"``: the first that can run here (the compiled bfloat16 kernel where it runs, else
+    torch). An engine asked for by name that cannot run raises an error naming it and why, at first use.
     """
 
     def __init__(self, x: torch.Tensor, precision: str, engine: str = "auto") -> None:
         self.x = x
         self.precision = precision
-        self.engine_kind = engine
+        self.engine_name = engine
+        self._choice: DistanceEngine | None = None
         self._xsq: torch.Tensor | None = None
         self._engines: dict[int, Engine] = {}
         self._cache: dict = {}
@@ -48,15 +54,26 @@ class Stored:
             x[s:s + step] = to_storage(np.asarray(features[s:s + step], dtype=np.float64), precision).to(device)
         return cls(x, precision)
 
-    def _kernel(self):
+    @property
+    def distance_engine(self) -> DistanceEngine:
+        """The registered distance engine of these rows (chosen at first use: :func:`~.engines.choose`)."""
+        if self._choice is None:
+            self._choice = engines.choose(self.x, self.engine_name)
+        return self._choice
+
+    def _row_kernel(self):
+        """The compiled kernel for the exact row statistics (norms, bfloat16 rounding errors) where it runs on
+        these rows, unless an engine other than the kernel was asked for by name; else None (torch)."""
+        if self.engine_name not in ("auto", engines.KERNEL.name):
+            return None
         x = self.x
-        usable = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.is_contiguous()
-        return kmeans_kernel.load() if usable and self.engine_kind != "torch" else None
+        usable = x.device.type == "cpu" and x.dtype in engines.SIXTEEN_BIT and x.is_contiguous()
+        return kmeans_kernel.load() if usable else None
 
     def sq_norms(self) -> torch.Tensor:
         """Exact squared norm of every stored row, (N,) float64 (computed once)."""
         if self._xsq is None:
-            kernel = self._kernel()
+            kernel = self._row_kernel()
             if kernel is not None:
                 self._xsq, self._cache["bf16_err"] = kernel.row_stats(self.x, self.x.dtype == torch.float16)
             else:
@@ -68,14 +85,14 @@ class Stored:
     def row_err(self, k: int) -> torch.Tensor | None:
         """How far the engine for K clusters rounds each stored row before multiplying, (N,) float64, or None."""
         eng = self.engine(k)
-        if not isinstance(eng, KernelEngine) or self.x.dtype != torch.float16:
+        if eng.row_error(self.x[:1]) is None:  # the engine multiplies the rows as stored
             return None
         if "row_err" not in self._cache:
             self.sq_norms()
-            err = self._cache.get("bf16_err")
+            err = self._cache.get("bf16_err") if isinstance(eng, KernelEngine) else None  # the kernel's, if it ran
             if err is None:
                 step = max(1, 2**26 // (8 * self.x.shape[1]))
-                # float16 rows: the kernel engine's row_error is never None
+                # the engine rounds these rows: its row_error is never None
                 err = torch.cat([cast(torch.Tensor, eng.row_error(self.x[s:s + step]))
                                  for s in range(0, self.x.shape[0], step)])
             self._cache["row_err"] = err.mul_(1 + 1e-12)  # float64 sums of exact squares: a margin over their rounding
@@ -86,14 +103,17 @@ class Stored:
         """The distance engine for K clusters (groups of 32 centroids, 16 below K = 64)."""
         width = 32 if k >= 64 else 16
         if width not in self._engines:
-            x = self.x
-            fits = (x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and x.shape[1] % 2 == 0
-                    and x.is_contiguous())
-            kernel = self._kernel() if fits else None
-            if self.engine_kind == "kernel" and kernel is None:
-                raise RuntimeError("the bfloat16 kernel cannot run here (CPU, compiler or storage)")
-            self._engines[width] = KernelEngine(x, width, kernel) if kernel is not None else TorchEngine(x, width)
+            self._engines[width] = self.distance_engine.make(self.x, width)
         return self._engines[width]
+
+    def lloyd(self, k: int, rows: torch.Tensor | None = None) -> BoundedLloyd:
+        """An exact Lloyd (:class:`~.exact.BoundedLloyd`) on ``rows`` (indices, None: all rows, sharing the
+        per-row arrays without copies) for K clusters, with this data's norms, rounding errors and engine."""
+        row_err, xsq = self.row_err(k), self.sq_norms()
+        if rows is None:
+            return BoundedLloyd(self.x, torch.arange(self.x.shape[0], device=self.x.device), xsq, self.engine(k), k,
+                                row_err)
+        return BoundedLloyd(self.x, rows, xsq[rows], self.engine(k), k, None if row_err is None else row_err[rows])
 
     def check_sums(self) -> None:
         if self.precision != "float32":

@@ -58,7 +58,7 @@ def null_outcomes(quant: Quantization, concepts: ConceptBank, repeats: int,
         for j in range(repeats):
             shuffled = matrix[null_permutation(matrix.shape[0], s, j)]
             with scope(f"null probe {j + 1}/{repeats}, clustering {r + 1}/{len(quant.seeds)}"):
-                runs.append(probe_labels(labels, shuffled, seed=s, n_classes=cfg.k, probe=cfg.probe,
+                runs.append(probe_labels(labels, shuffled, seed=s, n_classes=quant.k, probe=cfg.probe,
                                          test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                                          device=cfg.device, progress=progress))
         out.append(runs)

@@ -93,7 +93,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
     for r, outcome in enumerate(outcomes):
         d, split = _details(outcome), outcome.split
         extra = {"test_clusters": len(np.unique(d.y_true)), "labels_hash": labels_hash(quant.labels[r], image_ids)}
-        base = baselines(d, quant.labels[r][split.train], quant.config.k)
+        base = baselines(d, quant.labels[r][split.train], quant.k)
         extra.update({f"{m}_baseline": v for m, v in base.items()})
         if keys is not None:
             reps.append(split_replicates(d, keys[split.test], n_replicates, outcome.scores["map"]))

@@ -8,7 +8,7 @@ rows goes through ``torch.distributed``: the int64 cluster sums and counts (summ
 any row moved (the fixed point), and the rows farthest from their centroids (re-seeding empty clusters:
 gathered, then ranked by distance, ties to the lower row, as one process ranks them). Every process then holds
 the same centroids, computed with the single-device formula, and the result equals
-``KMeans(precision="float16" | "bfloat16")`` on all rows from the same start, bit for bit.
+``KMeans(kmeans_precision="float16" | "bfloat16")`` on all rows from the same start, bit for bit.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ order of floating-point additions across rows.
   lower row); the inertia sums those distances in int64 fixed point.
 
 So with 16-bit storage (the protocol's choice at ImageNet scale) the result is the single-device exact
-K-means' (``KMeans(precision="float16")``: labels, centroids, iterations; the inertia to rounding). With
+K-means' (``KMeans(kmeans_precision="float16")``: labels, centroids, iterations; the inertia to rounding). With
 float32 storage it is a float64 Lloyd's, which the single-device float32 path (float32 sums, whose rounding
 depends on the order of the rows, and on atomic scheduling on a GPU) follows wherever float32 did not mistake
 a near-tie; the centroids are within one float32 rounding of the exact means.
