@@ -26,6 +26,6 @@ def wrong_calls_are_caught(bank: qrp.ConceptBank) -> None:
 
 
 def other_exports_are_typed() -> None:
-    kmeans: str = qrp.KMeans()  # type: ignore[assignment]
+    qrp.KMeans(k="many")  # type: ignore[arg-type]
     store: int = qrp.FeatureStore.open("feats")  # type: ignore[assignment]
-    del kmeans, store
+    del store

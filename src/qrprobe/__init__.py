@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name bel
     from . import analysis as analysis
     from . import synthetic as synthetic
     from .concepts.bank import ConceptBank as ConceptBank
+    from .engine.config import KMeansConfig as KMeansConfig
     from .engine.config import ProbeConfig as ProbeConfig
     from .engine.config import ProtocolConfig as ProtocolConfig
     from .engine.estimator import ReverseProbing as ReverseProbing
