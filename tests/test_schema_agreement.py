@@ -253,3 +253,108 @@ def test_cli_parameter_errors_name_the_flag(tmp_path, capsys):
     assert "--lr: expected a finite number" in err
     assert "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------ extraction and labelling
+#: Flags of `extract` / `label` that are no config field: positionals' companions and the per-expert mappings.
+CLI_ONLY = {"extract": {"-h", "--help", "-o", "--out", "--quiet", "--address", "--actors", "--num-gpus-per-actor",
+                        "--cpus-per-actor", "--num-cpus", "--object-store-gb"},
+            "label": {"-h", "--help", "-o", "--out", "--quiet", "--address", "--actors", "--num-gpus-per-actor",
+                      "--cpus-per-actor", "--num-cpus", "--object-store-gb", "--experts", "--set", "--weights",
+                      "--group", "--vocab", "--labels-table", "--device"}}
+#: Config fields whose flag is a shared one with another name (or a group of flags).
+SHARED_FLAGS = {"overwrite": "--overwrite", "progress": "--quiet", "ray": "--address"}
+
+
+def _run_configs():
+    from qrprobe.experts.label_config import LabelConfig
+    from qrprobe.features.config import ExtractConfig
+
+    return {"extract": ExtractConfig, "label": LabelConfig}
+
+
+def _field_flag(f) -> str:
+    if f.metadata.get("switch") and f.default is True:  # a switch that sets false
+        return "--no-" + f.name.replace("_", "-")
+    return "--" + f.name.replace("_", "-")
+
+
+@pytest.mark.parametrize("command", ["extract", "label"])
+def test_every_run_field_has_its_flag_with_the_same_default_and_help(command):
+    from qrprobe.schema import field_default
+
+    cls = _run_configs()[command]
+    parser = _subparsers()[command]
+    options = _options(parser)
+    fields = config_fields(cls)
+    for f in fields:
+        if not f.metadata["cli"]:
+            assert SHARED_FLAGS[f.name] in options, (command, f.name)
+            continue
+        flag = _field_flag(f)
+        assert flag in options, (command, flag)
+        action = options[flag]
+        assert action.dest == f.name
+        assert parser.get_default(f.name) == field_default(f), (command, f.name)
+        text = f.metadata["switch"] if isinstance(f.metadata["switch"], str) else f.metadata["help"]
+        assert text in action.help, (command, flag)
+        assert action.choices == f.metadata["choices"] or (action.choices is None and not f.metadata["choices"])
+    flags = {_field_flag(f) for f in fields if f.metadata["cli"]} | {"--overwrite"}
+    assert set(options) - flags == CLI_ONLY[command]  # every other flag is a field
+
+
+@pytest.mark.parametrize("command", ["extract", "label"])
+def test_every_run_field_declares_whether_it_is_part_of_the_key(command):
+    from qrprobe.schema import KEY_MODES
+
+    for f in config_fields(_run_configs()[command]):
+        assert f.metadata["key"] in KEY_MODES, (command, f.name, "declare key=True, False or 'if_set'")
+
+
+def test_the_study_states_the_extraction_and_labelling_fields_with_the_same_defaults():
+    from pathlib import Path
+
+    from qrprobe.experts.label_config import LabelConfig
+    from qrprobe.features.config import ExtractConfig
+    from qrprobe.schema import field_default
+    from qrprobe.study.config import LabellingSpec, ModelSpec
+
+    for spec, cls in ((ModelSpec, ExtractConfig), (LabellingSpec, LabelConfig)):
+        stated = {f.name: f for f in dataclasses.fields(spec)}
+        for f in config_fields(cls):
+            assert (f.name in stated) == f.metadata["study"], (spec.__name__, f.name)
+            if f.name in stated:
+                assert field_default(stated[f.name]) == field_default(f), f.name
+                assert stated[f.name].metadata == f.metadata, f.name
+    study = study_from_dict({"name": "s", "images": {"source": "."},
+                             "models": [{"name": "m", "model": "pixels", "layer": "x", "batch_size": 3}],
+                             "experts": [{"name": "color"}], "labelling": {"workers": 4}}, {}, Path("."))
+    config = study.models[0].extraction(device="cpu")
+    assert config == ExtractConfig(layer="x", batch_size=3, device="cpu")
+    assert study.labelling.labelling(progress=False) == LabelConfig(workers=4, progress=False)
+
+
+def test_the_python_signatures_are_the_schemas():
+    from qrprobe.experts.label import label_images, run_labelling
+    from qrprobe.experts.label_config import LabelConfig
+    from qrprobe.features.config import ExtractConfig
+    from qrprobe.features.extract import extract, run_extraction
+    from qrprobe.schema import field_default
+
+    for fn, cls in ((run_extraction, ExtractConfig), (extract, ExtractConfig), (run_labelling, LabelConfig),
+                    (label_images, LabelConfig)):
+        params = {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+        fields = {f.name: field_default(f) for f in config_fields(cls)}
+        assert {n: p.default for n, p in params.items() if n in fields} == fields, fn.__name__
+    with pytest.raises(TypeError, match="did you mean 'chunk_size'"):
+        run_labelling([], ["color"], chunk_sise=4)
+    with pytest.raises(ParameterError, match=r"^workers: "):
+        extract("pixels", [], "x", workers=-1)
+
+
+def test_the_estimator_signature_is_made_from_the_protocol_schema():
+    params = inspect.signature(ReverseProbing).parameters
+    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
+    assert {n: p.default for n, p in params.items() if n != "progress"} == flat_defaults()
+    with pytest.raises(TypeError, match="did you mean 'epochs'"):
+        ReverseProbing(epoch=3)

@@ -21,7 +21,7 @@ def wrong_calls_are_caught(bank: qrp.ConceptBank) -> None:
     qrp.evaluate()  # type: ignore[call-arg]  # features and concepts are required
     count: int = qrp.evaluate(None, bank)  # type: ignore[assignment]
     config: str = qrp.ProtocolConfig()  # type: ignore[assignment]
-    qrp.ReverseProbing(k="many")  # type: ignore[arg-type]  # (its base class is scikit-learn's, untyped)
+    qrp.ReverseProbing().fit()  # type: ignore[call-arg]
     del count, config
 
 

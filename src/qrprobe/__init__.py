@@ -13,8 +13,8 @@ The public API (imported lazily, so ``import qrprobe`` stays light)::
     result.to_frame(); result.summary_frame()                          # scores as DataFrames
     qrp.report([result], "report.html")
 
-Inputs and artifacts: ``open_images``, ``extract``, ``FeatureStore``, ``write_feature_store``,
-``create_representation``, ``label``, ``ConceptBank``.
+Inputs and artifacts: ``open_images``, ``extract`` (its parameters: ``ExtractConfig``), ``FeatureStore``,
+``write_feature_store``, ``create_representation``, ``label`` (its parameters: ``LabelConfig``), ``ConceptBank``.
 The protocol: ``evaluate``, ``ProtocolConfig``, ``KMeansConfig``, ``ProbeConfig``, ``ReverseProbing`` (a scikit-learn
 estimator), ``quantize`` and ``probe_labels`` (its steps), ``KMeans``, ``Standardizer``, ``ReverseProbe``,
 ``stratified_split``, ``Result``.
@@ -87,6 +87,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "QRProbeInputError": "qrprobe.errors",
     "ParameterError": "qrprobe.errors",
     "extract": "qrprobe.features.extract",
+    "ExtractConfig": "qrprobe.features.config",
+    "LabelConfig": "qrprobe.experts.label_config",
     "open_images": "qrprobe.images",
     "create_representation": "qrprobe.models",
     "label": ("qrprobe.experts.label", "label_images"),

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .._atomic import check_not_an_input
-from .options import add_backend, add_device, add_output, add_quiet, at_least, ray_options_from_args
+from .options import add_backend, add_config_groups, add_output, add_quiet, config_from_args, ray_options_from_args
 
 HELP = "extract the features of a frozen model over a folder, file list or tar shards of images"
 DESCRIPTION = """\
@@ -28,102 +28,30 @@ the same command is run again; a finished store with the same configuration is r
 with one GPU per actor): the store is the same, byte for byte, for the same batch size."""
 
 
-def _floats3(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.replace(",", " ").split())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected three numbers, got {text!r}") from exc
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected three numbers (R,G,B), got {text!r}")
-    return values[0], values[1], values[2]
-
-
-def _preprocess_spec(text: str):
-    """A preset name, or a JSON mapping of the transform's settings."""
-    if not text.lstrip().startswith("{"):
-        return text
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a preset name or a JSON mapping, got {text!r} ({exc})") from exc
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..features.extract import (
-        CLASSICAL_BATCH_SIZE,
-        CPU_BATCH_SIZE,
-        DEFAULT_CHUNK_SIZE,
-        DEFAULT_DTYPE,
-        GPU_BATCH_SIZE,
-    )
+    from ..features.config import ExtractConfig
 
     p = subparsers.add_parser("extract", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model to probe (see above)")
     p.add_argument("images", metavar="IMAGES", help="folder, file list or tar shards")
     add_output(p, "feature-store directory")
-    m = p.add_argument_group("model")
-    m.add_argument("--layer", default=None,
-                   help="intermediate layer (module name, optional pooling: 'layer3', 'blocks.6:cls', "
-                        "'features.5:max'), globally pooled [default: the paper's features]")
-    m.add_argument("--weights", default=None, metavar="PATH",
-                   help="local checkpoint (.pth/.pt/.safetensors), loaded weights-only; prefixes such as "
-                        "module., backbone., encoder_q. are stripped; implies no download")
-    m.add_argument("--strict-weights", action="store_true",
-                   help="fail when the checkpoint has missing or unexpected keys [default: report them]")
-    m.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                   help="random weights instead of downloading the library's pretrained ones")
-    m.add_argument("--image-size", type=int, default=None, metavar="N",
-                   help="override the input size (centre crop N, resize N/0.875) [default: the model's]")
-    m.add_argument("--preprocess", type=_preprocess_spec, default=None, metavar="SPEC",
-                   help="the transform the model was trained/evaluated with: a preset (imagenet, imagenet-bicubic) "
-                        "or JSON {\"resize\": 256, \"crop\": 224, \"interpolation\": \"bicubic\", \"mean\": [...], "
-                        "\"std\": [...]} [default: the model family's own]")
-    m.add_argument("--mean", type=_floats3, default=None, metavar="R,G,B",
-                   help="override normalisation mean [default: the model's]")
-    m.add_argument("--std", type=_floats3, default=None, metavar="R,G,B",
-                   help="override normalisation std [default: the model's]")
-    r = p.add_argument_group("run")
-    r.add_argument("--batch-size", type=int, default=None,
-                   help=f"images per forward pass [default: {GPU_BATCH_SIZE} on a GPU, {CPU_BATCH_SIZE} on the CPU, "
-                        f"where small batches run faster, {CLASSICAL_BATCH_SIZE} for classical representations]")
-    add_device(r)
-    r.add_argument("--dtype", choices=("float16", "float32"), default=DEFAULT_DTYPE,
-                   help="storage type of the features (computation is float32; float16 halves the store for "
-                        f"large collections) [default: {DEFAULT_DTYPE}]")
-    r.add_argument("--workers", type=int, default=None,
-                   help="image-decoding worker processes [default: one per spare CPU core, at most 8]")
-    r.add_argument("--threads", type=at_least(1), default=None,
-                   help="torch CPU threads for the model (default: torch's, one per core); on a machine "
-                        "shared with other jobs, fewer threads avoid stalls [default: torch's]")
-    r.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
-                   help=f"images per shard and per resume step [default: {DEFAULT_CHUNK_SIZE}]")
-    r.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="extract only the first N images [default: all]")
-    add_backend(p)
+    add_config_groups(p, ExtractConfig, skip=("backend",))  # the groups model and run
+    add_backend(p, ExtractConfig)
     add_quiet(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..features.config import ExtractConfig
     from ..features.extract import run_extraction
 
     check_not_an_input(args.out, {"IMAGES": args.images, "--weights": args.weights}, images=args.images, what="--out")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    config = config_from_args(ExtractConfig, args, overwrite=args.overwrite, progress=not args.quiet,
+                              ray=ray_options_from_args(args))
     try:
-        store, stats = run_extraction(
-            args.model, args.images, args.out, layer=args.layer, weights=args.weights,
-            pretrained=args.pretrained, strict_weights=args.strict_weights, batch_size=args.batch_size,
-            device=args.device, dtype=args.dtype, workers=args.workers, chunk_size=args.chunk_size,
-            overwrite=args.overwrite, progress=not args.quiet, image_size=args.image_size, mean=args.mean,
-            std=args.std, preprocess=args.preprocess, limit=args.limit, backend=args.backend,
-            ray=ray_options_from_args(args))
+        store, stats = run_extraction(args.model, args.images, args.out, config)
     except KeyboardInterrupt:
         print(f"qrprobe extract: interrupted; the finished chunks are kept, run the same command again to "
               f"resume into {args.out}", file=sys.stderr)

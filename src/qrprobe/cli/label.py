@@ -7,7 +7,15 @@ import sys
 
 from .._atomic import check_not_an_input
 from ..errors import QRProbeInputError
-from .options import add_backend, add_device, add_output, add_quiet, at_least, ray_options_from_args
+from .options import (
+    add_backend,
+    add_config_groups,
+    add_device,
+    add_output,
+    add_quiet,
+    config_from_args,
+    ray_options_from_args,
+)
 
 HELP = "label images with concept experts (labels, colours, text, faces, ImageNet classes, ...)"
 DESCRIPTION = """\
@@ -48,6 +56,8 @@ def _options(values: list[str] | None) -> dict[str, dict[str, str]]:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..experts.label_config import LabelConfig
+
     p = subparsers.add_parser("label", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGES", help="folder, file list or tar shards")
@@ -63,19 +73,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--labels-table", metavar="FILE",
                    help="ground truth for the `labels` expert from a table image_id,concept[,group]")
     add_device(e)
-    r = p.add_argument_group("run")
-    r.add_argument("--batch-size", type=int, default=64, help="images decoded and labelled together [default: 64]")
-    r.add_argument("--workers", type=int, default=2, help="image-decoding threads [default: 2]")
-    r.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's]")
-    r.add_argument("--chunk-size", type=int, default=2048, help="images per resume step [default: 2048]")
-    r.add_argument("--max-side", type=int, default=None, metavar="PX",
-                   help="downscale images whose longer side exceeds PX before labelling [default: keep]")
-    r.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="label only the first N images [default: all]")
-    r.add_argument("--save-scores", action="store_true", help="also write raw expert scores (scores/*.npy)")
-    r.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="ignore the finished chunks of an interrupted run")
-    add_backend(p)
+    add_config_groups(p, LabelConfig, skip=("backend",))  # the group run
+    add_backend(p, LabelConfig)
     add_quiet(p)
     p.set_defaults(func=run)
     return p
@@ -109,22 +108,17 @@ def build_request(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..experts.label import run_labelling
+    from ..experts.label_config import LabelConfig
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     request = build_request(args)
     check_not_an_input(args.out, {"IMAGES": args.images, "--labels-table": args.labels_table,
                                   "--weights": list(request["weights"].values()),
                                   "--vocab": [o["vocab"] for o in request["options"].values() if "vocab" in o]},
                        images=args.images, what="--out")
+    config = config_from_args(LabelConfig, args, overwrite=args.overwrite, progress=not args.quiet,
+                              ray=ray_options_from_args(args))
     try:
-        result = run_labelling(args.images, request.pop("experts"), output=args.out, batch_size=args.batch_size,
-                               workers=args.workers, chunk_size=args.chunk_size, max_side=args.max_side,
-                               progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
-                               save_scores=args.save_scores, limit=args.limit, backend=args.backend,
-                               ray=ray_options_from_args(args), **request)
+        result = run_labelling(args.images, request.pop("experts"), output=args.out, config=config, **request)
     except KeyboardInterrupt:
         print(f"qrprobe label: interrupted; the finished chunks are kept, run the same command again to resume "
               f"into {args.out}", file=sys.stderr)

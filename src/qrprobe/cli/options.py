@@ -1,9 +1,10 @@
 """Command-line flags generated from config dataclasses, and the flags every command shares.
 
-A config field ``name`` becomes the flag ``--name`` (``_`` → ``-``) with the field's type, choices, default and
-help text (the default is always shown). :func:`config_from_args` turns the parsed flags back into the
-dataclass; a bad value raises :class:`~qrprobe.errors.ParameterError`, which ``qrprobe`` prints with the
-flag's name.
+A config field ``name`` (:func:`qrprobe.schema.param`) becomes the flag ``--name`` (``_`` → ``-``) with the
+field's type (or its ``parse``), choices, default and help text (the default is always shown; a ``switch`` is
+one flag, ``--name`` or ``--no-name``, that sets the other value), in the group its ``group`` names.
+:func:`config_from_args` turns the parsed flags back into the dataclass; a bad value raises
+:class:`~qrprobe.errors.ParameterError`, which ``qrprobe`` prints with the flag's name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import KMeansConfig, ProbeConfig, ProtocolConfig, config_fields, field_default
+from ..engine.config import KMeansConfig, ProbeConfig, ProtocolConfig
+from ..schema import config_fields, field_default, parse_int_at_least
 
 
 def flag(name: str) -> str:
@@ -85,7 +87,8 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *,
                          only: Iterable[str] | None = None, skip: Iterable[str] = ()) -> None:
     """Add one flag per CLI field of the config dataclass ``cls`` (``only`` / ``skip`` select fields).
 
-    Booleans get ``--name/--no-name``; deprecated field names (``aliases``) get hidden warning flags.
+    Booleans get ``--name/--no-name``, or the one flag of a ``switch``; deprecated field names (``aliases``) get
+    hidden warning flags.
     """
     hints = typing.get_type_hints(cls)
     only = set(only) if only is not None else None
@@ -94,13 +97,16 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *,
         if not f.metadata.get("cli", True) or f.name in skip or (only is not None and f.name not in only):
             continue
         default = field_default(f)
+        if hints[f.name] is bool and f.metadata.get("switch"):
+            _add_switch(parser, f, default)
+            continue
         shown = f.metadata.get("shown") or _show(default)
         kwargs: dict[str, Any] = {"dest": f.name, "default": default,
                                   "help": f"{f.metadata['help']} [default: {shown}]"}
         if hints[f.name] is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = _argparse_type(hints[f.name])
+            kwargs["type"] = f.metadata.get("parse") or _argparse_type(hints[f.name])
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
             if f.metadata.get("metavar"):
@@ -110,6 +116,26 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *,
             extra = {} if hints[f.name] is bool else {"type": kwargs["type"]}
             add_deprecated_flag(parser, flag(alias) if len(alias) > 1 else f"--{alias}", flag(f.name), f.name,
                                 **extra)
+
+
+def _add_switch(parser: argparse.ArgumentParser | Any, f: Any, default: bool) -> None:
+    """A boolean ``switch`` field: ``--name`` sets true (default false), ``--no-name`` sets false (default true)."""
+    text = f.metadata["switch"] if isinstance(f.metadata["switch"], str) else f.metadata["help"]
+    shown = f.metadata.get("shown")
+    parser.add_argument("--no-" + f.name.replace("_", "-") if default else flag(f.name), dest=f.name,
+                        default=default, action="store_false" if default else "store_true",
+                        help=text + (f" [default: {shown}]" if shown else ""))
+
+
+def add_config_groups(parser: argparse.ArgumentParser, cls: type, *, skip: Iterable[str] = ()) -> None:
+    """Add the CLI fields of ``cls``, each in the flag group its ``group`` names (groups in the order they first
+    appear; fields without one among the command's own options); ``skip``: fields a command adds otherwise."""
+    skip = set(skip)
+    fields = [f for f in config_fields(cls) if f.metadata.get("cli", True) and f.name not in skip]
+    titles = list(dict.fromkeys(f.metadata.get("group") for f in fields))
+    for title in titles:
+        names = [f.name for f in fields if f.metadata.get("group") == title]
+        add_config_arguments(parser if title is None else parser.add_argument_group(title), cls, only=names)
 
 
 REPETITIONS = ("clusterings", "seed")
@@ -215,15 +241,7 @@ def _starts_with_marker(path: Path, markers: bytes | tuple[bytes, ...]) -> bool:
 
 def at_least(low: int):
     """An argparse type: an integer ≥ ``low``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer ≥ {low}, got {value}")
-        return value
-    return parse
+    return parse_int_at_least(low)
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -247,12 +265,10 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out the concepts of these groups [default: none]")
 
 
-def add_backend(parser: argparse.ArgumentParser) -> None:
-    """``--backend {local,ray}`` and the Ray backend's flags (extract and label)."""
+def add_backend(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--backend {local,ray}`` (the field ``backend`` of ``cls``: extract, label) and the Ray backend's flags."""
     r = parser.add_argument_group("backend (Ray: pip install 'qrprobe[ray]')")
-    r.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="local: decode and run the model in this process; ray: decode in Ray CPU tasks and run the "
-                        "model in a Ray actor pool (GPU or CPU), same output [default: local]")
+    add_config_arguments(r, cls, only=("backend",))
     r.add_argument("--address", default=None, metavar="ADDR",
                    help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); its nodes must see the images and "
                         "qrprobe at the same paths [default: start a local Ray runtime]")
@@ -285,6 +301,6 @@ def ray_options_from_args(args: argparse.Namespace):
                       object_store_gb=args.object_store_gb)
 
 
-__all__ = ["add_backend", "add_concept_arguments", "add_config_arguments", "add_deprecated_flag", "add_device",
-           "add_output", "add_protocol_arguments", "add_quiet", "at_least", "check_output", "config_from_args", "flag",
-           "int_list", "name_list", "protocol_from_args", "ray_options_from_args"]
+__all__ = ["add_backend", "add_concept_arguments", "add_config_arguments", "add_config_groups", "add_deprecated_flag",
+           "add_device", "add_output", "add_protocol_arguments", "add_quiet", "at_least", "check_output",
+           "config_from_args", "flag", "int_list", "name_list", "protocol_from_args", "ray_options_from_args"]

@@ -19,8 +19,10 @@ One name per idea everywhere: ``k``, ``clusterings``, ``iters``, ``restarts``, `
 earlier releases (``n_clusterings``, ``n_iter``, ``n_restarts``, ``gamma``) are declared aliases: still accepted,
 with a :class:`FutureWarning`.
 
-A bad value raises :class:`~qrprobe.errors.ParameterError` naming the field (``lr: …``); the CLI rewrites the
-name as its flag (``--lr: …``) and the study loader as its location in the file.
+The machinery (``param``, the checks, ``validate``) is :mod:`qrprobe.schema`, shared with the extraction's and
+the labelling's configs. A bad value raises :class:`~qrprobe.errors.ParameterError` naming the field
+(``lr: …``); the CLI rewrites the name as its flag (``--lr: …``) and the study loader as its location in the
+file.
 """
 
 from __future__ import annotations
@@ -29,72 +31,27 @@ import dataclasses
 import difflib
 import functools
 import itertools
-import math
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from ..errors import ParameterError
-
-Check = Callable[[Any], str | None]  # returns what was expected, or None when the value is fine
-
-
-def param(default: Any, help: str, *, check: Check | None = None, choices: tuple[str, ...] | None = None,
-          aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True, study: bool = True,
-          file: bool = False, shown: str | None = None) -> Any:
-    """A config field: its default and what the CLI, the study schema and the checks need to know.
-
-    ``cli`` / ``study``: whether the CLI has a flag / the study file has a key for it. ``file``: the value is
-    a path that must exist (the study schema resolves it against the study file's folder). ``aliases``:
-    deprecated names still accepted. ``shown``: how help texts show the default when its value does not say
-    it (e.g. ``None`` meaning "all points"). A list or dict default is copied for each instance.
-    """
-    meta = {"help": help, "check": check, "choices": choices, "aliases": aliases, "metavar": metavar,
-            "cli": cli, "study": study, "file": file, "shown": shown}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-# ------------------------------------------------------------------------------------------------ checks
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def int_at_least(low: int, high: int | None = None) -> Check:
-    def check(value: Any) -> str | None:
-        if _is_int(value) and value >= low and (high is None or value <= high):
-            return None
-        return f"an integer ≥ {low}" + (f" and ≤ {high}" if high is not None else "")
-    return check
-
-
-def optional_int_at_least(low: int) -> Check:
-    inner = int_at_least(low)
-
-    def check(value: Any) -> str | None:
-        return None if value is None else inner(value)
-    return check
-
-
-def number_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
-    def check(value: Any) -> str | None:
-        if _is_number(value):
-            above = value > low if low_open else value >= low
-            below = value < high if high_open else value <= high
-            if above and below:
-                return None
-        return f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    return check
+from ..schema import (  # the schema machinery, shared with the extraction's and labelling's configs
+    config_fields,
+    field_default,
+    int_at_least,
+    is_int,
+    normalize_tuple,
+    number_in,
+    optional_int_at_least,
+    param,
+    resolve_aliases,
+    validate,
+)
 
 
 def increasing_epochs(value: Any) -> str | None:
-    ok = (isinstance(value, tuple) and all(_is_int(v) and v >= 1 for v in value)
+    ok = (isinstance(value, tuple) and all(is_int(v) and v >= 1 for v in value)
           and all(a < b for a, b in itertools.pairwise(value)))
     return None if ok else "strictly increasing epoch numbers ≥ 1 (e.g. 60,80), or none"
 
@@ -130,7 +87,7 @@ class ProbeConfig:
                                choices=("l2", "l1"))
 
     def __post_init__(self) -> None:
-        _normalize_tuple(self, "milestones")
+        normalize_tuple(self, "milestones")
         validate(self)
 
     def to_dict(self) -> dict:
@@ -303,22 +260,9 @@ class ProtocolConfig:
 
 
 _KMEANS_NAMES = frozenset(f.name for f in dataclasses.fields(KMeansConfig))
-NESTED = ("kmeans", "probe")  # the fields of ProtocolConfig that hold a config of their own
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def config_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of a config dataclass that carry a value (not a nested config)."""
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.name not in NESTED]
-
-
-def field_default(f: dataclasses.Field) -> Any:
-    """The default value of a dataclass field (calling its factory)."""
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
 def flat_defaults() -> dict[str, Any]:
     """Every protocol, K-means and probe parameter with its default, flat (``{"k": 1000, …, "lr": 3.5, …}``)."""
     return {f.name: field_default(f) for cls in (KMeansConfig, ProtocolConfig, ProbeConfig)
@@ -331,19 +275,6 @@ def flat_params(config: ProtocolConfig) -> dict[str, Any]:
     out.update({f.name: getattr(config, f.name) for f in config_fields(ProtocolConfig)})
     out.update({f.name: getattr(config.probe, f.name) for f in config_fields(ProbeConfig)})
     return out
-
-
-def resolve_aliases(cls: type, values: dict[str, Any], *, warn: bool = True) -> dict[str, Any]:
-    """Rename deprecated field names of ``cls`` in ``values`` to the current ones (warning when ``warn``)."""
-    for f in dataclasses.fields(cls):
-        for alias in f.metadata.get("aliases", ()):
-            if alias in values:
-                if f.name in values:
-                    raise TypeError(f"both {f.name!r} and its deprecated name {alias!r} were given")
-                if warn:
-                    warnings.warn(f"{alias!r} is deprecated; use {f.name!r}", FutureWarning, stacklevel=4)
-                values[f.name] = values.pop(alias)
-    return values
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -364,25 +295,6 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
         group[name] = value
     (_, top), (_, kmeans), (_, probe) = groups
     return top, kmeans, probe
-
-
-def _normalize_tuple(config: Any, name: str) -> None:
-    value = getattr(config, name)
-    if isinstance(value, list):
-        object.__setattr__(config, name, tuple(value))
-
-
-def validate(config: Any) -> None:
-    """Check every field of a config dataclass against its metadata; raise :class:`ParameterError`."""
-    for f in config_fields(type(config)):
-        value = getattr(config, f.name)
-        choices = f.metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise ParameterError(f.name, f"expected one of {', '.join(choices)}, got {value!r}")
-        check = f.metadata.get("check")
-        expected = check(value) if check is not None else None
-        if expected is not None:
-            raise ParameterError(f.name, f"expected {expected}, got {value!r}")
 
 
 __all__ = ["KMeansConfig", "ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults",

@@ -1,17 +1,22 @@
 """``ReverseProbing``: the protocol as a scikit-learn estimator (``get_params``, ``set_params``, ``clone``).
 
 Its constructor takes exactly the flat protocol parameters of :mod:`qrprobe.engine.config` (protocol and probe
-fields, same names and defaults; a test keeps them in step) plus ``progress``, and stores them as given.
+fields, same names and defaults) plus ``progress``, and stores them as given: its signature is made from the
+schema (:func:`~qrprobe.engine.config.flat_defaults`), so a new protocol parameter is a new estimator parameter.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import typing
 from typing import Any
 
 from sklearn.base import BaseEstimator
 
 from ..results import Result
-from .config import ProtocolConfig
+from ..schema import set_signature
+from .config import KMeansConfig, ProbeConfig, ProtocolConfig, flat_defaults
 from .evaluate import ConceptsLike, evaluate
 from .protocol import FeaturesLike
 
@@ -21,12 +26,9 @@ class ReverseProbing(BaseEstimator):
 
     Parameters
     ----------
-    k, clusterings, seed, iters, restarts, max_train_points, kmeans_backend, kmeans_init, test_fraction,
-    val_fraction, device, kmeans_precision, null_repeats, bootstrap : the protocol
-        (:class:`~qrprobe.engine.config.ProtocolConfig`).
-    lr, momentum, batch_size, epochs, milestones, lr_decay, weight_decay, select, solver, lbfgs_grid,
-    lbfgs_iters, lbfgs_penalty : the probe's schedule
-        (:class:`~qrprobe.engine.config.ProbeConfig`).
+    k, clusterings, seed, … : every field of :class:`~qrprobe.engine.config.ProtocolConfig` (the protocol) and
+        :class:`~qrprobe.engine.config.ProbeConfig` (the probe's schedule: ``lr``, ``epochs`` …), flat, with
+        their names and defaults (``inspect.signature(ReverseProbing)`` lists them).
     progress : progress bars on stderr.
 
     Attributes
@@ -41,41 +43,15 @@ class ReverseProbing(BaseEstimator):
     100
     """
 
-    def __init__(self, k: int = 1000, clusterings: int = 5, seed: int = 0, iters: int = 100, restarts: int = 5,
-                 max_train_points: int | None = None, kmeans_backend: str = "torch", kmeans_init: str = "random",
-                 test_fraction: float = 0.2, val_fraction: float = 0.2, device: str = "auto",
-                 kmeans_precision: str = "auto", null_repeats: int = 1, bootstrap: int = 200, lr: float = 3.5,
-                 momentum: float = 0.9, batch_size: int = 512, epochs: int = 100,
-                 milestones: tuple[int, ...] = (60, 80), lr_decay: float = 0.1, weight_decay: float = 3e-6,
-                 select: str = "val_loss", solver: str = "sgd", lbfgs_grid: int = 8, lbfgs_iters: int = 500,
-                 lbfgs_penalty: str = "l2", progress: bool = False) -> None:
-        self.k = k
-        self.clusterings = clusterings
-        self.seed = seed
-        self.iters = iters
-        self.restarts = restarts
-        self.max_train_points = max_train_points
-        self.kmeans_backend = kmeans_backend
-        self.kmeans_init = kmeans_init
-        self.test_fraction = test_fraction
-        self.val_fraction = val_fraction
-        self.device = device
-        self.kmeans_precision = kmeans_precision
-        self.null_repeats = null_repeats
-        self.bootstrap = bootstrap
-        self.lr = lr
-        self.momentum = momentum
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.milestones = milestones
-        self.lr_decay = lr_decay
-        self.weight_decay = weight_decay
-        self.select = select
-        self.solver = solver
-        self.lbfgs_grid = lbfgs_grid
-        self.lbfgs_iters = lbfgs_iters
-        self.lbfgs_penalty = lbfgs_penalty
-        self.progress = progress
+    def __init__(self, **params: Any) -> None:  # its signature: _signature() below
+        defaults = {**flat_defaults(), "progress": False}
+        for name in params:
+            if name not in defaults:
+                close = difflib.get_close_matches(name, list(defaults), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise TypeError(f"ReverseProbing() got an unexpected keyword argument {name!r}{hint}")
+        for name, default in defaults.items():
+            setattr(self, name, params.get(name, default))
 
     def protocol(self) -> ProtocolConfig:
         """The :class:`ProtocolConfig` of the current parameters (checked)."""
@@ -94,5 +70,18 @@ class ReverseProbing(BaseEstimator):
         """Mean of ``metric`` over the clusterings of the fitted result (default NMI)."""
         return self.result_.mean(metric)
 
+
+def _signature() -> inspect.Signature:
+    """``(self, *, k=1000, …, lr=3.5, …, progress=False)``: what scikit-learn's ``get_params`` and ``clone`` read."""
+    hints = {**typing.get_type_hints(KMeansConfig), **typing.get_type_hints(ProtocolConfig),
+             **typing.get_type_hints(ProbeConfig)}
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hints[name])
+               for name, default in flat_defaults().items()]
+    params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool))
+    return inspect.Signature(params, return_annotation=None)
+
+
+set_signature(ReverseProbing.__init__, _signature())
 
 __all__ = ["ReverseProbing"]

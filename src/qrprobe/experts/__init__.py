@@ -27,6 +27,7 @@ __all__ = [
     "Expert",
     "ExpertInfo",
     "ExpertOutput",
+    "LabelConfig",
     "LabelReport",
     "as_rgb_array",
     "available_experts",
@@ -39,7 +40,8 @@ __all__ = [
     "register_expert",
 ]
 
-_LAZY = {"label_images": ".label", "LabelReport": ".label", "circularity_warnings": "..concepts.provenance"}
+_LAZY = {"label_images": ".label", "LabelReport": ".label", "LabelConfig": ".label_config",
+         "circularity_warnings": "..concepts.provenance"}
 
 
 def __getattr__(name: str):

@@ -1,6 +1,7 @@
 """The labelling loop: decode every image once, run every expert on it, write a concept bank.
 
-Rows are processed in chunks (``chunk_size`` images, :mod:`.label_chunk`); with an output directory each
+Rows are processed in chunks (``chunk_size`` images) by the one chunk runner (:mod:`qrprobe.chunks`, the
+labelling's job: :mod:`.label_job`, in this process or on Ray); with an output directory each
 finished chunk is kept in the resumable work folder beside it (``.NAME.partial/``, a
 :class:`~qrprobe._workdir.ChunkedWorkDir`), so an interrupted run started again with the same images and
 experts continues where it stopped. The bank itself is written atomically when every chunk is done, and the
@@ -12,35 +13,37 @@ the extraction (:mod:`qrprobe.images`).
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._atomic import atomic_directory, check_replaceable
 from .._workdir import ChunkedWorkDir
+from ..chunks import BACKENDS, run_chunks
 from ..concepts.bank import FORMAT as BANK_FORMAT
 from ..concepts.bank import ConceptBank
-from ..errors import ParameterError, QRProbeInputError
+from ..errors import QRProbeInputError
 from ..images import open_images
 from ..progress import bar as progress_bar
 from ..progress import format_seconds, note
-from ..raycluster import RayOptions
+from ..schema import document_fields, keyword_signature, set_signature, with_params
 from .base import Expert
-from .label_chunk import label_chunk
+from .label_config import LabelConfig
+from .label_job import LabelJob
 from .label_report import LabelReport, bank_info
 from .label_setup import concept_table, resolve_experts, run_config_key
 
-__all__ = ["LabelReport", "LabelResult", "concept_table", "label_images", "resolve_experts", "run_labelling"]
+__all__ = ["BACKENDS", "LabelConfig", "LabelReport", "LabelResult", "concept_table", "label_images", "resolve_experts",
+           "run_labelling"]
 
 _CHUNK = "chunk-{:06d}.npz"
-#: Where the experts run: ``local`` (this process) or ``ray`` (a Ray actor pool).
-BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -54,10 +57,7 @@ class LabelResult:
 def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.PathLike | None = None,
                   image_ids: Sequence[str] | None = None, labels: Sequence[str] | None = None,
                   options: Mapping | None = None, groups: Mapping | None = None, weights: Mapping | None = None,
-                  kinds: Mapping | None = None, batch_size: int = 64, workers: int = 2, chunk_size: int = 2048,
-                  max_side: int | None = None, progress: bool = True, resume: bool = True,
-                  overwrite: bool = False, save_scores: bool = False, limit: int | None = None,
-                  backend: str = "local", ray: RayOptions | None = None) -> LabelResult:
+                  kinds: Mapping | None = None, config: LabelConfig | None = None, **params: Any) -> LabelResult:
     """Label an image collection with experts and build (and optionally write) a concept bank.
 
     Parameters
@@ -69,36 +69,29 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     output : directory of the bank; enables resuming. None keeps the bank in memory only
     options : ``{expert: {option: value}}``; ``groups``: ``{expert: group}``; ``weights``: ``{expert: path}``;
         ``kinds``: ``{name: registry type}`` for experts with user-chosen names
-    batch_size : images decoded and labelled together
-    workers : decoding threads
-    chunk_size : images per resumable chunk
-    max_side : downscale decoded images whose longer side exceeds this (pixels) before the experts see them
-    resume : reuse finished chunks of an interrupted run with the same configuration
-    overwrite : replace an existing bank at ``output``
-    save_scores : also write each expert's raw scores (float16, ``scores/EXPERT.npy``, rows = bank rows)
-    limit : label only the first ``limit`` images of the source
-    backend : ``"local"`` (decoding threads and the experts in this process) or ``"ray"`` (decoding in Ray
-        tasks, the experts in a Ray actor pool; :mod:`.label_ray`): the same bank either way
-    ray : how the Ray backend uses Ray (:class:`~qrprobe.raycluster.RayOptions`; default: a local runtime)
+    config : a :class:`~qrprobe.experts.label_config.LabelConfig`; keyword parameters override its fields
+    **params : the fields of :class:`~qrprobe.experts.label_config.LabelConfig`, as ``qrprobe label --help`` tells
+        them (listed below): ``batch_size``, ``workers``, ``chunk_size``, ``max_side``, ``save_scores`` (also
+        each expert's raw scores, float16, ``scores/EXPERT.npy``, rows = bank rows), ``resume``, ``backend``
+        (``"ray"``: decoding in Ray tasks, the experts in an actor pool, :mod:`.label_ray`; the same bank),
+        ``overwrite``, ``progress`` …
 
     Returns
     -------
     LabelResult with the :class:`~qrprobe.concepts.bank.ConceptBank` and a :class:`LabelReport`.
     """
-    for name, value, low in (("batch_size", batch_size, 1), ("chunk_size", chunk_size, 1), ("workers", workers, 1),
-                             ("max_side", max_side, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ParameterError(name, f"expected an integer ≥ {low}, got {value!r}")
-    if backend not in BACKENDS:
-        raise ParameterError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    config = with_params(LabelConfig, config, params, what="labelling")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    overwrite, progress, resume, chunk_size = config.overwrite, config.progress, config.resume, config.chunk_size
     output = None if output is None else Path(output)
     if output is not None and not (overwrite is False and (output / "manifest.json").is_file()):
         check_replaceable(output, overwrite, BANK_FORMAT.split("/")[0], "output directory")
     source = open_images(images, image_ids, labels)
-    if limit is not None:
-        if limit < 1:
-            raise QRProbeInputError(f"--limit must be positive, got {limit}")
-        source = source.select(np.arange(min(limit, len(source))))
+    if config.limit is not None:
+        source = source.select(np.arange(min(config.limit, len(source))))
     n = len(source)
     if n == 0:
         raise QRProbeInputError("IMAGES: the collection holds no images")
@@ -107,7 +100,7 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
         e.prepare(list(source.image_ids), None if source.labels is None else list(source.labels))
     table = concept_table(built)
     offsets = np.concatenate([[0], np.cumsum([len(e.concepts) for e in built])]).astype(np.int64)
-    key = run_config_key(source, built, chunk_size, max_side)
+    key = run_config_key(source, built, config)
     reused = _reuse(output, key) if output is not None and not overwrite else None
     if reused is not None:
         return reused
@@ -118,7 +111,7 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                          seconds={"decode": 0.0, **{e.name: 0.0 for e in built}})
     chunks: dict[int, dict] = {}
     bar = progress_bar(n, f"labelling ({', '.join(e.name for e in built)})", enabled=progress, unit="img",
-                        leave=True)
+                       leave=True)
     try:
         todo = []
         for k in range(n_chunks):
@@ -135,21 +128,11 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                 work.commit(k, {_CHUNK.format(k): lambda path: _save_npz(path, chunk)})
             chunks[k] = chunk
 
-        if backend == "ray":
-            from ..raycluster import ray_session
-            from .label_ray import label_with_ray
-
-            factory = functools.partial(resolve_experts, experts, options, groups, weights, kinds)
-            with ray_session(ray or RayOptions()) as ray_module:
-                label_with_ray(ray_module, factory, built, source, todo, chunk_size, batch_size, max_side,
-                               save_scores, ray or RayOptions(), report, bar, finished)
-        else:
-            loader = source.loader(max_side)
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for k in todo:
-                    lo, hi = k * chunk_size, min(n, (k + 1) * chunk_size)
-                    finished(k, label_chunk(lo, hi, built, offsets, source, loader, pool, batch_size, report,
-                                            save_scores, bar))
+        factory = functools.partial(resolve_experts, experts, options, groups, weights, kinds)
+        job = LabelJob(built, offsets, factory, source, chunk_size=chunk_size, batch_size=config.batch_size,
+                       workers=config.workers, max_side=config.max_side, save_scores=config.save_scores,
+                       report=report, bar=bar, finished=finished)
+        run_chunks(job, todo, n, chunk_size, backend=config.backend, ray=config.ray)
     finally:
         bar.close()
     if report.n_listed - report.resumed_images:
@@ -158,6 +141,7 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
                        + ")", progress)
     parts, ok_rows = [], []
     score_parts: dict[str, list[np.ndarray]] = {e.name: [] for e in built}
+    save_scores = config.save_scores
     for k in range(n_chunks):
         chunk, lo = chunks[k], k * chunk_size
         parts.append(sp.csr_matrix((chunk["data"], chunk["indices"], chunk["indptr"]),
@@ -231,3 +215,9 @@ def label_images(images, experts: Sequence[str | Expert], **kwargs) -> ConceptBa
     Same parameters as :func:`run_labelling`; the report is in ``bank.info["labelling"]``.
     """
     return run_labelling(images, experts, **kwargs).bank
+
+
+# inspect.signature / help() list every LabelConfig field
+set_signature(run_labelling, keyword_signature(run_labelling, LabelConfig))
+set_signature(label_images, inspect.signature(run_labelling).replace(return_annotation="ConceptBank"))
+document_fields(run_labelling, LabelConfig)

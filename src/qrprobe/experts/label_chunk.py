@@ -1,7 +1,7 @@
-"""Label one chunk of rows: decode each image once (in threads, one batch ahead), run every expert on it.
+"""Label the planned batches of a chunk: decode each image once (in threads, one batch ahead), run every expert.
 
-The result is the chunk's slice of the concept bank as CSR arrays, which is also what the resumable work
-folder stores for the chunk::
+A chunk's result is its slice of the concept bank as CSR arrays (:func:`chunk_arrays`), which is also what the
+resumable work folder stores for the chunk::
 
     data, indices, indptr   CSR (rows = the chunk's decodable images, columns = all experts' concepts), uint8
     ok                      bool (chunk rows,): decodable
@@ -75,35 +75,31 @@ def chunk_arrays(n_rows: int, n_concepts: int, batches: Sequence[dict], save_sco
     return out
 
 
-def label_chunk(lo: int, hi: int, experts: Sequence[Expert], offsets: np.ndarray, source, loader, pool,
-                batch_size: int, report: LabelReport, save_scores: bool, bar) -> dict:
-    """Decode and label rows [lo, hi) of ``source``: the chunk's arrays (see the module doc).
+def label_planned(batches: Sequence[tuple[int, list[int]]], lo: int, experts: Sequence[Expert], offsets: np.ndarray,
+                  source, loader, pool, report: LabelReport, save_scores: bool, add) -> None:
+    """Decode and label the planned ``batches`` (``(b, rows)``: the consecutive batches of the chunk starting at
+    row ``lo``), each image once, decoding the next batch while the experts work on this one.
 
+    ``add(b, batch)`` receives each batch as a dict of chunk-relative rows (see :func:`chunk_arrays`).
     ``offsets`` (len(experts) + 1,) are the experts' first columns; ``loader`` is the source's picklable
-    ``row -> RGB image``; ``pool`` a thread pool for decoding. Timings and counts go into ``report``.
+    ``row -> RGB image``; ``pool`` a thread pool for decoding. Timings go into ``report``.
     """
     def decode(row: int) -> tuple[np.ndarray | None, str | None]:
         return decode_row(loader, row)
 
-    batches = []
-    starts = list(range(lo, hi, batch_size))
     t0 = time.perf_counter()
-    pending = pool.map(decode, range(starts[0], min(hi, starts[0] + batch_size)))
-    for b, start in enumerate(starts):
-        stop = min(hi, start + batch_size)
+    pending = pool.map(decode, batches[0][1])
+    for j, (b, rows) in enumerate(batches):
+        start = rows[0]
         decoded = list(pending)
-        if b + 1 < len(starts):  # decode the next batch while the experts work on this one
-            nxt = starts[b + 1]
-            pending = pool.map(decode, range(nxt, min(hi, nxt + batch_size)))
+        if j + 1 < len(batches):  # decode the next batch while the experts work on this one
+            pending = pool.map(decode, batches[j + 1][1])
         report.seconds["decode"] += time.perf_counter() - t0
         good = [i for i, (im, _) in enumerate(decoded) if im is not None]
         ids = [str(source.image_ids[start + i]) for i in good]
         block, scores = label_batch(experts, offsets, [decoded[i][0] for i in good], ids, save_scores,
                                     report.seconds)
-        batches.append({"good": [start - lo + i for i in good], "block": block, "scores": scores,
-                        "failed_rows": [start - lo + i for i, (im, _) in enumerate(decoded) if im is None],
-                        "failed_reasons": [reason for im, reason in decoded if im is None]})
-        report.images_this_run += len(good)
-        bar.update(stop - start)
+        add(b, {"good": [start - lo + i for i in good], "block": block, "scores": scores,
+                "failed_rows": [start - lo + i for i, (im, _) in enumerate(decoded) if im is None],
+                "failed_reasons": [reason for im, reason in decoded if im is None]})
         t0 = time.perf_counter()
-    return chunk_arrays(hi - lo, int(offsets[-1]), batches, save_scores)

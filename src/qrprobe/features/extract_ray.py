@@ -1,11 +1,12 @@
 """The Ray backend of the extraction: decoding in CPU tasks, the model in an actor pool (GPU or CPU).
 
-:func:`encode_with_ray` runs the extraction's plan (:mod:`.batches`) on a Ray cluster: each planned batch is
-one Ray row; a CPU task reads, decodes and preprocesses its images through the source's picklable
-:class:`~qrprobe.images.dataset.ImageDataset` (the same code as the local backend's DataLoader workers); an
-actor of the pool builds the representation once and encodes each planned batch as it is; the driver hands
-the results to the same :class:`~.batches.ChunkAssembler` as the local backend, which commits each chunk to
-the resumable store. Hence the same ids, order, shards, manifest and content hash as ``backend="local"``.
+:func:`qrprobe.chunks.run_chunks` runs the extraction's plan (:mod:`.batches`) on a Ray cluster with these: each
+planned batch is one Ray row; a CPU task (:class:`DecodeBatch`) reads, decodes and preprocesses its images
+through the source's picklable :class:`~qrprobe.images.dataset.ImageDataset` (the same code as the local
+backend's DataLoader workers); an actor of the pool (:class:`EncodeBatches`) builds the representation once
+and encodes each planned batch as it is; the driver hands the results to the same
+:class:`~.batches.ExtractionJob` as the local backend, which commits each chunk to the resumable store. Hence
+the same ids, order, shards, manifest and content hash as ``backend="local"``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import json
 
 import numpy as np
 
-from ..raycluster import ActorPool, RayOptions, column, stream
-from .batches import ChunkAssembler, encode_batch
+from ..raycluster import column
+from .batches import encode_batch
 
 
 class DecodeBatch:
@@ -70,23 +71,3 @@ class EncodeBatches:
         return {"batch": np.asarray(block["batch"]), "rows": column(list(block["rows"])),
                 "features": column(features), "problem": np.asarray(problems, dtype=object),
                 "failures": np.asarray(block["failures"], dtype=object)}
-
-
-def encode_with_ray(ray, factory, source, preprocess, plan: list[tuple[int, list[int]]], dtype: str,
-                    pool: ActorPool, options: RayOptions, assembler: ChunkAssembler) -> None:
-    """Encode every batch of ``plan`` on the connected Ray cluster; each result goes to ``assembler``.
-
-    ``factory()`` builds the representation inside each actor; ``preprocess`` is its transform (applied in the
-    decoding tasks).
-    """
-    from ..images.dataset import ImageDataset
-
-    items = [{"batch": b, "start": rows[0], "stop": rows[-1] + 1} for b, (_, rows) in enumerate(plan)]
-    decode = DecodeBatch(ImageDataset(source, preprocess))
-    outputs = stream(ray, items, decode, EncodeBatches,
-                     {"factory": factory, "device": pool.device, "threads": pool.threads, "dtype": dtype}, pool,
-                     decode_cpus=options.decode_cpus, images_per_item=max((len(rows) for _, rows in plan), default=1))
-    for out in outputs:
-        failures = [(int(row), str(reason)) for row, reason in json.loads(out["failures"])]
-        assembler.add(int(out["batch"]), np.asarray(out["rows"]).tolist(), np.asarray(out["features"]), failures,
-                      str(out["problem"]) or None)

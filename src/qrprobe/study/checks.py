@@ -58,7 +58,8 @@ def study_inputs(study: StudyConfig) -> tuple[dict, list[str]]:
     inputs: dict = {"images.source": study.images.source, "images.labels": study.images.labels,
                     "concepts": list(study.concepts)}
     for i, m in enumerate(study.models):
-        inputs[f"models[{i}]"] = [p for p in (m.weights, m.features) if p]
+        inputs[f"models[{i}]"] = [getattr(m, f.name) for f in dataclasses.fields(m)  # weights, features …
+                                  if f.metadata.get("file") and getattr(m, f.name)]
     for i, e in enumerate(study.experts):
         inputs[f"experts[{i}]"] = [p for p in (e.weights, *(v for v in e.options.values() if isinstance(v, str)))
                                    if p and Path(p).exists()]

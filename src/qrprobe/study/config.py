@@ -8,7 +8,7 @@ starts (:func:`load_study`). Example::
     output: runs/my-study                               # default: <config name>-out beside the config
     device: auto
     models:
-      - {name: lite0, model: efficientnet-lite0}
+      - {name: lite0, model: efficientnet-lite0}            # keys of `qrprobe extract`: docs/study-reference.md
       - {name: resnet50-moco, model: "timm:resnet50", weights: moco_v2.pth}
     experts:
       - {name: labels}
@@ -30,10 +30,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from ..engine.config import ProtocolConfig, int_at_least, number_in, param, validate
-from ..features.extract import DEFAULT_DTYPE
-from ..models.preprocess import preprocess_check
+from ..engine.config import ProtocolConfig
+from ..experts.label_config import LabelConfig
+from ..features.config import ExtractConfig
 from ..results import HEADLINE
+from ..schema import config_fields, derived_dataclass, int_at_least, number_in, param, validate
 
 
 def required(help: str, **metadata: Any) -> Any:
@@ -66,28 +67,38 @@ class ImagesSpec:
 
 @dataclass(frozen=True)
 @_validated
-class ModelSpec:
-    """One representation: a MODEL string (``qrprobe models``) and how to run it."""
+class _ModelKeys:
+    """One representation: a MODEL string (``qrprobe models``) and how to extract its features."""
 
     name: str = required("the representation's name in tables and reports")
     model: str = param("", "a MODEL string: built-in name, timm:NAME, torchvision:NAME, open_clip:NAME, hf:NAME, "
                        "a TorchScript/ONNX file or python:module:factory (`qrprobe models`); required unless "
-                       "`features` is given", shown="required")
+                       "`features` is given", shown="required", key=True)
     features: str | None = param(None, "a feature store already extracted (`qrprobe extract`) on the study's "
                                  "images: used instead of extracting", file=True, shown="extract")
-    weights: str | None = param(None, "a local checkpoint loaded into the model (weights only)", file=True,
-                                shown="the library's pretrained weights")
-    layer: str | None = param(None, "an intermediate layer (module name, optional pooling)",
-                              shown="the paper's features")
-    pretrained: bool = param(True, "use the library's pretrained weights (false: random initialisation)")
-    batch_size: int | None = param(None, "images per forward pass", shown="larger on a GPU than on a CPU")
-    dtype: str = param(DEFAULT_DTYPE, "storage type of the features", choices=("float32", "float16"))
-    image_size: int | None = param(None, "input size (centre crop N)", shown="the model's")
     external: dict[str, float] = param({}, "external scores of this model (e.g. linear-probe accuracy), shown "
                                        "beside the scores and in the Fig. 3 scatter", shown="none")
-    preprocess: str | dict[str, Any] | None = param(
-        None, "the transform the model was trained/evaluated with: a preset (imagenet, imagenet-bicubic) or "
-        "{preset, resize, crop, interpolation, mean, std}", check=preprocess_check, shown="the model family's own")
+
+    def extraction(self, **run: Any) -> ExtractConfig:
+        """The :class:`~qrprobe.features.config.ExtractConfig` of this model: the extraction keys it states, with
+        ``run`` (the study's device, progress …) for the others."""
+        return ExtractConfig(**_stated(self, ExtractConfig), **run)
+
+
+def _stated(spec: Any, cls: type) -> dict[str, Any]:
+    """The values of the fields of the study spec ``spec`` that are fields of the config ``cls``."""
+    names = {f.name for f in config_fields(cls)}
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name in names}
+
+
+def _in_study(f: dataclasses.Field) -> bool:
+    return f.metadata.get("study", True)
+
+
+if TYPE_CHECKING:  # the extraction's keys are added at run time: a static checker sees the model's own
+    ModelSpec: TypeAlias = _ModelKeys
+else:
+    ModelSpec = derived_dataclass("ModelSpec", _ModelKeys, ExtractConfig, module=__name__, select=_in_study)
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,23 @@ if TYPE_CHECKING:  # one field per registered analysis, made at run time
     AnalysesSpec: TypeAlias = Any
 else:
     AnalysesSpec = _analyses_spec()
+
+
+@dataclass(frozen=True)
+class _LabellingKeys:
+    """How the experts label the images (``qrprobe label --help``)."""
+
+    def labelling(self, **run: Any) -> LabelConfig:
+        """The :class:`~qrprobe.experts.label_config.LabelConfig` of the study: the keys it states, with ``run``
+        (progress …) for the others."""
+        return LabelConfig(**_stated(self, LabelConfig), **run)
+
+
+if TYPE_CHECKING:  # the labelling's keys are added at run time
+    LabellingSpec: TypeAlias = _LabellingKeys
+else:
+    LabellingSpec = derived_dataclass("LabellingSpec", _LabellingKeys, LabelConfig, module=__name__,
+                                      select=_in_study)
 
 
 @dataclass(frozen=True)
@@ -190,6 +218,8 @@ class StudyConfig:
     experts: list[ExpertSpec] = param([], "the concept experts that label the images", shown="none")
     concepts: list[str] = param([], "concept banks already labelled (`qrprobe label`) on the study's images, "
                                 "used beside the experts'", file=True, shown="none")
+    labelling: LabellingSpec = field(default_factory=LabellingSpec,
+                                     metadata={"help": "how the experts label the images (`qrprobe label --help`)"})
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig,
                                      metadata={"help": "the protocol (`qrprobe evaluate --help` lists every key)"})
     analyses: AnalysesSpec = field(default_factory=AnalysesSpec,

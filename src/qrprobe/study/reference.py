@@ -114,6 +114,7 @@ experts:                          # `qrprobe experts` lists them
   - {name: labels}
   - {name: color}
   - {name: image-stats}
+# labelling: {batch_size: 64, workers: 2}
 # output: my-study-out            # default: NAME-out beside this file
 # device: auto
 protocol:                         # defaults: the paper's protocol

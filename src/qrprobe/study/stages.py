@@ -7,6 +7,7 @@ temporary name or keeps a resumable work folder, so a killed run never leaves a 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
 from ..progress import StageCounter
 from ..results import Result
+from ..schema import identity
 from .cache import file_identity, slug, stage_key
 from .config import ModelSpec, StudyConfig
 
@@ -105,6 +107,17 @@ def remove_orphans(folder: Path, marker: str) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
+def _stage_value(f: dataclasses.Field, value: Any) -> tuple[str, Any]:
+    """How a stage key records a key field of a study spec: a file by its path, size and modification time."""
+    return f.name, file_identity(value) if f.metadata.get("file") else value
+
+
+def extract_key(model: ModelSpec, images_key: str) -> str:
+    """The extract stage's key of ``model`` on the images ``images_key``: its fields marked ``key`` (the MODEL
+    string and the extraction's key fields that a study states: ``qrprobe.features.config.ExtractConfig``)."""
+    return stage_key({**identity(model, value=_stage_value), "images": images_key})
+
+
 def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> FeatureStore:
     """The feature store of ``model`` on ``images`` (computed, resumed or reused; or the store the study names)."""
     from ..features.extract import extract
@@ -117,40 +130,31 @@ def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Feat
     if not model.model:
         raise QRProbeInputError(f"models.{model.name}: only a feature store is given (`features`), so it cannot be "
                                 f"extracted on other images; give `model` too")
-    key_items = {"model": model.model, "weights": file_identity(model.weights), "layer": model.layer,
-                 "pretrained": model.pretrained, "dtype": model.dtype, "image_size": model.image_size,
-                 "images": images.key}
-    if model.preprocess is not None:  # only when stated: the keys of earlier runs stay valid
-        key_items["preprocess"] = model.preprocess
-    key = stage_key(key_items)
-    path = ctx.out / "features" / f"{slug(model.name)}-{key}"
+    path = ctx.out / "features" / f"{slug(model.name)}-{extract_key(model, images.key)}"
     ctx.fresh("extract", path)
     done = (path / "manifest.json").is_file()
     if not done:
         ctx.may_compute("extract", images.key, model.name, path)
     t = time.perf_counter()
-    options: dict[str, Any] = {"layer": model.layer, "weights": model.weights, "pretrained": model.pretrained,
-               "device": ctx.study.device, "dtype": model.dtype, "progress": ctx.progress}
-    if model.batch_size:
-        options["batch_size"] = model.batch_size
-    if model.image_size:
-        options["image_size"] = model.image_size
-    if model.preprocess is not None:
-        options["preprocess"] = model.preprocess
-    store = FeatureStore.open(path) if done else extract(model.model, images.source, path, **options)
+    store = FeatureStore.open(path) if done else extract(
+        model.model, images.source, path, model.extraction(device=ctx.study.device, progress=ctx.progress))
     ctx.log("extract", model.name, done, time.perf_counter() - t, path)
     return store
 
 
-def _expert_key(spec, images: ImageSet) -> str:
+def expert_key(spec, images: ImageSet, labelling) -> str:
+    """The label stage's key of the expert ``spec`` on ``images``: the expert, its options and files, and the
+    study's ``labelling:`` fields marked ``key`` (``qrprobe.experts.label_config.LabelConfig``)."""
     return stage_key({"name": spec.name, "kind": spec.kind, "group": spec.group, "options": spec.options,
                       "weights": file_identity(spec.weights), "images": images.key,
-                      "labels": file_identity(images.labels) if (spec.kind or spec.name) == "labels" else None})
+                      "labels": file_identity(images.labels) if (spec.kind or spec.name) == "labels" else None,
+                      **identity(labelling, value=_stage_value)})
 
 
 def expert_paths(ctx: StageContext, images: ImageSet) -> dict[str, Path]:
     """Where each expert's concept bank on ``images`` lives (named by its key)."""
-    return {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{_expert_key(e, images)}" for e in ctx.study.experts}
+    return {e.name: ctx.out / "concepts" / f"{slug(e.name)}-{expert_key(e, images, ctx.study.labelling)}"
+            for e in ctx.study.experts}
 
 
 def shared_forward_pass(spec, options: dict, stores: dict[str, FeatureStore] | None) -> FeatureStore | None:
@@ -202,7 +206,8 @@ def label_experts(ctx: StageContext, images: ImageSet, experts: list,
         images.source, [e.name for e in missing], output=work, options=options,
         groups={e.name: e.group for e in missing if e.group},
         weights={e.name: e.weights for e in missing if e.weights},
-        kinds={e.name: e.kind for e in missing if e.kind}, progress=ctx.progress, overwrite=False)
+        kinds={e.name: e.kind for e in missing if e.kind},
+        config=ctx.study.labelling.labelling(progress=ctx.progress, overwrite=False))
     seconds = labelled.report.seconds
     for e in missing:
         mask = (labelled.bank.concepts["expert"] == e.name).to_numpy()
@@ -301,5 +306,5 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
     return path, result
 
 
-__all__ = ["ImageSet", "StageContext", "StageMissing", "evaluate_stage", "expert_paths", "extract_stage",
-           "label_experts", "label_stage", "matched_inputs", "remove_orphans"]
+__all__ = ["ImageSet", "StageContext", "StageMissing", "evaluate_stage", "expert_key", "expert_paths", "extract_key",
+           "extract_stage", "label_experts", "label_stage", "matched_inputs", "remove_orphans"]
