@@ -291,8 +291,9 @@ def ray_options_from_args(args: argparse.Namespace):
     """The :class:`~qrprobe.raycluster.RayOptions` of the parsed ``--backend ray`` flags (None for local)."""
     if args.backend != "ray":
         return None
-    from ..raycluster import RayOptions
+    from ..raycluster import RayOptions, check_address
 
+    check_address(args.address)  # before any work: an unreachable cluster is an input error, not minutes of retries
     gpus = args.num_gpus_per_actor
     if gpus is None and getattr(args, "device", None) == "cpu":
         gpus = 0.0  # --device cpu: CPU actors, even on a cluster with GPUs
