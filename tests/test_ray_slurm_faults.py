@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,10 +104,15 @@ def test_one_cpu_and_one_actor_finish_instead_of_hanging(tmp_path):
     """The campaign's command: before, the actor held the only CPU and no image was ever decoded."""
     pytest.importorskip("ray")
     images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RAY_TMPDIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "qrprobe", "extract", "pixels-4", str(images), "-o",
-                          str(tmp_path / "f"), "--backend", "ray", "--num-cpus", "1", "--actors", "1", "--quiet",
-                          "--device", "cpu"], capture_output=True, text=True, timeout=300, env=env)
+    ray_tmp = tempfile.mkdtemp(prefix="qrp-ray-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RAY_TMPDIR": ray_tmp}
+    try:
+        run = subprocess.run([sys.executable, "-m", "qrprobe", "extract", "pixels-4", str(images), "-o",
+                              str(tmp_path / "f"), "--backend", "ray", "--num-cpus", "1", "--actors", "1",
+                              "--quiet",
+                              "--device", "cpu"], capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "f" / "manifest.json").exists()
 
