@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,14 +107,19 @@ def test_one_cpu_and_one_actor_finish_instead_of_hanging(tmp_path):
     images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 2})
     ray_tmp = tempfile.mkdtemp(prefix="qrp-ray-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RAY_TMPDIR": ray_tmp}
+    args = [sys.executable, "-m", "qrprobe", "extract", "pixels-4", str(images), "-o", str(tmp_path / "f"),
+            "--backend", "ray", "--num-cpus", "1", "--actors", "1", "--quiet", "--device", "cpu"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: a hang is killed with its Ray runtime
     try:
-        run = subprocess.run([sys.executable, "-m", "qrprobe", "extract", "pixels-4", str(images), "-o",
-                              str(tmp_path / "f"), "--backend", "ray", "--num-cpus", "1", "--actors", "1",
-                              "--quiet",
-                              "--device", "cpu"], capture_output=True, text=True, timeout=300, env=env)
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("extract --num-cpus 1 --actors 1 did not finish within 300 s (the actor holds every CPU?)")
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert proc.returncode == 0, stderr[-2000:]
     assert (tmp_path / "f" / "manifest.json").exists()
 
 
