@@ -225,10 +225,10 @@ def _fit_cpus(cpus: float, actors: int, per_actor: float, decode: float) -> tupl
         return per_actor, decode
     share = cpus / (actors + 1)  # each actor and one decoding task get an equal share
     fitted_actor, fitted_decode = min(per_actor, share), min(decode, cpus - actors * min(per_actor, share))
-    warnings.warn(f"the Ray cluster has {cpus:g} CPU(s), fewer than {actors} actor(s) × {per_actor:g} CPU(s) + "
-                  f"{decode:g} for decoding: each actor gets {fitted_actor:.3g} CPU(s) and each decoding task "
-                  f"{fitted_decode:.3g} (pass fewer --actors, a smaller --cpus-per-actor or more --num-cpus)",
-                  RuntimeWarning, stacklevel=3)
+    warnings.warn_explicit(f"the Ray cluster has {cpus:g} CPU(s), fewer than {actors} actor(s) × {per_actor:g} "
+                           f"CPU(s) + {decode:g} for decoding: each actor gets {fitted_actor:.3g} CPU(s) and each "
+                           f"decoding task {fitted_decode:.3g} (pass fewer --actors, a smaller --cpus-per-actor or "
+                           "more --num-cpus)", RuntimeWarning, "qrprobe", 0)  # one line: no source line under it
     return fitted_actor, fitted_decode
 
 
