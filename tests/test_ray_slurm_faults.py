@@ -70,6 +70,17 @@ def test_cli_extract_with_an_unreachable_address_fails_before_any_work(address, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no store, no .f.partial
 
 
+def test_an_unreachable_ray_address_variable_is_named_too(tmp_path, monkeypatch, capsys):
+    """Without --address, ray.init joins the cluster RAY_ADDRESS names: checked the same way."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    images = write_image_folder(tmp_path / "imgs", {"a": 2})
+    assert main(["extract", "pixels-4", str(images), "-o", str(tmp_path / "f"), "--backend", "ray", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "RAY_ADDRESS 127.0.0.1:1: no Ray cluster answers there" in err
+    assert "unset RAY_ADDRESS" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+
+
 def test_cli_label_with_an_unreachable_address_fails_before_any_work(tmp_path, capsys):
     images = write_image_folder(tmp_path / "imgs", {"a": 2})
     assert main(["label", str(images), "--experts", "color", "-o", str(tmp_path / "bank"), "--backend", "ray",

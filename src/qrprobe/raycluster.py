@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import socket
 import threading
 import warnings
@@ -105,8 +106,9 @@ def import_ray():
 ADDRESS_TIMEOUT_S = 5.0
 
 
-def check_address(address: str | None, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
-    """Raise :class:`QRProbeInputError` naming ``--address`` when its host cannot be resolved or its port does
+def check_address(address: str | None, timeout_s: float = ADDRESS_TIMEOUT_S, what: str = "--address") -> None:
+    """Raise :class:`QRProbeInputError` naming ``what`` (``--address``, or ``RAY_ADDRESS`` for the environment
+    variable that Ray reads when no address is given) when its host cannot be resolved or its port does
     not accept a TCP connection within ``timeout_s`` seconds each (name lookup and connection); ``None`` and
     ``"auto"`` (Ray finds the cluster itself) pass unchecked. Forms: ``HOST:PORT``, ``[IPv6]:PORT``,
     ``ray://HOST:PORT`` (default port 6379, 10001 for ``ray://``)."""
@@ -118,7 +120,7 @@ def check_address(address: str | None, timeout_s: float = ADDRESS_TIMEOUT_S) -> 
         host, port_text = rest, str(default_port)
     host = host.strip("[]")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise QRProbeInputError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+        raise QRProbeInputError(f"{what} {address}: expected HOST:PORT, ray://HOST:PORT or auto")
     port = int(port_text)
     found: list = []
 
@@ -132,10 +134,10 @@ def check_address(address: str | None, timeout_s: float = ADDRESS_TIMEOUT_S) -> 
     resolver.start()
     resolver.join(timeout_s)
     if not found:
-        raise QRProbeInputError(f"--address {address}: the host name {host!r} did not resolve within "
+        raise QRProbeInputError(f"{what} {address}: the host name {host!r} did not resolve within "
                                 f"{timeout_s:g} s")
     if isinstance(found[0], OSError):
-        raise QRProbeInputError(f"--address {address}: unknown host {host!r} ({found[0].strerror or found[0]})")
+        raise QRProbeInputError(f"{what} {address}: unknown host {host!r} ({found[0].strerror or found[0]})")
     errors = []
     for family, kind, proto, _, where in found[0]:
         try:
@@ -146,8 +148,9 @@ def check_address(address: str | None, timeout_s: float = ADDRESS_TIMEOUT_S) -> 
         except OSError as exc:
             errors.append(exc.strerror or str(exc) or type(exc).__name__)
     why = errors[-1] if errors else "no usable address"
-    raise QRProbeInputError(f"--address {address}: no Ray cluster answers there ({why}); start one with "
-                            "`ray start --head`, or leave --address out to start a local one")
+    instead = "leave --address out" if what == "--address" else f"unset {what}"
+    raise QRProbeInputError(f"{what} {address}: no Ray cluster answers there ({why}); start one with "
+                            f"`ray start --head`, or {instead} to start a local one")
 
 
 @contextlib.contextmanager
@@ -161,6 +164,9 @@ def ray_session(options: RayOptions) -> Iterator[object]:
         if options.address:
             check_address(options.address)
             ray.init(address=options.address, **common)
+        elif os.environ.get("RAY_ADDRESS"):  # ray.init joins the cluster this names
+            check_address(os.environ["RAY_ADDRESS"], what="RAY_ADDRESS")
+            ray.init(**common)
         else:
             store = None if options.object_store_gb is None else int(options.object_store_gb * 2**30)
             ray.init(num_cpus=options.num_cpus, object_store_memory=store, **common)
