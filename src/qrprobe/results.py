@@ -20,6 +20,7 @@ import pandas as pd
 from ._atomic import atomic_directory
 from ._files import read_marker, reading, result_array_problems
 from .errors import QRProbeInputError
+from .progress import warn
 
 FORMAT = "qrprobe.result/1"
 METRICS = ("nmi", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits", "cross_entropy_bits", "mi_ratio",
@@ -30,6 +31,35 @@ LABELS = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": 
           "nmi_geometric": "NMI (geometric)", "nmi_max": "NMI (max)"}
 STD_NOTE = "population standard deviation over clusterings (numpy ddof=0)"
 _ARRAYS = ("clusterings", "splits", "predictions", "coef", "bias", "centroids", "replicates", "null_replicates")
+
+
+def _finite(value: object) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+_WARNED: set[str] = set()  # result directories whose undefined scores were already reported in this process
+
+
+def _flag_undefined_scores(res: Result, where: Path) -> None:
+    """A result read with NaN (or infinite) scores: add a warning flag (``inputs.flags``, which marks its rows in
+    comparisons and reports) unless evaluate already recorded one, and say so on stderr once per directory."""
+    bad = res.undefined_scores()
+    if not bad:
+        return
+    message = (f"undefined (NaN or infinite) scores of {', '.join(bad)}: these numbers are not comparable and "
+               "are ranked last")
+    if isinstance(res.inputs, dict):
+        flags = res.inputs.setdefault("flags", [])
+        if not any(isinstance(f, dict) and f.get("code") == "undefined_score" for f in flags):
+            flags.append({"code": "undefined_score", "level": "warning", "message": message, "clusterings": []})
+            res.inputs.setdefault("warnings", []).append(message)
+    key = str(where.resolve())
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warn(f"result {str(where)!r}{f' ({res.name})' if res.name else ''}: {message}")
 
 
 def summarize(per_clustering: list[dict], metrics: tuple[str, ...] = METRICS) -> dict[str, dict]:
@@ -158,7 +188,21 @@ class Result:
         problems = result_array_problems(res)
         if problems:
             raise QRProbeInputError(f"result directory {str(rpath.parent)!r} is inconsistent: {'; '.join(problems)}")
+        _flag_undefined_scores(res, rpath.parent)
         return res
+
+    def undefined_scores(self) -> list[str]:
+        """The headline metrics (labels, e.g. ``NMI``) with a score that is not a finite number (NaN, ±inf) in
+        the summary's mean or in any clustering."""
+        bad = []
+        for m in HEADLINE:
+            values = [row.get(m) for row in self.per_clustering if m in row]
+            mean = (self.summary.get(m) or {}).get("mean") if isinstance(self.summary.get(m), dict) else None
+            if mean is not None:
+                values.append(mean)
+            if any(not _finite(v) for v in values):
+                bad.append(LABELS[m])
+        return bad
 
     @classmethod
     def _load(cls, rpath: Path, data: dict, arrays: bool) -> Result:
@@ -170,16 +214,20 @@ class Result:
         if arrays:
             for name in _ARRAYS:
                 if (base / f"{name}.npy").is_file():
-                    setattr(res, name, np.load(base / f"{name}.npy", mmap_mode="r"))
+                    with reading(base / f"{name}.npy", f"the {name} array of a result (.npy)"):
+                        setattr(res, name, np.load(base / f"{name}.npy", mmap_mode="r", allow_pickle=False))
             if (base / "standardizer.npz").is_file():
-                with np.load(base / "standardizer.npz") as z:
+                with reading(base / "standardizer.npz", "a result's standardizer (.npz of arrays)"), \
+                        np.load(base / "standardizer.npz", allow_pickle=False) as z:
                     res.standardizer = {k: z[k] for k in z.files}
             if (base / "index.parquet").is_file():
-                index = pd.read_parquet(base / "index.parquet")
-                res.image_ids = index["image_id"].to_numpy(dtype=object)
-                res.paths = index["path"].to_numpy(dtype=object) if "path" in index else None
+                with reading(base / "index.parquet", "a result's image index (parquet)"):
+                    index = pd.read_parquet(base / "index.parquet")
+                    res.image_ids = index["image_id"].to_numpy(dtype=object)
+                    res.paths = index["path"].to_numpy(dtype=object) if "path" in index else None
             if (base / "concepts.parquet").is_file():
-                res.concepts = pd.read_parquet(base / "concepts.parquet")
+                with reading(base / "concepts.parquet", "a result's concept table (parquet)"):
+                    res.concepts = pd.read_parquet(base / "concepts.parquet")
         return res
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -60,6 +61,18 @@ def job_parameters(study: StudyConfig, item: StageItem, after: Collection[str] =
     return params
 
 
+def check_cluster(cluster: str) -> None:
+    """Raise :class:`QRProbeInputError` when ``cluster`` is ``"slurm"`` and this host has no Slurm commands
+    (``sbatch`` submits the jobs, submitit looks for ``srun``): one line, before any folder is created."""
+    if cluster != "slurm":
+        return
+    missing = [name for name in ("sbatch", "srun") if shutil.which(name) is None]
+    if missing:
+        raise QRProbeInputError(f"--executor slurm: this host has no Slurm ({' and '.join(missing)} not on PATH); "
+                                "run on a Slurm login node, or add --cluster local to run each job as a process "
+                                "here (to try a study's jobs), or use --executor local")
+
+
 def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slurm", folder: str | Path | None = None,
                  force: Collection[str] = (), wait: bool = True, poll_s: float | None = None,
                  echo: Callable[[str], None] | None = None) -> Submission:
@@ -78,6 +91,7 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
     submitit = require("submitit", "slurm", "the Slurm executor")
     if cluster not in CLUSTERS:
         raise QRProbeInputError(f"cluster: expected one of {', '.join(CLUSTERS)}, got {cluster!r}")
+    check_cluster(cluster)
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
     out = Path(output).resolve()
     out.mkdir(parents=True, exist_ok=True)
