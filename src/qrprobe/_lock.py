@@ -72,9 +72,10 @@ def output_lock(output: str | os.PathLike, what: str = "output") -> Iterator[Non
 
 @contextlib.contextmanager
 def hold_lock(path: str | os.PathLike, output: str | os.PathLike, what: str = "output", *,
-              remove: bool = True) -> Iterator[None]:
-    """Hold the lock file ``path`` that guards ``output`` for the block (``remove``: delete the file on
-    release). Raises :class:`~qrprobe.errors.QRProbeInputError` at once when another process holds it."""
+              reentrant: bool = True) -> Iterator[None]:
+    """Hold the lock file ``path`` that guards ``output`` for the block (the file is removed on release).
+    Raises :class:`~qrprobe.errors.QRProbeInputError` at once when another process holds it, or (not
+    ``reentrant``: a study run inside a study run) when this process does."""
     try:
         import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - not on Linux/macOS
@@ -83,6 +84,8 @@ def hold_lock(path: str | os.PathLike, output: str | os.PathLike, what: str = "o
     key = os.path.abspath(path)
     with _held_guard:
         nested = _held.get(key, 0)
+        if nested and not reentrant:
+            raise _busy(Path(key), Path(output), what)
         if nested:
             _held[key] = nested + 1
     if nested:
@@ -101,9 +104,8 @@ def hold_lock(path: str | os.PathLike, output: str | os.PathLike, what: str = "o
         with _held_guard:
             del _held[key]
         if fd is not None:
-            if remove:  # while still holding it: a process waiting on this file will see it is gone
-                with contextlib.suppress(OSError):
-                    os.unlink(key)
+            with contextlib.suppress(OSError):  # while still holding it: a process that opened the file
+                os.unlink(key)                  # meanwhile sees it is gone once it gets the lock
             os.close(fd)  # closing releases the lock
 
 
@@ -119,6 +121,11 @@ def _make_parents(output: Path, what: str) -> list[Path]:
         except OSError as exc:
             raise _cannot_lock(output, what, exc, path) from None
     return missing
+
+
+def _busy(path: Path, output: Path, what: str) -> QRProbeInputError:
+    return QRProbeInputError(f"{what} {str(output)!r}: {holder(path)} is using it; wait for it to finish, or "
+                             f"choose another {what}")
 
 
 def _cannot_lock(output: Path, what: str, exc: OSError, where: Path) -> QRProbeInputError:
@@ -143,8 +150,7 @@ def _acquire(path: Path, output: Path, what: str) -> int | None:
         except OSError as exc:
             os.close(fd)
             if exc.errno in _BUSY:
-                raise QRProbeInputError(f"{what} {str(output)!r}: {holder(path)} is using it; wait for it to "
-                                        f"finish, or choose another {what}") from None
+                raise _busy(path, output, what) from None
             if exc.errno in _UNSUPPORTED:
                 return None  # a file system without locks: go on unlocked
             raise _cannot_lock(output, what, exc, path.parent) from None

@@ -30,7 +30,7 @@ def study_lock(output: str | os.PathLike) -> Iterator[None]:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise QRProbeInputError(f"output {str(output)!r}: cannot create the study lock ({exc.strerror})") from None
-    with hold_lock(output / LOCK_NAME, output, "output"):
+    with hold_lock(output / LOCK_NAME, output, "output", reentrant=False):
         yield
 
 
