@@ -133,9 +133,9 @@ def write_error(path: str | os.PathLike, exc: OSError) -> Exception:
     if exc.errno not in _WRITE_ERRNOS and problem is None:
         return exc
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-    cls = QRProbeInputError if problem is None else ResourceLimitError
-    reason = problem if problem is not None and exc.errno != errno.ENOSPC else (exc.strerror or str(exc))
-    return cls(f"cannot write {str(path)!r}: {reason}{where}; nothing was replaced")
+    if problem is None:
+        return QRProbeInputError(f"cannot write {str(path)!r}: {exc.strerror or exc}{where}; nothing was replaced")
+    return ResourceLimitError(f"cannot write {str(path)!r}: {problem}{where}; nothing was replaced", problem)
 
 
 def discard_debris(final: str | os.PathLike) -> None:
@@ -162,9 +162,10 @@ def writing(output: str | os.PathLike, what: str = "output") -> Iterator[None]:
         try:
             yield
         except QRProbeInputError as exc:
-            if isinstance(exc, ResourceLimitError):
-                discard_debris(output)
-            raise
+            if not isinstance(exc, ResourceLimitError):
+                raise
+            discard_debris(output)
+            raise (resource_limit_error(exc, output, what) or exc) from None  # named for this output
         except BaseException as exc:
             error = resource_limit_error(exc, output, what)
             if error is None:

@@ -32,7 +32,12 @@ _OUT_OF_MEMORY = ("can't allocate memory", "cannot allocate memory", "out of mem
 
 
 class ResourceLimitError(QRProbeInputError):
-    """A run stopped by a limit of the machine (file size, disk space, memory); the message names it."""
+    """A run stopped by a limit of the machine (file size, disk space, memory); the message names it and the
+    output. ``problem``: the limit in words (``"out of memory"``, ``"File too large (…)"``)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 def ignore_file_size_signal() -> None:
@@ -68,7 +73,7 @@ def resource_problem(exc: BaseException) -> str | None:
     """What limit ``exc`` (or one of its causes) reports, in words, or None when it is not a resource limit."""
     for err in _chain(exc):
         if isinstance(err, ResourceLimitError):
-            return str(err)
+            return err.problem
         if isinstance(err, MemoryError):
             return "out of memory"
         if isinstance(err, OSError) and err.errno in _LIMIT_ERRNOS:
@@ -96,21 +101,20 @@ def _short_write() -> str:
 
 def resource_limit_error(exc: BaseException, output: str | os.PathLike | None = None,
                          what: str = "output") -> ResourceLimitError | None:
-    """The one-line error for ``exc`` when it is a resource limit (None otherwise): it names ``output``, the
+    """The one-line error for ``exc`` when it is a resource limit (None otherwise): it names ``output`` (an
+    error raised for an inner output, such as a writer's temporary folder, is named again for this one), the
     limit, and that nothing was written."""
     problem = resource_problem(exc)
     if problem is None:
         return None
-    if isinstance(exc, ResourceLimitError):
-        return exc
     if output is None:
-        return ResourceLimitError(f"{problem}; nothing was written")
+        return exc if isinstance(exc, ResourceLimitError) else ResourceLimitError(problem, problem)
     named = f"{what} {str(output)!r}" if what.startswith("-") else repr(str(output))  # a flag, or the path
     if problem == "out of memory":
         return ResourceLimitError(f"ran out of memory while making {named}; nothing was written (a previous "
-                                  "output is kept as it was)")
+                                  "output is kept as it was)", problem)
     return ResourceLimitError(f"cannot write {named}: {problem}; nothing was written (a previous output is "
-                              "kept as it was)")
+                              "kept as it was)", problem)
 
 
 __all__ = ["ResourceLimitError", "ignore_file_size_signal", "resource_limit_error", "resource_problem"]
