@@ -54,7 +54,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         yield err
-        err = err.__cause__ or err.__context__
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
 
 
 def _file_size_limit() -> str:

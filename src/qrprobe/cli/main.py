@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -67,7 +68,13 @@ def _terminate_as_exception() -> Iterator[None]:
         yield
         return
 
+    pid = os.getpid()
+
     def raise_terminated(signum, frame):
+        if os.getpid() != pid:  # a forked child (a DataLoader worker): die as before, without a traceback
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, raise_terminated)
