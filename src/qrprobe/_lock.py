@@ -34,7 +34,7 @@ _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 #: errno values of ``flock`` that mean "this file system has no locks".
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
-_held: dict[str, int] = {}  # lock file (absolute path) -> how many nested holds of this process
+_held: dict[tuple[int, str], int] = {}  # (pid, lock file) -> nested holds (a forked child holds none)
 _held_guard = threading.Lock()
 
 
@@ -81,11 +81,11 @@ def hold_lock(path: str | os.PathLike, output: str | os.PathLike, what: str = "o
     except ImportError:  # pragma: no cover - not on Linux/macOS
         yield
         return
-    key = os.path.abspath(path)
+    key = (os.getpid(), os.path.abspath(path))
     with _held_guard:
         nested = _held.get(key, 0)
         if nested and not reentrant:
-            raise _busy(Path(key), Path(output), what)
+            raise _busy(Path(key[1]), Path(output), what)
         if nested:
             _held[key] = nested + 1
     if nested:
@@ -95,7 +95,7 @@ def hold_lock(path: str | os.PathLike, output: str | os.PathLike, what: str = "o
             with _held_guard:
                 _held[key] -= 1
         return
-    fd = _acquire(Path(key), Path(output), what)
+    fd = _acquire(Path(key[1]), Path(output), what)
     with _held_guard:
         _held[key] = 1
     try:
@@ -105,7 +105,7 @@ def hold_lock(path: str | os.PathLike, output: str | os.PathLike, what: str = "o
             del _held[key]
         if fd is not None:
             with contextlib.suppress(OSError):  # while still holding it: a process that opened the file
-                os.unlink(key)                  # meanwhile sees it is gone once it gets the lock
+                os.unlink(key[1])               # meanwhile sees it is gone once it gets the lock
             os.close(fd)  # closing releases the lock
 
 
