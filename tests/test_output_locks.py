@@ -236,3 +236,15 @@ def test_an_existing_output_names_the_flag_with_its_dashes(write_example, tmp_pa
 
     with pytest.raises(QRProbeInputError, match=r"\(pass overwrite=True to replace it\)"):
         Result.load(out).save(out)
+
+
+def test_one_output_named_through_a_symbolic_link_to_its_folder_shares_the_lock(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    holder = _held_by_another_process(tmp_path, [tmp_path / "real" / "res"])
+    try:
+        with pytest.raises(QRProbeInputError, match=rf"pid {holder.pid}"), output_lock(tmp_path / "link" / "res"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -39,9 +39,10 @@ _held_guard = threading.Lock()
 
 
 def lock_path(output: str | os.PathLike) -> Path:
-    """Where the lock of ``output`` lives: the hidden sibling ``.NAME.lock``."""
+    """Where the lock of ``output`` lives: the hidden sibling ``.NAME.lock`` (in the folder's real path, so that
+    two runs naming one output through different symbolic links to its folder share the lock)."""
     output = Path(output)
-    return output.parent / f".{output.name}.lock"
+    return output.parent.resolve() / f".{output.name}.lock"
 
 
 def holder(path: str | os.PathLike) -> str:
