@@ -155,3 +155,12 @@ def test_every_shape_of_a_resource_limit_is_recognised(exc, words):
 def test_other_errors_are_not_resource_limits(exc):
     assert resource_problem(exc) is None
     assert resource_limit_error(exc, "out") is None
+
+
+def test_a_limit_outside_any_output_is_one_line_too(capsys, monkeypatch):
+    def no_memory(args):
+        raise MemoryError()
+
+    monkeypatch.setattr("qrprobe.cli.models.run", no_memory)
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err.strip() == "qrprobe models: error: stopped by a resource limit: out of memory"

@@ -108,7 +108,8 @@ def resource_limit_error(exc: BaseException, output: str | os.PathLike | None = 
     if problem is None:
         return None
     if output is None:
-        return exc if isinstance(exc, ResourceLimitError) else ResourceLimitError(problem, problem)
+        return exc if isinstance(exc, ResourceLimitError) else ResourceLimitError(
+            f"stopped by a resource limit: {problem}", problem)
     named = f"{what} {str(output)!r}" if what.startswith("-") else repr(str(output))  # a flag, or the path
     if problem == "out of memory":
         return ResourceLimitError(f"ran out of memory while making {named}; nothing was written (a previous "
