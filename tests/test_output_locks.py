@@ -75,6 +75,7 @@ def _start_first(example, out: Path, tmp_path: Path, *extra: str) -> tuple[subpr
     return first, go
 
 
+@pytest.mark.slow  # subprocesses: tens of seconds
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new-output", "overwrite"])
 def test_two_concurrent_evaluates_on_one_output_one_runs_the_other_is_refused_at_once(
         overwrite, write_example, tmp_path):
@@ -213,6 +214,7 @@ def test_the_library_writers_are_refused_too(write_example, tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow  # subprocesses: tens of seconds
 def test_sigterm_releases_the_lock_and_removes_temporaries(write_example, tmp_path):
     example = write_example(tmp_path / "data")
     out = tmp_path / "res"

@@ -46,6 +46,7 @@ def images(tmp_path) -> Path:
     return write_image_folder(tmp_path / "imgs", {"a": 6, "b": 6})
 
 
+@pytest.mark.slow  # subprocesses: tens of seconds
 @pytest.mark.parametrize("previous", [False, True], ids=["new", "overwrite"])
 def test_evaluate_under_a_file_size_limit(previous, write_example, tmp_path):
     example = write_example(tmp_path / "data")
@@ -63,6 +64,7 @@ def test_evaluate_under_a_file_size_limit(previous, write_example, tmp_path):
         assert leftovers(out) == []
 
 
+@pytest.mark.slow  # subprocesses: tens of seconds
 @pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process", "dataloader-worker"])
 def test_extract_under_a_file_size_limit_leaves_no_work_folder(workers, images, tmp_path):
     out = tmp_path / "store"
@@ -80,6 +82,7 @@ def test_label_under_a_file_size_limit(images, tmp_path):
     assert leftovers(out) == []
 
 
+@pytest.mark.slow  # subprocesses: tens of seconds
 def test_report_under_a_file_size_limit_keeps_the_previous_report(write_example, tmp_path):
     result = evaluate_example(write_example(tmp_path / "data"), tmp_path / "res")
     out = tmp_path / "report.html"
