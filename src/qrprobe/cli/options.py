@@ -194,6 +194,7 @@ def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = T
     add_deprecated_flag(parser, "--output", "-o/--out", "out")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output that qrprobe wrote earlier")
+    parser.set_defaults(_writes_output=True)  # cli.main: the output's lock and resource-limit scope
 
 
 #: What the first bytes of a file qrprobe wrote hold, per kind of file output (``check_output(file=KIND)``).
