@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name bel
     from .study.runner import run_study as run_study
     from .workflow.analyses import analyze as analyze
     from .workflow.analyses import run_analysis as run_analysis
-    from .workflow.comparison import compare as compare
+    from .workflow.compare_api import compare as compare
 
 __version__ = "0.1.0"
 disable_telemetry()  # before any dependency that reads its telemetry switch at import (huggingface_hub)
@@ -97,7 +97,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "label": ("qrprobe.experts.label", "label_images"),
     "run_analysis": "qrprobe.workflow.analyses",
     "analyze": "qrprobe.workflow.analyses",
-    "compare": "qrprobe.workflow.comparison",
+    "compare": "qrprobe.workflow.compare_api",
     "report": "qrprobe.report",
     "load_study": "qrprobe.study.load",
     "run_study": "qrprobe.study.runner",

@@ -281,11 +281,13 @@ def markdown_cell(text: object) -> str:
 
 def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE, intervals: bool = False) -> str:
     """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics`` (with the 95%
-    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`)."""
+    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`) and
+    marked ``⚠`` where the result has warning flags (``inputs.flags``: degenerate or unreliable scores)."""
     head = ["representation", "K", "R", *[LABELS.get(m, m) for m in metrics]]
     lines = ["| " + " | ".join(markdown_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [r.name or "-", str(r.config.get("k", "")), str(len(r.seeds))]
+        flagged = any(f.get("level") == "warning" for f in r.inputs.get("flags", []))
+        cells = [(r.name or "-") + (" ⚠" if flagged else ""), str(r.config.get("k", "")), str(len(r.seeds))]
         for m in metrics:
             cells.append(format_mean_std(r.summary[m], m, intervals) if m in r.summary else "")
         lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")

@@ -26,6 +26,7 @@ from ..errors import QRProbeInputError, require
 from .cache import slug
 from .config import StudyConfig
 from .items import StageItem, finished_items, run_item, study_items
+from .runner import expand_force
 
 CLUSTERS = ("slurm", "local")
 
@@ -83,6 +84,7 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
     graph = study_items(study)
+    force = expand_force(force)
     finished = finished_items(study, out, force)
     result = Submission(finished_before=[item for item, _ in graph if item in finished])
     pending = {item: [d for d in deps if d not in finished] for item, deps in graph if item not in finished}

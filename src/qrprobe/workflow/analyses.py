@@ -23,7 +23,7 @@ from ..errors import QRProbeInputError
 from ..progress import scope
 from ..results import Result
 from . import runs, specs
-from .analysis_io import AnalysisInputs, AnalysisOutput, required_input
+from .analysis_io import AnalysisInputs, AnalysisOutput, model_name, required_input
 
 Run = Callable[[AnalysisInputs, Any, ProtocolConfig, bool], AnalysisOutput]
 
@@ -182,19 +182,13 @@ def analyze(kind: str, data: Any = None, /, *, features: Any = None, concepts: A
     inputs.result = result_of(result)
     if results is not None:
         inputs.results = [required_input(result_of(r), "every entry of results to be a result") for r in results]
-        inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (_model_name(r) or f"result {i + 1}")
+        inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (model_name(r) or f"result {i + 1}")
                               for i, r in enumerate(results)]
     inputs.target_features = feats_of(target_features)
     inputs.target_concepts = bank_of(target_concepts, inputs.target_features)
     if "target" in entry.needs and inputs.result is not None and inputs.concepts is not None:
         inputs.source_concepts = inputs.concepts
     return run_analysis(entry, inputs, spec, protocol, progress)
-
-
-def _model_name(result: Result) -> str:
-    from .comparison import _model_name as name_of
-
-    return name_of(result)
 
 
 __all__ = ["ANALYSES", "AnalysisInputs", "AnalysisKind", "AnalysisOutput", "analysis_kind", "analyze",
