@@ -146,3 +146,23 @@ def test_bad_concepts_refused(toy):
         ReverseProbing(k=2, **FAST).fit(X, None)
     with pytest.raises(QRProbeInputError, match="non-integer"):
         ReverseProbing(k=2, **FAST).fit(X, np.linspace(0, 1, len(X)))
+
+
+def test_library_calls_are_silent_unless_asked(toy, capfd, caplog):
+    """fit and evaluate print nothing by default (the tiny test split's warnings go to the ``qrprobe`` logger and
+    into the result); ``progress=True`` prints them."""
+    import logging
+
+    import qrprobe
+
+    X, y = toy
+    with caplog.at_level(logging.WARNING, logger="qrprobe"):
+        est = ReverseProbing(k=4, **FAST).fit(X[:30], y[:30])  # 6 test images for 4 clusters: warned
+        qrprobe.evaluate(X[:40], ConceptBank.from_matrix(y[:40], ["a", "b"]), k=4, **FAST)
+    assert capfd.readouterr().err == ""
+    assert est.result_.inputs["warnings"]
+    assert {r.getMessage() for r in caplog.records} >= set(est.result_.inputs["warnings"])
+    ReverseProbing(k=4, **{**FAST, "progress": True}).fit(X[:40], y[:40])
+    err = capfd.readouterr().err
+    assert "warning: " in err
+    assert "note: FEATURES and CONCEPTS rows were matched by position" in err

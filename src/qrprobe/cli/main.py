@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ParameterError, QRProbeError
+from ..progress import console_output
 
 # Sub-command modules, in the order ``qrprobe --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -53,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
     try:
-        return int(args.func(args) or 0)
+        with console_output():  # warnings and notes on stderr, as a library call makes them only if asked
+            return int(args.func(args) or 0)
     except ParameterError as exc:  # a library parameter: name it as the flag the user typed
         from .options import flag
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..errors import QRProbeInputError, require
+from ..progress import console_output
 from .cache import slug
 from .config import StudyConfig
 from .items import StageItem, finished_items, run_item, study_items
@@ -59,6 +60,13 @@ def job_parameters(study: StudyConfig, item: StageItem, after: Collection[str] =
     if res.partition:
         params["slurm_partition"] = res.partition
     return params
+
+
+def run_job(study: StudyConfig, output: str, item: StageItem, *, force: tuple[str, ...] = ()) -> list[dict]:
+    """One Slurm job: :func:`~.items.run_item` with its warnings on the job's stderr (its log), as the CLI
+    prints them, rather than on the library's silent logger."""
+    with console_output():
+        return run_item(study, output, item, force=force)
 
 
 def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slurm", folder: str | Path | None = None,
@@ -103,7 +111,7 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
             elif all(d in jobs for d in deps) if scheduler_side else all(d in result.completed for d in deps):
                 executor.update_parameters(**job_parameters(
                     study, item, [jobs[d].job_id for d in deps] if scheduler_side else ()))
-                jobs[item] = running[item] = executor.submit(run_item, study, str(out), item, force=tuple(force))
+                jobs[item] = running[item] = executor.submit(run_job, study, str(out), item, force=tuple(force))
                 result.jobs[item] = str(jobs[item].job_id)
                 echo(f"[{cluster}] submitted {item.label} as job {jobs[item].job_id}")
                 del pending[item]
