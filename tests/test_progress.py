@@ -77,8 +77,7 @@ def test_warnings_print_with_progress_off_in_the_cli_only(scene, capsys, caplog,
         result = evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=False)
     assert capsys.readouterr().err == ""
     assert "look here" in result.inputs["warnings"]
-    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelname == "WARNING"][0] == (
-        "WARNING", "look here")
+    assert next(r.getMessage() for r in caplog.records if r.levelname == "WARNING") == "look here"
     evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=True)
     assert "warning: look here" in capsys.readouterr().err
 
