@@ -166,3 +166,30 @@ def test_library_calls_are_silent_unless_asked(toy, capfd, caplog):
     err = capfd.readouterr().err
     assert "warning: " in err
     assert "note: FEATURES and CONCEPTS rows were matched by position" in err
+
+
+@pytest.fixture(scope="module")
+def fitted(toy):
+    X, y = toy
+    return ReverseProbing(k=4, **GOOD).fit(X, y), X, y
+
+
+def test_score_is_a_function_of_the_image_set(fitted):
+    """score(X, y) depends on which images, not on their order, and splitting the images into blocks and
+    predicting each gives the same clusters (hypothesis over permutations and block sizes)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    est, X, y = fitted
+    base = est.score(X, y)
+    clusters = est.predict_all(X)
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.randoms(use_true_random=False), st.integers(1, len(X)))
+    def check(rnd, block):
+        order = np.array(rnd.sample(range(len(X)), len(X)))
+        assert est.score(X[order], y[order]) == pytest.approx(base, abs=1e-9)
+        parts = [est.predict_all(X[order][i:i + block]) for i in range(0, len(X), block)]
+        np.testing.assert_array_equal(np.concatenate(parts, axis=1), clusters[:, order])
+
+    check()
