@@ -119,6 +119,29 @@ class Result:
     def mean(self, metric: str) -> float:
         return self.summary[metric]["mean"]
 
+    def __eq__(self, other: object) -> bool:
+        """Equal content: the same scores, configuration, provenance and name (compared as saved in
+        ``results.json``) and equal arrays, image ids and concept table. A saved-then-loaded result equals the
+        original; two evaluations equal each other when they agree in every number (timings aside, which
+        measure the run, not the result)."""
+        if not isinstance(other, Result):
+            return NotImplemented
+        mine, theirs = (json.loads(json.dumps(_json_safe({**r.to_dict(), "timings": None})))
+                        for r in (self, other))
+        if mine != theirs:
+            return False
+        for name in (*_ARRAYS, "image_ids", "paths"):
+            if not _same_array(getattr(self, name), getattr(other, name), text=name in ("image_ids", "paths")):
+                return False
+        mine_std, their_std = self.standardizer or {}, other.standardizer or {}
+        if (self.standardizer is None) != (other.standardizer is None) or set(mine_std) != set(their_std):
+            return False
+        if not all(_same_array(mine_std[k], their_std[k]) for k in mine_std):
+            return False
+        return _same_table(self.concepts, other.concepts)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
+
     def __repr__(self) -> str:
         scores = ", ".join(f"{LABELS[m]} {format_mean_std(self.summary[m], m)}"
                            for m in HEADLINE if m in self.summary)
@@ -231,6 +254,26 @@ class Result:
         return res
 
 
+def _same_array(a: np.ndarray | None, b: np.ndarray | None, text: bool = False) -> bool:
+    """Whether two optional arrays are equal (NaN equal to NaN; ``text``: compared as strings)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if text:
+        return np.array_equal(np.asarray(a, dtype=str), np.asarray(b, dtype=str))
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f")
+
+
+def _same_table(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
+    """Whether two concept tables hold the same rows and values (dtypes aside: a Parquet round trip may store
+    text columns with another dtype)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if list(a.columns) != list(b.columns) or a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[c].to_numpy(dtype=object), b[c].to_numpy(dtype=object)) for c in a.columns)
+
+
 def _json_safe(obj):
     """Replace NaN/inf (not valid JSON) by None, recursively; numpy scalars by Python numbers."""
     if isinstance(obj, dict):
@@ -286,11 +329,13 @@ def markdown_cell(text: object) -> str:
 
 def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE, intervals: bool = False) -> str:
     """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics`` (with the 95%
-    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`)."""
+    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`) and
+    marked ``⚠`` where the result has warning flags (``inputs.flags``: degenerate or unreliable scores)."""
     head = ["representation", "K", "R", *[LABELS.get(m, m) for m in metrics]]
     lines = ["| " + " | ".join(markdown_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [r.name or "-", str(r.config.get("k", "")), str(len(r.seeds))]
+        flagged = any(f.get("level") == "warning" for f in r.inputs.get("flags", []))
+        cells = [(r.name or "-") + (" ⚠" if flagged else ""), str(r.config.get("k", "")), str(len(r.seeds))]
         for m in metrics:
             cells.append(format_mean_std(r.summary[m], m, intervals) if m in r.summary else "")
         lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")

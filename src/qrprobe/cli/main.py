@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from ..errors import ParameterError, QRProbeError
+from ..progress import console_output
 
 # Sub-command modules, in the order ``qrprobe --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(parser, argv)
     ignore_file_size_signal()
     try:
-        with _terminate_as_exception(), _output_scope(args):
+        with console_output(), _terminate_as_exception(), _output_scope(args):  # warnings/notes on stderr
             return int(args.func(args) or 0)
     except ParameterError as exc:  # a library parameter: name it as the flag the user typed
         from .options import flag

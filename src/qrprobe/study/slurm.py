@@ -24,9 +24,11 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..errors import QRProbeInputError, require
+from ..progress import console_output
 from .cache import slug
 from .config import StudyConfig
 from .items import StageItem, finished_items, run_item, study_items
+from .runner import expand_force
 
 CLUSTERS = ("slurm", "local")
 
@@ -73,6 +75,13 @@ def check_cluster(cluster: str) -> None:
                                 "here (to try a study's jobs), or use --executor local")
 
 
+def run_job(study: StudyConfig, output: str, item: StageItem, *, force: tuple[str, ...] = ()) -> list[dict]:
+    """One Slurm job: :func:`~.items.run_item` with its warnings on the job's stderr (its log), as the CLI
+    prints them, rather than on the library's silent logger."""
+    with console_output():
+        return run_item(study, output, item, force=force)
+
+
 def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slurm", folder: str | Path | None = None,
                  force: Collection[str] = (), wait: bool = True, poll_s: float | None = None,
                  echo: Callable[[str], None] | None = None) -> Submission:
@@ -97,6 +106,7 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
     graph = study_items(study)
+    force = expand_force(force)
     finished = finished_items(study, out, force)
     result = Submission(finished_before=[item for item, _ in graph if item in finished])
     pending = {item: [d for d in deps if d not in finished] for item, deps in graph if item not in finished}
@@ -115,7 +125,7 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
             elif all(d in jobs for d in deps) if scheduler_side else all(d in result.completed for d in deps):
                 executor.update_parameters(**job_parameters(
                     study, item, [jobs[d].job_id for d in deps] if scheduler_side else ()))
-                jobs[item] = running[item] = executor.submit(run_item, study, str(out), item, force=tuple(force))
+                jobs[item] = running[item] = executor.submit(run_job, study, str(out), item, force=tuple(force))
                 result.jobs[item] = str(jobs[item].job_id)
                 echo(f"[{cluster}] submitted {item.label} as job {jobs[item].job_id}")
                 del pending[item]
