@@ -59,16 +59,17 @@ def verify_file(path: Path, spec: PublishedFile, expert: str, *, pin: bool = Tru
     none exists). Raises :class:`QRProbeInputError` naming the file and both values on any mismatch.
     """
     size = path.stat().st_size
-    if spec.size is not None and size != spec.size:
-        raise QRProbeInputError(f"expert {expert!r}: {str(path)!r} has {size} bytes, expected {spec.size} "
-                                f"({spec.hash_source}); {_remedy(expert, path)}")
     algorithms = tuple(dict.fromkeys(("sha256", *spec.digests)))
     found = file_digests(path, algorithms)
     for algorithm, expected in spec.digests.items():
         if found[algorithm] != expected.lower():
             raise QRProbeInputError(
                 f"expert {expert!r}: {algorithm.upper()} of {str(path)!r} is {found[algorithm]}, expected "
-                f"{expected} ({spec.hash_source}); {_remedy(expert, path)}")
+                f"{expected} ({size} bytes, expected {spec.size or 'size not published'}; {spec.hash_source}); "
+                f"{_remedy(expert, path)}")
+    if spec.size is not None and size != spec.size:  # (only reachable without a published digest)
+        raise QRProbeInputError(f"expert {expert!r}: {str(path)!r} has {size} bytes, expected {spec.size} "
+                                f"(SHA-256 {found['sha256']}); {_remedy(expert, path)}")
     if spec.sha256 is None:
         pin_file = path.with_name(path.name + ".sha256")
         if pin_file.is_file():
