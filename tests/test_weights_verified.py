@@ -50,12 +50,13 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_a_download_is_verified_and_renamed(cache, tmp_path):
     path = fetch_published("places365", _entry(tmp_path))
-    assert path == cache / "w.bin" and path.read_bytes() == PAYLOAD
+    assert path == cache / "w.bin"
+    assert path.read_bytes() == PAYLOAD
     assert _leftovers(cache) == ["w.bin"]  # no .partial, no pin (the hash is published)
 
 
 def test_a_zip_download_is_extracted_and_verified(cache, tmp_path):
-    entry = _entry(tmp_path, archive=True, md5=hashlib.md5(PAYLOAD).hexdigest())  # noqa: S324
+    entry = _entry(tmp_path, archive=True, md5=hashlib.md5(PAYLOAD).hexdigest())
     assert fetch_published("places365", entry).read_bytes() == PAYLOAD
     assert _leftovers(cache) == ["w.bin"]
 
@@ -65,8 +66,10 @@ def test_a_wrong_published_hash_leaves_no_file(cache, tmp_path):
     with pytest.raises(QRProbeInputError) as err:
         fetch_published("places365", entry)
     message = str(err.value)
-    assert "\n" not in message and "w.bin.partial" in message
-    assert "0" * 64 in message and hashlib.sha256(PAYLOAD).hexdigest() in message  # both hashes
+    assert "\n" not in message
+    assert "w.bin.partial" in message
+    assert "0" * 64 in message
+    assert hashlib.sha256(PAYLOAD).hexdigest() in message
     assert _leftovers(cache) == []
 
 
@@ -77,7 +80,8 @@ def test_a_corrupted_cached_file_is_refused_and_left_as_it_is(cache, tmp_path):
     path.write_bytes(damaged)
     with pytest.raises(QRProbeInputError, match=r"SHA256 of .*w\.bin' is [0-9a-f]{64}, expected [0-9a-f]{64}"):
         fetch_published("places365", entry)
-    assert path.read_bytes() == damaged and _leftovers(cache) == ["w.bin"]
+    assert path.read_bytes() == damaged
+    assert _leftovers(cache) == ["w.bin"]
 
 
 def test_an_unpublished_hash_is_pinned_at_the_first_download(cache, tmp_path):
@@ -116,7 +120,9 @@ def test_fetch_experts_cli(cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(pub.PUBLISHED, "places365", _entry(tmp_path))
     assert main(["fetch-experts", "places365,color"]) == 0
     out = capsys.readouterr().out
-    assert "places365: weights:" in out and "verified" in out and "color: nothing to fetch" in out
+    assert "places365: weights:" in out
+    assert "verified" in out
+    assert "color: nothing to fetch" in out
     (cache / "w.bin").write_bytes(b"garbage")
     assert main(["fetch-experts", "places365"]) == 2
     err = capsys.readouterr()
@@ -134,7 +140,8 @@ def test_experts_name_shows_source_licence_size_hash_and_the_papers_model(capsys
         assert needle in out
     assert main(["experts", "minc"]) == 0
     out = capsys.readouterr().out
-    assert "sha1 1225f149519c7a0113c43a056153c1bb15468ac0" in out and "substitute" in out
+    assert "sha1 1225f149519c7a0113c43a056153c1bb15468ac0" in out
+    assert "substitute" in out
     assert main(["experts", "places365"]) == 0
     assert "not published (pinned on first use)" in capsys.readouterr().out
 
@@ -152,7 +159,8 @@ def test_the_catalog_is_consistent():
     for name, entry in pub.PUBLISHED.items():
         assert entry.status in pub.STATUSES, name
         for spec in entry.files.values():
-            assert spec.urls and all(u.startswith(("http://", "https://")) for u in spec.urls)
+            assert spec.urls
+            assert all(u.startswith(("http://", "https://")) for u in spec.urls)
             for algorithm, n in (("sha256", 64), ("sha1", 40), ("md5", 32)):
                 value = spec.digests.get(algorithm)
                 assert value is None or (len(value) == n and int(value, 16) >= 0), (name, algorithm)

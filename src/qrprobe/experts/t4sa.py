@@ -42,7 +42,7 @@ def published_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     return out
 
 
-def T4saVgg19():  # noqa: N802 - a factory standing for the class it builds
+def T4saVgg19():
     """A randomly initialised T4SA VGG-19 (attributes named after the published layers)."""
     torch = torch_module()
     nn = torch.nn

@@ -191,7 +191,7 @@ class TextExpert(Expert):
                                        entry=published("text"))
                 self.weights_file = path
                 self.device = str(resolve_device(self.device))
-                params = {k: v for k, v in self.craft_params.items()}
+                params = dict(self.craft_params.items())
                 self._craft = CraftDetector(path, device=self.device, max_side=self.max_side, **params)
                 self.load_report = self._craft.load_report
             self._prepared = True

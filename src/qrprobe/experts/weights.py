@@ -133,7 +133,7 @@ def _download(expert: str, spec: PublishedFile, target: Path, how: str) -> Path:
             continue
         try:
             _fetch_url(url, partial, spec)
-        except Exception as exc:  # noqa: BLE001 - any failure of one mirror: try the next, report all
+        except Exception as exc:
             partial.unlink(missing_ok=True)
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             errors.append(f"{url}: {type(exc).__name__}: {first}")
@@ -156,7 +156,7 @@ def _fetch_url(url: str, partial: Path, spec: PublishedFile) -> None:
 
     raw = partial.with_name(partial.name + ".zip") if spec.archive else partial
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(raw, "wb") as out:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=60) as response, open(raw, "wb") as out:
             shutil.copyfileobj(response, out, _CHUNK)
         if spec.archive:
             with zipfile.ZipFile(raw) as archive:
