@@ -27,6 +27,7 @@ def load_study(path: str | os.PathLike, *, overrides: dict | None = None) -> Stu
 def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConfig:
     """Validate a plain mapping (e.g. the built-in demo's) as a :class:`StudyConfig`."""
     value, locations = _upgrade_explain(value, locations)
+    value = expand_paper_experts(value)
     study = build(StudyConfig, value, locations, base_dir)
     problems = _semantic_problems(study) + work_problems(study, locations)
     if problems:
@@ -35,6 +36,23 @@ def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConf
     if study.output is not None and not Path(study.output).is_absolute():
         study = dataclasses.replace(study, output=str(base_dir / study.output))
     return study
+
+
+def expand_paper_experts(value: object) -> object:
+    """``experts: paper`` -> the closest-to-paper battery that can run here
+    (:func:`qrprobe.experts.paper_set.paper_experts`); the experts left out, and why, go into ``notes``."""
+    if not (isinstance(value, dict) and isinstance(value.get("experts"), str)
+            and value["experts"].strip().lower() == "paper"):
+        return value
+    from ..experts.paper_set import paper_experts
+
+    selection = paper_experts()
+    experts = [{"name": name, **({"options": options} if options else {})} for name, options in selection.experts]
+    note = selection.note()
+    notes = list(value.get("notes") or []) if isinstance(value.get("notes"), list) else value.get("notes")
+    if note is not None and isinstance(notes, list):
+        notes.append(note)
+    return {**value, "experts": experts, **({"notes": notes} if notes is not None else {})}
 
 
 def _upgrade_explain(value: object, locations: dict) -> tuple[object, dict]:
