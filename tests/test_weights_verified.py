@@ -185,3 +185,41 @@ def test_numpy_pickles_of_arrays_load_and_code_is_refused(tmp_path):
     bad.write_bytes(header.getvalue() + pickle.dumps(Evil()))
     with pytest.raises(QRProbeInputError, match=r"refused global (posix|os|nt)\.system"):
         load_numpy_pickle(bad)
+
+
+# ---------------------------------------------------------------- experts: paper
+def test_the_paper_set_keeps_what_runs_offline_and_names_the_rest(cache, monkeypatch):
+    from qrprobe.experts.paper_set import PAPER_SET, paper_experts
+    from qrprobe.experts.weights import wheel_file
+
+    monkeypatch.setenv("QRPROBE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(cache.parent / "torch"))
+    monkeypatch.setenv("HF_HOME", str(cache.parent / "hf"))
+    selection = paper_experts()
+    names = [n for n, _ in selection.experts]
+    craft = wheel_file(pub.PUBLISHED["text"], pub.PUBLISHED["text"].files["weights"]) is not None
+    assert names == ["labels", "color", *(["text"] if craft else [])]
+    assert dict(selection.experts).get("text", {"detector": "craft"}) == {"detector": "craft"}
+    assert set(selection.missing) == ({n for n, _ in PAPER_SET} - set(names)) | {"dtd", "open-images"}
+    assert "qrprobe fetch-experts places365" in selection.missing["places365"]
+    assert "QRPROBE_OFFLINE is set" in selection.missing["coco"]
+    # a file in the cache (fetched on a login node) brings its expert back
+    cache.mkdir(parents=True)
+    (cache / "resnet50_places365.pth.tar").write_bytes(b"x")
+    assert "places365" in [n for n, _ in paper_experts().experts]
+    note = selection.note()
+    assert note.startswith("experts: paper: left out here: ")
+    assert "dtd (" in note
+
+
+def test_a_study_with_experts_paper_expands_and_notes_the_missing(cache, monkeypatch, tmp_path):
+    from qrprobe.study.load import expand_paper_experts
+
+    monkeypatch.setenv("QRPROBE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    value = expand_paper_experts({"name": "s", "experts": "paper", "notes": ["mine"]})
+    assert value["experts"][:2] == [{"name": "labels"}, {"name": "color"}]
+    assert value["notes"][0] == "mine"
+    assert value["notes"][1].startswith("experts: paper: left out here: coco (")
+    assert expand_paper_experts({"experts": [{"name": "color"}]}) == {"experts": [{"name": "color"}]}
