@@ -51,7 +51,7 @@ def build_craft():
     """A randomly initialised CRAFT network with the official module names (``basenet``, ``upconv1-4``,
     ``conv_cls``); ``forward(x)`` returns the (B, 2, H/2, W/2) region and affinity score maps."""
     torch = torch_module()
-    nn = torch.nn
+    nn: Any = torch.nn
     functional = torch.nn.functional
 
     class _Slice(nn.Sequential):
@@ -178,4 +178,7 @@ class CraftDetector:
 
     def scores(self, images: list[np.ndarray]) -> np.ndarray:
         """(N,) float32: the highest region score of a detected word in each image, 0 where none."""
-        return np.array([word_score(*self.score_maps(im), **self.thresholds) for im in images], dtype=np.float32)
+        t = self.thresholds
+        return np.array([word_score(*self.score_maps(im), text_threshold=t["text_threshold"],
+                                    link_threshold=t["link_threshold"], low_text=t["low_text"]) for im in images],
+                        dtype=np.float32)

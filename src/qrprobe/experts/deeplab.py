@@ -40,7 +40,7 @@ def build_deeplabv2(n_classes: int = N_CLASSES, n_blocks=(3, 4, 23, 3), rates=(6
     """A randomly initialised DeepLab-v2 (inside the ``base`` of its multi-scale wrapper) with deeplab-pytorch's
     module names; ``forward(x)`` gives (B, n_classes, H/8, W/8) logits at one scale."""
     torch = torch_module()
-    nn = torch.nn
+    nn: Any = torch.nn
 
     def conv_bn(c_in, c_out, k, stride, pad, dil, relu=True):
         m = nn.Sequential()

@@ -16,6 +16,8 @@ of the 256-resized image.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._torch import torch_module
 
 N_CODES, DIM = 32, 128
@@ -27,7 +29,7 @@ def build_deepten(num_classes: int = 23):
     from ..errors import require
 
     tv = require("torchvision", "vision", "the Deep TEN MINC expert")
-    nn = torch.nn
+    nn: Any = torch.nn
 
     class _Encoding(nn.Module):
         def __init__(self, d: int, k: int):

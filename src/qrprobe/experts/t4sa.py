@@ -16,6 +16,7 @@ pools are used.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def published_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
 def T4saVgg19():
     """A randomly initialised T4SA VGG-19 (attributes named after the published layers)."""
     torch = torch_module()
-    nn = torch.nn
+    nn: Any = torch.nn
 
     class _T4saVgg19(nn.Module):
         def __init__(self) -> None:
