@@ -223,3 +223,4 @@ def test_a_study_with_experts_paper_expands_and_notes_the_missing(cache, monkeyp
     assert value["notes"][0] == "mine"
     assert value["notes"][1].startswith("experts: paper: left out here: coco (")
     assert expand_paper_experts({"experts": [{"name": "color"}]}) == {"experts": [{"name": "color"}]}
+    assert expand_paper_experts({"experts": "paper"})["notes"][0].startswith("experts: paper: left out here: ")

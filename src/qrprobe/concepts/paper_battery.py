@@ -156,6 +156,21 @@ _SEGMENTER_ROLES = {"coco-things-91": "coco-things", "coco-voc": "coco-things", 
 _COCOSTUFF_PARTS = {"things": ["coco-things"], "stuff": ["coco-stuff"], "both": ["coco-things", "coco-stuff"]}
 
 
+# what to do about a paper expert missing from a bank (no "; " inside: the note joins messages with it)
+_MISSING_HINTS = {
+    "open-images": "no public PyTorch/ONNX checkpoint: `coco` stands in, or `onnx-detector` on your export",
+    "coco-things": "`coco-stuff` (`qrprobe fetch-experts coco-stuff` where there is internet)",
+    "coco-stuff": "`coco-stuff` (`qrprobe fetch-experts coco-stuff` where there is internet)",
+    "places365": "`places365` (`qrprobe fetch-experts places365` where there is internet)",
+    "sun-attributes": "`sun-attributes` (`qrprobe fetch-experts sun-attributes` where there is internet)",
+    "minc": "`minc`, Deep TEN (`qrprobe fetch-experts minc` where there is internet)",
+    "dtd": "no public checkpoint: `dtd` with your weights, or `clip` over the 47 DTD names",
+    "text": "`text` with detector: craft (extra [craft])",
+    "sentiment": "`sentiment` (`qrprobe fetch-experts sentiment` where there is internet)",
+    "clip-style": "`clip-style` (open_clip downloads the OpenAI weights where there is internet)",
+}
+
+
 def paper_roles(entry: Mapping) -> list[str]:
     """The keys of the paper experts a bank's expert entry stands for (the ``coco-stuff`` expert stands for
     two: the things and the stuff of one segmenter); empty: not in the paper's battery."""
@@ -287,7 +302,9 @@ def battery_differences(experts_info: Sequence[Mapping]) -> list[str]:
                                 f"{paper.group}")
     for paper in PAPER_BATTERY:
         if paper.key not in covered:
-            messages.append(f"{paper.group}: no {paper.dataset} expert (paper: {paper.model})")
+            hint = _MISSING_HINTS.get(paper.key)
+            messages.append(f"{paper.group}: no {paper.dataset} expert (paper: {paper.model})"
+                            + (f" — {hint}" if hint else ""))
     if extras:
         messages.append("experts the paper did not use: " + ", ".join(extras))
     return messages

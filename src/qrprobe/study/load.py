@@ -49,10 +49,12 @@ def expand_paper_experts(value: object) -> object:
     selection = paper_experts()
     experts = [{"name": name, **({"options": options} if options else {})} for name, options in selection.experts]
     note = selection.note()
-    notes = list(value.get("notes") or []) if isinstance(value.get("notes"), list) else value.get("notes")
-    if note is not None and isinstance(notes, list):
-        notes.append(note)
-    return {**value, "experts": experts, **({"notes": notes} if notes is not None else {})}
+    notes = value.get("notes")
+    if notes is None:
+        notes = []
+    if note is not None and isinstance(notes, list):  # (a malformed `notes` is left for the schema to report)
+        notes = [*notes, note]
+    return {**value, "experts": experts, **({"notes": notes} if notes else {})}
 
 
 def _upgrade_explain(value: object, locations: dict) -> tuple[object, dict]:
