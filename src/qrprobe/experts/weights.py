@@ -113,7 +113,7 @@ def fetch_published(expert: str, entry: PublishedExpert, role: str = "weights", 
     if target.is_file():
         verify_file(target, spec, expert)
         return target
-    how = "--weights" if role == "weights" else f"--set {expert}.{role}=PATH"
+    how = f"--weights {expert}=PATH" if role == "weights" else f"--set {expert}.{role}=PATH"
     if not downloads_allowed(download):
         raise QRProbeInputError(
             f"expert {expert!r} needs {spec.filename} ({spec.urls[0]}) and it is not in the cache {cache_dir()}; "
