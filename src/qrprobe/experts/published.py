@@ -91,8 +91,8 @@ class PublishedExpert:
 
 
 _PLACES = "http://places2.csail.mit.edu/models_places365/"
-_PLACES_LICENCE = ("CSAILVision/places365 (repository: MIT licence; the model page states no separate licence "
-                   "for the weights)")
+_PLACES_LICENCE = ("CC BY (CSAILVision/places365 README: 'The pretrained places-CNN models can be used under the "
+                   "Creative Common License (Attribution CC BY)'; cite Zhou et al., TPAMI 2017)")
 _ENCODING_SHA1_SOURCE = ("github.com/zhanghang1989/PyTorch-Encoding encoding/models/model_store.py "
                          "(_model_sha1: 1225f149519c7a0113c43a056153c1bb15468ac0 deepten_resnet50_minc)")
 
