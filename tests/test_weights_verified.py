@@ -224,3 +224,21 @@ def test_a_study_with_experts_paper_expands_and_notes_the_missing(cache, monkeyp
     assert value["notes"][1].startswith("experts: paper: left out here: coco (")
     assert expand_paper_experts({"experts": [{"name": "color"}]}) == {"experts": [{"name": "color"}]}
     assert expand_paper_experts({"experts": "paper"})["notes"][0].startswith("experts: paper: left out here: ")
+
+
+@pytest.mark.slow
+def test_label_with_experts_paper_offline(cache, monkeypatch, tmp_path, capsys):
+    from qrprobe.concepts.bank import ConceptBank
+    from qrprobe.synthetic import write_image_folder
+
+    monkeypatch.setenv("QRPROBE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    images = write_image_folder(tmp_path / "imgs", {"a": 2, "b": 1})
+    assert main(["label", str(images), "--experts", "paper", "-o", str(tmp_path / "bank"), "--quiet"]) == 0
+    assert "experts: paper: left out here: coco (" in capsys.readouterr().err
+    experts = [e["name"] for e in ConceptBank.load(tmp_path / "bank").info["experts"]]
+    assert experts[:2] == ["labels", "color"]
+    if "text" in experts:  # with the extra [craft]: the paper's detector
+        text = next(e for e in ConceptBank.load(tmp_path / "bank").info["experts"] if e["name"] == "text")
+        assert text["config"]["detector"] == "craft"
