@@ -128,15 +128,14 @@ def places_layout(wide: bool) -> dict[str, tuple[int, ...]]:
 
 
 # ---------------------------------------------------------------- the loaders
-def _check_loaded(expert, layout, prefix: str = ""):
+def _check_loaded(expert, layout, tensors):
     report = expert.load_report
     assert report["n_missing"] == 0
     assert report["n_unexpected"] == 0
     assert report["n_loaded"] == len(layout)  # every key of the file, batch counters included
-    state = expert._model.state_dict() if hasattr(expert, "_model") else None
-    if state is not None:  # the loaded values are the file's
-        key = next(k for k in layout if k.endswith("weight") and len(layout[k]) == 4)
-        assert key[len(prefix):] in state
+    state = expert._model.state_dict()
+    for key in (next(k for k in layout if len(layout[k]) == 4), list(layout)[-1]):  # first conv, last key
+        assert torch.equal(state[key].cpu(), tensors[key]), key  # the model holds the file's values
 
 
 def test_craft_layout_loads_and_detects(tmp_path, one_torch_thread):
@@ -170,7 +169,8 @@ def test_the_real_craft_file_from_the_wheel_has_the_published_layout():
 def test_deeplab_cocostuff_layout_loads_and_segments(tmp_path, one_torch_thread):
     layout = deeplab_layout()
     path = tmp_path / "deeplabv2_resnet101_msc-cocostuff164k-100000.pth"
-    torch.save(_tensors(layout), path)
+    tensors = _tensors(layout)
+    torch.save(tensors, path)
     expert = build_expert("coco-stuff", {"weights": str(path), "size": 64})
     out = expert.predict([_image()])
     assert out.binary.shape == (1, 182)
@@ -180,7 +180,7 @@ def test_deeplab_cocostuff_layout_loads_and_segments(tmp_path, one_torch_thread)
     assert (groups[91:] == "Material").all()
     assert expert.concepts[0] == "person"
     assert expert.concepts[91] == "banner"
-    _check_loaded(expert, layout, "base.")
+    _check_loaded(expert, layout, tensors)
     stuff = build_expert("coco-stuff", {"weights": str(path), "size": 64, "part": "stuff", "msc": False})
     assert stuff.predict([_image()]).binary.shape == (1, 91)
 
@@ -189,13 +189,14 @@ def test_deeplab_cocostuff_layout_loads_and_segments(tmp_path, one_torch_thread)
 def test_deepten_minc_layout_loads_and_classifies(tmp_path, one_torch_thread):
     layout = deepten_layout()
     path = tmp_path / "deepten_resnet50_minc-1225f149.pth"
-    torch.save(_tensors(layout), path)
+    tensors = _tensors(layout)
+    torch.save(tensors, path)
     expert = build_expert("minc", {"weights": str(path)})
     out = expert.predict([_image(), _image()])
     assert out.binary.shape == (2, 23)
     assert (out.binary.sum(1) == 1).all()
     np.testing.assert_allclose(out.scores.sum(1), 1, rtol=1e-5)
-    _check_loaded(expert, layout)
+    _check_loaded(expert, layout, tensors)
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["resnet50", "wideresnet18"])
