@@ -215,7 +215,8 @@ class StudyConfig:
     name: str = required("the study's name (the default output folder is NAME-out beside the file)")
     images: ImagesSpec = required("the image collection")
     models: list[ModelSpec] = required("the representations to compare")
-    experts: list[ExpertSpec] = param([], "the concept experts that label the images", shown="none")
+    experts: list[ExpertSpec] = param([], "the concept experts that label the images; or `paper`: the closest-to-"
+                                      "paper battery that runs here (`docs/protocol.md` §10)", shown="none")
     concepts: list[str] = param([], "concept banks already labelled (`qrprobe label`) on the study's images, "
                                 "used beside the experts'", file=True, shown="none")
     labelling: LabellingSpec = field(default_factory=LabellingSpec,
