@@ -216,7 +216,8 @@ class StudyConfig:
     name: str = required("the study's name (the default output folder is NAME-out beside the file)")
     images: ImagesSpec = required("the image collection")
     models: list[ModelSpec] = required("the representations to compare")
-    experts: list[ExpertSpec] = param([], "the concept experts that label the images", shown="none")
+    experts: list[ExpertSpec] = param([], "the concept experts that label the images; or `paper`: the closest-to-"
+                                      "paper battery that runs here (`docs/protocol.md` §10)", shown="none")
     concepts: list[str] = param([], "concepts of the study's images beside the experts': concept-bank folders "
                                 "(`qrprobe label`) or tables (.csv, .tsv, .parquet; columns image_id, concept"
                                 "[, group]; ids as the study's images', e.g. red/00.png)", file=True, shown="none")
