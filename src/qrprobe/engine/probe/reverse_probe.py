@@ -163,6 +163,8 @@ class ReverseProbe:
         # and where batches are cut ("host": scipy per step, "device": per epoch on the device; None: by device)
         self.lazy_fraction = LAZY_FRACTION
         self.batching: str | None = None
+        # the compiled kernel (CPU, dense steps): None where available, True required, False never (torch)
+        self.kernel: bool | None = None
         self.prior_candidate = True  # False: the selection before the prior was a candidate (experiments)
 
     # ------------------------------------------------------------------------------------------- fitting
@@ -196,8 +198,8 @@ class ReverseProbe:
                 weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
                 self.best_epoch_ = None
             else:
-                val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) \
-                    if has_val and val_concepts is not None and val_labels is not None else None
+                val = (val_concepts, val_labels) if has_val and val_concepts is not None and val_labels is not None \
+                    else None
                 weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
                 self.weight_decay_ = self.config.weight_decay
         if weight is None or bias is None:  # the prior was kept (both None)
@@ -208,24 +210,18 @@ class ReverseProbe:
         self._set_weights(weight, bias, dev)
         return self
 
-    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
+    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray] | None,
+                 k: int, prior: dict, dev: torch.device):
         """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
-        prior)."""
+        prior). The epochs run in the compiled kernel (:mod:`.kernel`) where it can, else in torch."""
         from ...progress import bar as progress_bar
 
         cfg = self.config
         table_x = with_bias_column(concepts)
         n, m1 = table_x.shape
-        if (self.batching or ("device" if dev.type == "cuda" else "host")) == "device":
-            batches: DeviceBatches | HostBatches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
-        else:
-            batches = HostBatches(table_x, labels, cfg.batch_size, self.lazy_fraction)
-        table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(batches, "lazy", False))
-        minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
-        arange = torch.arange(cfg.batch_size, device=dev)
-        true_proba = torch.empty(n, device=dev)
+        runner = self._epoch_runner(table_x, labels, val, k, dev)
+        true_proba = runner.true_proba
         gen = torch.Generator().manual_seed(int(self.seed))
-        n_steps = math.ceil(n / cfg.batch_size)
         by_val = val is not None and cfg.select == "val_loss"
         self.history_ = [prior]
         best: tuple[float, torch.Tensor | None, torch.Tensor | None, int] = \
@@ -234,29 +230,45 @@ class ReverseProbe:
             for epoch in range(1, cfg.epochs + 1):
                 started = time.perf_counter()
                 lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)
-                table.start_epoch(lr, n_steps)
-                perm = torch.randperm(n, generator=gen).numpy()
-                start = 0
-                for batch in batches.epoch(perm):
-                    train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
-                    start += batch.size
-                table.finish_epoch()
+                runner.epoch(torch.randperm(n, generator=gen).numpy(), lr)
                 record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
                 if not np.isfinite(record["train_loss"]):
                     raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "
                                              "try a smaller learning rate")
-                weight, bias = table.weight[:-1], table.weight[-1]
+                weight, bias = runner.weights()
                 if val is not None:
-                    record["val_loss"] = self._mean_loss(val[0], val[1], weight, bias)
+                    record["val_loss"] = runner.val_loss(weight, bias)
                     bar.set_postfix_str(f"val_loss={record['val_loss']:.3f}")
                 record["seconds"] = time.perf_counter() - started
                 self.history_.append(record)
                 score = record["val_loss"] if by_val else -epoch
                 if score < best[0]:
-                    best = (score, weight.clone(), bias.clone(), epoch)
+                    best = (score, runner.snapshot(weight), runner.snapshot(bias), epoch)
                 bar.update()
         _, w, b, best_epoch = best
         return w, b, best_epoch
+
+    def _epoch_runner(self, table_x: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray] | None,
+                      k: int, dev: torch.device) -> _TorchEpochs | _KernelEpochs:
+        """Where the epochs run: the compiled kernel on the CPU when the steps are dense and it is available (or
+        asked for with ``self.kernel = True``), else torch."""
+        cfg = self.config
+        batching = self.batching or ("device" if dev.type == "cuda" else "host")
+        if dev.type == "cpu" and batching == "host" and self.kernel is not False:
+            from . import kernel
+
+            lazy = HostBatches.expected_lazy(table_x, cfg.batch_size, self.lazy_fraction)
+            if kernel.available() and not lazy:
+                threads = self.threads if self.threads is not None else torch.get_num_threads()
+                return _KernelEpochs(kernel.KernelSGD(table_x, labels, k, cfg.batch_size, cfg.momentum,
+                                                      cfg.weight_decay, threads), val)
+            if self.kernel:
+                why = "its steps would be lazy (few concepts per batch)" if lazy else kernel.unavailable()
+                raise RuntimeError(f"the compiled probe was asked for but cannot run: {why}")
+        elif self.kernel:
+            raise RuntimeError(f"the compiled probe was asked for but cannot run: it needs the CPU and host batching "
+                               f"(device {dev.type}, batching {batching})")
+        return _TorchEpochs(self, table_x, labels, val, k, dev, batching)
 
     def _set_weights(self, weight: torch.Tensor, bias: torch.Tensor, dev: torch.device) -> None:
         self._weight, self._bias, self._device = weight.contiguous(), bias.contiguous(), dev
@@ -310,6 +322,72 @@ class ReverseProbe:
         probe.best_epoch_ = None
         probe.selected_prior_ = False
         return probe
+
+
+class _TorchEpochs:
+    """The epochs in torch (:mod:`.sgd`): batches cut per step on the host (scipy) or per epoch on the device."""
+
+    def __init__(self, probe: ReverseProbe, table_x: sp.csr_matrix, labels: np.ndarray,
+                 val: tuple[sp.csr_matrix, np.ndarray] | None, k: int, dev: torch.device, batching: str) -> None:
+        cfg = probe.config
+        n, m1 = table_x.shape
+        self.probe, self.batch_size = probe, cfg.batch_size
+        if batching == "device":
+            self.batches: DeviceBatches | HostBatches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
+        else:
+            self.batches = HostBatches(table_x, labels, cfg.batch_size, probe.lazy_fraction)
+        self.table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(self.batches, "lazy", False))
+        self.minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
+        self.arange = torch.arange(cfg.batch_size, device=dev)
+        self.true_proba = torch.empty(n, device=dev)
+        self.n_steps = math.ceil(n / cfg.batch_size)
+        self.val = (ConceptRows(val[0], dev), torch.from_numpy(val[1]).to(dev)) if val is not None else None
+
+    def epoch(self, perm: np.ndarray, lr: float) -> None:
+        self.table.start_epoch(lr, self.n_steps)
+        start = 0
+        for batch in self.batches.epoch(perm):
+            train_step(self.table, batch, self.minus_ones, self.arange, self.true_proba[start:start + batch.size])
+            start += batch.size
+        self.table.finish_epoch()
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.table.weight[:-1], self.table.weight[-1]
+
+    def val_loss(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        assert self.val is not None
+        return self.probe._mean_loss(self.val[0], self.val[1], weight, bias)
+
+    @staticmethod
+    def snapshot(t: torch.Tensor) -> torch.Tensor:
+        return t.clone()  # a view of the table, which the next epoch changes
+
+
+class _KernelEpochs:
+    """The epochs in the compiled kernel (:mod:`.kernel`, CPU)."""
+
+    def __init__(self, sgd, val: tuple[sp.csr_matrix, np.ndarray] | None) -> None:
+        from .kernel import KernelRows
+
+        self.sgd = sgd
+        self._proba = np.empty(sgd.rows.n, dtype=np.float32)
+        self.true_proba = torch.from_numpy(self._proba)
+        self.val = KernelRows(with_bias_column(val[0]), val[1]) if val is not None else None
+
+    def epoch(self, perm: np.ndarray, lr: float) -> None:
+        self.sgd.epoch(perm, lr, self._proba)
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self.sgd.weight_tensor()
+        return table[:-1], table[-1]
+
+    def val_loss(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        assert self.val is not None
+        return self.sgd.mean_loss(self.val)
+
+    @staticmethod
+    def snapshot(t: torch.Tensor) -> torch.Tensor:
+        return t  # a fresh copy each epoch
 
 
 def _check_rows(concepts: sp.csr_matrix, labels: np.ndarray, k: int, what: str) -> None:
