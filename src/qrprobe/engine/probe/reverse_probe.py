@@ -336,7 +336,8 @@ class _TorchEpochs:
             self.batches: DeviceBatches | HostBatches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
         else:
             self.batches = HostBatches(table_x, labels, cfg.batch_size, probe.lazy_fraction)
-        self.table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(self.batches, "lazy", False))
+        lazy = getattr(self.batches, "lazy", False)
+        self.table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=lazy)
         self.minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
         self.arange = torch.arange(cfg.batch_size, device=dev)
         self.true_proba = torch.empty(n, device=dev)
