@@ -194,21 +194,24 @@ typedef struct {
     float *logit;              /* [tile][bsz][QR_T]: exponentials, then the gradient */
     float *tmax, *tsum, *scale; /* [tile][bsz] */
     float *rmax, *rinv;        /* [bsz] */
-    int32_t *tptr[2], *trow[2]; /* the transposed CSR of two consecutive batches: table row → batch rows */
+    /* three consecutive batches (slot = step mod 3): the batch's rows compacted (bptr, bidx: its CSR; blab: its
+       labels) and transposed (tptr, trow: table row → batch rows) */
+    int32_t *bptr[3], *bidx[3], *tptr[3], *trow[3];
+    int64_t *blab[3];
     int32_t *tcur;
 } Epoch;
 
 /* (F) one tile: logits of the batch's rows, their exponentials (shifted by the tile's row maximum). */
-QR_HOT static void forward_tile(Epoch *e, int64_t j, int64_t first, int64_t b) {
+QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
+    const int32_t *bptr = e->bptr[slot], *bidx = e->bidx[slot];
     const float *wt = e->w + j * e->m1 * QR_T;
     float *out = e->logit + j * e->bsz * QR_T;
     int64_t width = e->k - j * QR_T < QR_T ? e->k - j * QR_T : QR_T;
     for (int64_t i = 0; i < b; i++) {
-        int64_t row = e->perm[first + i];
-        const int32_t *idx = e->indices + e->indptr[row];
+        const int32_t *idx = bidx + bptr[i];
         vf sums[4];
 #define QR_FWD_ROW(q) (wt + (int64_t)idx[q] * QR_T)
-        QR_GATHER(sums, e->indptr[row + 1] - e->indptr[row], QR_FWD_ROW);
+        QR_GATHER(sums, bptr[i + 1] - bptr[i], QR_FWD_ROW);
         float acc[QR_T];
         memcpy(acc, sums, sizeof acc);
         for (int c = 0; c < QR_T; c++) acc[c] = c < width ? acc[c] : -INFINITY;
@@ -230,21 +233,25 @@ QR_HOT static void forward_tile(Epoch *e, int64_t j, int64_t first, int64_t b) {
     }
 }
 
-/* The batch's transposed CSR (into buffer ``slot``): for each table row, the batch rows holding it, in
-   increasing order. */
-static void transpose_batch(Epoch *e, int slot, int64_t first, int64_t b) {
-    int32_t *tptr = e->tptr[slot], *trow = e->trow[slot];
-    memset(tptr, 0, (size_t)(e->m1 + 1) * sizeof(int32_t));
+/* The batch of rows perm[first … first + b) into ``slot``: its rows' concepts and labels copied together (the
+   tiles read them many times; the rows are scattered over the whole matrix), and its transposed CSR: for each
+   table row, the batch rows holding it, in increasing order. */
+static void prepare_batch(Epoch *e, int slot, int64_t first, int64_t b) {
+    int32_t *bptr = e->bptr[slot], *bidx = e->bidx[slot], *tptr = e->tptr[slot], *trow = e->trow[slot];
+    int64_t *blab = e->blab[slot];
+    bptr[0] = 0;
     for (int64_t i = 0; i < b; i++) {
-        int64_t row = e->perm[first + i];
-        for (int64_t q = e->indptr[row]; q < e->indptr[row + 1]; q++) tptr[e->indices[q] + 1]++;
+        int64_t row = e->perm[first + i], lo = e->indptr[row], len = e->indptr[row + 1] - lo;
+        memcpy(bidx + bptr[i], e->indices + lo, (size_t)len * sizeof(int32_t));
+        bptr[i + 1] = bptr[i] + (int32_t)len;
+        blab[i] = e->labels[row];
     }
+    memset(tptr, 0, (size_t)(e->m1 + 1) * sizeof(int32_t));
+    for (int32_t q = 0; q < bptr[b]; q++) tptr[bidx[q] + 1]++;
     for (int64_t r = 0; r < e->m1; r++) tptr[r + 1] += tptr[r];
     memcpy(e->tcur, tptr, (size_t)e->m1 * sizeof(int32_t));
-    for (int64_t i = 0; i < b; i++) {
-        int64_t row = e->perm[first + i];
-        for (int64_t q = e->indptr[row]; q < e->indptr[row + 1]; q++) trow[e->tcur[e->indices[q]]++] = (int32_t)i;
-    }
+    for (int64_t i = 0; i < b; i++)
+        for (int32_t q = bptr[i]; q < bptr[i + 1]; q++) trow[e->tcur[bidx[q]]++] = (int32_t)i;
 }
 
 typedef struct {
@@ -275,6 +282,7 @@ QR_HOT static void normalizers(void *p) {
 /* (B) one tile: probabilities − one-hot, summed per table row, and the SGD step of every table row. */
 QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, int64_t b) {
     const int32_t *tptr = e->tptr[slot], *trow = e->trow[slot];
+    const int64_t *blab = e->blab[slot];
     float *g = e->logit + j * e->bsz * QR_T;
     const float *sc = e->scale + j * e->bsz;
     int64_t c0 = j * QR_T;
@@ -282,7 +290,7 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
         float f = sc[i];
         float *gi = g + i * QR_T;
         for (int c = 0; c < QR_T; c++) gi[c] *= f;
-        int64_t label = e->labels[e->perm[first + i]] - c0;
+        int64_t label = blab[i] - c0;
         if (label >= 0 && label < QR_T) {
             e->proba[first + i] = gi[label];
             gi[label] -= 1.0f;
@@ -311,19 +319,21 @@ static void epoch_worker(void *p) {
     Epoch *e = (Epoch *)p;
     Team *team = &e->team;
     for (int64_t s = 0; s <= e->n_steps; s++) {
-        /* this pass: step s − 1's backward (s > 0) and step s's forward (s < n_steps), tile by tile */
-        int64_t first = s * e->bsz, prev = first - e->bsz;
+        /* this pass: step s − 1's backward (s > 0) and step s's forward (s < n_steps), tile by tile; and step
+           s + 1's batch prepared (step 0's was prepared before) */
+        int64_t first = s * e->bsz, prev = first - e->bsz, next = first + e->bsz;
         int64_t b = s < e->n_steps ? (e->n - first < e->bsz ? e->n - first : e->bsz) : 0;
         int64_t b_prev = s > 0 ? (e->n - prev < e->bsz ? e->n - prev : e->bsz) : 0;
-        for (;;) { /* item 0: step s's transposed CSR; items 1 …: the tiles */
+        int64_t b_next = s + 1 < e->n_steps ? (e->n - next < e->bsz ? e->n - next : e->bsz) : 0;
+        for (;;) { /* item 0: the next batch; items 1 …: the tiles */
             int64_t item = atomic_fetch_add(&team->next, 1);
             if (item > e->n_tiles) break;
             if (item == 0) {
-                if (b) transpose_batch(e, (int)(s & 1), first, b);
+                if (b_next) prepare_batch(e, (int)((s + 1) % 3), next, b_next);
                 continue;
             }
-            if (b_prev) backward_tile(e, (int)((s - 1) & 1), item - 1, prev, b_prev);
-            if (b) forward_tile(e, item - 1, first, b);
+            if (b_prev) backward_tile(e, (int)((s - 1) % 3), item - 1, prev, b_prev);
+            if (b) forward_tile(e, (int)(s % 3), item - 1, b);
         }
         Serial serial = {e, b};
         barrier(team, b ? normalizers : NULL, &serial);
@@ -350,21 +360,29 @@ int qr_probe_epoch(float *w, float *u, int64_t m1, int64_t k, const int64_t *ind
     }
     e.logit = aligned_alloc(64, (size_t)(e.n_tiles * bsz * QR_T) * sizeof(float));
     e.tmax = malloc((size_t)(e.n_tiles * bsz) * sizeof(float) * 3 + (size_t)bsz * sizeof(float) * 2);
-    e.tptr[0] = malloc((size_t)(3 * m1 + 2) * sizeof(int32_t));
-    e.trow[0] = malloc((size_t)(2 * longest * bsz + 1) * sizeof(int32_t));
-    if (!e.logit || !e.tmax || !e.tptr[0] || !e.trow[0]) {
-        free(e.logit); free(e.tmax); free(e.tptr[0]); free(e.trow[0]);
+    /* per slot: bptr (bsz + 1), tptr (m1 + 1), bidx and trow (longest · bsz each), blab (bsz int64) */
+    size_t slot_ints = (size_t)(bsz + 1 + m1 + 1 + 2 * longest * bsz + 2 * bsz + 1) & ~(size_t)1; /* even */
+    int32_t *ints = malloc((3 * slot_ints + (size_t)m1 + 8) * sizeof(int32_t));
+    if (!e.logit || !e.tmax || !ints) {
+        free(e.logit); free(e.tmax); free(ints);
         return -1;
     }
-    e.tptr[1] = e.tptr[0] + m1 + 1;
-    e.tcur = e.tptr[1] + m1 + 1;
-    e.trow[1] = e.trow[0] + longest * bsz;
+    for (int t = 0; t < 3; t++) {
+        int32_t *base = ints + t * slot_ints;
+        e.blab[t] = (int64_t *)base;  /* first: 8-byte aligned */
+        e.bptr[t] = base + 2 * bsz;
+        e.tptr[t] = e.bptr[t] + bsz + 1;
+        e.bidx[t] = e.tptr[t] + m1 + 1;
+        e.trow[t] = e.bidx[t] + longest * bsz;
+    }
+    e.tcur = ints + 3 * slot_ints;
     e.tsum = e.tmax + e.n_tiles * bsz;
     e.scale = e.tsum + e.n_tiles * bsz;
     e.rmax = e.scale + e.n_tiles * bsz;
     e.rinv = e.rmax + bsz;
+    if (e.n_steps > 0) prepare_batch(&e, 0, 0, n < bsz ? n : bsz);
     run_team(&e.team, n_threads < 1 ? 1 : n_threads, epoch_worker, &e);
-    free(e.logit); free(e.tmax); free(e.tptr[0]); free(e.trow[0]);
+    free(e.logit); free(e.tmax); free(ints);
     return 0;
 }
 
