@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import kernel
-from qrprobe.engine.probe.reverse_probe import ReverseProbe
+from qrprobe.engine.probe.reverse_probe import ReverseProbe, available_cpus, fit_many
 from qrprobe.engine.probe.sgd import with_bias_column
 from qrprobe.synthetic import make_linear_probe_problem
 
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.skipif(not kernel.available(), reason=f"compiled probe 
 
 
 def _fit(cfg, x, y, k, *, use_kernel, threads=1, seed=3, val=None):
-    probe = ReverseProbe(cfg, seed=seed, device="cpu", threads=threads)
+    probe = ReverseProbe(cfg, seed=seed, device="cpu")
     probe.lazy_fraction = 0.0  # dense torch steps: what the kernel replaces
-    probe.kernel = use_kernel
+    probe.kernel, probe.kernel_threads = use_kernel, threads
     return probe.fit(x, y, *(val or (None, None)), n_classes=k)
 
 
@@ -100,6 +100,24 @@ def test_validation_loss_equals_torch_cross_entropy(n, k, spread, seed):
     expected = float(F.cross_entropy(logits.double(), torch.from_numpy(y), reduction="mean"))
     got = sgd.mean_loss(kernel.KernelRows(with_bias_column(x), y))
     assert got == pytest.approx(expected, rel=2e-6, abs=2e-6 * max(1.0, spread))
+
+
+def test_fit_many_gives_each_probe_one_kernel_thread(monkeypatch):
+    seen = []
+    real = kernel.KernelSGD.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(self.threads)
+
+    monkeypatch.setattr(kernel.KernelSGD, "__init__", spy)
+    x, y = make_linear_probe_problem(n=300, m=20, k=4, density=0.3)
+    probes = [ReverseProbe(ProbeConfig(epochs=1, batch_size=32), seed=s, device="cpu") for s in range(2)]
+    fit_many(probes, [(x, y, None, None, 4)] * 2, workers=2)
+    assert seen == [1, 1]
+    assert [p.kernel_threads for p in probes] == [None, None]  # restored
+    ReverseProbe(ProbeConfig(epochs=1, batch_size=32), device="cpu").fit(x, y, n_classes=4)
+    assert seen[-1] == available_cpus()
 
 
 def test_asked_for_where_it_cannot_run():

@@ -21,6 +21,7 @@ so the kept probe is never worse on validation than knowing nothing about the co
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -123,8 +124,23 @@ def fit_many(probes: Sequence[ReverseProbe], data: Sequence[tuple], workers: int
         return [p.fit(*d) for p, d in zip(probes, data, strict=True)]
     from concurrent.futures import ThreadPoolExecutor
 
-    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda pd: pd[0].fit(*pd[1]), zip(probes, data, strict=True)))
+    saved = [p.kernel_threads for p in probes]
+    try:
+        for p in probes:  # several probes at once: one compiled-kernel thread each, as one torch thread each
+            p.kernel_threads = p.kernel_threads or 1
+        with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda pd: pd[0].fit(*pd[1]), zip(probes, data, strict=True)))
+    finally:
+        for p, value in zip(probes, saved, strict=True):
+            p.kernel_threads = value
+
+
+def available_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class ReverseProbe:
@@ -137,9 +153,11 @@ class ReverseProbe:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` …
     progress : show a progress bar over epochs (rate, ETA, validation loss).
     eval_rows : rows per block when evaluating or predicting.
-    threads : torch intra-op threads while training on the CPU (default 1: a probe on one thread does
-        not stall when another process takes a core; :func:`fit_many` fits several probes at once to use more
-        cores; None: torch's setting).
+    threads : torch intra-op threads while training on the CPU with torch (default 1: a probe on one thread
+        does not stall when another process takes a core; :func:`fit_many` fits several probes at once to use
+        more cores; None: torch's setting). The compiled kernel (:mod:`.kernel`, used on the CPU where it
+        can run) takes one worker thread per CPU this process may use: its threads share the work tile by
+        tile, so one that another process delays does not hold the others back.
 
     Attributes (after ``fit``)
     --------------------------
@@ -163,8 +181,10 @@ class ReverseProbe:
         # and where batches are cut ("host": scipy per step, "device": per epoch on the device; None: by device)
         self.lazy_fraction = LAZY_FRACTION
         self.batching: str | None = None
-        # the compiled kernel (CPU, dense steps): None where available, True required, False never (torch)
+        # the compiled kernel (CPU, dense steps): None where available, True required, False never (torch); its
+        # worker threads (None: the CPUs this process may run on; fit_many gives each probe one)
         self.kernel: bool | None = None
+        self.kernel_threads: int | None = None
         self.prior_candidate = True  # False: the selection before the prior was a candidate (experiments)
 
     # ------------------------------------------------------------------------------------------- fitting
@@ -259,7 +279,7 @@ class ReverseProbe:
 
             lazy = HostBatches.expected_lazy(table_x, cfg.batch_size, self.lazy_fraction)
             if kernel.available() and not lazy:
-                threads = self.threads if self.threads is not None else torch.get_num_threads()
+                threads = self.kernel_threads or available_cpus()
                 return _KernelEpochs(kernel.KernelSGD(table_x, labels, k, cfg.batch_size, cfg.momentum,
                                                       cfg.weight_decay, threads), val)
             if self.kernel:
@@ -400,4 +420,4 @@ def _check_rows(concepts: sp.csr_matrix, labels: np.ndarray, k: int, what: str) 
         raise QRProbeInputError(f"{what} labels must lie in 0 … {k - 1}, got {labels.min()} … {labels.max()}")
 
 
-__all__ = ["ConceptRows", "ReverseProbe", "class_prior", "fit_many", "intra_op_threads"]
+__all__ = ["ConceptRows", "ReverseProbe", "available_cpus", "class_prior", "fit_many", "intra_op_threads"]
