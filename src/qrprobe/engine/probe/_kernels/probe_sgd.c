@@ -36,10 +36,13 @@
 #endif
 
 #define QR_ABI 1
-#define QR_T 64          /* columns per tile */
+#ifndef QR_T
+#define QR_T 64          /* columns per tile: a multiple of 16 */
+#endif
+#define QR_V (QR_T / 16) /* vectors of 16 floats per tile row */
 #define QR_LANES 16      /* partial sums of a reduction (vectorizable without reassociation) */
 #define QR_VAL_ROWS 512  /* validation rows per block */
-#define QR_SPIN 4000     /* barrier: pause iterations before sleeping */
+#define QR_SPIN 256      /* barrier: pause iterations (≈ 15 µs) before sleeping */
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
@@ -55,22 +58,22 @@
 typedef float vf __attribute__((vector_size(64)));
 typedef float vfu __attribute__((vector_size(64), aligned(4)));
 
-/* acc[0..3] = Σ_q rows[index(q)] (a tile row of 64 floats each): two interleaved sums (addition latency),
-   added at the end. */
+/* acc[0 .. QR_V) = Σ_q rows[index(q)] (a tile row of QR_T floats each): two interleaved sums (addition
+   latency), added at the end. */
 #define QR_GATHER(acc, count, ROW)                                                \
     do {                                                                          \
-        vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0}; \
+        vf s_[QR_V], t_[QR_V];                                                    \
+        for (int c_ = 0; c_ < QR_V; c_++) s_[c_] = t_[c_] = (vf){0};              \
         int64_t q_ = 0, n_ = (count);                                             \
         for (; q_ + 1 < n_; q_ += 2) {                                            \
             const vfu *a_ = (const vfu *)(ROW(q_)), *b_ = (const vfu *)(ROW(q_ + 1)); \
-            s0 += a_[0]; s1 += a_[1]; s2 += a_[2]; s3 += a_[3];                   \
-            t0 += b_[0]; t1 += b_[1]; t2 += b_[2]; t3 += b_[3];                   \
+            for (int c_ = 0; c_ < QR_V; c_++) { s_[c_] += a_[c_]; t_[c_] += b_[c_]; } \
         }                                                                         \
         if (q_ < n_) {                                                            \
             const vfu *a_ = (const vfu *)(ROW(q_));                               \
-            s0 += a_[0]; s1 += a_[1]; s2 += a_[2]; s3 += a_[3];                   \
+            for (int c_ = 0; c_ < QR_V; c_++) s_[c_] += a_[c_];                   \
         }                                                                         \
-        (acc)[0] = s0 + t0; (acc)[1] = s1 + t1; (acc)[2] = s2 + t2; (acc)[3] = s3 + t3; \
+        for (int c_ = 0; c_ < QR_V; c_++) (acc)[c_] = s_[c_] + t_[c_];            \
     } while (0)
 
 int qr_probe_abi_version(void) { return QR_ABI; }
@@ -209,7 +212,7 @@ QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
     int64_t width = e->k - j * QR_T < QR_T ? e->k - j * QR_T : QR_T;
     for (int64_t i = 0; i < b; i++) {
         const int32_t *idx = bidx + bptr[i];
-        vf sums[4];
+        vf sums[QR_V];
 #define QR_FWD_ROW(q) (wt + (int64_t)idx[q] * QR_T)
         QR_GATHER(sums, bptr[i + 1] - bptr[i], QR_FWD_ROW);
         float acc[QR_T];
@@ -300,11 +303,11 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
     const float alpha = 1.0f / (float)b, lr = e->lr, mom = e->momentum, dec = e->decay;
     for (int64_t r = 0; r < e->m1; r++) {
         const int32_t *rows = trow + tptr[r];
-        vf acc[4];
+        vf acc[QR_V];
 #define QR_BWD_ROW(q) (g + (int64_t)rows[q] * QR_T)
         QR_GATHER(acc, tptr[r + 1] - tptr[r], QR_BWD_ROW);
         vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < QR_V; c++) {
             vf v = u[c] + alpha * acc[c];
             vf wn = w[c] - lr * v;
             w[c] = wn;
@@ -404,7 +407,7 @@ QR_HOT static double loss_block(const Loss *l, int64_t first, int64_t b, float *
         for (int64_t i = 0; i < b; i++) {
             int64_t row = first + i;
             const int32_t *idx = l->indices + l->indptr[row];
-            vf sums[4];
+            vf sums[QR_V];
             QR_GATHER(sums, l->indptr[row + 1] - l->indptr[row], QR_FWD_ROW);
             float acc[QR_T];
             memcpy(acc, sums, sizeof acc);
