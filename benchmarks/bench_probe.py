@@ -260,6 +260,7 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="also run every contender beside a busy loop")
     parser.add_argument("--profile", action="store_true", help="print the profile of ours (1 thread)")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -270,10 +271,14 @@ def main() -> None:
     contenders = [(c.split(":")[0], int(c.split(":")[1])) for c in args.contenders.split(",")]
     with tempfile.TemporaryDirectory(prefix="qrprobe-bench-probe-") as tmp:
         data = Path(tmp)
+        if args.keep_data:  # generated once per shape, reused by later runs
+            data = Path(args.keep_data) / f"n{args.n}-m{args.concepts}-o{args.ones}-k{args.k}"
         t = time.perf_counter()
-        _data(args, data)
+        if not (data / "val-labels.npy").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            _data(args, data)
         print(f"data: N={args.n} M={args.concepts} ones/row={args.ones} K={args.k} "
-              f"(generated in {time.perf_counter() - t:.0f} s); {args.steps} steps per run; {os.cpu_count()} CPUs",
+              f"(ready in {time.perf_counter() - t:.0f} s); {args.steps} steps per run; {os.cpu_count()} CPUs",
               flush=True)
         if args.profile:
             subprocess.run([sys.executable, __file__, "--run", "torch", "--threads", "1", "--data", str(data),
