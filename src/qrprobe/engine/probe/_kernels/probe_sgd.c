@@ -21,6 +21,7 @@
    Portable C (no intrinsics); on x86-64 with GCC or Clang the hot loops are compiled for AVX-512, AVX2 and
    the baseline, chosen at load time (target_clones). */
 
+#define _GNU_SOURCE /* syscall() */
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -44,7 +45,7 @@
 #define QR_VAL_ROWS 512  /* validation rows per block */
 #define QR_SPIN 256      /* barrier: pause iterations (≈ 15 µs) before sleeping */
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && defined(__has_attribute)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define QR_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
