@@ -106,7 +106,8 @@ class KernelSGD:
         self.tile = int(lib.qr_probe_tile_width())
         self.n_tiles = -(-self.k // self.tile)
         self.batch_size, self.momentum, self.weight_decay = batch_size, momentum, weight_decay
-        self.threads = max(1, int(threads))
+        # more threads than tiles would only wait at every step's barrier
+        self.threads = max(1, min(int(threads), self.n_tiles))
         self.w = np.zeros((self.n_tiles, self.n_table, self.tile), dtype=np.float32)
         self.u = np.zeros_like(self.w)
 

@@ -47,6 +47,9 @@ from .sgd import (
 )
 
 PRIOR_PSEUDOCOUNT = 0.5
+# the compiled kernel's default worker threads at most (a step is bound by cache bandwidth and split into
+# ⌈K / 64⌉ tiles; measured on 2 cores only)
+KERNEL_MAX_THREADS = 8
 
 
 class ConceptRows:
@@ -279,7 +282,7 @@ class ReverseProbe:
 
             lazy = HostBatches.expected_lazy(table_x, cfg.batch_size, self.lazy_fraction)
             if kernel.available() and not lazy:
-                threads = self.kernel_threads or available_cpus()
+                threads = self.kernel_threads or min(available_cpus(), KERNEL_MAX_THREADS)
                 return _KernelEpochs(kernel.KernelSGD(table_x, labels, k, cfg.batch_size, cfg.momentum,
                                                       cfg.weight_decay, threads), val)
             if self.kernel:

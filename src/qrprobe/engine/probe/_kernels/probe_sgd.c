@@ -385,7 +385,9 @@ int qr_probe_epoch(float *w, float *u, int64_t m1, int64_t k, const int64_t *ind
     e.rmax = e.scale + e.n_tiles * bsz;
     e.rinv = e.rmax + bsz;
     if (e.n_steps > 0) prepare_batch(&e, 0, 0, n < bsz ? n : bsz);
-    run_team(&e.team, n_threads < 1 ? 1 : n_threads, epoch_worker, &e);
+    int threads = n_threads < 1 ? 1 : n_threads;
+    if (threads > e.n_tiles + 1) threads = (int)(e.n_tiles + 1); /* no more threads than work items */
+    run_team(&e.team, threads, epoch_worker, &e);
     free(e.logit); free(e.tmax); free(ints);
     return 0;
 }
