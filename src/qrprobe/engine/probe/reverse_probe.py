@@ -159,7 +159,7 @@ class ReverseProbe:
     threads : torch intra-op threads while training on the CPU with torch (default 1: a probe on one thread
         does not stall when another process takes a core; :func:`fit_many` fits several probes at once to use
         more cores; None: torch's setting). The compiled kernel (:mod:`.kernel`, used on the CPU where it
-        can run) takes one worker thread per CPU this process may use: its threads share the work tile by
+        can run) takes one worker thread per CPU this process may use (at most 8): its threads share the work tile by
         tile, so one that another process delays does not hold the others back.
 
     Attributes (after ``fit``)
