@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from qrprobe.engine.config import ProbeConfig
 from qrprobe.engine.probe import kernel
 from qrprobe.engine.probe.reverse_probe import ReverseProbe, available_cpus, fit_many
-from qrprobe.engine.probe.sgd import with_bias_column
-from qrprobe.synthetic import make_linear_probe_problem
+from qrprobe.engine.probe.sgd import LAZY_FRACTION, HostBatches, with_bias_column
+from qrprobe.synthetic import make_linear_probe_problem, make_skewed_probe_problem
 
 pytestmark = pytest.mark.skipif(not kernel.available(), reason=f"compiled probe unavailable: {kernel.unavailable()}")
 
@@ -120,11 +120,34 @@ def test_fit_many_gives_each_probe_one_kernel_thread(monkeypatch):
     assert seen[-1] == min(available_cpus(), 8, 1)  # K = 4: one tile, so one thread
 
 
+def test_chosen_where_torch_would_step_lazily(monkeypatch):
+    """A batch touching 11% of the concepts: torch would take lazy steps, the kernel (every row every step) is
+    still the faster one and is chosen; the same probe as the lazy torch steps."""
+    x, y = make_skewed_probe_problem(m=400)
+    cfg = ProbeConfig(epochs=5, milestones=(3,), batch_size=64, select="last")
+    assert 0.05 < HostBatches.expected_touched(with_bias_column(x), 64) < LAZY_FRACTION
+    made = []
+    real = kernel.KernelSGD.__init__
+
+    def spy(self, *args, **kwargs):
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(kernel.KernelSGD, "__init__", spy)
+    auto = ReverseProbe(cfg, seed=1, device="cpu").fit(x, y, n_classes=6)
+    assert made
+    lazy = ReverseProbe(cfg, seed=1, device="cpu")
+    lazy.kernel = False
+    lazy.fit(x, y, n_classes=6)
+    np.testing.assert_allclose(auto.coef_, lazy.coef_, atol=1e-4)
+    np.testing.assert_allclose(auto.intercept_, lazy.intercept_, atol=1e-4)
+
+
 def test_asked_for_where_it_cannot_run():
     x, y = make_linear_probe_problem(n=200, m=400, k=3, density=0.002)
     probe = ReverseProbe(ProbeConfig(epochs=1, batch_size=16), device="cpu")
-    probe.kernel = True  # steps touch few of 400 concepts: the lazy torch steps are chosen
-    with pytest.raises(RuntimeError, match="lazy"):
+    probe.kernel = True  # a batch touches ≈ 3% of the 400 concepts: the lazy torch steps are chosen
+    with pytest.raises(RuntimeError, match="lazy torch steps are faster"):
         probe.fit(x, y, n_classes=3)
     probe.batching = "device"
     with pytest.raises(RuntimeError, match="host batching"):

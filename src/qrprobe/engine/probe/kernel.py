@@ -16,8 +16,9 @@ many epochs, with the same selected epoch). Why it is faster (≈ 1,600 steps pe
   waiting thread sleeps after a short spin instead of taking the busy core.
 
 The results do not depend on the number of threads (each value is computed by the same arithmetic whichever
-thread computes it). Used on the CPU when the steps are dense (:attr:`HostBatches.lazy` false) and the library
-builds here; ``QRPROBE_PROBE_KERNEL=0`` switches it off (the torch path, which computes the same probe).
+thread computes it). Used on the CPU when a batch touches at least ``KERNEL_MIN_TOUCHED`` (5%) of the concepts
+(below, torch's lazy steps are faster) and the library builds here; ``QRPROBE_PROBE_KERNEL=0`` switches it off
+(the torch path, which computes the same probe).
 """
 
 from __future__ import annotations
