@@ -267,3 +267,24 @@ def test_a_truncated_kernel_is_rebuilt_by_the_real_compiler(cache, good, data, c
     data_now = target.read_bytes()
     assert len(data_now) > 4000
     assert json.loads(_native.record_path(target).read_text())["sha256"] == hashlib.sha256(data_now).hexdigest()
+
+
+def test_two_processes_loading_at_once_build_once(tmp_path):
+    """The build lock: two processes asking for the same library in an empty cache both get it, built once."""
+    src = tmp_path / "tiny.c"
+    src.write_text("int qr_abi(void) { return 4; }\n")
+    log = tmp_path / "builds.log"
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(f"#!/bin/sh\necho build >> '{log}'\nsleep 1\nexec '{_native.compiler()}' \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    script = ("import sys; from qrprobe import _native\n"
+              f"lib, why = _native.load_library('tiny', [{str(src)!r}], abi_symbol='qr_abi', abi_version=4)\n"
+              "sys.exit(0 if lib is not None and lib.qr_abi() == 4 else f'failed: {why}')\n")
+    env = {**os.environ, "CC": str(wrapper), "QRPROBE_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(Path(_native.__file__).parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert log.read_text().splitlines() == ["build"]

@@ -149,8 +149,9 @@ def _load(target: Path, sources: list[Path], headers: list[Path], abi_symbol: st
     except (OSError, subprocess.SubprocessError) as exc:
         first = "" if problem == "missing" else f"the cached {target.name} {problem}; "
         why = f"{first}building it failed ({_short(exc)})"
-        warnings.warn(f"compiled helper {target.name} unavailable, using the portable path: {why}",
-                      NativeLibraryWarning, stacklevel=3)
+        # one line on stderr (no source line under it): located at "qrprobe", not at a line of code
+        warnings.warn_explicit(f"compiled helper {target.name} unavailable, using the portable path: {why}",
+                               NativeLibraryWarning, "qrprobe", 0)
         return None, why
     return _open(target)
 

@@ -17,7 +17,7 @@ from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings, expert_networks
-from ..progress import format_seconds, note, remark, scope, warn
+from ..progress import format_seconds, loud, note, remark, scope, warn
 from ..results import Result, summarize
 from .config import ProtocolConfig
 from .degenerate import result_flags, warning_messages
@@ -148,9 +148,9 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
     for message in warnings + stats.warnings:
-        warn(message)
+        warn(message, progress)
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        remark(message)
+        remark(message, loud(progress))
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),

@@ -28,6 +28,8 @@ def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConf
     """Validate a plain mapping (e.g. the built-in demo's) as a :class:`StudyConfig`."""
     value, locations = _upgrade_explain(value, locations)
     study = build(StudyConfig, value, locations, base_dir)
+    study = dataclasses.replace(study, models=[dataclasses.replace(m, model=model_file_relative_to(m.model, base_dir))
+                                               for m in study.models])
     problems = _semantic_problems(study) + work_problems(study, locations)
     if problems:
         where = next(iter(locations.values()), "config").rsplit(":", 2)[0]
@@ -35,6 +37,32 @@ def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConf
     if study.output is not None and not Path(study.output).is_absolute():
         study = dataclasses.replace(study, output=str(base_dir / study.output))
     return study
+
+
+_MODEL_FILES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".jit")
+
+
+def model_file_relative_to(model: str, base_dir: Path) -> str:
+    """A study's MODEL string with the file it names resolved against the study file's folder ``base_dir``, as
+    every other path of a study is: ``python:nets.py:build`` → ``python:/study/dir/nets.py:build``, and a
+    relative TorchScript/ONNX file (``model.pt``, ``onnx:model.onnx``) found there. A module name
+    (``python:mypkg.nets:build``) is imported as Python imports it (``sys.path``); absolute paths stay as they are.
+    """
+    prefix, sep, rest = model.partition(":")
+    if sep and prefix == "python":
+        module, colon, factory = rest.rpartition(":")
+        if colon and module.endswith(".py") and not Path(module).is_absolute():
+            return f"python:{base_dir / module}:{factory}"
+        return model
+    if sep and prefix in ("onnx", "torchscript"):
+        path = rest
+    elif not sep and model.lower().endswith(_MODEL_FILES):
+        prefix, path = "", model
+    else:
+        return model
+    if Path(path).is_absolute() or not (base_dir / path).exists():
+        return model  # not there: the model's own error names it
+    return f"{prefix}:{base_dir / path}" if prefix else str(base_dir / path)
 
 
 def _upgrade_explain(value: object, locations: dict) -> tuple[object, dict]:
