@@ -180,7 +180,8 @@ def run_extraction(model, images, out: str | os.PathLike, config: ExtractConfig 
     done = writer.resumed_chunks
     stats.resumed_chunks = len(done)
     todo = [c for c in range(n_chunks) if c not in done]
-    job = ExtractionJob(writer, source, rep, factory, dtype, batch_size, config.workers, stats, config.progress)
+    job = ExtractionJob(writer, source, rep, factory, dtype, batch_size, config.workers, stats, config.progress,
+                        config.decode_margin)
     try:
         run_chunks(job, todo, n, chunk_size, backend=config.backend, ray=config.ray, device=config.device)
     finally:

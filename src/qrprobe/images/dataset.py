@@ -3,6 +3,10 @@
 Each item is ``(row, tensor, None)`` or, when the image cannot be read or decoded, ``(row, None, reason)``;
 :func:`collate_skipping` stacks the good ones and keeps the reasons of the bad ones, so one corrupt file
 costs one row, not the batch.
+
+With ``decode_margin`` > 0 a large JPEG is decoded at a reduced size where the transform states its first
+resize (:mod:`.reduce`). :class:`SharedImageDataset` decodes each image once for several transforms (the models
+of a study extracted together) and yields one tensor per transform.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from .decode import ImageDecodeError
+from .reduce import ReducedLoader
 from .source import ImageSource
 
 
@@ -23,10 +28,13 @@ class ImageDataset(Dataset):
     ----------
     source : the image collection.
     preprocess : PIL RGB image -> float tensor of a fixed shape (for example (3, 224, 224)).
+    decode_margin : > 0: decode a large JPEG at 1/2, 1/4 or 1/8 of its size keeping this many times the
+        transform's first resize target (:mod:`.reduce`); 0: always in full.
     """
 
-    def __init__(self, source: ImageSource, preprocess: Callable) -> None:
+    def __init__(self, source: ImageSource, preprocess: Callable, decode_margin: float = 0.0) -> None:
         self._load = source.loader()
+        self._reduced = ReducedLoader(source.reader, [preprocess], decode_margin) if decode_margin else None
         self._n = len(source)
         self._preprocess = preprocess
 
@@ -35,24 +43,55 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            image = self._load(row)
+            image = self._load(row) if self._reduced is None else self._reduced(row)
         except ImageDecodeError as exc:
             return row, None, str(exc)
         try:
-            tensor = self._preprocess(image)
+            tensor = self._preprocess(image if self._reduced is None else image.for_transform(self._preprocess))
         except Exception as exc:  # a preprocessing failure on one odd image (e.g. 1x1 pixels) skips it
             return row, None, f"preprocessing failed ({type(exc).__name__}: {exc})"
         return row, tensor, None
 
 
-def collate_skipping(items: Sequence[tuple[int, torch.Tensor | None, str | None]]
-                     ) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[int, str]]]:
+class SharedImageDataset(Dataset):
+    """Each image decoded once for several transforms: item ``(row, (tensor per transform), None)``, or
+    ``(row, None, reason)`` when the image cannot be read, decoded or preprocessed by any one of them (the row
+    is then skipped for every transform, as separate extractions would each skip it).
+
+    ``decode_margin``: as :class:`ImageDataset`; the reduction keeps enough pixels for the largest transform.
+    """
+
+    def __init__(self, source: ImageSource, preprocesses: Sequence[Callable], decode_margin: float = 0.0) -> None:
+        self._load = ReducedLoader(source.reader, preprocesses, decode_margin)
+        self._n = len(source)
+        self._preprocesses = list(preprocesses)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, row: int) -> tuple[int, tuple[torch.Tensor, ...] | None, str | None]:
+        try:
+            scaled = self._load(row)
+        except ImageDecodeError as exc:
+            return row, None, str(exc)
+        tensors = []
+        for preprocess in self._preprocesses:
+            try:
+                tensors.append(preprocess(scaled.for_transform(preprocess)))
+            except Exception as exc:
+                return row, None, f"preprocessing failed ({type(exc).__name__}: {exc})"
+        return row, tuple(tensors), None
+
+
+def collate_skipping(items: Sequence[tuple[int, torch.Tensor | tuple | None, str | None]]
+                     ) -> tuple[torch.Tensor, torch.Tensor | tuple | None, list[tuple[int, str]]]:
     """Batch the decodable items.
 
     Returns
     -------
     rows : int64 tensor (B,), source rows of the stacked images, in input order
-    images : tensor (B, ...) or None when no item of the batch could be decoded
+    images : tensor (B, ...) (a tuple of them for :class:`SharedImageDataset`) or None when no item of the
+        batch could be decoded
     failures : list of ``(row, reason)``
     """
     good = [(r, t) for r, t, _ in items if t is not None]
