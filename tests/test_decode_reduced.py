@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from qrprobe.images import open_images
-from qrprobe.images.dataset import ImageDataset, SharedImageDataset
-from qrprobe.images.reduce import ReducedLoader, decode_scaled, decode_side, draft_scale
+from qrprobe.images.dataset import ImageDataset, SharedImageDataset, collate_shared
+from qrprobe.images.reduce import ReducedLoader, decode_each, decode_scaled, decode_side, draft_scale
 from qrprobe.models.preprocess import ImagePreprocess, LibraryPreprocess
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "test"
@@ -208,22 +208,43 @@ def test_undecodable_bytes_keep_their_reason(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- shared
-def test_shared_decoding_gives_each_transform_its_own_output(photos):
-    """One decode for several transforms: with the reduction off, exactly each transform's own output; with it
-    on, each within the tolerance (the decode keeps enough pixels for the largest transform)."""
-    other = ImagePreprocess(resize=40, crop=32, interpolation="bilinear")
-    source = open_images(photos)
-    exact = SharedImageDataset(source, [SMALL, other], decode_margin=0)
-    reduced = SharedImageDataset(source, [SMALL, other], decode_margin=2.0)
-    for pre_index, pre in enumerate([SMALL, other]):
-        own = ImageDataset(source, pre)
-        for row in range(len(source)):
-            row_out, tensors, reason = exact[row]
-            assert reason is None
-            assert row_out == row
-            assert torch.equal(tensors[pre_index], own[row][1])
-            d = pixel_levels(reduced[row][1][pre_index], own[row][1], std=pre.std[0])
-            assert float(d.mean()) <= 0.5
+def test_shared_decoding_gives_each_transform_exactly_its_own_output(photos, tmp_path):
+    """One read for several transforms, decoded once per distinct reduction: each transform gets exactly what it
+    gets alone (the same tensor; the same reason for an unusable file), with the reduction on or off."""
+    other = ImagePreprocess(resize=40, crop=32, interpolation="bilinear")  # needs less: a coarser reduction
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    source = open_images([*photos, str(bad)])
+    for margin in (0, 2.0):
+        shared = SharedImageDataset(source, [SMALL, other, SMALL], decode_margin=margin)
+        for j, pre in enumerate([SMALL, other, SMALL]):
+            own = ImageDataset(source, pre, decode_margin=margin)
+            for row in range(len(source)):
+                row_out, tensors, reasons = shared[row]
+                assert row_out == row
+                _, tensor, reason = own[row]
+                assert reasons[j] == reason
+                if tensor is None:
+                    assert tensors[j] is None
+                else:
+                    assert torch.equal(tensors[j], tensor)
+    batch = collate_shared([shared[r] for r in range(len(source))])
+    assert len(batch) == 3
+    rows, images, failures = batch[1]
+    assert rows.tolist() == [0, 1, 2, 3]
+    assert images.shape == (4, 3, 32, 32)
+    assert [row for row, _ in failures] == [4]
+
+
+def test_one_decode_per_distinct_reduction(photos):
+    data = Path(photos[2]).read_bytes()  # 1101 x 1030
+    other = ImagePreprocess(resize=40, crop=32)
+    same, coarser = decode_each(data, [[SMALL], [SMALL]], 2.0), decode_each(data, [[SMALL], [other]], 2.0)
+    assert same[0] is same[1]
+    assert (coarser[0].scale, coarser[1].scale) == (8, 8)  # both at the largest reduction libjpeg offers
+    big = ImagePreprocess(resize=300, crop=256)
+    mixed = decode_each(data, [[big], [SMALL]], 2.0)
+    assert (mixed[0].scale, mixed[1].scale) == (1, 8)
 
 
 @pytest.mark.slow
@@ -240,7 +261,7 @@ def test_features_of_a_real_network_within_tolerance(tmp_path):
         paths[-1].write_bytes(jpeg_bytes(photo_like(w, h, seed=i)))
     source = open_images([str(p) for p in paths])
     full, reduced = ImageDataset(source, rep.preprocess), ImageDataset(source, rep.preprocess, decode_margin=2.0)
-    assert reduced._reduced(0).scale == 2
+    assert reduced._reduced(0)[0].scale == 2
     a = torch.stack([full[r][1] for r in range(2)])
     b = torch.stack([reduced[r][1] for r in range(2)])
     shifted = torch.roll(a, 1, dims=3)

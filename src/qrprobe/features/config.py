@@ -131,8 +131,8 @@ class ExtractConfig:
     workers: int | None = param(None, "image-decoding worker processes", check=optional_int_at_least(0),
                                 shown="one per spare CPU core, at most 8", study=False, key=False, group=RUN)
     threads: int | None = param(
-        None, "torch CPU threads for the model (default: torch's, one per core); on a machine shared with other "
-        "jobs, fewer threads avoid stalls", check=optional_int_at_least(1), shown="torch's",
+        None, "torch CPU threads for the model; on a machine shared with other jobs, fewer threads avoid stalls",
+        check=optional_int_at_least(1), shown="one per core left free by the loader workers (at least 1)",
         parse=parse_int_at_least(1), study=False, key=False, group=RUN)
     chunk_size: int = param(DEFAULT_CHUNK_SIZE, "images per shard and per resume step", check=int_at_least(1),
                             study=False, key=True, group=RUN)

@@ -39,7 +39,7 @@ from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
 from ..progress import format_seconds, note
 from ..schema import config_fields, document_fields, identity, keyword_signature, set_signature, with_params
-from .batches import GivenRepresentation, default_batch_size, default_workers
+from .batches import GivenRepresentation, default_batch_size, default_threads, default_workers
 from .config import (
     CLASSICAL_BATCH_SIZE,
     CPU_BATCH_SIZE,
@@ -182,9 +182,20 @@ def run_extraction(model, images, out: str | os.PathLike, config: ExtractConfig 
     todo = [c for c in range(n_chunks) if c not in done]
     job = ExtractionJob(writer, source, rep, factory, dtype, batch_size, config.workers, stats, config.progress,
                         config.decode_margin)
+    threads_before = None
+    if not config.threads and config.backend == "local" and rep.device.type == "cpu":
+        import torch
+
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(min(threads_before, default_threads(
+            default_workers() if config.workers is None else config.workers)))
     try:
         run_chunks(job, todo, n, chunk_size, backend=config.backend, ray=config.ray, device=config.device)
     finally:
+        if threads_before is not None:
+            import torch
+
+            torch.set_num_threads(threads_before)
         if job.bar is not None:
             job.bar.close()
         stats.seconds = time.perf_counter() - job.start

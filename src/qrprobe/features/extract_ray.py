@@ -32,13 +32,11 @@ class DecodeBatch:
         self.dataset = dataset  # an ImageDataset: the loader and the model's preprocessing, picklable
 
     def __call__(self, item: dict) -> dict:
-        import torch
-
         from ..images.dataset import collate_skipping
 
         items = [self.dataset[row] for row in range(int(item["start"]), int(item["stop"]))]
         rows, images, failures = collate_skipping(items)
-        pixels = images.numpy() if isinstance(images, torch.Tensor) else np.zeros((0,), np.float32)
+        pixels = images.numpy() if images is not None else np.zeros((0,), np.float32)
         return {"batch": int(item["batch"]), "rows": rows.numpy(), "pixels": pixels,
                 "failures": json.dumps(failures)}
 

@@ -5,8 +5,8 @@ Each item is ``(row, tensor, None)`` or, when the image cannot be read or decode
 costs one row, not the batch.
 
 With ``decode_margin`` > 0 a large JPEG is decoded at a reduced size where the transform states its first
-resize (:mod:`.reduce`). :class:`SharedImageDataset` decodes each image once for several transforms (the models
-of a study extracted together) and yields one tensor per transform.
+resize (:mod:`.reduce`). :class:`SharedImageDataset` reads and decodes each image once for several transforms
+(the models of a study extracted together) and yields one tensor per transform.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            image = self._load(row) if self._reduced is None else self._reduced(row)
+            image = self._load(row) if self._reduced is None else self._reduced(row)[0]
         except ImageDecodeError as exc:
             return row, None, str(exc)
         try:
@@ -54,11 +54,10 @@ class ImageDataset(Dataset):
 
 
 class SharedImageDataset(Dataset):
-    """Each image decoded once for several transforms: item ``(row, (tensor per transform), None)``, or
-    ``(row, None, reason)`` when the image cannot be read, decoded or preprocessed by any one of them (the row
-    is then skipped for every transform, as separate extractions would each skip it).
-
-    ``decode_margin``: as :class:`ImageDataset`; the reduction keeps enough pixels for the largest transform.
+    """Each image read once for several transforms, and decoded once per distinct reduction they need: item
+    ``(row, [tensor or None per transform], [reason or None per transform])``. Transform ``j`` gets exactly what
+    ``ImageDataset(source, preprocesses[j], decode_margin)`` gives (the same tensor, or the same reason), so
+    stores extracted together equal stores extracted one by one. :func:`collate_shared` batches the items.
     """
 
     def __init__(self, source: ImageSource, preprocesses: Sequence[Callable], decode_margin: float = 0.0) -> None:
@@ -69,29 +68,39 @@ class SharedImageDataset(Dataset):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, row: int) -> tuple[int, tuple[torch.Tensor, ...] | None, str | None]:
+    def __getitem__(self, row: int) -> tuple[int, list[torch.Tensor | None], list[str | None]]:
+        k = len(self._preprocesses)
         try:
-            scaled = self._load(row)
+            decoded = self._load(row)
         except ImageDecodeError as exc:
-            return row, None, str(exc)
-        tensors = []
-        for preprocess in self._preprocesses:
+            return row, [None] * k, [str(exc)] * k
+        tensors: list[torch.Tensor | None] = []
+        reasons: list[str | None] = []
+        for preprocess, scaled in zip(self._preprocesses, decoded, strict=True):
             try:
                 tensors.append(preprocess(scaled.for_transform(preprocess)))
-            except Exception as exc:
-                return row, None, f"preprocessing failed ({type(exc).__name__}: {exc})"
-        return row, tuple(tensors), None
+                reasons.append(None)
+            except Exception as exc:  # as ImageDataset: this transform skips the row
+                tensors.append(None)
+                reasons.append(f"preprocessing failed ({type(exc).__name__}: {exc})")
+        return row, tensors, reasons
 
 
-def collate_skipping(items: Sequence[tuple[int, torch.Tensor | tuple | None, str | None]]
-                     ) -> tuple[torch.Tensor, torch.Tensor | tuple | None, list[tuple[int, str]]]:
+def collate_shared(items: Sequence[tuple[int, list, list]]) -> list[tuple[torch.Tensor, torch.Tensor | None,
+                                                                            list[tuple[int, str]]]]:
+    """Batch :class:`SharedImageDataset` items: one :func:`collate_skipping` result per transform."""
+    k = len(items[0][1]) if items else 0
+    return [collate_skipping([(row, tensors[j], reasons[j]) for row, tensors, reasons in items]) for j in range(k)]
+
+
+def collate_skipping(items: Sequence[tuple[int, torch.Tensor | None, str | None]]
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[int, str]]]:
     """Batch the decodable items.
 
     Returns
     -------
     rows : int64 tensor (B,), source rows of the stacked images, in input order
-    images : tensor (B, ...) (a tuple of them for :class:`SharedImageDataset`) or None when no item of the
-        batch could be decoded
+    images : tensor (B, ...) or None when no item of the batch could be decoded
     failures : list of ``(row, reason)``
     """
     good = [(r, t) for r, t, _ in items if t is not None]

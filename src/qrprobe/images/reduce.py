@@ -19,8 +19,9 @@ At margin 2 the transform's output differs from the full decode's by 0.2/255 on 
 at the 99th percentile: Pillow's ``resize(reducing_gap=2)`` gives the same difference. At margin 4 by 0.02/255
 (``tests/test_decode_reduced.py`` bounds both; ``docs/extraction.md``). Margin 0 turns the reduction off.
 
-:class:`ReducedLoader` is the picklable ``row -> [image per transform]`` that the extraction's datasets call;
-one decode serves several transforms (the models of a study, :mod:`qrprobe.features.extract_shared`).
+:class:`ReducedLoader` is the picklable ``row -> [decoded image per transform]`` that the extraction's datasets
+call; for several transforms (the models of a study extracted together, :mod:`qrprobe.features.extract_shared`)
+the image is decoded once per distinct reduction, and each transform gets exactly what it would get alone.
 """
 
 from __future__ import annotations
@@ -111,31 +112,45 @@ def decode_scaled(data: bytes, preprocesses: Sequence[Callable], margin: float =
 
     Raises :class:`~.decode.ImageDecodeError` (as :func:`~.decode.decode_image`) when the bytes are unusable.
     """
+    return decode_each(data, [list(preprocesses)], margin)[0]
+
+
+def decode_each(data: bytes, groups: Sequence[Sequence[Callable]], margin: float = DRAFT_MARGIN) -> list[Scaled]:
+    """One :class:`Scaled` per group of transforms, each exactly what :func:`decode_scaled` gives that group;
+    the bytes are decoded once per distinct reduction (once in all when the groups need the same one)."""
     from PIL import Image
 
-    if data and margin and preprocesses:
+    full: tuple[int, int] | None = None
+    if data and margin and any(groups):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with Image.open(io.BytesIO(data)) as probe:
-                    fmt, full = probe.format, probe.size
+                    full = probe.size if probe.format == "JPEG" else None
         except Exception:  # the full decode below says what is wrong, in its words
-            fmt, full = None, (0, 0)
-        if fmt == "JPEG":
-            width, height = full
-            scale = draft_scale(width, height, decode_side(preprocesses, width, height, margin))
-            if scale > 1:
-                image = decode_image(data, draft=(full[0] // scale, full[1] // scale))
-                if image.size != tuple(math.ceil(v / scale) for v in full):  # a decoder that would not reduce
-                    return Scaled(decode_image(data), full, 1)
-                return Scaled(image, full, scale)
-    image = decode_image(data)
-    return Scaled(image, image.size, 1)
+            full = None
+    scales = [1] * len(groups)
+    if full is not None:
+        width, height = full
+        scales = [draft_scale(width, height, decode_side(g, width, height, margin)) for g in groups]
+    decoded: dict[int, Scaled] = {}
+    for scale in sorted(set(scales)):
+        if scale > 1 and full is not None:
+            image = decode_image(data, draft=(full[0] // scale, full[1] // scale))
+            if image.size == tuple(math.ceil(v / scale) for v in full):
+                decoded[scale] = Scaled(image, full, scale)
+                continue
+        if 1 not in decoded:  # not reduced, or a decoder that would not reduce: the full decode
+            image = decode_image(data)
+            decoded[1] = Scaled(image, image.size, 1)
+        decoded[scale] = decoded[1]
+    return [decoded[s] for s in scales]
 
 
 class ReducedLoader:
-    """Picklable ``row -> Scaled``: read a source's row and decode it once for the given transforms
-    (:func:`decode_scaled`; in-memory images are used as they are).
+    """Picklable ``row -> [Scaled per transform]``: read a source's row and decode it for each of the given
+    transforms exactly as it would be decoded for that transform alone (:func:`decode_scaled`), once per
+    distinct reduction (:func:`decode_each`); in-memory images are used as they are.
 
     Raises :class:`~.decode.ImageDecodeError` with the reason when the row cannot be used.
     """
@@ -145,13 +160,13 @@ class ReducedLoader:
         self.preprocesses = list(preprocesses)
         self.margin = float(margin)
 
-    def __call__(self, row: int) -> Scaled:
+    def __call__(self, row: int) -> list[Scaled]:
         item = self.reader(row)
         if isinstance(item, (bytes, bytearray, memoryview)):
-            return decode_scaled(bytes(item), self.preprocesses, self.margin)
+            return decode_each(bytes(item), [[p] for p in self.preprocesses], self.margin)
         image = load_rgb(item)
-        return Scaled(image, image.size, 1)
+        return [Scaled(image, image.size, 1)] * len(self.preprocesses)
 
 
-__all__ = ["DRAFT_MARGIN", "ImageDecodeError", "ReducedLoader", "Scaled", "decode_scaled", "decode_side",
+__all__ = ["DRAFT_MARGIN", "ImageDecodeError", "ReducedLoader", "Scaled", "decode_each", "decode_scaled", "decode_side",
            "draft_scale", "first_resize"]
