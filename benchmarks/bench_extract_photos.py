@@ -5,9 +5,10 @@ Usage::
     python benchmarks/photos.py SOURCE_DIR /tmp/photos --n 1000        # once: 1,000 camera-size JPEGs
     python benchmarks/bench_extract_photos.py /tmp/photos [--n 1000] [--model efficientnet-lite0] [--workers 1]
 
-Every contender runs once over the same N photos (read once beforehand, so every run finds them in the page
-cache), in the order listed; the features of each are compared with the plain loop's (max abs difference,
-and the cosine of the worst row). The machine's load (``uptime``) is printed before and after.
+Every contender runs once per round over the same N photos (read once beforehand, so every run finds them in
+the page cache), in the order listed, reversed every other round; the features of each are compared with the
+plain loop's (max abs difference, and the cosine of the worst row). The machine's load (``uptime``) is printed
+with every run: on a shared machine it drifts during a long run, so compare rounds run close together.
 
 Contenders:
 
@@ -99,6 +100,10 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip-shipped", action="store_true", help="leave out contender 4")
+    parser.add_argument("--skip-full", action="store_true", help="leave out contender 2")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds (each runs every contender once, the order reversed every other round); the "
+                             "ratio is then the median over rounds of the ratios within a round")
     args = parser.parse_args()
     if not args.photos.is_dir():
         raise SystemExit(f"PHOTOS {str(args.photos)!r}: not a directory (make one with benchmarks/photos.py)")
@@ -147,24 +152,35 @@ def main() -> None:
         net = efficientnet_lite0(pretrained=True)
         contenders["plain torchvision loop, efficientnet_lite0() as shipped, batch 64, torch's threads"] = (
             lambda: plain_loop(net.forward_features, transform, paths, 64, args.workers, None))
-    reference = list(contenders)[2]
-    results: dict[str, tuple[float, np.ndarray, float]] = {}
+    if args.skip_full:
+        del contenders["qrprobe extract, decode_margin=0 (full decoding)"]
+    names = list(contenders)
+    reference = next(name for name in names if name.startswith("plain torchvision DataLoader loop"))
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    seconds: dict[str, float] = dict.fromkeys(names, 0.0)
+    features: dict[str, np.ndarray] = {}
     try:
         plain_loop(rep.encoder, transform, paths[:8], batch, 0, 1, rep.channels_last)  # warm-up
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            ips, feats = run()
-            results[name] = (ips, feats, time.perf_counter() - start)
-            print(f"  {name}: {ips:.2f} images/s", flush=True)
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                start = time.perf_counter()
+                ips, features[name] = contenders[name]()
+                seconds[name] += time.perf_counter() - start
+                rates[name].append(ips)
+                print(f"  round {r + 1}: {name}: {ips:.2f} images/s ({uptime()})", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ref_ips, ref_feats, _ = results[reference]
+    ref_feats = features[reference]
+    ref_rates = np.asarray(rates[reference])
     print(f"after: {uptime()}")
     print(f"{'run':<84} {'img/s':>7} {'s':>7} {'x plain':>8} {'max |diff|':>11} {'min cos':>8}")
-    for name, (ips, feats, seconds) in results.items():
+    for name in names:
+        feats, ips = features[name], np.asarray(rates[name])
         diff = float(np.abs(feats - ref_feats).max())
         cos = (feats * ref_feats).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref_feats, axis=1))
-        print(f"{name:<84} {ips:7.2f} {seconds:7.1f} {ips / ref_ips:8.2f} {diff:11.4f} {float(cos.min()):8.4f}")
+        print(f"{name:<84} {np.median(ips):7.2f} {seconds[name]:7.1f} {float(np.median(ips / ref_rates)):8.2f} "
+              f"{diff:11.4f} {float(cos.min()):8.4f}")
+    print(f"(img/s: median over {args.rounds} round(s); x plain: median of the ratios within a round; s: total)")
     print(f"(features: mean |feature| of the plain loop {float(np.abs(ref_feats).mean()):.4f}, "
           f"max {float(np.abs(ref_feats).max()):.3f})")
 

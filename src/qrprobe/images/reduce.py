@@ -140,6 +140,8 @@ def decode_each(data: bytes, groups: Sequence[Sequence[Callable]], margin: float
             if image.size == tuple(math.ceil(v / scale) for v in full):
                 decoded[scale] = Scaled(image, full, scale)
                 continue
+            if image.size == full and 1 not in decoded:  # the decoder would not reduce: this is the full decode
+                decoded[1] = Scaled(image, full, 1)
         if 1 not in decoded:  # not reduced, or a decoder that would not reduce: the full decode
             image = decode_image(data)
             decoded[1] = Scaled(image, image.size, 1)
