@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip-shipped", action="store_true", help="leave out contender 4")
     parser.add_argument("--skip-full", action="store_true", help="leave out contender 2")
+    parser.add_argument("--reverse", action="store_true", help="start with the last contender")
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds (each runs every contender once, the order reversed every other round); the "
                              "ratio is then the median over rounds of the ratios within a round")
@@ -162,7 +163,7 @@ def main() -> None:
     try:
         plain_loop(rep.encoder, transform, paths[:8], batch, 0, 1, rep.channels_last)  # warm-up
         for r in range(args.rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
+            for name in names if (r % 2 == 0) != args.reverse else names[::-1]:
                 start = time.perf_counter()
                 ips, features[name] = contenders[name]()
                 seconds[name] += time.perf_counter() - start
