@@ -70,7 +70,7 @@ def test_a_concept_banks_run_key_is_the_one_of_earlier_releases(source):
 CHANGES = {"layer": "blocks.6", "weights": "w.pt", "pretrained": False, "image_size": 64, "dtype": "float16",
            "preprocess": "imagenet", "mean": (0.5, 0.5, 0.5), "std": (0.2, 0.2, 0.2), "chunk_size": 7,
            "strict_weights": True, "batch_size": 3, "device": "cpu", "workers": 1, "threads": 1, "limit": 2,
-           "backend": "ray", "overwrite": True, "progress": False}
+           "backend": "ray", "overwrite": True, "progress": False, "decode_margin": 0}
 
 
 def test_exactly_the_key_fields_change_the_keys(source, tmp_path, monkeypatch):

@@ -267,3 +267,20 @@ def test_the_run_counts_its_stage_items_and_quiet_prints_nothing(study_file, cap
     run_study(load_study(path), force=["evaluate"], progress=False, echo=quiet.append)
     assert quiet == []
     assert all(line.startswith("warning: ") for line in capsys.readouterr().err.splitlines())  # warnings only
+
+
+@pytest.mark.slow
+def test_models_extracted_together_give_the_stores_of_one_by_one(study_file, tmp_path):
+    """``extract_together`` (the default) reads each image once for both models; the stores (and so every
+    result) are those of one-by-one extraction, and the log says both were computed."""
+    together = run_study(load_study(study_file()), progress=False)
+    assert [e["reused"] for e in together.log if e["stage"] == "extract"] == [False, False]
+    apart_out = tmp_path / "apart"
+    apart_file = study_file(**{f"output: {tmp_path / 'out'}": f"output: {apart_out}",
+                               "device: cpu": "device: cpu\nextract_together: false"})
+    apart = run_study(load_study(apart_file), progress=False)
+    hashes = [{p.name: json.loads((p / "manifest.json").read_text())["content_hash"]
+               for p in (out / "features").iterdir() if (p / "manifest.json").is_file()}
+              for out in (together.output, apart.output)]
+    assert len(hashes[0]) == 2
+    assert hashes[0] == hashes[1]

@@ -38,6 +38,13 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def default_threads(workers: int) -> int:
+    """Torch threads for the model on the CPU when none is given: one per core the loader workers leave free
+    (at least one). Two threads beside a busy decoding worker on two cores made OpenMP wait on a descheduled
+    thread and dropped EfficientNet-Lite0 from 50-78 to 3-8 images/s (benchmarks/RESULTS.md)."""
+    return max(1, (os.cpu_count() or 1) - max(0, int(workers)))
+
+
 def encode_batch(rep, batch, dtype: str) -> tuple[np.ndarray, str | None]:
     """Encode one batch (B, ...) tensor; returns the (B, D) features in the storage ``dtype`` and ``None``, or
     what is wrong with them (not finite, or out of the float16 range)."""

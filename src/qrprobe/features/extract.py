@@ -19,6 +19,7 @@ process or on Ray) and committed by the one chunk runner, :mod:`qrprobe.chunks`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
 from ..progress import format_seconds, note
 from ..schema import config_fields, document_fields, identity, keyword_signature, set_signature, with_params
-from .batches import GivenRepresentation, default_batch_size, default_workers
+from .batches import GivenRepresentation, default_batch_size, default_threads, default_workers
 from .config import (
     CLASSICAL_BATCH_SIZE,
     CPU_BATCH_SIZE,
@@ -123,23 +125,33 @@ def _first_rejected(source: ImageSource) -> str:
     return "; ".join(f"{r['image_id']}: {r['reason']}" for r in source.rejected[:3])
 
 
-def run_extraction(model, images, out: str | os.PathLike, config: ExtractConfig | None = None,
-                   **params: Any) -> tuple[FeatureStore, ExtractionStats]:
-    """:func:`extract`, also returning :class:`ExtractionStats`. The output's lock is held from the start
-    (:func:`qrprobe._atomic.writing`): another run on ``out`` is refused at once."""
-    config = with_params(ExtractConfig, config, params, what="extraction")
-    with writing(out, "out"):
-        return _run_extraction(model, images, Path(out), config)
+@dataclass
+class PreparedExtraction:
+    """An extraction checked and set up, its store's work folder open, ready to run (:func:`prepare_extraction`):
+    the job of the chunk runner and the chunks it still has to compute."""
+
+    job: ExtractionJob
+    writer: FeatureStoreWriter
+    source: ImageSource
+    config: ExtractConfig
+    images: Any
+    todo: list[int]
+    n_chunks: int
+
+    @property
+    def stats(self) -> ExtractionStats:
+        return self.job.stats
 
 
-def _run_extraction(model, images, out: Path, config: ExtractConfig) -> tuple[FeatureStore, ExtractionStats]:
+def prepare_extraction(model, images, out: str | os.PathLike, config: ExtractConfig
+                       ) -> PreparedExtraction | tuple[FeatureStore, ExtractionStats]:
+    """Check the inputs and set up the extraction of ``model`` on ``images`` into ``out``: the finished store and
+    its stats when a complete one with the same configuration is there (reused), else a
+    :class:`PreparedExtraction` (its work folder resumed). Input errors are raised here, before any work."""
     from ..device import resolve_device
     from ..models.base import Representation
 
-    if config.threads:
-        import torch
-
-        torch.set_num_threads(config.threads)
+    out = Path(out)
     source = open_images(images)
     if config.limit is not None:
         source = source.select(np.arange(min(config.limit, len(source))))
@@ -185,28 +197,76 @@ def _run_extraction(model, images, out: Path, config: ExtractConfig) -> tuple[Fe
     done = writer.resumed_chunks
     stats.resumed_chunks = len(done)
     todo = [c for c in range(n_chunks) if c not in done]
-    job = ExtractionJob(writer, source, rep, factory, dtype, batch_size, config.workers, stats, config.progress)
+    job = ExtractionJob(writer, source, rep, factory, dtype, batch_size, config.workers, stats, config.progress,
+                        config.decode_margin)
+    return PreparedExtraction(job, writer, source, config, images, todo, n_chunks)
+
+
+@contextlib.contextmanager
+def cpu_threads(config: ExtractConfig, rep) -> Iterator[None]:
+    """While extracting on the CPU in this process without stated ``threads``: torch threads lowered to one per
+    core the loader workers leave free (:func:`~.batches.default_threads`), restored afterwards."""
+    if config.threads or config.backend != "local" or rep.device.type != "cpu":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, default_threads(default_workers() if config.workers is None
+                                                      else config.workers)))
     try:
-        run_chunks(job, todo, n, chunk_size, backend=config.backend, ray=config.ray, device=config.device)
+        yield
     finally:
-        if job.bar is not None:
-            job.bar.close()
-        stats.seconds = time.perf_counter() - job.start
+        torch.set_num_threads(before)
+
+
+def finish_extraction(prep: PreparedExtraction) -> tuple[FeatureStore, ExtractionStats]:
+    """After the chunks ran: the complete store (renamed into place) and the stats; a store of no row refused."""
+    job, writer, stats, n_chunks, config = prep.job, prep.writer, prep.stats, prep.n_chunks, prep.config
     if stats.n_encoded_now:
-        note(f"extract {rep.spec}: {stats.n_encoded_now} images in {format_seconds(stats.seconds)} "
-                       f"({stats.images_per_second:.1f} img/s)", config.progress)
+        note(f"extract {job.rep.spec}: {stats.n_encoded_now} images in {format_seconds(stats.seconds)} "
+             f"({stats.images_per_second:.1f} img/s)", config.progress)
     if not any(writer.chunks[c]["rows"] for c in range(n_chunks)):  # a store of 0 rows is no store
         failed = [s for c in range(n_chunks) for s in writer.chunks[c].get("skipped", [])]
         writer.abandon()
         first = "; ".join(f"{s['image_id']}: {s['reason']}" for s in failed[:3])
-        raise QRProbeInputError(f"IMAGES {str(images)!r}: none of the {n} images could be read or encoded ({first})")
+        raise QRProbeInputError(f"IMAGES {str(prep.images)!r}: none of the {len(prep.source)} images "
+                                f"could be read or encoded ({first})")
     versions = library_versions(_FEATURE_PACKAGES)
-    store = writer.finish(n_chunks=n_chunks, overwrite=overwrite, rejected=source.rejected,
+    store = writer.finish(n_chunks=n_chunks, overwrite=config.overwrite, rejected=prep.source.rejected,
                           extra={"versions": versions})
     stats.n_extracted = store.n
     stats.skipped = list(store.manifest.get("skipped", []))
     stats.n_skipped = len(stats.skipped)
     return store, stats
+
+
+def run_extraction(model, images, out: str | os.PathLike, config: ExtractConfig | None = None,
+                   **params: Any) -> tuple[FeatureStore, ExtractionStats]:
+    """:func:`extract`, also returning :class:`ExtractionStats`. The output's lock is held from the start
+    (:func:`qrprobe._atomic.writing`): another run on ``out`` is refused at once."""
+    config = with_params(ExtractConfig, config, params, what="extraction")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    with writing(out, "out"):
+        prep = prepare_extraction(model, images, out, config)
+        return prep if not isinstance(prep, PreparedExtraction) else run_prepared(prep)
+
+
+def run_prepared(prep: PreparedExtraction) -> tuple[FeatureStore, ExtractionStats]:
+    """Run a :class:`PreparedExtraction` alone (its chunks through the chunk runner) and finish its store."""
+    job, config = prep.job, prep.config
+    try:
+        with cpu_threads(config, job.rep):
+            run_chunks(job, prep.todo, len(prep.source), config.chunk_size, backend=config.backend, ray=config.ray,
+                       device=config.device)
+    finally:
+        if job.bar is not None:
+            job.bar.close()
+        prep.stats.seconds = time.perf_counter() - job.start
+    return finish_extraction(prep)
 
 
 def _create(spec: str, **kwargs):
@@ -244,6 +304,23 @@ for _fn in (run_extraction, extract):  # inspect.signature / help() list every E
     set_signature(_fn, keyword_signature(_fn, ExtractConfig))
 document_fields(extract, ExtractConfig)
 
-__all__ = ["BACKENDS", "CLASSICAL_BATCH_SIZE", "CPU_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_DTYPE",
-           "GPU_BATCH_SIZE", "ExtractConfig", "ExtractionStats", "config_hash", "default_batch_size",
-           "default_workers", "extract", "run_extraction", "store_config"]
+__all__ = [
+    "BACKENDS",
+    "CLASSICAL_BATCH_SIZE",
+    "CPU_BATCH_SIZE",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_DTYPE",
+    "GPU_BATCH_SIZE",
+    "ExtractConfig",
+    "ExtractionStats",
+    "PreparedExtraction",
+    "config_hash",
+    "cpu_threads",
+    "default_batch_size",
+    "default_workers",
+    "extract",
+    "finish_extraction",
+    "prepare_extraction",
+    "run_extraction",
+    "store_config",
+]

@@ -32,11 +32,14 @@ class ExtractionJob:
     ``rows``; ``failures`` lists ``(row, reason)`` of the others; ``problem`` (or None) says why its features
     cannot be stored. ``stats`` (an :class:`~qrprobe.features.extract.ExtractionStats`) counts the encoded and
     skipped images and records the batch size and device; ``bar`` (images) is drawn from :meth:`begin` on.
+    ``decode_margin``: reduced-size JPEG decoding (:mod:`qrprobe.images.reduce`; 0: full decoding).
     """
 
     def __init__(self, writer: FeatureStoreWriter, source: ImageSource, rep, factory, dtype: str,
-                 batch_size: int | None, workers: int | None, stats, progress: bool) -> None:
+                 batch_size: int | None, workers: int | None, stats, progress: bool,
+                 decode_margin: float = 0.0) -> None:
         self.writer, self.source, self.rep, self.factory, self.dtype = writer, source, rep, factory, dtype
+        self.decode_margin = decode_margin
         self.requested_batch_size, self.workers, self.stats, self.progress = batch_size, workers, stats, progress
         self.bar: Bar | None = None
         self.plan: list[PlannedBatch] = []
@@ -65,7 +68,8 @@ class ExtractionJob:
 
         rep, batch_size = self.rep, self.stats.batch_size
         n_workers = default_workers() if self.workers is None else int(self.workers)
-        loader = DataLoader(ImageDataset(self.source, rep.preprocess), batch_sampler=PlanSampler(plan),
+        dataset = ImageDataset(self.source, rep.preprocess, self.decode_margin)
+        loader = DataLoader(dataset, batch_sampler=PlanSampler(plan),
                             num_workers=n_workers, collate_fn=collate_skipping, pin_memory=rep.device.type == "cuda",
                             prefetch_factor=prefetch_batches(batch_size) if n_workers else None,
                             persistent_workers=False)
@@ -78,7 +82,7 @@ class ExtractionJob:
         from ..images.dataset import ImageDataset
         from .extract_ray import DecodeBatch
 
-        return DecodeBatch(ImageDataset(self.source, self.rep.preprocess))
+        return DecodeBatch(ImageDataset(self.source, self.rep.preprocess, self.decode_margin))
 
     def ray_actor(self, pool: ActorPool) -> tuple[type, dict]:
         from .extract_ray import EncodeBatches

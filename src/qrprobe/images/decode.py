@@ -25,12 +25,14 @@ class ImageDecodeError(Exception):
     """An image could not be read or decoded; the message says why."""
 
 
-def decode_image(data: bytes) -> PIL.Image.Image:
+def decode_image(data: bytes, *, draft: tuple[int, int] | None = None) -> PIL.Image.Image:
     """Decode encoded image bytes into a fully loaded RGB image.
 
     Parameters
     ----------
     data : the file's bytes (JPEG, PNG, TIFF, ...).
+    draft : (width, height): let a JPEG decode at the largest reduction (1/2, 1/4, 1/8) that keeps at least
+        this size (Pillow's ``Image.draft``; :mod:`.reduce` plans it); other formats ignore it.
 
     Returns
     -------
@@ -52,6 +54,8 @@ def decode_image(data: bytes) -> PIL.Image.Image:
             # PIL warns (rather than fails) on some malformed EXIF/metadata; the pixels are what matter.
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as img:
+                if draft is not None:
+                    img.draft(None, draft)
                 img.load()
                 rgb = to_rgb(img)
                 return rgb.copy() if rgb is img else rgb

@@ -5,6 +5,10 @@ crop, scale to [0, 1], normalise per channel) with PIL and numpy only, so classi
 exported models need no torchvision. Adapters whose library ships its own transform (timm, open_clip,
 torchvision weights, HuggingFace processors) use that one; :class:`LibraryPreprocess` wraps it with a
 description for the manifest.
+
+Both say what their first step is: ``first_resize(width, height)`` is the size (and filter) they resize a
+``width`` x ``height`` image to (None when unknown). :mod:`qrprobe.images.reduce` uses it to decode a large JPEG
+at a reduced size and make that first resize itself (``docs/extraction.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ def _pil_filter(name: str):
     return {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
             "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
             "lanczos": Image.Resampling.LANCZOS}[name]
+
+
+def resized_shorter(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` image whose shorter side is resized to ``side`` pixels, the
+    longer one truncated as torchvision's ``Resize(int)`` does."""
+    if width <= height:
+        return side, int(side * height / width)
+    return int(side * width / height), side
 
 
 @dataclass(frozen=True)
@@ -64,15 +76,17 @@ class ImagePreprocess:
     def output_size(self) -> int:
         return self.crop or self.resize
 
+    def first_resize(self, width: int, height: int) -> tuple[tuple[int, int], str]:
+        """``((width, height), interpolation)`` this transform first resizes a ``width`` x ``height`` image to
+        (what :mod:`qrprobe.images.reduce` needs to decode a large JPEG at a reduced size)."""
+        if self.resize_mode == "squash":
+            return (self.resize, self.resize), self.interpolation
+        return resized_shorter(width, height, self.resize), self.interpolation
+
     def resize_and_crop(self, image):
         """The geometric part only: PIL image -> PIL image of the output size."""
         w, h = image.size
-        if self.resize_mode == "squash":
-            size = (self.resize, self.resize)
-        elif w <= h:
-            size = (self.resize, int(self.resize * h / w))
-        else:
-            size = (int(self.resize * w / h), self.resize)
+        size, _ = self.first_resize(w, h)
         if size != (w, h):
             image = image.resize(size, _pil_filter(self.interpolation))
         if self.crop:
@@ -112,8 +126,40 @@ class LibraryPreprocess:
     def __call__(self, image) -> torch.Tensor:
         return self.transform(image)
 
+    def first_resize(self, width: int, height: int) -> tuple[tuple[int, int], str] | None:
+        """``((width, height), interpolation)`` the transform first resizes a ``width`` x ``height`` image to,
+        when that step is a torchvision resize (a ``Compose`` starting with ``Resize``, or a torchvision
+        weights' ``ImageClassification``); None otherwise."""
+        return library_first_resize(self.transform, width, height)
+
     def describe(self) -> dict:
         return dict(self.description)
+
+
+def library_first_resize(transform, width: int, height: int) -> tuple[tuple[int, int], str] | None:
+    """``((width, height), interpolation)`` a torchvision transform first resizes a ``width`` x ``height`` PIL
+    image to, or None when that is not known (another first step, a ``max_size`` cap, another library)."""
+    if not type(transform).__module__.startswith("torchvision."):
+        return None
+    import importlib
+
+    transforms = importlib.import_module("torchvision.transforms")  # loaded already: the transform is one
+    presets = importlib.import_module("torchvision.transforms._presets")
+    if isinstance(transform, presets.ImageClassification):
+        size, mode = list(transform.resize_size), transform.interpolation
+    elif (isinstance(transform, transforms.Compose) and transform.transforms
+          and type(transform.transforms[0]) is transforms.Resize and transform.transforms[0].max_size is None):
+        first = transform.transforms[0]
+        size, mode = ([first.size] if isinstance(first.size, int) else list(first.size)), first.interpolation
+    else:
+        return None
+    name = getattr(mode, "value", None)
+    if name not in (*_INTERPOLATIONS, "hamming") or not size or len(size) > 2 \
+            or not all(isinstance(v, int) and v > 0 for v in size):
+        return None
+    if len(size) == 2:  # (height, width): squashed
+        return (size[1], size[0]), name
+    return resized_shorter(width, height, size[0]), name
 
 
 def describe_preprocess(preprocess: Callable) -> dict:

@@ -230,6 +230,9 @@ class StudyConfig:
     report: ReportSpec = field(default_factory=ReportSpec, metadata={"help": "the HTML report"})
     output: str | None = param(None, "the output folder", shown="NAME-out beside the study file")
     device: str = param("auto", "auto (a GPU when present), cpu, cuda or cuda:N")
+    extract_together: bool = param(True, "extract the models whose features are missing in one pass: each image "
+                                   "read and decoded once for all of them (stores identical to one-by-one "
+                                   "extraction; docs/extraction.md)")
     notes: list[str] = param([], "remarks shown first in the report (why K is what it is, …)", shown="none")
     resources: ResourcesSpec = field(default_factory=ResourcesSpec,
                                      metadata={"help": "cluster resources of each stage's jobs (--executor slurm)"})

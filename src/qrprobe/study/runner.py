@@ -34,7 +34,15 @@ from .cache import file_identity, slug, stage_key
 from .checks import RESOLVED, check_layout
 from .config import StudyConfig
 from .lock import study_lock
-from .stages import ImageSet, StageContext, evaluate_stage, extract_stage, label_stage, remove_orphans
+from .stages import (
+    ImageSet,
+    StageContext,
+    evaluate_stage,
+    extract_stage,
+    extract_together_stage,
+    label_stage,
+    remove_orphans,
+)
 
 STAGES = ("extract", "label", "evaluate", "analyses", "report")
 T = TypeVar("T")
@@ -134,7 +142,9 @@ def _run_locked(study: StudyConfig, out: Path, force: Sequence[str], progress: b
     atomic_write_text(out / RESOLVED, json.dumps(study.to_dict(), indent=2, default=str))
     ctx.counter = StageCounter(stage_kinds(study, ctx), enabled=progress, emit=ctx.echo)
 
-    stores = {m.name: _counted(ctx, "extract", m.name, partial(extract_stage, ctx, m, images)) for m in study.models}
+    together = extract_together_stage(ctx, study.models, images) if study.extract_together else {}
+    stores = {m.name: _counted(ctx, "extract", m.name, partial(extract_stage, ctx, m, images, together))
+              for m in study.models}
     remove_orphans(out / "features", ".partial")  # work folders of models the study no longer has
     experts = ", ".join(e.name for e in study.experts)
     bank = (_counted(ctx, "label", experts, lambda: label_stage(ctx, images, stores)) if study.experts

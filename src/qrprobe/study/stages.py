@@ -118,8 +118,38 @@ def extract_key(model: ModelSpec, images_key: str) -> str:
     return stage_key({**identity(model, value=_stage_value), "images": images_key})
 
 
-def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> FeatureStore:
-    """The feature store of ``model`` on ``images`` (computed, resumed or reused; or the store the study names)."""
+def _extract_path(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Path:
+    return ctx.out / "features" / f"{slug(model.name)}-{extract_key(model, images.key)}"
+
+
+def extract_together_stage(ctx: StageContext, models: list[ModelSpec], images: ImageSet) -> dict[str, float]:
+    """Extract in one pass the models whose stores on ``images`` are missing (two or more; the study's
+    ``extract_together``), each image read and decoded once (:func:`qrprobe.features.extract_together`);
+    returns the seconds of each model computed, for :func:`extract_stage` to log. Fewer than two: nothing."""
+    from ..features.extract_shared import extract_together
+
+    todo = []
+    for m in models:
+        if not m.model or (m.features and images.key == ctx.images_key):
+            continue
+        path = _extract_path(ctx, m, images)
+        ctx.fresh("extract", path)
+        if not (path / "manifest.json").is_file():
+            ctx.may_compute("extract", images.key, m.name, path)
+            todo.append((m, path))
+    if len(todo) < 2:
+        return {}
+    t = time.perf_counter()
+    extract_together([(m.model, path, m.extraction(device=ctx.study.device, progress=ctx.progress))
+                      for m, path in todo], images.source)
+    seconds = (time.perf_counter() - t) / len(todo)
+    return {m.name: seconds for m, _ in todo}
+
+
+def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet,
+                  together: dict[str, float] | None = None) -> FeatureStore:
+    """The feature store of ``model`` on ``images`` (computed, resumed or reused; or the store the study names).
+    ``together``: the models just computed by :func:`extract_together_stage` (logged as computed)."""
     from ..features.extract import extract
 
     if model.features and images.key == ctx.images_key:
@@ -130,7 +160,10 @@ def extract_stage(ctx: StageContext, model: ModelSpec, images: ImageSet) -> Feat
     if not model.model:
         raise QRProbeInputError(f"models.{model.name}: only a feature store is given (`features`), so it cannot be "
                                 f"extracted on other images; give `model` too")
-    path = ctx.out / "features" / f"{slug(model.name)}-{extract_key(model, images.key)}"
+    path = _extract_path(ctx, model, images)
+    if together and model.name in together:
+        ctx.log("extract", model.name, False, together[model.name], path)
+        return FeatureStore.open(path)
     ctx.fresh("extract", path)
     done = (path / "manifest.json").is_file()
     if not done:
@@ -322,4 +355,5 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
 
 
 __all__ = ["ImageSet", "StageContext", "StageMissing", "evaluate_stage", "expert_key", "expert_paths", "extract_key",
-           "extract_stage", "label_experts", "label_stage", "matched_inputs", "remove_orphans"]
+           "extract_stage", "extract_together_stage", "label_experts", "label_stage", "matched_inputs",
+           "remove_orphans"]
