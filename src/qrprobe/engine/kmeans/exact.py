@@ -275,7 +275,8 @@ class BoundedLloyd:
             if it == 1 and bar is not None:
                 bar.update(1)
             if early_stop is not None:
-                obj = self.objective(sums)
+                with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():  # K × D work
+                    obj = self.objective(sums)
                 if previous_obj < math.inf and previous_obj - obj <= early_stop * previous_obj:
                     fixed = True  # plateau: labels are the assignment to the current centroids, kept
                     break
