@@ -2,20 +2,29 @@
 
 Contenders (each in its own subprocess, so its peak memory is its own; rounds alternate their order):
 
-    ours        qrprobe's protocol K-means as ``kmeans_precision="auto"`` runs it at this size (float16): a
-                16-bit copy of the standardized features, exact Lloyd (Yinyang bounds, bf16 products with float32
-                accumulation on the CPU / tensor cores on a GPU, float64 check)
+    ours        qrprobe's protocol K-means with its default settings (``kmeans_precision="auto"``: float32
+                Lloyd while the float32 copy is at most 1 GiB, else the float16 exact path)
+    ours-f16    a float16 copy of the standardized features, exact Lloyd (Yinyang bounds, bf16 products with
+                float32 accumulation on the CPU / tensor cores on a GPU, float64 check)
     ours-bf16   the same with a bfloat16 copy
+    ours-es     ``ours`` with ``kmeans_early_stop=0`` (faiss's default stopping rule: the objective no longer
+                decreases)
+    ours-f16-es ``ours-f16`` with ``kmeans_early_stop=0``
     ours-fp32   qrprobe's float32 path (plain float32 Lloyd, the results of earlier releases)
-    faiss       faiss ``Kmeans`` (CPU or GPU build) on the float32 standardized features, sub-sampling off
+    faiss       faiss ``Kmeans`` (CPU or GPU build) on the float32 standardized features, sub-sampling off,
+                its other defaults kept: faiss ≥ 1.15 stops early once its objective no longer decreases
+                (``early_stop_threshold`` 0). Its time for ``--iters`` iterations without early stop is
+                printed beside it (its seconds per iteration × ``--iters``: its cost per iteration is constant)
     flash       flash-kmeans (Triton, GPU), float16 features          [--device cuda]
     fastkmeans  fastkmeans (GPU), float32 features                      [--device cuda]
 
-Every contender starts from the same K rows (drawn as qrprobe's ``init="random"`` draws them), runs ``--iters``
-Lloyd iterations (ours stops earlier only at an exact fixed point, which further iterations could not change)
-and one restart. Reported: seconds for standardization and for K-means, seconds per iteration, the inertia of
-its labels and centroids on the float32 standardized features (the same yardstick for all), peak RSS, the
-load average before and after. Ratios are reference / ours per round (> 1: ours is faster).
+Every contender starts from the same K rows (drawn as qrprobe's ``init="random"`` draws them), runs at most
+``--iters`` Lloyd iterations — a whole fit, each tool with its own stopping rule (ours: an exact fixed point, or
+the plateau with ``-es``; faiss: its default early stop) — and one restart. Reported: seconds for
+standardization and for the whole K-means fit, iterations, seconds per iteration, a reference's time for
+``--iters`` iterations, the inertia of its labels and centroids on the float32 standardized features (the same
+yardstick for all), peak RSS, the load average before and after. Ratios are contender / ``ours`` (or the first
+``ours-*`` listed) per round, for whole fits and for the ``--iters`` figure (> 1: ours is faster).
 
 The data: ``--n`` rows of ``--dim`` float16 features, ReLU of a random projection of a 64-d Gaussian mixture
 with 5,000 components of Zipf-like sizes plus noise — non-negative, correlated, and with no clean K-cluster
@@ -137,12 +146,18 @@ def _stage(args: argparse.Namespace) -> dict:
     std = Standardizer().fit(raw)
     scale = np.where(np.isinf(std.scale_), 1.0, std.scale_)
     timer = _IterTimer()
-    if args.stage in ("ours", "ours-bf16", "ours-fp32"):
-        precision = {"ours": "float16", "ours-bf16": "bfloat16", "ours-fp32": "float32"}[args.stage]
+    if args.stage.startswith("ours"):
+        from qrprobe.engine.kmeans.standardize import resolve_precision
+
+        name = args.stage.removesuffix("-es")
+        precision = {"ours": resolve_precision("auto", n, d), "ours-f16": "float16", "ours-bf16": "bfloat16",
+                     "ours-fp32": "float32"}[name]
+        out["precision"] = precision
         stored = Stored(standardized_copy(raw, std, precision, args.device), precision)
         out["standardize_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        km = KMeans(args.k, iters=args.iters, restarts=1, seed=args.seed, device=args.device)
+        km = KMeans(args.k, iters=args.iters, restarts=1, seed=args.seed, device=args.device,
+                    kmeans_early_stop=0.0 if args.stage.endswith("-es") else None)
         km.fit_stored(stored, bar=timer)
         out["kmeans_s"] = time.perf_counter() - t1
         labels, centroids = km.labels_, km.cluster_centers_
@@ -168,7 +183,9 @@ def _stage(args: argparse.Namespace) -> dict:
             _, idx = km.index.search(z, 1)
             labels, centroids = idx[:, 0].astype(np.int64), np.asarray(km.centroids)
             stats = km.iteration_stats
+            # faiss's "time" is cumulative since the start of training
             out["faiss_iter_s"] = [s["time"] for s in stats]
+            out["faiss_iterations"] = len(stats)
         elif args.stage == "flash":
             from flash_kmeans import batch_kmeans_Euclid
 
@@ -187,7 +204,7 @@ def _stage(args: argparse.Namespace) -> dict:
         else:
             raise SystemExit(f"unknown contender {args.stage}")
         out["kmeans_s"] = time.perf_counter() - t1
-        out["iterations"] = args.iters
+        out["iterations"] = out.get("faiss_iterations", args.iters)
         del z
     if timer.times:
         out["iter_s"] = timer.times
@@ -289,28 +306,35 @@ def main() -> None:
         order = contenders if rnd % 2 == 0 else contenders[::-1]
         this = {c: _run(args, c) for c in order}
         results.append([this[c] for c in contenders])
-        ours = this.get("ours", {})
-        print(f"\nround {rnd + 1}")
-        print("| contender | K-means s | iterations | s / iteration | standardize s | inertia (float32 data) | "
-              "peak RSS MiB | load before/after | ref / ours |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        base = next((c for c in contenders if c == "ours"), next((c for c in contenders if c.startswith("ours")),
+                                                                   contenders[0]))
+        ours = this.get(base, {})
+        print(f"\nround {rnd + 1} (ratios: contender / {base}; > 1: {base} is faster)")
+        print(f"| contender | whole fit s | iterations | s / iteration | s for {args.iters} iterations | "
+              "standardize s | inertia (float32 data) | peak RSS MiB | load before/after | whole fit ratio | "
+              f"{args.iters}-iteration ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for c in contenders:
             r = this[c]
             if "error" in r:
                 print(f"| {c} | failed: {r['error']} |")
                 continue
-            full = r["kmeans_s"] * args.iters / r["iterations"] if not c.startswith("ours") else r["kmeans_s"]
-            ratio = full / ours["kmeans_s"] if ours.get("kmeans_s") and c != "ours" else None
-            shown = (f"{r['kmeans_s']:.1f}" if full == r["kmeans_s"]
-                     else f"{r['kmeans_s']:.1f} (→ {full:.0f} for {args.iters})")
-            print(f"| {c} | {shown} | {r['iterations']} | {r['kmeans_s'] / r['iterations']:.2f} | "
-                  f"{r['standardize_s']:.1f} | {r['inertia_f32']:.6e} | {r['peak_rss_mib']:.0f} | "
-                  f"{r['load_before']:.1f}/{r['load_after']:.1f} | {f'{ratio:.2f}×' if ratio else ''} |")
+            per_iter = r["kmeans_s"] / r["iterations"]
+            # ours runs until its stop; a reference's cost per iteration is constant, so its --iters figure is
+            # its seconds per iteration × --iters (ours: its whole fit, which --iters bounds)
+            at_iters = r["kmeans_s"] if c.startswith("ours") else per_iter * args.iters
+            whole = r["kmeans_s"] / ours["kmeans_s"] if ours.get("kmeans_s") and c != base else None
+            fixed = (at_iters / ours["kmeans_s"] if ours.get("kmeans_s") and c != base and not c.startswith("ours")
+                     else None)
+            print(f"| {c}{' (' + r['precision'] + ')' if 'precision' in r else ''} | {r['kmeans_s']:.1f} | "
+                  f"{r['iterations']} | {per_iter:.2f} | {at_iters:.0f} | {r['standardize_s']:.1f} | "
+                  f"{r['inertia_f32']:.6e} | {r['peak_rss_mib']:.0f} | {r['load_before']:.1f}/{r['load_after']:.1f} | "
+                  f"{f'{whole:.2f}×' if whole else ''} | {f'{fixed:.2f}×' if fixed else ''} |")
         if ours.get("inertia_f32"):
             for c in contenders:
-                if c != "ours" and "inertia_f32" in this[c]:
-                    rel = (this[c]["inertia_f32"] - ours["inertia_f32"]) / ours["inertia_f32"]
-                    print(f"inertia {c} vs ours: {rel:+.4%}")
+                if c != base and "inertia_f32" in this[c]:
+                    rel = (ours["inertia_f32"] - this[c]["inertia_f32"]) / this[c]["inertia_f32"]
+                    print(f"inertia {base} vs {c}: {rel:+.4%}")
         for c in contenders:
             if c.startswith("ours") and "error" not in this[c]:
                 print(_profile(this[c]))

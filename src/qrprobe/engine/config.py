@@ -120,6 +120,11 @@ class KMeansConfig:
         "auto", "storage of the standardized features for K-means: float32 (plain float32 Lloyd, as earlier "
         "releases), float16 or bfloat16 (half the memory; exact Lloyd on the 16-bit values, faster), or auto: "
         "float32 while that copy is at most 1 GiB, else float16", choices=("auto", "float32", "float16", "bfloat16"))
+    kmeans_early_stop: float | None = param(
+        None, "stop a restart once an iteration lowers the K-means objective by at most this fraction of it "
+        "(faiss's early_stop_threshold; 0: once it no longer decreases); none: the paper's fixed iterations, "
+        "stopping early only at an exact fixed point", check=lambda v: None if v is None else number_in(0, 1)(v),
+        metavar="FRACTION", shown="none (off)")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -216,6 +221,7 @@ class ProtocolConfig:
     kmeans_backend = _KMeansField[str]()
     kmeans_init = _KMeansField[str]()
     kmeans_precision = _KMeansField[str]()
+    kmeans_early_stop = _KMeansField["float | None"]()
 
     def __post_init__(self) -> None:
         for name, nested in (("kmeans", KMeansConfig), ("probe", ProbeConfig)):
@@ -230,7 +236,10 @@ class ProtocolConfig:
         """The saved form (a result's ``config``, the study's cache keys): the K-means fields flat and the probe's
         nested under ``probe``, as results have always held them."""
         out = dataclasses.asdict(self)
-        return {**out.pop("kmeans"), **out}
+        kmeans = out.pop("kmeans")
+        if kmeans["kmeans_early_stop"] is None:  # added later: off, the saved form and cache keys of before
+            del kmeans["kmeans_early_stop"]
+        return {**kmeans, **out}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProtocolConfig:

@@ -35,7 +35,7 @@ from .bounds import (
     upper_dist,
 )
 from .engines import Engine
-from .sums import CentroidSums
+from .sums import SCALE_BITS, CentroidSums
 
 ROWS_PER_CALL = 32768  # rows per engine call: bounds the (rows × groups) outputs alive at once
 
@@ -246,13 +246,19 @@ class BoundedLloyd:
         return moved
 
     # ------------------------------------------------------------------------------------ Lloyd
-    def run(self, init: torch.Tensor, n_iter: int, bar=None) -> tuple[torch.Tensor, int, int]:
+    def run(self, init: torch.Tensor, n_iter: int, bar=None,
+            early_stop: float | None = None) -> tuple[torch.Tensor, int, int]:
         """Lloyd from ``init`` (K, D) float32. Returns the final centroids (K, D) float32, the iterations done
-        and the number of empty clusters re-seeded; ``self.labels`` holds the final assignment."""
+        and the number of empty clusters re-seeded; ``self.labels`` holds the final assignment.
+
+        ``early_stop``: stop once an assignment lowers the objective (the sum of squared distances to the
+        centroids it was made with) by at most this fraction of the previous one, keeping those centroids
+        (faiss's ``early_stop_threshold``); None: only at an exact fixed point."""
         self.slot_ids = make_groups(init, self.engine.width)
         self._set_centroids(init.float())
         sums = CentroidSums(self.x, self.k, kernel=self.engine.kernel)
         n_reseeded, it, fixed = 0, 0, False
+        previous_obj = math.inf
         drift: torch.Tensor  # set at the end of each iteration, read by the next
         for it in range(1, n_iter + 1):
             if it == 1:
@@ -268,6 +274,13 @@ class BoundedLloyd:
                 sums.move(self.rows[moved], self.previous, self.labels[moved])
             if it == 1 and bar is not None:
                 bar.update(1)
+            if early_stop is not None:
+                with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():  # K × D work
+                    obj = self.objective(sums)
+                if previous_obj < math.inf and previous_obj - obj <= early_stop * previous_obj:
+                    fixed = True  # plateau: labels are the assignment to the current centroids, kept
+                    break
+                previous_obj = obj
             with one_thread() if self.x.device.type == "cpu" else contextlib.nullcontext():  # K × D work
                 centroids, counts = self._means(sums)
                 empty = torch.nonzero(counts == 0).flatten()
@@ -303,6 +316,16 @@ class BoundedLloyd:
         """Float64 squared distance of every row to its centroid, (n,)."""
         return torch.cat([self.exact_sq(at, self.labels[at])
                           for at in torch.arange(self.n, device=self.x.device).split(chunk)])
+
+    def objective(self, sums: CentroidSums) -> float:
+        """Sum of squared distances of the rows to the current centroids under the current labels, from the
+        cluster sums in O(K·D): Σ‖x‖² − 2 Σ_k c_k·S_k + Σ_k n_k ‖c_k‖² (float64; rounding about 1e-12 of
+        Σ‖x‖², enough to detect a plateau — :meth:`inertia` is the exact figure)."""
+        if not hasattr(self, "_xsq_total"):
+            self._xsq_total = float(self.xsq.sum())
+        s = sums.sums.double() * 2.0**-SCALE_BITS
+        c = self.c.double()
+        return self._xsq_total - 2 * float((c * s).sum()) + float((sums.counts.double() * (c * c).sum(1)).sum())
 
     def inertia(self) -> float:
         """Exact sum of squared distances of the rows to their centroids (float64)."""

@@ -18,10 +18,11 @@ from .stored import Stored
 
 def fit_exact(stored: Stored, train_idx: np.ndarray | None, *, k: int, iters: int, restarts: int,
               init: str | np.ndarray, rng: np.random.Generator, bar=None,
-              on_restart=None) -> tuple[KMeansResult, list]:
+              on_restart=None, early_stop: float | None = None) -> tuple[KMeansResult, list]:
     """Exact Lloyd on ``stored`` (16-bit), ``restarts`` times from ``init`` (``"random"``, ``"k-means++"`` or a
     (K, D) array), ``iters`` iterations at most each, on the rows ``train_idx`` (None: all). ``rng`` draws the
-    initial centroids; ``bar`` is advanced per iteration; ``on_restart(i)`` is called before restart ``i``.
+    initial centroids; ``bar`` is advanced per iteration; ``on_restart(i)`` is called before restart ``i``;
+    ``early_stop``: stop on an objective plateau (:meth:`~.exact.BoundedLloyd.run`).
 
     Returns the clustering of every row (the lowest-inertia restart; with a training sample, every row then
     assigned exactly to its centroids) and, per restart, the work of each assignment pass (benchmarks).
@@ -41,7 +42,7 @@ def fit_exact(stored: Stored, train_idx: np.ndarray | None, *, k: int, iters: in
         else:
             start = initial_centroids(x if train_idx is None else x[rows], k, init, rng)
         run = stored.lloyd(k, None if train_idx is None else rows)
-        centroids, n_done, n_reseeded = run.run(start.to(dev), iters, bar)
+        centroids, n_done, n_reseeded = run.run(start.to(dev), iters, bar, early_stop)
         work.append(run.stats)
         total_reseeded += n_reseeded
         inertia = run.inertia()

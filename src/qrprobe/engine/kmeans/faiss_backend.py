@@ -13,10 +13,11 @@ from .result import KMeansResult
 
 
 def fit_faiss(features: np.ndarray, train_idx: np.ndarray | None, *, k: int, iters: int, restarts: int, seed: int,
-              gpu: bool = False) -> KMeansResult:
+              gpu: bool = False, early_stop: float | None = None) -> KMeansResult:
     """Cluster ``features`` (N, D) float32 into ``k`` clusters: ``restarts`` runs of ``iters`` iterations from
     ``seed`` (taken modulo 2³¹), trained on the rows ``train_idx`` (None: all), every row then assigned;
-    ``gpu``: on the GPU where faiss has a GPU build. Returns a ``KMeansResult``."""
+    ``gpu``: on the GPU where faiss has a GPU build; ``early_stop``: faiss's ``early_stop_threshold`` (None:
+    faiss's default). Returns a ``KMeansResult``."""
     faiss = require("faiss", "faiss", "the faiss K-means backend")
     features = np.ascontiguousarray(features, dtype=np.float32)
     train = features if train_idx is None else features[train_idx]
@@ -27,6 +28,7 @@ def fit_faiss(features: np.ndarray, train_idx: np.ndarray | None, *, k: int, ite
         # faiss samples 256·K points unless told otherwise; we train on what we were given
         max_points_per_centroid=math.ceil(n_train / k) + 1,
         min_points_per_centroid=1,
+        **({} if early_stop is None else {"early_stop_threshold": float(early_stop)}),
     )
     kmeans.train(train)
     dist, labels = kmeans.index.search(features, 1)

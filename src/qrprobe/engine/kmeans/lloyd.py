@@ -7,6 +7,8 @@ rows (at most 256 MiB of distances alive), then moves every centroid to the floa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -46,11 +48,16 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int,
 
 
 def lloyd(x: torch.Tensor, init: torch.Tensor, n_iter: int, chunk: int, bar,
-          x_sq: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-    """Run Lloyd from ``init`` (K, D); return centroids, iterations done, empty clusters re-seeded."""
+          x_sq: torch.Tensor, early_stop: float | None = None) -> tuple[torch.Tensor, int, int]:
+    """Run Lloyd from ``init`` (K, D); return centroids, iterations done, empty clusters re-seeded.
+
+    ``early_stop``: stop once an assignment lowers the objective (sum of squared distances, float64) by at
+    most this fraction of the previous one, keeping the centroids it was made with (faiss's
+    ``early_stop_threshold``); None: only at an exact fixed point."""
     k = init.shape[0]
     centroids = init.clone()
     previous = None
+    previous_obj = math.inf
     n_reseeded = 0
     it = 0
     for it in range(1, n_iter + 1):  # noqa: B007 - ``it`` is returned
@@ -59,6 +66,11 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, n_iter: int, chunk: int, bar,
             bar.update(1)
         if previous is not None and torch.equal(labels, previous):
             break  # exact fixed point: centroids would not move again
+        if early_stop is not None:
+            obj = float(dist.double().sum())
+            if previous_obj < math.inf and previous_obj - obj <= early_stop * previous_obj:
+                break  # objective plateau
+            previous_obj = obj
         previous = labels
         counts = torch.bincount(labels, minlength=k)
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
@@ -75,33 +87,51 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, n_iter: int, chunk: int, bar,
     return centroids, it, n_reseeded
 
 
-def kmeans_plus_plus(x: torch.Tensor, k: int, rng: np.random.Generator, chunk: int = 65536) -> torch.Tensor:
-    """k-means++ seeding: each next centre drawn with probability proportional to D², the squared distance to
-    the nearest centre chosen so far. ``x`` (N, D) float32, or 16-bit (converted ``chunk`` rows at a time).
-    Returns (k, D) float32."""
-    n = x.shape[0]
-    if x.dtype == torch.float32:
-        x_sq = (x * x).sum(dim=1)
+def local_trials(k: int) -> int:
+    """Candidates drawn per step of greedy k-means++: ``2 + ⌊ln K⌋``, scikit-learn's choice (Arthur &
+    Vassilvitskii 2007 suggest O(log K))."""
+    return 2 + int(np.log(k))
 
-        def sq_dist_to(row: int) -> torch.Tensor:
-            return (x_sq - 2 * x @ x[row] + x_sq[row]).clamp_min_(0)
-    else:
-        def sq_dist_to(row: int) -> torch.Tensor:
-            centre = x[row].float()
-            parts = []
-            for s in range(0, n, chunk):
-                b = x[s:s + chunk].float()
-                parts.append((b * b).sum(1) - 2 * b @ centre + centre @ centre)
-            return torch.cat(parts).clamp_min_(0)
+
+def kmeans_plus_plus(x: torch.Tensor, k: int, rng: np.random.Generator, chunk: int = 65536,
+                     trials: int | None = None) -> torch.Tensor:
+    """Greedy k-means++ seeding, as scikit-learn's ``kmeans_plusplus``: the first centre is a uniform random row;
+    each next one is the best of ``trials`` candidates (default :func:`local_trials`) drawn with probability
+    proportional to D², the squared distance to the nearest centre chosen so far — the candidate that leaves
+    the smallest total D² is kept. ``trials=1`` is plain k-means++ (D² sampling).
+
+    ``x`` (N, D) float32, or 16-bit (converted ``chunk`` rows at a time). Distances are float32 products,
+    accumulated as float64 D². The random draws, in order: one integer (the first row), then per step
+    ``trials`` uniform numbers in [0, 1) scaled by the total D². Returns (k, D) float32.
+    """
+    n = x.shape[0]
+    trials = local_trials(k) if trials is None else trials
+    x_sq = torch.cat([(b.float() ** 2).sum(1) for b in torch.split(x, chunk)]) if n else x.new_zeros(0).float()
+
+    def sq_dist_to(rows: torch.Tensor) -> torch.Tensor:
+        """(N, len(rows)) float64 squared distances of every row to the rows ``rows``."""
+        centres = x[rows].float()
+        c_sq = (centres * centres).sum(1)
+        parts = [x_sq[s:s + chunk].unsqueeze(1) - 2 * (x[s:s + chunk].float() @ centres.T) + c_sq
+                 for s in range(0, n, chunk)]
+        return torch.cat(parts).clamp_min_(0).double()
 
     chosen = [int(rng.integers(n))]
-    nearest = sq_dist_to(chosen[0])
+    nearest = sq_dist_to(torch.tensor(chosen, device=x.device))[:, 0]
+    potential = float(nearest.sum())
     for _ in range(1, k):
-        weights = nearest.double().cpu().numpy()
-        total = weights.sum()
-        nxt = int(rng.choice(n, p=weights / total)) if total > 0 else int(rng.integers(n))
-        chosen.append(nxt)
-        nearest = torch.minimum(nearest, sq_dist_to(nxt))
+        if potential > 0:
+            cumulative = torch.cumsum(nearest, 0)
+            draws = torch.from_numpy(rng.random(trials) * potential).to(cumulative)
+            cand = torch.searchsorted(cumulative, draws, right=True).clamp_max_(n - 1)
+        else:  # every row already sits on a centre: any row will do
+            cand = torch.from_numpy(rng.integers(n, size=trials)).to(x.device)
+        # candidate rows of zero weight can only be drawn at the float edge; they would leave D² unchanged
+        trial = torch.minimum(nearest.unsqueeze(1), sq_dist_to(cand))  # (N, trials)
+        pots = trial.sum(0)
+        best = int(pots.argmin())
+        chosen.append(int(cand[best]))
+        nearest, potential = trial[:, best].contiguous(), float(pots[best])
     return x[torch.tensor(chosen, device=x.device)].float().clone()
 
 
@@ -116,10 +146,11 @@ def initial_centroids(x: torch.Tensor, k: int, init, rng: np.random.Generator) -
 
 
 def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, iters: int, restarts: int, init,
-              rng: np.random.Generator, chunk: int, bar, on_restart=None) -> tuple[np.ndarray, np.ndarray, float,
+              rng: np.random.Generator, chunk: int, bar, on_restart=None,
+              early_stop: float | None = None) -> tuple[np.ndarray, np.ndarray, float,
                                                                                    int, tuple[float, ...], int]:
     """Float32 Lloyd on ``x_all`` (N, D) float32 (rows ``train_idx`` for training, None: all): ``restarts`` runs of
-    at most ``iters`` iterations.
+    at most ``iters`` iterations (``early_stop``: as :func:`lloyd`).
 
     Returns labels (N,), centroids (K, D), inertia, iterations of the kept restart, all restarts' inertias and
     the number of empty clusters re-seeded.
@@ -134,7 +165,7 @@ def fit_plain(x_all: torch.Tensor, train_idx: np.ndarray | None, *, k: int, iter
         if on_restart is not None:
             on_restart(restart)
         init_c = initial_centroids(x_train, k, init, rng)
-        centroids, n_done, n_reseeded = lloyd(x_train, init_c, iters, chunk, bar, train_sq)
+        centroids, n_done, n_reseeded = lloyd(x_train, init_c, iters, chunk, bar, train_sq, early_stop)
         total_reseeded += n_reseeded
         labels, dist = assign(x_train, centroids, chunk, train_sq)
         inertia = float(dist.double().sum())

@@ -3,10 +3,10 @@
 The defaults follow the paper (App. C): K = 1000, 100 Lloyd iterations, the lowest-inertia result of 5
 restarts, all points used for training. The parameters are the protocol's K-means fields
 (:class:`~qrprobe.engine.config.KMeansConfig`: ``k``, ``iters``, ``restarts``, ``max_train_points``,
-``kmeans_backend``, ``kmeans_init``, ``kmeans_precision``), with these names in :class:`KMeans` and in every
-message. :func:`fit_clusterings` is the protocol's entry point: it standardizes the raw features once, streamed
-into one copy of the storage precision (``kmeans_precision``, :mod:`qrprobe.engine.kmeans.standardize`), and
-runs every seed and restart on that copy.
+``kmeans_backend``, ``kmeans_init``, ``kmeans_precision``, ``kmeans_early_stop``), with these names in
+:class:`KMeans` and in every message. :func:`fit_clusterings` is the protocol's entry point: it standardizes the
+raw features once, streamed into one copy of the storage precision (``kmeans_precision``,
+:mod:`qrprobe.engine.kmeans.standardize`), and runs every seed and restart on that copy.
 
 Backends (``kmeans_backend``):
 
@@ -20,9 +20,11 @@ Backends (``kmeans_backend``):
   silent sub-sampling (256 points per centroid by default) disabled unless ``max_train_points`` asks for it.
 
 Initialisation (``kmeans_init``) draws K distinct training points uniformly at random (``"random"``, what faiss
-does and so the default) or by k-means++ seeding (``"k-means++"``, D² sampling). Empty clusters are re-seeded
-with the points farthest from their centroids. Lloyd stops early only at an exact fixed point (no assignment
-changed), after which further iterations could not change anything.
+does and so the default) or by greedy k-means++ seeding (``"k-means++"``: D² sampling, the best of 2 + ⌊ln K⌋
+candidates per centre, as scikit-learn). Empty clusters are re-seeded with the points farthest from their
+centroids. Lloyd stops early only at an exact fixed point (no assignment changed), after which further
+iterations could not change anything — or, with ``kmeans_early_stop`` set (off by default), once an
+iteration lowers the objective by at most that fraction (faiss's ``early_stop_threshold``).
 """
 
 from __future__ import annotations
@@ -84,11 +86,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     Parameters
     ----------
-    k, iters, restarts, max_train_points, kmeans_backend, kmeans_init, kmeans_precision : the protocol's K-means
+    k, iters, restarts, max_train_points, kmeans_backend, kmeans_init, kmeans_precision, kmeans_early_stop :
+        the protocol's K-means
         fields, same names and defaults (:class:`~qrprobe.engine.config.KMeansConfig`): K (2 ≤ K ≤ N), Lloyd
         iterations per restart, restarts (the lowest inertia kept), a random training sample of this many
         points (None: all), ``"torch"`` or ``"faiss"``, ``"random"`` or ``"k-means++"``, and the storage of the
-        features (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``; faiss always uses float32).
+        features (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``; faiss always uses float32), and the
+        objective plateau that stops a restart early (None: off; torch backend).
         ``kmeans_init`` may also be an array (K, D) of initial centroids (torch backend; every restart is then
         the same).
     seed : seed of the initialisations (and of the training sample, if any).
@@ -108,7 +112,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def __init__(self, k: int = 1000, *, iters: int = 100, restarts: int = 5, seed: int = 0,
                  max_train_points: int | None = None, kmeans_backend: str = "torch",
-                 kmeans_init: str | np.ndarray = "random", kmeans_precision: str = "auto", device: str = "auto",
+                 kmeans_init: str | np.ndarray = "random", kmeans_precision: str = "auto",
+                 kmeans_early_stop: float | None = None, device: str = "auto",
                  chunk_rows: int | None = None, progress: bool = False, **renamed: Any) -> None:
         self.k = k
         self.iters = iters
@@ -118,6 +123,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.kmeans_backend = kmeans_backend
         self.kmeans_init = kmeans_init
         self.kmeans_precision = kmeans_precision
+        self.kmeans_early_stop = kmeans_early_stop
         self.device = device
         self.chunk_rows = chunk_rows
         self.progress = progress
@@ -142,6 +148,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         values: dict[str, Any] = {
             "k": self.k, "iters": self.iters, "restarts": self.restarts, "max_train_points": self.max_train_points,
             "kmeans_backend": self.kmeans_backend, "kmeans_precision": self.kmeans_precision,
+            "kmeans_early_stop": self.kmeans_early_stop,
             "kmeans_init": "random" if given else init}
         plain: dict[str, Any] = {name: int(v) if isinstance(v, np.integer) else v for name, v in values.items()}
         config = KMeansConfig(**plain)
@@ -190,18 +197,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             with torch.inference_mode():
                 if config.kmeans_backend == "faiss":
                     result = fit_faiss(stored.x.cpu().numpy(), train_idx, k=k, iters=iters, restarts=restarts,
-                                       seed=self.seed, gpu=resolve_device(self.device).type == "cuda")
+                                       seed=self.seed, gpu=resolve_device(self.device).type == "cuda",
+                                       early_stop=config.kmeans_early_stop)
                     bar.update(iters * restarts)
                 elif stored.precision == "float32":
                     fitted = fit_plain(stored.x, train_idx, k=k, iters=iters, restarts=restarts, init=init, rng=rng,
                                        chunk=chunk_rows(self.chunk_rows, k), bar=bar,
-                                       on_restart=lambda i: _show_restart(bar, i, restarts))
+                                       on_restart=lambda i: _show_restart(bar, i, restarts),
+                                       early_stop=config.kmeans_early_stop)
                     result = KMeansResult(*fitted, precision="float32")
                 else:
                     # work_: per restart, the work of each assignment pass (benchmarks)
                     result, self.work_ = fit_exact(stored, train_idx, k=k, iters=iters, restarts=restarts,
                                                    init=init, rng=rng, bar=bar,
-                                                   on_restart=lambda i: _show_restart(bar, i, restarts))
+                                                   on_restart=lambda i: _show_restart(bar, i, restarts),
+                                                   early_stop=config.kmeans_early_stop)
         finally:
             if own_bar:
                 bar.close()
@@ -304,7 +314,7 @@ def fit_clusterings(features, config: KMeansConfig, *, seeds: list[int], device:
     memo_key = None
     if kmeans_memo.active():
         memo_key = (kmeans_memo.features_fingerprint(features), k, iters, restarts, config.max_train_points,
-                    config.kmeans_init, config.kmeans_backend, str(dev), storage)
+                    config.kmeans_init, config.kmeans_backend, str(dev), storage, config.kmeans_early_stop)
     found = {s: cast("KMeansResult | None", kmeans_memo.lookup((*memo_key, s))) for s in seeds} if memo_key else {}
     standardizer = cast("Standardizer | None", kmeans_memo.lookup(memo_key[:1])) if memo_key else None
     todo = [s for s in seeds if found.get(s) is None]
