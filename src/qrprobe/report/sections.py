@@ -180,7 +180,9 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
     if not has_paths:
         section.notes.append("No image paths are recorded with these results: thumbnails are omitted.")
     missing_total = [0, 0]
-    shown = DistinctExamples(expl.labels, image_ids=expl.image_ids, shown_ids=shown_ids)
+    # an image is known by its id (or, without ids, its path): the label of its thumbnail
+    keys = expl.image_ids if expl.image_ids is not None else (paths if has_paths else None)
+    shown = DistinctExamples(expl.labels, image_ids=keys, shown_ids=shown_ids)
 
     def thumbs(cluster, rows, caption, colour):
         if not has_paths or not len(rows):
@@ -235,8 +237,9 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
                                                    f"{', '.join(s.top_concepts['concept'].head(4))}", "")
         section.blocks.append(block)
     if missing_total[0]:
-        section.notes.append(f"{missing_total[0]} of {missing_total[1]} example images could not be read "
-                             "(missing or unreadable files) and are shown as empty boxes.")
+        section.notes.append(f"{missing_total[0]} example images could not be read (missing or unreadable "
+                             "files): other images of their clusters are shown instead, or an empty box where a "
+                             "cluster has none left.")
     if not expl.pairs:
         section.notes.append("No pair of clusters is confused on the test split (or no confusion dropped).")
     return section

@@ -145,8 +145,9 @@ def distinct_thumbnails(examples: DistinctExamples, cluster: int, preferred: Seq
                         paths: np.ndarray, image_ids: np.ndarray | None = None, size: int = 96,
                         max_tries: int = 60) -> tuple[list[Thumbnail], int, int]:
     """Thumbnails of ``len(preferred)`` images of ``cluster`` not shown before, near-blank ones
-    (:func:`is_near_blank`) only where the cluster's first ``max_tries`` candidates hold too few others.
-    Returns the thumbnails (in row order), how many could not be read and how many are near-blank."""
+    (:func:`is_near_blank`) only where the cluster's first ``max_tries`` candidates hold too few others, and an
+    unreadable image (an empty box) only where nothing else is left. Returns the thumbnails (in row order), how
+    many of the images tried could not be read (shown or replaced) and how many shown are near-blank."""
     n = len(preferred)
     chosen: list[int] = []
     blank: list[int] = []
@@ -168,7 +169,7 @@ def distinct_thumbnails(examples: DistinctExamples, cluster: int, preferred: Seq
     examples.mark(rows)
     thumbs = [Thumbnail(str(image_ids[r]) if image_ids is not None else (str(paths[r]) or f"row {r}"), jpegs[r])
               for r in rows]
-    return thumbs, sum(jpegs[r] is None for r in rows), sum(r in blank for r in rows)
+    return thumbs, len(unreadable), sum(r in blank for r in rows)
 
 
 def remove_repeated_thumbnails(sections: Sequence) -> set[str]:
