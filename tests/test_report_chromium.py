@@ -88,7 +88,7 @@ def test_print_keeps_every_configuration_row(page) -> None:
 
 
 def test_print_has_no_mostly_blank_pages(page) -> None:
-    """Printed, every page but the last is mostly used: no section forced onto a new page leaves half a page
+    """Printed, every page but the last is at least half used: no section forced onto a new page leaves half a page
     empty, and no figure is too tall for a page (rendered with poppler's pdftoppm; skipped without it)."""
     from PIL import Image
 
@@ -107,4 +107,4 @@ def test_print_has_no_mostly_blank_pages(page) -> None:
         inked = (grey < 235).any(axis=1)
         rows = np.flatnonzero(inked)
         used = (rows[-1] - rows[0] + 1) / len(grey) if len(rows) else 0.0
-        assert used > 0.6, f"{path.name}: only {used:.0%} of the page is used"
+        assert used >= 0.5, f"{path.name}: only {used:.0%} of the page is used"

@@ -117,7 +117,9 @@ def mi_trend_text(table: pd.DataFrame) -> str:
     largest K (the text above the figure must say what the figure shows), and why it can fall."""
     if not {"model", "k", "mi_bits_mean"} <= set(table.columns):
         return ""
-    grows, falls, flat = [], [], []
+    grows: list[str] = []
+    falls: list[str] = []
+    flat: list[str] = []
     for model, rows in table.sort_values("k").groupby("model", sort=False):
         mi = rows["mi_bits_mean"].to_numpy(float)
         ks = rows["k"].to_numpy()

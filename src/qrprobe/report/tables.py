@@ -301,7 +301,7 @@ _LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)",  # col
                 "confusion_base": "confusion, base (%)", "confused_base": "confused, base",
                 "confusion_added": "confusion, added (%)", "confused_added": "confused, added", "drop": "drop (pp)",
                 "favours_a": "concepts favouring a", "favours_b": "concepts favouring b",
-                "difference": "coefficient difference", "coef_difference": "coefficient difference",
+                "coef_difference": "coefficient difference",
                 "support": "images with it", "top_concepts": "top concepts", "frequent_concepts": "frequent concepts",
                 # the breakdown's, the K sweep's and the comparison's
                 "n_concepts": "concepts", "with_labels": "with labels", "k": "K", "n_images": "images"}
