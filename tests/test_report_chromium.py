@@ -71,7 +71,8 @@ def test_print_keeps_every_configuration_row(page) -> None:
     scroll box of fixed height would cut it off), and the page has print rules."""
     html, root = page
     text = html.read_text(encoding="utf-8")
-    assert "max-height" not in text
+    # no box of fixed height around a table (a figure's image may be capped at a page's height)
+    assert not re.search(r"(\.scroll|table|\.tables|section|main)[^{]*\{[^}]*max-height", text)
     assert "@media print" in text
     settings = re.findall(r'<table class="t-configuration">.*?</table>', text, re.S)[0]
     last = re.findall(r'<tr><td class="text">([^<]+)</td>', settings)[-1]
@@ -85,3 +86,26 @@ def test_print_keeps_every_configuration_row(page) -> None:
     words = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True,
                            check=True).stdout
     assert last in words.replace("\n", " ")
+
+
+def test_print_has_no_mostly_blank_pages(page) -> None:
+    """Printed, every page but the last is at least half used: no section forced onto a new page leaves half a page
+    empty, and no figure is too tall for a page (rendered with poppler's pdftoppm; skipped without it)."""
+    from PIL import Image
+
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        pytest.skip("pdftoppm (Debian poppler-utils) is not installed: the PDF's pages cannot be drawn")
+    html, root = page
+    pdf = root / "report-pages.pdf"
+    run = _chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html.as_uri()], root / "profile-pages")
+    assert run.returncode == 0, run.stderr[-2000:]
+    subprocess.run([pdftoppm, "-r", "24", "-png", str(pdf), str(root / "page")], check=True, timeout=120)
+    pages = sorted(root.glob("page-*.png"))
+    assert len(pages) >= 2
+    for path in pages[:-1]:
+        grey = np.asarray(Image.open(path).convert("L"))
+        inked = (grey < 235).any(axis=1)
+        rows = np.flatnonzero(inked)
+        used = (rows[-1] - rows[0] + 1) / len(grey) if len(rows) else 0.0
+        assert used >= 0.5, f"{path.name}: only {used:.0%} of the page is used"

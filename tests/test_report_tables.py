@@ -26,7 +26,7 @@ def table() -> Table:
 
 def test_display_merges_mean_std_and_signs(table: Table) -> None:
     disp = table.display_frame()
-    assert list(disp.columns) == ["model", "NMI", "ΔNMI", "k", "flag"]
+    assert list(disp.columns) == ["model", "NMI", "ΔNMI", "K", "flag"]
     assert disp["NMI"].tolist() == ["63.73 ± 0.07", "50.00 ± 1.50", "–"]
     assert disp["ΔNMI"].tolist() == ["+1.23 ± 0.10", "-0.50 ± 0.20", "+0.00 ± 0.00"]
     assert disp["flag"].tolist() == ["yes", "no", "yes"]

@@ -35,6 +35,7 @@ from .sections import (
     merge_ksweeps,
     redraw_breakdown,
 )
+from .thumbnails import remove_repeated_thumbnails
 
 
 def load_report_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Result], list[str], list[Section]]:
@@ -87,9 +88,12 @@ def _has_arrays(result: Result) -> bool:
 
 def result_sections(results: Sequence[Result], names: Sequence[str], *, external: pd.DataFrame | None = None,
                     external_columns: Sequence[str] | None = None, explain_pairs: int = 4, sort_by: str = "nmi",
-                    thumbnail_size: int = 96, comparison: bool = True) -> list[Section]:
+                    thumbnail_size: int = 96, comparison: bool = True,
+                    shown_ids: set[str] | None = None) -> list[Section]:
     """Comparison (unless ``comparison`` is False: one was given), K curves and explanations made from
-    Results (see the module docstring)."""
+    Results (see the module docstring). ``shown_ids``: ids of images the report shows elsewhere; the
+    explanations show other images (the set is updated)."""
+    shown_ids = set() if shown_ids is None else shown_ids
     sections: list[Section] = []
     if not results:
         return sections
@@ -113,7 +117,7 @@ def result_sections(results: Sequence[Result], names: Sequence[str], *, external
                 continue
             expl = explain_result(res, top_pairs=explain_pairs)
             expl.base_label = name
-            sections.append(explanation_section(expl, thumbnail_size=thumbnail_size))
+            sections.append(explanation_section(expl, thumbnail_size=thumbnail_size, shown_ids=shown_ids))
     return sections
 
 
@@ -124,8 +128,11 @@ def report_sections(results: Sequence[Result], names: Sequence[str], analyses: S
     :func:`arrange`. A comparison is made from the results only when none was given among the analyses, and a
     made section with the title of a given one (the same explanations) is left out."""
     given = {s.kind for s in analyses}
+    # the given sections' images, in report order: the explanations made here show others
+    shown = remove_repeated_thumbnails(sorted(analyses, key=lambda s: _ORDER.get(s.kind, 4)))
     made = result_sections(results, names, external=external, external_columns=external_columns,
-                           explain_pairs=explain_pairs, sort_by=sort_by, comparison="comparison" not in given)
+                           explain_pairs=explain_pairs, sort_by=sort_by, comparison="comparison" not in given,
+                           shown_ids=shown)
     titles = {s.title for s in analyses}
     made = [s for s in made if s.title not in titles]
     return arrange([*analyses, *made], results, names)
@@ -150,7 +157,9 @@ def arrange(sections: Sequence[Section], results: Sequence[Result], names: Seque
         sections.append(inputs)
     if results:
         sections.append(configuration_section(results, names))
-    return sorted(sections, key=lambda s: _ORDER.get(s.kind, 4))  # stable: given analyses before made ones
+    ordered = sorted(sections, key=lambda s: _ORDER.get(s.kind, 4))  # stable: given analyses before made ones
+    remove_repeated_thumbnails(ordered)  # no image twice in a report
+    return ordered
 
 
 def assemble(paths: Sequence[str | os.PathLike], *, external: str | os.PathLike | pd.DataFrame | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -284,8 +285,8 @@ def pair_figure(weights: Mapping[str, float], images_a: Sequence, images_b: Sequ
     ax.set_axis_off()
     cloud = word_cloud(weights, width=520, height=300)
     ax.imshow(_figure_array(cloud))
-    if title:
-        fig.suptitle(plain_text(title), fontsize=10)
+    if title:  # wrapped to the panel's width (10 in at 10 pt: about 120 characters a line), never clipped
+        fig.suptitle(plain_text(textwrap.fill(title, 120)), fontsize=10)
     return fig
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .._atomic import atomic_write_text
 from ..errors import require
-from .section import Section
+from .section import PNG_DPI, Section
 from .tables import Table, slugify
 
 _TEMPLATE = "report.html.j2"
@@ -35,11 +35,17 @@ def _b64(data: bytes | None) -> str:
     return base64.b64encode(data).decode("ascii") if data else ""
 
 
-def _display_width(png: bytes, dpi: int = 130, css_dpi: int = 96) -> int:
-    """CSS width of a PNG rendered at ``dpi``, so figures show at their physical size (0: unknown)."""
+#: Figures are shown as if the screen had this many pixels per inch of figure: a 5.5-inch figure is 720 CSS
+#: px, about 60% of a section's card (at 96, their physical size, they filled a third of it); never wider than
+#: the card (CSS ``max-width``).
+SCREEN_DPI = 110
+
+
+def _display_width(png: bytes, dpi: int = PNG_DPI) -> int:
+    """CSS width of a PNG rendered at ``dpi`` and shown at :data:`SCREEN_DPI` (0: unknown)."""
     if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
         return 0
-    return round(int.from_bytes(png[16:20], "big") * css_dpi / dpi)
+    return round(int.from_bytes(png[16:20], "big") * SCREEN_DPI / dpi)
 
 
 def _table_view(table: Table) -> dict:

@@ -26,6 +26,8 @@ from ..errors import QRProbeInputError
 from .tables import Table, slugify
 
 FORMAT = "qrprobe.report-section/1"
+#: Resolution of the figures' PNG files (the HTML page shows them at :data:`~qrprobe.report.html.SCREEN_DPI`).
+PNG_DPI = 150
 
 
 @dataclass
@@ -48,7 +50,7 @@ class FigureData:
         import io
 
         png, pdf = io.BytesIO(), io.BytesIO()
-        fig.savefig(png, format="png", dpi=130)
+        fig.savefig(png, format="png", dpi=PNG_DPI)
         fig.savefig(pdf, format="pdf")
         return cls(slugify(name), caption, png.getvalue(), pdf.getvalue(), embed)
 

@@ -17,7 +17,7 @@ from . import figures as F
 from .comparison import FLAG_MARK, comparison_section, flagged_names  # noqa: F401  (their old home)
 from .section import Block, FigureData, Section, ThumbnailRow
 from .tables import METRIC_LABELS, Table
-from .thumbnails import DistinctExamples, decode, thumbnails_for_rows
+from .thumbnails import DistinctExamples, decode, distinct_thumbnails
 
 _DELTAS = tuple(f"delta_{m}" for m in HEADLINE)
 
@@ -104,12 +104,40 @@ def ksweep_section(table: pd.DataFrame, notes: Sequence[str] = ()) -> Section:
     spread = ("one clustering per K: no error bars" if single
               else "mean over clusterings, error bars ± std (none where a K has one clustering)")
     return Section("ksweep", "Scores against K",
-                   "MI (bits) is a lower bound of I(f_K(x); y(x)) and should grow with K (paper Fig. 6); "
-                   "NMI/AMI/top-1 rank models across K (Fig. 7).",
+                   "MI (bits) is a lower bound of I(f_K(x); y(x)); in the paper (Fig. 6, 1.28M images) it grows "
+                   "with K. NMI/AMI/top-1 rank models across K (Fig. 7). " + mi_trend_text(table),
                    [Block(tables=[Table("ksweep", table[cols], "Scores against K")],
                           figures=[FigureData.from_figure(fig, "ksweep", f"Scores as K grows, one panel per metric "
                                                                          f"and one line per model ({spread}).")])],
                    list(notes))
+
+
+def mi_trend_text(table: pd.DataFrame) -> str:
+    """What the K-sweep table shows of MI, per model: whether it grows or falls from the smallest to the
+    largest K (the text above the figure must say what the figure shows), and why it can fall."""
+    if not {"model", "k", "mi_bits_mean"} <= set(table.columns):
+        return ""
+    grows: list[str] = []
+    falls: list[str] = []
+    flat: list[str] = []
+    for model, rows in table.sort_values("k").groupby("model", sort=False):
+        mi = rows["mi_bits_mean"].to_numpy(float)
+        ks = rows["k"].to_numpy()
+        if len(mi) < 2 or not np.isfinite(mi[[0, -1]]).all():
+            continue
+        change = f"{model}: {mi[0]:.2f} → {mi[-1]:.2f} bits from K = {ks[0]} to {ks[-1]}"
+        tolerance = 0.02 * max(abs(mi[0]), 1e-9)
+        (grows if mi[-1] > mi[0] + tolerance else falls if mi[-1] < mi[0] - tolerance else flat).append(change)
+    parts = []
+    if grows:
+        parts.append(f"Here MI grows with K for {'; '.join(grows)}.")
+    if flat:
+        parts.append(f"It stays about level for {'; '.join(flat)}.")
+    if falls:
+        parts.append(f"It falls with K for {'; '.join(falls)}: with few images per cluster the probe's held-out "
+                     "estimate of MI loses more to estimation error than the finer clusters add (a small "
+                     "collection, unlike the paper's).")
+    return " ".join(parts)
 
 
 def merge_ksweeps(sections: Sequence[Section]) -> Section:
@@ -125,19 +153,24 @@ def merge_ksweeps(sections: Sequence[Section]) -> Section:
 
 # ---------------------------------------------------------------------- explanations (Fig. 5, 8-11)
 def explanation_section(expl, *, title: str | None = None, thumbnail_size: int = 96,
-                        export_panels: bool = True) -> Section:
+                        export_panels: bool = True, shown_ids: set[str] | None = None) -> Section:
     """One block per explained pair (word cloud, thumbnails of both clusters, concept differences) and one
-    per summarised cluster (top concepts, example images)."""
+    per summarised cluster (top concepts, example images).
+
+    ``shown_ids``: ids of the images the report already shows (updated with this section's), so that no image
+    appears twice in a report; near-blank images are shown only when a cluster has no others."""
     if expl.added_label:
         heading = title or f"What {expl.added_label} explains beyond {expl.base_label}"
-        intro = (f"Pairs of clusters whose test confusion drops most when {expl.added_label} is added to "
+        intro = (f"The purpose here: which clusters {expl.added_label} tells apart that {expl.base_label} alone "
+                 f"cannot. Pairs of clusters whose test confusion drops most when {expl.added_label} is added to "
                  f"{expl.base_label} (clustering {expl.clustering}, K = {expl.n_clusters}). Word clouds: the "
                  "concepts whose probe coefficients differ most between the two clusters; blue favours the first "
                  "cluster (a), red the second (b); size ∝ |difference| (paper Fig. 5, 8-11).")
     else:
-        heading = title or f"Cluster explanations — {expl.base_label}"
-        intro = (f"The pairs of clusters that the probe confuses most (clustering {expl.clustering}, "
-                 f"K = {expl.n_clusters}), with the concepts that separate them (blue favours cluster a, red "
+        heading = title or f"Cluster explanations — {expl.base_label}: the pairs the probe confuses most"
+        intro = (f"The purpose here: where the probe trained on all concept groups still fails. The pairs of "
+                 f"clusters it confuses most on the test split (clustering {expl.clustering}, K = "
+                 f"{expl.n_clusters}), with the concepts that separate them (blue favours cluster a, red "
                  "cluster b), and per-cluster summaries.")
     section = Section("explain", heading, intro, notes=list(expl.notes))
     pairs = expl.pairs_table()
@@ -149,14 +182,20 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
     if not has_paths:
         section.notes.append("No image paths are recorded with these results: thumbnails are omitted.")
     missing_total = [0, 0]
-    shown = DistinctExamples(expl.labels)
+    # an image is known by its id (or, without ids, its path): the label of its thumbnail
+    keys = expl.image_ids if expl.image_ids is not None else (paths if has_paths else None)
+    shown = DistinctExamples(expl.labels, image_ids=keys, shown_ids=shown_ids)
 
     def thumbs(cluster, rows, caption, colour):
-        if not has_paths:
+        if not has_paths or not len(rows):
             return []
-        items, missing = thumbnails_for_rows(shown.pick(cluster, rows), paths, expl.image_ids, thumbnail_size)
+        items, missing, blank = distinct_thumbnails(shown, cluster, rows, paths, expl.image_ids, thumbnail_size)
         missing_total[0] += missing
         missing_total[1] += len(items)
+        if not items:
+            return []
+        if blank > len(items) / 2:
+            caption += " — nearly blank images (faint drawings or flat colour): the cluster has few others"
         return [ThumbnailRow(caption, items, colour)]
 
     for i, p in enumerate(expl.pairs):
@@ -187,8 +226,9 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
         section.blocks.append(Block(f"Pair {i + 1}: cluster {a} vs cluster {b}", text,
                                     [Table(f"pair-{i + 1}-concepts", concepts, f"Cluster {a} vs {b}",
                                            "Coefficient difference a − b (logit units); favours: the cluster "
-                                           "the concept pushes towards; support: images carrying the concept "
-                                           "(-1: unknown).", digits=3, signed=("coef_difference",))],
+                                           "the concept pushes towards; images with it: how many images carry "
+                                           "the concept (−1 where the concept matrix was not available).",
+                                           digits=3, signed=("coef_difference",))],
                                     figs, rows))
     if expl.clusters:
         block = Block("Cluster summaries", "Top concepts (coefficient centred over clusters) and the most "
@@ -199,8 +239,9 @@ def explanation_section(expl, *, title: str | None = None, thumbnail_size: int =
                                                    f"{', '.join(s.top_concepts['concept'].head(4))}", "")
         section.blocks.append(block)
     if missing_total[0]:
-        section.notes.append(f"{missing_total[0]} of {missing_total[1]} example images could not be read "
-                             "(missing or unreadable files) and are shown as empty boxes.")
+        section.notes.append(f"{missing_total[0]} example images could not be read (missing or unreadable "
+                             "files): other images of their clusters are shown instead, or an empty box where a "
+                             "cluster has none left.")
     if not expl.pairs:
         section.notes.append("No pair of clusters is confused on the test split (or no confusion dropped).")
     return section
@@ -260,17 +301,37 @@ def forward_probe_section(fp, reverse: Result | None = None, top: int = 40) -> S
 
 
 # ---------------------------------------------------------------------- configuration
+#: Settings the notes section already lists (each note once, there): not repeated in the configuration.
+_NOTE_SETTINGS = ("inputs.notes", "inputs.flags", "statistics.warnings")
+
+
 def configuration_section(results: Sequence[Result], names: Sequence[str]) -> Section:
-    """The resolved configuration, inputs, seeds and library versions of every Result, side by side."""
+    """The resolved configuration, inputs, seeds and library versions of every Result, as tables: the
+    settings every result shares once (setting, value), then those that differ side by side (one column per
+    result). Lists read as text, one item a line; the inputs' notes are in the notes section, not here."""
     flat = [_flatten({"config": r.config, "inputs": r.inputs, "seeds": r.seeds, "versions": r.versions})
             for r in results]
-    settings = list(dict.fromkeys(k for f in flat for k in f))
-    data = {"setting": settings}
-    for name, values in zip(_unique(names), flat, strict=True):
-        data[name] = [_setting_text(values[k]) if k in values else "" for k in settings]
-    table = Table("configuration", pd.DataFrame(data), "Configuration of each result")
-    return Section("configuration", "Run configuration", "Everything needed to reproduce each result.",
-                   [Block(tables=[table])])
+    settings = [k for k in dict.fromkeys(k for f in flat for k in f) if k not in _NOTE_SETTINGS]
+    texts = [[_setting_text(f[k]) if k in f else "–" for f in flat] for k in settings]
+    same = [k for k, t in zip(settings, texts, strict=True) if len(set(t)) == 1]
+    differ = [(k, t) for k, t in zip(settings, texts, strict=True) if len(set(t)) > 1]
+    tables = []
+    if len(results) == 1:
+        tables.append(Table("configuration", pd.DataFrame({"setting": settings, "value": [t[0] for t in texts]}),
+                            f"Configuration of {names[0]}"))
+    else:
+        if differ:
+            data = {"setting": [k for k, _ in differ]}
+            for i, name in enumerate(_unique(names)):
+                data[name] = [t[i] for _, t in differ]
+            tables.append(Table("configuration", pd.DataFrame(data), "Settings that differ between results"))
+        if same:
+            values = {k: t[0] for k, t in zip(settings, texts, strict=True)}
+            tables.append(Table("configuration-shared", pd.DataFrame({"setting": same,
+                                                                     "value": [values[k] for k in same]}),
+                                "Settings every result shares"))
+    return Section("configuration", "Run configuration", "Everything needed to reproduce each result "
+                   "(the inputs' notes are in the notes section).", [Block(tables=tables)])
 
 
 def _unique(names: Sequence[str]) -> list[str]:
@@ -284,7 +345,15 @@ def _unique(names: Sequence[str]) -> list[str]:
 
 
 def _setting_text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A setting as text: a list of plain values one item a line, ``null`` as –, anything else JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "–"
+    if isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value):
+        return "\n".join(map(str, value)) if any(isinstance(v, str) and len(v) > 20 for v in value) \
+            else ", ".join(map(str, value))
+    return json.dumps(value)
 
 
 def _flatten(obj, prefix: str = "") -> dict:

@@ -294,10 +294,23 @@ def _single_clustering_rows(df: pd.DataFrame) -> np.ndarray:
 
 _LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)",  # columns of one-row-per-metric tables
                 "next_model": "next model", "ci_low": "95% low", "ci_high": "95% high", "p_value": "p",
-                "p_holm": "p (Holm)", "significant": "p < 0.05", "significant_holm": "Holm p < 0.05"}
+                "p_holm": "p (Holm)", "significant": "p < 0.05", "significant_holm": "Holm p < 0.05",
+                # the explanations' tables
+                "cluster_a": "cluster a", "cluster_b": "cluster b", "n_test_a": "test images a",
+                "n_test_b": "test images b", "confusion": "confusion (%)", "confused": "confused images",
+                "confusion_base": "confusion, base (%)", "confused_base": "confused, base",
+                "confusion_added": "confusion, added (%)", "confused_added": "confused, added", "drop": "drop (pp)",
+                "favours_a": "concepts favouring a", "favours_b": "concepts favouring b",
+                "coef_difference": "coefficient difference",
+                "support": "images with it", "top_concepts": "top concepts", "frequent_concepts": "frequent concepts",
+                # the breakdown's, the K sweep's and the comparison's
+                "n_concepts": "concepts", "with_labels": "with labels", "k": "K", "n_images": "images"}
 
 
 def _column_label(column: str) -> str:
+    """The human header of a column: the metric's name, a known field's label, else the field name with
+    spaces for underscores (CSV and JSON keep the field names)."""
+    column = str(column)
     if column in _LONG_LABELS:
         return _LONG_LABELS[column]
     if column in METRIC_LABELS:
@@ -307,7 +320,7 @@ def _column_label(column: str) -> str:
     metric = metric_of(column)
     if metric is not None and column[len(metric):] in _SUFFIX_LABELS:
         return METRIC_LABELS[metric] + _SUFFIX_LABELS[column[len(metric):]]
-    return column
+    return column.replace("_", " ")
 
 
 def _source_columns(df: pd.DataFrame) -> list[str]:

@@ -82,28 +82,108 @@ def decode(jpeg: bytes):
     return image_mod.open(io.BytesIO(jpeg)).convert("RGB")
 
 
+#: A thumbnail whose grey levels have a standard deviation below this (0-255 scale) is near-blank: a faint
+#: drawing on white, an empty scan. Shown only when its cluster has nothing else to show.
+BLANK_STD = 12.0
+
+
+def is_near_blank(jpeg: bytes | None, threshold: float = BLANK_STD) -> bool:
+    """Whether a thumbnail is (nearly) one flat colour: grey-level standard deviation below ``threshold``."""
+    if not jpeg:
+        return False
+    grey = np.asarray(decode(jpeg).convert("L"), dtype=np.float32)
+    return bool(grey.std() < threshold)
+
+
 class DistinctExamples:
     """Example images that a report shows once each: the same cluster in several pairs (and in the cluster
-    summaries) gets other images every time, while its images last.
+    summaries, and in other sections) gets other images every time, while its images last.
 
     ``labels`` is the explained clustering ((N,) cluster of every row), or None (then only the analysis's own
-    picks are available, minus those already shown).
+    picks are available, minus those already shown). ``image_ids`` ((N,) ids of the rows) and ``shown_ids``
+    (ids shown elsewhere in the report; the set is updated with every pick) make the rule hold across
+    sections: pass one set to every section of a report.
     """
 
-    def __init__(self, labels: np.ndarray | None, seed: int = 0) -> None:
+    def __init__(self, labels: np.ndarray | None, seed: int = 0, *, image_ids: np.ndarray | None = None,
+                 shown_ids: set[str] | None = None) -> None:
         self.labels = None if labels is None else np.asarray(labels)
         self.seed = seed
         self.shown: set[int] = set()
+        self.image_ids = None if image_ids is None else np.asarray(image_ids).astype(str)
+        self.shown_ids = shown_ids if shown_ids is not None else set()
 
-    def pick(self, cluster: int, preferred: Sequence[int]) -> list[int]:
-        """As many rows of ``cluster`` as ``preferred`` holds, none shown before: ``preferred`` (the analysis's
-        sample) first, then other members of the cluster in a seeded random order. Sorted; may be fewer."""
-        n = len(preferred)
-        rows = [int(r) for r in preferred if int(r) not in self.shown]
-        if len(rows) < n and self.labels is not None:
+    def _seen(self, row: int) -> bool:
+        return row in self.shown or (self.image_ids is not None and self.image_ids[row] in self.shown_ids)
+
+    def candidates(self, cluster: int, preferred: Sequence[int]) -> list[int]:
+        """Every row that may still be shown for ``cluster``: ``preferred`` (the analysis's sample) first, then
+        the cluster's other members in a seeded random order; none shown before."""
+        rows = list(dict.fromkeys(int(r) for r in preferred if not self._seen(int(r))))
+        if self.labels is not None:
             members = np.flatnonzero(self.labels == cluster)
             order = np.random.default_rng([self.seed, int(cluster)]).permutation(members)
             taken = set(rows)
-            rows += [int(r) for r in order if int(r) not in self.shown and int(r) not in taken][: n - len(rows)]
-        self.shown.update(rows)
+            rows += [int(r) for r in order if int(r) not in taken and not self._seen(int(r))]
+        return rows
+
+    def mark(self, rows: Sequence[int]) -> None:
+        """Record ``rows`` as shown (here and, by id, in the report)."""
+        self.shown.update(int(r) for r in rows)
+        if self.image_ids is not None:
+            self.shown_ids.update(self.image_ids[int(r)] for r in rows)
+
+    def pick(self, cluster: int, preferred: Sequence[int]) -> list[int]:
+        """As many rows of ``cluster`` as ``preferred`` holds, none shown before (:meth:`candidates`, in
+        order). Sorted; may be fewer."""
+        rows = self.candidates(cluster, preferred)[: len(preferred)]
+        self.mark(rows)
         return sorted(rows)
+
+
+def distinct_thumbnails(examples: DistinctExamples, cluster: int, preferred: Sequence[int],
+                        paths: np.ndarray, image_ids: np.ndarray | None = None, size: int = 96,
+                        max_tries: int = 60) -> tuple[list[Thumbnail], int, int]:
+    """Thumbnails of ``len(preferred)`` images of ``cluster`` not shown before, near-blank ones
+    (:func:`is_near_blank`) only where the cluster's first ``max_tries`` candidates hold too few others, and an
+    unreadable image (an empty box) only where nothing else is left. Returns the thumbnails (in row order), how
+    many of the images tried could not be read (shown or replaced) and how many shown are near-blank."""
+    n = len(preferred)
+    chosen: list[int] = []
+    blank: list[int] = []
+    unreadable: list[int] = []
+    jpegs: dict[int, bytes | None] = {}
+    for row in examples.candidates(cluster, preferred)[:max_tries]:
+        if len(chosen) >= n:
+            break
+        jpeg = load_thumbnail(paths[row], size)
+        jpegs[row] = jpeg
+        if jpeg is None:
+            unreadable.append(row)
+        elif is_near_blank(jpeg):
+            blank.append(row)
+        else:
+            chosen.append(row)
+    fill = [*blank, *unreadable][: max(0, n - len(chosen))]
+    rows = sorted(chosen + fill)
+    examples.mark(rows)
+    thumbs = [Thumbnail(str(image_ids[r]) if image_ids is not None else (str(paths[r]) or f"row {r}"), jpegs[r])
+              for r in rows]
+    return thumbs, len(unreadable), sum(r in blank for r in rows)
+
+
+def remove_repeated_thumbnails(sections: Sequence) -> set[str]:
+    """Keep the first showing of every image across ``sections`` (in order; an image is known by its label,
+    the image id) and drop later ones, with any thumbnail row left empty. Returns the labels shown, for
+    sections made afterwards (:class:`DistinctExamples`' ``shown_ids``)."""
+    labels: set[str] = set()
+    for section in sections:
+        for block in section.blocks:
+            rows = []
+            for row in block.thumbnail_rows:
+                row.thumbnails = [t for t in row.thumbnails if t.label not in labels]
+                labels.update(t.label for t in row.thumbnails)
+                if row.thumbnails:
+                    rows.append(row)
+            block.thumbnail_rows = rows
+    return labels

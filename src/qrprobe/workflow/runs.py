@@ -71,8 +71,8 @@ def explain_groups(inputs: AnalysisInputs, spec: specs.ExplainGroupsSpec, protoc
                           clustering=spec.clustering, only_added=not spec.all_concepts, top_pairs=spec.pairs,
                           top_concepts_per_pair=spec.concepts_per_pair, n_examples=spec.examples,
                           min_support=spec.min_support, progress=progress)
-    title = f"What separates clusters of {inputs.name}" if inputs.name else None
-    return AnalysisOutput(explanation_section(expl, title=title))
+    # the heading says the purpose (what the added groups explain beyond the base) and the model
+    return AnalysisOutput(_titled(explanation_section(expl), inputs.name))
 
 
 def ksweep(inputs: AnalysisInputs, spec: specs.KSweepSpec, protocol: ProtocolConfig,
