@@ -20,7 +20,7 @@ from ..concepts.provenance import circularity_warnings, expert_networks
 from ..progress import format_seconds, note, remark, scope, warn
 from ..results import Result, summarize
 from .config import ProtocolConfig
-from .degenerate import result_flags, warning_messages
+from .degenerate import check_test_splits, result_flags, warning_messages
 from .protocol import FeaturesLike, Inputs, ProbeOutcome, Quantization, prepare_inputs, probe_all, quantize
 from .stats.chance import null_outcomes
 from .stats.result_statistics import result_statistics
@@ -129,16 +129,16 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         per.append({"clustering": r, "seed": s, "k": quant.k, **outcome.scores, "inertia": km.inertia,
                     "restart_inertias": list(km.inertias), "kmeans_iterations": km.n_iter,
                     "nonempty_clusters": len(np.unique(km.labels))})
-    flags = result_flags(quant.labels, quant.k, per, [len(np.unique(quant.labels[r][o.split.test]))
-                                                    for r, o in enumerate(outcomes)], bank)
+    test_clusters = [len(np.unique(quant.labels[r][o.split.test])) for r, o in enumerate(outcomes)]
+    check_test_splits(per, test_clusters)
     stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
                               n_replicates=getattr(cfg, "bootstrap", 0))
     summary = summarize(per)
     for row, extra in zip(per, stats.per_clustering, strict=True):
         row.update(extra)
     for m, extra in stats.summary.items():
-        if m in summary:
-            summary[m].update(extra)
+        summary.setdefault(m, {}).update(extra)
+    flags = result_flags(quant.labels, quant.k, per, test_clusters, bank)
     warnings = provenance_warnings(bank, feats.provenance, name) + warning_messages(flags)
     notes = provenance_notes(bank)
     unchecked = unchecked_circularity(bank, feats.provenance, name) if not warnings else None
