@@ -34,9 +34,10 @@ DOMINANT_SHARE = 0.2
 DOMINANT_FAIR_MULTIPLE = 5.0
 DOMINANT_CAP = 0.75
 #: top-1 is flagged when the majority predictor's top-1 reaches this fraction of it (at least half of the score
-#: is what predicting the largest cluster for every image gets) and the probe closes less than this fraction of
-#: the gap from the majority's top-1 to 100.
+#: is what predicting the largest cluster for every image gets) and the probe closes less than
+#: :data:`MAJORITY_GAIN` of the gap from the majority's top-1 to 100.
 MAJORITY_FRACTION = 0.5
+MAJORITY_GAIN = 0.25
 PRIOR_KEPT = "probe kept the cluster prior: the concepts predict nothing beyond cluster sizes"
 #: Fewer test images than this per non-empty cluster leave most clusters unscored or scored on one image.
 MIN_TEST_PER_CLUSTER = 2
@@ -144,8 +145,8 @@ def check_test_splits(per_clustering: Sequence[dict], test_clusters: Sequence[in
 
 def _majority_dominates(top1: float, majority: float) -> bool:
     """Whether most of a top-1 is the majority predictor's: it reaches :data:`MAJORITY_FRACTION` of the score, and
-    the probe closes less than that fraction of the gap from the majority to 100."""
-    return majority >= MAJORITY_FRACTION * top1 and top1 - majority < MAJORITY_FRACTION * (100.0 - majority)
+    the probe closes less than :data:`MAJORITY_GAIN` of the gap from the majority to 100."""
+    return majority >= MAJORITY_FRACTION * top1 and top1 - majority < MAJORITY_GAIN * (100.0 - majority)
 
 
 def probe_flags(per_clustering: Sequence[dict]) -> list[Flag]:
@@ -220,7 +221,7 @@ def warning_messages(flags: Sequence[Flag]) -> list[str]:
     return [f.message for f in flags if f.level == "warning"]
 
 
-__all__ = ["DOMINANT_CAP", "DOMINANT_FAIR_MULTIPLE", "DOMINANT_SHARE", "MAJORITY_FRACTION",
+__all__ = ["DOMINANT_CAP", "DOMINANT_FAIR_MULTIPLE", "DOMINANT_SHARE", "MAJORITY_FRACTION", "MAJORITY_GAIN",
            "MIN_TEST_PER_CLUSTER", "PRIOR_KEPT", "Flag", "check_quantization", "check_test_splits",
            "clustering_flags", "concept_flags", "dominant_threshold", "probe_flags", "result_flags", "score_flags",
            "warning_messages"]

@@ -34,7 +34,12 @@ METRIC_LABELS = {
     "cluster_entropy_bits": "H(cluster) (bits)",
     "cross_entropy_bits": "CE (bits)",
     "mi_ratio": "MI / H",
+    "nmi_corrected": "NMI − chance",
+    "top1_corrected": "Top-1 − majority",
+    "map_corrected": "mAP − constant",
+    "mi_corrected_bits": "MI − prior (bits)",
 }
+AT_CHANCE = "at chance"  # what a score of a result whose every probe kept the cluster prior shows
 
 TABLE_FORMATS = ("csv", "json", "md", "tex")
 
@@ -153,6 +158,8 @@ class Table:
         return f"{value:{'+' if signed else ''}.{self.digits}f}"
 
     def _estimate(self, df: pd.DataFrame, row: int, base: str, single: bool) -> str:
+        if "at_chance" in df.columns and bool(df["at_chance"].iloc[row]):
+            return AT_CHANCE  # the probe kept the cluster prior: no number with a zero-width interval
         text = self._cell(df[f"{base}_mean"].iloc[row], base)
         std = df[f"{base}_std"].iloc[row]
         if not single and not _isnan(std) and text != "–":
@@ -294,7 +301,9 @@ def _single_clustering_rows(df: pd.DataFrame) -> np.ndarray:
 
 _LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)",  # columns of one-row-per-metric tables
                 "next_model": "next model", "ci_low": "95% low", "ci_high": "95% high", "p_value": "p",
-                "p_holm": "p (Holm)", "significant": "p < 0.05", "significant_holm": "Holm p < 0.05"}
+                "p_holm": "p (Holm)", "significant": "p < 0.05", "significant_holm": "Holm p < 0.05",
+                "chance_difference": "Δ chance", "vs_chance": "vs chance", "at_chance": "at chance",
+                "ranked_by": "ranked by"}
 
 
 def _column_label(column: str) -> str:
