@@ -151,14 +151,20 @@ def _majority_dominates(top1: float, majority: float) -> bool:
 
 def probe_flags(per_clustering: Sequence[dict]) -> list[Flag]:
     """Warnings about what the probes learned: a probe that kept the cluster prior (``probe_kept_prior``: model
-    selection kept epoch 0, or it predicts at most one cluster on the test split), and a top-1 mostly made of
+    selection kept epoch 0), one that predicts a single cluster (``predicted_clusters``), and a top-1 mostly made of
     its majority baseline (``top1_baseline``; :data:`MAJORITY_FRACTION`)."""
     total = len(per_clustering)
     flags = []
     kept = [r for r, row in enumerate(per_clustering) if row.get("probe_kept_prior")]
     if kept:
         flags.append(Flag("prior_kept", "warning", f"{PRIOR_KEPT} (in {_which(kept, total)}); its scores are "
-                          "chance levels, shown as 'at chance'", tuple(kept)))
+                          "chance levels" + (", shown as 'at chance'" if len(kept) == total else ""), tuple(kept)))
+    single = [r for r, row in enumerate(per_clustering)
+              if r not in kept and row.get("predicted_clusters", 2) <= 1]
+    if single:
+        flags.append(Flag("single_prediction", "warning",
+                          f"the probe predicts one cluster for every test image in {_which(single, total)}: NMI and "
+                          "top-1 are at their chance levels (only mAP and MI see its scores)", tuple(single)))
     low = [r for r, row in enumerate(per_clustering) if r not in kept and "top1_baseline" in row
            and np.isfinite(row["top1_baseline"]) and _majority_dominates(row["top1"], row["top1_baseline"])]
     if low:
@@ -194,7 +200,8 @@ def score_flags(per_clustering: Sequence[dict], test_clusters: Sequence[int], no
                           f"the test split has {n_test} images for {max(nonempty[r] for r in few)} clusters in "
                           f"{_which(few, total)}: most clusters are scored on one image or none, so the scores "
                           "are unreliable; use more images or a smaller K", tuple(few)))
-    mi = [float(row["mi_bits"]) for row in per_clustering if np.isfinite(row.get("mi_bits", np.nan))]
+    mi = [float(row["mi_bits"]) for row in per_clustering
+          if np.isfinite(row.get("mi_bits", np.nan)) and not row.get("probe_kept_prior")]  # a prior's: flagged
     if mi and np.mean(mi) < 0:
         flags.append(Flag("negative_mi", "warning",
                           f"the mutual-information estimate is negative ({np.mean(mi):.3f} bits on average): the "

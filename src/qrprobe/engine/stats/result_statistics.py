@@ -78,9 +78,9 @@ def _mean_scores(outcomes: list[ProbeOutcome], ref: ChanceReference) -> dict[str
 
 
 def kept_prior(outcome: ProbeOutcome) -> bool:
-    """Whether a probe learned nothing: model selection kept the cluster prior, or it predicts at most one
-    distinct cluster on the test split (then every score is a chance level's)."""
-    return bool(getattr(outcome.probe, "selected_prior_", False)) or len(np.unique(_details(outcome).y_pred)) <= 1
+    """Whether a probe learned nothing: model selection on the validation split kept the cluster prior (epoch
+    0), so every score is a chance level (its corrected scores are 0)."""
+    return bool(getattr(outcome.probe, "selected_prior_", False))
 
 
 def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcomes: list[ProbeOutcome],
