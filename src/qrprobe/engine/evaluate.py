@@ -147,8 +147,6 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     if inputs.matched_by == "position":
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
-    for message in warnings + stats.warnings:
-        warn(message)
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
         remark(message)
     result = Result(
@@ -172,7 +170,22 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         result.coef = np.stack([o.probe.coef_ for o in outcomes])
         result.bias = np.stack([o.probe.intercept_ for o in outcomes])
         result.centroids = quant.centroids
+    print_warnings(result)
     return result
+
+
+def result_label(result: Result) -> str:
+    """How warnings name a result: its name and K (``"efficientnet-lite0 (K=50)"``)."""
+    return f"{result.name or 'result'} (K={result.config.get('k')})"
+
+
+def print_warnings(result: Result) -> None:
+    """Print every warning of ``result`` (its flags' and provenance warnings, ``inputs.warnings``, and the
+    small-sample warnings of its statistics) on stderr, each naming the model and K: the same lines after
+    :func:`evaluate` and when a study reuses the saved result."""
+    stored = [*result.inputs.get("warnings", []), *(result.statistics or {}).get("warnings", [])]
+    for message in dict.fromkeys(stored):
+        warn(f"{result_label(result)}: {message}")
 
 
 def provenance_warnings(bank: ConceptBank, provenance: dict, name: str = "") -> list[str]:
@@ -222,4 +235,4 @@ def default_name(provenance: dict) -> str:
     return "features"
 
 
-__all__ = ["assemble_result", "evaluate", "protocol_config"]
+__all__ = ["assemble_result", "evaluate", "print_warnings", "protocol_config", "result_label"]

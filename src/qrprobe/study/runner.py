@@ -27,7 +27,7 @@ from typing import TypeVar
 from .._atomic import atomic_write_text, check_writable, clean_stale_in
 from ..engine.kmeans.memo import reuse_clusterings
 from ..errors import QRProbeInputError
-from ..progress import StageCounter, format_seconds, note
+from ..progress import StageCounter, format_seconds, note, once
 from ..results import Result, markdown_table
 from .analyses import StudyState, analyses_stage, analysis_items
 from .cache import file_identity, slug, stage_key
@@ -113,7 +113,8 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     out = Path(output) if output is not None else default_output(None, study)
     check_layout(study, out)
     check_writable(out / RESOLVED)
-    with study_lock(out), reuse_clusterings():  # the same clustering is computed once per run
+    # the same clustering is computed once per run; a note (the battery's) or warning is printed once per run
+    with study_lock(out), reuse_clusterings(), once():
         return _run_locked(study, out, force, progress, echo, reuse_only)
 
 
