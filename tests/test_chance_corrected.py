@@ -107,3 +107,23 @@ def test_top1_mostly_its_majority_is_flagged():
     flags = {f.code: f for f in probe_flags(rows)}
     assert flags["top1_majority"].clusterings == (0,)
     assert flags["prior_kept"].clusterings == (3,)
+
+
+def test_chance_levels_are_the_expectations_over_permutations():
+    """Top-1 and mAP chance levels against Monte-Carlo permutations of the predictions / scores."""
+    from qrprobe import metrics
+    from qrprobe.engine.stats.corrected import ChanceReference, top1_chance
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(40, int), rng.integers(1, 6, 60)]
+    logits = rng.normal(size=(100, 6))
+    log_proba = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    _, details = metrics.score_details(y, log_proba)
+    perms = [rng.permutation(100) for _ in range(4000)]
+    top1 = np.mean([100 * np.mean(y == details.y_pred[p]) for p in perms])
+    assert top1_chance(details)[0] == pytest.approx(top1, abs=0.2)
+    ap = np.mean([100 * metrics.mean_average_precision(y, log_proba[p]) for p in perms[:1500]])
+    ref = ChanceReference.from_train(y, 6)
+    assert ref.map_chance(details) == pytest.approx(ap, abs=0.3)
+    constant = ChanceReference.from_train(y, 6, kept_prior=True)
+    assert constant.map_chance(details) == pytest.approx(100 / 6)

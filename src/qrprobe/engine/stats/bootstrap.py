@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...metrics import TestDetails
-from .corrected import CORRECTED_METRICS, ChanceReference
+from .corrected import CORRECTED_METRICS, ChanceReference, top1_chance
 
 SCHEME = "poisson1-blake2b-splitmix64/1"
 REPLICATE_METRICS = ("nmi", "nmi_geometric", "nmi_max", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits",
@@ -135,7 +135,8 @@ def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float
     ``map_value`` is the split's mAP (×100), the point the linearised mAP replicates vary around. With all
     weights 1 the values equal :func:`qrprobe.metrics.score_predictions` and, for the chance-corrected metrics,
     :func:`qrprobe.engine.stats.corrected.corrected_scores` (up to rounding). ``reference``: the clustering's
-    training clusters, which top-1 and MI are corrected by (None: those two corrected rows are NaN).
+    training clusters and whether the probe kept the prior, which mAP and MI are corrected by (None: those two
+    corrected rows are NaN).
     """
     w = np.asarray(weights, dtype=np.float64)
     t = _Tables(details)
@@ -149,11 +150,11 @@ def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float
         out["mi_ratio"] = np.where(out["cluster_entropy_bits"] > 0,
                                    100.0 * out["mi_bits"] / out["cluster_entropy_bits"], np.nan)
     out["map"] = map_value + 100.0 * (details.map_influence @ (w - 1.0))
-    out["map_corrected"] = out["map"] - 100.0 / len(np.unique(details.y_true))
+    out["top1_corrected"] = out["top1"] - top1_chance(details, w)
     if reference is None:
-        out["top1_corrected"] = out["mi_corrected_bits"] = np.full(w.shape[1], np.nan)
+        out["map_corrected"] = out["mi_corrected_bits"] = np.full(w.shape[1], np.nan)
     else:
-        out["top1_corrected"] = 100.0 * (reference.top1_gain(details) @ w) / total
+        out["map_corrected"] = out["map"] - reference.map_chance(details)
         out["mi_corrected_bits"] = (reference.ce_saving_bits(details) @ w) / total
     return np.stack([out[m] for m in REPLICATE_METRICS])
 

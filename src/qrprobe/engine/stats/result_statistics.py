@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,8 +72,13 @@ def _details(outcome: ProbeOutcome) -> TestDetails:
     return outcome.details
 
 
+def _own(ref: ChanceReference, outcome: ProbeOutcome) -> ChanceReference:
+    """The clustering's reference with whether ``outcome``'s probe (e.g. a null repeat's) kept the prior."""
+    return replace(ref, kept_prior=kept_prior(outcome))
+
+
 def _mean_scores(outcomes: list[ProbeOutcome], ref: ChanceReference) -> dict[str, float]:
-    scores = [{**o.scores, **corrected_scores(_details(o), o.scores, ref)} for o in outcomes]
+    scores = [{**o.scores, **corrected_scores(_details(o), o.scores, _own(ref, o))} for o in outcomes]
     return {m: float(np.mean([s[m] for s in scores])) for m in REPLICATE_METRICS}
 
 
@@ -100,7 +105,7 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
     per, reps, null_reps = [], [], []
     for r, outcome in enumerate(outcomes):
         d, split = _details(outcome), outcome.split
-        ref = ChanceReference.from_train(quant.labels[r][split.train], quant.k)
+        ref = ChanceReference.from_train(quant.labels[r][split.train], quant.k, kept_prior(outcome))
         extra = {"test_clusters": len(np.unique(d.y_true)), "labels_hash": labels_hash(quant.labels[r], image_ids),
                  "predicted_clusters": len(np.unique(d.y_pred)), "probe_kept_prior": kept_prior(outcome),
                  **corrected_scores(d, outcome.scores, ref)}
@@ -113,7 +118,8 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
             extra.update({f"{m}_null": v for m, v in _mean_scores(runs, ref).items()})
             if keys is not None:
                 null_reps.append(np.mean([split_replicates(_details(o), keys[o.split.test], n_replicates,
-                                                           o.scores["map"], reference=ref) for o in runs], axis=0))
+                                                           o.scores["map"], reference=_own(ref, o)) for o in runs],
+                                          axis=0))
         per.append({k: _finite_or_none(v) for k, v in extra.items()})
     replicates = np.stack(reps) if reps else None
     null_replicates = np.stack(null_reps) if null_reps else None
