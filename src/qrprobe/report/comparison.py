@@ -104,7 +104,7 @@ def comparison_section(table: pd.DataFrame, *, fit=None, x_column: str | None = 
     reading = ("the paper's raw scores (--raw): a raw score also counts what the clustering's shape gives away "
                "for free, so compare it with the chance levels below" if raw else
                "chance-corrected scores: each score minus what the same clustering scores without information "
-               "(NMI − shuffled predictions, top-1 − majority cluster, mAP − constant scores, MI − cluster prior; "
+               "(NMI, top-1 and mAP of the predictions shuffled across test images, MI − cluster prior; "
                "AMI is corrected already), so representations with different cluster sizes compare fairly; the "
                "raw scores follow (--raw ranks by them)")
     at_chance = "at_chance" in table.columns and bool(table["at_chance"].any())

@@ -35,8 +35,8 @@ METRIC_LABELS = {
     "cross_entropy_bits": "CE (bits)",
     "mi_ratio": "MI / H",
     "nmi_corrected": "NMI − chance",
-    "top1_corrected": "Top-1 − majority",
-    "map_corrected": "mAP − constant",
+    "top1_corrected": "Top-1 − chance",
+    "map_corrected": "mAP − chance",
     "mi_corrected_bits": "MI − prior (bits)",
 }
 AT_CHANCE = "at chance"  # what a score of a result whose every probe kept the cluster prior shows
