@@ -127,3 +127,16 @@ def test_chance_levels_are_the_expectations_over_permutations():
     assert ref.map_chance(details) == pytest.approx(ap, abs=0.3)
     constant = ChanceReference.from_train(y, 6, kept_prior=True)
     assert constant.map_chance(details) == pytest.approx(100 / 6)
+
+
+def test_warnings_name_model_and_k_and_survive_a_reload(at_chance_pair, tmp_path, capsys):
+    from qrprobe.engine.evaluate import print_warnings
+    from qrprobe.results import Result
+
+    half = at_chance_pair[0]
+    half.save(tmp_path / "half")
+    capsys.readouterr()
+    print_warnings(Result.load(tmp_path / "half"))  # what a study prints when it reuses the saved result
+    err = capsys.readouterr().err
+    assert "warning: half (K=5): probe kept the cluster prior" in err
+    assert err.count("probe kept the cluster prior") == 1
