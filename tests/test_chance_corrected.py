@@ -140,3 +140,13 @@ def test_warnings_name_model_and_k_and_survive_a_reload(at_chance_pair, tmp_path
     err = capsys.readouterr().err
     assert "warning: half (K=5): probe kept the cluster prior" in err
     assert err.count("probe kept the cluster prior") == 1
+
+
+def test_breakdown_flags_a_group_that_lowers_mi_beyond_its_interval():
+    from qrprobe.analysis.breakdown import mi_drop
+
+    before = {"mi_bits": [1.00, 1.10, 0.95]}
+    assert mi_drop(before, {"mi_bits": [0.50, 0.62, 0.44]})       # −0.5 ± small: flagged
+    assert not mi_drop(before, {"mi_bits": [1.05, 1.00, 1.00]})   # within noise
+    assert not mi_drop(before, {"mi_bits": [1.20, 1.30, 1.10]})   # a gain
+    assert not mi_drop(None, before)
