@@ -97,7 +97,7 @@ def test_k2_on_15_images_is_flagged_in_the_cli_and_in_results_json(tmp_path, cap
     flags = _flags(out)
     assert flags["few_test_images"]["level"] == "warning"
     assert flags["few_test_images"]["clusterings"] == [0, 1]
-    assert "warning: the test split has 3 images for 2 clusters" in err
+    assert "warning: f (K=2): the test split has 3 images for 2 clusters" in err  # names model and K
     assert flags["few_test_images"]["message"] in json.loads((out / "results.json").read_text())["inputs"]["warnings"]
 
 

@@ -94,9 +94,10 @@ def paired_difference(a: Result, b: Result, metric: str = "nmi", level: float = 
 
 def chance_level(result: Result, metric: str) -> float:
     """The chance level of ``metric`` in ``result``: its mean minus its chance-corrected mean (NMI: shuffled
-    predictions' NMI, top-1: the majority's, …; 0 for AMI and for a corrected metric itself); NaN for a result
-    saved without corrected scores."""
-    if metric in CORRECTED.values():
+    predictions' NMI, …; 0 for AMI); for a corrected metric, its raw counterpart's (what was subtracted); NaN
+    for a result saved without corrected scores."""
+    metric = next((raw for raw, corrected in CORRECTED.items() if corrected == metric), metric)  # its raw metric
+    if metric == "ami":
         return 0.0
     raw = (result.summary.get(metric) or {}).get("mean")
     corrected = (result.summary.get(corrected_name(metric)) or {}).get("mean")
@@ -114,7 +115,8 @@ def adjacent_significance(results: Sequence[Result], names: Sequence[str], ranki
 
     ``metric`` is the one that ranks: a chance-corrected metric (``nmi_corrected`` …, the default reading) or a
     raw one. Columns: ``rank`` (of the higher), ``model``, ``next_model``, ``metric``, ``difference`` (higher −
-    lower), ``chance_difference`` (the higher's chance level minus the lower's, :func:`chance_level`), ``ci_low``,
+    lower), ``chance_difference`` (the higher's chance level minus the lower's, :func:`chance_level`: with a
+    corrected metric, what the correction removed from the gap), ``ci_low``,
     ``ci_high``, ``p_value`` (two-sided), ``p_holm`` (Holm-adjusted over the pairs tested), ``significant``,
     ``significant_holm``, ``clusterings`` (``shared`` or ``independent``) and ``note``. Rules
     (``docs/statistics.md``): a tie (scores within :data:`~qrprobe.analysis.compare.TIE_TOLERANCE`, or both
