@@ -128,7 +128,7 @@ def clustering_flags(labels: np.ndarray, k: int) -> list[Flag]:
             "dominant_cluster", "warning",
             f"one cluster holds {max(shares):.0%} of the images ({max(shares) * k:.0f}× its fair share 1/K, K={k}) "
             f"in {_which(dominant, total)}: predicting it for every image already scores that share of top-1; read "
-            "top-1 against its majority baseline (top-1 − majority)", tuple(dominant)))
+            "top-1 against its chance level (top-1 − chance) and its majority baseline", tuple(dominant)))
     return flags
 
 

@@ -185,7 +185,9 @@ def significance_blocks(results: Sequence[Result], names: Sequence[str], table: 
                             "Each score beside its chance level (the same protocol on concepts shuffled across "
                             "images) and a baseline that needs no probe (NMI/AMI: shuffled predictions; top-1: "
                             "the largest cluster; mAP: constant scores; MI: the cluster prior). vs chance: the "
-                            "chance-corrected score the ranking uses (the score minus its baseline; AMI itself).",
+                            "chance-corrected score the ranking uses (the score minus its chance level: shuffled "
+                            "predictions for NMI and top-1, shuffled scores for mAP, the prior for MI; AMI itself; "
+                            "docs/statistics.md §5a).",
                             [Table("comparison-chance", chance, "Chance levels and baselines",
                                    f"Models in the order of the ranking by {label}; null: concepts shuffled across "
                                    "images; − null: the difference, with its p-value; baseline: no probe.")]))
