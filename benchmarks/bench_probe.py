@@ -1,27 +1,32 @@
-"""The reverse probe's SGD epoch at ImageNet scale: ours vs the previous probe vs a dense ``nn.Linear`` probe.
+"""The reverse probe's SGD epoch at ImageNet scale: the compiled kernel vs today's torch path vs older probes.
 
 Generated data (``qrprobe.synthetic.make_imagenet_shaped``): N images, M concepts with ~``ones`` active per
 row, the generator's K latent centres as the cluster ids; the paper's split (64% train, 16% validation). Each
 contender trains in a fresh subprocess for ``--steps`` SGD steps (batch 512, the paper's schedule) and then
 evaluates the validation loss once, as every epoch does; seconds per epoch = (train seconds per step × steps
-per epoch) + validation seconds. Contenders run in interleaved rounds, and the load average is recorded
-before each run (the machine may be shared: compare side by side, not across runs). "train CPU s/step" is the
-process's CPU time (all its threads) per training step: for one thread, the work itself, less sensitive to
-other processes than the wall time; with several threads it includes their waiting (spinning) time.
+per epoch) + validation seconds (the steps of an epoch all cost the same: same batch size, same table, so a
+measured part of an epoch scales per sample). Contenders run in interleaved rounds, and the load average is
+recorded before each run (the machine may be shared: compare side by side, not across runs). "train CPU s/step"
+is the process's CPU time (all its threads) per training step. "peak RSS" is the subprocess's maximum resident
+memory (data, table and buffers; the same data in every contender).
 
-    ours     qrprobe.engine.probe.reverse_probe.ReverseProbe (fused sparse steps, lazy rows), ``--threads``
-             intra-op threads
-    before   the previous probe (autograd through ``embedding_bag``, ``torch.optim.SGD``, a dense gradient),
-             as in qrprobe before this change
+    kernel   the compiled probe (``qrprobe.engine.probe.kernel.KernelSGD``: one C call per epoch, column tiles),
+             ``--threads`` worker threads — what ``ReverseProbe`` runs on the CPU where it can
+    torch    today's torch path of ``ReverseProbe`` (fused sparse steps, lazy rows; ``ours`` in earlier runs),
+             ``--threads`` intra-op threads — the fallback where the kernel cannot be built
+    before   the probe before the fused steps (autograd through ``embedding_bag``, ``torch.optim.SGD``)
     dense    ``torch.nn.Linear`` on each batch densified (B × M floats; the dense N × M matrix would not fit)
 
+The table ends with each kernel row's speed-up over the torch row of the same threads and load (medians; the
+torch row on one thread where that thread count was not run).
 ``--busy`` adds a round with a busy-looping process started beside each run (another process taking a core).
-``--profile`` prints torch's profiler table for ``ours`` (self CPU time per operation). ``--device cuda`` runs
-every contender on the GPU (ours: batches cut on the device; seconds include a warm-up-free timed pass).
+``--profile`` prints torch's profiler table for ``torch`` (self CPU time per operation). ``--device cuda``
+runs the torch contenders on the GPU (batches cut on the device; seconds include a warm-up-free timed pass).
 
 Usage (the issue's shape)::
 
-    python benchmarks/bench_probe.py --n 1280000 --concepts 2500 --ones 30 --k 1000 --steps 300 --rounds 2
+    python benchmarks/bench_probe.py --n 1280000 --concepts 2500 --ones 30 --k 1000 --steps 300 --rounds 2 \
+        --contenders kernel:1,kernel:2,torch:1,torch:2 --busy
 """
 
 from __future__ import annotations
@@ -66,13 +71,40 @@ def _run(args: argparse.Namespace) -> dict:
     y, yv = (np.load(folder / f"{s}-labels.npy") for s in ("train", "val"))
     n_steps = -(-x.shape[0] // 512)
     steps = min(args.steps, n_steps)
-    if args.run == "ours":
+    if args.run == "kernel":
+        (train_s, train_cpu), val_s = _kernel(x, y, xv, yv, args, steps)
+    elif args.run in ("torch", "ours"):
         (train_s, train_cpu), val_s = _ours(x, y, xv, yv, args, steps)
     else:
         (train_s, train_cpu), val_s = _reference(x, y, xv, yv, args, steps, dense=args.run == "dense")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return {"run": args.run, "threads": args.threads, "steps": steps, "train_s_per_step": train_s / steps,
             "val_s": val_s, "s_per_epoch": train_s / steps * n_steps + val_s, "steps_per_epoch": n_steps,
-            "train_cpu_s_per_step": train_cpu / steps}
+            "train_cpu_s_per_step": train_cpu / steps, "peak_rss_gib": peak / 2**30}
+
+
+def _kernel(x, y, xv, yv, args, steps):
+    """The compiled probe: one epoch call over ``steps`` batches, then the validation loss."""
+    import numpy as np
+    import torch
+
+    from qrprobe.engine.probe import kernel
+    from qrprobe.engine.probe.sgd import with_bias_column
+
+    if not kernel.available():
+        raise SystemExit(f"the compiled probe cannot run here: {kernel.unavailable()}")
+    sgd = kernel.KernelSGD(with_bias_column(x), y, args.k, 512, 0.9, 3e-6, args.threads)
+    val = kernel.KernelRows(with_bias_column(xv), yv)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0)).numpy()[:steps * 512]
+    proba = np.empty(len(perm), dtype=np.float32)
+    t, cpu = time.perf_counter(), time.process_time()
+    sgd.epoch(perm, 3.5, proba)
+    train_s = (time.perf_counter() - t, time.process_time() - cpu)
+    t = time.perf_counter()
+    sgd.mean_loss(val)
+    return train_s, time.perf_counter() - t
 
 
 def _ours(x, y, xv, yv, args, steps):
@@ -223,12 +255,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=300, help="SGD steps timed per run (then extrapolated)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--contenders", default="ours:1,ours:2,before:2,dense:2",
-                        help="RUN:THREADS,… with RUN in ours, before, dense")
+    parser.add_argument("--contenders", default="kernel:1,kernel:2,torch:1,torch:2",
+                        help="RUN:THREADS,… with RUN in kernel, torch (alias ours), before, dense")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every contender on it)")
     parser.add_argument("--busy", action="store_true", help="also run every contender beside a busy loop")
     parser.add_argument("--profile", action="store_true", help="print the profile of ours (1 thread)")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -239,13 +272,17 @@ def main() -> None:
     contenders = [(c.split(":")[0], int(c.split(":")[1])) for c in args.contenders.split(",")]
     with tempfile.TemporaryDirectory(prefix="qrprobe-bench-probe-") as tmp:
         data = Path(tmp)
+        if args.keep_data:  # generated once per shape, reused by later runs
+            data = Path(args.keep_data) / f"n{args.n}-m{args.concepts}-o{args.ones}-k{args.k}"
         t = time.perf_counter()
-        _data(args, data)
+        if not (data / "val-labels.npy").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            _data(args, data)
         print(f"data: N={args.n} M={args.concepts} ones/row={args.ones} K={args.k} "
-              f"(generated in {time.perf_counter() - t:.0f} s); {args.steps} steps per run; {os.cpu_count()} CPUs",
+              f"(ready in {time.perf_counter() - t:.0f} s); {args.steps} steps per run; {os.cpu_count()} CPUs",
               flush=True)
         if args.profile:
-            subprocess.run([sys.executable, __file__, "--run", "ours", "--threads", "1", "--data", str(data),
+            subprocess.run([sys.executable, __file__, "--run", "torch", "--threads", "1", "--data", str(data),
                             "--k", str(args.k), "--steps", str(args.steps), "--profile", "--device", args.device])
         rows = []
         for busy in (False, True) if args.busy else (False,):
@@ -256,23 +293,37 @@ def main() -> None:
                     print(f"  {res}", file=sys.stderr, flush=True)
     print()
     print("| contender | threads | busy core | s/epoch (median) | min | train s/step | validation s | train CPU s/step "
-          "| load avg |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| peak RSS | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     import statistics
 
+    medians = {}
     for busy in sorted({r.get("busy", False) for r in rows}):
         for run, threads in contenders:
             got = [r for r in rows if r["run"] == run and r["threads"] == threads and r.get("busy") == busy
                    and "error" not in r]
             if not got:
-                print(f"| {run} | {threads} | {busy} | error | | | | | |")
+                print(f"| {run} | {threads} | {busy} | error | | | | | | |")
                 continue
             per = [r["s_per_epoch"] for r in got]
+            medians[run, threads, busy] = statistics.median(per)
             loads = ", ".join(f"{r['load_before']:.1f}" for r in got)
-            print(f"| {run} | {threads} | {'yes' if busy else 'no'} | {statistics.median(per):.1f} | {min(per):.1f} | "
+            print(f"| {run} | {threads} | {'yes' if busy else 'no'} | {statistics.median(per):.2f} | {min(per):.2f} | "
                   f"{statistics.median(r['train_s_per_step'] for r in got) * 1e3:.2f} ms | "
                   f"{statistics.median(r['val_s'] for r in got):.2f} | "
-                  f"{statistics.median(r['train_cpu_s_per_step'] for r in got) * 1e3:.2f} ms | {loads} |")
+                  f"{statistics.median(r['train_cpu_s_per_step'] for r in got) * 1e3:.2f} ms | "
+                  f"{max(r['peak_rss_gib'] for r in got):.2f} GiB | {loads} |")
+    print()
+    for (run, threads, busy), value in medians.items():
+        same = [("torch", threads, busy), ("ours", threads, busy), ("torch", 1, busy), ("ours", 1, busy)]
+        base_key = next((key for key in same if key in medians), None)
+        if run == "kernel" and base_key:
+            base = medians[base_key]
+            quiet = medians.get(("kernel", threads, False))
+            slowdown = f"; busy/quiet {value / quiet:.2f}×" if busy and quiet else ""
+            state = "busy" if busy else "quiet"
+            print(f"kernel:{threads} {state}: {value:.2f} s/epoch, {base / value:.1f}× faster than the torch path on "
+                  f"{base_key[1]} thread(s) ({base:.2f} s/epoch){slowdown}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 

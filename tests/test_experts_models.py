@@ -100,7 +100,10 @@ def test_weights_for_the_wrong_architecture_are_rejected(tmp_path):
 
 def test_missing_weights_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("QRPROBE_OFFLINE", "1")
-    with pytest.raises(QRProbeInputError, match=r"'minc' needs .*none are published.*--weights minc=PATH"):
+    with pytest.raises(QRProbeInputError, match=r"'dtd' needs .*none are published.*--weights dtd=PATH"):
+        build_expert("dtd").prepare()
+    with pytest.raises(QRProbeInputError, match=r"'minc' needs deepten_resnet50_minc-1225f149\.pth .*not in the "
+                                                r"cache.*fetch-experts minc.*--weights minc=PATH"):
         build_expert("minc").prepare()
     with pytest.raises(QRProbeInputError, match=r"downloads are off.*--weights places365=PATH"):
         build_expert("places365", {"download": False}).prepare()

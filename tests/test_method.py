@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import cross_val_score
 
 from qrprobe.concepts import ConceptBank
@@ -95,7 +96,10 @@ def test_result_summary_and_estimator_api(tmp_path):
         assert res.summary[metric]["values"] == values
         assert res.summary[metric]["mean"] == pytest.approx(np.mean(values))
         assert res.summary[metric]["std"] == pytest.approx(np.std(values))
-    assert est.score() == res.summary["nmi"]["mean"]
+    assert est.summary_["nmi"]["mean"] == res.summary["nmi"]["mean"]
+    assert est.score(features, bank) == pytest.approx(  # the fitted probes on the same images
+        np.mean([100 * normalized_mutual_info_score(c, p) for c, p in zip(res.clusterings, res.predictions,
+                                                                                      strict=True)]))
     assert res.clusterings.shape == (3, 800)
     assert res.coef.shape == (3, 2, 4)
     assert res.centroids.shape == (3, 4, 16)

@@ -1,5 +1,6 @@
 """The fast SGD is torch.optim.SGD's update: against a plain dense torch reference (coefficients within 1e-4,
-the same best epoch), in its dense, lazy and device-batched forms; the closed-form catch-up of skipped steps."""
+the same best epoch), in its dense, lazy and device-batched torch forms and in the compiled kernel; the
+closed-form catch-up of skipped steps."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from _probe_reference import dense_reference
 from qrprobe.engine.config import ProbeConfig
+from qrprobe.engine.probe import kernel
 from qrprobe.engine.probe.reverse_probe import ReverseProbe
 from qrprobe.engine.probe.sgd import (
     LAZY_FRACTION,
@@ -26,11 +28,18 @@ from qrprobe.synthetic import make_skewed_probe_problem
 
 def _fit(cfg, x, y, k, seed, lazy_fraction, batching="host", val=None):
     probe = ReverseProbe(cfg, seed=seed, device="cpu")
-    probe.lazy_fraction, probe.batching = lazy_fraction, batching
+    probe.lazy_fraction = lazy_fraction
+    if batching == "kernel":
+        if not kernel.available():
+            pytest.skip(f"the compiled probe cannot run here: {kernel.unavailable()}")
+        probe.kernel = True
+    else:
+        probe.batching, probe.kernel = batching, False
     return probe.fit(x, y, *(val or (None, None)), n_classes=k)
 
 
-FORMS = [(0.0, "host"), (1.0, "host"), (0.0, "device")]  # dense (decoupled coordinates), lazy, device
+# torch: dense (decoupled coordinates), lazy, device-batched; the compiled kernel (dense steps)
+FORMS = [(0.0, "host"), (1.0, "host"), (0.0, "device"), (0.0, "kernel")]
 
 
 @pytest.mark.parametrize(("lazy_fraction", "batching"), FORMS)

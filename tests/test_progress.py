@@ -62,12 +62,24 @@ def test_k_sweep_names_k_and_model_and_warns_once(scene, capsys, monkeypatch, fa
     assert any(line.startswith("synth · K sweep 2/2: K=6 · K-means K=6") for line in kmeans)
 
 
-def test_warnings_print_with_progress_off(scene, capsys, monkeypatch, fast_config):
+def test_warnings_print_with_progress_off_in_the_cli_only(scene, capsys, caplog, monkeypatch, fast_config):
+    """The CLI (console output) prints warnings whatever --quiet says; a library call with progress=False
+    prints nothing and hands them to the ``qrprobe`` logger; progress=True prints them."""
+    import logging
+
     import qrprobe.engine.evaluate as ev
 
     monkeypatch.setattr(ev, "provenance_warnings", lambda bank, prov, name: ["look here"])
-    evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=False)
+    with progress.console_output():
+        evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=False)
     assert capsys.readouterr().err.splitlines()[0] == "warning: look here"
+    with caplog.at_level(logging.INFO, logger="qrprobe"):
+        result = evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=False)
+    assert capsys.readouterr().err == ""
+    assert "look here" in result.inputs["warnings"]
+    assert next(r.getMessage() for r in caplog.records if r.levelname == "WARNING") == "look here"
+    evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=True)
+    assert "warning: look here" in capsys.readouterr().err
 
 
 _ON_A_TERMINAL = """
@@ -126,13 +138,15 @@ def test_scopes_prefix_and_are_not_repeated(capsys):
 
 
 def test_warnings_and_notes_inside_once_print_once(capsys):
-    with progress.once():
+    with progress.console_output(), progress.once():
         for k in range(3):
             progress.warn("same")
             with progress.scope(f"K={k}"):
                 progress.remark("the battery differs")
         progress.warn("other")
-    progress.warn("same")
+    with progress.console_output():
+        progress.warn("same")
+    progress.warn("silent outside the CLI")
     assert capsys.readouterr().err.splitlines() == ["warning: same", "K=0 · note: the battery differs",
                                                      "warning: other", "warning: same"]
 

@@ -143,10 +143,21 @@ def test_circularity_follows_the_concepts_used_and_npy_names(tmp_path):
     assert any("carry no model name" in n for n in anonymous.inputs["notes"])
 
 
-def test_rows_matched_by_position_are_announced_on_the_console(capsys):
+def test_rows_matched_by_position_are_announced_on_the_console(capsys, caplog):
+    """In the CLI (console output) the note prints even with --quiet; a library call logs it (logger
+    ``qrprobe``, INFO) and records it in the result."""
+    import logging
+
+    from qrprobe.progress import console_output
+
     features, _, _ = make_concept_combinations(n=300, n_bits=2, seed=7)
-    res = evaluate(features, _bank(None), **FAST)
+    with console_output():
+        res = evaluate(features, _bank(None), **FAST)
     assert res.inputs["matched_by"] == "position"
     err = capsys.readouterr().err
     assert "matched by position (300 rows)" in err
     assert any("matched by position" in n for n in res.inputs["notes"])
+    with caplog.at_level(logging.INFO, logger="qrprobe"):
+        evaluate(features, _bank(None), **FAST)
+    assert "matched by position" not in capsys.readouterr().err
+    assert any("matched by position (300 rows)" in r.getMessage() for r in caplog.records)

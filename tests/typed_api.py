@@ -29,3 +29,11 @@ def other_exports_are_typed() -> None:
     qrp.KMeans(k="many")  # type: ignore[arg-type]
     store: int = qrp.FeatureStore.open("feats")  # type: ignore[assignment]
     del store
+
+
+def compare_is_typed(a: qrp.Result, b: qrp.Result) -> None:
+    ranked = qrp.compare([a, b]).frame
+    assert ranked is not None
+    qrp.compare(a)  # type: ignore[arg-type]  # a list of results
+    rows: int = qrp.compare([a, b])  # type: ignore[assignment]
+    del rows

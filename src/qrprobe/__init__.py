@@ -11,6 +11,7 @@ The public API (imported lazily, so ``import qrprobe`` stays light)::
     bank = qrp.label("images/", ["labels", "color", "text"])           # a ConceptBank
     result = qrp.evaluate(feats, bank, k=1000, clusterings=5)          # a Result
     result.to_frame(); result.summary_frame()                          # scores as DataFrames
+    qrp.compare([result, other]).frame                                  # ranked, with significance
     qrp.report([result], "report.html")
 
 Inputs and artifacts: ``open_images``, ``extract`` (its parameters: ``ExtractConfig``), ``FeatureStore``,
@@ -18,7 +19,8 @@ Inputs and artifacts: ``open_images``, ``extract`` (its parameters: ``ExtractCon
 The protocol: ``evaluate``, ``ProtocolConfig``, ``KMeansConfig``, ``ProbeConfig``, ``ReverseProbing`` (a scikit-learn
 estimator), ``quantize`` and ``probe_labels`` (its steps), ``KMeans``, ``Standardizer``, ``ReverseProbe``,
 ``stratified_split``, ``Result``.
-Analyses and reports: ``analyze`` (any analysis of the paper by name, inputs as paths or objects:
+Analyses and reports: ``compare`` (results ranked, with the significance of each step, as ``qrprobe compare``),
+``analyze`` (any analysis of the paper by name, inputs as paths or objects:
 ``compare``, ``breakdown``, ``explain``, ``explain-groups``, ``ksweep``, ``transfer``, ``forward-probe``,
 ``self-labels``, ``concepts-to-labels``), ``run_analysis`` (the same on prepared inputs), ``analysis`` (the
 functions themselves), ``report``.
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name bel
     from .study.runner import run_study as run_study
     from .workflow.analyses import analyze as analyze
     from .workflow.analyses import run_analysis as run_analysis
+    from .workflow.compare_api import compare as compare
 
 __version__ = "0.1.0"
 disable_telemetry()  # before any dependency that reads its telemetry switch at import (huggingface_hub)
@@ -94,6 +97,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "label": ("qrprobe.experts.label", "label_images"),
     "run_analysis": "qrprobe.workflow.analyses",
     "analyze": "qrprobe.workflow.analyses",
+    "compare": "qrprobe.workflow.compare_api",
     "report": "qrprobe.report",
     "load_study": "qrprobe.study.load",
     "run_study": "qrprobe.study.runner",

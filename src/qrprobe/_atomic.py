@@ -13,6 +13,12 @@ Temporary names carry the writing process's id (``.NAME.tmp-PID-XXXXXXXX``). A p
 gone, and puts back a previous artifact that was moved aside (``.NAME.old-PID-XXXXXXXX``) but not yet
 replaced. Write failures (a full disk, a read-only or unwritable output) remove what they had written, leave
 the previous artifact as it was, and raise :class:`~qrprobe.errors.QRProbeInputError` naming the path.
+
+Every writer runs inside :func:`writing`: the output's lock (:func:`qrprobe._lock.output_lock`, one writer per
+output, taken before any work) and the handling of resource limits (:mod:`qrprobe._resources`: a file-size
+limit, a full disk or memory give one :class:`~qrprobe._resources.ResourceLimitError`, and the output's
+temporaries and work folder are removed). :func:`atomic_directory` takes it itself; the writers whose work
+comes before the directory (extraction, labelling, a report, every command with ``-o``) take it first.
 """
 
 from __future__ import annotations
@@ -27,9 +33,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from ._lock import output_lock
+from ._resources import ResourceLimitError, resource_limit_error, resource_problem
+
 #: errno values that mean "this output cannot be written here" rather than a bug.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 _STALE = re.compile(r"\.(tmp|old)-(\d+)-[0-9a-f]{8}$")
+#: The suffix of an artifact's resumable work folder ``.NAME.partial`` (:class:`qrprobe._workdir.ChunkedWorkDir`).
+PARTIAL_SUFFIX = ".partial"
+#: How messages of the library tell to replace an output; the command line sets it to its flag.
+OVERWRITE_SWITCH = "overwrite=True"
 
 
 def _tag(kind: str) -> str:
@@ -116,10 +129,49 @@ def write_error(path: str | os.PathLike, exc: OSError) -> Exception:
     a full disk or an unwritable output, ``exc`` itself otherwise."""
     from .errors import QRProbeInputError
 
-    if exc.errno not in _WRITE_ERRNOS:
+    problem = resource_problem(exc)  # a file-size limit, a full disk, a short write
+    if exc.errno not in _WRITE_ERRNOS and problem is None:
         return exc
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-    return QRProbeInputError(f"cannot write {str(path)!r}: {exc.strerror or exc}{where}; nothing was replaced")
+    if problem is None:
+        return QRProbeInputError(f"cannot write {str(path)!r}: {exc.strerror or exc}{where}; nothing was replaced")
+    return ResourceLimitError(f"cannot write {str(path)!r}: {problem}{where}; nothing was replaced", problem)
+
+
+def discard_debris(final: str | os.PathLike) -> None:
+    """Remove what this process left beside ``final``: its temporaries and the work folder ``.NAME.partial``
+    (after a resource limit: nothing partial stays, and the space is given back)."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return
+    mine = f".{final.name}.tmp-{os.getpid()}-"
+    for entry in os.scandir(final.parent):
+        if entry.name.startswith(mine) or entry.name == f".{final.name}{PARTIAL_SUFFIX}":
+            _remove(Path(entry.path))
+
+
+@contextlib.contextmanager
+def writing(output: str | os.PathLike, what: str = "output") -> Iterator[None]:
+    """The scope of a run that writes ``output`` (``what`` names it in messages, e.g. ``--out``): its lock is
+    held (another run on the same output is refused at once), and a resource limit met inside (a file-size
+    limit, a full disk, memory; in whatever shape it comes) removes this run's temporaries and the output's
+    work folder and raises one :class:`~qrprobe._resources.ResourceLimitError`. A previous output stays."""
+    from .errors import QRProbeInputError
+
+    with output_lock(output, what):
+        try:
+            yield
+        except QRProbeInputError as exc:
+            if not isinstance(exc, ResourceLimitError):
+                raise
+            discard_debris(output)
+            raise (resource_limit_error(exc, output, what) or exc) from None  # named for this output
+        except BaseException as exc:
+            error = resource_limit_error(exc, output, what)
+            if error is None:
+                raise
+            discard_debris(output)
+            raise error from None
 
 
 def _swap_into_place(tmp: Path, final: Path) -> None:
@@ -194,7 +246,7 @@ def check_replaceable(final: str | os.PathLike, overwrite: bool, kind: str | Non
     if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
         return
     found = artifact_kind(final)
-    switch = "--overwrite" if what.startswith("-") else "overwrite"  # the CLI's flag, or the parameter
+    switch = "--overwrite" if what.startswith("-") else OVERWRITE_SWITCH  # the CLI's flag, or the parameter
     if not overwrite:
         hint = f" (pass {switch} to replace it)" if found is not None and found == kind else ""
         raise QRProbeInputError(f"{what} {str(final)!r} already exists and is not empty{hint}; choose another path")
@@ -249,28 +301,29 @@ def atomic_directory(final: str | os.PathLike, *, overwrite: bool = False,
                      kind: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory next to ``final``; on success it replaces ``final``.
 
-    An existing non-empty ``final`` is an error, unless ``overwrite`` and it is an artifact of ``kind`` (a key
-    of :data:`ARTIFACT_MARKERS`) that qrprobe wrote. On any exception the temporary directory is removed and
-    ``final`` is left as it was.
+    The output's lock is held throughout (:func:`writing`). An existing non-empty ``final`` is an error, unless
+    ``overwrite`` and it is an artifact of ``kind`` (a key of :data:`ARTIFACT_MARKERS`) that qrprobe wrote.
+    On any exception the temporary directory is removed and ``final`` is left as it was.
     """
     final = Path(final)
-    clean_stale(final)
-    _check_replaceable(final, overwrite, kind)
-    tmp = final.parent / f".{final.name}.{_tag('tmp')}"
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as exc:
-        raise write_error(final, exc) from exc
-    try:
-        yield tmp
-        _swap_into_place(tmp, final)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise write_error(final, exc) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with writing(final, "output directory"):
+        clean_stale(final)
+        _check_replaceable(final, overwrite, kind)
+        tmp = final.parent / f".{final.name}.{_tag('tmp')}"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as exc:
+            raise write_error(final, exc) from exc
+        try:
+            yield tmp
+            _swap_into_place(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise write_error(final, exc) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -34,6 +34,10 @@ def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
         raise
     except _PARSE_ERRORS as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):  # numpy's hint to load it unsafely: not for us
+            detail = "not a numpy array file (.npy/.npz): no valid header, or object arrays, which qrprobe never loads"
+        elif isinstance(exc, zipfile.BadZipFile):
+            detail = f"not a valid .npz (zip) archive: {exc}"
         raise QRProbeInputError(f"{str(path)!r} cannot be read as {what} ({detail.splitlines()[0][:300]}); "
                                 "the file is damaged or was not written by qrprobe") from None
 

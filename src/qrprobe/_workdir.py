@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._atomic import (
+    PARTIAL_SUFFIX,
     _check_replaceable,
     _remove,
     _swap_into_place,
@@ -57,7 +58,7 @@ class ChunkedWorkDir:
     resume : keep the committed chunks of an earlier run with the same identity.
     """
 
-    SUFFIX = ".partial"
+    SUFFIX = PARTIAL_SUFFIX
 
     def __init__(self, final: str | os.PathLike, *, identity: dict, header: dict | None = None,
                  state_name: str = "state.json", resume: bool = True) -> None:

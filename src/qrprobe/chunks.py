@@ -158,7 +158,7 @@ def run_chunks(job: ChunkJob, chunks: Sequence[int], n: int, chunk_size: int, *,
         items = [{"batch": b, "start": rows[0], "stop": rows[-1] + 1} for b, (_, rows) in enumerate(plan)]
         actor, kwargs = job.ray_actor(where.pool)
         for row in stream(where.ray, items, job.ray_decoder(), actor, kwargs, where.pool,
-                          decode_cpus=where.options.decode_cpus if where.options else 1.0,
+                          decode_cpus=where.pool.decode_cpus,
                           images_per_item=max(len(rows) for _, rows in plan)):
             add(*job.from_ray(row))
     return plan

@@ -6,7 +6,10 @@ and by whether stderr is a terminal:
 - on a terminal: a tqdm bar with rate and ETA (bars of inner loops are removed when they finish);
 - not a terminal (a log file, CI): no bars and no carriage returns, only the plain lines that callers emit
   with :func:`note` (one per completed clustering, step or stage), so logs stay short;
-- disabled: nothing but warnings (:func:`warn`) and errors.
+- disabled: nothing but warnings (:func:`warn`) and errors — in the CLI. A library call is silent unless asked:
+  with ``progress=False`` its warnings and notes go to the ``logging`` logger ``"qrprobe"`` (silent by default;
+  ``logging.basicConfig()`` shows them), and the results record them (``inputs.warnings``, ``inputs.flags``).
+  The CLI turns :func:`console_output` on, so its output is what it always was.
 
 :func:`scope` names what the enclosed work belongs to (a model, a K, a clustering); every bar description and
 note inside is prefixed with the open scopes, e.g. ``EfficientNet-Lite0 · K=24 · K-means, clustering 2/3
@@ -15,6 +18,7 @@ note inside is prefixed with the open scopes, e.g. ``EfficientNet-Lite0 · K=24 
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +28,28 @@ from contextvars import ContextVar
 _SCOPES: ContextVar[tuple[str, ...]] = ContextVar("qrprobe_progress_scopes", default=())
 _SEEN: ContextVar[set[str] | None] = ContextVar("qrprobe_progress_seen_warnings", default=None)
 SEPARATOR = " · "
+#: Where a library call's warnings and notes go when it prints nothing (``progress=False``).
+LOGGER = logging.getLogger("qrprobe")
+LOGGER.addHandler(logging.NullHandler())  # silent unless the application configures logging
+_CONSOLE = [False]  # a list, not a ContextVar: threads the CLI starts print alike
+
+
+@contextmanager
+def console_output(enabled: bool = True) -> Iterator[None]:
+    """Inside, warnings (and the notes that :func:`loud` asks for) print on stderr whatever a call's
+    ``progress`` says: the CLI's behaviour. Outside (the library), they go to :data:`LOGGER` unless
+    ``progress=True``."""
+    before = _CONSOLE[0]
+    _CONSOLE[0] = enabled
+    try:
+        yield
+    finally:
+        _CONSOLE[0] = before
+
+
+def loud(progress: bool = False) -> bool:
+    """Whether warnings and notes print on stderr: ``progress`` asked for them, or inside :func:`console_output`."""
+    return bool(progress) or _CONSOLE[0]
 
 
 def interactive() -> bool:
@@ -77,24 +103,32 @@ def note(text: str, enabled: bool = True) -> None:
         _emit(describe(text))
 
 
-def remark(text: str, enabled: bool = True) -> None:
-    """:func:`note` ``"note: text"``, once per text inside :func:`once` (e.g. once per K sweep, not per K)."""
+def remark(text: str, enabled: bool | None = None) -> None:
+    """:func:`note` ``"note: text"``, once per text inside :func:`once` (e.g. once per K sweep, not per K);
+    printed when ``enabled`` (default: :func:`loud`), else logged at level INFO to :data:`LOGGER`."""
     seen = _SEEN.get()
     if seen is not None:
         if f"note: {text}" in seen:
             return
         seen.add(f"note: {text}")
-    note(f"note: {text}", enabled)
+    if loud() if enabled is None else enabled:
+        note(f"note: {text}")
+    else:
+        LOGGER.info(describe(text))
 
 
-def warn(message: str) -> None:
-    """``warning: message`` on stderr, always (also when progress is off); once per message inside :func:`once`."""
+def warn(message: str, progress: bool = False) -> None:
+    """``warning: message`` on stderr in the CLI (:func:`console_output`) or with ``progress``, else logged at
+    level WARNING to :data:`LOGGER` (a library call stays silent); once per message inside :func:`once`."""
     seen = _SEEN.get()
     if seen is not None:
         if message in seen:
             return
         seen.add(message)
-    _emit(f"warning: {message}")
+    if loud(progress):
+        _emit(f"warning: {message}")
+    else:
+        LOGGER.warning(describe(message))
 
 
 @contextmanager

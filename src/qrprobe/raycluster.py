@@ -21,6 +21,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import socket
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -83,6 +87,7 @@ class ActorPool:
     num_gpus: float
     num_cpus: float
     device: str  # "cuda" or "cpu", as seen inside an actor
+    decode_cpus: float = 1.0  # CPUs each decoding task holds
 
     @property
     def threads(self) -> int:
@@ -97,6 +102,57 @@ def import_ray():
     return ray
 
 
+#: Seconds to resolve and connect to a Ray ``--address`` before giving up (Ray itself retries for minutes).
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def check_address(address: str | None, timeout_s: float = ADDRESS_TIMEOUT_S, what: str = "--address") -> None:
+    """Raise :class:`QRProbeInputError` naming ``what`` (``--address``, or ``RAY_ADDRESS`` for the environment
+    variable that Ray reads when no address is given) when its host cannot be resolved or its port does
+    not accept a TCP connection within ``timeout_s`` seconds each (name lookup and connection); ``None`` and
+    ``"auto"`` (Ray finds the cluster itself) pass unchecked. Forms: ``HOST:PORT``, ``[IPv6]:PORT``,
+    ``ray://HOST:PORT`` (default port 6379, 10001 for ``ray://``)."""
+    if not address or address == "auto":
+        return
+    rest, default_port = (address[len("ray://"):], 10001) if address.startswith("ray://") else (address, 6379)
+    host, sep, port_text = rest.rpartition(":") if not rest.endswith("]") else (rest, "", "")
+    if not sep:
+        host, port_text = rest, str(default_port)
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise QRProbeInputError(f"{what} {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    port = int(port_text)
+    found: list = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+
+    resolver = threading.Thread(target=lookup, daemon=True, name="qrprobe-ray-address")
+    resolver.start()
+    resolver.join(timeout_s)
+    if not found:
+        raise QRProbeInputError(f"{what} {address}: the host name {host!r} did not resolve within "
+                                f"{timeout_s:g} s")
+    if isinstance(found[0], OSError):
+        raise QRProbeInputError(f"{what} {address}: unknown host {host!r} ({found[0].strerror or found[0]})")
+    errors = []
+    for family, kind, proto, _, where in found[0]:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout_s)
+                sock.connect(where)
+                return
+        except OSError as exc:
+            errors.append(exc.strerror or str(exc) or type(exc).__name__)
+    why = errors[-1] if errors else "no usable address"
+    instead = "leave --address out" if what == "--address" else f"unset {what}"
+    raise QRProbeInputError(f"{what} {address}: no Ray cluster answers there ({why}); start one with "
+                            f"`ray start --head`, or {instead} to start a local one")
+
+
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[object]:
     """Yield the ``ray`` module connected to a cluster: the running one when this process already joined one,
@@ -106,7 +162,11 @@ def ray_session(options: RayOptions) -> Iterator[object]:
     if not ray.is_initialized():
         common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
         if options.address:
+            check_address(options.address)
             ray.init(address=options.address, **common)
+        elif os.environ.get("RAY_ADDRESS"):  # ray.init joins the cluster this names
+            check_address(os.environ["RAY_ADDRESS"], what="RAY_ADDRESS")
+            ray.init(**common)
         else:
             store = None if options.object_store_gb is None else int(options.object_store_gb * 2**30)
             ray.init(num_cpus=options.num_cpus, object_store_memory=store, **common)
@@ -154,7 +214,28 @@ def resolve_pool(ray, options: RayOptions, device: str) -> ActorPool:
     size = options.actors
     if size is None:
         size = int(gpus // per_actor) if per_actor > 0 else max(1, int(cpus // (2 * options.cpus_per_actor)))
-    return ActorPool(int(size), per_actor, options.cpus_per_actor, "cuda" if per_actor > 0 else "cpu")
+    size = int(size)
+    if per_actor > 0 and size * per_actor > gpus:
+        raise QRProbeInputError(f"--actors {size} with {per_actor:g} GPU(s) each need {size * per_actor:g} GPU(s); "
+                                f"the Ray cluster has {gpus:g} (fewer --actors or a smaller --num-gpus-per-actor)")
+    actor_cpus, decode_cpus = _fit_cpus(cpus, size, options.cpus_per_actor, options.decode_cpus)
+    return ActorPool(size, per_actor, actor_cpus, "cuda" if per_actor > 0 else "cpu", decode_cpus)
+
+
+def _fit_cpus(cpus: float, actors: int, per_actor: float, decode: float) -> tuple[float, float]:
+    """CPUs per actor and per decoding task such that every actor and at least one decoding task fit on a
+    cluster of ``cpus`` CPUs at once (else Ray waits for ever: the actors hold every CPU and no image is
+    decoded). When the requests do not fit they are scaled down (Ray accepts fractions; an actor keeps one torch
+    thread), with a warning."""
+    if cpus <= 0 or actors * per_actor + decode <= cpus:
+        return per_actor, decode
+    share = cpus / (actors + 1)  # each actor and one decoding task get an equal share
+    fitted_actor, fitted_decode = min(per_actor, share), min(decode, cpus - actors * min(per_actor, share))
+    warnings.warn_explicit(f"the Ray cluster has {cpus:g} CPU(s), fewer than {actors} actor(s) × {per_actor:g} "
+                           f"CPU(s) + {decode:g} for decoding: each actor gets {fitted_actor:.3g} CPU(s) and each "
+                           f"decoding task {fitted_decode:.3g} (pass fewer --actors, a smaller --cpus-per-actor or "
+                           "more --num-cpus)", RuntimeWarning, "qrprobe", 0)  # one line: no source line under it
+    return fitted_actor, fitted_decode
 
 
 def column(values: list) -> np.ndarray:
@@ -185,4 +266,4 @@ def stream(ray, items: list[dict], decode: Callable[[dict], dict], actor: type, 
     yield from ds.iter_rows()
 
 
-__all__ = ["ActorPool", "RayOptions", "column", "import_ray", "ray_session", "resolve_pool", "stream"]
+__all__ = ["ActorPool", "RayOptions", "check_address", "column", "import_ray", "ray_session", "resolve_pool", "stream"]

@@ -20,6 +20,7 @@ import pandas as pd
 from ._atomic import atomic_directory
 from ._files import read_marker, reading, result_array_problems
 from .errors import QRProbeInputError
+from .progress import warn
 
 FORMAT = "qrprobe.result/1"
 METRICS = ("nmi", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits", "cross_entropy_bits", "mi_ratio",
@@ -33,6 +34,35 @@ LABELS = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": 
           "mi_corrected_bits": "MI − prior (bits)"}
 STD_NOTE = "population standard deviation over clusterings (numpy ddof=0)"
 _ARRAYS = ("clusterings", "splits", "predictions", "coef", "bias", "centroids", "replicates", "null_replicates")
+
+
+def _finite(value: object) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+_WARNED: set[str] = set()  # result directories whose undefined scores were already reported in this process
+
+
+def _flag_undefined_scores(res: Result, where: Path) -> None:
+    """A result read with NaN (or infinite) scores: add a warning flag (``inputs.flags``, which marks its rows in
+    comparisons and reports) unless evaluate already recorded one, and say so on stderr once per directory."""
+    bad = res.undefined_scores()
+    if not bad:
+        return
+    message = (f"undefined (NaN or infinite) scores of {', '.join(bad)}: these numbers are not comparable and "
+               "are ranked last")
+    if isinstance(res.inputs, dict):
+        flags = res.inputs.setdefault("flags", [])
+        if not any(isinstance(f, dict) and f.get("code") == "undefined_score" for f in flags):
+            flags.append({"code": "undefined_score", "level": "warning", "message": message, "clusterings": []})
+            res.inputs.setdefault("warnings", []).append(message)
+    key = str(where.resolve())
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warn(f"result {str(where)!r}{f' ({res.name})' if res.name else ''}: {message}")
 
 
 def summarize(per_clustering: list[dict], metrics: tuple[str, ...] = METRICS) -> dict[str, dict]:
@@ -91,6 +121,29 @@ class Result:
 
     def mean(self, metric: str) -> float:
         return self.summary[metric]["mean"]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal content: the same scores, configuration, provenance and name (compared as saved in
+        ``results.json``) and equal arrays, image ids and concept table. A saved-then-loaded result equals the
+        original; two evaluations equal each other when they agree in every number (timings aside, which
+        measure the run, not the result)."""
+        if not isinstance(other, Result):
+            return NotImplemented
+        mine, theirs = (json.loads(json.dumps(_json_safe({**r.to_dict(), "timings": None})))
+                        for r in (self, other))
+        if mine != theirs:
+            return False
+        for name in (*_ARRAYS, "image_ids", "paths"):
+            if not _same_array(getattr(self, name), getattr(other, name), text=name in ("image_ids", "paths")):
+                return False
+        mine_std, their_std = self.standardizer or {}, other.standardizer or {}
+        if (self.standardizer is None) != (other.standardizer is None) or set(mine_std) != set(their_std):
+            return False
+        if not all(_same_array(mine_std[k], their_std[k]) for k in mine_std):
+            return False
+        return _same_table(self.concepts, other.concepts)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
 
     def __repr__(self) -> str:
         scores = ", ".join(f"{LABELS[m]} {format_mean_std(self.summary[m], m)}"
@@ -161,7 +214,21 @@ class Result:
         problems = result_array_problems(res)
         if problems:
             raise QRProbeInputError(f"result directory {str(rpath.parent)!r} is inconsistent: {'; '.join(problems)}")
+        _flag_undefined_scores(res, rpath.parent)
         return res
+
+    def undefined_scores(self) -> list[str]:
+        """The headline metrics (labels, e.g. ``NMI``) with a score that is not a finite number (NaN, ±inf) in
+        the summary's mean or in any clustering."""
+        bad = []
+        for m in HEADLINE:
+            values = [row.get(m) for row in self.per_clustering if m in row]
+            mean = (self.summary.get(m) or {}).get("mean") if isinstance(self.summary.get(m), dict) else None
+            if mean is not None:
+                values.append(mean)
+            if any(not _finite(v) for v in values):
+                bad.append(LABELS[m])
+        return bad
 
     @classmethod
     def _load(cls, rpath: Path, data: dict, arrays: bool) -> Result:
@@ -173,17 +240,41 @@ class Result:
         if arrays:
             for name in _ARRAYS:
                 if (base / f"{name}.npy").is_file():
-                    setattr(res, name, np.load(base / f"{name}.npy", mmap_mode="r"))
+                    with reading(base / f"{name}.npy", f"the {name} array of a result (.npy)"):
+                        setattr(res, name, np.load(base / f"{name}.npy", mmap_mode="r", allow_pickle=False))
             if (base / "standardizer.npz").is_file():
-                with np.load(base / "standardizer.npz") as z:
+                with reading(base / "standardizer.npz", "a result's standardizer (.npz of arrays)"), \
+                        np.load(base / "standardizer.npz", allow_pickle=False) as z:
                     res.standardizer = {k: z[k] for k in z.files}
             if (base / "index.parquet").is_file():
-                index = pd.read_parquet(base / "index.parquet")
-                res.image_ids = index["image_id"].to_numpy(dtype=object)
-                res.paths = index["path"].to_numpy(dtype=object) if "path" in index else None
+                with reading(base / "index.parquet", "a result's image index (parquet)"):
+                    index = pd.read_parquet(base / "index.parquet")
+                    res.image_ids = index["image_id"].to_numpy(dtype=object)
+                    res.paths = index["path"].to_numpy(dtype=object) if "path" in index else None
             if (base / "concepts.parquet").is_file():
-                res.concepts = pd.read_parquet(base / "concepts.parquet")
+                with reading(base / "concepts.parquet", "a result's concept table (parquet)"):
+                    res.concepts = pd.read_parquet(base / "concepts.parquet")
         return res
+
+
+def _same_array(a: np.ndarray | None, b: np.ndarray | None, text: bool = False) -> bool:
+    """Whether two optional arrays are equal (NaN equal to NaN; ``text``: compared as strings)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if text:
+        return np.array_equal(np.asarray(a, dtype=str), np.asarray(b, dtype=str))
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f")
+
+
+def _same_table(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
+    """Whether two concept tables hold the same rows and values (dtypes aside: a Parquet round trip may store
+    text columns with another dtype)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if list(a.columns) != list(b.columns) or a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[c].to_numpy(dtype=object), b[c].to_numpy(dtype=object)) for c in a.columns)
 
 
 def _json_safe(obj):
@@ -241,11 +332,13 @@ def markdown_cell(text: object) -> str:
 
 def markdown_table(results: list[Result], metrics: tuple[str, ...] = HEADLINE, intervals: bool = False) -> str:
     """Markdown table, one row per result: name, K, clusterings and mean ± std of ``metrics`` (with the 95%
-    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`)."""
+    interval in brackets where the result has one and ``intervals``); names escaped (:func:`markdown_cell`) and
+    marked ``⚠`` where the result has warning flags (``inputs.flags``: degenerate or unreliable scores)."""
     head = ["representation", "K", "R", *[LABELS.get(m, m) for m in metrics]]
     lines = ["| " + " | ".join(markdown_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [r.name or "-", str(r.config.get("k", "")), str(len(r.seeds))]
+        flagged = any(f.get("level") == "warning" for f in r.inputs.get("flags", []))
+        cells = [(r.name or "-") + (" ⚠" if flagged else ""), str(r.config.get("k", "")), str(len(r.seeds))]
         for m in metrics:
             cells.append(format_mean_std(r.summary[m], m, intervals) if m in r.summary else "")
         lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")

@@ -111,7 +111,9 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
         raise QRProbeInputError(f"{len(names)} names for {len(results)} results")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise QRProbeInputError(f"results must have distinct names to be compared; repeated: {dup}")
+        raise QRProbeInputError(f"results must have distinct names to be compared; repeated: {dup}; name them "
+                                "(evaluate(..., name='…'), names=[…] of qrprobe.compare, or result directories "
+                                "with distinct names)")
     keys = names if keys is None else [str(k) for k in keys]
     if len(keys) != len(results):
         raise QRProbeInputError(f"{len(keys)} keys for {len(results)} results")

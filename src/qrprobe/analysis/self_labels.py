@@ -10,7 +10,6 @@ came from), so it can be saved, compared with K-means Results and put in a repor
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..engine.config import ProbeConfig
 from ..engine.degenerate import result_flags, warning_messages
 from ..engine.protocol import ProbeOutcome, probe_labels
 from ..errors import QRProbeInputError
+from ..progress import warn
 from ..results import Result, summarize
 
 
@@ -88,7 +88,7 @@ def result_from_outcomes(labels: np.ndarray, outcomes: Sequence[ProbeOutcome], s
                          [len(np.unique(labels[o.split.test])) for o in outcomes], bank)
     inputs = {**(inputs or {}), "warnings": warning_messages(flags), "flags": [f.to_dict() for f in flags]}
     for message in inputs["warnings"]:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        warn(message)
     return Result(
         summary=summarize(per), per_clustering=per, config=config, seeds=[int(s) for s in seeds],
         versions=library_versions(), inputs=inputs, name=name,

@@ -173,10 +173,10 @@ def transfer(result: Result, features, concepts: ConceptBank, *, drop_groups: Se
         known = list(pd.unique(result.concepts["group"]))
         unknown = [g for g in drop if g not in known]
         if unknown:
-            raise QRProbeInputError(f"--drop-group: the result's probe has no group(s) {unknown}; it has {known}")
+            raise QRProbeInputError(f"--drop-groups: the result's probe has no group(s) {unknown}; it has {known}")
         if source_concepts is None:
             raise QRProbeInputError(
-                "--drop-group needs --source-concepts: the stored probe was trained with that group, so it is "
+                "--drop-groups needs --source-concepts: the stored probe was trained with that group, so it is "
                 "retrained on the source images without it")
     _check_compatible(result, feats.array.shape[1], bank, drop)
     z = apply_standardization(feats.array, result.standardizer["mean"], result.standardizer["scale"])

@@ -127,8 +127,9 @@ def run(kind: AnalysisKind, args: argparse.Namespace) -> int:
     inputs = _inputs_from_args(kind, args)
     output = run_analysis(kind, inputs, spec, protocol, progress=not args.quiet)
     output.save(out, overwrite=args.overwrite)
-    print(output.markdown())
-    print(f"written: {out}", file=sys.stderr)
+    if not args.quiet:  # --quiet: nothing printed on success (warnings and errors still are)
+        print(output.markdown())
+        print(f"written: {out}", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import QRProbeInputError
 from ..results import markdown_table, statistics_lines
 from .options import (
     add_concept_arguments,
@@ -70,9 +71,13 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate
 
+    config = protocol_from_args(args)
+    if args.compare_solver is not None and args.compare_solver == config.probe.solver:
+        other = "lbfgs" if args.compare_solver == "sgd" else "sgd"
+        raise QRProbeInputError(f"--compare-solver {args.compare_solver}: the protocol's solver is already "
+                                f"{config.probe.solver}; compare with {other}, or pass --solver {other}")
     out = check_output(args, kind="qrprobe.result", inputs={
         "FEATURES": args.features, "CONCEPTS": args.concepts, "--concept-names": args.concept_names})
-    config = protocol_from_args(args)
     feats, bank = load_inputs(args)
     others = []
     if args.compare_solver is None:

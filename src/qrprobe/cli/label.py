@@ -25,7 +25,8 @@ manifest with every expert's configuration, the images that could not be decoded
 
 IMAGES   a folder (class sub-folders become the `labels` expert's concepts), a file list
          (.csv/.txt: image_id,path[,label]) or webdataset tar shards
-EXPERTS  comma-separated names; `qrprobe experts` lists them, their groups and what each needs
+EXPERTS  comma-separated names; `qrprobe experts` lists them, their groups and what each needs; `paper`: the
+         closest-to-paper battery that can run here (the experts left out are named, with why)
 
 Options of an expert: --set EXPERT.OPTION=VALUE (e.g. --set color.min_fraction=0.1); its weights:
 --weights EXPERT=PATH; its concept group: --group EXPERT=GROUP. A CLIP vocabulary of your own becomes an
@@ -84,8 +85,20 @@ def build_request(args: argparse.Namespace) -> dict:
     """Turn the command line into :func:`qrprobe.experts.label.run_labelling` keyword arguments."""
     from ..experts.registry import expert_class, parse_expert_list
 
-    names = parse_expert_list(args.experts)
     options = _options(args.set)
+    if args.experts.strip().lower() == "paper":
+        import sys
+
+        from ..experts.paper_set import paper_experts
+
+        selection = paper_experts()
+        names = [name for name, _ in selection.experts]
+        for name, defaults in selection.experts:
+            options[name] = {**defaults, **options.get(name, {})}
+        if selection.note():
+            print(f"qrprobe label: {selection.note()}", file=sys.stderr)
+    else:
+        names = parse_expert_list(args.experts)
     kinds: dict[str, str] = {}
     for name, path in _pairs(args.vocab, "--vocab").items():
         kinds[name] = "clip"

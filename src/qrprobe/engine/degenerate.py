@@ -13,7 +13,8 @@ top-1 and mAP all rate 100 %; a concept present in every image teaches the probe
   clusters than K, one cluster holding ≥ 20 % of the images and ≥ 5× its fair share 1/K (at most 75 %), a
   probe that kept the cluster prior, a top-1 mostly made of its majority baseline, fewer than two test images per
   cluster, a negative mutual-information estimate (the probe does worse than the cluster sizes alone), an
-  undefined score;
+  undefined score, a score whose spread over clusterings is as large as its mean ("NMI 26.76 ± 26.76",
+  :func:`spread_flag`);
 - noted (level ``"note"``, recorded only): concepts present in every image or in none.
 """
 
@@ -207,10 +208,35 @@ def score_flags(per_clustering: Sequence[dict], test_clusters: Sequence[int], no
                           f"the mutual-information estimate is negative ({np.mean(mi):.3f} bits on average): the "
                           "probe predicts the clusters worse than their sizes alone do, so the concepts show no "
                           "measurable information about them"))
+    unstable = spread_flag(per_clustering)
+    if unstable is not None:
+        flags.append(unstable)
     undefined = sorted({m for row in per_clustering for m in _HEADLINE if m in row and not np.isfinite(row[m])})
     if undefined:
         flags.append(Flag("undefined_score", "warning", f"undefined (NaN) values of {', '.join(undefined)}"))
     return flags
+
+
+def spread_flag(per_clustering: Sequence[dict]) -> Flag | None:
+    """A warning when a headline score varies across the clusterings as much as its mean (std ≥ mean > 0, as
+    "NMI 26.76 ± 26.76"): the clusterings disagree so much that the mean describes none of them. None with a
+    single clustering (no spread) or when every score is steadier than that."""
+    if len(per_clustering) < 2:
+        return None
+    shaky = []
+    for m in _HEADLINE:
+        values = np.asarray([float(row[m]) for row in per_clustering if m in row], dtype=float)
+        if len(values) < 2 or not np.all(np.isfinite(values)):
+            continue
+        mean, std = float(values.mean()), float(values.std())
+        if mean > 0 and std >= mean:
+            shaky.append(f"{m} {mean:.3g} ± {std:.3g}")
+    if not shaky:
+        return None
+    return Flag("spread_as_large_as_mean", "warning",
+                f"the scores vary across the {len(per_clustering)} clusterings as much as their mean "
+                f"({'; '.join(shaky)}): the clusterings disagree, so the mean describes none of them; use more "
+                "images, more clusterings or a smaller K")
 
 
 def result_flags(labels: np.ndarray, k: int, per_clustering: Sequence[dict], test_clusters: Sequence[int],
@@ -231,4 +257,4 @@ def warning_messages(flags: Sequence[Flag]) -> list[str]:
 __all__ = ["DOMINANT_CAP", "DOMINANT_FAIR_MULTIPLE", "DOMINANT_SHARE", "MAJORITY_FRACTION", "MAJORITY_GAIN",
            "MIN_TEST_PER_CLUSTER", "PRIOR_KEPT", "Flag", "check_quantization", "check_test_splits",
            "clustering_flags", "concept_flags", "dominant_threshold", "probe_flags", "result_flags", "score_flags",
-           "warning_messages"]
+           "spread_flag", "warning_messages"]

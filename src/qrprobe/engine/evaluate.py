@@ -17,7 +17,7 @@ from .._versions import library_versions
 from ..concepts.bank import ConceptBank
 from ..concepts.paper_battery import battery_note
 from ..concepts.provenance import circularity_warnings, expert_networks
-from ..progress import format_seconds, note, remark, scope, warn
+from ..progress import format_seconds, loud, note, remark, scope, warn
 from ..results import Result, summarize
 from .config import ProtocolConfig
 from .degenerate import check_test_splits, result_flags, warning_messages
@@ -148,7 +148,7 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
     for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        remark(message)
+        remark(message, loud(progress))
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
@@ -170,7 +170,7 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         result.coef = np.stack([o.probe.coef_ for o in outcomes])
         result.bias = np.stack([o.probe.intercept_ for o in outcomes])
         result.centroids = quant.centroids
-    print_warnings(result)
+    print_warnings(result, progress)
     return result
 
 
@@ -179,13 +179,14 @@ def result_label(result: Result) -> str:
     return f"{result.name or 'result'} (K={result.config.get('k')})"
 
 
-def print_warnings(result: Result) -> None:
+def print_warnings(result: Result, progress: bool = False) -> None:
     """Print every warning of ``result`` (its flags' and provenance warnings, ``inputs.warnings``, and the
-    small-sample warnings of its statistics) on stderr, each naming the model and K: the same lines after
-    :func:`evaluate` and when a study reuses the saved result."""
+    small-sample warnings of its statistics), each naming the model and K: the same lines after
+    :func:`evaluate` and when a study reuses the saved result. Printed on stderr in the CLI or with
+    ``progress``, else logged (:func:`qrprobe.progress.warn`)."""
     stored = [*result.inputs.get("warnings", []), *(result.statistics or {}).get("warnings", [])]
     for message in dict.fromkeys(stored):
-        warn(f"{result_label(result)}: {message}")
+        warn(f"{result_label(result)}: {message}", progress)
 
 
 def provenance_warnings(bank: ConceptBank, provenance: dict, name: str = "") -> list[str]:

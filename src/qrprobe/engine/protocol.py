@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .._files import reading
 from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 from ..features.store import FeatureStore
@@ -113,7 +114,8 @@ def read_quantization(path: str | os.PathLike, features, config=None):
     fields ``k``, ``iters``, ``restarts``, ``kmeans_precision`` are replaced by the file's.
     """
     feats = features if isinstance(features, Features) else load_features(features)
-    with np.load(path) as z:
+    with reading(path, "clusterings (.npz written by qrprobe.engine.kmeans.distributed.run)"), \
+            np.load(path, allow_pickle=False) as z:
         saved = {name: z[name] for name in z.files}
     labels, centroids = saved["labels"], saved["centroids"]
     if labels.shape[1] != feats.array.shape[0]:

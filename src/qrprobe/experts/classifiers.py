@@ -1,7 +1,8 @@
 """Image classifiers as experts: Places-365, SUN attributes, MINC, DTD, sentiment, or any user classifier.
 
-The architectures are built in (torchvision, or timm with ``arch="timm:NAME"``); the weights come from the
-user (``--weights EXPERT=PATH``) or, where the authors publish them, from a download cached on disk:
+The architectures are built in (torchvision, or timm with ``arch="timm:NAME"``, or a published layout); the
+weights come from the user (``--weights EXPERT=PATH``) or, where the authors publish them, from a download cached
+on disk and verified against :mod:`qrprobe.experts.published` before use:
 
 ==============  =====================================  ==========  =======================================
 expert          architecture                           classes     weights
@@ -9,14 +10,15 @@ expert          architecture                           classes     weights
 places365       ResNet-50 (torchvision layout)         365 scenes  CSAIL ``resnet50_places365.pth.tar``
 sun-attributes  CSAIL WideResNet-18 + attribute map    102         CSAIL ``wideresnet18_places365.pth.tar``
                                                                    + ``W_sceneattribute_wideresnet18.npy``
-minc            ResNet-50                              23          user (no public weights)
+minc            Deep TEN ResNet-50 (:mod:`.deepten`)   23          PyTorch-Encoding ``deepten_resnet50_minc``
 dtd             ResNet-50                              47          user (no public weights)
-sentiment       VGG-19                                 3           user (no public weights)
+sentiment       T4SA VGG-19 (:mod:`.t4sa`)             3           fabiocarrara ``vgg19_finetuned_all.pth``
 classifier      any (``arch``)                         ``classes`` user
 ==============  =====================================  ==========  =======================================
 
 (decided) The paper's MINC and DTD experts are Deep Encoding Pooling networks trained by the authors and never
-released; here they are plain ResNet-50 classifiers (any torchvision/timm architecture via ``arch``) for
+released; ``minc`` uses the published Deep TEN ResNet-50 trained on MINC-2500 instead (a substitute), and
+``dtd`` is a plain ResNet-50 classifier (any torchvision/timm architecture via ``arch``, also for ``minc``) for
 checkpoints users train themselves. Rules: single-label experts keep the top-1 class (one-hot); SUN
 attributes keep the ``top_k`` best-scoring attributes (10, as the official unified demo reports them) or, with
 ``threshold``, every attribute scoring at least the threshold.
@@ -36,6 +38,7 @@ from ..models.preprocess import ImagePreprocess
 from ._torch import load_weights_into, preprocess_batch, run_batched, torch_module
 from .base import ClassListExpert, ExpertOutput
 from .categories import places365_display_name, read_class_list
+from .published import PublishedExpert, published
 from .rules import softmax, threshold_multilabel, top1_onehot, topk_multilabel
 from .weights import file_identity, resolve_weights
 
@@ -53,14 +56,15 @@ class ClassifierPreset:
     group: str
     url: str | None
     squash: bool = False  # resize to 224x224 without keeping the aspect ratio (the Places365 demo's transform)
+    published: str | None = None  # the entry of qrprobe.experts.published holding its verified files
 
 
 PRESETS = {
     "places365": ClassifierPreset("resnet50", "places365", "Scene", PLACES_URL + "resnet50_places365.pth.tar",
-                                  squash=True),
-    "minc": ClassifierPreset("resnet50", "minc", "Material", None),
+                                  squash=True, published="places365"),
+    "minc": ClassifierPreset("deepten-resnet50", "minc", "Material", None, published="minc"),
     "dtd": ClassifierPreset("resnet50", "dtd", "Texture", None),
-    "sentiment": ClassifierPreset("vgg19", "sentiment", "Other", None),
+    "sentiment": ClassifierPreset("t4sa-vgg19", "sentiment", "Other", None, squash=True, published="sentiment"),
 }
 
 
@@ -69,9 +73,20 @@ def build_architecture(arch: str, num_classes: int):
 
     ``arch`` is a torchvision classification model name (``resnet50``, ``vgg19``...), ``timm:NAME``, or
     ``wideresnet18-places`` (CSAIL's ResNet-18 variant without the stem max-pool used by the Places365
-    unified model; same parameter names as torchvision's ResNet-18).
+    unified model; same parameter names as torchvision's ResNet-18), or ``t4sa-vgg19`` (the published T4SA
+    sentiment network, 3 classes), or ``deepten-resnet50`` (PyTorch-Encoding's Deep TEN, :mod:`.deepten`).
     """
     torch = torch_module()
+    if arch == "deepten-resnet50":
+        from .deepten import build_deepten
+
+        return build_deepten(num_classes)
+    if arch == "t4sa-vgg19":
+        from .t4sa import T4saVgg19
+
+        if num_classes != 3:
+            raise QRProbeInputError(f"the t4sa-vgg19 architecture has 3 classes, not {num_classes}")
+        return T4saVgg19()
     if arch.startswith("timm:"):
         timm = require("timm", "vision", f"the classifier architecture {arch}")
         name = arch.split(":", 1)[1]
@@ -147,21 +162,42 @@ class TorchClassifierExpert(ClassListExpert):
     def _weights_url(self) -> str | None:
         return self.preset.url if self.preset else None
 
+    def _published(self) -> PublishedExpert | None:
+        """The verified published files of the preset (only with the preset's architecture)."""
+        if self.preset is None or self.preset.published is None or self.arch != self.preset.arch:
+            return None
+        return published(self.preset.published)
+
+    def _load(self, model, path) -> dict:
+        if self.arch == "t4sa-vgg19":
+            from .t4sa import load_t4sa_weights
+
+            return load_t4sa_weights(model, path, self.name)
+        return load_weights_into(model, path, self.name, f"{self.arch}, {len(self._names)} classes")
+
+    def _make_preprocess(self):
+        if self.arch == "t4sa-vgg19":
+            from .t4sa import t4sa_preprocess
+
+            return t4sa_preprocess
+        squash = bool(self.preset and self.preset.squash)
+        return (ImagePreprocess(resize=224, crop=0, resize_mode="squash") if squash
+                else ImagePreprocess(resize=256, crop=224))
+
     def _build(self):
         return build_architecture(self.arch, len(self._names))
 
     def prepare(self, image_ids=None, labels=None) -> None:
         if self._model is None:
-            path = resolve_weights(self.name, self.weights, url=self._weights_url(), download=self.download,
-                                   what=f"{self.arch} weights")
+            entry = self._published()
+            path = resolve_weights(self.name, self.weights, url=None if entry else self._weights_url(),
+                                   download=self.download, what=f"{self.arch} weights", entry=entry)
             model = self._build()
-            self.load_report = load_weights_into(model, path, self.name, f"{self.arch}, {len(self._names)} classes")
+            self.load_report = self._load(model, path)
             self.weights_file = path
             self.device = str(resolve_device(self.device))
             self._model = model.eval().to(self.device)
-            squash = bool(self.preset and self.preset.squash)
-            self._preprocess = (ImagePreprocess(resize=224, crop=0, resize_mode="squash") if squash
-                                else ImagePreprocess(resize=256, crop=224))
+            self._preprocess = self._make_preprocess()
         self._prepared = True
 
     def _scores(self, images) -> np.ndarray:
@@ -202,7 +238,7 @@ class Places365Expert(TorchClassifierExpert):
 
 
 class MincExpert(TorchClassifierExpert):
-    """MINC-2500 material categories (ResNet-50 by default, top-1)."""
+    """MINC-2500 material categories (the published Deep TEN ResNet-50 by default, top-1)."""
 
     registry_name = "minc"
     preset = PRESETS["minc"]
@@ -216,7 +252,7 @@ class DtdExpert(TorchClassifierExpert):
 
 
 class SentimentExpert(TorchClassifierExpert):
-    """Image sentiment, negative / neutral / positive (VGG-19 by default, top-1)."""
+    """Image sentiment, negative / neutral / positive (the published T4SA VGG-19 by default, top-1)."""
 
     registry_name = "sentiment"
     preset = PRESETS["sentiment"]
@@ -251,14 +287,17 @@ class SunAttributesExpert(TorchClassifierExpert):
     def _weights_url(self) -> str | None:
         return PLACES_URL + "wideresnet18_places365.pth.tar"
 
+    def _published(self) -> PublishedExpert | None:
+        return published("sun-attributes")
+
     def _build(self):
         return build_architecture("wideresnet18-places", 365)
 
     def prepare(self, image_ids=None, labels=None) -> None:
         if self._model is None:
-            path = resolve_weights(self.name, self.attributes, url=PLACES_URL + "W_sceneattribute_wideresnet18.npy",
-                                   download=self.download, what="attribute weights (102 x 512 .npy)",
-                                   option="attributes")
+            path = resolve_weights(self.name, self.attributes, download=self.download,
+                                   what="attribute weights (102 x 512 .npy)", option="attributes",
+                                   entry=published("sun-attributes"))
             try:
                 w = np.load(path, allow_pickle=False)
             except (ValueError, OSError) as exc:

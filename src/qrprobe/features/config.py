@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +77,17 @@ def _preprocess_described(spec: Any) -> dict:
 
 def _rgb(value: Any) -> str | None:
     ok = value is None or (isinstance(value, tuple) and len(value) == 3
-                           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
-    return None if ok else "three numbers (R, G, B), or none"
+                           and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                   for v in value))
+    return None if ok else "three finite numbers (R, G, B), or none"
+
+
+def _rgb_std(value: Any) -> str | None:
+    """A normalisation std divides the pixels: each of the three must be a finite number above 0 (a 0 makes
+    every feature NaN or infinite)."""
+    if _rgb(value) is not None or (value is not None and not all(v > 0 for v in value)):
+        return "three finite numbers (R, G, B) above 0, or none"
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ class ExtractConfig:
         canonical=_preprocess_described, key="if_set", group=MODEL)
     mean: tuple[float, ...] | None = param(None, "override normalisation mean", check=_rgb, metavar="R,G,B",
                                            shown="the model's", parse=parse_rgb, study=False, key=True, group=MODEL)
-    std: tuple[float, ...] | None = param(None, "override normalisation std", check=_rgb, metavar="R,G,B",
+    std: tuple[float, ...] | None = param(None, "override normalisation std", check=_rgb_std, metavar="R,G,B",
                                           shown="the model's", parse=parse_rgb, study=False, key=True, group=MODEL)
     batch_size: int | None = param(
         None, "images per forward pass", check=optional_int_at_least(1),

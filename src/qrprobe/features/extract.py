@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import check_replaceable
+from .._atomic import check_replaceable, writing
 from .._versions import library_versions
 from ..chunks import BACKENDS, run_chunks
 from ..errors import ParameterError, QRProbeInputError
@@ -125,16 +125,21 @@ def _first_rejected(source: ImageSource) -> str:
 
 def run_extraction(model, images, out: str | os.PathLike, config: ExtractConfig | None = None,
                    **params: Any) -> tuple[FeatureStore, ExtractionStats]:
-    """:func:`extract`, also returning :class:`ExtractionStats`."""
+    """:func:`extract`, also returning :class:`ExtractionStats`. The output's lock is held from the start
+    (:func:`qrprobe._atomic.writing`): another run on ``out`` is refused at once."""
+    config = with_params(ExtractConfig, config, params, what="extraction")
+    with writing(out, "out"):
+        return _run_extraction(model, images, Path(out), config)
+
+
+def _run_extraction(model, images, out: Path, config: ExtractConfig) -> tuple[FeatureStore, ExtractionStats]:
     from ..device import resolve_device
     from ..models.base import Representation
 
-    config = with_params(ExtractConfig, config, params, what="extraction")
     if config.threads:
         import torch
 
         torch.set_num_threads(config.threads)
-    out = Path(out)
     source = open_images(images)
     if config.limit is not None:
         source = source.select(np.arange(min(config.limit, len(source))))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._atomic import writing
 from ..analysis.compare import read_external
 from ..analysis.explain import explain_result
 from ..analysis.ksweep import k_sweep_table
@@ -174,14 +175,15 @@ def build_report(paths: Sequence[str | os.PathLike], output: str | os.PathLike, 
                  raw: bool = False) -> Path:
     """Write the self-contained HTML report on ``paths`` to ``output`` (and every figure/table under
     ``figures_dir`` when given). Nothing is written unless every part was made."""
-    sections = assemble(paths, external=external, external_columns=external_columns, explain_pairs=explain_pairs,
-                        sort_by=sort_by, raw=raw)
-    n_results = sum(1 for p in paths if (Path(p) / "results.json").is_file())
-    subtitle = (f"{n_results} result(s), {len(paths) - n_results} analysis director"
-                f"{'y' if len(paths) - n_results == 1 else 'ies'}")
-    if figures_dir is not None:
-        export_sections(sections, figures_dir)
-    return write_html(sections, output, title=title, subtitle=subtitle)
+    with writing(output, "output"):  # the lock, before any work
+        sections = assemble(paths, external=external, external_columns=external_columns,
+                            explain_pairs=explain_pairs, sort_by=sort_by, raw=raw)
+        n_results = sum(1 for p in paths if (Path(p) / "results.json").is_file())
+        subtitle = (f"{n_results} result(s), {len(paths) - n_results} analysis director"
+                    f"{'y' if len(paths) - n_results == 1 else 'ies'}")
+        if figures_dir is not None:
+            export_sections(sections, figures_dir)
+        return write_html(sections, output, title=title, subtitle=subtitle)
 
 
 def report(items: Sequence[Result | Section | str | os.PathLike], output: str | os.PathLike, *,
@@ -190,6 +192,13 @@ def report(items: Sequence[Result | Section | str | os.PathLike], output: str | 
            title: str = "qrprobe report", explain_pairs: int = 4, sort_by: str = "nmi",
            raw: bool = False) -> Path:
     """Library entry point: a report on Results, Sections and/or directories (mixed freely)."""
+    with writing(output, "output"):  # the lock, before any work
+        return _report(items, output, names, external, external_columns, figures_dir, title, explain_pairs,
+                       sort_by, raw)
+
+
+def _report(items, output, names, external, external_columns, figures_dir, title, explain_pairs,
+            sort_by, raw=False) -> Path:
     results: list[Result] = []
     result_names: list[str] = []
     analyses: list[Section] = []

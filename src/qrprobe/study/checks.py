@@ -50,7 +50,30 @@ def work_problems(study: StudyConfig, locations: dict) -> list[str]:
         except QRProbeInputError as exc:
             where = ("experts", i, "options") if "option" in str(exc) else ("experts", i, key)
             problems.append(f"{_where(locations, where)}experts[{i}].{where[-1]}: {exc}")
+    for i, path in enumerate(study.concepts):
+        problem = concept_table_problem(path)
+        if problem:
+            problems.append(f"{_where(locations, ('concepts', i))}concepts[{i}]: {problem}")
     return problems
+
+
+def concept_table_problem(path: str) -> str | None:
+    """Why ``path`` (an entry of a study's ``concepts:``) is neither a concept-bank folder nor a readable table
+    with columns ``image_id`` and ``concept``; None when it is one."""
+    from ..concepts.bank import read_table
+
+    if Path(path).is_dir():
+        return None
+    if Path(path).suffix.lower() not in (".csv", ".tsv", ".tab", ".parquet", ".pq"):
+        return (f"{path!r}: expected a concept-bank folder (`qrprobe label`) or a table (.csv, .tsv or .parquet "
+                "with columns image_id, concept[, group])")
+    try:
+        columns = set(read_table(path).columns)
+    except QRProbeInputError as exc:
+        return str(exc)
+    missing = [c for c in ("image_id", "concept") if c not in columns]
+    return (f"{path!r}: missing column(s) {', '.join(missing)}; a concept table has columns image_id, "
+            f"concept[, group]") if missing else None
 
 
 def study_inputs(study: StudyConfig) -> tuple[dict, list[str]]:

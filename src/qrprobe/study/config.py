@@ -72,8 +72,9 @@ class _ModelKeys:
 
     name: str = required("the representation's name in tables and reports")
     model: str = param("", "a MODEL string: built-in name, timm:NAME, torchvision:NAME, open_clip:NAME, hf:NAME, "
-                       "a TorchScript/ONNX file or python:module:factory (`qrprobe models`); required unless "
-                       "`features` is given", shown="required", key=True)
+                       "a TorchScript/ONNX file or python:MODULE:FACTORY (`qrprobe models`), MODULE a module name "
+                       "(imported from sys.path) or a .py file; files relative to the study file; required "
+                       "unless `features` is given", shown="required", key=True)
     features: str | None = param(None, "a feature store already extracted (`qrprobe extract`) on the study's "
                                  "images: used instead of extracting", file=True, shown="extract")
     external: dict[str, float] = param({}, "external scores of this model (e.g. linear-probe accuracy), shown "
@@ -215,9 +216,11 @@ class StudyConfig:
     name: str = required("the study's name (the default output folder is NAME-out beside the file)")
     images: ImagesSpec = required("the image collection")
     models: list[ModelSpec] = required("the representations to compare")
-    experts: list[ExpertSpec] = param([], "the concept experts that label the images", shown="none")
-    concepts: list[str] = param([], "concept banks already labelled (`qrprobe label`) on the study's images, "
-                                "used beside the experts'", file=True, shown="none")
+    experts: list[ExpertSpec] = param([], "the concept experts that label the images; or `paper`: the closest-to-"
+                                      "paper battery that runs here (`docs/protocol.md` §10)", shown="none")
+    concepts: list[str] = param([], "concepts of the study's images beside the experts': concept-bank folders "
+                                "(`qrprobe label`) or tables (.csv, .tsv, .parquet; columns image_id, concept"
+                                "[, group]; ids as the study's images', e.g. red/00.png)", file=True, shown="none")
     labelling: LabellingSpec = field(default_factory=LabellingSpec,
                                      metadata={"help": "how the experts label the images (`qrprobe label --help`)"})
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig,

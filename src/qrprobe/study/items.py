@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from .analyses import StudyState, analyses_stage, analysis_items
 from .config import StudyConfig
-from .runner import STAGES, StudyOutcome, report_done, run_study, study_context
+from .runner import STAGES, StudyOutcome, expand_force, report_done, run_study, study_context
 from .stages import ImageSet, StageMissing, evaluate_stage, expert_paths, extract_stage, label_experts, label_stage
 
 _T = TypeVar("_T")
@@ -71,7 +71,7 @@ def run_item(study: StudyConfig, output: str | Path, item: StageItem, *, force: 
     compute (``force``: recompute it even if complete, when it names the item's stage).
     """
     out = Path(output)
-    own_force = [s for s in force if s == item.stage]
+    own_force = [s for s in expand_force(force) if s == item.stage]
     others = frozenset(STAGES) - {item.stage}
     if item.stage == "report":
         return run_study(study, output=out, force=own_force, progress=progress, echo=echo, reuse_only=others).log

@@ -27,7 +27,10 @@ def load_study(path: str | os.PathLike, *, overrides: dict | None = None) -> Stu
 def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConfig:
     """Validate a plain mapping (e.g. the built-in demo's) as a :class:`StudyConfig`."""
     value, locations = _upgrade_explain(value, locations)
+    value = expand_paper_experts(value)
     study = build(StudyConfig, value, locations, base_dir)
+    study = dataclasses.replace(study, models=[dataclasses.replace(m, model=model_file_relative_to(m.model, base_dir))
+                                               for m in study.models])
     problems = _semantic_problems(study) + work_problems(study, locations)
     if problems:
         where = next(iter(locations.values()), "config").rsplit(":", 2)[0]
@@ -35,6 +38,51 @@ def study_from_dict(value: object, locations: dict, base_dir: Path) -> StudyConf
     if study.output is not None and not Path(study.output).is_absolute():
         study = dataclasses.replace(study, output=str(base_dir / study.output))
     return study
+
+
+_MODEL_FILES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".jit")
+
+
+def model_file_relative_to(model: str, base_dir: Path) -> str:
+    """A study's MODEL string with the file it names resolved against the study file's folder ``base_dir``, as
+    every other path of a study is: ``python:nets.py:build`` → ``python:/study/dir/nets.py:build``, and a
+    relative TorchScript/ONNX file (``model.pt``, ``onnx:model.onnx``) found there. A module name
+    (``python:mypkg.nets:build``) is imported as Python imports it (``sys.path``); absolute paths stay as they are.
+    """
+    prefix, sep, rest = model.partition(":")
+    if sep and prefix == "python":
+        module, colon, factory = rest.rpartition(":")
+        if colon and module.endswith(".py") and not Path(module).is_absolute():
+            return f"python:{base_dir / module}:{factory}"
+        return model
+    if sep and prefix in ("onnx", "torchscript"):
+        path = rest
+    elif not sep and model.lower().endswith(_MODEL_FILES):
+        prefix, path = "", model
+    else:
+        return model
+    if Path(path).is_absolute() or not (base_dir / path).exists():
+        return model  # not there: the model's own error names it
+    return f"{prefix}:{base_dir / path}" if prefix else str(base_dir / path)
+
+
+def expand_paper_experts(value: object) -> object:
+    """``experts: paper`` -> the closest-to-paper battery that can run here
+    (:func:`qrprobe.experts.paper_set.paper_experts`); the experts left out, and why, go into ``notes``."""
+    if not (isinstance(value, dict) and isinstance(value.get("experts"), str)
+            and value["experts"].strip().lower() == "paper"):
+        return value
+    from ..experts.paper_set import paper_experts
+
+    selection = paper_experts()
+    experts = [{"name": name, **({"options": options} if options else {})} for name, options in selection.experts]
+    note = selection.note()
+    notes = value.get("notes")
+    if notes is None:
+        notes = []
+    if note is not None and isinstance(notes, list):  # (a malformed `notes` is left for the schema to report)
+        notes = [*notes, note]
+    return {**value, "experts": experts, **({"notes": notes} if notes else {})}
 
 
 def _upgrade_explain(value: object, locations: dict) -> tuple[object, dict]:

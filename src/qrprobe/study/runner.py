@@ -78,14 +78,20 @@ def default_output(config_path: Path | None, study: StudyConfig) -> Path:
     return base / f"{slug(study.name)}-out"
 
 
+def expand_force(force: Collection[str]) -> tuple[str, ...]:
+    """The stages ``force`` names (``"all"``: every stage), checked."""
+    unknown = [s for s in force if s not in (*STAGES, "all")]
+    if unknown:
+        raise QRProbeInputError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}, or all")
+    return STAGES if "all" in force else tuple(dict.fromkeys(force))
+
+
 def study_context(study: StudyConfig, out: Path, outcome: StudyOutcome, images: ImageSet, *,
                   force: Sequence[str] = (), progress: bool = True, echo: Callable[[str], None] | None = None,
                   reuse_only: Collection[str] = (), check_only: bool = False) -> StageContext:
     """The :class:`StageContext` of a run, a study job (``reuse_only``: the stages made by other jobs) or a
     check of what is done (``check_only``)."""
-    unknown = [s for s in force if s not in STAGES]
-    if unknown:
-        raise QRProbeInputError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+    force = expand_force(force)
     echo = echo or _print_line
     return StageContext(study, out, _Log(outcome, echo, progress), frozenset(force), progress, echo, images.key,
                         frozenset(reuse_only), check_only)

@@ -63,7 +63,8 @@ class _Checker:
         for key, item in value.items():
             name = aliases.get(key, key)
             if name not in fields and name not in flat:
-                self.fail((*path, key), f"unknown key {key!r}; valid keys: {', '.join(sorted({*fields, *flat}))}")
+                self.fail((*path, key), f"unknown key {key!r}{_hint(key, path, fields, hints, flat)}; valid keys: "
+                                        f"{', '.join(sorted({*fields, *flat}))}")
                 continue
             if name in kwargs:
                 self.fail((*path, key), f"{key!r} is a deprecated name of {name!r}, which is also given")
@@ -164,6 +165,22 @@ def _flat_fields(fields, hints: dict) -> dict[str, tuple[str, dataclasses.Field,
             out.update({g.name: (f.name, g, inner_hints[g.name]) for g in dataclasses.fields(inner)
                         if g.init and g.metadata.get("study", True)})
     return out
+
+
+def _hint(key: str, path: tuple, fields: dict, hints: dict, flat: dict) -> str:
+    """For an unknown ``key``: where it belongs when a nested section has it (``protocol.solver`` →
+    ``protocol.probe.solver``), else the closest valid key, as ``"; did you mean …?"`` (or ``""``)."""
+    for name, f in fields.items():
+        inner = hints.get(name)
+        if dataclasses.is_dataclass(inner) and not f.metadata.get("flat"):
+            inner_fields = {g.name for g in dataclasses.fields(inner) if g.init and g.metadata.get("study", True)}
+            if str(key) in inner_fields:
+                where = _dotted((*path, name, key))
+                return f"; did you mean {where}? ({key!r} belongs in the {name!r} section: {name}: {{{key}: …}})"
+    import difflib
+
+    close = difflib.get_close_matches(str(key), sorted({*fields, *flat}), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _type_name(hint) -> str:

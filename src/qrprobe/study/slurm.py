@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -23,9 +24,11 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..errors import QRProbeInputError, require
+from ..progress import console_output
 from .cache import slug
 from .config import StudyConfig
 from .items import StageItem, finished_items, run_item, study_items
+from .runner import expand_force
 
 CLUSTERS = ("slurm", "local")
 
@@ -60,6 +63,25 @@ def job_parameters(study: StudyConfig, item: StageItem, after: Collection[str] =
     return params
 
 
+def check_cluster(cluster: str) -> None:
+    """Raise :class:`QRProbeInputError` when ``cluster`` is ``"slurm"`` and this host has no Slurm commands
+    (``sbatch`` submits the jobs, submitit looks for ``srun``): one line, before any folder is created."""
+    if cluster != "slurm":
+        return
+    missing = [name for name in ("sbatch", "srun") if shutil.which(name) is None]
+    if missing:
+        raise QRProbeInputError(f"--executor slurm: this host has no Slurm ({' and '.join(missing)} not on PATH); "
+                                "run on a Slurm login node, or add --cluster local to run each job as a process "
+                                "here (to try a study's jobs), or use --executor local")
+
+
+def run_job(study: StudyConfig, output: str, item: StageItem, *, force: tuple[str, ...] = ()) -> list[dict]:
+    """One Slurm job: :func:`~.items.run_item` with its warnings on the job's stderr (its log), as the CLI
+    prints them, rather than on the library's silent logger."""
+    with console_output():
+        return run_item(study, output, item, force=force)
+
+
 def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slurm", folder: str | Path | None = None,
                  force: Collection[str] = (), wait: bool = True, poll_s: float | None = None,
                  echo: Callable[[str], None] | None = None) -> Submission:
@@ -78,11 +100,13 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
     submitit = require("submitit", "slurm", "the Slurm executor")
     if cluster not in CLUSTERS:
         raise QRProbeInputError(f"cluster: expected one of {', '.join(CLUSTERS)}, got {cluster!r}")
+    check_cluster(cluster)
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
     out = Path(output).resolve()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.resolved.json", json.dumps(study.to_dict(), indent=2, default=str))
     graph = study_items(study)
+    force = expand_force(force)
     finished = finished_items(study, out, force)
     result = Submission(finished_before=[item for item, _ in graph if item in finished])
     pending = {item: [d for d in deps if d not in finished] for item, deps in graph if item not in finished}
@@ -101,7 +125,7 @@ def submit_study(study: StudyConfig, output: str | Path, *, cluster: str = "slur
             elif all(d in jobs for d in deps) if scheduler_side else all(d in result.completed for d in deps):
                 executor.update_parameters(**job_parameters(
                     study, item, [jobs[d].job_id for d in deps] if scheduler_side else ()))
-                jobs[item] = running[item] = executor.submit(run_item, study, str(out), item, force=tuple(force))
+                jobs[item] = running[item] = executor.submit(run_job, study, str(out), item, force=tuple(force))
                 result.jobs[item] = str(jobs[item].job_id)
                 echo(f"[{cluster}] submitted {item.label} as job {jobs[item].job_id}")
                 del pending[item]

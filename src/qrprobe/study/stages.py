@@ -228,10 +228,25 @@ def label_stage(ctx: StageContext, images: ImageSet, stores: dict[str, FeatureSt
     paths = expert_paths(ctx, images)
     banks = _study_names([ConceptBank.load(paths[e.name]) for e in ctx.study.experts])
     if images.key == ctx.images_key:  # the study's own images: add the banks it names
-        banks += [ConceptBank.load(path) for path in ctx.study.concepts]
+        banks += [study_concepts(path, images) for path in ctx.study.concepts]
         for path in ctx.study.concepts:
             ctx.log("label", Path(path).name, True, 0.0, Path(path))
     return _concat_by_id(banks, ctx)
+
+
+def study_concepts(path: str, images: ImageSet) -> ConceptBank:
+    """A bank of the study's ``concepts:`` list: a concept-bank folder (``qrprobe label``), or a table
+    (CSV/TSV/Parquet, columns ``image_id, concept[, group]``) whose ids are those of the study's images (rows
+    of images the table does not name have no concept)."""
+    if Path(path).is_dir():
+        return ConceptBank.load(path)
+    import numpy as np
+
+    from ..engine.inputs import load_concepts
+
+    source: Any = images.source
+    ids = np.asarray(list(source.image_ids), dtype=object)
+    return load_concepts(path, image_ids=ids)
 
 
 def _study_names(banks: list[ConceptBank]) -> list[ConceptBank]:
@@ -295,7 +310,7 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
         from ..engine.evaluate import print_warnings
 
         result = Result.load(path)
-        print_warnings(result)  # the same warnings as when it was computed
+        print_warnings(result, ctx.progress)  # the same warnings as when it was computed
         ctx.log("evaluate", model.name, True, time.perf_counter() - t, path)
         return path, result
     ctx.may_compute("evaluate", ctx.images_key, model.name, path)

@@ -23,7 +23,7 @@ from ..errors import QRProbeInputError
 from ..progress import scope
 from ..results import Result
 from . import runs, specs
-from .analysis_io import AnalysisInputs, AnalysisOutput, required_input
+from .analysis_io import AnalysisInputs, AnalysisOutput, model_name, required_input
 
 Run = Callable[[AnalysisInputs, Any, ProtocolConfig, bool], AnalysisOutput]
 
@@ -130,13 +130,15 @@ def run_analysis(kind: str | AnalysisKind, inputs: AnalysisInputs, spec: Any = N
         return entry.run(inputs, spec, protocol or ProtocolConfig(), progress)
 
 
-def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: Any = None, results: Any = None,
-            target_features: Any = None, target_concepts: Any = None, name: str = "",
+def analyze(kind: str, data: Any = None, /, *, features: Any = None, concepts: Any = None, result: Any = None,
+            results: Any = None, target_features: Any = None, target_concepts: Any = None, name: str = "",
             config: ProtocolConfig | None = None, progress: bool = False, **params: Any) -> AnalysisOutput:
     """Run one analysis from Python, with paths or objects alike.
 
     ``features`` / ``target_features``: an array, a FeatureStore or a path; ``concepts`` / ``target_concepts``:
-    a ConceptBank or a path; ``result``: a Result or a result directory; ``results``: a list of those.
+    a ConceptBank or a path; ``result``: a Result or a result directory; ``results``: a list of those (named
+    by their ``name``, else their features' model, else their directory). ``data``, the one positional input,
+    is the analysis' first input: ``analyze("compare", [r1, r2])``, ``analyze("explain", result)``.
     ``params``: the analysis' options (``qrprobe <kind> --help``) and, where the protocol applies, protocol
     parameters (``k=50, clusterings=3``) — or a whole ``config``.
 
@@ -150,6 +152,14 @@ def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: An
     from ..engine.inputs import Features, load_concepts, load_features
 
     entry = analysis_kind(kind)
+    if data is not None:
+        first = entry.needs[0] if entry.needs else ""
+        given = {"features": features, "concepts": concepts, "result": result, "results": results}
+        if first not in given:
+            raise TypeError(f"analyze({kind!r}, …): pass its inputs by name ({', '.join(entry.needs)})")
+        if given[first] is not None:
+            raise TypeError(f"analyze({kind!r}, …): {first} given twice (positionally and as {first}=)")
+        features, concepts, result, results = ({**given, first: data}[k] for k in given)
     spec_names = {f.name for f in dataclasses.fields(entry.spec)}
     spec = entry.spec(**{k: v for k, v in params.items() if k in spec_names})
     protocol = protocol_config(config, {k: v for k, v in params.items() if k not in spec_names})
@@ -172,7 +182,7 @@ def analyze(kind: str, *, features: Any = None, concepts: Any = None, result: An
     inputs.result = result_of(result)
     if results is not None:
         inputs.results = [required_input(result_of(r), "every entry of results to be a result") for r in results]
-        inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (r.name or f"result {i}")
+        inputs.result_keys = [Path(r).name if not isinstance(r, Result) else (model_name(r) or f"result {i + 1}")
                               for i, r in enumerate(results)]
     inputs.target_features = feats_of(target_features)
     inputs.target_concepts = bank_of(target_concepts, inputs.target_features)

@@ -45,6 +45,16 @@ class AnalysisInputs:
     name: str = ""
 
 
+def model_name(result: Result) -> str:
+    """A result's name, else its features' model, else the stem of its features file ('' if none)."""
+    features = result.inputs.get("features", {}) if isinstance(result.inputs, dict) else {}
+    if result.name:
+        return str(result.name)
+    if features.get("model"):
+        return str(features["model"])
+    return Path(features["path"]).stem if features.get("path") else ""
+
+
 _T = TypeVar("_T")
 
 

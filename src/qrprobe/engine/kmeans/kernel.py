@@ -7,24 +7,24 @@ keeps, per row and centroid group, the two smallest values, at the speed of torc
 
 It is used when the CPU has AVX-512 BF16 (checked at run time) and a C compiler (``cc``, or ``$CC``) can build
 it; the shared library is cached under ``$QRPROBE_CACHE`` (default ``~/.cache/qrprobe``)/kernels, named by a
-hash of the source. Anything else — no compiler, another CPU, ``QRPROBE_KMEANS_KERNEL=0`` — gives ``None``
-and K-means takes the pure-torch path, which computes the same assignments.
+hash of the source, and verified before it is loaded (``qrprobe._native``: a damaged, foreign or
+other-version file is rebuilt, or the torch path is used with one warning). Anything else — no compiler, another
+CPU, ``QRPROBE_KMEANS_KERNEL=0`` — gives ``None`` and K-means takes the pure-torch path, which computes the same
+assignments.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from ... import _native
 
 KERNELS = Path(__file__).with_name("_kernels")
 SOURCES = (KERNELS / "kmeans_bf16.c", KERNELS / "kmeans_assign.c")
@@ -32,42 +32,31 @@ HEADERS = (KERNELS / "kmeans_bf16.h",)
 GROUP_WIDTHS = (16, 32, 48, 64)  # centroids per group the kernel handles
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 _ABI = 7
+FLAGS = ("-O3", "-fno-strict-aliasing", "-ffp-contract=off")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("QRPROBE_CACHE", Path.home() / ".cache" / "qrprobe")) / "kernels"
+    """Where the compiled kernel is cached (``$QRPROBE_CACHE/kernels``; :func:`qrprobe._native.cache_dir`)."""
+    return _native.cache_dir()
 
 
-def _compile(target: Path) -> None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        raise OSError("no C compiler found")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        subprocess.run([compiler, "-O3", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-contract=off",
-                        "-I", str(KERNELS), "-o", str(out), *map(str, SOURCES)],
-                       check=True, capture_output=True, timeout=300)
-        os.replace(out, target)  # atomic: a concurrent process sees the whole library or none
+def library_path() -> Path:
+    """The cached shared library of the current sources (it may not exist yet)."""
+    return _native.library_path("kmeans_bf16", SOURCES, HEADERS, abi_version=_ABI, flags=FLAGS)
 
 
 @functools.lru_cache(maxsize=1)
 def _load() -> tuple[BF16Kernel | None, str]:
-    """(the kernel, "") or (None, why it cannot run here)."""
+    """(the kernel, "") or (None, why it cannot run here). Building, verifying the cached file and falling back
+    with one warning are :func:`qrprobe._native.load_library`'s."""
     if os.environ.get("QRPROBE_KMEANS_KERNEL", "1") in ("0", "off", "false", "no"):
         return None, "switched off by QRPROBE_KMEANS_KERNEL"
     if os.uname().machine not in ("x86_64", "AMD64"):
         return None, f"an x86-64 CPU is needed, this is {os.uname().machine}"
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS))).hexdigest()[:16]
-    target = cache_dir() / f"kmeans_bf16-{digest}.so"
-    try:
-        if not target.exists():
-            _compile(target)
-        lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"it could not be built or loaded ({exc})"
-    if lib.qr_abi_version() != _ABI:
-        return None, f"the cached library {target} is of another version"
+    lib, why = _native.load_library("kmeans_bf16", SOURCES, HEADERS, abi_symbol="qr_abi_version",
+                                    abi_version=_ABI, flags=FLAGS)
+    if lib is None:
+        return None, f"it could not be built or loaded: {why}"
     if not lib.qr_cpu_supported():
         return None, "the CPU has no AVX-512 BF16"
     return BF16Kernel(lib), ""

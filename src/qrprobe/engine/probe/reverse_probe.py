@@ -21,6 +21,7 @@ so the kept probe is never worse on validation than knowing nothing about the co
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,13 @@ from .sgd import (
 )
 
 PRIOR_PSEUDOCOUNT = 0.5
+# the compiled kernel's default worker threads at most (a step is bound by cache bandwidth and split into
+# ⌈K / 64⌉ tiles; measured on 2 cores only)
+KERNEL_MAX_THREADS = 8
+# the kernel updates every row at every step; when a batch touches fewer of the concepts than this, torch's lazy
+# steps (only the touched rows) are faster (measured, 20,480 rows, K = 1,000, one thread, CPU s per epoch:
+# touched 1.3%: kernel 0.94 vs lazy torch 0.45; 12%: 0.17 vs 0.45; 47% (dense torch steps): 0.11 vs 0.20)
+KERNEL_MIN_TOUCHED = 0.05
 
 
 class ConceptRows:
@@ -123,8 +131,23 @@ def fit_many(probes: Sequence[ReverseProbe], data: Sequence[tuple], workers: int
         return [p.fit(*d) for p, d in zip(probes, data, strict=True)]
     from concurrent.futures import ThreadPoolExecutor
 
-    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda pd: pd[0].fit(*pd[1]), zip(probes, data, strict=True)))
+    saved = [p.kernel_threads for p in probes]
+    try:
+        for p in probes:  # several probes at once: one compiled-kernel thread each, as one torch thread each
+            p.kernel_threads = p.kernel_threads or 1
+        with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda pd: pd[0].fit(*pd[1]), zip(probes, data, strict=True)))
+    finally:
+        for p, value in zip(probes, saved, strict=True):
+            p.kernel_threads = value
+
+
+def available_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class ReverseProbe:
@@ -137,9 +160,11 @@ class ReverseProbe:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` …
     progress : show a progress bar over epochs (rate, ETA, validation loss).
     eval_rows : rows per block when evaluating or predicting.
-    threads : torch intra-op threads while training on the CPU (default 1: a probe on one thread does
-        not stall when another process takes a core; :func:`fit_many` fits several probes at once to use more
-        cores; None: torch's setting).
+    threads : torch intra-op threads while training on the CPU with torch (default 1: a probe on one thread
+        does not stall when another process takes a core; :func:`fit_many` fits several probes at once to use
+        more cores; None: torch's setting). The compiled kernel (:mod:`.kernel`, used on the CPU where it
+        can run) takes one worker thread per CPU this process may use (at most 8): its threads share the work tile by
+        tile, so one that another process delays does not hold the others back.
 
     Attributes (after ``fit``)
     --------------------------
@@ -163,6 +188,10 @@ class ReverseProbe:
         # and where batches are cut ("host": scipy per step, "device": per epoch on the device; None: by device)
         self.lazy_fraction = LAZY_FRACTION
         self.batching: str | None = None
+        # the compiled kernel (CPU, dense steps): None where available, True required, False never (torch); its
+        # worker threads (None: the CPUs this process may run on; fit_many gives each probe one)
+        self.kernel: bool | None = None
+        self.kernel_threads: int | None = None
         self.prior_candidate = True  # False: the selection before the prior was a candidate (experiments)
 
     # ------------------------------------------------------------------------------------------- fitting
@@ -196,8 +225,8 @@ class ReverseProbe:
                 weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
                 self.best_epoch_ = None
             else:
-                val = (ConceptRows(val_concepts, dev), torch.from_numpy(val_labels).to(dev)) \
-                    if has_val and val_concepts is not None and val_labels is not None else None
+                val = (val_concepts, val_labels) if has_val and val_concepts is not None and val_labels is not None \
+                    else None
                 weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
                 self.weight_decay_ = self.config.weight_decay
         if weight is None or bias is None:  # the prior was kept (both None)
@@ -208,24 +237,18 @@ class ReverseProbe:
         self._set_weights(weight, bias, dev)
         return self
 
-    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val, k: int, prior: dict, dev: torch.device):
+    def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray] | None,
+                 k: int, prior: dict, dev: torch.device):
         """The paper's SGD; returns the kept epoch's weight (M, K), bias (K,) and number (None, None, 0: the
-        prior)."""
+        prior). The epochs run in the compiled kernel (:mod:`.kernel`) where it can, else in torch."""
         from ...progress import bar as progress_bar
 
         cfg = self.config
         table_x = with_bias_column(concepts)
         n, m1 = table_x.shape
-        if (self.batching or ("device" if dev.type == "cuda" else "host")) == "device":
-            batches: DeviceBatches | HostBatches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
-        else:
-            batches = HostBatches(table_x, labels, cfg.batch_size, self.lazy_fraction)
-        table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=getattr(batches, "lazy", False))
-        minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
-        arange = torch.arange(cfg.batch_size, device=dev)
-        true_proba = torch.empty(n, device=dev)
+        runner = self._epoch_runner(table_x, labels, val, k, dev)
+        true_proba = runner.true_proba
         gen = torch.Generator().manual_seed(int(self.seed))
-        n_steps = math.ceil(n / cfg.batch_size)
         by_val = val is not None and cfg.select == "val_loss"
         self.history_ = [prior]
         best: tuple[float, torch.Tensor | None, torch.Tensor | None, int] = \
@@ -234,29 +257,48 @@ class ReverseProbe:
             for epoch in range(1, cfg.epochs + 1):
                 started = time.perf_counter()
                 lr = lr_of_epoch(cfg.lr, cfg.milestones, cfg.lr_decay, epoch)
-                table.start_epoch(lr, n_steps)
-                perm = torch.randperm(n, generator=gen).numpy()
-                start = 0
-                for batch in batches.epoch(perm):
-                    train_step(table, batch, minus_ones, arange, true_proba[start:start + batch.size])
-                    start += batch.size
-                table.finish_epoch()
+                runner.epoch(torch.randperm(n, generator=gen).numpy(), lr)
                 record = {"epoch": epoch, "lr": lr, "train_loss": mean_loss_from_proba(true_proba)}
                 if not np.isfinite(record["train_loss"]):
                     raise FloatingPointError(f"the probe diverged at epoch {epoch} (loss {record['train_loss']}); "
                                              "try a smaller learning rate")
-                weight, bias = table.weight[:-1], table.weight[-1]
+                weight, bias = runner.weights()
                 if val is not None:
-                    record["val_loss"] = self._mean_loss(val[0], val[1], weight, bias)
+                    record["val_loss"] = runner.val_loss(weight, bias)
                     bar.set_postfix_str(f"val_loss={record['val_loss']:.3f}")
                 record["seconds"] = time.perf_counter() - started
                 self.history_.append(record)
                 score = record["val_loss"] if by_val else -epoch
                 if score < best[0]:
-                    best = (score, weight.clone(), bias.clone(), epoch)
+                    best = (score, runner.snapshot(weight), runner.snapshot(bias), epoch)
                 bar.update()
         _, w, b, best_epoch = best
         return w, b, best_epoch
+
+    def _epoch_runner(self, table_x: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray] | None,
+                      k: int, dev: torch.device) -> _TorchEpochs | _KernelEpochs:
+        """Where the epochs run: the compiled kernel on the CPU when it is available and a batch is expected to
+        touch at least ``KERNEL_MIN_TOUCHED`` of the concepts (or when asked for with ``self.kernel = True``),
+        else torch."""
+        cfg = self.config
+        batching = self.batching or ("device" if dev.type == "cuda" else "host")
+        if dev.type == "cpu" and batching == "host" and self.kernel is not False:
+            from . import kernel
+
+            touched = HostBatches.expected_touched(table_x, cfg.batch_size)
+            few = touched < KERNEL_MIN_TOUCHED
+            if kernel.available() and not few:
+                threads = self.kernel_threads or min(available_cpus(), KERNEL_MAX_THREADS)
+                return _KernelEpochs(kernel.KernelSGD(table_x, labels, k, cfg.batch_size, cfg.momentum,
+                                                      cfg.weight_decay, threads), val)
+            if self.kernel:
+                why = (f"a batch touches {touched:.1%} of the concepts, under {KERNEL_MIN_TOUCHED:.0%}: the lazy torch "
+                       "steps are faster") if few else kernel.unavailable()
+                raise RuntimeError(f"the compiled probe was asked for but cannot run: {why}")
+        elif self.kernel:
+            raise RuntimeError(f"the compiled probe was asked for but cannot run: it needs the CPU and host batching "
+                               f"(device {dev.type}, batching {batching})")
+        return _TorchEpochs(self, table_x, labels, val, k, dev, batching)
 
     def _set_weights(self, weight: torch.Tensor, bias: torch.Tensor, dev: torch.device) -> None:
         self._weight, self._bias, self._device = weight.contiguous(), bias.contiguous(), dev
@@ -312,6 +354,73 @@ class ReverseProbe:
         return probe
 
 
+class _TorchEpochs:
+    """The epochs in torch (:mod:`.sgd`): batches cut per step on the host (scipy) or per epoch on the device."""
+
+    def __init__(self, probe: ReverseProbe, table_x: sp.csr_matrix, labels: np.ndarray,
+                 val: tuple[sp.csr_matrix, np.ndarray] | None, k: int, dev: torch.device, batching: str) -> None:
+        cfg = probe.config
+        n, m1 = table_x.shape
+        self.probe, self.batch_size = probe, cfg.batch_size
+        if batching == "device":
+            self.batches: DeviceBatches | HostBatches = DeviceBatches(table_x, labels, cfg.batch_size, dev)
+        else:
+            self.batches = HostBatches(table_x, labels, cfg.batch_size, probe.lazy_fraction)
+        lazy = getattr(self.batches, "lazy", False)
+        self.table = MomentumTable(m1, k, cfg.momentum, cfg.weight_decay, dev, lazy=lazy)
+        self.minus_ones = torch.full((cfg.batch_size,), -1.0, device=dev)
+        self.arange = torch.arange(cfg.batch_size, device=dev)
+        self.true_proba = torch.empty(n, device=dev)
+        self.n_steps = math.ceil(n / cfg.batch_size)
+        self.val = (ConceptRows(val[0], dev), torch.from_numpy(val[1]).to(dev)) if val is not None else None
+
+    def epoch(self, perm: np.ndarray, lr: float) -> None:
+        self.table.start_epoch(lr, self.n_steps)
+        start = 0
+        for batch in self.batches.epoch(perm):
+            train_step(self.table, batch, self.minus_ones, self.arange, self.true_proba[start:start + batch.size])
+            start += batch.size
+        self.table.finish_epoch()
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.table.weight[:-1], self.table.weight[-1]
+
+    def val_loss(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        assert self.val is not None
+        return self.probe._mean_loss(self.val[0], self.val[1], weight, bias)
+
+    @staticmethod
+    def snapshot(t: torch.Tensor) -> torch.Tensor:
+        return t.clone()  # a view of the table, which the next epoch changes
+
+
+class _KernelEpochs:
+    """The epochs in the compiled kernel (:mod:`.kernel`, CPU)."""
+
+    def __init__(self, sgd, val: tuple[sp.csr_matrix, np.ndarray] | None) -> None:
+        from .kernel import KernelRows
+
+        self.sgd = sgd
+        self._proba = np.empty(sgd.rows.n, dtype=np.float32)
+        self.true_proba = torch.from_numpy(self._proba)
+        self.val = KernelRows(with_bias_column(val[0]), val[1]) if val is not None else None
+
+    def epoch(self, perm: np.ndarray, lr: float) -> None:
+        self.sgd.epoch(perm, lr, self._proba)
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self.sgd.weight_tensor()
+        return table[:-1], table[-1]
+
+    def val_loss(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        assert self.val is not None
+        return self.sgd.mean_loss(self.val)
+
+    @staticmethod
+    def snapshot(t: torch.Tensor) -> torch.Tensor:
+        return t  # a fresh copy each epoch
+
+
 def _check_rows(concepts: sp.csr_matrix, labels: np.ndarray, k: int, what: str) -> None:
     if concepts.shape[0] != len(labels):
         raise QRProbeInputError(f"{len(labels)} {what} labels for {concepts.shape[0]} concept rows")
@@ -321,4 +430,4 @@ def _check_rows(concepts: sp.csr_matrix, labels: np.ndarray, k: int, what: str) 
         raise QRProbeInputError(f"{what} labels must lie in 0 … {k - 1}, got {labels.min()} … {labels.max()}")
 
 
-__all__ = ["ConceptRows", "ReverseProbe", "class_prior", "fit_many", "intra_op_threads"]
+__all__ = ["ConceptRows", "ReverseProbe", "available_cpus", "class_prior", "fit_many", "intra_op_threads"]

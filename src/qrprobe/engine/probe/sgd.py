@@ -104,10 +104,20 @@ class HostBatches:
         self.labels = torch.from_numpy(labels)
         self.batch_size = batch_size
         self.n_table = matrix.shape[1]
-        freq = np.bincount(matrix.indices, minlength=self.n_table) / max(matrix.shape[0], 1)
-        expected = float(np.sum(1.0 - (1.0 - freq) ** min(batch_size, matrix.shape[0])))
-        self.lazy = expected <= lazy_fraction * self.n_table
+        self.lazy = self.expected_lazy(matrix, batch_size, lazy_fraction)
         self._local = np.zeros(self.n_table, dtype=np.int32)
+
+    @staticmethod
+    def expected_touched(matrix: sp.csr_matrix, batch_size: int) -> float:
+        """The expected share of the table's rows that a batch touches (``Σ_r 1 − (1 − f_r)^B / rows``)."""
+        n_table = matrix.shape[1]
+        freq = np.bincount(matrix.indices, minlength=n_table) / max(matrix.shape[0], 1)
+        return float(np.sum(1.0 - (1.0 - freq) ** min(batch_size, matrix.shape[0]))) / n_table
+
+    @staticmethod
+    def expected_lazy(matrix: sp.csr_matrix, batch_size: int, lazy_fraction: float) -> bool:
+        """Whether a batch is expected to touch at most ``lazy_fraction`` of the table's rows."""
+        return HostBatches.expected_touched(matrix, batch_size) <= lazy_fraction
 
     def epoch(self, perm: np.ndarray) -> Iterator[Batch]:
         for start in range(0, len(perm), self.batch_size):

@@ -71,9 +71,10 @@ def poisson_weights(keys: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def _entropy_nats(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """Entropy of each column of ``counts`` (k, b) with column sums ``totals`` (b,), in nats."""
-    p = counts / totals
+    """Entropy of each column of ``counts`` (k, b) with column sums ``totals`` (b,), in nats; NaN for a column
+    of total 0 (a replicate that drew no image)."""
     with np.errstate(divide="ignore", invalid="ignore"):
+        p = counts / totals
         terms = np.where(counts > 0, p * np.log(np.where(counts > 0, p, 1.0)), 0.0)
     return -terms.sum(axis=0)
 
@@ -143,10 +144,12 @@ def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float
     out = _nmi_family(t, w, details.expected_mi_nats)
     total = w.sum(axis=0)
     correct = (details.y_true == details.y_pred).astype(np.float64)
-    out["top1"] = 100.0 * (correct @ w) / total
-    out["cross_entropy_bits"] = (details.ce_bits @ w) / total
-    out["mi_bits"] = out["cluster_entropy_bits"] - out["cross_entropy_bits"]
+    # a replicate that drew no test image (total 0, likely on a tiny split) is NaN in every metric, quietly: the
+    # intervals leave such replicates out (uncertainty._finite_replicates)
     with np.errstate(divide="ignore", invalid="ignore"):
+        out["top1"] = 100.0 * (correct @ w) / total
+        out["cross_entropy_bits"] = (details.ce_bits @ w) / total
+        out["mi_bits"] = out["cluster_entropy_bits"] - out["cross_entropy_bits"]
         out["mi_ratio"] = np.where(out["cluster_entropy_bits"] > 0,
                                    100.0 * out["mi_bits"] / out["cluster_entropy_bits"], np.nan)
     out["map"] = map_value + 100.0 * (details.map_influence @ (w - 1.0))

@@ -1,0 +1,480 @@
+/* The reverse probe's SGD epoch and validation loss, in C (loaded by ../kernel.py with ctypes).
+
+   One call trains one epoch: for every batch of B rows of the permutation, the logits (sum of the rows of W
+   of each row's active concepts, the bias row included), the softmax, the gradient (softmax − one-hot) / B,
+   and torch.optim.SGD's step (momentum μ, dampening 0, coupled weight decay λ) of every row of the table.
+
+   State. W and U = μV + λW (V: the momentum buffer), both (M + 1) × K float32, stored in tiles of QR_T columns
+   ([tile][row][QR_T], the columns past K zero and kept zero). Keeping U instead of V makes a step one sparse
+   sum and one pass:  v = u + g ;  w ← w − η v ;  u ← μ v + λ w  (the same update as torch.optim.SGD:
+   v = μ v_old + λ w_old + g). A tile of W and of U (≈ 0.6 MB each at M = 2,500) stays in the L2 cache while
+   the step runs over it.
+
+   A step, per tile of columns: (F) the tile's logits of the batch, their maximum and the sum of their
+   exponentials; (B) the probabilities (the row's normalizer from all tiles), minus one at the label, summed
+   per table row over the batch rows holding it (the batch's transposed CSR), and the step of every table row
+   of the tile. Tiles are independent inside a phase: the worker threads take them from a shared counter,
+   and meet at a barrier after each phase; a thread that the system has descheduled only delays the tile it
+   holds. Every value is computed by the same arithmetic whichever thread computes it: the results do not
+   depend on the number of threads.
+
+   Portable C (no intrinsics); on x86-64 with GCC or Clang the hot loops are compiled for AVX-512, AVX2 and
+   the baseline, chosen at load time (target_clones). */
+
+#define _GNU_SOURCE /* syscall() */
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#define QR_ABI 1
+#ifndef QR_T
+#define QR_T 64          /* columns per tile: a multiple of 16 */
+#endif
+#define QR_V (QR_T / 16) /* vectors of 16 floats per tile row */
+#define QR_LANES 16      /* partial sums of a reduction (vectorizable without reassociation) */
+#define QR_VAL_ROWS 512  /* validation rows per block */
+#define QR_SPIN 256      /* barrier: pause iterations (≈ 15 µs) before sleeping */
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define QR_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef QR_HOT
+#define QR_HOT
+#endif
+
+/* 16 floats (GCC/Clang vector extension: one AVX-512 register, two AVX2 or four SSE registers); a tile row is
+   four of them. vfu: the same, at any 4-byte-aligned address. */
+typedef float vf __attribute__((vector_size(64)));
+typedef float vfu __attribute__((vector_size(64), aligned(4)));
+
+/* acc[0 .. QR_V) = Σ_q rows[index(q)] (a tile row of QR_T floats each): two interleaved sums (addition
+   latency), added at the end. */
+#define QR_GATHER(acc, count, ROW)                                                \
+    do {                                                                          \
+        vf s_[QR_V], t_[QR_V];                                                    \
+        for (int c_ = 0; c_ < QR_V; c_++) s_[c_] = t_[c_] = (vf){0};              \
+        int64_t q_ = 0, n_ = (count);                                             \
+        for (; q_ + 1 < n_; q_ += 2) {                                            \
+            const vfu *a_ = (const vfu *)(ROW(q_)), *b_ = (const vfu *)(ROW(q_ + 1)); \
+            for (int c_ = 0; c_ < QR_V; c_++) { s_[c_] += a_[c_]; t_[c_] += b_[c_]; } \
+        }                                                                         \
+        if (q_ < n_) {                                                            \
+            const vfu *a_ = (const vfu *)(ROW(q_));                               \
+            for (int c_ = 0; c_ < QR_V; c_++) s_[c_] += a_[c_];                   \
+        }                                                                         \
+        for (int c_ = 0; c_ < QR_V; c_++) (acc)[c_] = s_[c_] + t_[c_];            \
+    } while (0)
+
+int qr_probe_abi_version(void) { return QR_ABI; }
+int qr_probe_tile_width(void) { return QR_T; }
+
+/* exp(x) for x ≤ 0 with a relative error below 2e-7; 0 for x < −87 (and −inf). Branch-free: vectorizes. */
+static inline float qr_exp(float x) {
+    const float magic = 12582912.0f; /* 1.5 · 2^23: adding it rounds to an integer */
+    float xc = x < -87.0f ? -87.0f : x;
+    float n = (xc * 1.44269504088896341f + magic) - magic;
+    float r = xc - n * 0.693145751953125f;   /* ln 2, high part (exact product) */
+    r = r - n * 1.428606765330187045e-06f;    /* ln 2, low part */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { int32_t i; float f; } two_n;
+    two_n.i = ((int32_t)n + 127) << 23;
+    float out = p * two_n.f;
+    return x < -87.0f ? 0.0f : out;
+}
+
+/* ------------------------------------------------------------------------------------------- threads */
+typedef struct {
+    int n_threads;
+    atomic_int next;      /* the next work item of the current phase */
+    atomic_int arrived;   /* threads at the barrier */
+    atomic_int gen;       /* barrier generation */
+    atomic_int sleepers;  /* threads asleep (or about to sleep) on gen */
+    atomic_int go;        /* start gate: workers wait until n_threads is final */
+} Team;
+
+static void qr_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void qr_wait(atomic_int *addr, int value) {
+#ifdef __linux__
+    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+#else
+    (void)addr; (void)value;
+    sched_yield();
+#endif
+}
+
+static void qr_wake_all(atomic_int *addr) {
+#ifdef __linux__
+    syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)addr;
+#endif
+}
+
+/* All threads meet; the last to arrive runs serial(arg) first, then resets the work counter and releases the
+   others. Waiting threads spin briefly, then sleep (a busy core is not taken from the thread still working). */
+static void barrier(Team *team, void (*serial)(void *), void *arg) {
+    int gen = atomic_load(&team->gen);
+    if (atomic_fetch_add(&team->arrived, 1) == team->n_threads - 1) {
+        if (serial) serial(arg);
+        atomic_store(&team->arrived, 0);
+        atomic_store(&team->next, 0);
+        atomic_fetch_add(&team->gen, 1);
+        if (atomic_load(&team->sleepers) > 0) qr_wake_all(&team->gen);
+        return;
+    }
+    for (int i = 0; i < QR_SPIN; i++) {
+        if (atomic_load_explicit(&team->gen, memory_order_acquire) != gen) return;
+        qr_pause();
+    }
+    atomic_fetch_add(&team->sleepers, 1);
+    while (atomic_load(&team->gen) == gen) qr_wait(&team->gen, gen);
+    atomic_fetch_sub(&team->sleepers, 1);
+}
+
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+    Team *team;
+} Start;
+
+static void *thread_main(void *p) {
+    Start *s = (Start *)p;
+    while (!atomic_load(&s->team->go)) qr_wait(&s->team->go, 0);
+    s->fn(s->arg);
+    return NULL;
+}
+
+/* fn(arg) on up to n_threads threads (this one included); team->n_threads is set to the number started. */
+static void run_team(Team *team, int n_threads, void (*fn)(void *), void *arg) {
+    pthread_t ids[64];
+    Start start = {fn, arg, team};
+    int started = 0;
+    if (n_threads > 64) n_threads = 64;
+    atomic_store(&team->go, 0);
+    for (int t = 1; t < n_threads; t++) {
+        if (pthread_create(&ids[started], NULL, thread_main, &start) != 0) break;
+        started++;
+    }
+    team->n_threads = started + 1;
+    atomic_store(&team->go, 1);
+    qr_wake_all(&team->go);
+    fn(arg);
+    for (int t = 0; t < started; t++) pthread_join(ids[t], NULL);
+}
+
+/* ------------------------------------------------------------------------------------------- the epoch */
+typedef struct {
+    Team team;
+    int64_t m1, k, n_tiles, n, bsz, n_steps;
+    float *w, *u;
+    const int64_t *indptr, *labels, *perm;
+    const int32_t *indices;
+    float lr, momentum, decay;
+    float *proba;
+    float *logit;              /* [tile][bsz][QR_T]: exponentials, then the gradient */
+    float *tmax, *tsum, *scale; /* [tile][bsz] */
+    float *rmax, *rinv;        /* [bsz] */
+    /* three consecutive batches (slot = step mod 3): the batch's rows compacted (bptr, bidx: its CSR; blab: its
+       labels) and transposed (tptr, trow: table row → batch rows) */
+    int32_t *bptr[3], *bidx[3], *tptr[3], *trow[3];
+    int64_t *blab[3];
+    int32_t *tcur;
+} Epoch;
+
+/* (F) one tile: logits of the batch's rows, their exponentials (shifted by the tile's row maximum). */
+QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
+    const int32_t *bptr = e->bptr[slot], *bidx = e->bidx[slot];
+    const float *wt = e->w + j * e->m1 * QR_T;
+    float *out = e->logit + j * e->bsz * QR_T;
+    int64_t width = e->k - j * QR_T < QR_T ? e->k - j * QR_T : QR_T;
+    for (int64_t i = 0; i < b; i++) {
+        const int32_t *idx = bidx + bptr[i];
+        vf sums[QR_V];
+#define QR_FWD_ROW(q) (wt + (int64_t)idx[q] * QR_T)
+        QR_GATHER(sums, bptr[i + 1] - bptr[i], QR_FWD_ROW);
+        float acc[QR_T];
+        memcpy(acc, sums, sizeof acc);
+        for (int c = 0; c < QR_T; c++) acc[c] = c < width ? acc[c] : -INFINITY;
+        float mx[QR_LANES], sm[QR_LANES];
+        for (int l = 0; l < QR_LANES; l++) mx[l] = acc[l];
+        for (int c = QR_LANES; c < QR_T; c += QR_LANES)
+            for (int l = 0; l < QR_LANES; l++) mx[l] = acc[c + l] > mx[l] ? acc[c + l] : mx[l];
+        float m = mx[0];
+        for (int l = 1; l < QR_LANES; l++) m = mx[l] > m ? mx[l] : m;
+        float *o = out + i * QR_T;
+        for (int c = 0; c < QR_T; c++) o[c] = qr_exp(acc[c] - m);
+        for (int l = 0; l < QR_LANES; l++) sm[l] = o[l];
+        for (int c = QR_LANES; c < QR_T; c += QR_LANES)
+            for (int l = 0; l < QR_LANES; l++) sm[l] += o[c + l];
+        float s = 0.0f;
+        for (int l = 0; l < QR_LANES; l++) s += sm[l];
+        e->tmax[j * e->bsz + i] = m;
+        e->tsum[j * e->bsz + i] = s;
+    }
+}
+
+/* The batch of rows perm[first … first + b) into ``slot``: its rows' concepts and labels copied together (the
+   tiles read them many times; the rows are scattered over the whole matrix), and its transposed CSR: for each
+   table row, the batch rows holding it, in increasing order. */
+static void prepare_batch(Epoch *e, int slot, int64_t first, int64_t b) {
+    int32_t *bptr = e->bptr[slot], *bidx = e->bidx[slot], *tptr = e->tptr[slot], *trow = e->trow[slot];
+    int64_t *blab = e->blab[slot];
+    bptr[0] = 0;
+    for (int64_t i = 0; i < b; i++) {
+        int64_t row = e->perm[first + i], lo = e->indptr[row], len = e->indptr[row + 1] - lo;
+        memcpy(bidx + bptr[i], e->indices + lo, (size_t)len * sizeof(int32_t));
+        bptr[i + 1] = bptr[i] + (int32_t)len;
+        blab[i] = e->labels[row];
+    }
+    memset(tptr, 0, (size_t)(e->m1 + 1) * sizeof(int32_t));
+    for (int32_t q = 0; q < bptr[b]; q++) tptr[bidx[q] + 1]++;
+    for (int64_t r = 0; r < e->m1; r++) tptr[r + 1] += tptr[r];
+    memcpy(e->tcur, tptr, (size_t)e->m1 * sizeof(int32_t));
+    for (int64_t i = 0; i < b; i++)
+        for (int32_t q = bptr[i]; q < bptr[i + 1]; q++) trow[e->tcur[bidx[q]]++] = (int32_t)i;
+}
+
+typedef struct {
+    Epoch *e;
+    int64_t b;
+} Serial;
+
+/* Between the phases (one thread): each (tile, row)'s factor exp(tile max − row max) / row sum. */
+QR_HOT static void normalizers(void *p) {
+    Serial *s = (Serial *)p;
+    Epoch *e = s->e;
+    int64_t b = s->b, bsz = e->bsz;
+    for (int64_t i = 0; i < b; i++) e->rmax[i] = e->tmax[i];
+    for (int64_t j = 1; j < e->n_tiles; j++)
+        for (int64_t i = 0; i < b; i++) e->rmax[i] = e->tmax[j * bsz + i] > e->rmax[i] ? e->tmax[j * bsz + i] : e->rmax[i];
+    for (int64_t i = 0; i < b; i++) e->rinv[i] = 0.0f;
+    for (int64_t j = 0; j < e->n_tiles; j++)
+        for (int64_t i = 0; i < b; i++) {
+            float f = qr_exp(e->tmax[j * bsz + i] - e->rmax[i]);
+            e->scale[j * bsz + i] = f;
+            e->rinv[i] += f * e->tsum[j * bsz + i];
+        }
+    for (int64_t i = 0; i < b; i++) e->rinv[i] = 1.0f / e->rinv[i];
+    for (int64_t j = 0; j < e->n_tiles; j++)
+        for (int64_t i = 0; i < b; i++) e->scale[j * bsz + i] *= e->rinv[i];
+}
+
+/* (B) one tile: probabilities − one-hot, summed per table row, and the SGD step of every table row. */
+QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, int64_t b) {
+    const int32_t *tptr = e->tptr[slot], *trow = e->trow[slot];
+    const int64_t *blab = e->blab[slot];
+    float *g = e->logit + j * e->bsz * QR_T;
+    const float *sc = e->scale + j * e->bsz;
+    int64_t c0 = j * QR_T;
+    for (int64_t i = 0; i < b; i++) {
+        float f = sc[i];
+        float *gi = g + i * QR_T;
+        for (int c = 0; c < QR_T; c++) gi[c] *= f;
+        int64_t label = blab[i] - c0;
+        if (label >= 0 && label < QR_T) {
+            e->proba[first + i] = gi[label];
+            gi[label] -= 1.0f;
+        }
+    }
+    float *wt = e->w + j * e->m1 * QR_T, *ut = e->u + j * e->m1 * QR_T;
+    const float alpha = 1.0f / (float)b, lr = e->lr, mom = e->momentum, dec = e->decay;
+    for (int64_t r = 0; r < e->m1; r++) {
+        const int32_t *rows = trow + tptr[r];
+        vf acc[QR_V];
+#define QR_BWD_ROW(q) (g + (int64_t)rows[q] * QR_T)
+        QR_GATHER(acc, tptr[r + 1] - tptr[r], QR_BWD_ROW);
+        vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
+        for (int c = 0; c < QR_V; c++) {
+            vf v = u[c] + alpha * acc[c];
+            vf wn = w[c] - lr * v;
+            w[c] = wn;
+            u[c] = mom * v + dec * wn;
+        }
+    }
+}
+
+/* Step s's backward of a tile is followed at once by step s + 1's forward of the same tile, while the tile is
+   in the cache: each step reads and writes the table once, and the threads meet once per step. */
+static void epoch_worker(void *p) {
+    Epoch *e = (Epoch *)p;
+    Team *team = &e->team;
+    for (int64_t s = 0; s <= e->n_steps; s++) {
+        /* this pass: step s − 1's backward (s > 0) and step s's forward (s < n_steps), tile by tile; and step
+           s + 1's batch prepared (step 0's was prepared before) */
+        int64_t first = s * e->bsz, prev = first - e->bsz, next = first + e->bsz;
+        int64_t b = s < e->n_steps ? (e->n - first < e->bsz ? e->n - first : e->bsz) : 0;
+        int64_t b_prev = s > 0 ? (e->n - prev < e->bsz ? e->n - prev : e->bsz) : 0;
+        int64_t b_next = s + 1 < e->n_steps ? (e->n - next < e->bsz ? e->n - next : e->bsz) : 0;
+        for (;;) { /* item 0: the next batch; items 1 …: the tiles */
+            int64_t item = atomic_fetch_add(&team->next, 1);
+            if (item > e->n_tiles) break;
+            if (item == 0) {
+                if (b_next) prepare_batch(e, (int)((s + 1) % 3), next, b_next);
+                continue;
+            }
+            if (b_prev) backward_tile(e, (int)((s - 1) % 3), item - 1, prev, b_prev);
+            if (b) forward_tile(e, (int)(s % 3), item - 1, b);
+        }
+        Serial serial = {e, b};
+        barrier(team, b ? normalizers : NULL, &serial);
+    }
+}
+
+/* One epoch over the rows perm[0 … n) in batches of bsz. w, u: [n_tiles][m1][QR_T] (n_tiles = ⌈k / QR_T⌉);
+   indptr (rows + 1), indices: the CSR of the concepts with the bias column (index m1 − 1 in every row);
+   proba (n): the probability each row gave its label, in perm order. Returns 0, or −1 when out of memory
+   (nothing changed then). */
+int qr_probe_epoch(float *w, float *u, int64_t m1, int64_t k, const int64_t *indptr, const int32_t *indices,
+                   const int64_t *labels, const int64_t *perm, int64_t n, int64_t bsz, float lr, float momentum,
+                   float decay, float *proba, int n_threads) {
+    Epoch e;
+    memset(&e, 0, sizeof e);
+    e.m1 = m1; e.k = k; e.n_tiles = (k + QR_T - 1) / QR_T; e.n = n; e.bsz = bsz;
+    e.n_steps = (n + bsz - 1) / bsz;
+    e.w = w; e.u = u; e.indptr = indptr; e.indices = indices; e.labels = labels; e.perm = perm;
+    e.lr = lr; e.momentum = momentum; e.decay = decay; e.proba = proba;
+    int64_t longest = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t len = indptr[perm[i] + 1] - indptr[perm[i]];
+        longest = len > longest ? len : longest;
+    }
+    e.logit = aligned_alloc(64, (size_t)(e.n_tiles * bsz * QR_T) * sizeof(float));
+    e.tmax = malloc((size_t)(e.n_tiles * bsz) * sizeof(float) * 3 + (size_t)bsz * sizeof(float) * 2);
+    /* per slot: bptr (bsz + 1), tptr (m1 + 1), bidx and trow (longest · bsz each), blab (bsz int64) */
+    size_t slot_ints = (size_t)(bsz + 1 + m1 + 1 + 2 * longest * bsz + 2 * bsz + 1) & ~(size_t)1; /* even */
+    int32_t *ints = malloc((3 * slot_ints + (size_t)m1 + 8) * sizeof(int32_t));
+    if (!e.logit || !e.tmax || !ints) {
+        free(e.logit); free(e.tmax); free(ints);
+        return -1;
+    }
+    for (int t = 0; t < 3; t++) {
+        int32_t *base = ints + t * slot_ints;
+        e.blab[t] = (int64_t *)base;  /* first: 8-byte aligned */
+        e.bptr[t] = base + 2 * bsz;
+        e.tptr[t] = e.bptr[t] + bsz + 1;
+        e.bidx[t] = e.tptr[t] + m1 + 1;
+        e.trow[t] = e.bidx[t] + longest * bsz;
+    }
+    e.tcur = ints + 3 * slot_ints;
+    e.tsum = e.tmax + e.n_tiles * bsz;
+    e.scale = e.tsum + e.n_tiles * bsz;
+    e.rmax = e.scale + e.n_tiles * bsz;
+    e.rinv = e.rmax + bsz;
+    if (e.n_steps > 0) prepare_batch(&e, 0, 0, n < bsz ? n : bsz);
+    int threads = n_threads < 1 ? 1 : n_threads;
+    if (threads > e.n_tiles + 1) threads = (int)(e.n_tiles + 1); /* no more threads than work items */
+    run_team(&e.team, threads, epoch_worker, &e);
+    free(e.logit); free(e.tmax); free(ints);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------- validation */
+typedef struct {
+    Team team;
+    int64_t m1, k, n_tiles, n, n_blocks;
+    const float *w;
+    const int64_t *indptr, *labels;
+    const int32_t *indices;
+    double *block_loss;
+    atomic_int failed;
+} Loss;
+
+QR_HOT static double loss_block(const Loss *l, int64_t first, int64_t b, float *buf) {
+    for (int64_t j = 0; j < l->n_tiles; j++) {
+        const float *wt = l->w + j * l->m1 * QR_T;
+        int64_t width = l->k - j * QR_T < QR_T ? l->k - j * QR_T : QR_T;
+        for (int64_t i = 0; i < b; i++) {
+            int64_t row = first + i;
+            const int32_t *idx = l->indices + l->indptr[row];
+            vf sums[QR_V];
+            QR_GATHER(sums, l->indptr[row + 1] - l->indptr[row], QR_FWD_ROW);
+            float acc[QR_T];
+            memcpy(acc, sums, sizeof acc);
+            float *o = buf + (j * QR_VAL_ROWS + i) * QR_T;
+            for (int c = 0; c < QR_T; c++) o[c] = c < width ? acc[c] : -INFINITY;
+        }
+    }
+    double total = 0.0;
+    for (int64_t i = 0; i < b; i++) {
+        float mx[QR_LANES], sm[QR_LANES];
+        for (int l = 0; l < QR_LANES; l++) mx[l] = buf[i * QR_T + l];
+        for (int64_t j = 0; j < l->n_tiles; j++) {
+            const float *o = buf + (j * QR_VAL_ROWS + i) * QR_T;
+            for (int c = 0; c < QR_T; c += QR_LANES)
+                for (int t = 0; t < QR_LANES; t++) mx[t] = o[c + t] > mx[t] ? o[c + t] : mx[t];
+        }
+        float m = mx[0];
+        for (int t = 1; t < QR_LANES; t++) m = mx[t] > m ? mx[t] : m;
+        for (int t = 0; t < QR_LANES; t++) sm[t] = 0.0f;
+        for (int64_t j = 0; j < l->n_tiles; j++) {
+            const float *o = buf + (j * QR_VAL_ROWS + i) * QR_T;
+            for (int c = 0; c < QR_T; c += QR_LANES)
+                for (int t = 0; t < QR_LANES; t++) sm[t] += qr_exp(o[c + t] - m);
+        }
+        float s = 0.0f;
+        for (int t = 0; t < QR_LANES; t++) s += sm[t];
+        int64_t label = l->labels[first + i];
+        float x = buf[((label / QR_T) * QR_VAL_ROWS + i) * QR_T + label % QR_T];
+        total += (double)m + log((double)s) - (double)x;
+    }
+    return total;
+}
+
+static void loss_worker(void *p) {
+    Loss *l = (Loss *)p;
+    float *buf = aligned_alloc(64, (size_t)(l->n_tiles * QR_VAL_ROWS * QR_T) * sizeof(float));
+    for (;;) {
+        int64_t blk = atomic_fetch_add(&l->team.next, 1);
+        if (blk >= l->n_blocks) break;
+        if (!buf) { atomic_store(&l->failed, 1); continue; }
+        int64_t first = blk * QR_VAL_ROWS;
+        int64_t b = l->n - first < QR_VAL_ROWS ? l->n - first : QR_VAL_ROWS;
+        l->block_loss[blk] = loss_block(l, first, b, buf);
+    }
+    free(buf);
+}
+
+/* *out = Σ over rows of the cross-entropy (nats) of the probe (w tiled as above, bias row included) on the CSR
+   rows (bias column included) with labels. Returns 0, or −1 when out of memory. */
+int qr_probe_loss(const float *w, int64_t m1, int64_t k, const int64_t *indptr, const int32_t *indices,
+                  const int64_t *labels, int64_t n, int n_threads, double *out) {
+    Loss l;
+    memset(&l, 0, sizeof l);
+    l.m1 = m1; l.k = k; l.n_tiles = (k + QR_T - 1) / QR_T; l.n = n;
+    l.n_blocks = (n + QR_VAL_ROWS - 1) / QR_VAL_ROWS;
+    l.w = w; l.indptr = indptr; l.indices = indices; l.labels = labels;
+    l.block_loss = malloc((size_t)(l.n_blocks + 1) * sizeof(double));
+    if (!l.block_loss) return -1;
+    int threads = n_threads < 1 ? 1 : n_threads;
+    if (threads > l.n_blocks) threads = (int)(l.n_blocks > 0 ? l.n_blocks : 1);
+    run_team(&l.team, threads, loss_worker, &l);
+    double total = 0.0;
+    for (int64_t b = 0; b < l.n_blocks; b++) total += l.block_loss[b];
+    free(l.block_loss);
+    *out = total;
+    return atomic_load(&l.failed) ? -1 : 0;
+}
