@@ -136,7 +136,7 @@ def test_warnings_name_model_and_k_and_survive_a_reload(at_chance_pair, tmp_path
     half = at_chance_pair[0]
     half.save(tmp_path / "half")
     capsys.readouterr()
-    print_warnings(Result.load(tmp_path / "half"))  # what a study prints when it reuses the saved result
+    print_warnings(Result.load(tmp_path / "half"), progress=True)  # what a study prints when it reuses it
     err = capsys.readouterr().err
     assert "warning: half (K=5): probe kept the cluster prior" in err
     assert err.count("probe kept the cluster prior") == 1

@@ -147,8 +147,6 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     if inputs.matched_by == "position":
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
-    for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        remark(message, loud(progress))
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
@@ -171,6 +169,8 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         result.bias = np.stack([o.probe.intercept_ for o in outcomes])
         result.centroids = quant.centroids
     print_warnings(result, progress)
+    for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
+        remark(message, loud(progress))
     return result
 
 
@@ -181,12 +181,16 @@ def result_label(result: Result) -> str:
 
 def print_warnings(result: Result, progress: bool = False) -> None:
     """Print every warning of ``result`` (its flags' and provenance warnings, ``inputs.warnings``, and the
-    small-sample warnings of its statistics), each naming the model and K: the same lines after
+    small-sample warnings of its statistics), each naming the model (and K, except the provenance warnings,
+    which hold for every K): the same lines after
     :func:`evaluate` and when a study reuses the saved result. Printed on stderr in the CLI or with
     ``progress``, else logged (:func:`qrprobe.progress.warn`)."""
-    stored = [*result.inputs.get("warnings", []), *(result.statistics or {}).get("warnings", [])]
-    for message in dict.fromkeys(stored):
-        warn(f"{result_label(result)}: {message}", progress)
+    flagged = {f.get("message") for f in result.inputs.get("flags", [])}
+    stats = (result.statistics or {}).get("warnings", [])
+    for message in dict.fromkeys([*result.inputs.get("warnings", []), *stats]):
+        # a provenance warning does not depend on K (printed once per model in a K sweep); the rest do
+        label = result_label(result) if message in flagged or message in stats else (result.name or "result")
+        warn(f"{label}: {message}", progress)
 
 
 def provenance_warnings(bank: ConceptBank, provenance: dict, name: str = "") -> list[str]:
