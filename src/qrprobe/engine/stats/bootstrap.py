@@ -158,7 +158,8 @@ def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float
         out["map_corrected"] = out["mi_corrected_bits"] = np.full(w.shape[1], np.nan)
     else:
         out["map_corrected"] = out["map"] - reference.map_chance(details)
-        out["mi_corrected_bits"] = (reference.ce_saving_bits(details) @ w) / total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["mi_corrected_bits"] = (reference.ce_saving_bits(details) @ w) / total
     return np.stack([out[m] for m in REPLICATE_METRICS])
 
 
