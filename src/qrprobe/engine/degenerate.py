@@ -201,8 +201,7 @@ def score_flags(per_clustering: Sequence[dict], test_clusters: Sequence[int], no
                           f"the test split has {n_test} images for {max(nonempty[r] for r in few)} clusters in "
                           f"{_which(few, total)}: most clusters are scored on one image or none, so the scores "
                           "are unreliable; use more images or a smaller K", tuple(few)))
-    mi = [float(row["mi_bits"]) for row in per_clustering
-          if np.isfinite(row.get("mi_bits", np.nan)) and not row.get("probe_kept_prior")]  # a prior's: flagged
+    mi = [float(row["mi_bits"]) for row in per_clustering if np.isfinite(row.get("mi_bits", np.nan))]
     if mi and np.mean(mi) < 0:
         flags.append(Flag("negative_mi", "warning",
                           f"the mutual-information estimate is negative ({np.mean(mi):.3f} bits on average): the "
