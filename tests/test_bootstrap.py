@@ -8,6 +8,7 @@ from sklearn import metrics as skm
 
 from qrprobe import metrics
 from qrprobe.engine.stats import bootstrap as B
+from qrprobe.engine.stats.corrected import ChanceReference, corrected_scores
 
 
 def _probe_output(seed: int, n: int = 400, k: int = 12, signal: float = 1.5):
@@ -42,7 +43,9 @@ def test_weights_are_poisson_one_and_depend_only_on_image_and_replicate():
 def test_unit_weights_reproduce_the_scores(seed):
     y, lp = _probe_output(seed)
     scores, details = metrics.score_details(y, lp)
-    reps = B.replicate_scores(details, np.ones((len(y), 1)), scores["map"])[:, 0]
+    ref = ChanceReference.from_train(np.random.default_rng(seed + 10).integers(0, 12, 300), 12)
+    scores = {**scores, **corrected_scores(details, scores, ref)}
+    reps = B.replicate_scores(details, np.ones((len(y), 1)), scores["map"], ref)[:, 0]
     for m, value in zip(B.REPLICATE_METRICS, reps, strict=True):
         assert value == pytest.approx(scores[m], abs=1e-9), m
 
@@ -54,8 +57,12 @@ def test_integer_weights_equal_the_expanded_sample():
     scores, details = metrics.score_details(y, lp)
     keys = B.image_keys(np.array([f"i{i}" for i in range(500)]), 500)
     w = B.poisson_weights(keys, 0, 120)
-    reps = B.replicate_scores(details, w, scores["map"])
+    train = np.random.default_rng(8).integers(0, 15, 700)
+    ref = ChanceReference.from_train(train, 15)
+    reps = B.replicate_scores(details, w, scores["map"], ref)
     row = {m: reps[i] for i, m in enumerate(B.REPLICATE_METRICS)}
+    counts = np.bincount(train, minlength=15) + 0.5
+    log2_prior = np.log2(counts / counts.sum())
     exact = {m: [] for m in ("ami", "map")}
     for b in range(w.shape[1]):
         idx = np.repeat(np.arange(500), w[:, b])
@@ -64,6 +71,14 @@ def test_integer_weights_equal_the_expanded_sample():
             assert row[m][b] == pytest.approx(100 * skm.normalized_mutual_info_score(yy, pp, average_method=method),
                                               abs=1e-9)
         assert row["top1"][b] == pytest.approx(100 * np.mean(yy == pp), abs=1e-9)
+        # chance-corrected: the same quantities of the expanded sample minus its chance levels
+        mean_h = (metrics.entropy_bits(yy) + metrics.entropy_bits(pp)) / 2 * np.log(2)  # nats
+        assert row["nmi_corrected"][b] == pytest.approx(100 * skm.normalized_mutual_info_score(yy, pp)
+                                                        - 100 * details.expected_mi_nats / mean_h, abs=1e-9)
+        kappa_chance = 100 * np.sum(np.bincount(yy, minlength=15) * np.bincount(pp, minlength=15)) / len(yy) ** 2
+        assert row["top1_corrected"][b] == pytest.approx(100 * np.mean(yy == pp) - kappa_chance, abs=1e-9)
+        assert row["mi_corrected_bits"][b] == pytest.approx(
+            np.mean(-log2_prior[yy]) - metrics.cross_entropy_bits(yy, lp[idx]), abs=1e-9)
         assert row["mi_bits"][b] == pytest.approx(metrics.entropy_bits(yy) - metrics.cross_entropy_bits(yy, lp[idx]),
                                                   abs=1e-9)
         exact["ami"].append(100 * skm.adjusted_mutual_info_score(yy, pp))

@@ -69,7 +69,7 @@ def test_demo_pipeline_runs_on_the_bundled_images(tmp_path):
     outcome = run_study(study, output=tmp_path / "demo", progress=False, echo=lambda _: None)
     assert outcome.report.is_file()
     assert "pixels 16x16" in outcome.ranking
-    assert "ranked by top1" in outcome.ranking
+    assert "ranked by top-1 − chance" in outcome.ranking
     html = outcome.report.read_text()
     assert "About this study" in html
     assert "K = 24 for 1,484 images" in html

@@ -20,6 +20,7 @@ from qrprobe.engine.degenerate import (
     check_quantization,
     clustering_flags,
     concept_flags,
+    dominant_threshold,
     score_flags,
 )
 from qrprobe.engine.evaluate import evaluate
@@ -96,7 +97,7 @@ def test_k2_on_15_images_is_flagged_in_the_cli_and_in_results_json(tmp_path, cap
     flags = _flags(out)
     assert flags["few_test_images"]["level"] == "warning"
     assert flags["few_test_images"]["clusterings"] == [0, 1]
-    assert "warning: the test split has 3 images for 2 clusters" in err
+    assert "warning: f (K=2): the test split has 3 images for 2 clusters" in err  # names model and K
     assert flags["few_test_images"]["message"] in json.loads((out / "results.json").read_text())["inputs"]["warnings"]
 
 
@@ -116,7 +117,7 @@ def test_a_dominant_cluster_is_flagged(bank_of, tmp_path):
                    iters=10, restarts=2)
     flag = next(f for f in res.inputs["flags"] if f["code"] == "dominant_cluster")
     share = np.bincount(res.clusterings[0]).max() / 220
-    assert share > DOMINANT_SHARE
+    assert share > dominant_threshold(3) >= DOMINANT_SHARE
     assert f"holds {share:.0%} of the images" in flag["message"]
 
 
@@ -145,8 +146,8 @@ def test_clustering_flags_against_hand_counts():
     labels = np.array([[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1]])
     flags = {f.code: f for f in clustering_flags(labels, 3)}
     assert flags["empty_clusters"].clusterings == (0,)          # clustering 0 uses 2 of 3 clusters
-    assert flags["dominant_cluster"].clusterings == (0,)        # 10/11 = 91% > 90%
-    assert 10 / 11 > DOMINANT_SHARE > 4 / 11
+    assert flags["dominant_cluster"].clusterings == (0,)        # 10/11 = 91% ≥ 75% (K = 3)
+    assert 10 / 11 > dominant_threshold(3) > 4 / 11
     assert clustering_flags(labels[1:], 3) == []
 
 

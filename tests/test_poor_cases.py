@@ -23,6 +23,7 @@ import pytest
 from _hostile import FAST, evaluate_example
 from qrprobe.cli.main import main
 from qrprobe.engine.stats.bootstrap import replicate_scores
+from qrprobe.engine.stats.corrected import ChanceReference
 from qrprobe.errors import QRProbeInputError
 from qrprobe.metrics import score_details
 from qrprobe.progress import console_output
@@ -165,7 +166,7 @@ def test_a_bootstrap_replicate_that_draws_no_image_is_nan_quietly():
     weights[:, 1] = 0  # this replicate drew no test image
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = replicate_scores(d, weights, 50.0)
+        out = replicate_scores(d, weights, 50.0, ChanceReference.from_train(y, 3))
     assert np.isfinite(out[:, 0]).all()
     assert np.isnan(out[:, 1]).sum() > 0
 

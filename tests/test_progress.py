@@ -56,7 +56,7 @@ def test_k_sweep_names_k_and_model_and_warns_once(scene, capsys, monkeypatch, fa
     monkeypatch.setattr(ev, "provenance_warnings", lambda bank, prov, name: ["circular: the expert is the model"])
     k_sweep(scene.features, scene.bank, [4, 6], config=fast_config(n_clusterings=1), name="synth", progress=True)
     err = capsys.readouterr().err
-    assert err.count("warning: circular: the expert is the model") == 1
+    assert err.count("warning: synth: circular: the expert is the model") == 1  # names the model, once
     kmeans = [line for line in err.splitlines() if "K-means" in line]
     assert any(line.startswith("synth · K sweep 1/2: K=4 · K-means K=4") for line in kmeans)
     assert any(line.startswith("synth · K sweep 2/2: K=6 · K-means K=6") for line in kmeans)
@@ -72,14 +72,14 @@ def test_warnings_print_with_progress_off_in_the_cli_only(scene, capsys, caplog,
     monkeypatch.setattr(ev, "provenance_warnings", lambda bank, prov, name: ["look here"])
     with progress.console_output():
         evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=False)
-    assert capsys.readouterr().err.splitlines()[0] == "warning: look here"
+    assert capsys.readouterr().err.splitlines()[0] == "warning: features: look here"  # the warning names its model
     with caplog.at_level(logging.INFO, logger="qrprobe"):
         result = evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=False)
     assert capsys.readouterr().err == ""
     assert "look here" in result.inputs["warnings"]
-    assert next(r.getMessage() for r in caplog.records if r.levelname == "WARNING") == "look here"
+    assert next(r.getMessage() for r in caplog.records if r.levelname == "WARNING") == "features: look here"
     evaluate(scene.features, scene.bank, fast_config(k=6, n_clusterings=1), progress=True)
-    assert "warning: look here" in capsys.readouterr().err
+    assert "warning: features: look here" in capsys.readouterr().err
 
 
 _ON_A_TERMINAL = """

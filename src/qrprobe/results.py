@@ -28,7 +28,10 @@ METRICS = ("nmi", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits", "cros
 HEADLINE = ("nmi", "ami", "top1", "map", "mi_bits")
 LABELS = {"nmi": "NMI", "ami": "AMI", "top1": "top-1", "map": "mAP", "mi_bits": "MI (bits)",
           "cluster_entropy_bits": "H (bits)", "cross_entropy_bits": "CE (bits)", "mi_ratio": "MI/H (%)",
-          "nmi_geometric": "NMI (geometric)", "nmi_max": "NMI (max)"}
+          "nmi_geometric": "NMI (geometric)", "nmi_max": "NMI (max)",
+          # chance-corrected (qrprobe.engine.stats.corrected): the score minus what no information scores
+          "nmi_corrected": "NMI − chance", "top1_corrected": "top-1 − chance", "map_corrected": "mAP − chance",
+          "mi_corrected_bits": "MI − prior (bits)"}
 STD_NOTE = "population standard deviation over clusterings (numpy ddof=0)"
 _ARRAYS = ("clusterings", "splits", "predictions", "coef", "bias", "centroids", "replicates", "null_replicates")
 

@@ -39,7 +39,8 @@ class Breakdown:
     ----------
     cumulative : DataFrame, one row per step: ``step`` (the group added at this step), ``groups`` (all the
         step's groups, ``+``-joined), ``with_labels``,
-        ``n_concepts``, ``<metric>_mean`` / ``<metric>_std``
+        ``n_concepts``, ``<metric>_mean`` / ``<metric>_std``, ``mi_drop`` (adding the step's group lowered the
+        MI estimate by more than its interval: :func:`mi_drop`)
     single : DataFrame, one row per group on top of the label group: ``group``, ``n_concepts``,
         ``<metric>_mean`` / ``_std`` and ``delta_<metric>_mean`` / ``_std`` (paired over clusterings);
         the first row is the label group itself (deltas 0). Empty without a label group.
@@ -135,13 +136,31 @@ def group_breakdown(features, concepts: ConceptBank, *, order: Sequence[str] | N
                 return cache[key]
 
             cum_rows = []
+            previous: dict[bool, dict] = {}
             for with_labels, step, groups_now in cum_steps:
                 s = scores(groups_now)
                 cum_rows.append({"step": step, "groups": " + ".join(groups_now), "with_labels": with_labels,
-                                 "n_concepts": s["n_concepts"], **_metrics_row(s)})
+                                 "n_concepts": s["n_concepts"], **_metrics_row(s),
+                                 "mi_drop": mi_drop(previous.get(with_labels), s)})
+                previous[with_labels] = s
             single_rows = _single_rows(scores, label_group, order) if singles and label_group is not None else []
     return Breakdown(pd.DataFrame(cum_rows), pd.DataFrame(single_rows), order, label_group, cfg.to_dict(),
                      name or str(feats.provenance.get("model") or ""))
+
+
+def mi_drop(before: dict | None, after: dict) -> bool:
+    """Whether adding a group lowered the MI estimate by more than its interval: the paired difference over
+    clusterings (same clusterings and splits) has a 95% t interval entirely below 0. Information cannot fall
+    when concepts are added, so such a drop is the probe's (optimisation or overfitting; docs/protocol.md)."""
+    if before is None:
+        return False
+    diff = np.asarray(after["mi_bits"], dtype=float) - np.asarray(before["mi_bits"], dtype=float)
+    if len(diff) < 2:
+        return False
+    from scipy import stats
+
+    high = diff.mean() + stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    return bool(high < 0)
 
 
 def _cumulative_steps(order: list[str], label_group: str | None, without_labels: bool

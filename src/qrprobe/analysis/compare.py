@@ -20,10 +20,52 @@ import numpy as np
 import pandas as pd
 
 from ..concepts.bank import read_table
+from ..engine.stats.corrected import CORRECTED, corrected_name
 from ..errors import QRProbeInputError
 from ..results import HEADLINE, Result
 
 _KEY_COLUMNS = ("model", "name", "representation")
+#: two scores closer than this (in the metric's units) are a tie: same rank, no order, no test
+TIE_TOLERANCE = 1e-6
+
+
+def at_chance(result: Result) -> bool:
+    """Whether every probe of ``result`` kept the cluster prior (the ``prior_kept`` flag covers every
+    clustering): its scores are chance levels, shown as "at chance"."""
+    kept = ((result.statistics or {}).get("prior_kept"))
+    if kept is None:
+        kept = [r for r, row in enumerate(result.per_clustering) if row.get("probe_kept_prior")]
+    return len(result.seeds) > 0 and len(kept) == len(result.seeds)
+
+
+def has_corrected(results: Sequence[Result], metric: str = "nmi") -> bool:
+    """Whether every result has the chance-corrected counterpart of ``metric`` (results saved by a qrprobe
+    older than the corrected scores have none: their comparison falls back to the raw scores)."""
+    return all(corrected_name(metric) in r.summary for r in results)
+
+
+def ranking_metric(metric: str, raw: bool = False) -> str:
+    """The column a comparison ranks by: ``metric``'s chance-corrected counterpart (``nmi`` →
+    ``nmi_corrected``), or ``metric`` itself with ``raw``."""
+    return metric if raw else corrected_name(metric)
+
+
+def listed_metrics(metrics: Sequence[str], raw: bool = False) -> list[str]:
+    """The metric columns of a comparison: the corrected counterparts first (unless ``raw``), then the raw
+    metrics (AMI, its own corrected counterpart, once)."""
+    corrected = [] if raw else [corrected_name(m) for m in metrics]
+    return list(dict.fromkeys([*corrected, *metrics]))
+
+
+def tie_ranks(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> list[int]:
+    """Competition ranks ("1, 2, 2, 4") of ``values`` already sorted best first: a value within ``tolerance``
+    of the one before it shares its rank. NaN values get the ranks after every number, untied."""
+    ranks: list[int] = []
+    for i, v in enumerate(values):
+        prev = values[i - 1] if i else np.nan
+        tied = i > 0 and np.isfinite(v) and np.isfinite(prev) and abs(v - prev) <= tolerance
+        ranks.append(ranks[-1] if tied else i + 1)
+    return ranks
 
 
 def result_name(result: Result, fallback: str = "") -> str:
@@ -34,8 +76,9 @@ def result_name(result: Result, fallback: str = "") -> str:
 def compare_results(results: Sequence[Result], names: Sequence[str] | None = None, *,
                     external: pd.DataFrame | None = None, external_columns: Sequence[str] | None = None,
                     keys: Sequence[str] | None = None, sort_by: str = "nmi",
-                    metrics: Sequence[str] = HEADLINE, intervals: bool = True) -> pd.DataFrame:
-    """A ranked comparison table, one row per Result.
+                    metrics: Sequence[str] = HEADLINE, intervals: bool = True, raw: bool = False) -> pd.DataFrame:
+    """A ranked comparison table, one row per Result, ranked by chance-corrected scores (``raw``: the paper's
+    raw scores).
 
     Parameters
     ----------
@@ -45,15 +88,21 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
     external_columns : which columns of ``external`` to add (default: all but ``model``).
     keys : the names matched against ``external``'s ``model`` column (default: ``names``); e.g. the model
         name when ``names`` also say which K.
-    sort_by : metric ranking the rows (descending mean).
-    metrics : the metrics listed, as ``<metric>_mean`` / ``<metric>_std`` columns.
+    sort_by : metric ranking the rows (descending mean): its chance-corrected counterpart
+        (:mod:`qrprobe.engine.stats.corrected`: ``nmi`` ranks by ``nmi_corrected``), or itself with ``raw``.
+    metrics : the metrics listed, as ``<metric>_mean`` / ``<metric>_std`` columns, each preceded by its corrected
+        counterpart (``nmi_corrected_mean`` …) unless ``raw``.
     intervals : also ``<metric>_ci_low`` / ``<metric>_ci_high``, the 95% interval of each result (NaN for results
         saved without one).
+    raw : rank by the raw scores and list only them (also when some result has no corrected scores:
+        :func:`has_corrected`).
 
     Returns
     -------
-    DataFrame with ``rank``, ``model``, ``k``, ``clusterings``, the metric columns and the external columns
-    (NaN where a model is absent from ``external``).
+    DataFrame with ``rank`` (equal for ties: scores within :data:`TIE_TOLERANCE`, or both results at chance when
+    ranked by corrected scores), ``model``, ``k``, ``clusterings``, ``at_chance`` (every probe kept the cluster
+    prior), ``ranked_by``, the metric columns and the external columns (NaN where a model is absent from
+    ``external``).
     """
     if not results:
         raise QRProbeInputError("no results to compare")
@@ -68,10 +117,15 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
     keys = names if keys is None else [str(k) for k in keys]
     if len(keys) != len(results):
         raise QRProbeInputError(f"{len(keys)} keys for {len(results)} results")
+    if sort_by not in metrics:
+        raise QRProbeInputError(f"--sort-by: unknown metric {sort_by!r}; expected one of {list(metrics)}")
+    raw = raw or not has_corrected(results, sort_by)
+    by = ranking_metric(sort_by, raw)
     rows = []
     for name, key, res in zip(names, keys, results, strict=True):
-        row = {"model": name, "_key": key, "k": res.config.get("k"), "clusterings": len(res.seeds)}
-        for m in metrics:
+        row = {"model": name, "_key": key, "k": res.config.get("k"), "clusterings": len(res.seeds),
+               "at_chance": at_chance(res), "ranked_by": by}
+        for m in listed_metrics(metrics, raw):
             entry = res.summary.get(m)
             row[f"{m}_mean"] = np.nan if entry is None or entry["mean"] is None else float(entry["mean"])
             row[f"{m}_std"] = np.nan if entry is None or entry["std"] is None else float(entry["std"])
@@ -84,18 +138,21 @@ def compare_results(results: Sequence[Result], names: Sequence[str] | None = Non
     if external is not None:
         table = _join_external(table, external, external_columns)
     table = table.drop(columns="_key")
-    if f"{sort_by}_mean" not in table.columns:
-        raise QRProbeInputError(f"--sort-by: unknown metric {sort_by!r}; expected one of {list(metrics)}")
-    table = table.sort_values(f"{sort_by}_mean", ascending=False, kind="stable", na_position="last")
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return table.reset_index(drop=True)
+    key = table[f"{by}_mean"].to_numpy(float).copy()
+    if by in CORRECTED.values():
+        key[table["at_chance"].to_numpy(bool)] = 0.0  # at chance: exactly the chance level, tied with each other
+    table = table.assign(_order=key).sort_values(["_order", "model"], ascending=[False, True], kind="stable",
+                                                 na_position="last")
+    table.insert(0, "rank", tie_ranks(table["_order"].tolist()))
+    return table.drop(columns="_order").reset_index(drop=True)
 
 
 def chance_table(results: Sequence[Result], names: Sequence[str], metrics: Sequence[str] = HEADLINE
                  ) -> pd.DataFrame:
     """Chance levels beside the scores, one row per result: for each metric its mean, the null's mean
     (``<m>_null``: concepts shuffled across images), the difference ``<m>_above_null`` with its p-value
-    ``<m>_above_null_p`` and the baseline ``<m>_baseline`` (``docs/statistics.md``); NaN where a result has none.
+    ``<m>_above_null_p``, the baseline ``<m>_baseline`` and the chance-corrected score ``<m>_vs_chance`` (what the
+    comparison ranks by; ``docs/statistics.md``); NaN where a result has none.
     """
     rows = []
     for name, res in zip(names, results, strict=True):
@@ -106,6 +163,8 @@ def chance_table(results: Sequence[Result], names: Sequence[str], metrics: Seque
                              ("above_null_p", f"{m}_above_null_p"), ("baseline", f"{m}_baseline")):
                 value = entry.get(key)
                 row[col] = np.nan if value is None else float(value)
+            value = (res.summary.get(corrected_name(m)) or {}).get("mean")
+            row[f"{m}_vs_chance"] = np.nan if value is None else float(value)
         rows.append(row)
     return pd.DataFrame(rows)
 

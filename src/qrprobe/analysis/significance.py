@@ -16,10 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..engine.stats.corrected import CORRECTED, corrected_name
 from ..engine.stats.result_statistics import labels_hash
 from ..engine.stats.uncertainty import Estimate, difference_estimate, holm
 from ..errors import QRProbeInputError
 from ..results import HEADLINE, LABELS, Result
+from .compare import TIE_TOLERANCE, at_chance
 
 ALPHA = 0.05
 
@@ -90,36 +92,73 @@ def paired_difference(a: Result, b: Result, metric: str = "nmi", level: float = 
     return difference_estimate(va, xa, vb, xb, shared_clusterings=shared_clusterings(a, b), level=level)
 
 
+def chance_level(result: Result, metric: str) -> float:
+    """The chance level of ``metric`` in ``result``: its mean minus its chance-corrected mean (NMI: shuffled
+    predictions' NMI, …; 0 for AMI); for a corrected metric, its raw counterpart's (what was subtracted); NaN
+    for a result saved without corrected scores."""
+    metric = next((raw for raw, corrected in CORRECTED.items() if corrected == metric), metric)  # its raw metric
+    if metric == "ami":
+        return 0.0
+    raw = (result.summary.get(metric) or {}).get("mean")
+    corrected = (result.summary.get(corrected_name(metric)) or {}).get("mean")
+    return np.nan if raw is None or corrected is None else float(raw) - float(corrected)
+
+
+def _score(result: Result, metric: str) -> float:
+    value = (result.summary.get(metric) or {}).get("mean")
+    return np.nan if value is None else float(value)
+
+
 def adjacent_significance(results: Sequence[Result], names: Sequence[str], ranking: Sequence[str],
-                          metric: str = "nmi", level: float = 0.95) -> pd.DataFrame:
+                          metric: str = "nmi_corrected", level: float = 0.95) -> pd.DataFrame:
     """One row per pair of neighbours in ``ranking`` (names, best first): is the higher one significantly higher?
 
-    Columns: ``rank`` (of the higher), ``model``, ``next_model``, ``metric``, ``difference`` (higher − lower),
-    ``ci_low``, ``ci_high``, ``p_value`` (two-sided), ``p_holm`` (Holm-adjusted over the pairs listed),
-    ``significant`` (``p_value`` < 0.05), ``significant_holm``, ``clusterings`` (``shared`` or
-    ``independent``) and ``note`` (why a pair could not be tested).
+    ``metric`` is the one that ranks: a chance-corrected metric (``nmi_corrected`` …, the default reading) or a
+    raw one. Columns: ``rank`` (of the higher), ``model``, ``next_model``, ``metric``, ``difference`` (higher −
+    lower), ``chance_difference`` (the higher's chance level minus the lower's, :func:`chance_level`: with a
+    corrected metric, what the correction removed from the gap), ``ci_low``,
+    ``ci_high``, ``p_value`` (two-sided), ``p_holm`` (Holm-adjusted over the pairs tested), ``significant``,
+    ``significant_holm``, ``clusterings`` (``shared`` or ``independent``) and ``note``. Rules
+    (``docs/statistics.md``): a tie (scores within :data:`~qrprobe.analysis.compare.TIE_TOLERANCE`, or both
+    results at chance on a corrected metric) is not tested (no p-value, note ``tie``); a raw gap no larger than
+    the difference of the two chance levels is never significant (the lead is the chance levels'); a pair is
+    significant when ``p`` < 0.05 and neither rule applies.
     """
     by_name = dict(zip(names, results, strict=True))
+    corrected = metric in CORRECTED.values()
     rows = []
     for i, (hi, lo) in enumerate(itertools.pairwise(ranking)):
         a, b = by_name[hi], by_name[lo]
+        chance_gap = chance_level(a, metric) - chance_level(b, metric)
         row = {"rank": i + 1, "model": hi, "next_model": lo, "metric": metric, "difference": np.nan,
-               "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "clusterings": "", "note": ""}
+               "chance_difference": chance_gap, "ci_low": np.nan,
+               "ci_high": np.nan, "p_value": np.nan, "clusterings": "", "note": "", "_beyond_chance": True}
+        gap = _score(a, metric) - _score(b, metric)
+        tie = abs(gap) <= TIE_TOLERANCE or (corrected and at_chance(a) and at_chance(b))
         problem = pairing_problem(a, b, (hi, lo))
         if problem is None and metric not in (_boot(a).get("metrics") or []):
             problem = f"no replicates of {metric}"
-        if problem:
+        if tie:
+            row.update(difference=0.0 if corrected and at_chance(a) and at_chance(b) else gap,
+                       note="tie: both at chance" if corrected and at_chance(a) and at_chance(b)
+                       else "tie: equal scores")
+        elif problem:
             row["note"] = problem
         else:
             est = paired_difference(a, b, metric, level)
             row.update(difference=est.mean, ci_low=est.ci_low, ci_high=est.ci_high, p_value=est.p_value,
                        clusterings="shared" if shared_clusterings(a, b) else "independent")
+            if not corrected and np.isfinite(chance_gap) and est.mean <= chance_gap:
+                row.update(_beyond_chance=False, note=(
+                    f"the gap is no larger than the difference of the chance levels ({chance_gap:+.3g}): not "
+                    "beyond chance"))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["rank", "model", "next_model", "metric", "difference", "ci_low", "ci_high",
-                                        "p_value", "clusterings", "note"])
-    table.insert(8, "p_holm", holm(table["p_value"].tolist()) if len(table) else [])
-    table.insert(9, "significant", table["p_value"] < ALPHA)
-    table.insert(10, "significant_holm", table["p_holm"] < ALPHA)
+    table = pd.DataFrame(rows, columns=["rank", "model", "next_model", "metric", "difference", "chance_difference",
+                                        "ci_low", "ci_high", "p_value", "clusterings", "note", "_beyond_chance"])
+    beyond = table.pop("_beyond_chance").astype(bool)
+    table.insert(9, "p_holm", holm(table["p_value"].tolist()) if len(table) else [])
+    table.insert(10, "significant", (table["p_value"] < ALPHA) & beyond)
+    table.insert(11, "significant_holm", (table["p_holm"] < ALPHA) & beyond)
     return table
 
 
@@ -141,5 +180,5 @@ def rank_agreement(table: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> pd
     return out.reset_index(names="metric")
 
 
-__all__ = ["adjacent_significance", "metric_arrays", "paired_difference", "pairing_problem", "rank_agreement",
-           "shared_clusterings"]
+__all__ = ["adjacent_significance", "chance_level", "metric_arrays", "paired_difference", "pairing_problem",
+           "rank_agreement", "shared_clusterings"]

@@ -45,7 +45,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--pairs", type=int, default=4, metavar="N",
                         help="confused cluster pairs explained per result (0: no explanations) [default: 4]")
     parser.add_argument("--sort-by", default="nmi", choices=("nmi", "ami", "top1", "map", "mi_bits"),
-                        help="metric that ranks the comparison table [default: nmi]")
+                        help="metric that ranks the comparison table, by its chance-corrected counterpart "
+                             "unless --raw [default: nmi]")
+    parser.add_argument("--raw", action="store_true",
+                        help="rank, test and correlate by the paper's raw scores instead of the chance-corrected "
+                             "ones")
     parser.set_defaults(func=run)
 
 
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs < 0:
         raise QRProbeInputError(f"--pairs must be ≥ 0, got {args.pairs}")
     path = build_report(args.inputs, out, external=args.external, external_columns=args.external_columns,
-                        sort_by=args.sort_by,
+                        sort_by=args.sort_by, raw=args.raw,
                         figures_dir=args.figures_dir, title=args.title, explain_pairs=args.pairs)
     print(f"report: {path}", file=sys.stderr)
     if args.figures_dir:

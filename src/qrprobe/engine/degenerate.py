@@ -10,9 +10,11 @@ top-1 and mAP all rate 100 %; a concept present in every image teaches the probe
   single cluster (:func:`result_flags`);
 - flagged (:class:`Flag`, level ``"warning"``; recorded in ``results.json`` under ``inputs.flags``, their
   messages also under ``inputs.warnings``, printed by the CLI and shown by the report): fewer non-empty
-  clusters than K, one cluster holding nearly every image, fewer than two test images per cluster, a negative
-  mutual-information estimate (the probe does worse than the cluster sizes alone), an undefined score, a
-  score whose spread over clusterings is as large as its mean ("NMI 26.76 ± 26.76", :func:`spread_flag`);
+  clusters than K, one cluster holding ≥ 20 % of the images and ≥ 5× its fair share 1/K (at most 75 %), a
+  probe that kept the cluster prior, a top-1 mostly made of its majority baseline, fewer than two test images per
+  cluster, a negative mutual-information estimate (the probe does worse than the cluster sizes alone), an
+  undefined score, a score whose spread over clusterings is as large as its mean ("NMI 26.76 ± 26.76",
+  :func:`spread_flag`);
 - noted (level ``"note"``, recorded only): concepts present in every image or in none.
 """
 
@@ -26,8 +28,18 @@ import numpy as np
 from ..concepts.bank import ConceptBank
 from ..errors import QRProbeInputError
 
-#: A cluster holding more than this share of the images dominates every score.
-DOMINANT_SHARE = 0.9
+#: A cluster holding at least this share of the images, and at least :data:`DOMINANT_FAIR_MULTIPLE` times its
+#: fair share 1/K (capped at :data:`DOMINANT_CAP` for small K), makes top-1 and mAP reward predicting it: the
+#: majority predictor alone scores its share (:func:`dominant_threshold`).
+DOMINANT_SHARE = 0.2
+DOMINANT_FAIR_MULTIPLE = 5.0
+DOMINANT_CAP = 0.75
+#: top-1 is flagged when the majority predictor's top-1 reaches this fraction of it (at least half of the score
+#: is what predicting the largest cluster for every image gets) and the probe closes less than
+#: :data:`MAJORITY_GAIN` of the gap from the majority's top-1 to 100.
+MAJORITY_FRACTION = 0.5
+MAJORITY_GAIN = 0.25
+PRIOR_KEPT = "probe kept the cluster prior: the concepts predict nothing beyond cluster sizes"
 #: Fewer test images than this per non-empty cluster leave most clusters unscored or scored on one image.
 MIN_TEST_PER_CLUSTER = 2
 _HEADLINE = ("nmi", "ami", "top1", "map", "mi_bits")
@@ -52,6 +64,12 @@ def _which(rows: Sequence[int], total: int) -> str:
     if len(rows) == total:
         return "every clustering" if total > 1 else "the clustering"
     return "clustering" + ("s " if len(rows) > 1 else " ") + ", ".join(str(r) for r in rows)
+
+
+def dominant_threshold(k: int) -> float:
+    """The share of the images above which the largest of ``k`` clusters is flagged as dominant:
+    ``max(20 %, min(5/K, 75 %))`` (K = 1000 or 50: 20 %; K = 10: 50 %; K = 4: 75 %)."""
+    return max(DOMINANT_SHARE, min(DOMINANT_FAIR_MULTIPLE / k, DOMINANT_CAP))
 
 
 def check_quantization(labels: np.ndarray, scale: np.ndarray, seeds: Sequence[int]) -> None:
@@ -95,7 +113,7 @@ def clustering_flags(labels: np.ndarray, k: int) -> list[Flag]:
         if np.count_nonzero(counts) < k:
             empty.append((r, int(np.count_nonzero(counts))))
         share = counts.max() / row.size
-        if share > DOMINANT_SHARE:
+        if share >= dominant_threshold(k):
             dominant.append(r)
             shares.append(share)
     flags = []
@@ -109,8 +127,54 @@ def clustering_flags(labels: np.ndarray, k: int) -> list[Flag]:
     if dominant:
         flags.append(Flag(
             "dominant_cluster", "warning",
-            f"one cluster holds {max(shares):.0%} of the images in {_which(dominant, total)}: the scores mostly "
-            "reflect that one cluster", tuple(dominant)))
+            f"one cluster holds {max(shares):.0%} of the images ({max(shares) * k:.0f}× its fair share 1/K, K={k}) "
+            f"in {_which(dominant, total)}: predicting it for every image already scores that share of top-1; read "
+            "top-1 against its chance level (top-1 − chance) and its majority baseline", tuple(dominant)))
+    return flags
+
+
+def check_test_splits(per_clustering: Sequence[dict], test_clusters: Sequence[int]) -> None:
+    """Raise :class:`QRProbeInputError` when every test split holds a single cluster (no score exists)."""
+    total = len(per_clustering)
+    single = [r for r, c in enumerate(test_clusters) if c < 2]
+    if single and len(single) == total:
+        raise QRProbeInputError(
+            f"the test split of {_which(single, total)} holds a single cluster ({per_clustering[0].get('n_test')} "
+            "test images): there is nothing to tell apart and no score is meaningful; use more images or a "
+            "smaller K")
+
+
+def _majority_dominates(top1: float, majority: float) -> bool:
+    """Whether most of a top-1 is the majority predictor's: it reaches :data:`MAJORITY_FRACTION` of the score, and
+    the probe closes less than :data:`MAJORITY_GAIN` of the gap from the majority to 100."""
+    return majority >= MAJORITY_FRACTION * top1 and top1 - majority < MAJORITY_GAIN * (100.0 - majority)
+
+
+def probe_flags(per_clustering: Sequence[dict]) -> list[Flag]:
+    """Warnings about what the probes learned: a probe that kept the cluster prior (``probe_kept_prior``: model
+    selection kept epoch 0), one that predicts a single cluster (``predicted_clusters``), and a top-1 mostly made of
+    its majority baseline (``top1_baseline``; :data:`MAJORITY_FRACTION`)."""
+    total = len(per_clustering)
+    flags = []
+    kept = [r for r, row in enumerate(per_clustering) if row.get("probe_kept_prior")]
+    if kept:
+        flags.append(Flag("prior_kept", "warning", f"{PRIOR_KEPT} (in {_which(kept, total)}); its scores are "
+                          "chance levels" + (", shown as 'at chance'" if len(kept) == total else ""), tuple(kept)))
+    single = [r for r, row in enumerate(per_clustering)
+              if r not in kept and row.get("predicted_clusters", 2) <= 1]
+    if single:
+        flags.append(Flag("single_prediction", "warning",
+                          f"the probe predicts one cluster for every test image in {_which(single, total)}: NMI and "
+                          "top-1 are at their chance levels (only mAP and MI see its scores)", tuple(single)))
+    low = [r for r, row in enumerate(per_clustering) if r not in kept and "top1_baseline" in row
+           and np.isfinite(row["top1_baseline"]) and _majority_dominates(row["top1"], row["top1_baseline"])]
+    if low:
+        top1 = np.mean([per_clustering[r]["top1"] for r in low])
+        base = np.mean([per_clustering[r]["top1_baseline"] for r in low])
+        flags.append(Flag("top1_majority", "warning",
+                          f"top-1 ({top1:.1f}) is mostly its majority baseline ({base:.1f}: the largest cluster "
+                          f"predicted for every image) in {_which(low, total)}: it measures cluster sizes more than "
+                          "the concepts; read top-1 − majority", tuple(low)))
     return flags
 
 
@@ -122,12 +186,8 @@ def score_flags(per_clustering: Sequence[dict], test_clusters: Sequence[int], no
     Raises :class:`QRProbeInputError` when every test split holds a single cluster.
     """
     total = len(per_clustering)
+    check_test_splits(per_clustering, test_clusters)
     single = [r for r, c in enumerate(test_clusters) if c < 2]
-    if single and len(single) == total:
-        raise QRProbeInputError(
-            f"the test split of {_which(single, total)} holds a single cluster ({per_clustering[0].get('n_test')} "
-            "test images): there is nothing to tell apart and no score is meaningful; use more images or a "
-            "smaller K")
     flags = []
     if single:
         flags.append(Flag("test_single_cluster", "warning",
@@ -185,7 +245,7 @@ def result_flags(labels: np.ndarray, k: int, per_clustering: Sequence[dict], tes
     labels = np.asarray(labels)
     nonempty = [int(np.unique(row).size) for row in labels]
     return [*clustering_flags(labels, k), *score_flags(per_clustering, test_clusters, nonempty),
-            *concept_flags(bank)]
+            *probe_flags(per_clustering), *concept_flags(bank)]
 
 
 def warning_messages(flags: Sequence[Flag]) -> list[str]:
@@ -193,5 +253,7 @@ def warning_messages(flags: Sequence[Flag]) -> list[str]:
     return [f.message for f in flags if f.level == "warning"]
 
 
-__all__ = ["DOMINANT_SHARE", "MIN_TEST_PER_CLUSTER", "Flag", "check_quantization", "clustering_flags",
-           "concept_flags", "result_flags", "score_flags", "spread_flag", "warning_messages"]
+__all__ = ["DOMINANT_CAP", "DOMINANT_FAIR_MULTIPLE", "DOMINANT_SHARE", "MAJORITY_FRACTION", "MAJORITY_GAIN",
+           "MIN_TEST_PER_CLUSTER", "PRIOR_KEPT", "Flag", "check_quantization", "check_test_splits",
+           "clustering_flags", "concept_flags", "dominant_threshold", "probe_flags", "result_flags", "score_flags",
+           "spread_flag", "warning_messages"]

@@ -20,7 +20,7 @@ from ..concepts.provenance import circularity_warnings, expert_networks
 from ..progress import format_seconds, loud, note, remark, scope, warn
 from ..results import Result, summarize
 from .config import ProtocolConfig
-from .degenerate import result_flags, warning_messages
+from .degenerate import check_test_splits, result_flags, warning_messages
 from .protocol import FeaturesLike, Inputs, ProbeOutcome, Quantization, prepare_inputs, probe_all, quantize
 from .stats.chance import null_outcomes
 from .stats.result_statistics import result_statistics
@@ -129,16 +129,16 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         per.append({"clustering": r, "seed": s, "k": quant.k, **outcome.scores, "inertia": km.inertia,
                     "restart_inertias": list(km.inertias), "kmeans_iterations": km.n_iter,
                     "nonempty_clusters": len(np.unique(km.labels))})
-    flags = result_flags(quant.labels, quant.k, per, [len(np.unique(quant.labels[r][o.split.test]))
-                                                    for r, o in enumerate(outcomes)], bank)
+    test_clusters = [len(np.unique(quant.labels[r][o.split.test])) for r, o in enumerate(outcomes)]
+    check_test_splits(per, test_clusters)
     stats = result_statistics(quant, feats.image_ids, outcomes, nulls, null_seconds,
                               n_replicates=getattr(cfg, "bootstrap", 0))
     summary = summarize(per)
     for row, extra in zip(per, stats.per_clustering, strict=True):
         row.update(extra)
     for m, extra in stats.summary.items():
-        if m in summary:
-            summary[m].update(extra)
+        summary.setdefault(m, {}).update(extra)
+    flags = result_flags(quant.labels, quant.k, per, test_clusters, bank)
     warnings = provenance_warnings(bank, feats.provenance, name) + warning_messages(flags)
     notes = provenance_notes(bank)
     unchecked = unchecked_circularity(bank, feats.provenance, name) if not warnings else None
@@ -147,10 +147,6 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
     if inputs.matched_by == "position":
         notes.insert(0, f"FEATURES and CONCEPTS rows were matched by position ({n} rows): no image ids are "
                         "common to both, so row i of one is assumed to be the image of row i of the other")
-    for message in warnings + stats.warnings:
-        warn(message, progress)
-    for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
-        remark(message, loud(progress))
     result = Result(
         summary=summary, per_clustering=per, config=cfg.to_dict(), seeds=list(quant.seeds),
         versions=library_versions(), name=name or default_name(feats.provenance),
@@ -172,7 +168,29 @@ def assemble_result(quant: Quantization, inputs: Inputs, outcomes: list[ProbeOut
         result.coef = np.stack([o.probe.coef_ for o in outcomes])
         result.bias = np.stack([o.probe.intercept_ for o in outcomes])
         result.centroids = quant.centroids
+    print_warnings(result, progress)
+    for message in notes if progress else notes[:1] if inputs.matched_by == "position" else ():
+        remark(message, loud(progress))
     return result
+
+
+def result_label(result: Result) -> str:
+    """How warnings name a result: its name and K (``"efficientnet-lite0 (K=50)"``)."""
+    return f"{result.name or 'result'} (K={result.config.get('k')})"
+
+
+def print_warnings(result: Result, progress: bool = False) -> None:
+    """Print every warning of ``result`` (its flags' and provenance warnings, ``inputs.warnings``, and the
+    small-sample warnings of its statistics), each naming the model (and K, except the provenance warnings,
+    which hold for every K): the same lines after
+    :func:`evaluate` and when a study reuses the saved result. Printed on stderr in the CLI or with
+    ``progress``, else logged (:func:`qrprobe.progress.warn`)."""
+    flagged = {f.get("message") for f in result.inputs.get("flags", [])}
+    stats = (result.statistics or {}).get("warnings", [])
+    for message in dict.fromkeys([*result.inputs.get("warnings", []), *stats]):
+        # a provenance warning does not depend on K (printed once per model in a K sweep); the rest do
+        label = result_label(result) if message in flagged or message in stats else (result.name or "result")
+        warn(f"{label}: {message}", progress)
 
 
 def provenance_warnings(bank: ConceptBank, provenance: dict, name: str = "") -> list[str]:
@@ -222,4 +240,4 @@ def default_name(provenance: dict) -> str:
     return "features"
 
 
-__all__ = ["assemble_result", "evaluate", "protocol_config"]
+__all__ = ["assemble_result", "evaluate", "print_warnings", "protocol_config", "result_label"]

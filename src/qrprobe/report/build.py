@@ -88,7 +88,7 @@ def _has_arrays(result: Result) -> bool:
 
 def result_sections(results: Sequence[Result], names: Sequence[str], *, external: pd.DataFrame | None = None,
                     external_columns: Sequence[str] | None = None, explain_pairs: int = 4, sort_by: str = "nmi",
-                    thumbnail_size: int = 96, comparison: bool = True,
+                    raw: bool = False, thumbnail_size: int = 96, comparison: bool = True,
                     shown_ids: set[str] | None = None) -> list[Section]:
     """Comparison (unless ``comparison`` is False: one was given), K curves and explanations made from
     Results (see the module docstring). ``shown_ids``: ids of images the report shows elsewhere; the
@@ -100,7 +100,7 @@ def result_sections(results: Sequence[Result], names: Sequence[str], *, external
     keys = [r.name or n for r, n in zip(results, names, strict=True)]
     if comparison:
         sections.append(comparison_from_results(results, names, keys, external=external,
-                                                external_columns=external_columns, sort_by=sort_by))
+                                                external_columns=external_columns, sort_by=sort_by, raw=raw))
     sweep = k_sweep_table(results, _curve_labels(results, keys))
     sweep = sweep.drop_duplicates(["model", "k"]).reset_index(drop=True)  # the same run given twice
     multi_k = sweep.groupby("model")["k"].nunique()
@@ -123,7 +123,7 @@ def result_sections(results: Sequence[Result], names: Sequence[str], *, external
 
 def report_sections(results: Sequence[Result], names: Sequence[str], analyses: Sequence[Section], *,
                     external: pd.DataFrame | None = None, external_columns: Sequence[str] | None = None,
-                    explain_pairs: int = 4, sort_by: str = "nmi") -> list[Section]:
+                    explain_pairs: int = 4, sort_by: str = "nmi", raw: bool = False) -> list[Section]:
     """Every section of a report on ``results`` and ``analyses``, each once, in the order of
     :func:`arrange`. A comparison is made from the results only when none was given among the analyses, and a
     made section with the title of a given one (the same explanations) is left out."""
@@ -131,8 +131,8 @@ def report_sections(results: Sequence[Result], names: Sequence[str], analyses: S
     # the given sections' images, in report order: the explanations made here show others
     shown = remove_repeated_thumbnails(sorted(analyses, key=lambda s: _ORDER.get(s.kind, 4)))
     made = result_sections(results, names, external=external, external_columns=external_columns,
-                           explain_pairs=explain_pairs, sort_by=sort_by, comparison="comparison" not in given,
-                           shown_ids=shown)
+                           explain_pairs=explain_pairs, sort_by=sort_by, raw=raw,
+                           comparison="comparison" not in given, shown_ids=shown)
     titles = {s.title for s in analyses}
     made = [s for s in made if s.title not in titles]
     return arrange([*analyses, *made], results, names)
@@ -164,7 +164,7 @@ def arrange(sections: Sequence[Section], results: Sequence[Result], names: Seque
 
 def assemble(paths: Sequence[str | os.PathLike], *, external: str | os.PathLike | pd.DataFrame | None = None,
              external_columns: Sequence[str] | None = None, explain_pairs: int = 4,
-             sort_by: str = "nmi") -> list[Section]:
+             sort_by: str = "nmi", raw: bool = False) -> list[Section]:
     """All sections of a report on ``paths`` (Result and analysis directories), in report order."""
     results, names, analyses = load_report_inputs(paths)
     if not results and not analyses:
@@ -173,18 +173,19 @@ def assemble(paths: Sequence[str | os.PathLike], *, external: str | os.PathLike 
     if external is not None:
         ext = external if isinstance(external, pd.DataFrame) else read_external(external, external_columns)
     return report_sections(results, names, analyses, external=ext, external_columns=external_columns,
-                           explain_pairs=explain_pairs, sort_by=sort_by)
+                           explain_pairs=explain_pairs, sort_by=sort_by, raw=raw)
 
 
 def build_report(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                  external: str | os.PathLike | pd.DataFrame | None = None,
                  external_columns: Sequence[str] | None = None, figures_dir: str | os.PathLike | None = None,
-                 title: str = "qrprobe report", explain_pairs: int = 4, sort_by: str = "nmi") -> Path:
+                 title: str = "qrprobe report", explain_pairs: int = 4, sort_by: str = "nmi",
+                 raw: bool = False) -> Path:
     """Write the self-contained HTML report on ``paths`` to ``output`` (and every figure/table under
     ``figures_dir`` when given). Nothing is written unless every part was made."""
     with writing(output, "output"):  # the lock, before any work
         sections = assemble(paths, external=external, external_columns=external_columns,
-                            explain_pairs=explain_pairs, sort_by=sort_by)
+                            explain_pairs=explain_pairs, sort_by=sort_by, raw=raw)
         n_results = sum(1 for p in paths if (Path(p) / "results.json").is_file())
         subtitle = (f"{n_results} result(s), {len(paths) - n_results} analysis director"
                     f"{'y' if len(paths) - n_results == 1 else 'ies'}")
@@ -196,15 +197,16 @@ def build_report(paths: Sequence[str | os.PathLike], output: str | os.PathLike, 
 def report(items: Sequence[Result | Section | str | os.PathLike], output: str | os.PathLike, *,
            names: Sequence[str] | None = None, external: pd.DataFrame | None = None,
            external_columns: Sequence[str] | None = None, figures_dir: str | os.PathLike | None = None,
-           title: str = "qrprobe report", explain_pairs: int = 4, sort_by: str = "nmi") -> Path:
+           title: str = "qrprobe report", explain_pairs: int = 4, sort_by: str = "nmi",
+           raw: bool = False) -> Path:
     """Library entry point: a report on Results, Sections and/or directories (mixed freely)."""
     with writing(output, "output"):  # the lock, before any work
         return _report(items, output, names, external, external_columns, figures_dir, title, explain_pairs,
-                       sort_by)
+                       sort_by, raw)
 
 
 def _report(items, output, names, external, external_columns, figures_dir, title, explain_pairs,
-            sort_by) -> Path:
+            sort_by, raw=False) -> Path:
     results: list[Result] = []
     result_names: list[str] = []
     analyses: list[Section] = []
@@ -225,7 +227,8 @@ def _report(items, output, names, external, external_columns, figures_dir, title
             raise QRProbeInputError(f"{len(names)} names for {len(results)} results")
         result_names = list(names)
     sections = report_sections(results, result_names, analyses, external=external,
-                               external_columns=external_columns, explain_pairs=explain_pairs, sort_by=sort_by)
+                               external_columns=external_columns, explain_pairs=explain_pairs, sort_by=sort_by,
+                               raw=raw)
     if figures_dir is not None:
         export_sections(sections, figures_dir)
     return write_html(sections, output, title=title)

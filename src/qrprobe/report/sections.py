@@ -44,6 +44,12 @@ def breakdown_section(breakdown, metric: str = "nmi") -> Section:
                    "Each row: a probe trained on the groups listed (mean ± std over clusterings).")],
             [FigureData.from_figure(F.breakdown_bars(cum, metric), "breakdown-cumulative",
                                     f"{METRIC_LABELS.get(metric, metric)} for cumulative concept groups")]))
+        dropped = cum[cum["mi_drop"]] if "mi_drop" in cum.columns else cum.iloc[:0]
+        if len(dropped):
+            section.notes.append(
+                "⚠ Adding " + ", ".join(f"{g!r}" for g in dropped["step"]) + " lowered the MI estimate by more than "
+                "its 95% interval over clusterings. Information cannot fall when concepts are added: the drop is "
+                "the probe's (optimisation or overfitting on few training images), not the concepts'.")
     single = breakdown.single
     if len(single):
         cols = ["group", "n_concepts", *_metric_columns(single, (metric,)),

@@ -34,7 +34,12 @@ METRIC_LABELS = {
     "cluster_entropy_bits": "H(cluster) (bits)",
     "cross_entropy_bits": "CE (bits)",
     "mi_ratio": "MI / H",
+    "nmi_corrected": "NMI − chance",
+    "top1_corrected": "Top-1 − chance",
+    "map_corrected": "mAP − chance",
+    "mi_corrected_bits": "MI − prior (bits)",
 }
+AT_CHANCE = "at chance"  # what a score of a result whose every probe kept the cluster prior shows
 
 TABLE_FORMATS = ("csv", "json", "md", "tex")
 
@@ -153,6 +158,8 @@ class Table:
         return f"{value:{'+' if signed else ''}.{self.digits}f}"
 
     def _estimate(self, df: pd.DataFrame, row: int, base: str, single: bool) -> str:
+        if "at_chance" in df.columns and bool(df["at_chance"].iloc[row]):
+            return AT_CHANCE  # the probe kept the cluster prior: no number with a zero-width interval
         text = self._cell(df[f"{base}_mean"].iloc[row], base)
         std = df[f"{base}_std"].iloc[row]
         if not single and not _isnan(std) and text != "–":
@@ -304,7 +311,9 @@ _LONG_LABELS = {"above_null": "− null", "above_null_p": "p (− null)",  # col
                 "coef_difference": "coefficient difference",
                 "support": "images with it", "top_concepts": "top concepts", "frequent_concepts": "frequent concepts",
                 # the breakdown's, the K sweep's and the comparison's
-                "n_concepts": "concepts", "with_labels": "with labels", "k": "K", "n_images": "images"}
+                "n_concepts": "concepts", "with_labels": "with labels", "k": "K", "n_images": "images",
+                "chance_difference": "Δ chance", "vs_chance": "vs chance", "at_chance": "at chance",
+                "ranked_by": "ranked by"}
 
 
 def _column_label(column: str) -> str:

@@ -27,7 +27,7 @@ from typing import TypeVar
 from .._atomic import atomic_write_text, check_writable, clean_stale_in
 from ..engine.kmeans.memo import reuse_clusterings
 from ..errors import QRProbeInputError
-from ..progress import StageCounter, format_seconds, note
+from ..progress import StageCounter, format_seconds, note, once
 from ..results import Result, markdown_table
 from .analyses import StudyState, analyses_stage, analysis_items
 from .cache import file_identity, slug, stage_key
@@ -127,7 +127,8 @@ def run_study(study: StudyConfig, *, output: str | Path | None = None, force: Se
     out = Path(output) if output is not None else default_output(None, study)
     check_layout(study, out)
     check_writable(out / RESOLVED)
-    with study_lock(out), reuse_clusterings():  # the same clustering is computed once per run
+    # the same clustering is computed once per run; a note (the battery's) or warning is printed once per run
+    with study_lock(out), reuse_clusterings(), once():
         return _run_locked(study, out, force, progress, echo, reuse_only)
 
 
@@ -174,10 +175,24 @@ def _counted(ctx: StageContext, kind: str, name: str, run: Callable[[], T]) -> T
 
 
 def _ranking(results: list[Result], study: StudyConfig) -> str:
-    """The comparison table, best first by the report's ``sort_by`` metric."""
+    """The comparison table, best first by the chance-corrected counterpart of the report's ``sort_by`` metric
+    (as the report's), with the raw scores below it in the same order."""
+    from ..analysis.compare import compare_results, ranking_metric
+    from ..report.tables import Table
+    from ..results import HEADLINE, LABELS
+
     metric = study.report.sort_by
-    order = sorted(results, key=lambda r: -r.summary[metric]["mean"])
-    return markdown_table(order) + f"\n\n(ranked by {metric}; mean ± std over {study.protocol.clusterings} clusterings)"
+    table = compare_results(results, sort_by=metric, intervals=False)
+    by = str(table["ranked_by"].iloc[0])
+    shown = [ranking_metric(m, raw=by == metric) for m in HEADLINE]
+    cols = ["rank", "model", *[f"{m}_{p}" for m in shown for p in ("mean", "std")], "at_chance"]
+    ranked = Table("ranking", table[cols]).to_markdown()
+    by_name = {r.name: r for r in results}
+    raw = markdown_table([by_name[m] for m in table["model"]])
+    return (f"{ranked}\n\n(ranked by {LABELS.get(by, by)}"
+            + ("" if by == metric else ": each score minus what the same clustering scores without information")
+            + f"; mean ± std over {study.protocol.clusterings} clusterings; 'at chance': every probe kept the cluster "
+              f"prior)\n\nRaw scores (the paper's reading), in the same order:\n\n{raw}")
 
 
 def _notes_section(study: StudyConfig, out: Path) -> Path:

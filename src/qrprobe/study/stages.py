@@ -340,7 +340,10 @@ def evaluate_stage(ctx: StageContext, model: ModelSpec, store: FeatureStore, ban
     ctx.fresh("evaluate", path)
     t = time.perf_counter()
     if (path / "results.json").is_file():
+        from ..engine.evaluate import print_warnings
+
         result = Result.load(path)
+        print_warnings(result, ctx.progress)  # the same warnings as when it was computed
         ctx.log("evaluate", model.name, True, time.perf_counter() - t, path)
         return path, result
     ctx.may_compute("evaluate", ctx.images_key, model.name, path)

@@ -46,7 +46,7 @@ class Comparison:
 
 def compare(results: Sequence[Result | str | os.PathLike], names: Sequence[str] | None = None, *,
             external: pd.DataFrame | str | os.PathLike | None = None,
-            external_columns: Sequence[str] | None = None, sort_by: str = "nmi") -> Comparison:
+            external_columns: Sequence[str] | None = None, sort_by: str = "nmi", raw: bool = False) -> Comparison:
     """Compare results as ``qrprobe compare`` does: ranked table, adjacent-pair significance, rank agreement.
 
     Parameters
@@ -55,7 +55,9 @@ def compare(results: Sequence[Result | str | os.PathLike], names: Sequence[str] 
     names : their labels (default: each result's ``name``, else its features' model, else its directory's name);
         must be distinct.
     external : a table (DataFrame or CSV/Parquet path) with a ``model`` column and external scores (Fig. 3).
-    external_columns, sort_by : as the CLI's ``--external-columns``, ``--sort-by``.
+    external_columns, sort_by : as the CLI's ``--external-columns``, ``--sort-by`` (the ranking uses the
+        chance-corrected counterpart of ``sort_by``, docs/statistics.md §5a).
+    raw : as ``--raw``: rank, test and correlate by the paper's raw scores.
 
     Raises :class:`~qrprobe.errors.QRProbeInputError` when two results would carry the same name (saying how to
     name them) or an input cannot be read.
@@ -85,7 +87,8 @@ def compare(results: Sequence[Result | str | os.PathLike], names: Sequence[str] 
     if isinstance(external, (str, os.PathLike)):
         external = read_external(external, external_columns)
     inputs.external = external
-    spec = specs.CompareSpec(sort_by=sort_by, external_columns=list(external_columns) if external_columns else None)
+    spec = specs.CompareSpec(sort_by=sort_by, raw=raw,
+                             external_columns=list(external_columns) if external_columns else None)
     section = run_analysis("compare", inputs, spec).section
     assert section is not None  # compare makes a section, never a Result
     tables = {t.name: t.data for t in section.tables()}

@@ -19,10 +19,12 @@ from ..results import Result
 
 
 def comparison(results: Sequence[Result], names: Sequence[str], keys: Sequence[str], *,
-               external: pd.DataFrame | None, external_columns: Sequence[str] | None, sort_by: str) -> Section:
-    """The comparison section of ``results`` (display ``names``; ``keys`` match the external table)."""
+               external: pd.DataFrame | None, external_columns: Sequence[str] | None, sort_by: str,
+               raw: bool = False) -> Section:
+    """The comparison section of ``results`` (display ``names``; ``keys`` match the external table), ranked
+    by chance-corrected scores (``raw``: the paper's raw scores)."""
     return comparison_from_results(results, names, keys, external=external, external_columns=external_columns,
-                                   sort_by=sort_by)
+                                   sort_by=sort_by, raw=raw)
 
 
 __all__ = ["comparison", "significance_blocks"]

@@ -29,7 +29,7 @@ def compare(inputs: AnalysisInputs, spec: specs.CompareSpec, protocol: ProtocolC
     ids = [r.name or key for r, key in zip(results, keys, strict=True)]
     external = read_external(spec.external, spec.external_columns) if spec.external else inputs.external
     section = comparison(results, names, ids, external=external, external_columns=spec.external_columns,
-                         sort_by=spec.sort_by)
+                         sort_by=spec.sort_by, raw=spec.raw)
     return AnalysisOutput(section, printed_tables=len(section.tables()))
 
 

@@ -57,7 +57,10 @@ class CompareSpec(Spec):
                                  "(Fig. 3 plots top-1 against the first)", metavar="CSV", file=True, shown="none")
     external_columns: list[str] | None = param(None, "columns of the external table to add",
                                                metavar="NAME,...", shown="all")
-    sort_by: str = param("nmi", "metric that ranks the rows", choices=HEADLINE)
+    sort_by: str = param("nmi", "metric that ranks the rows (by its chance-corrected counterpart unless --raw)",
+                         choices=HEADLINE)
+    raw: bool = param(False, "rank, test and correlate by the paper's raw scores instead of the chance-corrected ones",
+                      switch=True)
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...metrics import TestDetails
+from .corrected import CORRECTED_METRICS, ChanceReference, top1_chance
 
 SCHEME = "poisson1-blake2b-splitmix64/1"
 REPLICATE_METRICS = ("nmi", "nmi_geometric", "nmi_max", "ami", "top1", "map", "mi_bits", "cluster_entropy_bits",
-                     "cross_entropy_bits", "mi_ratio")
+                     "cross_entropy_bits", "mi_ratio", *CORRECTED_METRICS)
 _LN2 = float(np.log(2.0))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -121,15 +122,22 @@ def _nmi_family(t: _Tables, w: np.ndarray, expected_mi: float) -> dict[str, np.n
         denom = normalizers["nmi"] - expected_mi
         denom = np.where(denom < 0, np.minimum(denom, -np.finfo(float).eps), np.maximum(denom, np.finfo(float).eps))
         out["ami"] = 100.0 * np.where(both_constant, 1.0, (mi - expected_mi) / denom)
+        mean_h = normalizers["nmi"]
+        chance = np.where(mean_h > 0, expected_mi / np.where(mean_h > 0, mean_h, 1.0), 0.0)
+        out["nmi_corrected"] = out["nmi"] - 100.0 * np.where(both_constant, 0.0, chance)
     out["cluster_entropy_bits"] = h_true / _LN2
     return out
 
 
-def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float) -> np.ndarray:
+def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float,
+                     reference: ChanceReference | None = None) -> np.ndarray:
     """Every metric of :data:`REPLICATE_METRICS` under each column of ``weights`` (n, b): shape (metrics, b).
 
     ``map_value`` is the split's mAP (×100), the point the linearised mAP replicates vary around. With all
-    weights 1 the values equal :func:`qrprobe.metrics.score_predictions` (up to rounding).
+    weights 1 the values equal :func:`qrprobe.metrics.score_predictions` and, for the chance-corrected metrics,
+    :func:`qrprobe.engine.stats.corrected.corrected_scores` (up to rounding). ``reference``: the clustering's
+    training clusters and whether the probe kept the prior, which mAP and MI are corrected by (None: those two
+    corrected rows are NaN).
     """
     w = np.asarray(weights, dtype=np.float64)
     t = _Tables(details)
@@ -145,20 +153,28 @@ def replicate_scores(details: TestDetails, weights: np.ndarray, map_value: float
         out["mi_ratio"] = np.where(out["cluster_entropy_bits"] > 0,
                                    100.0 * out["mi_bits"] / out["cluster_entropy_bits"], np.nan)
     out["map"] = map_value + 100.0 * (details.map_influence @ (w - 1.0))
+    out["top1_corrected"] = out["top1"] - top1_chance(details, w)
+    if reference is None:
+        out["map_corrected"] = out["mi_corrected_bits"] = np.full(w.shape[1], np.nan)
+    else:
+        out["map_corrected"] = out["map"] - reference.map_chance(details)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["mi_corrected_bits"] = (reference.ce_saving_bits(details) @ w) / total
     return np.stack([out[m] for m in REPLICATE_METRICS])
 
 
 def split_replicates(details: TestDetails, keys: np.ndarray, n_replicates: int, map_value: float,
-                     block: int = 32) -> np.ndarray:
+                     block: int = 32, reference: ChanceReference | None = None) -> np.ndarray:
     """Replicates ``0 … n_replicates-1`` of one scored split: shape (metrics, n_replicates), float64.
 
     ``keys`` are the image keys of the split's rows (:func:`image_keys`), ``map_value`` its mAP (×100), the
-    point the linearised mAP replicates vary around. Weights are generated ``block`` replicates at a time.
+    point the linearised mAP replicates vary around. Weights are generated ``block`` replicates at a time;
+    ``reference``: as for :func:`replicate_scores`.
     """
     out = np.empty((len(REPLICATE_METRICS), n_replicates), dtype=np.float64)
     for start in range(0, n_replicates, block):
         stop = min(start + block, n_replicates)
-        out[:, start:stop] = replicate_scores(details, poisson_weights(keys, start, stop), map_value)
+        out[:, start:stop] = replicate_scores(details, poisson_weights(keys, start, stop), map_value, reference)
     return out
 
 

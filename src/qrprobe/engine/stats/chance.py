@@ -7,10 +7,10 @@
   concepts carry no information about the clusters (including what training noise and overfitting add).
 - **Baselines** (:func:`baselines`), without training: the majority-cluster predictor (top-1: the share of
   the largest training cluster among the test images; mAP: constant scores, so each cluster's AP is its test
-  prevalence), the cluster prior (cross-entropy of the training cluster frequencies, hence the MI estimate of
-  a probe that ignores the concepts), and shuffled predictions (NMI and AMI of the probe's predictions
-  permuted across test images: the expected value over all permutations, which is AMI's correction term; it
-  is 0 for AMI by construction).
+  prevalence), the cluster prior (cross-entropy of the add-½ smoothed training cluster frequencies, the probe's
+  epoch 0, hence the MI estimate of a probe that ignores the concepts), and shuffled predictions (NMI and AMI
+  of the probe's predictions permuted across test images: the expected value over all permutations, which is
+  AMI's correction term; it is 0 for AMI by construction).
 - **Small samples** (:func:`small_sample_warnings`): see ``docs/statistics.md`` for the thresholds and why.
 """
 
@@ -24,6 +24,7 @@ from ...concepts.bank import ConceptBank
 from ...metrics import TestDetails
 from ...progress import scope
 from ..protocol import ProbeOutcome, Quantization, probe_labels
+from .corrected import PRIOR_PSEUDOCOUNT
 
 _LN2 = float(np.log(2.0))
 NULL_STREAM = 0x5EED_0001  # entropy added to the clustering seed for the permutations of the null
@@ -75,7 +76,7 @@ def baselines(details: TestDetails, train_labels: np.ndarray, n_classes: int) ->
     y, pred = details.y_true, details.y_pred
     counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
     majority = int(np.argmax(counts))
-    prior = counts / counts.sum()
+    prior = (counts + PRIOR_PSEUDOCOUNT) / (counts + PRIOR_PSEUDOCOUNT).sum()  # the probe's epoch 0
     h_true, h_pred = _entropy_nats(y), _entropy_nats(pred)
     e = details.expected_mi_nats
     out = {"top1": 100.0 * float(np.mean(y == majority)), "map": 100.0 / len(np.unique(y))}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from ...metrics import TestDetails
 from ..protocol import ProbeOutcome, Quantization
 from .bootstrap import REPLICATE_METRICS, SCHEME, image_keys, images_fingerprint, split_replicates
 from .chance import BASELINE_KINDS, baselines, small_sample_warnings
+from .corrected import CORRECTED_METRICS, REFERENCES, ChanceReference, corrected_scores
 from .uncertainty import difference_estimate, mean_estimate
 
 LEVEL = 0.95
@@ -71,8 +72,20 @@ def _details(outcome: ProbeOutcome) -> TestDetails:
     return outcome.details
 
 
-def _mean_scores(outcomes: list[ProbeOutcome]) -> dict[str, float]:
-    return {m: float(np.mean([o.scores[m] for o in outcomes])) for m in REPLICATE_METRICS}
+def _own(ref: ChanceReference, outcome: ProbeOutcome) -> ChanceReference:
+    """The clustering's reference with whether ``outcome``'s probe (e.g. a null repeat's) kept the prior."""
+    return replace(ref, kept_prior=kept_prior(outcome))
+
+
+def _mean_scores(outcomes: list[ProbeOutcome], ref: ChanceReference) -> dict[str, float]:
+    scores = [{**o.scores, **corrected_scores(_details(o), o.scores, _own(ref, o))} for o in outcomes]
+    return {m: float(np.mean([s[m] for s in scores])) for m in REPLICATE_METRICS}
+
+
+def kept_prior(outcome: ProbeOutcome) -> bool:
+    """Whether a probe learned nothing: model selection on the validation split kept the cluster prior (epoch
+    0), so every score is a chance level (its corrected scores are 0)."""
+    return bool(getattr(outcome.probe, "selected_prior_", False))
 
 
 def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcomes: list[ProbeOutcome],
@@ -92,26 +105,36 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
     per, reps, null_reps = [], [], []
     for r, outcome in enumerate(outcomes):
         d, split = _details(outcome), outcome.split
-        extra = {"test_clusters": len(np.unique(d.y_true)), "labels_hash": labels_hash(quant.labels[r], image_ids)}
+        ref = ChanceReference.from_train(quant.labels[r][split.train], quant.k, kept_prior(outcome))
+        extra = {"test_clusters": len(np.unique(d.y_true)), "labels_hash": labels_hash(quant.labels[r], image_ids),
+                 "predicted_clusters": len(np.unique(d.y_pred)), "probe_kept_prior": kept_prior(outcome),
+                 **corrected_scores(d, outcome.scores, ref)}
         base = baselines(d, quant.labels[r][split.train], quant.k)
         extra.update({f"{m}_baseline": v for m, v in base.items()})
         if keys is not None:
-            reps.append(split_replicates(d, keys[split.test], n_replicates, outcome.scores["map"]))
+            reps.append(split_replicates(d, keys[split.test], n_replicates, outcome.scores["map"], reference=ref))
         if nulls:
             runs = nulls[r]
-            extra.update({f"{m}_null": v for m, v in _mean_scores(runs).items()})
+            extra.update({f"{m}_null": v for m, v in _mean_scores(runs, ref).items()})
             if keys is not None:
                 null_reps.append(np.mean([split_replicates(_details(o), keys[o.split.test], n_replicates,
-                                                           o.scores["map"]) for o in runs], axis=0))
+                                                           o.scores["map"], reference=_own(ref, o)) for o in runs],
+                                          axis=0))
         per.append({k: _finite_or_none(v) for k, v in extra.items()})
     replicates = np.stack(reps) if reps else None
     null_replicates = np.stack(null_reps) if null_reps else None
     scores = [{**o.scores, **e} for o, e in zip(outcomes, per, strict=True)]
+    at_chance = all(e["probe_kept_prior"] for e in per)
     summary = {}
     for i, m in enumerate(REPLICATE_METRICS):
         values = np.array([s[m] for s in scores], dtype=np.float64)
         x = replicates[:, i, :] if replicates is not None else None
         entry: dict = {}
+        if m in CORRECTED_METRICS:  # the raw metrics' mean, std and values come from results.summarize
+            entry.update(mean=float(values.mean()), std=float(values.std()), values=values.tolist(),
+                         reference=REFERENCES[m])
+        if at_chance:
+            entry["at_chance"] = True
         if x is not None:
             est = mean_estimate(values, x, level)
             low, high = RANGES.get(m, (-np.inf, np.inf))
@@ -143,7 +166,8 @@ def result_statistics(quant: Quantization, image_ids: np.ndarray | None, outcome
                           "images_hash": images_fingerprint(keys) if keys is not None else None},
             "null": {"repeats": len(nulls[0]) if nulls else 0, "seconds": float(null_seconds),
                      "method": NULL_METHOD if nulls else None},
-            "baselines": dict(BASELINE_KINDS), "warnings": warnings}
+            "baselines": dict(BASELINE_KINDS), "corrected": dict(REFERENCES), "warnings": warnings,
+            "prior_kept": [r for r, e in enumerate(per) if e["probe_kept_prior"]]}
     info["bootstrap"]["seconds"] = time.perf_counter() - start
     return Statistics(per, summary, info, replicates, null_replicates, warnings)
 
