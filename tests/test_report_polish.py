@@ -173,3 +173,12 @@ def test_remove_repeated_thumbnails_keeps_the_first_showing() -> None:
     assert [[t.label for r in b.thumbnail_rows for t in r.thumbnails] for s in sections for b in s.blocks] == [
         ["a", "b"], ["c"], []]
     assert sections[2].blocks[0].thumbnail_rows == []  # an emptied row is dropped, not shown blank
+
+
+def test_the_ranking_metric_is_named_as_its_column_is() -> None:
+    data = pd.DataFrame({"model": ["a"], "ranked_by": ["top1_corrected"], "top1_corrected_mean": [12.0],
+                         "top1_corrected_std": [1.0]})
+    shown = Table("comparison", data).display_frame()
+    assert shown["ranked by"].tolist() == ["Top-1 − chance"]
+    assert "Top-1 − chance" in shown.columns
+    assert Table("comparison", data).to_csv().splitlines()[1].split(",")[1] == "top1_corrected"

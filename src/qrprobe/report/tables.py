@@ -181,6 +181,8 @@ class Table:
             return "–"
         if column == "metric" and value in METRIC_LABELS:
             return METRIC_LABELS[str(value)]
+        if column == "ranked_by":  # a metric's field name, shown as the metric's header is
+            return _column_label(str(value))
         return str(value)
 
     # ------------------------------------------------------------------ renderers
