@@ -55,7 +55,8 @@ def probe_once(labels: np.ndarray, concepts: sp.csr_matrix, seed: int, mode: str
     from qrprobe.metrics import score_predictions
 
     split = stratified_split(labels, seed)
-    cfg = ProbeConfig() if mode == "paper" else ProbeConfig(solver="lbfgs", weight_decay=wd)
+    cfg = (ProbeConfig() if mode == "paper" else
+           ProbeConfig(solver="lbfgs", weight_decay=wd, lbfgs_penalty="l1" if mode == "lbfgs-l1" else "l2"))
     probe = ReverseProbe(cfg, seed=seed, device="cpu")
     t = time.perf_counter()
     probe.fit(concepts[split.train], labels[split.train], concepts[split.val], labels[split.val], n_classes=50)
@@ -68,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--modes", default="paper,lbfgs")
+    parser.add_argument("--modes", default="paper,lbfgs", help="paper, lbfgs (L2), lbfgs-l1")
     parser.add_argument("--wd", type=float, default=3e-6, help="lbfgs: the smallest weight decay tried")
     args = parser.parse_args()
     import torch
@@ -86,7 +87,7 @@ def main() -> None:
             mi = [r["mi"] for r in runs]
             base = mi if base is None else base
             delta = [a - b for a, b in zip(mi, base, strict=True)]
-            picks = ", ".join("prior" if r["prior"] else (f"{r['wd']:.1e}" if mode == "lbfgs" else str(r["epoch"]))
+            picks = ", ".join("prior" if r["prior"] else (f"{r['wd']:.1e}" if mode.startswith("lbfgs") else str(r["epoch"]))
                               for r in runs)
             change = "–" if mi is base else f"{statistics.mean(delta):+.3f} ({min(delta):+.3f} … {max(delta):+.3f})"
             print(f"| {mode} | {name} | {statistics.mean(mi):.3f} ({min(mi):.3f} … {max(mi):.3f}) | {change} | "
