@@ -87,8 +87,8 @@ def main() -> None:
             mi = [r["mi"] for r in runs]
             base = mi if base is None else base
             delta = [a - b for a, b in zip(mi, base, strict=True)]
-            picks = ", ".join("prior" if r["prior"] else (f"{r['wd']:.1e}" if mode.startswith("lbfgs") else str(r["epoch"]))
-                              for r in runs)
+            picks = ", ".join("prior" if r["prior"] else
+                              (f"{r['wd']:.1e}" if mode.startswith("lbfgs") else str(r["epoch"])) for r in runs)
             change = "–" if mi is base else f"{statistics.mean(delta):+.3f} ({min(delta):+.3f} … {max(delta):+.3f})"
             print(f"| {mode} | {name} | {statistics.mean(mi):.3f} ({min(mi):.3f} … {max(mi):.3f}) | {change} | "
                   f"{sum(r['prior'] for r in runs)}/{len(runs)} | {picks} | "
