@@ -108,3 +108,16 @@ def test_l1_optimum_satisfies_the_optimality_conditions():
     np.testing.assert_allclose(gw[~zero], -lam * np.sign(w[~zero]), atol=lam * 0.02)
     np.testing.assert_allclose(grad[-1], 0, atol=1e-5)
     assert zero[20:].mean() > 0.6 > 0.4 > zero[:20].mean()  # junk: mostly exact zeros; informative: mostly not
+
+
+def test_an_l1_path_that_starts_at_the_prior_goes_on_to_the_decays_that_beat_it():
+    """The strongest L1 decays zero every weight (the prior's own validation loss, no rise of a U-curve); the
+    path must go on to the decays whose fits beat the prior instead of stopping there."""
+    x, y = _data()
+    cfg = ProbeConfig(solver="lbfgs", lbfgs_penalty="l1", weight_decay=0.003, lbfgs_grid=7)
+    grid = weight_decay_grid(cfg)
+    assert grid[0] > 1.0  # strong enough to zero every weight
+    probe = ReverseProbe(cfg, device="cpu").fit(x[:600], y[:600], x[600:], y[600:], n_classes=5)
+    assert not probe.selected_prior_
+    assert probe.weight_decay_ < grid[1]
+    assert len(probe.history_) > 3

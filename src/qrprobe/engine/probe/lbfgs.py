@@ -31,7 +31,7 @@ from ..config import ProbeConfig
 from .sgd import csr_tensor, with_bias_column
 
 BLOCK_BYTES = 256 * 2**20  # float64 logits of one block of rows
-PATIENCE = 2  # rises of the validation loss in a row that end the path
+PATIENCE = 2  # rises of the validation loss in a row, after its best so far, that end the path
 
 
 @dataclasses.dataclass
@@ -159,7 +159,9 @@ def fit_lbfgs(concepts: sp.csr_matrix, labels: np.ndarray, val_concepts: sp.csr_
         history.append(record)
         if val is None or score < best[0]:
             best, rises = (score, theta.clone(), wd), 0
-        else:
+        elif best[1] is not None:
+            # a rise after the best so far; before any decay has beaten the prior, the strong end of the path
+            # (an L1 fit at zero, an L2 fit near it) is no rise and must not end the path
             rises += 1
             if rises >= PATIENCE:
                 break
