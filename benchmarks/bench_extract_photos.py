@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/photos.py SOURCE_DIR /tmp/photos --n 1000        # once: 1,000 camera-size JPEGs
-    python benchmarks/bench_extract_photos.py /tmp/photos [--n 1000] [--model efficientnet-lite0] [--workers 1]
+    python benchmarks/photos.py SOURCE_DIR photos/ --n 1000        # once: 1,000 camera-size JPEGs
+    python benchmarks/bench_extract_photos.py photos/ [--n 1000] [--model efficientnet-lite0] [--workers 1]
 
 Every contender runs once per round over the same N photos (read once beforehand, so every run finds them in
 the page cache), in the order listed, reversed every other round; the features of each are compared with the
