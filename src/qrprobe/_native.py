@@ -47,6 +47,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ._cache import cache_root
+
 CHECK_TIMEOUT_S = 60.0  # the child process that loads a library once
 BUILD_TIMEOUT_S = 300.0
 
@@ -71,7 +73,7 @@ class NativeLibraryWarning(RuntimeWarning):
 
 def cache_dir() -> Path:
     """Where compiled libraries are kept: ``$QRPROBE_CACHE/kernels`` (default ``~/.cache/qrprobe/kernels``)."""
-    return Path(os.environ.get("QRPROBE_CACHE", Path.home() / ".cache" / "qrprobe")) / "kernels"
+    return cache_root() / "kernels"
 
 
 def compiler() -> str | None:

@@ -24,6 +24,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from .._cache import cache_root
 from .._network import url_offline_reason
 from ..errors import QRProbeInputError
 from .published import PublishedExpert, PublishedFile
@@ -33,8 +34,7 @@ _CHUNK = 1 << 22
 
 def cache_dir() -> Path:
     """The download cache (created on demand)."""
-    root = os.environ.get("QRPROBE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "qrprobe")
-    return Path(root) / "experts"
+    return cache_root() / "experts"
 
 
 def downloads_allowed(download: bool = True) -> bool:
