@@ -15,6 +15,10 @@ splits, min … max), for
 
     paper       the paper's SGD schedule (lr 3.5, momentum 0.9, batch 512, 100 epochs, milestones 60/80, weight
                 decay 3e-6; the best validation epoch kept, the prior being epoch 0)
+    screen      the recommended default (``ProbeConfig()``): the same SGD schedule with concept screening
+                (``concept_screen="auto"``: where training rows < concepts × clusters, the top-m concepts by
+                training-split mutual information, m chosen on validation; ``engine/probe/screen.py``)
+    screen-on   the same, screening whatever the data size
     lbfgs       full-batch L-BFGS to the optimum of the same objective, the weight decay chosen on validation
                 among weight_decay × √10^j, j = 0 … lbfgs_grid − 1 (``--wd`` sets the smallest)
 
@@ -55,13 +59,16 @@ def probe_once(labels: np.ndarray, concepts: sp.csr_matrix, seed: int, mode: str
     from qrprobe.metrics import score_predictions
 
     split = stratified_split(labels, seed)
-    cfg = (ProbeConfig() if mode == "paper" else
-           ProbeConfig(solver="lbfgs", weight_decay=wd, lbfgs_penalty="l1" if mode == "lbfgs-l1" else "l2"))
+    cfg = {"paper": ProbeConfig.preset("paper"), "screen": ProbeConfig.preset("recommended"),
+           "screen-on": ProbeConfig(concept_screen="on")}.get(mode) or \
+        ProbeConfig(solver="lbfgs", weight_decay=wd, lbfgs_penalty="l1" if mode == "lbfgs-l1" else "l2",
+                    concept_screen="off")
     probe = ReverseProbe(cfg, seed=seed, device="cpu")
     t = time.perf_counter()
     probe.fit(concepts[split.train], labels[split.train], concepts[split.val], labels[split.val], n_classes=50)
     scores = score_predictions(labels[split.test], probe.predict_log_proba(concepts[split.test]))
     return {"mi": scores["mi_bits"], "prior": probe.selected_prior_, "epoch": probe.best_epoch_,
+            "kept": probe.n_concepts_kept_, "fits": max(1, len(probe.screen_path_)),
             "wd": getattr(probe, "weight_decay_", None), "s": time.perf_counter() - t}
 
 
@@ -69,7 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--modes", default="paper,lbfgs", help="paper, lbfgs (L2), lbfgs-l1")
+    parser.add_argument("--modes", default="paper,screen", help="paper, screen (the recommended default: concept "
+                        "screening, auto), screen-on, lbfgs (L2), lbfgs-l1")
     parser.add_argument("--wd", type=float, default=3e-6, help="lbfgs: the smallest weight decay tried")
     args = parser.parse_args()
     import torch
@@ -78,8 +86,9 @@ def main() -> None:
     labels, sets = generated(args.n)
     print(f"generated: N={args.n}, K=50, {args.repeats} splits; MI in bits, mean (min … max) over splits")
     print()
-    print("| probe | concepts | MI (bits) | change vs informative (12) | prior kept | epoch / weight decay | s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| probe | concepts | MI (bits) | change vs informative (12) | prior kept | epoch / weight decay | "
+          "concepts kept (fits) | s |")
+    print("|---|---|---|---|---|---|---|---|")
     for mode in args.modes.split(","):
         base = None
         for name, concepts in sets.items():
@@ -92,6 +101,7 @@ def main() -> None:
             change = "–" if mi is base else f"{statistics.mean(delta):+.3f} ({min(delta):+.3f} … {max(delta):+.3f})"
             print(f"| {mode} | {name} | {statistics.mean(mi):.3f} ({min(mi):.3f} … {max(mi):.3f}) | {change} | "
                   f"{sum(r['prior'] for r in runs)}/{len(runs)} | {picks} | "
+                  f"{', '.join('{} ({})'.format(r['kept'], r['fits']) for r in runs)} | "
                   f"{statistics.mean(r['s'] for r in runs):.1f} |", flush=True)
 
 

@@ -85,6 +85,13 @@ class ProbeConfig:
     lbfgs_penalty: str = param("l2", "solver lbfgs: the penalty, l2 (SGD's weight decay: the same objective) or "
                                "l1 (λ·Σ|W|, the bias free: zero weights for concepts that carry nothing)",
                                choices=("l2", "l1"))
+    concept_screen: str = param(
+        "auto", "concept screening (issue 19): rank the concepts by their mutual information with the clusters on "
+        "the training split, fit the probe on the top m for m = M, then 2^i and 3·2^(i−1) downwards, and keep the "
+        "m with the lowest validation loss (stopping after two sizes in a row that do not improve), so that "
+        "concepts that carry nothing no longer lower the MI estimate; on, off (the paper: every concept), or auto "
+        "(recommended: on where the training rows are fewer than concepts × clusters)",
+        choices=("auto", "on", "off"))
 
     def __post_init__(self) -> None:
         normalize_tuple(self, "milestones")
@@ -94,9 +101,21 @@ class ProbeConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def preset(cls, name: str) -> ProbeConfig:
+        """A named setting: ``"paper"`` (the paper's SGD schedule on every concept, as in App. C; the numbers of
+        releases before concept screening) or ``"recommended"`` (the defaults: the same schedule with
+        ``concept_screen="auto"``)."""
+        if name not in PROBE_PRESETS:
+            raise ParameterError("probe", f"unknown preset {name!r}; choose one of {', '.join(PROBE_PRESETS)}")
+        return cls(**PROBE_PRESETS[name])
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProbeConfig:
         """Build from a mapping (e.g. a saved result's ``config["probe"]``); deprecated names are accepted."""
         return cls(**resolve_aliases(cls, dict(values or {}), warn=False))
+
+
+PROBE_PRESETS: dict[str, dict[str, Any]] = {"paper": {"concept_screen": "off"}, "recommended": {}}
 
 
 @dataclass(frozen=True)
@@ -306,5 +325,5 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return top, kmeans, probe
 
 
-__all__ = ["KMeansConfig", "ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults",
+__all__ = ["PROBE_PRESETS", "KMeansConfig", "ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults",
            "flat_params", "param", "split_params", "validate"]

@@ -16,6 +16,10 @@ smoothed, so a cluster absent from training keeps a finite loss), is a candidate
 so the kept probe is never worse on validation than knowing nothing about the concepts.
 
 ``solver="lbfgs"`` fits the same objective to its optimum instead (:mod:`qrprobe.engine.probe.lbfgs`).
+
+``concept_screen`` (default ``"auto"``; ``"off"`` is the paper): where the training rows are fewer than concepts ×
+clusters, the probe is fitted on the top-m concepts by training-split mutual information, m chosen on
+validation (:mod:`qrprobe.engine.probe.screen`), so that concepts that carry nothing do not lower the estimate.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 from ...device import resolve_device
 from ...errors import QRProbeInputError
 from ..config import ProbeConfig
+from .screen import STOP_AFTER, concept_ranking, screen_sizes, should_screen
 from .sgd import (
     LAZY_FRACTION,
     DeviceBatches,
@@ -174,6 +179,10 @@ class ReverseProbe:
     history_ : per-epoch dicts (``epoch``, ``lr``, ``train_loss``, ``val_loss`` (nats), ``seconds``), epoch 0
         (the prior) first; for L-BFGS one dict per weight decay tried
     weight_decay_ : the weight decay of the kept probe (L-BFGS: chosen on validation)
+    concepts_kept_ : (m,) int64, sorted indices of the concepts the kept probe uses (all M unless screened; the
+        others have zero weights); n_concepts_kept_ : m
+    screen_path_ : concept screening (``config.concept_screen``, :mod:`.screen`): one dict per subset size tried
+        (``n_concepts``, ``val_loss`` (nats)), largest first; empty when the probe did not screen
     """
 
     def __init__(self, config: ProbeConfig | None = None, *, seed: int = 0, device: str = "auto",
@@ -212,30 +221,77 @@ class ReverseProbe:
                 raise QRProbeInputError(f"validation concepts have {val_concepts.shape[1]} columns, training "
                                         f"concepts {concepts.shape[1]}")
         dev = resolve_device(self.device)
+        val = (val_concepts, val_labels) if has_val and val_concepts is not None and val_labels is not None else None
+        m = concepts.shape[1]
+        with intra_op_threads(self.threads if dev.type == "cpu" else None):
+            if val is not None and should_screen(self.config.concept_screen, concepts.shape[0], m, k, True):
+                weight, bias = self._fit_screened(concepts, labels, val, k, dev)
+            else:
+                weight, bias = self._fit_columns(concepts, labels, val, k, dev)
+                self.concepts_kept_ = np.arange(m, dtype=np.int64)
+                self.screen_path_ = []
+        self.n_concepts_kept_ = len(self.concepts_kept_)
+        self.selected_prior_ = self.best_epoch_ == 0
+        self._set_weights(weight, bias, dev)
+        return self
+
+    def _fit_columns(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray] | None,
+                     k: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """One fit of the configured solver on all the columns of ``concepts``; sets ``history_``,
+        ``best_epoch_`` and ``weight_decay_`` and returns the kept weight (M, K) and bias (K,)."""
         log_prior = class_prior(labels, k)
         prior = {"epoch": 0, "lr": 0.0, "train_loss": prior_loss(labels, log_prior), "seconds": 0.0}
-        if has_val and val_labels is not None:
-            prior["val_loss"] = prior_loss(val_labels, log_prior)
-        with intra_op_threads(self.threads if dev.type == "cpu" else None):
-            if self.config.solver == "lbfgs":
-                from .lbfgs import fit_lbfgs
+        if val is not None:
+            prior["val_loss"] = prior_loss(val[1], log_prior)
+        if self.config.solver == "lbfgs":
+            from .lbfgs import fit_lbfgs
 
-                fit = fit_lbfgs(concepts, labels, val_concepts if has_val else None,
-                                val_labels if has_val else None, k, self.config, log_prior, dev, self.progress)
-                weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
-                self.best_epoch_ = None
-            else:
-                val = (val_concepts, val_labels) if has_val and val_concepts is not None and val_labels is not None \
-                    else None
-                weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
-                self.weight_decay_ = self.config.weight_decay
+            fit = fit_lbfgs(concepts, labels, val[0] if val is not None else None,
+                            val[1] if val is not None else None, k, self.config, log_prior, dev, self.progress)
+            weight, bias, self.history_, self.weight_decay_ = fit.weight, fit.bias, fit.history, fit.weight_decay
+            self.best_epoch_ = None
+        else:
+            weight, bias, self.best_epoch_ = self._fit_sgd(concepts, labels, val, k, prior, dev)
+            self.weight_decay_ = self.config.weight_decay
         if weight is None or bias is None:  # the prior was kept (both None)
             weight = torch.zeros(concepts.shape[1], k, device=dev)
             bias = torch.from_numpy(log_prior).to(dev)
             self.best_epoch_ = 0
-        self.selected_prior_ = self.best_epoch_ == 0
-        self._set_weights(weight, bias, dev)
-        return self
+        return weight, bias
+
+    def _fit_screened(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray],
+                      k: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concept screening (:mod:`.screen`): fits on the top-m concepts, m = M first and downwards, the m with
+        the lowest validation cross-entropy kept (ties: the larger). Sets ``concepts_kept_`` (sorted column
+        indices), ``screen_path_`` (``{"n_concepts", "val_loss"}`` per size tried, nats) and the kept fit's
+        ``history_`` …; returns the weight (M, K), zero in the dropped rows, and the bias (K,)."""
+        m = concepts.shape[1]
+        ranking = concept_ranking(concepts, labels, k)
+        val_rows, val_y = ConceptRows(val[0], dev), torch.from_numpy(val[1]).to(dev)
+        best: tuple[float, np.ndarray, torch.Tensor, torch.Tensor, dict] | None = None
+        self.screen_path_ = []
+        worse = 0
+        for size in screen_sizes(m):
+            cols = np.sort(ranking[:size]) if size < m else np.arange(m, dtype=np.int64)
+            sub_x, sub_val = (concepts, val[0]) if size == m else (concepts[:, cols], val[0][:, cols])
+            weight, bias = self._fit_columns(sub_x, labels, (sub_val, val[1]), k, dev)
+            full = torch.zeros(m, k, device=dev, dtype=weight.dtype)
+            full[torch.from_numpy(cols).to(dev)] = weight
+            loss = self._mean_loss(val_rows, val_y, full, bias)
+            self.screen_path_.append({"n_concepts": int(size), "val_loss": loss})
+            if best is None or loss < best[0]:
+                state = {"history_": self.history_, "best_epoch_": self.best_epoch_,
+                         "weight_decay_": self.weight_decay_}
+                best, worse = (loss, cols, full, bias, state), 0
+            else:
+                worse += 1
+                if worse >= STOP_AFTER:
+                    break
+        assert best is not None
+        _, self.concepts_kept_, weight, bias, state = best
+        for name, value in state.items():
+            setattr(self, name, value)
+        return weight, bias
 
     def _fit_sgd(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray] | None,
                  k: int, prior: dict, dev: torch.device):
@@ -351,6 +407,9 @@ class ReverseProbe:
                            torch.from_numpy(np.array(intercept, dtype=np.float32)).to(dev), dev)
         probe.best_epoch_ = None
         probe.selected_prior_ = False
+        probe.concepts_kept_ = np.flatnonzero(np.any(np.asarray(coef) != 0, axis=1)).astype(np.int64)
+        probe.n_concepts_kept_ = len(probe.concepts_kept_)
+        probe.screen_path_ = []
         return probe
 
 
