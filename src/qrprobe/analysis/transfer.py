@@ -114,7 +114,7 @@ def _retrain_without(result: Result, source_concepts: ConceptBank, drop: list[st
     labels = np.asarray(result.clusterings[r], dtype=np.int64)
     codes = np.asarray(result.splits[r])
     train, val = np.flatnonzero(codes == 0), np.flatnonzero(codes == 1)
-    probe_cfg = ProbeConfig.from_dict(result.config.get("probe", {}))
+    probe_cfg = ProbeConfig.from_saved(result.config.get("probe", {}))
     seed = int(result.seeds[r])
     probe = ReverseProbe(probe_cfg, seed=seed, device=result.config.get("device", "auto"))
     k = int(result.config["k"])

@@ -62,7 +62,8 @@ SEED_MAX = 2**31 - 1  # faiss takes a 31-bit seed; numpy and torch take more
 # ------------------------------------------------------------------------------------------------ schema
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Training schedule of the reverse probe (defaults: the paper's, App. C)."""
+    """Training schedule of the reverse probe (defaults: the paper's, App. C, plus concept screening where the
+    training rows are fewer than concepts × clusters; ``ProbeConfig.preset("paper")`` turns screening off)."""
 
     lr: float = param(3.5, "initial learning rate (paper: 3.5)", check=number_in(0, 1e3, low_open=True))
     momentum: float = param(0.9, "SGD momentum (paper: 0.9)", check=number_in(0, 1, high_open=True))
@@ -111,8 +112,16 @@ class ProbeConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProbeConfig:
-        """Build from a mapping (e.g. a saved result's ``config["probe"]``); deprecated names are accepted."""
+        """Build from a mapping (e.g. a study's ``probe:``); deprecated names are accepted; a missing key takes
+        its default (for a saved result's ``config["probe"]`` use :meth:`from_saved`)."""
         return cls(**resolve_aliases(cls, dict(values or {}), warn=False))
+
+    @classmethod
+    def from_saved(cls, values: Mapping[str, Any] | None) -> ProbeConfig:
+        """Build from a saved result's ``config["probe"]``: as :meth:`from_dict`, but a result saved without
+        ``concept_screen`` (before screening existed, or with it off: :meth:`ProtocolConfig.to_dict` omits
+        ``"off"``) was computed on every concept, so the missing key means ``"off"``."""
+        return cls.from_dict({"concept_screen": "off", **dict(values or {})})
 
 
 PROBE_PRESETS: dict[str, dict[str, Any]] = {"paper": {"concept_screen": "off"}, "recommended": {}}
@@ -207,7 +216,8 @@ def _flat_kmeans(cls: _C) -> _C:
 @_flat_kmeans
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """Every parameter of quantized reverse probing; the defaults are the paper's (``docs/protocol.md``).
+    """Every parameter of quantized reverse probing; the defaults are the paper's (``docs/protocol.md``), except
+    the probe's concept screening (``probe.concept_screen``, "auto"; "off" is the paper's protocol).
 
     ``kmeans`` holds the quantization's K-means (:class:`KMeansConfig`), ``probe`` the probe's schedule
     (:class:`ProbeConfig`); :meth:`from_params` takes the fields of all three as flat keyword parameters
@@ -258,13 +268,16 @@ class ProtocolConfig:
         kmeans = out.pop("kmeans")
         if kmeans["kmeans_early_stop"] is None:  # added later: off, the saved form and cache keys of before
             del kmeans["kmeans_early_stop"]
+        if out["probe"]["concept_screen"] == "off":  # added later, default auto: "off" (the paper) is the saved form
+            del out["probe"]["concept_screen"]        # and cache keys of before (from_dict reads it back as "off")
         return {**kmeans, **out}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProtocolConfig:
         """Build from a mapping (e.g. a saved result's ``config``): the K-means fields flat (as :meth:`to_dict`
         writes them) or nested under ``kmeans``; deprecated names are accepted and keys that are not protocol
-        fields (``labelling`` …) are ignored."""
+        fields (``labelling`` …) are ignored; a ``probe`` mapping without ``concept_screen`` means "off"
+        (:meth:`ProbeConfig.from_saved`)."""
         values = resolve_aliases(KMeansConfig, resolve_aliases(cls, dict(values or {}), warn=False), warn=False)
         kmeans = dict(values.pop("kmeans", None) or {})
         for name in _KMEANS_NAMES & set(values):
@@ -272,6 +285,8 @@ class ProtocolConfig:
                 raise TypeError(f"{name!r} is given both flat and under 'kmeans'")
             kmeans[name] = values.pop(name)
         known = {f.name for f in dataclasses.fields(cls)}
+        if isinstance(values.get("probe"), Mapping):  # a saved probe config without concept_screen: "off"
+            values["probe"] = ProbeConfig.from_saved(values["probe"])
         return cls(**{k: v for k, v in values.items() if k in known}, kmeans=KMeansConfig.from_dict(kmeans))
 
     @classmethod

@@ -171,7 +171,8 @@ def probe_labels(labels: np.ndarray, concepts: ConceptBank | sp.csr_matrix, *, s
     model = ReverseProbe(probe, seed=seed, device=device, progress=progress)
     model.fit(matrix[split.train], labels[split.train], matrix[split.val], labels[split.val], n_classes=k)
     metric_scores, details = score_details(labels[split.test], model.predict_log_proba(matrix[split.test]))
-    scores = {**metric_scores, "best_epoch": model.best_epoch_, "n_train": len(split.train),
+    scores = {**metric_scores, "best_epoch": model.best_epoch_, "n_concepts_kept": model.n_concepts_kept_,
+              "n_train": len(split.train),
               "n_val": len(split.val), "n_test": len(split.test), "small_clusters": list(split.small_clusters)}
     return ProbeOutcome(scores, split, model, model.predict(matrix), details)
 
