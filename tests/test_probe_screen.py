@@ -47,7 +47,8 @@ def generated(n: int = 1000, seed: int = 0) -> tuple[np.ndarray, dict[str, sp.cs
                     "redundant": as_csr(informative, redundant)}
 
 
-def probe_mi(labels: np.ndarray, concepts: sp.csr_matrix, cfg: ProbeConfig, seed: int = 0) -> tuple[float, ReverseProbe]:
+def probe_mi(labels: np.ndarray, concepts: sp.csr_matrix, cfg: ProbeConfig,
+             seed: int = 0) -> tuple[float, ReverseProbe]:
     split = stratified_split(labels, seed)
     probe = ReverseProbe(cfg, seed=seed, device="cpu")
     probe.fit(concepts[split.train], labels[split.train], concepts[split.val], labels[split.val], n_classes=K)
@@ -104,7 +105,8 @@ def test_the_paper_setting_never_screens_and_equals_the_unscreened_fit(data):
     assert {k: v for k, v in paper.to_dict().items() if k != "concept_screen"} == \
         {k: v for k, v in ProbeConfig().to_dict().items() if k != "concept_screen"}  # the same schedule
     _, probe = probe_mi(labels, sets["junk"], paper)
-    assert probe.n_concepts_kept_ == 212 and probe.screen_path_ == []
+    assert probe.n_concepts_kept_ == 212
+    assert probe.screen_path_ == []
 
 
 def test_auto_does_not_screen_with_enough_rows_and_then_equals_the_paper(data):
@@ -122,7 +124,8 @@ def test_when_all_concepts_are_best_screening_is_a_no_op(data):
     labels, sets = data
     _, on = probe_mi(labels, sets["12"], ProbeConfig(concept_screen="on"))
     _, off = probe_mi(labels, sets["12"], ProbeConfig(concept_screen="off"))
-    assert on.n_concepts_kept_ == 12 and [p["n_concepts"] for p in on.screen_path_] == [12, 8, 6]  # 2 worse: stop
+    assert on.n_concepts_kept_ == 12
+    assert [p["n_concepts"] for p in on.screen_path_] == [12, 8, 6]
     np.testing.assert_array_equal(on.coef_, off.coef_)
     assert on.best_epoch_ == off.best_epoch_
     assert [h["val_loss"] for h in on.history_] == [h["val_loss"] for h in off.history_]
@@ -132,22 +135,29 @@ def test_screening_works_with_lbfgs_too():
     labels, sets = generated(400, seed=1)
     cfg = ProbeConfig(solver="lbfgs", lbfgs_grid=2, lbfgs_iters=50, concept_screen="on")
     _, probe = probe_mi(labels, sets["junk"], cfg)
-    assert probe.n_concepts_kept_ <= 24 and set(probe.concepts_kept_) <= set(range(24))
+    assert probe.n_concepts_kept_ <= 24
+    assert set(probe.concepts_kept_) <= set(range(24))
 
 
 def test_no_validation_split_no_screening(data):
     labels, sets = data
     probe = ReverseProbe(ProbeConfig(concept_screen="on", epochs=2), device="cpu")
     probe.fit(sets["junk"], labels, n_classes=K)
-    assert probe.n_concepts_kept_ == 212 and probe.screen_path_ == []
+    assert probe.n_concepts_kept_ == 212
+    assert probe.screen_path_ == []
 
 
 def test_the_rule_and_the_sizes():
     assert screen_sizes(212) == [212, 192, 128, 96, 64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1]
-    assert screen_sizes(1) == [1] and screen_sizes(2) == [2, 1] and screen_sizes(16) == [16, 12, 8, 6, 4, 3, 2, 1]
-    assert should_screen("auto", 640, 212, 50, True) and not should_screen("auto", 640, 12, 50, True)
-    assert should_screen("on", 10**6, 12, 50, True) and not should_screen("off", 10, 212, 50, True)
-    assert not should_screen("on", 640, 212, 50, False) and not should_screen("on", 640, 1, 50, True)
+    assert screen_sizes(1) == [1]
+    assert screen_sizes(2) == [2, 1]
+    assert screen_sizes(16) == [16, 12, 8, 6, 4, 3, 2, 1]
+    assert should_screen("auto", 640, 212, 50, True)
+    assert not should_screen("auto", 640, 12, 50, True)
+    assert should_screen("on", 10**6, 12, 50, True)
+    assert not should_screen("off", 10, 212, 50, True)
+    assert not should_screen("on", 640, 212, 50, False)
+    assert not should_screen("on", 640, 1, 50, True)
 
 
 def test_config_field_presets_and_saved_form():

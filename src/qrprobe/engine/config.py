@@ -268,8 +268,8 @@ class ProtocolConfig:
         kmeans = out.pop("kmeans")
         if kmeans["kmeans_early_stop"] is None:  # added later: off, the saved form and cache keys of before
             del kmeans["kmeans_early_stop"]
-        if out["probe"]["concept_screen"] == "off":  # added later, default auto: "off" (the paper) is the saved form
-            del out["probe"]["concept_screen"]        # and cache keys of before (from_dict reads it back as "off")
+        if out["probe"]["concept_screen"] == "off":  # added later, default auto: "off" (the paper) has the saved
+            del out["probe"]["concept_screen"]  # form and cache keys of before (from_dict reads it back as "off")
         return {**kmeans, **out}
 
     @classmethod
@@ -340,5 +340,5 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return top, kmeans, probe
 
 
-__all__ = ["PROBE_PRESETS", "KMeansConfig", "ProbeConfig", "ProtocolConfig", "config_fields", "field_default", "flat_defaults",
-           "flat_params", "param", "split_params", "validate"]
+__all__ = ["PROBE_PRESETS", "KMeansConfig", "ProbeConfig", "ProtocolConfig", "config_fields", "field_default",
+           "flat_defaults", "flat_params", "param", "split_params", "validate"]

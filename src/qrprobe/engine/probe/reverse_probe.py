@@ -229,7 +229,7 @@ class ReverseProbe:
             else:
                 weight, bias = self._fit_columns(concepts, labels, val, k, dev)
                 self.concepts_kept_ = np.arange(m, dtype=np.int64)
-                self.screen_path_ = []
+                self.screen_path_: list[dict] = []
         self.n_concepts_kept_ = len(self.concepts_kept_)
         self.selected_prior_ = self.best_epoch_ == 0
         self._set_weights(weight, bias, dev)
