@@ -109,9 +109,9 @@ def test_the_paper_setting_never_screens_and_equals_the_unscreened_fit(data):
     assert probe.screen_path_ == []
 
 
-def test_auto_does_not_screen_with_enough_rows_and_then_equals_the_paper(data):
-    labels, sets = data
-    # the 12 informative concepts: 640 training rows ≥ 12 × 50, so auto leaves them alone
+def test_auto_does_not_screen_with_enough_rows_and_then_equals_the_paper():
+    labels, sets = generated(10_000, seed=2)
+    # the 12 informative concepts on 6,400 training rows: 12 × 50 / (2 · 6,400) ≤ 0.05 nats, auto leaves them alone
     mi_auto, auto = probe_mi(labels, sets["12"], ProbeConfig())
     mi_paper, paper = probe_mi(labels, sets["12"], ProbeConfig.preset("paper"))
     assert auto.screen_path_ == []
@@ -153,7 +153,10 @@ def test_the_rule_and_the_sizes():
     assert screen_sizes(2) == [2, 1]
     assert screen_sizes(16) == [16, 12, 8, 6, 4, 3, 2, 1]
     assert should_screen("auto", 640, 212, 50, True)
-    assert not should_screen("auto", 640, 12, 50, True)
+    assert should_screen("auto", 640, 12, 50, True)  # 12 × 50 / 1280 = 0.47 nats
+    assert should_screen("auto", 12_800, 212, 50, True)  # N = 20,000: 0.41 nats
+    assert not should_screen("auto", 12_800, 12, 50, True)  # 0.023 nats
+    assert not should_screen("auto", 6000, 12, 50, True)  # exactly 0.05 nats
     assert should_screen("on", 10**6, 12, 50, True)
     assert not should_screen("off", 10, 212, 50, True)
     assert not should_screen("on", 640, 212, 50, False)
