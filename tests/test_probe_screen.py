@@ -9,7 +9,7 @@ import torch
 
 from qrprobe.engine.config import ProbeConfig, ProtocolConfig
 from qrprobe.engine.probe.reverse_probe import ReverseProbe
-from qrprobe.engine.probe.screen import concept_ranking, concept_scores, screen_sizes, should_screen
+from qrprobe.engine.probe.screen import concept_ranking, concept_scores, refine_size, screen_sizes, should_screen
 from qrprobe.engine.probe.split import stratified_split
 from qrprobe.errors import ParameterError
 from qrprobe.metrics import score_predictions
@@ -180,3 +180,22 @@ def test_config_field_presets_and_saved_form():
     assert ProbeConfig.from_saved({"lr": 1.0}).concept_screen == "off"
     assert ProtocolConfig().to_dict()["probe"]["concept_screen"] == "auto"
     assert ProtocolConfig.from_params(concept_screen="on").probe.concept_screen == "on"
+
+
+def test_off_the_grid_the_bisection_comes_back_to_the_informative_concepts(data):
+    labels, sets = data
+    ten = sets["junk"][:, [*range(10), *range(12, 212)]]  # 10 informative concepts (not a grid size) + 200 junk
+    _, probe = probe_mi(labels, ten, ProbeConfig())
+    assert set(range(10)) <= set(probe.concepts_kept_)
+    assert probe.n_concepts_kept_ <= 12
+    sizes = [p["n_concepts"] for p in probe.screen_path_]
+    assert sizes[:10] == [210, 192, 128, 96, 64, 48, 32, 24, 16, 12]
+    assert 10 in sizes  # the bisection between 8 and 12
+
+
+def test_refine_size():
+    assert refine_size(8, 12) == 10
+    assert refine_size(10, 12) == 11
+    assert refine_size(11, 12) is None
+    assert refine_size(128, 192) == 160
+    assert refine_size(180, 192) is None  # within 192 / 16

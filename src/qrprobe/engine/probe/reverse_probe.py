@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ...device import resolve_device
 from ...errors import QRProbeInputError
 from ..config import ProbeConfig
-from .screen import STOP_AFTER, concept_ranking, screen_sizes, should_screen
+from .screen import STOP_AFTER, concept_ranking, refine_size, screen_sizes, should_screen
 from .sgd import (
     LAZY_FRACTION,
     DeviceBatches,
@@ -261,17 +261,20 @@ class ReverseProbe:
 
     def _fit_screened(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray],
                       k: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concept screening (:mod:`.screen`): fits on the top-m concepts, m = M first and downwards, the m with
-        the lowest validation cross-entropy kept (ties: the larger). Sets ``concepts_kept_`` (sorted column
-        indices), ``screen_path_`` (``{"n_concepts", "val_loss"}`` per size tried, nats) and the kept fit's
-        ``history_`` …; returns the weight (M, K), zero in the dropped rows, and the bias (K,)."""
+        """Concept screening (:mod:`.screen`): fits on the top-m concepts, m = M first and downwards on the grid
+        (stopping after ``STOP_AFTER`` sizes in a row that do not improve), then, if a subset won, a bisection
+        between it and the next smaller size tried (:func:`.screen.refine_sizes`); the m with the lowest
+        validation cross-entropy is kept (ties: the first tried). Sets ``concepts_kept_`` (sorted column
+        indices), ``screen_path_`` (``{"n_concepts", "val_loss"}`` per size tried, nats, in the order tried) and
+        the kept fit's ``history_`` …; returns the weight (M, K), zero in the dropped rows, and the bias (K,)."""
         m = concepts.shape[1]
         ranking = concept_ranking(concepts, labels, k)
         val_rows, val_y = ConceptRows(val[0], dev), torch.from_numpy(val[1]).to(dev)
         best: tuple[float, np.ndarray, torch.Tensor, torch.Tensor, dict] | None = None
         self.screen_path_ = []
-        worse = 0
-        for size in screen_sizes(m):
+
+        def try_size(size: int) -> bool:  # fits the top-`size` concepts; whether it beat the best so far
+            nonlocal best
             cols = np.sort(ranking[:size]) if size < m else np.arange(m, dtype=np.int64)
             sub_x, sub_val = (concepts, val[0]) if size == m else (concepts[:, cols], val[0][:, cols])
             weight, bias = self._fit_columns(sub_x, labels, (sub_val, val[1]), k, dev)
@@ -282,12 +285,22 @@ class ReverseProbe:
             if best is None or loss < best[0]:
                 state = {"history_": self.history_, "best_epoch_": self.best_epoch_,
                          "weight_decay_": self.weight_decay_}
-                best, worse = (loss, cols, full, bias, state), 0
-            else:
-                worse += 1
-                if worse >= STOP_AFTER:
-                    break
+                best = (loss, cols, full, bias, state)
+                return True
+            return False
+
+        worse = 0
+        for size in screen_sizes(m):
+            worse = 0 if try_size(size) else worse + 1
+            if worse >= STOP_AFTER:
+                break
         assert best is not None
+        best_size = len(best[1])
+        below = [p["n_concepts"] for p in self.screen_path_ if p["n_concepts"] < best_size]
+        if best_size < m and below:  # a subset won: look between it and the next smaller size tried
+            lo, hi = max(below), best_size
+            while (mid := refine_size(lo, hi)) is not None:
+                lo, hi = (lo, mid) if try_size(mid) else (mid, hi)
         _, self.concepts_kept_, weight, bias, state = best
         for name, value in state.items():
             setattr(self, name, value)

@@ -11,7 +11,10 @@ Screening makes the estimate (nearly) monotone in the concept set:
 2. fit the probe (the same solver and schedule) on the top-m concepts for m on a geometric grid
    (:func:`screen_sizes`), from m = M (all concepts, the unscreened fit) downwards, and keep the m whose probe
    has the lowest validation cross-entropy (the class prior is a candidate inside every fit). The path stops
-   once two sizes in a row do not improve on the best, so when all concepts are best it costs three fits.
+   once two sizes in a row do not improve on the best, so when all concepts are best it costs three fits;
+3. when a subset won, bisect between it and the next smaller size tried (:func:`refine_size`): the grid's
+   steps would otherwise keep up to a third more concepts than the informative ones (e.g. 12 for 10), each
+   costing a little.
 
 The kept subset's columns keep their order, so keeping all M concepts is exactly the unscreened fit, and the
 dropped concepts get zero weights.
@@ -73,6 +76,12 @@ def screen_sizes(m: int) -> list[int]:
     return [m, *sorted((s for s in grid if s < m), reverse=True)]
 
 
+def refine_size(lo: int, hi: int) -> int | None:
+    """The next size of the bisection between ``lo`` (tried, worse) and ``hi`` (the best so far), or None when
+    the gap is at most max(1, hi / 16) (exact below 32 concepts; a few fits at most above)."""
+    return (lo + hi) // 2 if hi - lo > max(1, hi // 16) else None
+
+
 def should_screen(mode: str, n_train: int, n_concepts: int, n_classes: int, has_val: bool) -> bool:
     """Whether the probe screens its concepts: ``mode`` ``"on"``, or ``"auto"`` where the excess cross-entropy
     that fitting M × K weights on n training rows costs, roughly M · K / (2 n) nats, exceeds
@@ -82,4 +91,5 @@ def should_screen(mode: str, n_train: int, n_concepts: int, n_classes: int, has_
     return mode == "on" or n_concepts * n_classes / (2 * n_train) > AUTO_EXCESS_NATS
 
 
-__all__ = ["AUTO_EXCESS_NATS", "STOP_AFTER", "concept_ranking", "concept_scores", "screen_sizes", "should_screen"]
+__all__ = ["AUTO_EXCESS_NATS", "STOP_AFTER", "concept_ranking", "concept_scores", "refine_size", "screen_sizes",
+           "should_screen"]
