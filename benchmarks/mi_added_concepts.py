@@ -16,7 +16,7 @@ splits, min … max), for
     paper       the paper's SGD schedule (lr 3.5, momentum 0.9, batch 512, 100 epochs, milestones 60/80, weight
                 decay 3e-6; the best validation epoch kept, the prior being epoch 0)
     screen      the recommended default (``ProbeConfig()``): the same SGD schedule with concept screening
-                (``concept_screen="auto"``: where training rows < concepts × clusters, the top-m concepts by
+                (``concept_screen="auto"``: where M · K / (2 n_train) > 0.05 nats, the top-m concepts by
                 training-split mutual information, m chosen on validation; ``engine/probe/screen.py``)
     screen-on   the same, screening whatever the data size
     lbfgs       full-batch L-BFGS to the optimum of the same objective, the weight decay chosen on validation

@@ -63,7 +63,7 @@ SEED_MAX = 2**31 - 1  # faiss takes a 31-bit seed; numpy and torch take more
 @dataclass(frozen=True)
 class ProbeConfig:
     """Training schedule of the reverse probe (defaults: the paper's, App. C, plus concept screening where the
-    training rows are fewer than concepts × clusters; ``ProbeConfig.preset("paper")`` turns screening off)."""
+    training rows are few for the concepts × clusters weights; ``ProbeConfig.preset("paper")`` turns it off)."""
 
     lr: float = param(3.5, "initial learning rate (paper: 3.5)", check=number_in(0, 1e3, low_open=True))
     momentum: float = param(0.9, "SGD momentum (paper: 0.9)", check=number_in(0, 1, high_open=True))
@@ -88,10 +88,10 @@ class ProbeConfig:
                                choices=("l2", "l1"))
     concept_screen: str = param(
         "auto", "concept screening (issue 19): rank the concepts by their mutual information with the clusters on "
-        "the training split, fit the probe on the top m for m = M, then 2^i and 3·2^(i−1) downwards, and keep the "
-        "m with the lowest validation loss (stopping after two sizes in a row that do not improve), so that "
-        "concepts that carry nothing no longer lower the MI estimate; on, off (the paper: every concept), or auto "
-        "(recommended: on where the training rows are fewer than concepts × clusters)",
+        "the training split, fit the probe on the top m for m = M, then 2^i and 3·2^(i−1) downwards (stopping after "
+        "two sizes in a row that do not improve, then bisecting), and keep the m with the lowest validation loss, "
+        "so that concepts that carry nothing no longer lower the MI estimate; on, off (the paper: every concept), "
+        "or auto (recommended: on where concepts × clusters / (2 × training rows) > 0.05)",
         choices=("auto", "on", "off"))
 
     def __post_init__(self) -> None:

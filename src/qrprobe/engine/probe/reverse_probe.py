@@ -17,9 +17,10 @@ so the kept probe is never worse on validation than knowing nothing about the co
 
 ``solver="lbfgs"`` fits the same objective to its optimum instead (:mod:`qrprobe.engine.probe.lbfgs`).
 
-``concept_screen`` (default ``"auto"``; ``"off"`` is the paper): where the training rows are fewer than concepts ×
-clusters, the probe is fitted on the top-m concepts by training-split mutual information, m chosen on
-validation (:mod:`qrprobe.engine.probe.screen`), so that concepts that carry nothing do not lower the estimate.
+``concept_screen`` (default ``"auto"``; ``"off"`` is the paper): where the training rows are few for the M × K
+weights (M · K / (2 n) > 0.05 nats), the probe is fitted on the top-m concepts by training-split mutual
+information, m chosen on validation (:mod:`qrprobe.engine.probe.screen`), so that concepts that carry nothing do
+not lower the estimate.
 """
 
 from __future__ import annotations
