@@ -71,10 +71,11 @@ def test_the_input_is_never_modified():
     np.testing.assert_array_equal(x, before)
 
 
-def test_auto_precision_is_float32_up_to_1_gib_then_float16():
-    assert resolve_precision("auto", 1484, 1280) == "float32"
-    assert resolve_precision("auto", 2**18, 2**10) == "float32"  # exactly 1 GiB of float32
-    assert resolve_precision("auto", 2**18 + 1, 2**10) == "float16"
+def test_auto_precision_is_float16_at_every_size():
+    # issue 20: the exact 16-bit path is the default at every size (it was float32 up to 1 GiB)
+    for n, d in [(2, 1), (1484, 1280), (2**18, 2**10), (2**18 + 1, 2**10), (1_281_167, 2048)]:
+        assert resolve_precision("auto", n, d) == "float16"
+    assert resolve_precision("float32", 10, 10) == "float32"
     assert resolve_precision("float16", 10, 10) == "float16"
     with pytest.raises(ParameterError, match="kmeans_precision"):
         resolve_precision("float64", 10, 10)
@@ -105,13 +106,15 @@ def test_sum_range_is_checked():
         check_sum_range(2**30, 2.0**14)
 
 
-def test_default_protocol_results_are_unchanged_on_small_data():
-    """auto = float32 below 1 GiB: the float32 path, and fit_clusterings equals KMeans on the transform."""
+def test_float32_protocol_results_equal_kmeans_on_the_transform():
+    """kmeans_precision float32 (the default below 1 GiB before issue 20): fit_clusterings equals KMeans on the
+    standardized features."""
     x = raw_features(n=1500, d=16)
-    _std, runs = fit_clusterings(x, KMeansConfig(k=6, iters=20, restarts=2), seeds=[0, 1], device="cpu")
+    _std, runs = fit_clusterings(x, KMeansConfig(k=6, iters=20, restarts=2, kmeans_precision="float32"), seeds=[0, 1],
+                                 device="cpu")
     z = Standardizer().fit_transform(x)
     for seed, run in zip([0, 1], runs, strict=True):
-        km = KMeans(6, iters=20, restarts=2, seed=seed, device="cpu").fit(z)
+        km = KMeans(6, iters=20, restarts=2, seed=seed, device="cpu", kmeans_precision="float32").fit(z)
         assert run.precision == "float32"
         np.testing.assert_array_equal(run.labels, km.labels_)
         np.testing.assert_array_equal(run.centroids, km.cluster_centers_)

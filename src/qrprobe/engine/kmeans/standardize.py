@@ -8,9 +8,11 @@ float16 or bfloat16). Pages of a memory-mapped source are released after each bl
 not stay resident beside the copy.
 
 Storage precision (``kmeans_precision``): ``float32`` keeps today's values bit for bit; ``float16`` and
-``bfloat16`` halve the memory. ``auto`` takes float32 while the float32 copy is at most
-:data:`AUTO_FLOAT32_BYTES`, else float16 (11 significant bits against bfloat16's 8: on real features its
-clusterings stay ~4× closer to float32 storage; see docs/protocol.md). A 16-bit copy is rounded from
+``bfloat16`` halve the memory. ``auto`` (the default) takes float16 at every size (issue 20: the exact 16-bit path was
+2.2× faster than float32 Lloyd at 50k × 2048 and faster at the demo's 1.5k × 1280 too; 11 significant bits
+against bfloat16's 8: on real features its clusterings stay ~4× closer to float32 storage; see
+docs/protocol.md). It does not depend on the machine: with or without the compiled kernel the 16-bit path
+computes the same labels, so a study gives the same clustering everywhere. A 16-bit copy is rounded from
 float64 through float32, and a bfloat16 magnitude below 2⁻¹⁷ is stored as 0, so that every stored 16-bit
 value is an integer multiple of 2⁻²⁴ (centroid sums are then exact in int64, see
 :mod:`qrprobe.engine.kmeans.sums`).
@@ -27,7 +29,7 @@ import torch
 from ...errors import ParameterError, QRProbeInputError
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
-AUTO_FLOAT32_BYTES = 2**30  # auto: float32 storage while the float32 copy is at most 1 GiB
+AUTO_PRECISION = "float16"  # what auto resolves to, at every size
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -43,13 +45,13 @@ BF16_FLUSH = 2.0**-17  # bfloat16 magnitudes below this are stored as 0 (every v
 
 
 def resolve_precision(precision: str, n: int, d: int) -> str:
-    """The storage precision for an (n, d) collection: ``precision`` itself, or for ``auto`` float32 when the
-    float32 copy fits :data:`AUTO_FLOAT32_BYTES`, else float16."""
+    """The storage precision for an (n, d) collection: ``precision`` itself, or :data:`AUTO_PRECISION` (float16)
+    for ``auto``, whatever the size (``n``, ``d`` are kept for callers that size by shape)."""
     if precision not in PRECISIONS:
         raise ParameterError("kmeans_precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
-    return "float32" if 4 * n * d <= AUTO_FLOAT32_BYTES else "float16"
+    return AUTO_PRECISION
 
 
 def torch_dtype(precision: str) -> torch.dtype:

@@ -41,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=100, help="Lloyd iterations per restart [default: 100]")
     p.add_argument("--restarts", type=int, default=5, help="restarts; the lowest inertia is kept [default: 5]")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="storage of the standardized features, as the protocol's kmeans_precision (auto: float32 "
-                        "while the float32 copy is at most 1 GiB, else float16) [default: auto]")
+                   help="storage of the standardized features, as the protocol's kmeans_precision (auto: float16 "
+                        "at every size) [default: auto]")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda: each process on GPU LOCAL_RANK (NCCL); cpu: gloo [default: auto]")
     p.add_argument("-o", "--out", required=True, metavar="OUT.npz", help="where process 0 writes the result")
