@@ -2,8 +2,9 @@
 
 Contenders (each in its own subprocess, so its peak memory is its own; rounds alternate their order):
 
-    ours        qrprobe's protocol K-means with its default settings (``kmeans_precision="auto"``: float32
-                Lloyd while the float32 copy is at most 1 GiB, else the float16 exact path)
+    ours        qrprobe's protocol K-means with its default settings (``kmeans_precision="auto"``: the float16
+                exact path at every size; until issue 20 it was float32 Lloyd while the float32 copy was at most
+                1 GiB)
     ours-f16    a float16 copy of the standardized features, exact Lloyd (Yinyang bounds, bf16 products with
                 float32 accumulation on the CPU / tensor cores on a GPU, float64 check)
     ours-bf16   the same with a bfloat16 copy

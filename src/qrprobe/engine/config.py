@@ -89,9 +89,9 @@ class ProbeConfig:
     concept_screen: str = param(
         "auto", "concept screening (issue 19): rank the concepts by their mutual information with the clusters on "
         "the training split, fit the probe on the top m for m = M, then 2^i and 3·2^(i−1) downwards (stopping after "
-        "two sizes in a row that do not improve, then bisecting), and keep the m with the lowest validation loss, "
-        "so that concepts that carry nothing no longer lower the MI estimate; on, off (the paper: every concept), "
-        "or auto (recommended: on where concepts × clusters / (2 × training rows) > 0.05)",
+        "two sizes in a row that do not improve, at once if all M stay best, then bisecting), and keep the m with "
+        "the lowest validation loss, so that concepts that carry nothing no longer lower the MI estimate; on, off "
+        "(the paper: every concept), or auto (recommended: on where concepts × clusters / (2 × training rows) > 0.05)",
         choices=("auto", "on", "off"))
 
     def __post_init__(self) -> None:

@@ -242,9 +242,9 @@ def coefficient_bars(concepts: Sequence[str], differences: Sequence[float], *, l
 
 def thumbnail_mosaic(images: Sequence, columns: int, cell: int = 96, gap: int = 4) -> np.ndarray:
     """One (rows·(cell + gap) − gap, columns·(cell + gap) − gap, 3) uint8 white canvas with the ``images`` (PIL
-    images or (h, w[, 3]) uint8 arrays, each fitted into a ``cell`` × ``cell`` pixel square keeping its aspect, or ``None`` for a missing
-    file: a grey square) in row-major order. One ``imshow`` of it replaces one axes per thumbnail, which made
-    the report's figures its slowest part."""
+    images or (h, w[, 3]) uint8 arrays, each fitted into a ``cell`` × ``cell`` pixel square keeping its aspect,
+    or ``None`` for a missing file: a grey square) in row-major order. One ``imshow`` of it replaces one axes
+    per thumbnail, which made the report's figures its slowest part."""
     image = require("PIL.Image", "report", "thumbnails")
     n = max(len(images), 1)
     columns = max(1, min(columns, n))

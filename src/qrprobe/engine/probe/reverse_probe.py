@@ -263,11 +263,12 @@ class ReverseProbe:
     def _fit_screened(self, concepts: sp.csr_matrix, labels: np.ndarray, val: tuple[sp.csr_matrix, np.ndarray],
                       k: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Concept screening (:mod:`.screen`): fits on the top-m concepts, m = M first and downwards on the grid
-        (stopping after ``STOP_AFTER`` sizes in a row that do not improve), then, if a subset won, a bisection
-        between it and the next smaller size tried (:func:`.screen.refine_sizes`); the m with the lowest
-        validation cross-entropy is kept (ties: the first tried). Sets ``concepts_kept_`` (sorted column
-        indices), ``screen_path_`` (``{"n_concepts", "val_loss"}`` per size tried, nats, in the order tried) and
-        the kept fit's ``history_`` …; returns the weight (M, K), zero in the dropped rows, and the bias (K,)."""
+        (stopping after ``STOP_AFTER`` sizes in a row that do not improve, or at once when the first smaller size
+        does not beat all M), then, if a subset won, a bisection between it and the next smaller size tried
+        (:func:`.screen.refine_size`); the m with the lowest validation cross-entropy is kept (ties: the first
+        tried). Sets ``concepts_kept_`` (sorted column indices), ``screen_path_`` (``{"n_concepts", "val_loss"}``
+        per size tried, nats, in the order tried) and the kept fit's ``history_`` …; returns the weight (M, K), zero
+        in the dropped rows, and the bias (K,)."""
         m = concepts.shape[1]
         ranking = concept_ranking(concepts, labels, k)
         val_rows, val_y = ConceptRows(val[0], dev), torch.from_numpy(val[1]).to(dev)
@@ -293,7 +294,8 @@ class ReverseProbe:
         worse = 0
         for size in screen_sizes(m):
             worse = 0 if try_size(size) else worse + 1
-            if worse >= STOP_AFTER:
+            # all concepts still best after the first smaller size: stop there (the common case costs two fits)
+            if worse >= STOP_AFTER or (worse and best is not None and len(best[1]) == m):
                 break
         assert best is not None
         best_size = len(best[1])
