@@ -10,7 +10,6 @@ from __future__ import annotations
 import filecmp
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 from _kill import interrupt_after
 from qrprobe.cli.main import main
-from qrprobe.errors import MissingExtraError, ParameterError, QRProbeInputError
+from qrprobe.errors import ParameterError, QRProbeInputError
 from qrprobe.experts.label import run_labelling
 from qrprobe.features import FeatureStore, FeatureStoreWriter
 from qrprobe.features.extract import run_extraction
@@ -176,20 +175,6 @@ def test_cli_ray_backend_with_no_actors(six_images, tmp_path, capsys):
     assert main(["extract", "pixels-4", str(six_images), "-o", str(tmp_path / "g"), "--backend", "ray",
                  "--actors", "0"]) == 2
     assert "--actors: expected a positive number" in capsys.readouterr().err
-
-
-def test_without_ray_the_error_names_the_extra(tmp_path, monkeypatch, capsys):
-    root = write_image_folder(tmp_path / "imgs", {"a": 2})
-    ray.shutdown()
-    try:
-        monkeypatch.setitem(sys.modules, "ray", None)
-        with pytest.raises(MissingExtraError, match=r"qrprobe\[ray\]"):
-            run_extraction("pixels-4", root, tmp_path / "f", backend="ray", progress=False)
-        assert main(["label", str(root), "--experts", "color", "-o", str(tmp_path / "b"), "--backend", "ray"]) == 2
-        assert "pip install 'qrprobe[ray]'" in capsys.readouterr().err
-    finally:
-        monkeypatch.undo()
-        ray.init(num_cpus=2, object_store_memory=2**30, include_dashboard=False, logging_level=logging.WARNING)
 
 
 def test_options_and_pool_resolution():
