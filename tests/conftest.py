@@ -4,6 +4,7 @@ for a test) comes from here, as fixtures, not from imported helper modules."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,39 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
+
+
+# ------------------------------------------------------------------ the order of the files on pytest-xdist workers
+#: The test files that take longest (``--durations`` of the whole suite on 2 workers), longest first. With
+#: ``--dist loadfile`` a worker takes the next whole file when it is free; pytest-xdist orders the files by their
+#: number of tests, which puts a file of a few long tests (Slurm jobs, Ray subprocesses) near the end, where it
+#: runs alone while the other worker has finished. Started first, the short files fill in around them.
+LONGEST_FIRST = (
+    "test_study_slurm.py",
+    "test_ray_backend.py",
+    "test_ray_backend_kill.py",
+    "test_resource_limits.py",
+    "test_label_cifar.py",
+    "test_examples.py",
+    "test_ray_slurm_faults.py",
+    "test_extract_pipeline.py",
+    "test_extract_cifar.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order of the collection (below)
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a pytest-xdist worker: the files of :data:`LONGEST_FIRST` first, then the others by their number of
+    tests (pytest-xdist's own order); the tests of a file keep their order. Without xdist nothing moves."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    count = Counter(item.path for item in items)
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -count[item.path], str(item.path)))
 
 
 def shared_data_or_skip(*parts: str) -> Path:

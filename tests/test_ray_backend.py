@@ -1,8 +1,8 @@
 """The Ray backend of `extract` and `label` writes what the local backend writes, byte for byte.
 
 A local Ray runtime with 2 CPUs and a 1 GiB object store serves the module (the library joins it and leaves
-it running); the kill-and-rerun test starts its own runtime in a real `qrprobe extract --backend ray`
-subprocess, kills the whole process group mid-run and runs the command again.
+it running). The kill-and-rerun test (a real `qrprobe extract --backend ray` subprocess, killed with its own
+runtime mid-run, then run again) is in test_ray_backend_kill.py.
 """
 
 from __future__ import annotations
@@ -10,25 +10,17 @@ from __future__ import annotations
 import filecmp
 import json
 import logging
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _kill import committed_chunks, interrupt_after, wait_for_chunks
+from _kill import interrupt_after
 from qrprobe.cli.main import main
-from qrprobe.errors import MissingExtraError, ParameterError, QRProbeInputError
+from qrprobe.errors import ParameterError, QRProbeInputError
 from qrprobe.experts.label import run_labelling
 from qrprobe.features import FeatureStore, FeatureStoreWriter
 from qrprobe.features.extract import run_extraction
-from qrprobe.features.store import partial_path
 from qrprobe.raycluster import RayOptions, column, resolve_pool
 from qrprobe.synthetic import write_image_folder
 
@@ -185,20 +177,6 @@ def test_cli_ray_backend_with_no_actors(six_images, tmp_path, capsys):
     assert "--actors: expected a positive number" in capsys.readouterr().err
 
 
-def test_without_ray_the_error_names_the_extra(tmp_path, monkeypatch, capsys):
-    root = write_image_folder(tmp_path / "imgs", {"a": 2})
-    ray.shutdown()
-    try:
-        monkeypatch.setitem(sys.modules, "ray", None)
-        with pytest.raises(MissingExtraError, match=r"qrprobe\[ray\]"):
-            run_extraction("pixels-4", root, tmp_path / "f", backend="ray", progress=False)
-        assert main(["label", str(root), "--experts", "color", "-o", str(tmp_path / "b"), "--backend", "ray"]) == 2
-        assert "pip install 'qrprobe[ray]'" in capsys.readouterr().err
-    finally:
-        monkeypatch.undo()
-        ray.init(num_cpus=2, object_store_memory=2**30, include_dashboard=False, logging_level=logging.WARNING)
-
-
 def test_options_and_pool_resolution():
     with pytest.raises(ParameterError, match="actors"):
         RayOptions(actors=0)
@@ -229,48 +207,3 @@ def test_options_and_pool_resolution():
     ragged = column([np.zeros(2), np.ones(3)])
     assert ragged.dtype == object
     assert [len(v) for v in ragged] == [2, 3]
-
-
-def _ray_processes(session_dir: str) -> list[int]:
-    """Processes still running whose command line names the given Ray session."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines()[1:] if session_dir in line]
-
-
-@pytest.fixture
-def ray_tmpdir():
-    """A short temporary folder for the subprocess' Ray sessions (Ray's socket paths must stay under 108 bytes)."""
-    path = tempfile.mkdtemp(prefix="qrp-ray-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def test_a_killed_ray_extraction_reruns_to_an_identical_store(tmp_path, ray_tmpdir):
-    """A real SIGKILL of `qrprobe extract --backend ray` (driver, its Ray runtime and workers), then again (one
-    sequence: the rerun needs what the killed run left)."""
-    cmd = [sys.executable, "-m", "qrprobe", "extract", "efficientnet-lite0-random", IMAGES, "--quiet",
-           "--limit", "400", "--batch-size", "4", "--chunk-size", "4", "--device", "cpu"]
-    ray_flags = ["--backend", "ray", "--num-cpus", "2", "--object-store-gb", "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RAY_TMPDIR": ray_tmpdir}
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, *ray_flags, "-o", str(out)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    manifest = partial_path(out) / "manifest.json"
-    wait_for_chunks(proc, manifest, 2, timeout=300)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole job: driver, raylet, workers (as a scheduler would)
-    proc.wait()
-    assert not out.exists()
-    done = committed_chunks(manifest)
-    # 100 chunks of 4: the batches are fast (a random network, 4 images), so on a quiet machine Ray may commit
-    # several in a burst between the poll and the kill; decoding 400 images keeps the job running past them
-    assert 2 <= done < 100
-    time.sleep(2)
-    assert not _ray_processes(ray_tmpdir), "Ray processes outlived the killed job"
-    resumed = subprocess.run([*cmd, *ray_flags, "-o", str(out)], env=env, capture_output=True, text=True,
-                             timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed after {done} finished chunk(s)" in resumed.stdout
-    reference = subprocess.run([*cmd, "--workers", "0", "--threads", "1", "-o", str(tmp_path / "ref")], env=env,
-                               capture_output=True, text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    same_files(tmp_path / "ref", out)

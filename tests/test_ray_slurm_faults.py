@@ -4,7 +4,8 @@
   seconds, before any output is written (Ray itself retries for minutes);
 - actors that would take every CPU of the cluster (``--num-cpus 1 --actors 1``: nothing left to decode) get
   fractional CPUs instead of waiting for ever; more GPUs than the cluster has are refused;
-- ``--executor slurm`` on a host without Slurm is a one-line exit-2 error before any folder is created.
+- ``--executor slurm`` on a host without Slurm is a one-line exit-2 error before any folder is created;
+- ``--backend ray`` without Ray installed names the ``ray`` extra.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from qrprobe.cli.main import main
-from qrprobe.errors import QRProbeInputError
+from qrprobe.errors import MissingExtraError, QRProbeInputError
+from qrprobe.features.extract import run_extraction
 from qrprobe.raycluster import RayOptions, check_address, resolve_pool
 from qrprobe.synthetic import write_image_folder
 
@@ -132,6 +134,16 @@ def test_one_cpu_and_one_actor_finish_instead_of_hanging(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, stderr[-2000:]
     assert (tmp_path / "f" / "manifest.json").exists()
+
+
+def test_without_ray_the_error_names_the_extra(tmp_path, monkeypatch, capsys):
+    """``ray`` not importable (no Ray runtime runs in this module, so none has to be shut down first)."""
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingExtraError, match=r"qrprobe\[ray\]"):
+        run_extraction("pixels-4", root, tmp_path / "f", backend="ray", progress=False)
+    assert main(["label", str(root), "--experts", "color", "-o", str(tmp_path / "b"), "--backend", "ray"]) == 2
+    assert "pip install 'qrprobe[ray]'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------- Slurm

@@ -101,7 +101,7 @@ def test_submitted_jobs_give_the_local_results_and_a_resubmission_skips_finished
     study = load_study(path)
     reference = run_study(load_study(study_file("reference.yaml", out="reference")), progress=False, **QUIET)
 
-    first = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.5, **QUIET)
+    first = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.1, **QUIET)
     assert not first.failed
     assert not first.blocked
     assert not first.finished_before
@@ -123,7 +123,7 @@ def test_submitted_jobs_give_the_local_results_and_a_resubmission_skips_finished
 
     # a changed expert: its labelling and what depends on it run again, the extractions do not
     changed = load_study(study_file(**{"- {name: color}": "- {name: color, options: {min_fraction: 0.2}}"}))
-    third = submit_study(changed, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.5, **QUIET)
+    third = submit_study(changed, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.1, **QUIET)
     assert _labels(third.jobs) == {"label color", "evaluate pixels", "evaluate histogram",
                                    "analyses breakdown pixels", "report"}
     assert _labels(third.finished_before) == {"extract pixels", "extract histogram", "label labels"}
@@ -142,12 +142,12 @@ def test_a_failed_job_blocks_what_depends_on_it_and_a_resubmission_runs_the_rest
     study = load_study(study_file(**{NO_ANALYSES: ""}))
     broken = dataclasses.replace(study, models=[dataclasses.replace(study.models[0], layer="no.such.layer"),
                                                 study.models[1]])
-    first = submit_study(broken, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.5, **QUIET)
+    first = submit_study(broken, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.1, **QUIET)
     assert _labels(first.failed) == {"extract pixels"}
     assert "has no layers" in first.failed[StageItem("extract", "pixels")]
     assert _labels(first.blocked) == {"evaluate pixels", "report"}
     assert "evaluate histogram" in _labels(first.completed)
-    second = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.5, **QUIET)
+    second = submit_study(study, tmp_path / "out", cluster="local", folder=tmp_path / "jobs", poll_s=0.1, **QUIET)
     assert _labels(second.jobs) == {"extract pixels", "evaluate pixels", "report"}
     assert not second.failed
     assert json.loads((tmp_path / "out" / "run-log.json").read_text())
