@@ -83,3 +83,37 @@ report: {{enabled: false}}
 
     bank = ConceptBank.load(next((outcome.output / "concepts").glob("imagenet-*")))
     assert bank.content_hash() == label_images(clipart, ["imagenet"], progress=False).content_hash()
+
+
+def test_an_expert_at_the_models_image_size_shares_its_pass_and_only_then(clipart, tmp_path, monkeypatch):
+    """``image_size`` on the expert (the demo runs both at 160 px): a store of the same size is shared and gives
+    the concepts of the expert's own forward pass at that size; a store of another size does not qualify."""
+    from qrprobe.features.store import FeatureStore
+
+    small = extract("efficientnet-lite0", clipart, tmp_path / "s160", device="cpu", progress=False, image_size=160)
+    manifest = FeatureStore.open(small.path).manifest
+    assert shares_forward_pass(manifest, 160)
+    assert not shares_forward_pass(manifest)  # the default (224 px) expert
+    assert not shares_forward_pass(manifest, 128)
+    options = {"imagenet": {"image_size": 160}}
+    own = label_images(clipart, ["imagenet"], options=options, progress=False)
+    calls = []
+    monkeypatch.setattr(ImageNetExpert, "_forward", lambda self, images: calls.append(len(images)))
+    shared = label_images(clipart, ["imagenet"], options={"imagenet": {"image_size": 160,
+                                                                       "features": str(small.path)}},
+                          progress=False)
+    assert calls == []
+    assert shared.content_hash() == own.content_hash()
+    with pytest.raises(QRProbeInputError, match="classifier cannot be applied"):
+        ImageNetExpert(features=small.path).prepare()  # a 224-px expert on 160-px features
+
+
+@pytest.mark.parametrize("bad", [0, 16, 1.5, True, "160"])
+def test_image_size_is_checked(bad):
+    with pytest.raises(QRProbeInputError, match=r"imagenet\.image_size"):
+        ImageNetExpert(image_size=bad)
+
+
+def test_image_size_applies_to_the_builtin_network_only():
+    with pytest.raises(QRProbeInputError, match="built-in"):
+        ImageNetExpert(model="timm:resnet50", image_size=160)

@@ -57,6 +57,8 @@ class ImageNetExpert(ClassListExpert):
     rule : ``"top1"`` (one-hot, as the paper's single-label experts) or ``"threshold"``
     threshold : softmax probability threshold of the ``threshold`` rule
     device, batch_size : where and how many images per forward pass
+    image_size : the built-in network's input size (centre crop N, resize N / 0.875; None: its 224 px), as a
+        study model's ``image_size``: an expert and a model of the same size share one forward pass
     features : a feature store of this same network's pooled features (see :func:`shares_forward_pass`):
         logits from it, not from a second forward pass. Not part of :meth:`config` (the concepts are the same)
     """
@@ -66,13 +68,19 @@ class ImageNetExpert(ClassListExpert):
 
     def __init__(self, *, model: str = DEFAULT_MODEL, weights: str | None = None, rule: str = "top1",
                  threshold: float = 0.5, device: str = "cpu", batch_size: int = 32, name: str | None = None,
-                 group: str | None = None, features: str | os.PathLike | None = None) -> None:
+                 group: str | None = None, features: str | os.PathLike | None = None,
+                 image_size: int | None = None) -> None:
         super().__init__(name=name, group=group)
         if rule not in ("top1", "threshold"):
             raise QRProbeInputError(f"imagenet.rule must be 'top1' or 'threshold', got {rule!r}")
         if not (model == DEFAULT_MODEL or model.startswith(("timm:", "torchvision:"))):
             raise QRProbeInputError(f"imagenet.model must be {DEFAULT_MODEL!r}, 'timm:NAME' or "
                                     f"'torchvision:NAME', got {model!r}")
+        if image_size is not None and (model != DEFAULT_MODEL or isinstance(image_size, bool)
+                                       or not isinstance(image_size, int) or image_size < 32):
+            raise QRProbeInputError(f"imagenet.image_size must be an integer ≥ 32 and applies to the built-in "
+                                    f"{DEFAULT_MODEL} only, got {image_size!r} with model {model!r}")
+        self.image_size = image_size
         self.model = model
         self.weights = None if weights is None else os.fspath(weights)
         self.rule_name, self.threshold = rule, float(threshold)
@@ -103,20 +111,22 @@ class ImageNetExpert(ClassListExpert):
         from ..features.store import FeatureStore
 
         store = FeatureStore.open(path)
-        if self.model != DEFAULT_MODEL or self.weights is not None or not shares_forward_pass(store.manifest):
+        if (self.model != DEFAULT_MODEL or self.weights is not None
+                or not shares_forward_pass(store.manifest, self.image_size)):
             raise QRProbeInputError(f"expert {self.name!r}: features={path!r} are not the pooled float32 features "
-                                    f"of {DEFAULT_MODEL} with its built-in weights and preprocessing, so its "
+                                    f"of {DEFAULT_MODEL} with its built-in weights and this expert's "
+                                    f"preprocessing (image_size {self.image_size or 'default'}), so its "
                                     "classifier cannot be applied to them")
         return StoredRows(store)
 
     def _build(self):
         if self.model == DEFAULT_MODEL:
-            from ..models.builtin import efficientnet_lite0, efficientnet_lite0_preprocess
+            from ..models.builtin import efficientnet_lite0
 
             net = efficientnet_lite0(pretrained=self.weights is None)
             if self.weights:
                 self.load_report = load_weights_into(net, self.weights, self.name, "EfficientNet-Lite0")
-            return net, efficientnet_lite0_preprocess()
+            return net, lite0_preprocess(self.image_size)
         family, name = self.model.split(":", 1)
         if family == "timm":
             return self._build_timm(name)
@@ -193,19 +203,29 @@ class ImageNetExpert(ClassListExpert):
         return run_batched(self._net, x, self.batch_size, self.device).numpy()
 
     def config(self) -> dict:
-        return {**super().config(), "model": self.model, "rule": self.rule_name, "threshold": self.threshold,
-                "weights": file_identity(self.weights) if self.weights else "built-in / hub"}
+        config = {**super().config(), "model": self.model, "rule": self.rule_name, "threshold": self.threshold,
+                  "weights": file_identity(self.weights) if self.weights else "built-in / hub"}
+        if self.image_size is not None:  # absent at the default, so earlier banks keep their keys
+            config["image_size"] = self.image_size
+        return config
 
 
-def shares_forward_pass(manifest: dict) -> bool:
+def lite0_preprocess(image_size: int | None = None):
+    """The built-in network's evaluation transform, at ``image_size`` (None: its own 224 px)."""
+    from ..models.builtin import efficientnet_lite0_preprocess
+    from ..models.preprocess import with_overrides
+
+    base = efficientnet_lite0_preprocess()
+    return base if image_size is None else with_overrides(base, image_size=image_size)
+
+
+def shares_forward_pass(manifest: dict, image_size: int | None = None) -> bool:
     """Whether a feature store (its ``manifest``) holds exactly the pooled features that the default expert's
     network computes before its classifier: EfficientNet-Lite0, built-in ImageNet weights, default layer and
-    preprocessing, float32."""
-    from ..models.builtin import efficientnet_lite0_preprocess
-
+    mean/std, float32, and the expert's ``image_size`` (None: the network's own preprocessing)."""
     config = manifest.get("config") or {}
     return (manifest.get("model") == DEFAULT_MODEL and manifest.get("layer") == "pool"
             and manifest.get("dtype") == "float32" and config.get("pretrained") is True
-            and config.get("layer") is None and all(config.get(k) is None for k in (
-                "weights_sha256", "image_size", "mean", "std")) and "preprocess" not in config
-            and manifest.get("preprocessing") == efficientnet_lite0_preprocess().describe())
+            and config.get("layer") is None and config.get("image_size") == image_size
+            and all(config.get(k) is None for k in ("weights_sha256", "mean", "std")) and "preprocess" not in config
+            and manifest.get("preprocessing") == lite0_preprocess(image_size).describe())

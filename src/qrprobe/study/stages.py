@@ -200,7 +200,8 @@ def shared_forward_pass(spec, options: dict, stores: dict[str, FeatureStore] | N
         return None
     if options.get("model", DEFAULT_MODEL) != DEFAULT_MODEL:
         return None
-    return next((s for s in stores.values() if shares_forward_pass(s.manifest)), None)
+    size = options.get("image_size")
+    return next((s for s in stores.values() if shares_forward_pass(s.manifest, size)), None)
 
 
 def label_experts(ctx: StageContext, images: ImageSet, experts: list,
