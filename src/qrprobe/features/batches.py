@@ -8,6 +8,7 @@ Both backends encode exactly these batches; the store's bytes depend on the plan
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -33,9 +34,44 @@ def default_batch_size(device) -> int:
     return GPU_BATCH_SIZE if str(getattr(device, "type", device)) != "cpu" else CPU_BATCH_SIZE
 
 
-def default_workers() -> int:
-    """Loader worker processes: one per spare core, at most 8 (0 on a single-core machine)."""
+#: images of at most this many pixels on average (over the first SMALL_IMAGE_SAMPLE of a collection) are decoded in
+#: the extracting process: decoding a 96 × 96 JPEG costs ~1% of EfficientNet-Lite0's forward pass, and a loader
+#: worker would hold a core the model could use (the demo's clip-art: 17.7 s in-process vs 20.5–28.2 s with one
+#: worker on 2 cores, benchmarks/RESULTS.md)
+SMALL_IMAGE_PIXELS = 256 * 256
+SMALL_IMAGE_SAMPLE = 8
+
+
+def default_workers(source=None) -> int:
+    """Loader worker processes: one per spare core, at most 8 (0 on a single-core machine), and none when
+    ``source`` (an :class:`~qrprobe.images.ImageSource`) holds small images (:func:`small_images`)."""
+    if source is not None and small_images(source):
+        return 0
     return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def small_images(source) -> bool:
+    """Whether the first :data:`SMALL_IMAGE_SAMPLE` readable images of ``source`` have at most
+    :data:`SMALL_IMAGE_PIXELS` pixels on average (sizes read from the file headers, nothing decoded); False when
+    none can be read. The answer is kept on the source."""
+    cached = getattr(source, "_small_images", None)
+    if cached is not None:
+        return bool(cached)
+    import io
+
+    from PIL import Image
+
+    pixels = []
+    for row in range(min(len(source), SMALL_IMAGE_SAMPLE)):
+        try:
+            with Image.open(io.BytesIO(source.read_bytes(row))) as image:
+                pixels.append(image.size[0] * image.size[1])
+        except Exception:  # an unreadable file is the extraction's to report, not this estimate's
+            continue
+    small = bool(pixels) and sum(pixels) / len(pixels) <= SMALL_IMAGE_PIXELS
+    with contextlib.suppress(AttributeError):  # a source that takes no new attributes is asked again next time
+        source._small_images = small
+    return small
 
 
 def default_threads(workers: int) -> int:

@@ -139,7 +139,8 @@ class ExtractConfig:
     dtype: str = param(DEFAULT_DTYPE, "storage type of the features (computation is float32; float16 halves the "
                        "store for large collections)", choices=("float16", "float32"), key=True, group=RUN)
     workers: int | None = param(None, "image-decoding worker processes", check=optional_int_at_least(0),
-                                shown="one per spare CPU core, at most 8", study=False, key=False, group=RUN)
+                                shown="one per spare CPU core, at most 8; none (decoding in-process) for images of "
+                                "≤ 256 × 256 pixels", study=False, key=False, group=RUN)
     threads: int | None = param(
         None, "torch CPU threads for the model; on a machine shared with other jobs, fewer threads avoid stalls",
         check=optional_int_at_least(1), shown="one per core left free by the loader workers (at least 1)",

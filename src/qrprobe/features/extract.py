@@ -203,16 +203,17 @@ def prepare_extraction(model, images, out: str | os.PathLike, config: ExtractCon
 
 
 @contextlib.contextmanager
-def cpu_threads(config: ExtractConfig, rep) -> Iterator[None]:
+def cpu_threads(config: ExtractConfig, rep, source=None) -> Iterator[None]:
     """While extracting on the CPU in this process without stated ``threads``: torch threads lowered to one per
-    core the loader workers leave free (:func:`~.batches.default_threads`), restored afterwards."""
+    core the loader workers (:func:`~.batches.default_workers` of ``source``) leave free
+    (:func:`~.batches.default_threads`), restored afterwards."""
     if config.threads or config.backend != "local" or rep.device.type != "cpu":
         yield
         return
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(min(before, default_threads(default_workers() if config.workers is None
+    torch.set_num_threads(min(before, default_threads(default_workers(source) if config.workers is None
                                                       else config.workers)))
     try:
         yield
@@ -259,7 +260,7 @@ def run_prepared(prep: PreparedExtraction) -> tuple[FeatureStore, ExtractionStat
     """Run a :class:`PreparedExtraction` alone (its chunks through the chunk runner) and finish its store."""
     job, config = prep.job, prep.config
     try:
-        with cpu_threads(config, job.rep):
+        with cpu_threads(config, job.rep, prep.source):
             run_chunks(job, prep.todo, len(prep.source), config.chunk_size, backend=config.backend, ray=config.ray,
                        device=config.device)
     finally:

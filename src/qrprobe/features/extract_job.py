@@ -67,7 +67,7 @@ class ExtractionJob:
         from ..images.dataset import ImageDataset, collate_skipping
 
         rep, batch_size = self.rep, self.stats.batch_size
-        n_workers = default_workers() if self.workers is None else int(self.workers)
+        n_workers = default_workers(self.source) if self.workers is None else int(self.workers)
         dataset = ImageDataset(self.source, rep.preprocess, self.decode_margin)
         loader = DataLoader(dataset, batch_sampler=PlanSampler(plan),
                             num_workers=n_workers, collate_fn=collate_skipping, pin_memory=rep.device.type == "cuda",

@@ -79,7 +79,7 @@ class SharedExtractionJob:
 
         jobs = self.jobs
         batch_size = jobs[0].stats.batch_size
-        n_workers = default_workers() if self.workers is None else int(self.workers)
+        n_workers = default_workers(jobs[0].source) if self.workers is None else int(self.workers)
         dataset = SharedImageDataset(jobs[0].source, [job.rep.preprocess for job in jobs], self.decode_margin)
         loader = DataLoader(dataset, batch_sampler=PlanSampler(plan), num_workers=n_workers,
                             collate_fn=collate_shared, pin_memory=any(j.rep.device.type == "cuda" for j in jobs),
@@ -179,7 +179,7 @@ def _run_shared(preps: Sequence[PreparedExtraction]) -> None:
     shared = SharedExtractionJob([p.job for p in preps], [p.todo for p in preps], config.workers,
                                  config.decode_margin)
     try:
-        with cpu_threads(config, first.job.rep):
+        with cpu_threads(config, first.job.rep, first.source):
             run_chunks(shared, todo, len(first.source), config.chunk_size, backend="local", device=config.device)
     finally:
         seconds = time.perf_counter() - shared.start
