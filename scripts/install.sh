@@ -7,11 +7,13 @@
 #   dev     every extra, and pytest (+ xdist), hypothesis, ruff, mypy and its stubs: what the tests need
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# command 1 (no argument) skips pip's byte-compilation of every installed module (this install took 47 s
-# instead of 90 s on a loaded 2-core machine): Python compiles the modules the demo imports on first use (~1.5 s)
-compile=""
+# pip byte-compiles every installed module on one core. Command 1 (no argument) skips it (this install took 47 s
+# instead of 90 s on a loaded 2-core machine): Python compiles the modules the demo imports on first use (~1.5 s).
+# `all` and `dev` compile afterwards on every core instead (compileall -j 0), since the tests start many Python
+# processes and some environments set PYTHONDONTWRITEBYTECODE, so nothing compiled at import is kept.
+compile="--no-compile"
 case "${1:-}" in
-  "") extras="demo"; compile="--no-compile" ;;
+  "") extras="demo" ;;
   all) extras="all" ;;
   dev) extras="all,dev" ;;
   *) echo "usage: bash scripts/install.sh [all|dev] (got ${1@Q})" >&2; exit 2 ;;
@@ -27,11 +29,13 @@ if [ "$extras" = "demo" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; t
 fi
 .venv/bin/pip install -q $compile -e ".[$extras]"
 if [ "$extras" = "demo" ]; then exit 0; fi
+# a few packages ship files that do not compile (e.g. Python 2 examples); pip ignores those too
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages src >/dev/null || true
 # mediapipe (faces, person) and rapidocr-onnxruntime (text) declare OpenCV builds that would overwrite the
 # headless one (and OpenCV 5 ships no Haar cascades), so they are installed without their dependencies; what
 # they need at run time is in the `experts` extra. Both have wheels for Python < 3.13 only.
 if .venv/bin/python -c 'import sys; sys.exit(sys.version_info >= (3, 13))'; then
-  .venv/bin/pip install -q --no-deps "mediapipe==0.10.14" "rapidocr-onnxruntime>=1.3,<2"
+  .venv/bin/pip install -q --no-deps "mediapipe==0.10.14" "rapidocr-onnxruntime>=1.3,<2"  # compiled by pip
 else
   echo "note: Python >= 3.13: the faces, person and text experts are not available" >&2
 fi
