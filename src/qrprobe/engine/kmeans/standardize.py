@@ -9,7 +9,7 @@ not stay resident beside the copy.
 
 Storage precision (``kmeans_precision``): ``float32`` keeps today's values bit for bit; ``float16`` and
 ``bfloat16`` halve the memory. ``auto`` (the default) takes float16 at every size (issue 20: the exact 16-bit path was
-2.2× faster than float32 Lloyd at 50k × 2048 and faster at the demo's 1.5k × 1280 too; 11 significant bits
+3.95× faster than float32 Lloyd at 50k × 2048 on a quiet machine, 1.7× at 1.5k × 768; 11 significant bits
 against bfloat16's 8: on real features its clusterings stay ~4× closer to float32 storage; see
 docs/protocol.md). It does not depend on the machine: with or without the compiled kernel the 16-bit path
 computes the same labels, so a study gives the same clustering everywhere. A 16-bit copy is rounded from
