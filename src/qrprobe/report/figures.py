@@ -285,11 +285,6 @@ def thumbnail_strip(images: Sequence, *, title: str = "", columns: int = 6):
     return fig
 
 
-def _grey_box():
-    patches = require("matplotlib.patches", "report", "the report's figures")
-    return patches.Rectangle((0, 0), 1, 1, color="#dddddd")
-
-
 def pair_figure(weights: Mapping[str, float], images_a: Sequence, images_b: Sequence, *,
                 label_a: str, label_b: str, title: str = "", columns: int = 4):
     """Fig. 5-style panel: thumbnails of cluster a (left), the word cloud, thumbnails of cluster b (right)."""
