@@ -7,10 +7,10 @@
 #   dev     every extra, and pytest (+ xdist), hypothesis, ruff, mypy and its stubs: what the tests need
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# pip byte-compiles every installed module on one core. Command 1 (no argument) skips it (this install took 47 s
-# instead of 90 s on a loaded 2-core machine): Python compiles the modules the demo imports on first use (~1.5 s).
-# `all` and `dev` compile afterwards on every core instead (compileall -j 0), since the tests start many Python
-# processes and some environments set PYTHONDONTWRITEBYTECODE, so nothing compiled at import is kept.
+# pip byte-compiles every installed module on one core; we install with --no-compile and compile afterwards on
+# every core instead (compileall -j 0: 17 s for the demo's packages on a quiet 2-core machine). Compiling at install matters where PYTHONDONTWRITEBYTECODE is set (some CI and container images):
+# there nothing compiled at import is kept, and every run of the demo compiled torch & co. again (+6 s per run,
+# measured 50.7 vs 44.3 s). The tests start many Python processes, so `all` and `dev` need it too.
 compile="--no-compile"
 case "${1:-}" in
   "") extras="demo" ;;
@@ -28,9 +28,9 @@ if [ "$extras" = "demo" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; t
   done
 fi
 .venv/bin/pip install -q $compile -e ".[$extras]"
-if [ "$extras" = "demo" ]; then exit 0; fi
 # a few packages ship files that do not compile (e.g. Python 2 examples); pip ignores those too
 .venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages src >/dev/null || true
+if [ "$extras" = "demo" ]; then exit 0; fi
 # mediapipe (faces, person) and rapidocr-onnxruntime (text) declare OpenCV builds that would overwrite the
 # headless one (and OpenCV 5 ships no Haar cascades), so they are installed without their dependencies; what
 # they need at run time is in the `experts` extra. Both have wheels for Python < 3.13 only.
