@@ -89,7 +89,7 @@ def test_demo_help_states_a_measured_duration(capsys):
         main(["demo", "--help"])
     text = capsys.readouterr().out
     assert "few minutes" not in text
-    assert "About a minute" in text
+    assert "About 40 seconds" in text
     assert re.search(r"\d+(-\d+)? s measured on a quiet", text), text
 
 

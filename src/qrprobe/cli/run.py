@@ -29,7 +29,7 @@ DEMO_DESCRIPTION = """\
 The built-in demo, offline: 1,484 public-domain clip-art images bundled with qrprobe, studied with
 EfficientNet-Lite0 (real ImageNet weights), its random-initialised twin and a pixel baseline, labelled with
 the offline experts (ground-truth categories, ImageNet classes, colours, image statistics). It prints the
-ranking and the path of the HTML report. About a minute on a 2-core laptop CPU (57-64 s measured on a quiet
+ranking and the path of the HTML report. About 40 seconds on a 2-core laptop CPU (36-40 s measured on a quiet
 2-core AMD EPYC, longer under load); a second run reuses every stage and takes seconds."""
 
 STAGES = ("extract", "label", "evaluate", "analyses", "report")
