@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 
 from _kmeans_reference import greedy_kmeans_plus_plus, reference_lloyd
 from qrprobe.engine.config import KMeansConfig, ProtocolConfig
-from qrprobe.engine.kmeans.lloyd import kmeans_plus_plus, local_trials
+from qrprobe.engine.kmeans.lloyd import initial_centroids, kmeans_plus_plus, local_trials
 from qrprobe.engine.kmeans.quantize import KMeans, Stored
 from qrprobe.engine.kmeans.standardize import to_storage
 from qrprobe.errors import ParameterError
@@ -95,3 +95,48 @@ def test_early_stop_exact_path_equals_float64_lloyd_with_the_same_rule(precision
     assert km.result_.n_iter == n_done
     if threshold:
         assert n_done < reference_lloyd(s.x, init, 60)[2]
+
+
+def test_restart_screen_is_off_by_default_and_checked():
+    assert KMeansConfig().kmeans_restart_screen is None
+    assert "kmeans_restart_screen" not in ProtocolConfig().to_dict()  # cache keys of earlier results unchanged
+    cfg = ProtocolConfig(kmeans_restart_screen=10)
+    assert cfg.to_dict()["kmeans_restart_screen"] == 10
+    assert ProtocolConfig.from_dict(cfg.to_dict()) == cfg
+    for bad in (0, -3, 1.5, "x", True):
+        with pytest.raises(ParameterError, match="kmeans_restart_screen"):
+            KMeansConfig(kmeans_restart_screen=bad)
+    x = blobs(n=400, d=8, centres=10)
+    for other in ({"kmeans_precision": "float32"}, {"kmeans_backend": "faiss"}):
+        with pytest.raises(ParameterError, match=r"kmeans_restart_screen.*16-bit"):
+            KMeans(5, restarts=3, kmeans_restart_screen=2, device="cpu", **other).fit(x)
+
+
+@pytest.mark.parametrize("screen", [1, 4, 12])
+def test_restart_screen_keeps_the_best_restart_at_t_and_finishes_it_as_uninterrupted(screen):
+    """Every restart runs ``screen`` iterations; the one with the lowest inertia then goes on: its labels and
+    centroids are those the same restart reaches uninterrupted (Lloyd's next step depends only on the
+    centroids), the other restarts keep their inertia at T, and the result is never better than the paper's
+    schedule, which sees every restart to the end."""
+    x = blobs(n=3000, d=16, centres=60, std=4.0)
+    s = Stored(to_storage(x.astype(np.float64), "float16"), "float16")
+    k, restarts, iters, seed = 40, 4, 60, 1
+
+    def fit(**kw):
+        return KMeans(k, iters=kw.pop("iters", iters), restarts=kw.pop("restarts", restarts), seed=seed,
+                      device="cpu", **kw).fit_stored(s)
+
+    at_t = fit(iters=screen).result_.inertias
+    full = fit()
+    screened = fit(kmeans_restart_screen=screen)
+    pick = int(np.argmin(at_t))
+    rng = np.random.default_rng(seed)  # the restarts' initial centroids, drawn in turn as fit_exact draws them
+    starts = [initial_centroids(s.x, k, "random", rng) for _ in range(restarts)]
+    alone = fit(restarts=1, kmeans_init=starts[pick].numpy())
+    np.testing.assert_array_equal(screened.labels_, alone.labels_)
+    np.testing.assert_array_equal(screened.cluster_centers_, alone.cluster_centers_)
+    assert screened.inertia_ == alone.inertia_ == full.result_.inertias[pick]
+    assert screened.inertia_ >= full.inertia_
+    assert [v for r, v in enumerate(screened.result_.inertias) if r != pick] == \
+        [v for r, v in enumerate(at_t) if r != pick]
+    assert fit(kmeans_restart_screen=iters).inertia_ == full.inertia_  # T ≥ iters: the paper's schedule

@@ -154,6 +154,12 @@ class KMeansConfig:
         "(faiss's early_stop_threshold; 0: once it no longer decreases); none: the paper's fixed iterations, "
         "stopping early only at an exact fixed point", check=lambda v: None if v is None else number_in(0, 1)(v),
         metavar="FRACTION", shown="none (off)")
+    kmeans_restart_screen: int | None = param(
+        None, "a cheaper schedule: every restart runs this many iterations, then only the one with the lowest "
+        "inertia goes on to the iteration limit (its result is what it reaches uninterrupted, but a restart "
+        "that would have overtaken it later is not seen; 16-bit storage only); none: every restart runs to the "
+        "end, as the paper", check=optional_int_at_least(1), metavar="T",
+        shown="none (off)")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -252,6 +258,7 @@ class ProtocolConfig:
     kmeans_init = _KMeansField[str]()
     kmeans_precision = _KMeansField[str]()
     kmeans_early_stop = _KMeansField["float | None"]()
+    kmeans_restart_screen = _KMeansField["int | None"]()
 
     def __post_init__(self) -> None:
         for name, nested in (("kmeans", KMeansConfig), ("probe", ProbeConfig)):
@@ -267,8 +274,9 @@ class ProtocolConfig:
         nested under ``probe``, as results have always held them."""
         out = dataclasses.asdict(self)
         kmeans = out.pop("kmeans")
-        if kmeans["kmeans_early_stop"] is None:  # added later: off, the saved form and cache keys of before
-            del kmeans["kmeans_early_stop"]
+        for later in ("kmeans_early_stop", "kmeans_restart_screen"):  # added later: off, the saved form and
+            if kmeans[later] is None:  # cache keys of before
+                del kmeans[later]
         if out["probe"]["concept_screen"] == "off":  # added later, default auto: "off" (the paper) has the saved
             del out["probe"]["concept_screen"]  # form and cache keys of before (from_dict reads it back as "off")
         return {**kmeans, **out}

@@ -18,20 +18,29 @@ from .stored import Stored
 
 def fit_exact(stored: Stored, train_idx: np.ndarray | None, *, k: int, iters: int, restarts: int,
               init: str | np.ndarray, rng: np.random.Generator, bar=None,
-              on_restart=None, early_stop: float | None = None) -> tuple[KMeansResult, list]:
+              on_restart=None, early_stop: float | None = None,
+              restart_screen: int | None = None) -> tuple[KMeansResult, list]:
     """Exact Lloyd on ``stored`` (16-bit), ``restarts`` times from ``init`` (``"random"``, ``"k-means++"`` or a
     (K, D) array), ``iters`` iterations at most each, on the rows ``train_idx`` (None: all). ``rng`` draws the
     initial centroids; ``bar`` is advanced per iteration; ``on_restart(i)`` is called before restart ``i``;
     ``early_stop``: stop on an objective plateau (:meth:`~.exact.BoundedLloyd.run`).
 
+    ``restart_screen`` T (None: off, the paper's schedule): every restart runs T iterations and only the one
+    with the lowest inertia then goes on, from its centroids, to ``iters`` in all — its labels and centroids are
+    those it would reach uninterrupted (Lloyd's next step depends only on the centroids), but a restart that
+    would have overtaken it later is not seen. ``inertias`` then holds each restart's inertia at T (the kept
+    one's final inertia in its place).
+
     Returns the clustering of every row (the lowest-inertia restart; with a training sample, every row then
     assigned exactly to its centroids) and, per restart, the work of each assignment pass (benchmarks).
     """
+    screen = restart_screen if restart_screen and restarts > 1 and restart_screen < iters else None
     x, dev = stored.x, stored.x.device
     rows = (torch.arange(x.shape[0], device=dev) if train_idx is None
             else torch.from_numpy(train_idx).to(dev))
     best: tuple | None = None
     inertias, total_reseeded, work = [], 0, []
+    best_restart = 0
     for restart in range(restarts):
         if on_restart is not None:
             on_restart(restart)
@@ -42,16 +51,25 @@ def fit_exact(stored: Stored, train_idx: np.ndarray | None, *, k: int, iters: in
         else:
             start = initial_centroids(x if train_idx is None else x[rows], k, init, rng)
         run = stored.lloyd(k, None if train_idx is None else rows)
-        centroids, n_done, n_reseeded = run.run(start.to(dev), iters, bar, early_stop)
+        centroids, n_done, n_reseeded = run.run(start.to(dev), screen or iters, bar, early_stop)
         work.append(run.stats)
         total_reseeded += n_reseeded
         inertia = run.inertia()
         inertias.append(inertia)
         if best is None or inertia < best[0]:
             best = (inertia, centroids, n_done, run.labels)
+            best_restart = restart
         del run
     assert best is not None  # restarts >= 1
     inertia, centroids, n_done, labels = best
+    if screen is not None and n_done == screen:  # the kept restart goes on (one that stopped earlier is final)
+        run = stored.lloyd(k, None if train_idx is None else rows)
+        centroids, more, n_reseeded = run.run(centroids, iters - screen, bar, early_stop)
+        work.append(run.stats)
+        total_reseeded += n_reseeded
+        inertia, n_done, labels = run.inertia(), screen + more, run.labels
+        inertias[best_restart] = inertia
+        del run
     if train_idx is not None:
         every = stored.lloyd(k)
         labels = every.assign_all(centroids)

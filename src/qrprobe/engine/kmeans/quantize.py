@@ -3,7 +3,8 @@
 The defaults follow the paper (App. C): K = 1000, 100 Lloyd iterations, the lowest-inertia result of 5
 restarts, all points used for training. The parameters are the protocol's K-means fields
 (:class:`~qrprobe.engine.config.KMeansConfig`: ``k``, ``iters``, ``restarts``, ``max_train_points``,
-``kmeans_backend``, ``kmeans_init``, ``kmeans_precision``, ``kmeans_early_stop``), with these names in
+``kmeans_backend``, ``kmeans_init``, ``kmeans_precision``, ``kmeans_early_stop``, ``kmeans_restart_screen``),
+with these names in
 :class:`KMeans` and in every message. :func:`fit_clusterings` is the protocol's entry point: it standardizes the
 raw features once, streamed into one copy of the storage precision (``kmeans_precision``,
 :mod:`qrprobe.engine.kmeans.standardize`), and runs every seed and restart on that copy.
@@ -24,7 +25,9 @@ does and so the default) or by greedy k-means++ seeding (``"k-means++"``: D² sa
 candidates per centre, as scikit-learn). Empty clusters are re-seeded with the points farthest from their
 centroids. Lloyd stops early only at an exact fixed point (no assignment changed), after which further
 iterations could not change anything — or, with ``kmeans_early_stop`` set (off by default), once an
-iteration lowers the objective by at most that fraction (faiss's ``early_stop_threshold``).
+iteration lowers the objective by at most that fraction (faiss's ``early_stop_threshold``). With
+``kmeans_restart_screen`` T (off by default) every restart runs T iterations and only the lowest-inertia one
+goes on (16-bit storage; :func:`~qrprobe.engine.kmeans.exact_fit.fit_exact`).
 """
 
 from __future__ import annotations
@@ -86,13 +89,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     Parameters
     ----------
-    k, iters, restarts, max_train_points, kmeans_backend, kmeans_init, kmeans_precision, kmeans_early_stop :
+    k, iters, restarts, max_train_points, kmeans_backend, kmeans_init, kmeans_precision, kmeans_early_stop,
+    kmeans_restart_screen :
         the protocol's K-means
         fields, same names and defaults (:class:`~qrprobe.engine.config.KMeansConfig`): K (2 ≤ K ≤ N), Lloyd
         iterations per restart, restarts (the lowest inertia kept), a random training sample of this many
         points (None: all), ``"torch"`` or ``"faiss"``, ``"random"`` or ``"k-means++"``, and the storage of the
         features (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``; faiss always uses float32), and the
-        objective plateau that stops a restart early (None: off; torch backend).
+        objective plateau that stops a restart early (None: off; torch backend), and the iterations after which
+        only the best restart goes on (None: off; 16-bit storage only).
         ``kmeans_init`` may also be an array (K, D) of initial centroids (torch backend; every restart is then
         the same).
     seed : seed of the initialisations (and of the training sample, if any).
@@ -113,7 +118,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def __init__(self, k: int = 1000, *, iters: int = 100, restarts: int = 5, seed: int = 0,
                  max_train_points: int | None = None, kmeans_backend: str = "torch",
                  kmeans_init: str | np.ndarray = "random", kmeans_precision: str = "auto",
-                 kmeans_early_stop: float | None = None, device: str = "auto",
+                 kmeans_early_stop: float | None = None, kmeans_restart_screen: int | None = None,
+                 device: str = "auto",
                  chunk_rows: int | None = None, progress: bool = False, **renamed: Any) -> None:
         self.k = k
         self.iters = iters
@@ -124,6 +130,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.kmeans_init = kmeans_init
         self.kmeans_precision = kmeans_precision
         self.kmeans_early_stop = kmeans_early_stop
+        self.kmeans_restart_screen = kmeans_restart_screen
         self.device = device
         self.chunk_rows = chunk_rows
         self.progress = progress
@@ -148,7 +155,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         values: dict[str, Any] = {
             "k": self.k, "iters": self.iters, "restarts": self.restarts, "max_train_points": self.max_train_points,
             "kmeans_backend": self.kmeans_backend, "kmeans_precision": self.kmeans_precision,
-            "kmeans_early_stop": self.kmeans_early_stop,
+            "kmeans_early_stop": self.kmeans_early_stop, "kmeans_restart_screen": self.kmeans_restart_screen,
             "kmeans_init": "random" if given else init}
         plain: dict[str, Any] = {name: int(v) if isinstance(v, np.integer) else v for name, v in values.items()}
         config = KMeansConfig(**plain)
@@ -162,6 +169,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             raise ParameterError("kmeans_init", "the faiss backend supports only the random initialisation")
         if config.max_train_points is not None and config.max_train_points < k:
             raise ParameterError("max_train_points", f"{config.max_train_points} is smaller than K={k}")
+        if config.kmeans_restart_screen is not None and (
+                config.kmeans_backend == "faiss" or config.kmeans_precision == "float32"):
+            raise ParameterError("kmeans_restart_screen", "needs the 16-bit exact path (kmeans_backend torch, "
+                                                          "kmeans_precision auto, float16 or bfloat16)")
         return config
 
     def storage_precision(self, n: int, d: int) -> str:
@@ -211,7 +222,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     result, self.work_ = fit_exact(stored, train_idx, k=k, iters=iters, restarts=restarts,
                                                    init=init, rng=rng, bar=bar,
                                                    on_restart=lambda i: _show_restart(bar, i, restarts),
-                                                   early_stop=config.kmeans_early_stop)
+                                                   early_stop=config.kmeans_early_stop,
+                                                   restart_screen=config.kmeans_restart_screen)
         finally:
             if own_bar:
                 bar.close()
@@ -314,7 +326,8 @@ def fit_clusterings(features, config: KMeansConfig, *, seeds: list[int], device:
     memo_key = None
     if kmeans_memo.active():
         memo_key = (kmeans_memo.features_fingerprint(features), k, iters, restarts, config.max_train_points,
-                    config.kmeans_init, config.kmeans_backend, str(dev), storage, config.kmeans_early_stop)
+                    config.kmeans_init, config.kmeans_backend, str(dev), storage, config.kmeans_early_stop,
+                    config.kmeans_restart_screen)
     found = {s: cast("KMeansResult | None", kmeans_memo.lookup((*memo_key, s))) for s in seeds} if memo_key else {}
     standardizer = cast("Standardizer | None", kmeans_memo.lookup(memo_key[:1])) if memo_key else None
     todo = [s for s in seeds if found.get(s) is None]
