@@ -1,5 +1,5 @@
-"""The documented K-means options: greedy k-means++ (``kmeans_init="k-means++"``) and the objective-plateau
-early stop (``kmeans_early_stop``), both off by default."""
+"""The documented K-means options: greedy k-means++ (``kmeans_init="k-means++"``), the objective-plateau
+early stop (``kmeans_early_stop``) and the restart screen (``kmeans_restart_screen``), all off by default."""
 
 from __future__ import annotations
 
@@ -57,16 +57,18 @@ def test_greedy_k_means_plus_plus_on_16_bit_storage_equals_float32_of_the_same_v
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_early_stop_is_off_by_default_and_saved_forms_stay_as_before():
-    assert KMeansConfig().kmeans_early_stop is None
-    assert "kmeans_early_stop" not in ProtocolConfig().to_dict()  # cache keys of earlier results unchanged
-    cfg = ProtocolConfig(kmeans_early_stop=0.001)
-    assert cfg.to_dict()["kmeans_early_stop"] == 0.001
+@pytest.mark.parametrize(("name", "value", "bad"), [("kmeans_early_stop", 0.001, (-0.1, 1.5, "x")),
+                                                     ("kmeans_restart_screen", 10, (0, -3, 1.5, "x", True))])
+def test_options_are_off_by_default_and_saved_forms_stay_as_before(name, value, bad):
+    assert getattr(KMeansConfig(), name) is None
+    assert name not in ProtocolConfig().to_dict()  # cache keys of earlier results unchanged
+    cfg = ProtocolConfig(**{name: value})
+    assert cfg.to_dict()[name] == value
     assert ProtocolConfig.from_dict(cfg.to_dict()) == cfg
     assert ProtocolConfig.from_dict(ProtocolConfig().to_dict()) == ProtocolConfig()
-    for bad in (-0.1, 1.5, "x"):
-        with pytest.raises(ParameterError, match="kmeans_early_stop"):
-            KMeansConfig(kmeans_early_stop=bad)
+    for wrong in bad:
+        with pytest.raises(ParameterError, match=name):
+            KMeansConfig(**{name: wrong})
 
 
 def test_early_stop_float32_path_stops_on_the_plateau():
@@ -97,15 +99,7 @@ def test_early_stop_exact_path_equals_float64_lloyd_with_the_same_rule(precision
         assert n_done < reference_lloyd(s.x, init, 60)[2]
 
 
-def test_restart_screen_is_off_by_default_and_checked():
-    assert KMeansConfig().kmeans_restart_screen is None
-    assert "kmeans_restart_screen" not in ProtocolConfig().to_dict()  # cache keys of earlier results unchanged
-    cfg = ProtocolConfig(kmeans_restart_screen=10)
-    assert cfg.to_dict()["kmeans_restart_screen"] == 10
-    assert ProtocolConfig.from_dict(cfg.to_dict()) == cfg
-    for bad in (0, -3, 1.5, "x", True):
-        with pytest.raises(ParameterError, match="kmeans_restart_screen"):
-            KMeansConfig(kmeans_restart_screen=bad)
+def test_restart_screen_needs_the_16_bit_path():
     x = blobs(n=400, d=8, centres=10)
     for other in ({"kmeans_precision": "float32"}, {"kmeans_backend": "faiss"}):
         with pytest.raises(ParameterError, match=r"kmeans_restart_screen.*16-bit"):
