@@ -8,10 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # pip byte-compiles every installed module on one core; we install with --no-compile and compile afterwards on
-# every core instead (compileall -j 0: 17 s for the demo's packages on a quiet 2-core machine). Compiling at install matters where PYTHONDONTWRITEBYTECODE is set (some CI and container images):
-# there nothing compiled at import is kept, and every run of the demo compiled torch & co. again (+6 s per run,
-# measured 50.7 vs 44.3 s). The tests start many Python processes, so `all` and `dev` need it too.
-compile="--no-compile"
+# every core instead (compileall -j 0: 17 s for the demo's packages on a quiet 2-core machine). Compiling at
+# install matters where PYTHONDONTWRITEBYTECODE is set (some CI and container images): there nothing compiled at
+# import is kept, and every run of the demo compiled torch & co. again (+6 s per run, measured 50.7 vs 44.3 s).
+# The tests start many Python processes, so `all` and `dev` need it too.
 case "${1:-}" in
   "") extras="demo" ;;
   all) extras="all" ;;
@@ -27,7 +27,7 @@ if [ "$extras" = "demo" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; t
     if .venv/bin/pip install -q --no-compile "torch==$version+cpu" 2>/dev/null; then break; fi
   done
 fi
-.venv/bin/pip install -q $compile -e ".[$extras]"
+.venv/bin/pip install -q --no-compile -e ".[$extras]"
 # a few packages ship files that do not compile (e.g. Python 2 examples); pip ignores those too
 .venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages src >/dev/null || true
 if [ "$extras" = "demo" ]; then exit 0; fi

@@ -50,6 +50,12 @@ def default_workers(source=None) -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def loader_workers(workers: int | None, source=None) -> int:
+    """The loader worker processes of an extraction: ``workers`` when given, else :func:`default_workers` of
+    ``source``."""
+    return default_workers(source) if workers is None else int(workers)
+
+
 def small_images(source) -> bool:
     """Whether the first :data:`SMALL_IMAGE_SAMPLE` readable images of ``source`` have at most
     :data:`SMALL_IMAGE_PIXELS` pixels on average (sizes read from the file headers, nothing decoded); False when

@@ -41,7 +41,7 @@ from ..errors import ParameterError, QRProbeInputError
 from ..images import ImageSource, open_images
 from ..progress import format_seconds, note
 from ..schema import config_fields, document_fields, identity, keyword_signature, set_signature, with_params
-from .batches import GivenRepresentation, default_batch_size, default_threads, default_workers
+from .batches import GivenRepresentation, default_batch_size, default_threads, default_workers, loader_workers
 from .config import (
     CLASSICAL_BATCH_SIZE,
     CPU_BATCH_SIZE,
@@ -205,7 +205,7 @@ def prepare_extraction(model, images, out: str | os.PathLike, config: ExtractCon
 @contextlib.contextmanager
 def cpu_threads(config: ExtractConfig, rep, source=None) -> Iterator[None]:
     """While extracting on the CPU in this process without stated ``threads``: torch threads lowered to one per
-    core the loader workers (:func:`~.batches.default_workers` of ``source``) leave free
+    core the loader workers (:func:`~.batches.loader_workers` of ``source``) leave free
     (:func:`~.batches.default_threads`), restored afterwards."""
     if config.threads or config.backend != "local" or rep.device.type != "cpu":
         yield
@@ -213,8 +213,7 @@ def cpu_threads(config: ExtractConfig, rep, source=None) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(min(before, default_threads(default_workers(source) if config.workers is None
-                                                      else config.workers)))
+    torch.set_num_threads(min(before, default_threads(loader_workers(config.workers, source))))
     try:
         yield
     finally:

@@ -21,7 +21,7 @@ from ..images import ImageSource
 from ..progress import Bar
 from ..progress import bar as progress_bar
 from ..raycluster import ActorPool
-from .batches import PlanSampler, default_batch_size, default_workers, encode_batch, prefetch_batches
+from .batches import PlanSampler, default_batch_size, encode_batch, loader_workers, prefetch_batches
 from .store import FeatureStoreWriter
 
 
@@ -67,7 +67,7 @@ class ExtractionJob:
         from ..images.dataset import ImageDataset, collate_skipping
 
         rep, batch_size = self.rep, self.stats.batch_size
-        n_workers = default_workers(self.source) if self.workers is None else int(self.workers)
+        n_workers = loader_workers(self.workers, self.source)
         dataset = ImageDataset(self.source, rep.preprocess, self.decode_margin)
         loader = DataLoader(dataset, batch_sampler=PlanSampler(plan),
                             num_workers=n_workers, collate_fn=collate_skipping, pin_memory=rep.device.type == "cuda",

@@ -26,7 +26,7 @@ from .._atomic import writing
 from ..chunks import Add, Backend, PlannedBatch, run_chunks
 from ..images import open_images
 from ..progress import note
-from .batches import PlanSampler, default_workers, encode_batch, prefetch_batches
+from .batches import PlanSampler, encode_batch, loader_workers, prefetch_batches
 from .config import ExtractConfig
 from .extract import (
     ExtractionStats,
@@ -79,7 +79,7 @@ class SharedExtractionJob:
 
         jobs = self.jobs
         batch_size = jobs[0].stats.batch_size
-        n_workers = default_workers(jobs[0].source) if self.workers is None else int(self.workers)
+        n_workers = loader_workers(self.workers, jobs[0].source)
         dataset = SharedImageDataset(jobs[0].source, [job.rep.preprocess for job in jobs], self.decode_margin)
         loader = DataLoader(dataset, batch_sampler=PlanSampler(plan), num_workers=n_workers,
                             collate_fn=collate_shared, pin_memory=any(j.rep.device.type == "cuda" for j in jobs),
