@@ -16,9 +16,13 @@ memory (data, table and buffers; the same data in every contender).
              ``--threads`` intra-op threads — the fallback where the kernel cannot be built
     before   the probe before the fused steps (autograd through ``embedding_bag``, ``torch.optim.SGD``)
     dense    ``torch.nn.Linear`` on each batch densified (B × M floats; the dense N × M matrix would not fit)
+    kernel@REV  the compiled probe built from ``probe_sgd.c`` as it was at git revision REV (e.g. ``HEAD``):
+             a kernel change measured side by side with the kernel before it, same data, same steps (the
+             revision's kernel must read the same table layout, ``ABI`` in kernel.py)
 
 The table ends with each kernel row's speed-up over the torch row of the same threads and load (medians; the
-torch row on one thread where that thread count was not run).
+torch row on one thread where that thread count was not run), and over each ``kernel@REV`` row of the same
+threads.
 ``--busy`` adds a round with a busy-looping process started beside each run (another process taking a core).
 ``--profile`` prints torch's profiler table for ``torch`` (self CPU time per operation). ``--device cuda``
 runs the torch contenders on the GPU (batches cut on the device; seconds include a warm-up-free timed pass).
@@ -27,6 +31,7 @@ Usage (the issue's shape)::
 
     python benchmarks/bench_probe.py --n 1280000 --concepts 2500 --ones 30 --k 1000 --steps 300 --rounds 2 \
         --contenders kernel:1,kernel:2,torch:1,torch:2 --busy
+    python benchmarks/bench_probe.py --steps 200 --rounds 8 --contenders kernel:2,kernel@HEAD:2   # a kernel edit
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ def _run(args: argparse.Namespace) -> dict:
     y, yv = (np.load(folder / f"{s}-labels.npy") for s in ("train", "val"))
     n_steps = -(-x.shape[0] // 512)
     steps = min(args.steps, n_steps)
+    if args.kernel_rev:
+        _kernel_from_revision(args.kernel_rev)
     if args.run == "kernel":
         (train_s, train_cpu), val_s = _kernel(x, y, xv, yv, args, steps)
     elif args.run in ("torch", "ours"):
@@ -80,9 +87,25 @@ def _run(args: argparse.Namespace) -> dict:
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    return {"run": args.run, "threads": args.threads, "steps": steps, "train_s_per_step": train_s / steps,
+    run = f"{args.run}@{args.kernel_rev}" if args.kernel_rev else args.run
+    return {"run": run, "threads": args.threads, "steps": steps, "train_s_per_step": train_s / steps,
             "val_s": val_s, "s_per_epoch": train_s / steps * n_steps + val_s, "steps_per_epoch": n_steps,
             "train_cpu_s_per_step": train_cpu / steps, "peak_rss_gib": peak / 2**30}
+
+
+def _kernel_from_revision(rev: str) -> None:
+    """Point the compiled probe at ``probe_sgd.c`` as committed at ``rev`` (built into its own cache file)."""
+    from qrprobe.engine.probe import kernel
+
+    repo = Path(__file__).resolve().parent.parent
+    relative = kernel.SOURCES[0].resolve().relative_to(repo)
+    source = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{relative.as_posix()}"], capture_output=True,
+                            text=True)
+    if source.returncode != 0:
+        raise SystemExit(f"--kernel-rev {rev}: git could not show {relative}: {source.stderr.strip()}")
+    folder = Path(tempfile.mkdtemp(prefix="qrprobe-kernel-rev-"))
+    (folder / "probe_sgd.c").write_text(source.stdout)
+    kernel.SOURCES = (folder / "probe_sgd.c",)
 
 
 def _kernel(x, y, xv, yv, args, steps):
@@ -230,8 +253,11 @@ def _reference(x, y, xv, yv, args, steps, dense: bool):
 
 
 def _subprocess(args, run: str, threads: int, data: Path, busy: bool) -> dict:
+    run, _, rev = run.partition("@")
     cmd = [sys.executable, __file__, "--run", run, "--threads", str(threads), "--data", str(data),
            "--k", str(args.k), "--steps", str(args.steps), "--device", args.device]
+    if rev:
+        cmd += ["--kernel-rev", rev]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     load = os.getloadavg()[0]
     try:
@@ -241,7 +267,8 @@ def _subprocess(args, run: str, threads: int, data: Path, busy: bool) -> dict:
             hog.kill()
             hog.wait()
     if proc.returncode != 0:
-        return {"run": run, "threads": threads, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+        why = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"run": f"{run}@{rev}" if rev else run, "threads": threads, "error": why}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out.update(load_before=load, busy=busy)
     return out
@@ -264,6 +291,7 @@ def main() -> None:
     parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--kernel-rev", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -324,6 +352,12 @@ def main() -> None:
             state = "busy" if busy else "quiet"
             print(f"kernel:{threads} {state}: {value:.2f} s/epoch, {base / value:.1f}× faster than the torch path on "
                   f"{base_key[1]} thread(s) ({base:.2f} s/epoch){slowdown}")
+        before = [(key, v) for key, v in medians.items()
+                  if key[0].startswith("kernel@") and key[1:] == (threads, busy)]
+        if run == "kernel":
+            for (other, _, _), v in before:
+                print(f"kernel:{threads} {'busy' if busy else 'quiet'}: {value:.2f} s/epoch against {other}:{threads} "
+                      f"{v:.2f} s/epoch: {v / value:.2f}× (medians of the same rounds)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 

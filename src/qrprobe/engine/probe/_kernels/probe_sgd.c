@@ -44,6 +44,7 @@
 #define QR_LANES 16      /* partial sums of a reduction (vectorizable without reassociation) */
 #define QR_VAL_ROWS 512  /* validation rows per block */
 #define QR_SPIN 256      /* barrier: pause iterations (≈ 15 µs) before sleeping */
+#define QR_AHEAD 8       /* update pass: table rows of W and U fetched ahead (for writing) */
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
@@ -99,6 +100,28 @@ static inline float qr_exp(float x) {
     two_n.i = ((int32_t)n + 127) << 23;
     float out = p * two_n.f;
     return x < -87.0f ? 0.0f : out;
+}
+
+/* *a = elementwise maximum of *a and *b; the maximum and the sum of the 16 lanes of *v as a tree (4 levels of
+   independent operations instead of a chain of 15). Pointers, not vector values: no vector crosses a call. */
+typedef int32_t vi __attribute__((vector_size(64)));
+static inline void qr_vmax(vf *a, const vf *b) {
+    vi m = *a > *b;
+    *a = (vf)(((vi)*a & m) | ((vi)*b & ~m));
+}
+static inline float qr_hmax(const vf *v) {
+    float x[16];
+    memcpy(x, v, sizeof x);
+    for (int h = 8; h > 0; h /= 2)
+        for (int l = 0; l < h; l++) x[l] = x[l + h] > x[l] ? x[l + h] : x[l];
+    return x[0];
+}
+static inline float qr_hsum(const vf *v) {
+    float x[16];
+    memcpy(x, v, sizeof x);
+    for (int h = 8; h > 0; h /= 2)
+        for (int l = 0; l < h; l++) x[l] += x[l + h];
+    return x[0];
 }
 
 /* ------------------------------------------------------------------------------------------- threads */
@@ -211,27 +234,30 @@ QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
     const float *wt = e->w + j * e->m1 * QR_T;
     float *out = e->logit + j * e->bsz * QR_T;
     int64_t width = e->k - j * QR_T < QR_T ? e->k - j * QR_T : QR_T;
+    vf pad[QR_V]; /* added to the logits: 0 in the table's columns, −inf in the tile's columns past K */
+    for (int c = 0; c < QR_V; c++)
+        for (int l = 0; l < 16; l++) pad[c][l] = c * 16 + l < width ? 0.0f : -INFINITY;
     for (int64_t i = 0; i < b; i++) {
         const int32_t *idx = bidx + bptr[i];
         vf sums[QR_V];
 #define QR_FWD_ROW(q) (wt + (int64_t)idx[q] * QR_T)
         QR_GATHER(sums, bptr[i + 1] - bptr[i], QR_FWD_ROW);
-        float acc[QR_T];
-        memcpy(acc, sums, sizeof acc);
-        for (int c = 0; c < QR_T; c++) acc[c] = c < width ? acc[c] : -INFINITY;
-        float mx[QR_LANES], sm[QR_LANES];
-        for (int l = 0; l < QR_LANES; l++) mx[l] = acc[l];
-        for (int c = QR_LANES; c < QR_T; c += QR_LANES)
-            for (int l = 0; l < QR_LANES; l++) mx[l] = acc[c + l] > mx[l] ? acc[c + l] : mx[l];
-        float m = mx[0];
-        for (int l = 1; l < QR_LANES; l++) m = mx[l] > m ? mx[l] : m;
+        for (int c = 0; c < QR_V; c++) sums[c] += pad[c];
+        vf mv = sums[0];
+        for (int c = 1; c < QR_V; c++) qr_vmax(&mv, &sums[c]);
+        float m = qr_hmax(&mv);
         float *o = out + i * QR_T;
-        for (int c = 0; c < QR_T; c++) o[c] = qr_exp(acc[c] - m);
-        for (int l = 0; l < QR_LANES; l++) sm[l] = o[l];
-        for (int c = QR_LANES; c < QR_T; c += QR_LANES)
-            for (int l = 0; l < QR_LANES; l++) sm[l] += o[c + l];
-        float s = 0.0f;
-        for (int l = 0; l < QR_LANES; l++) s += sm[l];
+        vf sv = (vf){0};
+        for (int c = 0; c < QR_V; c++) {
+            float x[16];
+            vf y = sums[c] - m;
+            memcpy(x, &y, sizeof x);
+            for (int l = 0; l < 16; l++) x[l] = qr_exp(x[l]);
+            memcpy(&y, x, sizeof x);
+            ((vfu *)o)[c] = y;
+            sv += y;
+        }
+        float s = qr_hsum(&sv);
         e->tmax[j * e->bsz + i] = m;
         e->tsum[j * e->bsz + i] = s;
     }
@@ -308,6 +334,11 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
 #define QR_BWD_ROW(q) (g + (int64_t)rows[q] * QR_T)
         QR_GATHER(acc, tptr[r + 1] - tptr[r], QR_BWD_ROW);
         vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
+        if (r + QR_AHEAD < e->m1) /* the hardware's stream prefetch alone leaves the pass waiting on the L3 */
+            for (int c = 0; c < QR_T * 4; c += 64) {
+                __builtin_prefetch((const char *)(wt + (r + QR_AHEAD) * QR_T) + c, 1, 0);
+                __builtin_prefetch((const char *)(ut + (r + QR_AHEAD) * QR_T) + c, 1, 0);
+            }
         for (int c = 0; c < QR_V; c++) {
             vf v = u[c] + alpha * acc[c];
             vf wn = w[c] - lr * v;
