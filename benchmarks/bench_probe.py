@@ -103,7 +103,11 @@ def _kernel_from_revision(rev: str) -> None:
                             text=True)
     if source.returncode != 0:
         raise SystemExit(f"--kernel-rev {rev}: git could not show {relative}: {source.stderr.strip()}")
+    import atexit
+    import shutil
+
     folder = Path(tempfile.mkdtemp(prefix="qrprobe-kernel-rev-"))
+    atexit.register(shutil.rmtree, folder, True)  # the built library is cached elsewhere (_native)
     (folder / "probe_sgd.c").write_text(source.stdout)
     kernel.SOURCES = (folder / "probe_sgd.c",)
 
