@@ -7,8 +7,9 @@ many epochs, with the same selected epoch). Why it is faster (≈ 1,600 steps pe
 
 - one C call per epoch, not a dozen torch operations and a scipy slice per step;
 - the table is cut into tiles of 64 columns (``[tile][row][64]``): a tile of the weights and of the momentum
-  (≈ 0.6 MB each at 2,500 concepts) stays in the L2 cache while a step's gathers (≈ 30 rows per sample), its
-  sums per table row and its update pass run over it;
+  (≈ 0.6 MB each at 2,500 concepts) stays in the L2 cache, where it holds 1.5 MB or more, while a step's
+  gathers (≈ 30 rows per sample), its sums per table row and its update pass run over it (with 1 MB of L2,
+  part of the weights' tile comes back from the L3; other widths measured no faster, benchmarks/RESULTS.md);
 - the gradient is summed per table row over the batch rows holding it (the batch's transposed CSR), then the
   momentum step runs once per table row: one pass over the weights instead of three;
 - worker threads take tiles from a shared counter and meet twice per step: when another process holds a
