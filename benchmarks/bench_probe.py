@@ -356,10 +356,10 @@ def main() -> None:
             state = "busy" if busy else "quiet"
             print(f"kernel:{threads} {state}: {value:.2f} s/epoch, {base / value:.1f}× faster than the torch path on "
                   f"{base_key[1]} thread(s) ({base:.2f} s/epoch){slowdown}")
-        before = [(key, v) for key, v in medians.items()
-                  if key[0].startswith("kernel@") and key[1:] == (threads, busy)]
         if run == "kernel":
-            for (other, _, _), v in before:
+            before = [(key[0], v) for key, v in medians.items()
+                      if key[0].startswith("kernel@") and key[1:] == (threads, busy)]
+            for other, v in before:
                 print(f"kernel:{threads} {'busy' if busy else 'quiet'}: {value:.2f} s/epoch against {other}:{threads} "
                       f"{v:.2f} s/epoch: {v / value:.2f}× (medians of the same rounds)")
     if args.json:

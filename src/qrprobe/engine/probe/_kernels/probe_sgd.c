@@ -335,7 +335,7 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
         QR_GATHER(acc, tptr[r + 1] - tptr[r], QR_BWD_ROW);
         vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
         if (r + QR_AHEAD < e->m1) /* the hardware's stream prefetch alone leaves the pass waiting on the L3 */
-            for (int c = 0; c < QR_T * 4; c += 64) {
+            for (size_t c = 0; c < QR_T * sizeof(float); c += 64) { /* each 64-byte line of the rows */
                 __builtin_prefetch((const char *)(wt + (r + QR_AHEAD) * QR_T) + c, 1, 0);
                 __builtin_prefetch((const char *)(ut + (r + QR_AHEAD) * QR_T) + c, 1, 0);
             }
