@@ -41,8 +41,7 @@
 #define QR_T 64          /* columns per tile: a multiple of 16 */
 #endif
 #define QR_V (QR_T / 16) /* vectors of 16 floats per tile row */
-#define QR_LANES 16      /* partial sums of a reduction (vectorizable without reassociation) */
-#define QR_VAL_ROWS 512  /* validation rows per block */
+#define QR_VAL_ROWS 4096 /* validation rows per block: each tile of W is brought from the L3 once per block */
 #define QR_SPIN 256      /* barrier: pause iterations (≈ 15 µs) before sleeping */
 #define QR_AHEAD 8       /* update pass: table rows of W and U fetched ahead (for writing) */
 
@@ -228,38 +227,48 @@ typedef struct {
     int32_t *tcur;
 } Epoch;
 
+/* The columns of tile j: pad[c] is added to a tile row's logits, 0 in the table's columns and −inf in the
+   tile's columns past K (they then take no part in the maximum, and their exponential is 0). */
+static inline void tile_pad(vf pad[QR_V], int64_t k, int64_t j) {
+    int64_t width = k - j * QR_T < QR_T ? k - j * QR_T : QR_T;
+    for (int c = 0; c < QR_V; c++)
+        for (int l = 0; l < 16; l++) pad[c][l] = c * 16 + l < width ? 0.0f : -INFINITY;
+}
+
+/* One row of one tile: sums (the row's logits, padded) → *max, the tile's maximum, and *sum, the sum of
+   exp(logit − max) over the tile; the exponentials stored at out[0 .. QR_T) unless out is NULL. */
+static inline void tile_softmax_part(const vf sums[QR_V], float *out, float *max, float *sum) {
+    vf mv = sums[0];
+    for (int c = 1; c < QR_V; c++) qr_vmax(&mv, &sums[c]);
+    float m = qr_hmax(&mv);
+    vf sv = (vf){0};
+    for (int c = 0; c < QR_V; c++) {
+        float x[16];
+        vf y = sums[c] - m;
+        memcpy(x, &y, sizeof x);
+        for (int l = 0; l < 16; l++) x[l] = qr_exp(x[l]);
+        memcpy(&y, x, sizeof x);
+        if (out) ((vfu *)out)[c] = y;
+        sv += y;
+    }
+    *max = m;
+    *sum = qr_hsum(&sv);
+}
+
 /* (F) one tile: logits of the batch's rows, their exponentials (shifted by the tile's row maximum). */
 QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
     const int32_t *bptr = e->bptr[slot], *bidx = e->bidx[slot];
     const float *wt = e->w + j * e->m1 * QR_T;
     float *out = e->logit + j * e->bsz * QR_T;
-    int64_t width = e->k - j * QR_T < QR_T ? e->k - j * QR_T : QR_T;
-    vf pad[QR_V]; /* added to the logits: 0 in the table's columns, −inf in the tile's columns past K */
-    for (int c = 0; c < QR_V; c++)
-        for (int l = 0; l < 16; l++) pad[c][l] = c * 16 + l < width ? 0.0f : -INFINITY;
+    vf pad[QR_V];
+    tile_pad(pad, e->k, j);
     for (int64_t i = 0; i < b; i++) {
         const int32_t *idx = bidx + bptr[i];
         vf sums[QR_V];
 #define QR_FWD_ROW(q) (wt + (int64_t)idx[q] * QR_T)
         QR_GATHER(sums, bptr[i + 1] - bptr[i], QR_FWD_ROW);
         for (int c = 0; c < QR_V; c++) sums[c] += pad[c];
-        vf mv = sums[0];
-        for (int c = 1; c < QR_V; c++) qr_vmax(&mv, &sums[c]);
-        float m = qr_hmax(&mv);
-        float *o = out + i * QR_T;
-        vf sv = (vf){0};
-        for (int c = 0; c < QR_V; c++) {
-            float x[16];
-            vf y = sums[c] - m;
-            memcpy(x, &y, sizeof x);
-            for (int l = 0; l < 16; l++) x[l] = qr_exp(x[l]);
-            memcpy(&y, x, sizeof x);
-            ((vfu *)o)[c] = y;
-            sv += y;
-        }
-        float s = qr_hsum(&sv);
-        e->tmax[j * e->bsz + i] = m;
-        e->tsum[j * e->bsz + i] = s;
+        tile_softmax_part(sums, out + i * QR_T, &e->tmax[j * e->bsz + i], &e->tsum[j * e->bsz + i]);
     }
 }
 
@@ -434,50 +443,49 @@ typedef struct {
     atomic_int failed;
 } Loss;
 
+/* The cross-entropy summed over the rows first … first + b (b ≤ QR_VAL_ROWS), tile by tile: each row's
+   maximum and sum of exponentials are carried from tile to tile (the sum rescaled when the maximum grows), so
+   the logits are never stored. buf: 3 · QR_VAL_ROWS floats. */
 QR_HOT static double loss_block(const Loss *l, int64_t first, int64_t b, float *buf) {
+    float *rmax = buf, *rsum = buf + QR_VAL_ROWS, *rlabel = buf + 2 * QR_VAL_ROWS;
     for (int64_t j = 0; j < l->n_tiles; j++) {
         const float *wt = l->w + j * l->m1 * QR_T;
-        int64_t width = l->k - j * QR_T < QR_T ? l->k - j * QR_T : QR_T;
+        int64_t c0 = j * QR_T;
+        vf pad[QR_V];
+        tile_pad(pad, l->k, j);
         for (int64_t i = 0; i < b; i++) {
             int64_t row = first + i;
             const int32_t *idx = l->indices + l->indptr[row];
             vf sums[QR_V];
             QR_GATHER(sums, l->indptr[row + 1] - l->indptr[row], QR_FWD_ROW);
-            float acc[QR_T];
-            memcpy(acc, sums, sizeof acc);
-            float *o = buf + (j * QR_VAL_ROWS + i) * QR_T;
-            for (int c = 0; c < QR_T; c++) o[c] = c < width ? acc[c] : -INFINITY;
+            for (int c = 0; c < QR_V; c++) sums[c] += pad[c];
+            int64_t label = l->labels[row] - c0;
+            if (label >= 0 && label < QR_T) {
+                float x[QR_T];
+                memcpy(x, sums, sizeof x);
+                rlabel[i] = x[label];
+            }
+            float m, s;
+            tile_softmax_part(sums, NULL, &m, &s);
+            if (j == 0) {
+                rmax[i] = m;
+                rsum[i] = s;
+            } else if (m > rmax[i]) {
+                rsum[i] = rsum[i] * qr_exp(rmax[i] - m) + s;
+                rmax[i] = m;
+            } else {
+                rsum[i] += s * qr_exp(m - rmax[i]);
+            }
         }
     }
     double total = 0.0;
-    for (int64_t i = 0; i < b; i++) {
-        float mx[QR_LANES], sm[QR_LANES];
-        for (int l = 0; l < QR_LANES; l++) mx[l] = buf[i * QR_T + l];
-        for (int64_t j = 0; j < l->n_tiles; j++) {
-            const float *o = buf + (j * QR_VAL_ROWS + i) * QR_T;
-            for (int c = 0; c < QR_T; c += QR_LANES)
-                for (int t = 0; t < QR_LANES; t++) mx[t] = o[c + t] > mx[t] ? o[c + t] : mx[t];
-        }
-        float m = mx[0];
-        for (int t = 1; t < QR_LANES; t++) m = mx[t] > m ? mx[t] : m;
-        for (int t = 0; t < QR_LANES; t++) sm[t] = 0.0f;
-        for (int64_t j = 0; j < l->n_tiles; j++) {
-            const float *o = buf + (j * QR_VAL_ROWS + i) * QR_T;
-            for (int c = 0; c < QR_T; c += QR_LANES)
-                for (int t = 0; t < QR_LANES; t++) sm[t] += qr_exp(o[c + t] - m);
-        }
-        float s = 0.0f;
-        for (int t = 0; t < QR_LANES; t++) s += sm[t];
-        int64_t label = l->labels[first + i];
-        float x = buf[((label / QR_T) * QR_VAL_ROWS + i) * QR_T + label % QR_T];
-        total += (double)m + log((double)s) - (double)x;
-    }
+    for (int64_t i = 0; i < b; i++) total += (double)rmax[i] + log((double)rsum[i]) - (double)rlabel[i];
     return total;
 }
 
 static void loss_worker(void *p) {
     Loss *l = (Loss *)p;
-    float *buf = aligned_alloc(64, (size_t)(l->n_tiles * QR_VAL_ROWS * QR_T) * sizeof(float));
+    float *buf = malloc((size_t)(3 * QR_VAL_ROWS) * sizeof(float));
     for (;;) {
         int64_t blk = atomic_fetch_add(&l->team.next, 1);
         if (blk >= l->n_blocks) break;
