@@ -21,9 +21,12 @@ memory (data, table and buffers; the same data in every contender).
              revision's kernel must read the same table layout, ``ABI`` in kernel.py)
 
 The table ends with each kernel row's speed-up over the torch row of the same threads and load (medians; the
-torch row on one thread where that thread count was not run), and over each ``kernel@REV`` row of the same
-threads.
-``--busy`` adds a round with a busy-looping process started beside each run (another process taking a core).
+torch row on one thread where that thread count was not run), and with ratios taken round by round (each round
+runs every contender once, the order rotated from round to round, so a contender is not always first), then
+their median: each ``kernel@REV`` row's time over the kernel row's of the same threads, and with ``--busy``
+each kernel row's busy time over its quiet time. The clock of a shared virtual machine drifts over minutes;
+ratios within a round cancel most of that drift, ratios of medians do not.
+``--busy`` adds to every round each contender run beside a busy-looping process (another process taking a core).
 ``--profile`` prints torch's profiler table for ``torch`` (self CPU time per operation). ``--device cuda``
 runs the torch contenders on the GPU (batches cut on the device; seconds include a warm-up-free timed pass).
 
@@ -278,6 +281,23 @@ def _subprocess(args, run: str, threads: int, data: Path, busy: bool) -> dict:
     return out
 
 
+def _paired(rows: list[dict], base: tuple, other: tuple) -> str:
+    """``other``'s seconds per epoch over ``base``'s, round by round (the two ran minutes apart in the same
+    round, so a slow period of a shared machine slows both): the median of the rounds' ratios and their range."""
+    def of(key: tuple) -> dict[int, float]:
+        run, threads, busy = key
+        return {r["round"]: r["s_per_epoch"] for r in rows if r["run"] == run and r["threads"] == threads
+                and r.get("busy") == busy and "error" not in r}
+
+    a, b = of(base), of(other)
+    ratios = sorted(b[i] / a[i] for i in a.keys() & b.keys())
+    if not ratios:
+        return "no round with both"
+    import statistics
+
+    return f"{statistics.median(ratios):.2f}× (rounds {ratios[0]:.2f}–{ratios[-1]:.2f}, n={len(ratios)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_280_000)
@@ -317,12 +337,15 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, "--run", "torch", "--threads", "1", "--data", str(data),
                             "--k", str(args.k), "--steps", str(args.steps), "--profile", "--device", args.device])
         rows = []
-        for busy in (False, True) if args.busy else (False,):
-            for _ in range(args.rounds):
-                for run, threads in contenders:
-                    res = _subprocess(args, run, threads, data, busy)
-                    rows.append(res)
-                    print(f"  {res}", file=sys.stderr, flush=True)
+        runs = [(run, threads, busy) for busy in ((False, True) if args.busy else (False,))
+                for run, threads in contenders]
+        for round_ in range(args.rounds):
+            shift = round_ % len(runs)  # each run in every position in turn: no contender always first
+            for run, threads, busy in runs[shift:] + runs[:shift]:
+                res = _subprocess(args, run, threads, data, busy)
+                res["round"] = round_
+                rows.append(res)
+                print(f"  {res}", file=sys.stderr, flush=True)
     print()
     print("| contender | threads | busy core | s/epoch (median) | min | train s/step | validation s | train CPU s/step "
           "| peak RSS | load avg |")
@@ -349,19 +372,20 @@ def main() -> None:
     for (run, threads, busy), value in medians.items():
         same = [("torch", threads, busy), ("ours", threads, busy), ("torch", 1, busy), ("ours", 1, busy)]
         base_key = next((key for key in same if key in medians), None)
+        state = "busy" if busy else "quiet"
         if run == "kernel" and base_key:
             base = medians[base_key]
-            quiet = medians.get(("kernel", threads, False))
-            slowdown = f"; busy/quiet {value / quiet:.2f}×" if busy and quiet else ""
-            state = "busy" if busy else "quiet"
             print(f"kernel:{threads} {state}: {value:.2f} s/epoch, {base / value:.1f}× faster than the torch path on "
-                  f"{base_key[1]} thread(s) ({base:.2f} s/epoch){slowdown}")
+                  f"{base_key[1]} thread(s) ({base:.2f} s/epoch)")
+        if run == "kernel" and busy and ("kernel", threads, False) in medians:
+            print(f"kernel:{threads} busy/quiet: {_paired(rows, ('kernel', threads, False), (run, threads, busy))} "
+                  f"(medians {value:.2f} / {medians['kernel', threads, False]:.2f} s/epoch)")
         if run == "kernel":
-            before = [(key[0], v) for key, v in medians.items()
-                      if key[0].startswith("kernel@") and key[1:] == (threads, busy)]
-            for other, v in before:
-                print(f"kernel:{threads} {'busy' if busy else 'quiet'}: {value:.2f} s/epoch against {other}:{threads} "
-                      f"{v:.2f} s/epoch: {v / value:.2f}× (medians of the same rounds)")
+            before = [key[0] for key in medians if key[0].startswith("kernel@") and key[1:] == (threads, busy)]
+            for other in before:
+                print(f"kernel:{threads} {state}: {other}:{threads} takes "
+                      f"{_paired(rows, (run, threads, busy), (other, threads, busy))} the time of kernel:{threads} "
+                      f"({medians[other, threads, busy]:.2f} against {value:.2f} s/epoch, medians)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 
