@@ -96,8 +96,9 @@ def _run(args: argparse.Namespace) -> dict:
             "train_cpu_s_per_step": train_cpu / steps, "peak_rss_gib": peak / 2**30}
 
 
-def _kernel_from_revision(rev: str) -> None:
-    """Point the compiled probe at ``probe_sgd.c`` as committed at ``rev`` (built into its own cache file)."""
+def kernel_source_at(rev: str) -> Path:
+    """``probe_sgd.c`` as committed at git revision ``rev``, written to a temporary folder removed at exit (the
+    library built from it is cached elsewhere, by ``qrprobe._native``)."""
     from qrprobe.engine.probe import kernel
 
     repo = Path(__file__).resolve().parent.parent
@@ -105,14 +106,21 @@ def _kernel_from_revision(rev: str) -> None:
     source = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{relative.as_posix()}"], capture_output=True,
                             text=True)
     if source.returncode != 0:
-        raise SystemExit(f"--kernel-rev {rev}: git could not show {relative}: {source.stderr.strip()}")
+        raise SystemExit(f"kernel revision {rev}: git could not show {relative}: {source.stderr.strip()}")
     import atexit
     import shutil
 
     folder = Path(tempfile.mkdtemp(prefix="qrprobe-kernel-rev-"))
-    atexit.register(shutil.rmtree, folder, True)  # the built library is cached elsewhere (_native)
+    atexit.register(shutil.rmtree, folder, True)
     (folder / "probe_sgd.c").write_text(source.stdout)
-    kernel.SOURCES = (folder / "probe_sgd.c",)
+    return folder / "probe_sgd.c"
+
+
+def _kernel_from_revision(rev: str) -> None:
+    """Point the compiled probe at ``probe_sgd.c`` as committed at ``rev`` (built into its own cache file)."""
+    from qrprobe.engine.probe import kernel
+
+    kernel.SOURCES = (kernel_source_at(rev),)
 
 
 def _kernel(x, y, xv, yv, args, steps):

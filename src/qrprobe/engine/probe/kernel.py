@@ -12,9 +12,11 @@ many epochs, with the same selected epoch). Why it is faster (≈ 1,600 steps pe
   part of the weights' tile comes back from the L3; other widths measured no faster, benchmarks/RESULTS.md);
 - the gradient is summed per table row over the batch rows holding it (the batch's transposed CSR), then the
   momentum step runs once per table row: one pass over the weights instead of three;
-- worker threads take tiles from a shared counter and meet twice per step: when another process holds a
+- worker threads take tiles from a shared counter and meet once per step: when another process holds a
   core, the thread that still runs takes the tiles of the one that waits (no fixed share per thread), and a
-  waiting thread sleeps after a short spin instead of taking the busy core.
+  waiting thread sleeps after a short spin instead of taking the busy core;
+- the validation loss runs over blocks of 2,048 rows, tile by tile, each row's maximum and sum of exponentials
+  carried from tile to tile (no logits stored): a tile of W and the block's concept indices stay in the L2.
 
 The results do not depend on the number of threads (each value is computed by the same arithmetic whichever
 thread computes it). Used on the CPU when a batch touches at least ``KERNEL_MIN_TOUCHED`` (5%) of the concepts
@@ -56,12 +58,18 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib, why = _load_library()
     if lib is None:
         return None, why
+    return declare(lib), ""
+
+
+def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` (a build of ``probe_sgd.c``) with the C signatures of its functions declared, for ctypes to check
+    and convert the arguments."""
     lib.qr_probe_epoch.restype = ctypes.c_int
     lib.qr_probe_epoch.argtypes = [_P, _P, _I, _I, _P, _P, _P, _P, _I, _I, _F, _F, _F, _P, ctypes.c_int]
     lib.qr_probe_loss.restype = ctypes.c_int
     lib.qr_probe_loss.argtypes = [_P, _I, _I, _P, _P, _P, _I, ctypes.c_int, _P]
     lib.qr_probe_tile_width.restype = ctypes.c_int
-    return lib, ""
+    return lib
 
 
 def available() -> bool:
@@ -94,12 +102,15 @@ class KernelSGD:
     column tiles) and the epochs of the compiled kernel.
 
     matrix : (n, M + 1) CSR 0/1 with the bias column (:func:`~qrprobe.engine.probe.sgd.with_bias_column`);
-    labels : (n,) cluster ids in ``0 … n_classes − 1``; threads : worker threads (≥ 1).
+    labels : (n,) cluster ids in ``0 … n_classes − 1``; threads : worker threads (≥ 1);
+    library : another build of the kernel, passed through :func:`declare` (a kernel edit measured beside this
+        one, ``benchmarks/ab_probe_kernel.py``); by default this checkout's.
     """
 
     def __init__(self, matrix: sp.csr_matrix, labels: np.ndarray, n_classes: int, batch_size: int,
-                 momentum: float, weight_decay: float, threads: int = 1) -> None:
-        lib = _load()[0]
+                 momentum: float, weight_decay: float, threads: int = 1, *,
+                 library: ctypes.CDLL | None = None) -> None:
+        lib = library if library is not None else _load()[0]
         if lib is None:
             raise RuntimeError(f"the compiled probe cannot run here: {unavailable()}")
         self._lib = lib
@@ -147,4 +158,4 @@ class KernelSGD:
         return self.total_loss(rows) / rows.n
 
 
-__all__ = ["KernelRows", "KernelSGD", "available", "unavailable"]
+__all__ = ["KernelRows", "KernelSGD", "available", "declare", "unavailable"]

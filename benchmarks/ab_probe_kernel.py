@@ -1,0 +1,155 @@
+"""Edits of the compiled probe kernel measured side by side in one process, round by round, on the same batches.
+
+On a shared virtual machine the time of a kernel step moves by ±30% from one minute to the next (the clock,
+and other tenants' use of the shared L3 cache); ``bench_probe.py`` runs each contender in a fresh process,
+seconds to minutes apart, so its whole-epoch figures cannot tell a 10% change from that drift. Here every
+contender is built in this process (``qrprobe._native``, its own cache file per source) and the contenders
+take turns, a few hundred milliseconds each:
+
+- each round draws one permutation of the training rows; every contender runs ``--steps`` SGD steps over its
+  first batches on its own weights (they train on from round to round: after R rounds each has taken R ×
+  steps steps of the same batches), then one validation pass over the validation split; the order of the
+  contenders rotates from round to round;
+- printed per contender: the median ms per training step and seconds per validation pass, and the epoch they
+  imply (steps per epoch × ms per step + validation); for each contender after the first, the first's time
+  over its time, round by round (median and quartiles: above 1, faster than the first), for the steps and
+  for the validation pass separately;
+- at the end, the largest difference between each contender's weights and the first's: float32 rounding
+  (≲ 1e-5) for kernels that compute the same update, more where an edit changed the results.
+
+Contenders: ``.`` (this checkout's ``probe_sgd.c``), ``@REV`` (as committed at git revision REV), or the path
+of a C file (a hand-edited copy). Data: as ``bench_probe.py`` (generated once per shape under ``--keep-data``).
+
+    python benchmarks/ab_probe_kernel.py . @HEAD --threads 2 --rounds 30 --steps 50 --keep-data /tmp/probe-data
+    python benchmarks/ab_probe_kernel.py . /tmp/edit.c --threads 1 --busy        # beside a busy-looping process
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_probe import _data, kernel_source_at  # a sibling script, not a package
+
+
+def _source(spec: str) -> Path:
+    """The C file a contender names."""
+    from qrprobe.engine.probe import kernel
+
+    if spec == ".":
+        return kernel.SOURCES[0]
+    if spec.startswith("@"):
+        return kernel_source_at(spec[1:])
+    path = Path(spec)
+    if not path.is_file():
+        raise SystemExit(f"contender {spec!r}: no such file (expected '.', '@REV' or the path of a C file)")
+    return path
+
+
+def _build(spec: str):
+    """The contender's library, its C signatures declared."""
+    from qrprobe._native import load_library
+    from qrprobe.engine.probe import kernel
+
+    lib, why = load_library("probe_sgd", (_source(spec),), abi_symbol="qr_probe_abi_version",
+                            abi_version=kernel.ABI, flags=kernel.FLAGS)
+    if lib is None:
+        raise SystemExit(f"contender {spec!r}: the kernel could not be built: {why}")
+    return kernel.declare(lib)
+
+
+def _quartiles(values: list[float]) -> str:
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return f"{q2:.3f} ({q1:.3f}–{q3:.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("contenders", nargs="+", help="'.', '@REV' or a C file; the first is the reference")
+    parser.add_argument("--n", type=int, default=1_280_000)
+    parser.add_argument("--concepts", type=int, default=2500)
+    parser.add_argument("--ones", type=int, default=30)
+    parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=50, help="SGD steps per contender per round")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--busy", action="store_true", help="run beside a busy-looping process (a core taken)")
+    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
+    args = parser.parse_args()
+    if len(args.contenders) < 2:
+        parser.error("name two contenders or more: the first is the reference")
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps must be at least 1")
+
+    import scipy.sparse as sp
+
+    from qrprobe.engine.probe import kernel
+    from qrprobe.engine.probe.sgd import with_bias_column
+
+    libs = [_build(spec) for spec in args.contenders]
+    with tempfile.TemporaryDirectory(prefix="qrprobe-ab-probe-") as tmp:
+        data = Path(tmp)
+        if args.keep_data:
+            data = Path(args.keep_data) / f"n{args.n}-m{args.concepts}-o{args.ones}-k{args.k}"
+        if not (data / "val-labels.npy").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            _data(args, data)
+        x, xv = (with_bias_column(sp.load_npz(data / f"{s}.npz").tocsr()) for s in ("train", "val"))
+        y, yv = (np.load(data / f"{s}-labels.npy") for s in ("train", "val"))
+    batch = 512
+    steps_per_epoch = -(-x.shape[0] // batch)
+    steps = min(args.steps, steps_per_epoch)
+    val = kernel.KernelRows(xv, yv)
+    sgds = [kernel.KernelSGD(x, y, args.k, batch, 0.9, 3e-6, args.threads, library=lib) for lib in libs]
+    train = [[] for _ in libs]  # ms per step, per round
+    valid = [[] for _ in libs]  # s per validation pass, per round
+    rng = np.random.default_rng(0)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        for round_ in range(args.rounds):
+            perm = rng.permutation(x.shape[0])[:steps * batch].astype(np.int64)
+            order = list(range(len(libs)))
+            order = order[round_ % len(order):] + order[:round_ % len(order)]
+            for i in order:
+                proba = np.empty(len(perm), dtype=np.float32)
+                t = time.perf_counter()
+                sgds[i].epoch(perm, 3.5, proba)
+                train[i].append((time.perf_counter() - t) / steps * 1e3)
+                t = time.perf_counter()
+                sgds[i].mean_loss(val)
+                valid[i].append(time.perf_counter() - t)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+
+    print(f"data: N={args.n} M={args.concepts} ones/row={args.ones} K={args.k}; {len(y)} training rows "
+          f"({steps_per_epoch} steps of {batch}), {len(yv)} validation rows; {args.threads} thread(s)"
+          f"{', a busy core' if args.busy else ''}; {args.rounds} rounds of {steps} steps per contender")
+    print()
+    print("| contender | ms/step (median) | validation s (median) | s/epoch implied | steps: first/this "
+          "(median, quartiles) | validation: first/this | max abs weight difference vs first |")
+    print("|---|---|---|---|---|---|---|")
+    ref = sgds[0].weight()
+    for i, spec in enumerate(args.contenders):
+        step_ms, val_s = statistics.median(train[i]), statistics.median(valid[i])
+        if i == 0:
+            ratios = ("–", "–", "–")
+        else:
+            ratios = (_quartiles([a / b for a, b in zip(train[0], train[i], strict=True)]),
+                      _quartiles([a / b for a, b in zip(valid[0], valid[i], strict=True)]),
+                      f"{float(np.abs(sgds[i].weight() - ref).max()):.3g}")
+        print(f"| {spec} | {step_ms:.3f} | {val_s:.4f} | {step_ms * steps_per_epoch / 1e3 + val_s:.2f} | "
+              f"{' | '.join(ratios)} |")
+
+
+if __name__ == "__main__":
+    main()
