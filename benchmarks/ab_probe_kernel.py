@@ -48,10 +48,7 @@ def _source(spec: str) -> Path:
         return kernel.SOURCES[0]
     if spec.startswith("@"):
         return kernel_source_at(spec[1:])
-    path = Path(spec)
-    if not path.is_file():
-        raise SystemExit(f"contender {spec!r}: no such file (expected '.', '@REV' or the path of a C file)")
-    return path
+    return Path(spec)
 
 
 def _build(spec: str):
@@ -88,6 +85,9 @@ def main() -> None:
         parser.error("name two contenders or more: the first is the reference")
     if args.rounds < 1 or args.steps < 1:
         parser.error("--rounds and --steps must be at least 1")
+    for spec in args.contenders:
+        if spec != "." and not spec.startswith("@") and not Path(spec).is_file():
+            parser.error(f"contender {spec!r}: no such file (expected '.', '@REV' or the path of a C file)")
 
     import scipy.sparse as sp
 

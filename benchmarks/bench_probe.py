@@ -105,8 +105,9 @@ def kernel_source_at(rev: str) -> Path:
     relative = kernel.SOURCES[0].resolve().relative_to(repo)
     source = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{relative.as_posix()}"], capture_output=True,
                             text=True)
-    if source.returncode != 0:
-        raise SystemExit(f"kernel revision {rev}: git could not show {relative}: {source.stderr.strip()}")
+    if source.returncode != 0:  # bad input: exit code 2, as argparse's errors
+        print(f"kernel revision {rev}: git could not show {relative}: {source.stderr.strip()}", file=sys.stderr)
+        raise SystemExit(2)
     import atexit
     import shutil
 
