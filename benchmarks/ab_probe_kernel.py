@@ -14,6 +14,9 @@ take turns, a few hundred milliseconds each:
   imply (steps per epoch × ms per step + validation); for each contender after the first, the first's time
   over its time, round by round (median and quartiles: above 1, faster than the first), for the steps and
   for the validation pass separately;
+- every contender runs on the same arrays, its weights copied in before its turn and out after (where a table
+  sits in memory changes its cache behaviour: two builds of one source on arrays of their own measured up to
+  1.3× apart here, the same on shared arrays);
 - at the end, the largest difference between each contender's weights and the first's: float32 rounding
   (≲ 1e-5) for kernels that compute the same update, more where an edit changed the results.
 
@@ -109,6 +112,17 @@ def main() -> None:
     steps = min(args.steps, steps_per_epoch)
     val = kernel.KernelRows(xv, yv)
     sgds = [kernel.KernelSGD(x, y, args.k, batch, 0.9, 3e-6, args.threads, library=lib) for lib in libs]
+    # Every contender runs on the same arrays (its state copied in before its turn and out after): where each
+    # table sits in memory changes its cache behaviour, by ±30% here, and would otherwise be measured as code.
+    shared = all(sgd.w.shape == sgds[0].w.shape for sgd in sgds)
+    work_w, work_u = np.zeros_like(sgds[0].w), np.zeros_like(sgds[0].u)
+    saved = [(sgd.w, sgd.u) for sgd in sgds]
+    if shared:
+        for sgd in sgds:
+            sgd.w, sgd.u = work_w, work_u
+    else:
+        print("the contenders' tiles differ in width: each runs on its own arrays (placement not controlled)",
+              file=sys.stderr)
     train = [[] for _ in libs]  # ms per step, per round
     valid = [[] for _ in libs]  # s per validation pass, per round
     rng = np.random.default_rng(0)
@@ -119,6 +133,9 @@ def main() -> None:
             order = list(range(len(libs)))
             order = order[round_ % len(order):] + order[:round_ % len(order)]
             for i in order:
+                if shared:
+                    np.copyto(work_w, saved[i][0])
+                    np.copyto(work_u, saved[i][1])
                 proba = np.empty(len(perm), dtype=np.float32)
                 t = time.perf_counter()
                 sgds[i].epoch(perm, 3.5, proba)
@@ -126,6 +143,9 @@ def main() -> None:
                 t = time.perf_counter()
                 sgds[i].mean_loss(val)
                 valid[i].append(time.perf_counter() - t)
+                if shared:
+                    np.copyto(saved[i][0], work_w)
+                    np.copyto(saved[i][1], work_u)
     finally:
         if hog is not None:
             hog.kill()
@@ -138,6 +158,8 @@ def main() -> None:
     print("| contender | ms/step (median) | validation s (median) | s/epoch implied | steps: first/this "
           "(median, quartiles) | validation: first/this | max abs weight difference vs first |")
     print("|---|---|---|---|---|---|---|")
+    for sgd, (w, u) in zip(sgds, saved, strict=True):
+        sgd.w, sgd.u = w, u
     ref = sgds[0].weight()
     for i, spec in enumerate(args.contenders):
         step_ms, val_s = statistics.median(train[i]), statistics.median(valid[i])
