@@ -14,6 +14,9 @@ take turns, a few hundred milliseconds each:
   imply (steps per epoch × ms per step + validation); for each contender after the first, the first's time
   over its time, round by round (median and quartiles: above 1, faster than the first), for the steps and
   for the validation pass separately;
+- with ``--busy``, every round runs the contenders twice, once quiet and once beside a busy-looping process
+  (started for that half of the round; the halves' order alternates), and each contender's busy epoch over
+  its quiet epoch is taken round by round;
 - every contender runs on the same arrays, its weights copied in before its turn and out after (where a table
   sits in memory changes its cache behaviour: two builds of one source on arrays of their own measured up to
   1.3× apart here, the same on shared arrays);
@@ -24,7 +27,7 @@ Contenders: ``.`` (this checkout's ``probe_sgd.c``), ``@REV`` (as committed at g
 of a C file (a hand-edited copy). Data: as ``bench_probe.py`` (generated once per shape under ``--keep-data``).
 
     python benchmarks/ab_probe_kernel.py . @HEAD --threads 2 --rounds 30 --steps 50 --keep-data /tmp/probe-data
-    python benchmarks/ab_probe_kernel.py . /tmp/edit.c --threads 1 --busy        # beside a busy-looping process
+    python benchmarks/ab_probe_kernel.py . /tmp/edit.c --threads 1 --busy    # also beside a busy-looping process
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50, help="SGD steps per contender per round")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--busy", action="store_true", help="run beside a busy-looping process (a core taken)")
+    parser.add_argument("--busy", action="store_true",
+                        help="every round also runs the contenders beside a busy-looping process (a core taken)")
     parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     args = parser.parse_args()
     if len(args.contenders) < 2:
@@ -123,54 +127,67 @@ def main() -> None:
     else:
         print("the contenders' tiles differ in width: each runs on its own arrays (placement not controlled)",
               file=sys.stderr)
-    train = [[] for _ in libs]  # ms per step, per round
-    valid = [[] for _ in libs]  # s per validation pass, per round
+    states = (False, True) if args.busy else (False,)
+    train = {(i, busy): [] for i in range(len(libs)) for busy in states}  # ms per step, per round
+    valid = {(i, busy): [] for i in range(len(libs)) for busy in states}  # s per validation pass, per round
     rng = np.random.default_rng(0)
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
-    try:
-        for round_ in range(args.rounds):
-            perm = rng.permutation(x.shape[0])[:steps * batch].astype(np.int64)
-            order = list(range(len(libs)))
-            order = order[round_ % len(order):] + order[:round_ % len(order)]
-            for i in order:
-                if shared:
-                    np.copyto(work_w, saved[i][0])
-                    np.copyto(work_u, saved[i][1])
-                proba = np.empty(len(perm), dtype=np.float32)
-                t = time.perf_counter()
-                sgds[i].epoch(perm, 3.5, proba)
-                train[i].append((time.perf_counter() - t) / steps * 1e3)
-                t = time.perf_counter()
-                sgds[i].mean_loss(val)
-                valid[i].append(time.perf_counter() - t)
-                if shared:
-                    np.copyto(saved[i][0], work_w)
-                    np.copyto(saved[i][1], work_u)
-    finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
+    for round_ in range(args.rounds):
+        perm = rng.permutation(x.shape[0])[:steps * batch].astype(np.int64)
+        order = list(range(len(libs)))
+        order = order[round_ % len(order):] + order[:round_ % len(order)]
+        for busy in states if round_ % 2 == 0 else states[::-1]:
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+            try:
+                if hog is not None:
+                    time.sleep(0.3)  # the interpreter started and spinning
+                for i in order:
+                    if shared:
+                        np.copyto(work_w, saved[i][0])
+                        np.copyto(work_u, saved[i][1])
+                    proba = np.empty(len(perm), dtype=np.float32)
+                    t = time.perf_counter()
+                    sgds[i].epoch(perm, 3.5, proba)
+                    train[i, busy].append((time.perf_counter() - t) / steps * 1e3)
+                    t = time.perf_counter()
+                    sgds[i].mean_loss(val)
+                    valid[i, busy].append(time.perf_counter() - t)
+                    if shared:
+                        np.copyto(saved[i][0], work_w)
+                        np.copyto(saved[i][1], work_u)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+
+    def epoch_s(i: int, busy: bool) -> list[float]:
+        return [ms * steps_per_epoch / 1e3 + v for ms, v in zip(train[i, busy], valid[i, busy], strict=True)]
 
     print(f"data: N={args.n} M={args.concepts} ones/row={args.ones} K={args.k}; {len(y)} training rows "
-          f"({steps_per_epoch} steps of {batch}), {len(yv)} validation rows; {args.threads} thread(s)"
-          f"{', a busy core' if args.busy else ''}; {args.rounds} rounds of {steps} steps per contender")
+          f"({steps_per_epoch} steps of {batch}), {len(yv)} validation rows; {args.threads} thread(s); "
+          f"{args.rounds} rounds of {steps} steps per contender{', quiet and beside a busy core' if args.busy else ''}")
     print()
-    print("| contender | ms/step (median) | validation s (median) | s/epoch implied | steps: first/this "
-          "(median, quartiles) | validation: first/this | max abs weight difference vs first |")
-    print("|---|---|---|---|---|---|---|")
+    print("| contender | busy core | ms/step (median) | validation s (median) | s/epoch implied | steps: first/this "
+          "(median, quartiles) | validation: first/this | busy/quiet epoch |")
+    print("|---|---|---|---|---|---|---|---|")
+    for busy in states:
+        for i, spec in enumerate(args.contenders):
+            step_ms, val_s = statistics.median(train[i, busy]), statistics.median(valid[i, busy])
+            ratios = ["–", "–"]
+            if i > 0:
+                ratios = [_quartiles([a / b for a, b in zip(train[0, busy], train[i, busy], strict=True)]),
+                          _quartiles([a / b for a, b in zip(valid[0, busy], valid[i, busy], strict=True)])]
+            slowdown = "–"
+            if busy:
+                slowdown = _quartiles([b / q for q, b in zip(epoch_s(i, False), epoch_s(i, True), strict=True)])
+            print(f"| {spec} | {'yes' if busy else 'no'} | {step_ms:.3f} | {val_s:.4f} | "
+                  f"{statistics.median(epoch_s(i, busy)):.2f} | {' | '.join(ratios)} | {slowdown} |")
     for sgd, (w, u) in zip(sgds, saved, strict=True):
         sgd.w, sgd.u = w, u
     ref = sgds[0].weight()
-    for i, spec in enumerate(args.contenders):
-        step_ms, val_s = statistics.median(train[i]), statistics.median(valid[i])
-        if i == 0:
-            ratios = ("–", "–", "–")
-        else:
-            ratios = (_quartiles([a / b for a, b in zip(train[0], train[i], strict=True)]),
-                      _quartiles([a / b for a, b in zip(valid[0], valid[i], strict=True)]),
-                      f"{float(np.abs(sgds[i].weight() - ref).max()):.3g}")
-        print(f"| {spec} | {step_ms:.3f} | {val_s:.4f} | {step_ms * steps_per_epoch / 1e3 + val_s:.2f} | "
-              f"{' | '.join(ratios)} |")
+    print()
+    for sgd, spec in zip(sgds[1:], args.contenders[1:], strict=True):
+        print(f"{spec}: largest weight difference from {args.contenders[0]}: "
+              f"{float(np.abs(sgd.weight() - ref).max()):.3g}")
 
 
 if __name__ == "__main__":

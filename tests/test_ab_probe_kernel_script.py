@@ -19,21 +19,31 @@ TINY = ["--n", "3000", "--concepts", "40", "--ones", "5", "--k", "20", "--rounds
 pytestmark = pytest.mark.skipif(not kernel.available(), reason="the compiled probe cannot run here")
 
 
-def _table(*args: str, cwd: Path = ROOT) -> dict[str, list[str]]:
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+def _run(*args: str) -> tuple[dict[tuple[str, str], list[str]], dict[str, float]]:
+    """The script's table, {(contender, busy): cells after those two}, and its weight differences by contender."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = [line.strip("|").split("|") for line in proc.stdout.splitlines() if line.startswith("| ")]
-    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines()
+            if line.startswith("| ")]
+    table = {(cells[0], cells[1]): cells[2:] for cells in rows[1:]}
+    differences = {line.split(": ")[0]: float(line.rsplit(": ", 1)[1]) for line in proc.stdout.splitlines()
+                   if ": largest weight difference from " in line}
+    return table, differences
 
 
-def test_the_same_kernel_twice_trains_to_the_same_weights(tmp_path):
+def test_the_same_kernel_twice_trains_to_the_same_weights_quiet_and_busy(tmp_path):
     copy = tmp_path / "probe_sgd.c"
     copy.write_text(kernel.SOURCES[0].read_text())
-    table = _table(".", str(copy), *TINY, "--keep-data", str(tmp_path / "data"))
-    assert table[str(copy)][-1] == "0"
-    assert float(table["."][0]) >= 0  # ms per step
-    assert float(table["."][1]) >= 0  # seconds per validation pass
+    table, differences = _run(".", str(copy), *TINY, "--busy", "--keep-data", str(tmp_path / "data"))
+    assert differences == {str(copy): 0.0}
+    assert set(table) == {(".", "no"), (str(copy), "no"), (".", "yes"), (str(copy), "yes")}
+    ms_per_step, validation_s, epoch_s, *_ = table[".", "yes"]
+    assert float(ms_per_step) >= 0
+    assert float(validation_s) >= 0
+    assert float(epoch_s) >= 0
+    assert table[".", "yes"][-1] != "–"  # busy/quiet, round by round
+    assert table[".", "no"][-1] == "–"
 
 
 def test_an_edit_of_the_update_shows_as_a_weight_difference(tmp_path):
@@ -42,8 +52,8 @@ def test_an_edit_of_the_update_shows_as_a_weight_difference(tmp_path):
     assert update in source
     edited = tmp_path / "edited.c"
     edited.write_text(source.replace(update, "vf wn = w[c] - 0.5f * lr * v;"))
-    table = _table(".", str(edited), *TINY, "--keep-data", str(tmp_path / "data"))
-    assert float(table[str(edited)][-1]) > 1e-4
+    _, differences = _run(".", str(edited), *TINY, "--keep-data", str(tmp_path / "data"))
+    assert differences[str(edited)] > 1e-4
 
 
 def test_a_contender_that_names_nothing_is_refused(tmp_path):
