@@ -35,6 +35,9 @@ Usage (the issue's shape)::
     python benchmarks/bench_probe.py --n 1280000 --concepts 2500 --ones 30 --k 1000 --steps 300 --rounds 2 \
         --contenders kernel:1,kernel:2,torch:1,torch:2 --busy
     python benchmarks/bench_probe.py --steps 200 --rounds 8 --contenders kernel:2,kernel@HEAD:2   # a kernel edit
+
+A kernel edit smaller than ~30% is lost in a shared machine's drift between runs: measure it with
+``benchmarks/ab_probe_kernel.py`` (the contenders alternated in one process on the same arrays).
 """
 
 from __future__ import annotations
