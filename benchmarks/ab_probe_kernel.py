@@ -18,8 +18,8 @@ take turns, a few hundred milliseconds each:
   (started for that half of the round; the halves' order alternates), and each contender's busy epoch over
   its quiet epoch is taken round by round;
 - every contender runs on the same arrays, its weights copied in before its turn and out after (where a table
-  sits in memory changes its cache behaviour: two builds of one source on arrays of their own measured up to
-  1.3× apart here, the same on shared arrays);
+  sits in memory changes its cache behaviour: the same validation code in two builds measured 1.3× apart
+  here on arrays of their own, 1.00× on shared arrays);
 - at the end, the largest difference between each contender's weights and the first's: float32 rounding
   (≲ 1e-5) for kernels that compute the same update, more where an edit changed the results.
 
