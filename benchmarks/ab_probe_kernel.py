@@ -26,8 +26,8 @@ take turns, a few hundred milliseconds each:
 Contenders: ``.`` (this checkout's ``probe_sgd.c``), ``@REV`` (as committed at git revision REV), or the path
 of a C file (a hand-edited copy). Data: as ``bench_probe.py`` (generated once per shape under ``--keep-data``).
 
-    python benchmarks/ab_probe_kernel.py . @HEAD --threads 2 --rounds 30 --steps 50 --keep-data /tmp/probe-data
-    python benchmarks/ab_probe_kernel.py . /tmp/edit.c --threads 1 --busy    # also beside a busy-looping process
+    python benchmarks/ab_probe_kernel.py . @HEAD --threads 2 --rounds 30 --steps 50 --keep-data DATA_DIR
+    python benchmarks/ab_probe_kernel.py . my_edit.c --threads 1 --busy    # also beside a busy-looping process
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_probe import _data, kernel_source_at  # a sibling script, not a package
+from bench_probe import data_folder, kernel_source_at  # a sibling script, not a package
 
 
 def _source(spec: str) -> Path:
@@ -103,12 +103,7 @@ def main() -> None:
 
     libs = [_build(spec) for spec in args.contenders]
     with tempfile.TemporaryDirectory(prefix="qrprobe-ab-probe-") as tmp:
-        data = Path(tmp)
-        if args.keep_data:
-            data = Path(args.keep_data) / f"n{args.n}-m{args.concepts}-o{args.ones}-k{args.k}"
-        if not (data / "val-labels.npy").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            _data(args, data)
+        data = data_folder(args, Path(tmp))
         x, xv = (with_bias_column(sp.load_npz(data / f"{s}.npz").tocsr()) for s in ("train", "val"))
         y, yv = (np.load(data / f"{s}-labels.npy") for s in ("train", "val"))
     batch = 512

@@ -68,6 +68,18 @@ def _data(args: argparse.Namespace, folder: Path) -> None:
         np.save(folder / f"{name}-labels.npy", labels.ravel()[rows])
 
 
+def data_folder(args: argparse.Namespace, tmp: Path) -> Path:
+    """The folder of the generated data (``train``/``val`` CSR and labels): under ``args.keep_data``, one folder
+    per shape, generated once and reused by later runs; else ``tmp``. Generated here where it is missing."""
+    data = Path(tmp)
+    if args.keep_data:
+        data = Path(args.keep_data) / f"n{args.n}-m{args.concepts}-o{args.ones}-k{args.k}"
+    if not (data / "val-labels.npy").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        _data(args, data)
+    return data
+
+
 def _run(args: argparse.Namespace) -> dict:
     """One contender in this process: ``args.steps`` SGD steps, then one validation pass."""
     import numpy as np
@@ -335,13 +347,8 @@ def main() -> None:
         return
     contenders = [(c.split(":")[0], int(c.split(":")[1])) for c in args.contenders.split(",")]
     with tempfile.TemporaryDirectory(prefix="qrprobe-bench-probe-") as tmp:
-        data = Path(tmp)
-        if args.keep_data:  # generated once per shape, reused by later runs
-            data = Path(args.keep_data) / f"n{args.n}-m{args.concepts}-o{args.ones}-k{args.k}"
         t = time.perf_counter()
-        if not (data / "val-labels.npy").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            _data(args, data)
+        data = data_folder(args, Path(tmp))
         print(f"data: N={args.n} M={args.concepts} ones/row={args.ones} K={args.k} "
               f"(ready in {time.perf_counter() - t:.0f} s); {args.steps} steps per run; {os.cpu_count()} CPUs",
               flush=True)
