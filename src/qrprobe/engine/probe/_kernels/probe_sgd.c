@@ -227,6 +227,7 @@ typedef struct {
     int32_t *bptr[3], *bidx[3], *tptr[3], *trow[3];
     int64_t *blab[3];
     int32_t *tcur;
+    int32_t *ints;             /* the allocation holding the slots and tcur */
 } Epoch;
 
 /* The columns of tile j: pad[c] is added to a tile row's logits, 0 in the table's columns and −inf in the
@@ -359,14 +360,23 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
     }
 }
 
-/* Step s's backward of a tile is followed at once by step s + 1's forward of the same tile, while the tile is
-   in the cache: each step reads and writes the table once, and the threads meet once per step. */
-static void epoch_worker(void *p) {
-    Epoch *e = (Epoch *)p;
+/* What one pass does to one tile (item: the tile's number; slot, first, b: this step's batch; prev_slot, prev,
+   b_prev: the previous step's, b_prev = 0 in the first pass and b = 0 in the last). */
+typedef void (*TilePass)(Epoch *e, int64_t j, int prev_slot, int64_t prev, int64_t b_prev, int slot, int64_t b);
+
+/* The training pass of one tile: step s − 1's backward, then at once step s's forward of the same tile, while
+   the tile is in the cache: each step reads and writes the table once, and the threads meet once per step. */
+static void train_tile(Epoch *e, int64_t j, int prev_slot, int64_t prev, int64_t b_prev, int slot, int64_t b) {
+    if (b_prev) backward_tile(e, prev_slot, j, prev, b_prev);
+    if (b) forward_tile(e, slot, j, b);
+}
+
+/* The passes of an epoch on one worker thread: pass s runs ``tile`` over every tile for step s − 1's backward
+   (s > 0) and step s's forward (s < n_steps), and prepares step s + 1's batch (step 0's was prepared before);
+   the threads meet after each pass, the last to arrive running ``serial`` (NULL: none) on step s's batch. */
+static void run_passes(Epoch *e, TilePass tile, void (*serial)(void *)) {
     Team *team = &e->team;
     for (int64_t s = 0; s <= e->n_steps; s++) {
-        /* this pass: step s − 1's backward (s > 0) and step s's forward (s < n_steps), tile by tile; and step
-           s + 1's batch prepared (step 0's was prepared before) */
         int64_t first = s * e->bsz, prev = first - e->bsz, next = first + e->bsz;
         int64_t b = s < e->n_steps ? (e->n - first < e->bsz ? e->n - first : e->bsz) : 0;
         int64_t b_prev = s > 0 ? (e->n - prev < e->bsz ? e->n - prev : e->bsz) : 0;
@@ -378,12 +388,64 @@ static void epoch_worker(void *p) {
                 if (b_next) prepare_batch(e, (int)((s + 1) % 3), next, b_next);
                 continue;
             }
-            if (b_prev) backward_tile(e, (int)((s - 1) % 3), item - 1, prev, b_prev);
-            if (b) forward_tile(e, (int)(s % 3), item - 1, b);
+            tile(e, item - 1, (int)((s + 2) % 3), prev, b_prev, (int)(s % 3), b);
         }
-        Serial serial = {e, b};
-        barrier(team, b ? normalizers : NULL, &serial);
+        Serial arg = {e, b};
+        barrier(team, b && serial ? serial : NULL, &arg);
     }
+}
+
+static void epoch_worker(void *p) { run_passes((Epoch *)p, train_tile, normalizers); }
+
+/* The work buffers of an epoch (see qr_probe_epoch for the arguments), step 0's batch prepared. Returns 0, or
+   −1 when out of memory (nothing allocated then). */
+static int epoch_open(Epoch *e, float *w, float *u, int64_t m1, int64_t k, const int64_t *indptr,
+                      const int32_t *indices, const int64_t *labels, const int64_t *perm, int64_t n, int64_t bsz,
+                      float lr, float momentum, float decay, float *proba) {
+    memset(e, 0, sizeof *e);
+    e->m1 = m1; e->k = k; e->n_tiles = (k + QR_T - 1) / QR_T; e->n = n; e->bsz = bsz;
+    e->n_steps = (n + bsz - 1) / bsz;
+    e->w = w; e->u = u; e->indptr = indptr; e->indices = indices; e->labels = labels; e->perm = perm;
+    e->lr = lr; e->momentum = momentum; e->decay = decay; e->proba = proba;
+    int64_t longest = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t len = indptr[perm[i] + 1] - indptr[perm[i]];
+        longest = len > longest ? len : longest;
+    }
+    e->logit = aligned_alloc(64, (size_t)(e->n_tiles * bsz * QR_T) * sizeof(float));
+    e->tmax = malloc((size_t)(e->n_tiles * bsz) * sizeof(float) * 3 + (size_t)bsz * sizeof(float) * 2);
+    /* per slot: bptr (bsz + 1), tptr (m1 + 1), bidx and trow (longest · bsz each), blab (bsz int64) */
+    size_t slot_ints = (size_t)(bsz + 1 + m1 + 1 + 2 * longest * bsz + 2 * bsz + 1) & ~(size_t)1; /* even */
+    e->ints = malloc((3 * slot_ints + (size_t)m1 + 8) * sizeof(int32_t));
+    if (!e->logit || !e->tmax || !e->ints) {
+        free(e->logit); free(e->tmax); free(e->ints);
+        return -1;
+    }
+    for (int t = 0; t < 3; t++) {
+        int32_t *base = e->ints + t * slot_ints;
+        e->blab[t] = (int64_t *)base;  /* first: 8-byte aligned */
+        e->bptr[t] = base + 2 * bsz;
+        e->tptr[t] = e->bptr[t] + bsz + 1;
+        e->bidx[t] = e->tptr[t] + m1 + 1;
+        e->trow[t] = e->bidx[t] + longest * bsz;
+    }
+    e->tcur = e->ints + 3 * slot_ints;
+    e->tsum = e->tmax + e->n_tiles * bsz;
+    e->scale = e->tsum + e->n_tiles * bsz;
+    e->rmax = e->scale + e->n_tiles * bsz;
+    e->rinv = e->rmax + bsz;
+    if (e->n_steps > 0) prepare_batch(e, 0, 0, n < bsz ? n : bsz);
+    return 0;
+}
+
+static void epoch_close(Epoch *e) {
+    free(e->logit); free(e->tmax); free(e->ints);
+}
+
+/* The number of threads an epoch runs on: at least one, no more than its work items. */
+static int epoch_threads(const Epoch *e, int n_threads) {
+    int threads = n_threads < 1 ? 1 : n_threads;
+    return threads > e->n_tiles + 1 ? (int)(e->n_tiles + 1) : threads;
 }
 
 /* One epoch over the rows perm[0 … n) in batches of bsz. w, u: [n_tiles][m1][QR_T] (n_tiles = ⌈k / QR_T⌉);
@@ -394,43 +456,9 @@ int qr_probe_epoch(float *w, float *u, int64_t m1, int64_t k, const int64_t *ind
                    const int64_t *labels, const int64_t *perm, int64_t n, int64_t bsz, float lr, float momentum,
                    float decay, float *proba, int n_threads) {
     Epoch e;
-    memset(&e, 0, sizeof e);
-    e.m1 = m1; e.k = k; e.n_tiles = (k + QR_T - 1) / QR_T; e.n = n; e.bsz = bsz;
-    e.n_steps = (n + bsz - 1) / bsz;
-    e.w = w; e.u = u; e.indptr = indptr; e.indices = indices; e.labels = labels; e.perm = perm;
-    e.lr = lr; e.momentum = momentum; e.decay = decay; e.proba = proba;
-    int64_t longest = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t len = indptr[perm[i] + 1] - indptr[perm[i]];
-        longest = len > longest ? len : longest;
-    }
-    e.logit = aligned_alloc(64, (size_t)(e.n_tiles * bsz * QR_T) * sizeof(float));
-    e.tmax = malloc((size_t)(e.n_tiles * bsz) * sizeof(float) * 3 + (size_t)bsz * sizeof(float) * 2);
-    /* per slot: bptr (bsz + 1), tptr (m1 + 1), bidx and trow (longest · bsz each), blab (bsz int64) */
-    size_t slot_ints = (size_t)(bsz + 1 + m1 + 1 + 2 * longest * bsz + 2 * bsz + 1) & ~(size_t)1; /* even */
-    int32_t *ints = malloc((3 * slot_ints + (size_t)m1 + 8) * sizeof(int32_t));
-    if (!e.logit || !e.tmax || !ints) {
-        free(e.logit); free(e.tmax); free(ints);
-        return -1;
-    }
-    for (int t = 0; t < 3; t++) {
-        int32_t *base = ints + t * slot_ints;
-        e.blab[t] = (int64_t *)base;  /* first: 8-byte aligned */
-        e.bptr[t] = base + 2 * bsz;
-        e.tptr[t] = e.bptr[t] + bsz + 1;
-        e.bidx[t] = e.tptr[t] + m1 + 1;
-        e.trow[t] = e.bidx[t] + longest * bsz;
-    }
-    e.tcur = ints + 3 * slot_ints;
-    e.tsum = e.tmax + e.n_tiles * bsz;
-    e.scale = e.tsum + e.n_tiles * bsz;
-    e.rmax = e.scale + e.n_tiles * bsz;
-    e.rinv = e.rmax + bsz;
-    if (e.n_steps > 0) prepare_batch(&e, 0, 0, n < bsz ? n : bsz);
-    int threads = n_threads < 1 ? 1 : n_threads;
-    if (threads > e.n_tiles + 1) threads = (int)(e.n_tiles + 1); /* no more threads than work items */
-    run_team(&e.team, threads, epoch_worker, &e);
-    free(e.logit); free(e.tmax); free(ints);
+    if (epoch_open(&e, w, u, m1, k, indptr, indices, labels, perm, n, bsz, lr, momentum, decay, proba)) return -1;
+    run_team(&e.team, epoch_threads(&e, n_threads), epoch_worker, &e);
+    epoch_close(&e);
     return 0;
 }
 
