@@ -10,7 +10,7 @@
    v = μ v_old + λ w_old + g). A tile of W and of U (≈ 0.6 MB each at M = 2,500) stays in the L2 cache while
    the step runs over it.
 
-   A step, per tile of columns: (F) the tile's logits of the batch, their maximum and the sum of their
+   A step, per tile of columns: (F) the tile's logits of the batch, then their maximum and the sum of their
    exponentials; (B) the probabilities (the row's normalizer from all tiles), minus one at the label, summed
    per table row over the batch rows holding it (the batch's transposed CSR), and the step of every table row
    of the tile. Tiles are independent inside a phase: the worker threads take them from a shared counter,
@@ -258,7 +258,10 @@ static inline void tile_softmax_part(const vf sums[QR_V], float *out, float *max
     *sum = qr_hsum(&sv);
 }
 
-/* (F) one tile: logits of the batch's rows, their exponentials (shifted by the tile's row maximum). */
+/* (F) one tile: logits of the batch's rows, then their exponentials (shifted by the tile's row maximum). Two
+   loops, not one: the exponentials of a row computed between two rows' gathers slowed the pair down more than
+   they cost alone (a step 1.07–1.10× faster with the loops apart on one thread, 1.02–1.08× on two;
+   benchmarks/RESULTS.md). */
 QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
     const int32_t *bptr = e->bptr[slot], *bidx = e->bidx[slot];
     const float *wt = e->w + j * e->m1 * QR_T;
@@ -270,7 +273,11 @@ QR_HOT static void forward_tile(Epoch *e, int slot, int64_t j, int64_t b) {
         vf sums[QR_V];
 #define QR_FWD_ROW(q) (wt + (int64_t)idx[q] * QR_T)
         QR_GATHER(sums, bptr[i + 1] - bptr[i], QR_FWD_ROW);
-        for (int c = 0; c < QR_V; c++) sums[c] += pad[c];
+        for (int c = 0; c < QR_V; c++) ((vfu *)(out + i * QR_T))[c] = sums[c] + pad[c];
+    }
+    for (int64_t i = 0; i < b; i++) {
+        vf sums[QR_V];
+        for (int c = 0; c < QR_V; c++) sums[c] = ((const vfu *)(out + i * QR_T))[c];
         tile_softmax_part(sums, out + i * QR_T, &e->tmax[j * e->bsz + i], &e->tsum[j * e->bsz + i]);
     }
 }
