@@ -36,14 +36,13 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_probe import data_folder, kernel_source_at  # a sibling script, not a package
+from bench_probe import add_shape_arguments, kernel_source_at, kernel_split, quartiles  # a sibling script
 
 
 def _source(spec: str) -> Path:
@@ -69,24 +68,15 @@ def _build(spec: str):
     return kernel.declare(lib)
 
 
-def _quartiles(values: list[float]) -> str:
-    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-    return f"{q2:.3f} ({q1:.3f}–{q3:.3f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("contenders", nargs="+", help="'.', '@REV' or a C file; the first is the reference")
-    parser.add_argument("--n", type=int, default=1_280_000)
-    parser.add_argument("--concepts", type=int, default=2500)
-    parser.add_argument("--ones", type=int, default=30)
-    parser.add_argument("--k", type=int, default=1000)
+    add_shape_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50, help="SGD steps per contender per round")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--busy", action="store_true",
                         help="every round also runs the contenders beside a busy-looping process (a core taken)")
-    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     args = parser.parse_args()
     if len(args.contenders) < 2:
         parser.error("name two contenders or more: the first is the reference")
@@ -96,16 +86,10 @@ def main() -> None:
         if spec != "." and not spec.startswith("@") and not Path(spec).is_file():
             parser.error(f"contender {spec!r}: no such file (expected '.', '@REV' or the path of a C file)")
 
-    import scipy.sparse as sp
-
     from qrprobe.engine.probe import kernel
-    from qrprobe.engine.probe.sgd import with_bias_column
 
     libs = [_build(spec) for spec in args.contenders]
-    with tempfile.TemporaryDirectory(prefix="qrprobe-ab-probe-") as tmp:
-        data = data_folder(args, Path(tmp))
-        x, xv = (with_bias_column(sp.load_npz(data / f"{s}.npz").tocsr()) for s in ("train", "val"))
-        y, yv = (np.load(data / f"{s}-labels.npy") for s in ("train", "val"))
+    x, y, xv, yv = kernel_split(args)
     batch = 512
     steps_per_epoch = -(-x.shape[0] // batch)
     steps = min(args.steps, steps_per_epoch)
@@ -169,11 +153,11 @@ def main() -> None:
             step_ms, val_s = statistics.median(train[i, busy]), statistics.median(valid[i, busy])
             ratios = ["–", "–"]
             if i > 0:
-                ratios = [_quartiles([a / b for a, b in zip(train[0, busy], train[i, busy], strict=True)]),
-                          _quartiles([a / b for a, b in zip(valid[0, busy], valid[i, busy], strict=True)])]
+                ratios = [quartiles([a / b for a, b in zip(train[0, busy], train[i, busy], strict=True)]),
+                          quartiles([a / b for a, b in zip(valid[0, busy], valid[i, busy], strict=True)])]
             slowdown = "–"
             if busy:
-                slowdown = _quartiles([b / q for q, b in zip(epoch_s(i, False), epoch_s(i, True), strict=True)])
+                slowdown = quartiles([b / q for q, b in zip(epoch_s(i, False), epoch_s(i, True), strict=True)])
             print(f"| {spec} | {'yes' if busy else 'no'} | {step_ms:.3f} | {val_s:.4f} | "
                   f"{statistics.median(epoch_s(i, busy)):.2f} | {' | '.join(ratios)} | {slowdown} |")
     for sgd, (w, u) in zip(sgds, saved, strict=True):

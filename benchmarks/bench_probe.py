@@ -68,6 +68,24 @@ def _data(args: argparse.Namespace, folder: Path) -> None:
         np.save(folder / f"{name}-labels.npy", labels.ravel()[rows])
 
 
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generated problem's shape (default: the issue's, 1.28M × 2,500 with 30 active → 1,000) and
+    ``--keep-data``: the arguments every probe benchmark takes."""
+    parser.add_argument("--n", type=int, default=1_280_000)
+    parser.add_argument("--concepts", type=int, default=2500)
+    parser.add_argument("--ones", type=int, default=30)
+    parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
+
+
+def quartiles(values: list[float], digits: int = 3) -> str:
+    """"median (lower quartile–upper quartile)" of ``values``, with ``digits`` decimals."""
+    import statistics
+
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return f"{q2:.{digits}f} ({q1:.{digits}f}–{q3:.{digits}f})"
+
+
 def data_folder(args: argparse.Namespace, tmp: Path) -> Path:
     """The folder of the generated data (``train``/``val`` CSR and labels): under ``args.keep_data``, one folder
     per shape, generated once and reused by later runs; else ``tmp``. Generated here where it is missing."""
@@ -78,6 +96,21 @@ def data_folder(args: argparse.Namespace, tmp: Path) -> Path:
         data.mkdir(parents=True, exist_ok=True)
         _data(args, data)
     return data
+
+
+def kernel_split(args: argparse.Namespace) -> tuple:
+    """The generated training and validation rows as the kernel reads them: ``(x, y, xv, yv)``, CSR with the
+    bias column and int labels (the data generated for ``args``' shape where ``--keep-data`` has none)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from qrprobe.engine.probe.sgd import with_bias_column
+
+    with tempfile.TemporaryDirectory(prefix="qrprobe-probe-data-") as tmp:
+        data = data_folder(args, Path(tmp))
+        x, xv = (with_bias_column(sp.load_npz(data / f"{s}.npz").tocsr()) for s in ("train", "val"))
+        y, yv = (np.load(data / f"{s}-labels.npy") for s in ("train", "val"))
+    return x, y, xv, yv
 
 
 def _run(args: argparse.Namespace) -> dict:
@@ -324,10 +357,7 @@ def _paired(rows: list[dict], base: tuple, other: tuple) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1_280_000)
-    parser.add_argument("--concepts", type=int, default=2500)
-    parser.add_argument("--ones", type=int, default=30)
-    parser.add_argument("--k", type=int, default=1000)
+    add_shape_arguments(parser)
     parser.add_argument("--steps", type=int, default=300, help="SGD steps timed per run (then extrapolated)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--contenders", default="kernel:1,kernel:2,torch:1,torch:2",
@@ -336,7 +366,6 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="also run every contender beside a busy loop")
     parser.add_argument("--profile", action="store_true", help="print the profile of ours (1 thread)")
     parser.add_argument("--json", metavar="FILE")
-    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--kernel-rev", help=argparse.SUPPRESS)

@@ -34,14 +34,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kmeans import _machine  # sibling scripts, not a package
-from bench_probe import data_folder
+from bench_probe import add_shape_arguments, kernel_split, quartiles
 
 FLOOR_SOURCE = Path(__file__).with_name("probe_floor.c")
 # probe_floor.c's parts, in its order
@@ -84,40 +83,25 @@ def _caches() -> str:
     return ", ".join(found)
 
 
-def _quartiles(values: list[float]) -> str:
-    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-    return f"{q2:.2f} ({q1:.2f}–{q3:.2f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1_280_000)
-    parser.add_argument("--concepts", type=int, default=2500)
-    parser.add_argument("--ones", type=int, default=30)
-    parser.add_argument("--k", type=int, default=1000)
+    add_shape_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=100, help="SGD steps per contender per round")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--goal", type=float, default=2.0, help="the goal in s/epoch (issue 20: 2)")
-    parser.add_argument("--keep-data", metavar="DIR", help="keep the generated data under DIR and reuse it")
     args = parser.parse_args()
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
         parser.error("--rounds, --steps and --threads must be at least 1")
 
     import time
 
-    import scipy.sparse as sp
-
     from qrprobe.engine.probe import kernel
-    from qrprobe.engine.probe.sgd import with_bias_column
 
     if not kernel.available():
         raise SystemExit(f"the compiled probe cannot run here: {kernel.unavailable()}")
     floor = _floor_library()
-    with tempfile.TemporaryDirectory(prefix="qrprobe-probe-floor-") as tmp:
-        data = data_folder(args, Path(tmp))
-        x, xv = (with_bias_column(sp.load_npz(data / f"{s}.npz").tocsr()) for s in ("train", "val"))
-        y, yv = (np.load(data / f"{s}-labels.npy") for s in ("train", "val"))
+    x, y, xv, yv = kernel_split(args)
     batch = 512
     steps_per_epoch = -(-x.shape[0] // batch)
     steps = min(args.steps, steps_per_epoch)
@@ -173,15 +157,15 @@ def main() -> None:
     for name in (*names, *CACHED):
         step = statistics.median(ms[name])
         share = f"{step / total:.0%}" if name in SUMMED else "–"
-        print(f"| {name} | {_quartiles(ms[name])} | {epoch(step):.2f} | {share} |")
-    print(f"| parts summed ({' + '.join(SUMMED)}) | {_quartiles(summed)} | {epoch(total):.2f} | 100% |")
+        print(f"| {name} | {quartiles(ms[name], 2)} | {epoch(step):.2f} | {share} |")
+    print(f"| parts summed ({' + '.join(SUMMED)}) | {quartiles(summed, 2)} | {epoch(total):.2f} | 100% |")
     print()
     kernel_over_sum = [k / s for k, s in zip(ms["kernel"], summed, strict=True)]
-    print(f"kernel / parts summed, round by round: {_quartiles(kernel_over_sum)}")
+    print(f"kernel / parts summed, round by round: {quartiles(kernel_over_sum, 2)}")
     halves = (("forward (F)", ("forward gathers", "softmax")), ("backward (B)", ("backward gathers", "update")))
     for whole, parts in halves:
         ratio = [ms[whole][r] / sum(ms[p][r] for p in parts) for r in range(args.rounds)]
-        print(f"{whole} / ({' + '.join(parts)}), round by round (below 1: its parts overlap): {_quartiles(ratio)}")
+        print(f"{whole} / ({' + '.join(parts)}), round by round (below 1: its parts overlap): {quartiles(ratio, 2)}")
     cached = statistics.median([sum(ms[name][r] for name in CACHED) for r in range(args.rounds)])
     print(f"goal {args.goal:.2f} s/epoch: the kernel {epoch(statistics.median(ms['kernel'])):.2f}; "
           f"its parts summed {epoch(total):.2f}; its two gathers over cached tiles alone {epoch(cached):.2f}; "
