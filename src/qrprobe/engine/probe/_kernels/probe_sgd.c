@@ -367,8 +367,8 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
     }
 }
 
-/* What one pass does to one tile (item: the tile's number; slot, first, b: this step's batch; prev_slot, prev,
-   b_prev: the previous step's, b_prev = 0 in the first pass and b = 0 in the last). */
+/* What pass s does to tile j: slot and b are step s's batch (b = 0 in the last pass); prev_slot, prev and b_prev
+   are step s − 1's batch, its first position in perm and its size (b_prev = 0 in the first pass). */
 typedef void (*TilePass)(Epoch *e, int64_t j, int prev_slot, int64_t prev, int64_t b_prev, int slot, int64_t b);
 
 /* The training pass of one tile: step s − 1's backward, then at once step s's forward of the same tile, while
