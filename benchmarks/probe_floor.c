@@ -3,7 +3,7 @@
    itself on this machine and how far the whole step is from their sum.
 
    Built with the kernel's own source included (its folder on the include path), so every part runs the kernel's
-   code for that part: QR_GATHER, tile_softmax_part, the update's arithmetic and prefetches. */
+   code for that part: QR_GATHER, tile_softmax_part, step_row. */
 
 #include "probe_sgd.c"
 
@@ -53,26 +53,12 @@ QR_HOT static void backward_gathers(Epoch *e, int slot, int64_t j, int l1) {
     keep(e, j, total);
 }
 
-/* (B) without the gathers: the step of every table row with a zero gradient sum (the same loads, arithmetic,
-   prefetches and stores as backward_tile's update). */
+/* (B) without the gathers: the kernel's step of every table row (step_row) with a zero gradient sum. */
 QR_HOT static void update_only(Epoch *e, int64_t j, int64_t b) {
     float *wt = e->w + j * e->m1 * QR_T, *ut = e->u + j * e->m1 * QR_T;
-    const float alpha = 1.0f / (float)b, lr = e->lr, mom = e->momentum, dec = e->decay;
-    const vf zero = {0};
-    for (int64_t r = 0; r < e->m1; r++) {
-        vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
-        if (r + QR_AHEAD < e->m1)
-            for (size_t c = 0; c < QR_T * sizeof(float); c += 64) {
-                __builtin_prefetch((const char *)(wt + (r + QR_AHEAD) * QR_T) + c, 1, 0);
-                __builtin_prefetch((const char *)(ut + (r + QR_AHEAD) * QR_T) + c, 1, 0);
-            }
-        for (int c = 0; c < QR_V; c++) {
-            vf v = u[c] + alpha * zero;
-            vf wn = w[c] - lr * v;
-            w[c] = wn;
-            u[c] = mom * v + dec * wn;
-        }
-    }
+    const vf zero[QR_V] = {{0}};
+    for (int64_t r = 0; r < e->m1; r++)
+        step_row(wt, ut, r, e->m1, zero, 1.0f / (float)b, e->lr, e->momentum, e->decay);
 }
 
 /* (F) without the gathers: the softmax part of every row of the tile, its input the buffer's contents (the

@@ -26,7 +26,7 @@ overlap; a step beats it only by overlapping them (e.g. the update's L3 traffic 
 
 Usage::
 
-    python benchmarks/probe_floor.py --rounds 10 --steps 100 --keep-data /tmp/probe-data
+    python benchmarks/probe_floor.py --rounds 10 --steps 100 --keep-data probe-data
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ def _floor_library():
     return lib
 
 
+def run_part(lib, part: str, sgd, perm: np.ndarray, lr: float, proba: np.ndarray) -> int:
+    """Part ``part`` (a name in PARTS) of an epoch over ``perm`` on ``sgd``'s arrays (a ``KernelSGD``: its weights,
+    rows, batch size, momentum, decay and threads): ``qr_floor_epoch``'s return code (0 done, −1 out of memory)."""
+    r = sgd.rows
+    return lib.qr_floor_epoch(PARTS.index(part), sgd.w.ctypes.data, sgd.u.ctypes.data, sgd.n_table, sgd.k,
+                              r.indptr.ctypes.data, r.indices.ctypes.data, r.labels.ctypes.data, perm.ctypes.data,
+                              len(perm), sgd.batch_size, lr, sgd.momentum, sgd.weight_decay, proba.ctypes.data,
+                              sgd.threads)
+
+
 def _caches() -> str:
     """The data caches of CPU 0 (Linux sysfs), e.g. "L1d 32K, L2 1024K, L3 32768K"; "" where unknown."""
     found = []
@@ -107,7 +117,6 @@ def main() -> None:
     steps = min(args.steps, steps_per_epoch)
     sgd = kernel.KernelSGD(x, y, args.k, batch, 0.9, 3e-6, args.threads)
     val = kernel.KernelRows(xv, yv)
-    rows = sgd.rows
     names = ("kernel", *PARTS)
     ms = {name: [] for name in names}  # ms per step, per round
     valid: list[float] = []  # the kernel's validation pass, s, per round
@@ -127,10 +136,7 @@ def main() -> None:
                 continue
             w, u = sgd.w.copy(), sgd.u.copy()  # the parts run on the kernel's arrays, its state put back after
             t = time.perf_counter()
-            rc = floor.qr_floor_epoch(PARTS.index(name), sgd.w.ctypes.data, sgd.u.ctypes.data, sgd.n_table, sgd.k,
-                                      rows.indptr.ctypes.data, rows.indices.ctypes.data, rows.labels.ctypes.data,
-                                      perm.ctypes.data, len(perm), batch, 3.5, 0.9, 3e-6, proba.ctypes.data,
-                                      args.threads)
+            rc = run_part(floor, name, sgd, perm, 3.5, proba)
             ms[name].append((time.perf_counter() - t) / steps * 1e3)
             np.copyto(sgd.w, w)
             np.copyto(sgd.u, u)
@@ -170,6 +176,7 @@ def main() -> None:
     print(f"goal {args.goal:.2f} s/epoch: the kernel {epoch(statistics.median(ms['kernel'])):.2f}; "
           f"its parts summed {epoch(total):.2f}; its two gathers over cached tiles alone {epoch(cached):.2f}; "
           f"the same gathers from the L1 {epoch(statistics.median(ms['gathers from L1'])):.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -59,16 +59,13 @@ def test_the_update_part_is_the_momentum_step_with_a_zero_gradient():
     rng = np.random.default_rng(0)
     n, m, k, batch = 300, 12, 70, 64
     x = with_bias_column(sp.csr_matrix((rng.random((n, m)) < 0.3).astype(np.float32)))
-    sgd = kernel.KernelSGD(x, rng.integers(0, k, n), k, batch, 0.9, 1e-3)
+    sgd = kernel.KernelSGD(x, rng.integers(0, k, n), k, batch, 0.9, 1e-3, 2)
     sgd.w[:] = rng.normal(size=sgd.w.shape).astype(np.float32)
     sgd.u[:] = rng.normal(size=sgd.u.shape).astype(np.float32)
     w, u = sgd.w.astype(np.float64), sgd.u.astype(np.float64)
     perm = rng.permutation(n).astype(np.int64)
     proba = np.empty(n, dtype=np.float32)
-    r = sgd.rows
-    rc = lib.qr_floor_epoch(floor.PARTS.index("update"), sgd.w.ctypes.data, sgd.u.ctypes.data, sgd.n_table, k,
-                            r.indptr.ctypes.data, r.indices.ctypes.data, r.labels.ctypes.data, perm.ctypes.data, n,
-                            batch, 0.05, 0.9, 1e-3, proba.ctypes.data, 2)
+    rc = floor.run_part(lib, "update", sgd, perm, 0.05, proba)
     assert rc == 0
     for _ in range(-(-n // batch)):
         v = u
@@ -76,6 +73,7 @@ def test_the_update_part_is_the_momentum_step_with_a_zero_gradient():
         u = 0.9 * v + 1e-3 * w
     np.testing.assert_allclose(sgd.w, w, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(sgd.u, u, rtol=1e-5, atol=1e-5)
+    r = sgd.rows
     assert lib.qr_floor_epoch(99, sgd.w.ctypes.data, sgd.u.ctypes.data, sgd.n_table, k, r.indptr.ctypes.data,
                               r.indices.ctypes.data, r.labels.ctypes.data, perm.ctypes.data, n, batch, 0.05, 0.9,
                               1e-3, proba.ctypes.data, 2) == -2

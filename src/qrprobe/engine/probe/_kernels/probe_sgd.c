@@ -328,6 +328,24 @@ QR_HOT static void normalizers(void *p) {
         for (int64_t i = 0; i < b; i++) e->scale[j * bsz + i] *= e->rinv[i];
 }
 
+/* The SGD step of table row r of a tile (wt, ut: the tile's W and U, m1 rows), acc its gradient summed over the
+   batch (before the 1/b factor alpha); the rows QR_AHEAD further fetched for writing. */
+static inline void step_row(float *wt, float *ut, int64_t r, int64_t m1, const vf acc[QR_V], float alpha, float lr,
+                            float mom, float dec) {
+    vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
+    if (r + QR_AHEAD < m1) /* the hardware's stream prefetch alone leaves the pass waiting on the L3 */
+        for (size_t c = 0; c < QR_T * sizeof(float); c += 64) { /* each 64-byte line of the rows */
+            __builtin_prefetch((const char *)(wt + (r + QR_AHEAD) * QR_T) + c, 1, 0);
+            __builtin_prefetch((const char *)(ut + (r + QR_AHEAD) * QR_T) + c, 1, 0);
+        }
+    for (int c = 0; c < QR_V; c++) {
+        vf v = u[c] + alpha * acc[c];
+        vf wn = w[c] - lr * v;
+        w[c] = wn;
+        u[c] = mom * v + dec * wn;
+    }
+}
+
 /* (B) one tile: probabilities − one-hot, summed per table row, and the SGD step of every table row. */
 QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, int64_t b) {
     const int32_t *tptr = e->tptr[slot], *trow = e->trow[slot];
@@ -352,18 +370,7 @@ QR_HOT static void backward_tile(Epoch *e, int slot, int64_t j, int64_t first, i
         vf acc[QR_V];
 #define QR_BWD_ROW(q) (g + (int64_t)rows[q] * QR_T)
         QR_GATHER(acc, tptr[r + 1] - tptr[r], QR_BWD_ROW);
-        vfu *w = (vfu *)(wt + r * QR_T), *u = (vfu *)(ut + r * QR_T);
-        if (r + QR_AHEAD < e->m1) /* the hardware's stream prefetch alone leaves the pass waiting on the L3 */
-            for (size_t c = 0; c < QR_T * sizeof(float); c += 64) { /* each 64-byte line of the rows */
-                __builtin_prefetch((const char *)(wt + (r + QR_AHEAD) * QR_T) + c, 1, 0);
-                __builtin_prefetch((const char *)(ut + (r + QR_AHEAD) * QR_T) + c, 1, 0);
-            }
-        for (int c = 0; c < QR_V; c++) {
-            vf v = u[c] + alpha * acc[c];
-            vf wn = w[c] - lr * v;
-            w[c] = wn;
-            u[c] = mom * v + dec * wn;
-        }
+        step_row(wt, ut, r, e->m1, acc, alpha, lr, mom, dec);
     }
 }
 
